@@ -1,0 +1,59 @@
+/// One layer as it goes into a pack: kept entries' keys and values, encoded, with their
+/// positions and sizes.
+public struct PackedLayer: Sendable {
+    public var positions: [Int32]
+    public var sizes: [Int32]
+    public var keys: EncodedBlock
+    public var values: EncodedBlock
+    public var count: Int { positions.count }
+}
+
+/// Applies a policy to a snapshot, layer after layer, in order.
+///
+/// Layers must be requested as 0, 1, 2, …: reduction carries state from layer to layer.
+/// With no reduction and no quantization the input bytes are kept exactly (no float round trip).
+public struct SnapshotEncoder {
+    public let snapshot: Snapshot
+    public let policy: Policy
+    private var compressor: any CacheCompressor
+    private var nextLayer = 0
+
+    public init(snapshot: Snapshot, policy: Policy) {
+        self.snapshot = snapshot
+        self.policy = policy
+        self.compressor = policy.reduction.makeCompressor()
+    }
+
+    /// True when the stored keys and values are the input's bytes.
+    public var isExact: Bool { policy.reduction == .none && policy.quantization == .none }
+
+    public func context(_ i: Int) -> LayerContext {
+        LayerContext(index: i, layerCount: snapshot.layerCount, spans: snapshot.metadata.spans,
+                     seqLen: snapshot.seqLen, promptQuery: snapshot.queries(snapshot.layers[i].promptQuery))
+    }
+
+    /// The reduced layer `i` as floats, before quantization (what fidelity is measured on).
+    public mutating func reduce(_ i: Int) -> KVLayer {
+        precondition(i == nextLayer, "layers must be encoded in order: asked for \(i), expected \(nextLayer)")
+        nextLayer += 1
+        return compressor.compress(snapshot.floatLayer(i), context: context(i))
+    }
+
+    /// Encodes layer `i`.
+    public mutating func encode(_ i: Int) -> PackedLayer {
+        if isExact {
+            precondition(i == nextLayer, "layers must be encoded in order: asked for \(i), expected \(nextLayer)")
+            nextLayer += 1
+            let l = snapshot.layers[i]
+            return PackedLayer(positions: snapshot.positions(layer: i), sizes: snapshot.sizes(layer: i),
+                               keys: BlockCodec.encodeRaw(snapshot.data(l.key), dtype: snapshot.dtype),
+                               values: BlockCodec.encodeRaw(snapshot.data(l.value), dtype: snapshot.dtype))
+        }
+        let reduced = reduce(i)
+        let (k, v) = policy.quantization.encode(reduced, context: context(i))
+        return PackedLayer(positions: reduced.positions, sizes: reduced.sizes, keys: k, values: v)
+    }
+
+    /// What the reduction did, for the compression record.
+    public var reductionRecord: [String: String] { compressor.record }
+}

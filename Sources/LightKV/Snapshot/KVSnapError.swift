@@ -1,0 +1,28 @@
+/// Everything that can be wrong with a kvsnap file, each with a message naming the problem.
+public enum KVSnapError: Error, Equatable, CustomStringConvertible {
+    case truncated(String)
+    case headerTooLong(length: UInt64, fileSize: Int)
+    case badJSON(String)
+    case badTensor(name: String, problem: String)
+    case overlappingData(String, String)
+    case missingTensor(String)
+    case shapeMismatch(String)
+    case badMetadata(key: String, problem: String)
+    case badSpans(String)
+    case nonFinite(tensor: String)
+
+    public var description: String {
+        switch self {
+        case .truncated(let what): "file is truncated: \(what)"
+        case .headerTooLong(let n, let size): "header length \(n) runs past the end of the \(size)-byte file"
+        case .badJSON(let what): "header is not valid safetensors JSON: \(what)"
+        case .badTensor(let name, let problem): "tensor \(name): \(problem)"
+        case .overlappingData(let a, let b): "data of tensors \(a) and \(b) overlap"
+        case .missingTensor(let name): "missing tensor \(name)"
+        case .shapeMismatch(let what): "shape mismatch: \(what)"
+        case .badMetadata(let key, let problem): "metadata \(key): \(problem)"
+        case .badSpans(let what): "kvsnap.spans: \(what)"
+        case .nonFinite(let name): "tensor \(name) holds NaN or Inf"
+        }
+    }
+}

@@ -1,0 +1,196 @@
+/// A validated kvsnap file over bytes the caller keeps alive (typically a memory map).
+///
+/// Nothing is copied: each layer's tensors are views into the file, so a 1 GB snapshot costs
+/// one mapping, and callers convert or compress one layer at a time.
+public struct Snapshot: @unchecked Sendable {
+    /// The tensors of one layer, as views into the file.
+    public struct Layer: @unchecked Sendable {
+        public var key: TensorInfo
+        public var value: TensorInfo
+        public var promptQuery: TensorInfo?
+        public var probeQuery: TensorInfo?
+        public var positions: TensorInfo?
+        public var sizes: TensorInfo?
+        /// Entries held in this layer.
+        public var count: Int { key.shape[1] }
+    }
+
+    public let bytes: UnsafeRawBufferPointer
+    public let metadata: SnapshotMetadata
+    public let layers: [Layer]
+    public let dtype: DType
+    public let kvHeads: Int
+    public let headDim: Int
+    public let vHeadDim: Int
+    /// Query heads of `prompt_query`/`probe_query`, when present.
+    public let qHeads: Int?
+    /// Original sequence length (before any merging).
+    public let seqLen: Int
+    /// True when some layer carries `positions`/`sizes` (an already-compressed input).
+    public let isCompressed: Bool
+
+    public var layerCount: Int { layers.count }
+
+    /// Parses and validates a whole kvsnap file: structure, shapes, spans, and (unless
+    /// `checkFinite` is false) that every float is finite.
+    public init(bytes: UnsafeRawBufferPointer, checkFinite: Bool = true) throws(KVSnapError) {
+        self.bytes = bytes
+        let header = try SafetensorsHeader(parsing: bytes)
+        var metadata = try SnapshotMetadata(parsing: header.metadata)
+        let t = header.tensors
+
+        var layerCount = 0
+        while t["layers.\(layerCount).key"] != nil || t["layers.\(layerCount).value"] != nil { layerCount += 1 }
+        guard layerCount > 0 else { throw .missingTensor("layers.0.key") }
+        for name in t.keys {
+            guard name.hasPrefix("layers."), let i = Int(name.split(separator: ".")[1]) else {
+                throw .badTensor(name: name, problem: "not a kvsnap tensor name (expected layers.{i}.key, value, prompt_query, probe_query, positions or sizes)")
+            }
+            guard i < layerCount else { throw .missingTensor("layers.\(layerCount).key (layer \(i) exists, so every layer below it must too)") }
+            let suffix = name.split(separator: ".").dropFirst(2).joined(separator: ".")
+            guard ["key", "value", "prompt_query", "probe_query", "positions", "sizes"].contains(suffix) else {
+                throw .badTensor(name: name, problem: "unknown tensor kind \"\(suffix)\"")
+            }
+        }
+
+        func need(_ name: String) throws(KVSnapError) -> TensorInfo {
+            guard let info = t[name] else { throw .missingTensor(name) }
+            return info
+        }
+        let first = try need("layers.0.key")
+        let dtype = first.dtype
+        guard dtype.isFloat else { throw .badTensor(name: first.name, problem: "dtype I32 is not a float type") }
+        guard first.shape.count == 3 else { throw .badTensor(name: first.name, problem: "shape \(first.shape) is not [kv_heads, seq_len, head_dim]") }
+        let kvHeads = first.shape[0], headDim = first.shape[2]
+        guard kvHeads > 0, headDim > 0 else { throw .badTensor(name: first.name, problem: "shape \(first.shape) has an empty dimension") }
+        let firstValue = try need("layers.0.value")
+        guard firstValue.shape.count == 3 else { throw .badTensor(name: firstValue.name, problem: "shape \(firstValue.shape) is not [kv_heads, seq_len, v_head_dim]") }
+        let vHeadDim = firstValue.shape[2]
+
+        var layers: [Layer] = []
+        var qHeads: Int?
+        var compressed = false
+        for i in 0..<layerCount {
+            let key = try need("layers.\(i).key"), value = try need("layers.\(i).value")
+            for info in [key, value] where info.dtype != dtype {
+                throw .shapeMismatch("\(info.name) is \(info.dtype.rawValue) but layers.0.key is \(dtype.rawValue)")
+            }
+            guard key.shape.count == 3, key.shape[0] == kvHeads, key.shape[2] == headDim else {
+                throw .shapeMismatch("\(key.name) has shape \(key.shape), expected [\(kvHeads), n, \(headDim)] like layers.0.key")
+            }
+            guard value.shape == [kvHeads, key.shape[1], vHeadDim] else {
+                throw .shapeMismatch("\(value.name) has shape \(value.shape), expected [\(kvHeads), \(key.shape[1]), \(vHeadDim)]")
+            }
+            var layer = Layer(key: key, value: value)
+            for (kind, path) in [("prompt_query", \Layer.promptQuery), ("probe_query", \Layer.probeQuery)] {
+                guard let q = t["layers.\(i).\(kind)"] else { continue }
+                guard q.dtype == dtype else { throw .shapeMismatch("\(q.name) is \(q.dtype.rawValue) but keys are \(dtype.rawValue)") }
+                guard q.shape.count == 3, q.shape[2] == headDim, q.shape[0] > 0, q.shape[0] % kvHeads == 0 else {
+                    throw .shapeMismatch("\(q.name) has shape \(q.shape), expected [q_heads, m, \(headDim)] with q_heads a multiple of \(kvHeads)")
+                }
+                if let h = qHeads, h != q.shape[0] { throw .shapeMismatch("\(q.name) has \(q.shape[0]) query heads, other layers \(h)") }
+                qHeads = q.shape[0]
+                layer[keyPath: path] = q
+            }
+            let positions = t["layers.\(i).positions"], sizes = t["layers.\(i).sizes"]
+            if positions != nil || sizes != nil {
+                guard let p = positions, let s = sizes else {
+                    throw .missingTensor("layers.\(i).\(positions == nil ? "positions" : "sizes") (the other is present)")
+                }
+                for info in [p, s] where info.dtype != .i32 || info.shape != [key.shape[1]] {
+                    throw .shapeMismatch("\(info.name) is \(info.dtype.rawValue) \(info.shape), expected I32 [\(key.shape[1])]")
+                }
+                layer.positions = p; layer.sizes = s
+                compressed = true
+            }
+            layers.append(layer)
+        }
+
+        let seqLen: Int
+        if compressed {
+            guard let n = metadata.seqLen else {
+                throw .badMetadata(key: SnapshotMetadata.seqLenKey, problem: "missing, but the file carries positions/sizes so its layers are already compressed")
+            }
+            seqLen = n
+        } else {
+            seqLen = metadata.seqLen ?? first.shape[1]
+            for l in layers where l.count != seqLen {
+                throw .shapeMismatch("\(l.key.name) holds \(l.count) entries but layers.0.key holds \(seqLen) and no positions are given")
+            }
+            metadata.seqLen = nil
+        }
+        try metadata.spans.validate(seqLen: seqLen)
+
+        self.metadata = metadata
+        self.layers = layers
+        self.dtype = dtype
+        self.kvHeads = kvHeads
+        self.headDim = headDim
+        self.vHeadDim = vHeadDim
+        self.qHeads = qHeads
+        self.seqLen = seqLen
+        self.isCompressed = compressed
+
+        for l in layers {
+            if let p = l.positions, let s = l.sizes { try Self.checkMerges(self.int32s(p), self.int32s(s), seqLen: seqLen, name: p.name) }
+        }
+        if checkFinite {
+            for l in layers {
+                for info in [l.key, l.value, l.promptQuery, l.probeQuery].compactMap({ $0 })
+                where !Conversion.allFinite(data(info), dtype: dtype) {
+                    throw .nonFinite(tensor: info.name)
+                }
+            }
+        }
+    }
+
+    /// The raw bytes of a tensor.
+    public func data(_ info: TensorInfo) -> UnsafeRawBufferPointer {
+        UnsafeRawBufferPointer(rebasing: bytes[info.range])
+    }
+
+    public func int32s(_ info: TensorInfo) -> [Int32] {
+        let d = data(info)
+        return (0..<info.elementCount).map { Int32(littleEndian: d.loadUnaligned(fromByteOffset: $0 * 4, as: Int32.self)) }
+    }
+
+    /// Original positions of layer `i`'s entries (0..<seqLen when uncompressed).
+    public func positions(layer i: Int) -> [Int32] {
+        layers[i].positions.map(int32s) ?? (0..<Int32(seqLen)).map { $0 }
+    }
+
+    /// Members each entry of layer `i` stands for (all 1 when uncompressed).
+    public func sizes(layer i: Int) -> [Int32] {
+        layers[i].sizes.map(int32s) ?? [Int32](repeating: 1, count: seqLen)
+    }
+
+    /// Layer `i` decoded to floats, ready for a compressor.
+    public func floatLayer(_ i: Int) -> KVLayer {
+        let l = layers[i]
+        return KVLayer(kvHeads: kvHeads, headDim: headDim, vHeadDim: vHeadDim,
+                       keys: Conversion.floats(data(l.key), dtype: dtype),
+                       values: Conversion.floats(data(l.value), dtype: dtype),
+                       positions: positions(layer: i), sizes: sizes(layer: i))
+    }
+
+    /// A query tensor decoded to floats, with its `[q_heads, m, head_dim]` shape.
+    public func queries(_ info: TensorInfo?) -> QueryBlock? {
+        guard let info else { return nil }
+        return QueryBlock(heads: info.shape[0], count: info.shape[1], headDim: info.shape[2],
+                          values: Conversion.floats(data(info), dtype: dtype))
+    }
+
+    private static func checkMerges(_ p: [Int32], _ s: [Int32], seqLen: Int, name: String) throws(KVSnapError) {
+        var previous: Int32 = -1
+        var total = 0
+        for (pos, size) in zip(p, s) {
+            guard pos > previous, Int(pos) < seqLen else {
+                throw .badTensor(name: name, problem: "position \(pos) is not ascending within [0, \(seqLen))")
+            }
+            guard size >= 1 else { throw .badTensor(name: name, problem: "size \(size) at position \(pos) is below 1") }
+            previous = pos
+            total += Int(size)
+        }
+        guard total <= seqLen else { throw .badTensor(name: name, problem: "sizes sum to \(total), more than seq_len \(seqLen)") }
+    }
+}
