@@ -43,5 +43,6 @@ let package = Package(
         .testTarget(name: "StoreTests", dependencies: ["Store", "LightKV"], swiftSettings: fastMath),
         .testTarget(name: "PipelineTests", dependencies: ["Pipeline", "Store", "LightKV"], swiftSettings: fastMath),
         .testTarget(name: "IntegrationTests", dependencies: ["LightKV"], swiftSettings: fastMath),
-    ]
+    ],
+    swiftLanguageModes: [.v5]
 )
