@@ -40,7 +40,6 @@ let package = Package(
                            .product(name: "ArgumentParser", package: "swift-argument-parser")],
             swiftSettings: fastMath),
         .testTarget(name: "LightKVTests", dependencies: ["LightKV"], swiftSettings: fastMath),
-        .testTarget(name: "StoreTests", dependencies: ["Store", "LightKV"], swiftSettings: fastMath),
         .testTarget(name: "PipelineTests", dependencies: ["Pipeline", "Store", "LightKV"], swiftSettings: fastMath),
         .testTarget(name: "IntegrationTests", dependencies: ["LightKV"], swiftSettings: fastMath),
     ],

@@ -39,7 +39,13 @@ public struct Ingestor {
         let writer = try PackWriter(file: temp)
         var encoder = SnapshotEncoder(snapshot: snapshot, policy: policy)
         try SectionPipeline.run(layerCount: snapshot.layerCount, codec: policy.codec, inFlight: inFlight,
-                               encode: { encoder.encode($0) }, append: { try writer.append($0) })
+                               encode: { i in
+                                    let packed = encoder.encode(i)
+                                    // The layer is copied out; let its pages go so memory stays near one layer.
+                                    let l = snapshot.layers[i]
+                                    for t in [l.key, l.value, l.promptQuery, l.probeQuery].compactMap({ $0 }) { file.release(t.range) }
+                                    return packed
+                                }, append: { try writer.append($0) })
 
         var compression = encoder.reductionRecord
         compression["policy"] = policy.name
