@@ -11,11 +11,25 @@ public struct IngestOutcome: Sendable {
     public var milliseconds: Double
 }
 
+/// The steps of an ingest, in order; a failure is reported with the step it happened in
+/// (the daemon writes it into `NAME.error.json`).
+public enum IngestStage: String, Sendable, Codable {
+    /// Opening and mapping the input file.
+    case read
+    /// Parsing and checking the kvsnap (structure, shapes, spans, finite values).
+    case validate
+    /// Compressing, packing and publishing the blob.
+    case pack
+    /// Inserting the index row.
+    case index
+}
+
 /// Turns a kvsnap file into a stored entry: validate, compress by policy, pack, store, index.
 ///
 /// Order is what makes a crash harmless (docs/DESIGN.md, "Crash safety"): the pack is
-/// written under tmp/, fsynced and renamed into blobs/ before the index row is inserted,
-/// so a row never names a missing blob; a crash leaves at most an unreferenced file.
+/// written under tmp/, fsynced and renamed into blobs/ (`BlobPacker`) before the index row
+/// is inserted, so a row never names a missing blob; a crash leaves at most an
+/// unreferenced file.
 public struct Ingestor {
     public let root: StoreRoot
     /// Layers compressed at once; bounds memory to about this many layers in flight.
@@ -24,53 +38,50 @@ public struct Ingestor {
     public init(root: StoreRoot) { self.root = root }
 
     public func ingest(path: String, policy: Policy) throws -> IngestOutcome {
+        var stage = IngestStage.read
+        return try ingest(path: path, policy: policy, stage: &stage)
+    }
+
+    /// Ingests `path`; `stage` holds the step reached, so a caller that catches an error
+    /// knows where it happened.
+    public func ingest(path: String, policy: Policy, stage: inout IngestStage) throws -> IngestOutcome {
         let start = DispatchTime.now()
+        stage = .read
         let file = try MappedFile(path: path)
+        stage = .validate
         let snapshot: Snapshot
         do { snapshot = try Snapshot(bytes: file.bytes) } catch {
             throw StoreError.invalidSnapshot(path: path, error)
         }
         let id = ContentID.of(snapshot)
+        stage = .index
         if let existing = try root.index.entry(id: id) {
             return IngestOutcome(record: existing, alreadyStored: true, milliseconds: Self.elapsed(since: start))
         }
 
-        let temp = try root.newTempFile()
-        let writer = try PackWriter(file: temp)
-        var encoder = SnapshotEncoder(snapshot: snapshot, policy: policy)
-        try SectionPipeline.run(layerCount: snapshot.layerCount, codec: policy.codec, inFlight: inFlight,
-                               encode: { i in
-                                    let packed = encoder.encode(i)
-                                    // The layer is copied out; let its pages go so memory stays near one layer.
-                                    let l = snapshot.layers[i]
-                                    for t in [l.key, l.value, l.promptQuery, l.probeQuery].compactMap({ $0 }) { file.release(t.range) }
-                                    return packed
-                                }, append: { try writer.append($0) })
+        stage = .pack
+        var packer = BlobPacker(root: root)
+        packer.inFlight = inFlight
+        let blob = try packer.pack(snapshot, policy: policy, done: { i in
+            // The layer is copied out; let its pages go so memory stays near one layer.
+            let l = snapshot.layers[i]
+            for t in [l.key, l.value, l.promptQuery, l.probeQuery].compactMap({ $0 }) { file.release(t.range) }
+        })
 
-        var compression = encoder.reductionRecord
-        compression["policy"] = policy.name
-        compression["quantization"] = policy.quantization.name
-        compression["codec"] = policy.codec.name
-        let (header, blobName) = try writer.finish(
-            metadata: snapshot.metadata.raw.filter { $0.key != SnapshotMetadata.compressionKey && $0.key != SnapshotMetadata.seqLenKey },
-            seqLen: snapshot.seqLen, kvHeads: snapshot.kvHeads, headDim: snapshot.headDim, vHeadDim: snapshot.vHeadDim,
-            inputDType: snapshot.dtype, compression: compression)
-        let blobPath = root.blobPath(blobName)
-        try temp.commit(to: blobPath)
-
+        stage = .index
         let now = Date().timeIntervalSince1970
         let record = EntryRecord(
             id: id, producerKey: snapshot.metadata.key, model: snapshot.metadata.model,
             spans: snapshot.metadata.raw[SnapshotMetadata.spansKey] ?? "[]", layers: snapshot.layerCount,
             kvHeads: snapshot.kvHeads, headDim: snapshot.headDim, vHeadDim: snapshot.vHeadDim, seqLen: snapshot.seqLen,
-            inputDType: snapshot.dtype.rawValue, entriesKept: header.entryCount, policy: policy.name,
-            compression: Self.json(compression), fidelity: nil, bytesIn: file.bytes.count,
-            bytesOut: temp.bytesWritten, blob: blobName, checksum: blobName, createdAt: now, lastAccessed: now)
+            inputDType: snapshot.dtype.rawValue, entriesKept: blob.header.entryCount, policy: policy.name,
+            compression: Self.json(blob.compression), fidelity: nil, bytesIn: file.bytes.count,
+            bytesOut: blob.bytes, blob: blob.name, checksum: blob.name, createdAt: now, lastAccessed: now)
         let sources = snapshot.metadata.spans.enumerated().compactMap { i, s in s.source.map { (source: $0, span: i) } }
         if try !root.index.insert(record, sources: sources) {
             // Another ingest of the same snapshot won the race; keep its row and blob.
             let winner = try root.index.entry(id: id)
-            if winner?.blob != blobName { try? FileSystem.remove(blobPath) }
+            if winner?.blob != blob.name { try? FileSystem.remove(blob.path) }
             return IngestOutcome(record: winner ?? record, alreadyStored: true, milliseconds: Self.elapsed(since: start))
         }
         return IngestOutcome(record: record, alreadyStored: false, milliseconds: Self.elapsed(since: start))

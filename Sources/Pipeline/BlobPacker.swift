@@ -1,0 +1,59 @@
+import Foundation
+import LightKV
+import Store
+
+/// A pack file published under blobs/, durable, and not yet named by any index row.
+public struct PackedBlob: Sendable {
+    /// Content name (XXH3-128 of the file), which is also its checksum.
+    public var name: String
+    public var path: String
+    public var header: PackHeader
+    public var bytes: Int
+    /// The compression record written into the pack header.
+    public var compression: [String: String]
+}
+
+/// Compresses a validated snapshot by a policy into a pack file and publishes it under
+/// blobs/ — the half of an ingest that touches no index row.
+///
+/// Ingest and compaction share it: ingest indexes the blob as a new entry, compaction swaps
+/// an existing entry over to it. The file is written under tmp/, fsynced and renamed into
+/// place before `pack` returns, so whatever indexes it afterwards never names a missing or
+/// half-written file; a crash before the row is written leaves an orphan that `compact`
+/// collects once it is older than its grace period.
+public struct BlobPacker {
+    public let root: StoreRoot
+    /// Layers compressed at once; bounds memory to about this many layers in flight.
+    public var inFlight = 3
+
+    public init(root: StoreRoot) { self.root = root }
+
+    /// Packs `snapshot` with `policy`. `done(i)` is called once layer `i` has been encoded,
+    /// so a caller streaming from a memory map can drop that layer's pages.
+    /// `record` seeds the compression record (compaction keeps what an earlier policy did).
+    public func pack(_ snapshot: Snapshot, policy: Policy, record: [String: String] = [:],
+                     done: (Int) -> Void = { _ in }) throws -> PackedBlob {
+        let temp = try root.newTempFile()
+        let writer = try PackWriter(file: temp)
+        var encoder = SnapshotEncoder(snapshot: snapshot, policy: policy)
+        try SectionPipeline.run(layerCount: snapshot.layerCount, codec: policy.codec, inFlight: inFlight,
+                               encode: { i in
+                                    let packed = encoder.encode(i)
+                                    done(i)
+                                    return packed
+                                }, append: { try writer.append($0) })
+
+        var compression = record
+        for (k, v) in encoder.reductionRecord { compression[k] = v }
+        compression["policy"] = policy.name
+        compression["quantization"] = policy.quantization.name
+        compression["codec"] = policy.codec.name
+        let (header, name) = try writer.finish(
+            metadata: snapshot.metadata.raw.filter { $0.key != SnapshotMetadata.compressionKey && $0.key != SnapshotMetadata.seqLenKey },
+            seqLen: snapshot.seqLen, kvHeads: snapshot.kvHeads, headDim: snapshot.headDim, vHeadDim: snapshot.vHeadDim,
+            inputDType: snapshot.dtype, compression: compression)
+        let path = root.blobPath(name)
+        try temp.commit(to: path)
+        return PackedBlob(name: name, path: path, header: header, bytes: temp.bytesWritten, compression: compression)
+    }
+}

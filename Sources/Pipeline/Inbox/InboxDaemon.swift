@@ -1,0 +1,259 @@
+import Dispatch
+import Foundation
+import LightKV
+import Logging
+import Store
+
+/// How the daemon runs.
+public struct WatchSettings: Sendable {
+    public var policy: Policy
+    /// Files ingested at once (each on its own worker thread with its own index connection).
+    public var jobs: Int = 1
+    /// Seconds a file's size and mtime must stay unchanged before a scan may claim it.
+    public var settle: Double = 1.0
+    /// Seconds between inbox scans.
+    public var interval: Double = 0.25
+    /// Poll instead of using inotify.
+    public var forcePolling = false
+    /// Ingest what is in the inbox (and abandoned work folders), then exit.
+    public var once = false
+    /// Longest wait before retrying an input that failed with a transient error.
+    public var maxBackoff: Double = 60
+
+    public init(policy: Policy) { self.policy = policy }
+}
+
+/// What a daemon run did.
+public struct WatchSummary: Sendable, Codable {
+    public var ingested = 0
+    public var alreadyStored = 0
+    public var failed = 0
+    public var retried = 0
+    public var adopted = 0
+    public var bytesIn = 0
+    public var bytesOut = 0
+}
+
+/// The inbox daemon: watches an inbox, claims complete files, ingests them on `jobs`
+/// workers, and moves each input to done/ (or deletes it) or to failed/.
+///
+/// States (docs/DESIGN-daemon.md): `starting` (open store, lock a work folder) →
+/// `recovering` (adopt work folders of dead daemons and ingest their files) → `running`
+/// (scan, claim, ingest) → `draining` (after `stop()`: claim nothing more, let in-flight
+/// ingests finish) → `stopped`. Nothing is rolled back on a graceful stop because nothing
+/// in flight is abandoned; after a crash, the next start's recovery picks up what was
+/// claimed, and re-ingesting is harmless because an entry's id is its content.
+public final class InboxDaemon: @unchecked Sendable {
+    public enum State: String, Sendable { case starting, recovering, running, draining, stopped }
+
+    public let storePath: String
+    public let layout: InboxLayout
+    public let settings: WatchSettings
+    private let logger: Logger
+    private let queue = InboxQueue()
+    private let lock = NSLock()
+    private var _state = State.starting
+    private var summary = WatchSummary()
+    /// Earliest time an input that failed transiently may be claimed again, and its attempts.
+    private var backoff: [String: (notBefore: Double, attempts: Int)] = [:]
+
+    public init(storePath: String, layout: InboxLayout, settings: WatchSettings, logger: Logger) {
+        self.storePath = storePath
+        self.layout = layout
+        self.settings = settings
+        self.logger = logger
+    }
+
+    public var state: State {
+        lock.lock(); defer { lock.unlock() }
+        return _state
+    }
+
+    private func set(_ state: State) {
+        lock.lock(); _state = state; lock.unlock()
+        logger.debug("state", metadata: ["state": "\(state.rawValue)"])
+    }
+
+    /// Asks the daemon to stop: no new claims; in-flight files finish. Safe from any thread.
+    public func stop() {
+        lock.lock()
+        let running = _state != .stopped
+        if running { _state = .draining }
+        lock.unlock()
+        if running { logger.info("stopping: finishing files in flight") }
+    }
+
+    private var stopping: Bool { let s = state; return s == .draining || s == .stopped }
+
+    /// Runs until `stop()` (or, with `once`, until the inbox is empty). Returns what it did.
+    public func run() throws -> WatchSummary {
+        let claim = try InboxClaim(layout: layout)
+        let disposal = InputDisposal(layout: layout)
+        try disposal.checkSameFilesystem()
+        // Open the store once up front so a bad store path fails before any claim.
+        _ = try StoreRoot(path: storePath)
+        let watcher = InboxWatcher(layout: layout, settle: settings.settle, interval: settings.interval,
+                                   forcePolling: settings.forcePolling)
+        logger.info("watching", metadata: [
+            "inbox": "\(layout.inbox)", "store": "\(storePath)", "policy": "\(settings.policy.name)",
+            "jobs": "\(settings.jobs)", "mode": "\(watcher.mode.rawValue)", "work": "\(claim.folder)",
+            "done": "\(layout.done ?? "(delete)")",
+        ])
+
+        let workers = try (0..<max(1, settings.jobs)).map { _ in
+            Worker(daemon: self, root: try StoreRoot(path: storePath), claim: claim, disposal: disposal)
+        }
+        let group = DispatchGroup()
+        for worker in workers {
+            let thread = Thread { worker.loop(); group.leave() }
+            group.enter()
+            thread.stackSize = 4 << 20
+            thread.start()
+        }
+
+        if !stopping { set(.recovering) }
+        let adopted = claim.adoptAbandoned()
+        for a in adopted {
+            if !a.files.isEmpty {
+                logger.info("recovering abandoned work folder", metadata: ["folder": "\(a.folder)", "files": "\(a.files.count)"])
+            }
+            for f in a.files { queue.push(.claimed(f)) }
+        }
+        if !stopping { set(.running) }
+
+        while !stopping {
+            let now = Date().timeIntervalSince1970
+            let waiting = Set(backoffNames(before: now))
+            let busy = queue.busyNames
+            for name in watcher.ready(excluding: busy.union(waiting)) { queue.push(.inbox(name)) }
+            if settings.once && queue.isIdle && layout.candidates().allSatisfy({ waiting.contains($0) }) { break }
+            watcher.wait()
+        }
+        set(.draining)
+        queue.close()
+        group.wait()
+        for a in adopted {
+            // Emptied folders go; any left (shutdown came first) stay for the next start.
+            if FileSystem.list(a.folder).allSatisfy({ $0.hasPrefix(".") }) { InboxClaim.release(folder: a.folder, lock: a.lock) } else { close(a.lock) }
+        }
+        for path in claim.ownFiles { _ = try? claim.unclaim(path) }
+        claim.releaseOwn()
+        set(.stopped)
+        lock.lock(); let s = summary; lock.unlock()
+        logger.info("stopped", metadata: ["ingested": "\(s.ingested)", "already_stored": "\(s.alreadyStored)",
+                                          "failed": "\(s.failed)", "retried": "\(s.retried)"])
+        return s
+    }
+
+    private func backoffNames(before now: Double) -> [String] {
+        lock.lock(); defer { lock.unlock() }
+        return backoff.filter { $0.value.notBefore > now }.map(\.key)
+    }
+
+    /// Seconds to wait before attempt `n + 1`: 1, 2, 4, … up to `maxBackoff`.
+    static func backoffDelay(attempts: Int, max: Double) -> Double {
+        min(max, pow(2, Double(min(attempts, 30) - 1)))
+    }
+
+    fileprivate func record(_ update: (inout WatchSummary) -> Void) {
+        lock.lock(); update(&summary); lock.unlock()
+    }
+
+    fileprivate func postpone(_ name: String) -> Double {
+        lock.lock(); defer { lock.unlock() }
+        let attempts = (backoff[name]?.attempts ?? 0) + 1
+        let delay = Self.backoffDelay(attempts: attempts, max: settings.maxBackoff)
+        backoff[name] = (Date().timeIntervalSince1970 + delay, attempts)
+        return delay
+    }
+
+    fileprivate func clearBackoff(_ name: String) {
+        lock.lock(); backoff[name] = nil; lock.unlock()
+    }
+
+    /// One worker thread: its own index connection (SQLite connections are not shared
+    /// between threads), ingesting one file at a time.
+    private final class Worker: @unchecked Sendable {
+        let daemon: InboxDaemon
+        let ingestor: Ingestor
+        let claim: InboxClaim
+        let disposal: InputDisposal
+
+        init(daemon: InboxDaemon, root: StoreRoot, claim: InboxClaim, disposal: InputDisposal) {
+            self.daemon = daemon
+            var ingestor = Ingestor(root: root)
+            // Workers already run side by side; fewer layers each keeps memory bounded.
+            ingestor.inFlight = daemon.settings.jobs > 1 ? 2 : 3
+            self.ingestor = ingestor
+            self.claim = claim
+            self.disposal = disposal
+        }
+
+        func loop() {
+            while let item = daemon.queue.pop() {
+                defer { daemon.queue.finish(item) }
+                let path: String
+                switch item {
+                case .inbox(let name):
+                    do {
+                        guard let claimed = try claim.claim(name) else { continue }
+                        path = claimed
+                    } catch {
+                        daemon.logger.error("claim failed", metadata: ["file": "\(name)", "error": "\(error)"])
+                        continue
+                    }
+                case .claimed(let p):
+                    path = p
+                    daemon.record { $0.adopted += 1 }
+                }
+                process(path, name: item.name)
+            }
+        }
+
+        func process(_ path: String, name: String) {
+            let log = daemon.logger
+            let policy = daemon.settings.policy
+            var stage = IngestStage.read
+            do {
+                let outcome = try ingestor.ingest(path: path, policy: policy, stage: &stage)
+                let r = outcome.record
+                let movedTo = try disposal.finish(path, name: name)
+                daemon.clearBackoff(name)
+                daemon.record {
+                    if outcome.alreadyStored { $0.alreadyStored += 1 } else { $0.ingested += 1 }
+                    $0.bytesIn += r.bytesIn
+                    $0.bytesOut += outcome.alreadyStored ? 0 : r.bytesOut
+                }
+                log.info(outcome.alreadyStored ? "already stored" : "ingested", metadata: [
+                    "file": "\(name)", "id": "\(r.id)", "bytes_in": "\(r.bytesIn)", "bytes_out": "\(r.bytesOut)",
+                    "ratio": "\(String(format: "%.3f", r.ratio))", "ms": "\(String(format: "%.1f", outcome.milliseconds))",
+                    "policy": "\(r.policy)", "input": "\(movedTo ?? "deleted")",
+                ])
+            } catch let error as StoreError where error.isTransient {
+                // Disk full, database busy: the input goes back to the inbox untouched and is
+                // tried again after a growing delay.
+                let delay = daemon.postpone(name)
+                daemon.record { $0.retried += 1 }
+                do { try claim.unclaim(path) } catch {
+                    log.error("could not return input to the inbox", metadata: ["file": "\(name)", "error": "\(error)"])
+                }
+                log.warning("transient failure, will retry", metadata: [
+                    "file": "\(name)", "stage": "\(stage.rawValue)", "error": "\(error)",
+                    "retry_in_s": "\(String(format: "%.0f", delay))",
+                ])
+            } catch {
+                daemon.clearBackoff(name)
+                daemon.record { $0.failed += 1 }
+                let report = IngestFailureReport(file: name, stage: stage.rawValue, message: "\(error)",
+                                                 time: ISO8601DateFormatter().string(from: Date()), policy: policy.name)
+                do {
+                    let to = try disposal.fail(path, name: name, report: report)
+                    log.error("failed", metadata: ["file": "\(name)", "stage": "\(stage.rawValue)", "error": "\(error)", "input": "\(to)"])
+                } catch let moveError {
+                    log.error("failed, and could not move the input to failed/", metadata: [
+                        "file": "\(name)", "error": "\(error)", "move_error": "\(moveError)"])
+                }
+            }
+        }
+    }
+}

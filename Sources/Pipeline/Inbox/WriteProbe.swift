@@ -1,0 +1,26 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Asks the kernel whether some process holds a file open for writing, by trying to take
+/// a read lease on it (fcntl F_SETLEASE, F_RDLCK): Linux refuses a read lease with EAGAIN
+/// while any writer has the file open. The lease is given back at once.
+enum WriteProbe {
+    // From <fcntl.h> (Linux): not exported by every Glibc module map.
+    private static let setLease: Int32 = 1024
+    private static let readLease: Int32 = 0   // F_RDLCK
+    private static let noLease: Int32 = 2     // F_UNLCK
+
+    /// True: being written. False: nobody writes it. Nil: leases are unavailable here
+    /// (not the file's owner and no CAP_LEASE, or a filesystem without leases).
+    static func isOpenForWriting(_ path: String) -> Bool? {
+        let fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK)
+        guard fd >= 0 else { return nil }
+        defer { close(fd) }
+        if fcntl(fd, setLease, readLease) == 0 {
+            _ = fcntl(fd, setLease, noLease)
+            return false
+        }
+        return errno == EAGAIN ? true : nil
+    }
+}
