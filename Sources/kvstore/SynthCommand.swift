@@ -42,6 +42,7 @@ struct SynthCommand: ParsableCommand {
         do { spec = try SynthSpec.preset(named: preset) } catch {
             throw ValidationError("--preset \(preset): unknown preset (known: \(SynthSpec.presetNames.joined(separator: ", ")))")
         }
+        let presetGroup = spec.qHeads / spec.kvHeads
         func positive(_ value: Int?, _ flag: String, minimum: Int = 1) throws -> Int? {
             guard let value else { return nil }
             guard value >= minimum else { throw ValidationError("--\(flag) \(value): must be at least \(minimum)") }
@@ -49,11 +50,8 @@ struct SynthCommand: ParsableCommand {
         }
         if let v = try positive(layers, "layers") { spec.layers = v }
         if let v = try positive(kvHeads, "kv-heads") { spec.kvHeads = v }
-        if let v = try positive(qHeads, "q-heads") { spec.qHeads = v } else if kvHeads != nil {
-            // Keep the preset's grouping when only the kv heads change.
-            let group = max(1, try SynthSpec.preset(named: preset).qHeads / max(1, try SynthSpec.preset(named: preset).kvHeads))
-            spec.qHeads = spec.kvHeads * group
-        }
+        // Without --q-heads, keep the preset's grouped-query ratio when --kv-heads changes.
+        if let v = try positive(qHeads, "q-heads") { spec.qHeads = v } else { spec.qHeads = spec.kvHeads * presetGroup }
         if let v = try positive(headDim, "head-dim", minimum: 2) { spec.headDim = v }
         if let grid {
             let parts = grid.lowercased().split(separator: "x", omittingEmptySubsequences: false)
@@ -131,7 +129,7 @@ struct SynthCommand: ParsableCommand {
         do {
             let handle = try FileHandle(forWritingTo: URL(fileURLWithPath: temporary))
             defer { try? handle.close() }
-            try synth.write { chunk in try handle.write(contentsOf: Data(bytesNoCopy: UnsafeMutableRawPointer(mutating: chunk.baseAddress!), count: chunk.count, deallocator: .none)) }
+            try synth.write { chunk in try handle.write(contentsOf: chunk) }
             try handle.synchronize()
         } catch {
             try? FileManager.default.removeItem(atPath: temporary)

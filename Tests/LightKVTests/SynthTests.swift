@@ -131,6 +131,19 @@ final class SynthTests: XCTestCase {
         }
     }
 
+    func testNoiseIsCentredWithTheRequestedSpreadAndSeedsAgree() {
+        var rng = SynthRandom(mixing: 1, 2, 3)
+        var variadic = SynthRandom(seed: SynthRandom.mix([1, 2, 3]))
+        XCTAssertEqual(rng.next(), variadic.next())
+        var buffer = [Float](repeating: 0, count: 100_003)
+        buffer.withUnsafeMutableBufferPointer { rng.addNormal($0.baseAddress!, count: $0.count, scale: 2) }
+        let mean = buffer.reduce(0, +) / Float(buffer.count)
+        let variance = buffer.reduce(0) { $0 + ($1 - mean) * ($1 - mean) } / Float(buffer.count)
+        XCTAssertEqual(mean, 0, accuracy: 0.03)
+        XCTAssertEqual(variance, 4, accuracy: 0.1)
+        XCTAssertLessThan(buffer.map(abs).max()!, 2 * 3.47)
+    }
+
     func testPresetsHaveTheirDocumentedShapes() throws {
         let llava = try SnapshotSynthesizer(spec: try SynthSpec.preset(named: "llava"))
         XCTAssertEqual(llava.spec.seqLen, 35 + 576 + 25)

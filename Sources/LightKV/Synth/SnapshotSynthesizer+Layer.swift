@@ -95,7 +95,7 @@ extension SnapshotSynthesizer {
                                     for d in 0..<hd { k[d] = head.keyBias[d] }
                                     LatentProjection.accumulate(xb.baseAddress! + t * dim, wk.baseAddress!, into: k, latentDim: dim, headDim: hd)
                                     LatentProjection.accumulate(xb.baseAddress! + t * dim, wv.baseAddress!, into: v, latentDim: dim, headDim: hd)
-                                    var rng = SynthRandom(tokenIdentity[t], UInt64(l), UInt64(h))
+                                    var rng = SynthRandom(mixing: tokenIdentity[t], UInt64(l), UInt64(h))
                                     rng.addNormal(k, count: hd, scale: keyNoise)
                                     rng.addNormal(v, count: hd, scale: Self.valueNoise)
                                     if t == 0 {
@@ -213,7 +213,10 @@ extension SnapshotSynthesizer {
                     // Scale so the target's mean key scores focusLogit above the vision average.
                     let targetScore = dot(direction, meanKey(targets[kind]))
                     let reach = dot(residual(meanKey(targets[kind]), basis), target)
-                    let gain = focusLogit(layer: l) * headGain * scale / max(targetScore, 0.5 * abs(reach), 1e-3)
+                    // The cap keeps a degenerate target (keys barely distinct) from producing a
+                    // huge query that would overflow F16; typical |q| is about 2·√headDim.
+                    let gain = min(focusLogit(layer: l) * headGain * scale / max(targetScore, 0.5 * abs(reach), 1e-6),
+                                   8 * scale)
                     var along: Float = 0
                     for d in 0..<hd { along += direction[d] * sink[d] }
                     let sinkCoefficient = sinkLogit(layer: l) * sinkGain * scale / sinkKeyMagnitude
