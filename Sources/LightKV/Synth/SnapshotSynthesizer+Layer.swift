@@ -121,10 +121,11 @@ extension SnapshotSynthesizer {
     ///
     /// A query seeks a target (the focus object; for probes also another object or the prompt).
     /// It is built directly in post-RoPE space as a matched filter: the mean key of the target's
-    /// tokens, made orthogonal to the mean vision key, the mean text key and the sink key (so only
-    /// what is distinctive about the target raises logits, and vision tokens average logit 0),
-    /// tilted per head and per token, and scaled so the target's tokens average `focusLogit`.
-    /// Then the sink direction is added, scaled to `sinkLogit`. Any post-RoPE vector is the
+    /// tokens, made orthogonal to the mean text key, the sink key and the mean keys of the other
+    /// image regions (objects and backgrounds), so that what is distinctive about the target is
+    /// what raises logits; then tilted per head and per token (random directions orthogonal to
+    /// the mean vision, text and sink keys) and scaled so the target's tokens average a logit of
+    /// `focusLogit`. Then the sink direction is added, scaled to `sinkLogit`. Any post-RoPE vector is the
     /// rotation of some pre-RoPE query (`R(−position)·q`), so this is a query "with RoPE applied";
     /// building it after rotation keeps the focus independent of how many slow RoPE pairs
     /// `headDim` has.
@@ -181,9 +182,10 @@ extension SnapshotSynthesizer {
                 let r = residual(v, basis)
                 return dot(r, r) > 1e-12 ? unit(r) : nil
             }
-            // A target's direction is its mean key with the common means and the most similar
-            // other regions' mean keys projected out (a cheap linear discriminant), using at most
-            // half the head's dimensions so that enough of the target's own signal survives.
+            // A target's direction is its mean key with the text mean, the sink key and the most
+            // similar other regions' mean keys projected out (a cheap linear discriminant), using
+            // at most half the head's dimensions so that enough of the target's own signal
+            // survives; where too little survives, only the common means are removed.
             let targetKeys = zip(targets, targetRegions).map { tokens, region -> [Float] in
                 let own = residual(meanKey(tokens), basis)
                 let ownNorm = dot(own, own).squareRoot()
@@ -210,7 +212,7 @@ extension SnapshotSynthesizer {
                     let tilt = orthogonalUnit(rng.normals(hd), to: basis) ?? basis[0]
                     var direction = target
                     for d in 0..<hd { direction[d] += 0.15 * headTilt[d] + 0.15 * tilt[d] }
-                    // Scale so the target's mean key scores focusLogit above the vision average.
+                    // Scale so the target's mean key scores focusLogit.
                     let targetScore = dot(direction, meanKey(targets[kind]))
                     let reach = dot(residual(meanKey(targets[kind]), basis), target)
                     // The cap keeps a degenerate target (keys barely distinct) from producing a
