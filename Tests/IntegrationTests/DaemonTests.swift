@@ -1,0 +1,168 @@
+import Foundation
+import XCTest
+import LightKV
+
+/// `kvstore watch` as a fleet runs it: killed at any moment, fed bad files, raced by a
+/// second daemon, stopped by SIGTERM — and no input is ever lost or stored twice.
+final class DaemonTests: XCTestCase {
+    /// Fast scans so the tests spend their time ingesting, not waiting.
+    let fast = ["--settle", "0.05", "--interval", "0.05"]
+
+    func testKillNineAtRandomMomentsLosesNothingAndStoresNothingTwice() throws {
+        let s = try Scratch()
+        let inbox = try InboxFixture(s)
+        var generator = SystemRandomNumberGenerator()
+        var dropped: [String] = []
+        var kills = 0
+        // Rounds of: drop a few files, start the daemon, kill -9 it after a random delay.
+        for round in 0..<12 {
+            for k in 0..<5 {
+                let seed = round * 5 + k
+                dropped.append(try inbox.drop("f\(seed).safetensors", seed: seed))
+            }
+            let daemon = try inbox.start(["--jobs", "2"] + fast)
+            usleep(UInt32.random(in: 20_000...300_000, using: &generator))
+            kill(daemon.processIdentifier, SIGKILL)
+            daemon.waitUntilExit()
+            if daemon.terminationReason == .uncaughtSignal { kills += 1 }
+            try assertEveryInputIsSomewhereOnce(inbox, dropped.count)
+        }
+        XCTAssertGreaterThanOrEqual(kills, 10, "the daemon was killed mid-run, not after it had finished")
+
+        // A clean run recovers what the killed ones left in their work folders.
+        let finish = try s.cli.run(["watch", inbox.inbox, "--once", "--jobs", "2"] + fast)
+        XCTAssertEqual(finish.status, 0, finish.stderr)
+        XCTAssertEqual(inbox.inDone.count, 60, "every input ends in done/: \(inbox.inInbox) \(inbox.inWork)")
+        XCTAssertEqual(inbox.inInbox, [])
+        XCTAssertEqual(inbox.inWork, [])
+        XCTAssertEqual(InboxFixture.names(inbox.failed), [])
+        let keys = try inbox.storedKeys()
+        XCTAssertEqual(keys, (0..<60).map { "key-\($0)" }.sorted(), "each input stored exactly once")
+        let verify = try inbox.verify()
+        XCTAssertEqual(verify.status, 0)
+        XCTAssertEqual(verify.failures, 0, "no index row without its blob")
+        // Orphans (a blob published just before a kill, its row never written) are what
+        // compaction collects.
+        let compact = try s.cli.run("compact", "--grace-seconds", "0")
+        XCTAssertEqual(compact.status, 0, compact.stderr)
+        XCTAssertEqual(try inbox.verify().orphans, 0)
+    }
+
+    /// After any kill: each input is in exactly one of inbox, a work folder, done/; every
+    /// one in done/ is stored; no row lacks its blob.
+    private func assertEveryInputIsSomewhereOnce(_ inbox: InboxFixture, _ count: Int, file: StaticString = #filePath, line: UInt = #line) throws {
+        let places = inbox.inInbox + inbox.inWork + inbox.inDone
+        XCTAssertEqual(places.sorted(), (0..<count).map { "f\($0).safetensors" }.sorted(), "inputs lost or duplicated", file: file, line: line)
+        let keys = Set(try inbox.storedKeys())
+        for name in inbox.inDone {
+            let seed = name.dropFirst().prefix { $0.isNumber }
+            XCTAssertTrue(keys.contains("key-\(seed)"), "\(name) is in done/ but not stored", file: file, line: line)
+        }
+        XCTAssertEqual(try inbox.verify().failures, 0, "an index row without its blob", file: file, line: line)
+    }
+
+    func testMalformedInputsEndInFailedWithAReasonWhileGoodOnesAreIngested() throws {
+        let s = try Scratch()
+        let inbox = try InboxFixture(s)
+        let good = try Data(contentsOf: URL(fileURLWithPath: try s.snapshot("staging/full", seed: 9)))
+        var hugeHeader = [UInt8](repeating: 0xFF, count: 8)
+        hugeHeader[7] = 0x0F
+        hugeHeader += Array("{\"layers.0.key\":{}}".utf8)
+        var wrongShape = KVSnapBuilder(metadata: SnapshotMetadata(model: "m", spans: [.text(0, 4, role: .prompt)]))
+        wrongShape.add("layers.0.key", dtype: .f16, shape: [2, 4, 8], floats: [Float](repeating: 0.5, count: 64))
+        wrongShape.add("layers.0.value", dtype: .f16, shape: [2, 5, 8], floats: [Float](repeating: 0.5, count: 80))
+        let bad: [String: [UInt8]] = [
+            "truncated.safetensors": Array(good.prefix(good.count / 2)),
+            "random.safetensors": (0..<4096).map { _ in UInt8.random(in: 0...255) },
+            "huge-header.safetensors": hugeHeader,
+            "wrong-shape.safetensors": wrongShape.bytes(),
+        ]
+        for (name, bytes) in bad { _ = try s.write("inbox/" + name, bytes) }
+        try s.snapshot("inbox/nan.safetensors", seed: 5, nan: true)
+        for seed in 0..<3 { try inbox.drop("good\(seed).safetensors", seed: seed) }
+
+        let r = try s.cli.run(["watch", inbox.inbox, "--once"] + fast)
+        XCTAssertEqual(r.status, 0, r.stderr)
+        XCTAssertEqual(inbox.inDone, ["good0.safetensors", "good1.safetensors", "good2.safetensors"])
+        XCTAssertEqual(try inbox.storedKeys(), ["key-0", "key-1", "key-2"])
+        let expected = [
+            "truncated.safetensors": "truncated",
+            "random.safetensors": "invalid kvsnap",
+            "huge-header.safetensors": "header length",
+            "wrong-shape.safetensors": "shape mismatch: layers.0.value",
+            "nan.safetensors": "layers.2.key holds NaN or Inf",
+        ]
+        XCTAssertEqual(InboxFixture.names(inbox.failed).filter { !$0.hasSuffix(".error.json") }, expected.keys.sorted())
+        for (name, reason) in expected {
+            let json = try Data(contentsOf: URL(fileURLWithPath: inbox.failed + "/" + name + ".error.json"))
+            let report = try JSONSerialization.jsonObject(with: json) as! [String: String]
+            XCTAssertEqual(report["file"], name)
+            XCTAssertEqual(report["stage"], "validate", name)
+            XCTAssertEqual(report["policy"], "none+zstd3")
+            XCTAssertNotNil(report["time"])
+            XCTAssertTrue(report["message"]?.contains(reason) == true, "\(name): \(report["message"] ?? "")")
+        }
+    }
+
+    func testAFileStillBeingWrittenIsNotIngestedHalfWritten() throws {
+        for mode in [[], ["--poll"]] {
+            let s = try Scratch()
+            let inbox = try InboxFixture(s)
+            let bytes = try Data(contentsOf: URL(fileURLWithPath: try s.snapshot("staging/full", seed: 3, layers: 6)))
+            let daemon = try inbox.start(mode + ["--settle", "0.2", "--interval", "0.05"])
+            // The producer writes the final name directly, pausing longer than the settle time.
+            let path = inbox.inbox + "/slow.safetensors"
+            FileManager.default.createFile(atPath: path, contents: nil)
+            let handle = try FileHandle(forWritingTo: URL(fileURLWithPath: path))
+            let parts = 4
+            for p in 0..<parts {
+                let range = (bytes.count * p / parts)..<(bytes.count * (p + 1) / parts)
+                handle.write(bytes.subdata(in: range))
+                usleep(400_000)
+            }
+            try handle.close()
+            XCTAssertTrue(inbox.wait(timeout: 10) { inbox.inDone == ["slow.safetensors"] }, "mode \(mode): \(inbox.log())")
+            kill(daemon.processIdentifier, SIGTERM)
+            daemon.waitUntilExit()
+            XCTAssertEqual(daemon.terminationStatus, 0)
+            XCTAssertEqual(InboxFixture.names(inbox.failed), [], "mode \(mode): never claimed half-written: \(inbox.log())")
+            XCTAssertEqual(try inbox.storedKeys(), ["key-3"])
+        }
+    }
+
+    func testTwoDaemonsOnOneInboxIngestEachFileOnce() throws {
+        let s = try Scratch()
+        let inbox = try InboxFixture(s)
+        for seed in 0..<30 { try inbox.drop("f\(seed).safetensors", seed: seed) }
+        let daemons = try (0..<2).map { try inbox.start(["--jobs", "2"] + fast, log: "watch\($0).log") }
+        XCTAssertTrue(inbox.wait(timeout: 30) { inbox.inDone.count == 30 }, "done: \(inbox.inDone.count)")
+        for d in daemons { kill(d.processIdentifier, SIGTERM) }
+        for d in daemons { d.waitUntilExit(); XCTAssertEqual(d.terminationStatus, 0) }
+        let logs = (0..<2).map { inbox.log("watch\($0).log") }
+        let ingested = logs.map { $0.components(separatedBy: "] ingested").count - 1 }
+        XCTAssertEqual(ingested.reduce(0, +), 30, "each file ingested by exactly one daemon: \(ingested)")
+        XCTAssertFalse(logs.joined().contains("already stored"), "no file was processed twice")
+        XCTAssertEqual(try inbox.storedKeys().count, 30)
+        XCTAssertEqual(inbox.inWork, [])
+    }
+
+    func testSIGTERMFinishesWhatIsInFlightAndExitsZero() throws {
+        let s = try Scratch()
+        let inbox = try InboxFixture(s)
+        for seed in 0..<20 { try inbox.drop("f\(seed).safetensors", seed: seed, layers: 12) }
+        let daemon = try inbox.start(["--jobs", "2", "--delete"] + fast)
+        XCTAssertTrue(inbox.wait(timeout: 20) { inbox.inInbox.count <= 17 })
+        kill(daemon.processIdentifier, SIGTERM)
+        daemon.waitUntilExit()
+        XCTAssertEqual(daemon.terminationReason, .exit)
+        XCTAssertEqual(daemon.terminationStatus, 0, inbox.log())
+        XCTAssertTrue(inbox.log().contains("stopping"), inbox.log())
+        XCTAssertEqual(inbox.inWork, [], "nothing left claimed after a graceful stop")
+        XCTAssertEqual(InboxFixture.names(inbox.work), [], "the daemon's work folder is removed")
+        let left = Set(inbox.inInbox.map { String($0.dropFirst().prefix { $0.isNumber }) })
+        let stored = Set(try inbox.storedKeys().map { String($0.dropFirst(4)) })
+        XCTAssertTrue(left.isDisjoint(with: stored), "a stored input was deleted, a left one was not")
+        XCTAssertEqual(left.union(stored), Set((0..<20).map(String.init)), "nothing lost: left \(left), stored \(stored)")
+        XCTAssertEqual(try inbox.verify().failures, 0)
+    }
+}
