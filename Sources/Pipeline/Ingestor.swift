@@ -78,7 +78,7 @@ public struct Ingestor {
             compression: Self.json(blob.compression), fidelity: nil, bytesIn: file.bytes.count,
             bytesOut: blob.bytes, blob: blob.name, checksum: blob.name, createdAt: now, lastAccessed: now)
         let sources = snapshot.metadata.spans.enumerated().compactMap { i, s in s.source.map { (source: $0, span: i) } }
-        if try !root.index.insert(record, sources: sources) {
+        if try !root.index.insert(record, sources: sources, blobPath: blob.path) {
             // Another ingest of the same snapshot won the race; keep its row and blob.
             let winner = try root.index.entry(id: id)
             if winner?.blob != blob.name { try? FileSystem.remove(blob.path) }

@@ -1,0 +1,36 @@
+/// What a compaction did (or, dry, would do).
+public struct CompactionReport: Sendable, Codable {
+    public struct Failure: Sendable, Codable {
+        public var id: String
+        public var problem: String
+    }
+
+    public var dryRun = false
+    public var entriesBefore = 0
+    public var bytesBefore = 0
+    /// Ids re-packed with the cold policy, and the bytes that saved.
+    public var repacked: [String] = []
+    public var repackBytesSaved = 0
+    /// Ids evicted (least recently fetched first), and their bytes.
+    public var evicted: [String] = []
+    public var evictedBytes = 0
+    public var orphansRemoved = 0
+    public var orphanBytes = 0
+    public var temporaryFilesRemoved = 0
+    public var temporaryBytes = 0
+    /// Entries left over budget because they are pinned.
+    public var overBudgetPinned = false
+    public var entriesAfter = 0
+    public var bytesAfter = 0
+    /// SQLite's `wal_checkpoint(TRUNCATE)` result: busy flag and WAL frames.
+    public var checkpointBusy = 0
+    public var checkpointFrames = 0
+    public var verified = 0
+    public var verifyFailures: [Failure] = []
+    public var milliseconds = 0.0
+
+    /// Bytes freed on disk: evictions, re-pack savings, orphans, temporary files.
+    public var bytesFreed: Int { evictedBytes + repackBytesSaved + orphanBytes + temporaryBytes }
+
+    public init() {}
+}

@@ -1,0 +1,126 @@
+import Dispatch
+import Foundation
+import LightKV
+import Store
+
+/// What `kvstore compact` should do.
+public struct CompactionSettings: Sendable {
+    /// Evict least-recently-fetched unpinned entries until stored bytes are at most this.
+    public var budget: Int?
+    /// Re-pack unpinned entries not fetched for this many days ...
+    public var coldDays: Double?
+    /// ... with this policy.
+    public var coldPolicy: Policy?
+    /// Blobs with no row and temporary files are deleted once older than this (seconds):
+    /// an ingest publishes its blob a moment before inserting its row, and writes its
+    /// temporary file for as long as packing takes.
+    public var grace: Double = 3600
+    /// Entries whose blobs are read back fully and checked at the end.
+    public var verifySample = 8
+    /// Report what would be done and change nothing.
+    public var dryRun = false
+
+    public init() {}
+}
+
+/// Keeps a store within its budget and tidy; safe while `watch` ingests and fetches run.
+///
+/// Steps, in order (docs/DESIGN-daemon.md, "Compaction, step by step"): delete stale
+/// temporary files; delete orphan blobs; re-pack cold entries (`EntryRepacker`); evict
+/// least-recently-fetched unpinned entries until under budget (row first, then blob);
+/// checkpoint and optimise SQLite; verify a random sample. Every deletion of a blob goes
+/// through `StoreRoot.collectBlob`, which never removes a blob a row names.
+public struct Compactor {
+    public let root: StoreRoot
+
+    public init(root: StoreRoot) { self.root = root }
+
+    /// Runs compaction; `progress` receives a line now and then during long steps.
+    public func run(_ settings: CompactionSettings, progress: (String) -> Void = { _ in }) throws -> CompactionReport {
+        let start = DispatchTime.now()
+        let now = Date().timeIntervalSince1970
+        var report = CompactionReport()
+        report.dryRun = settings.dryRun
+        report.entriesBefore = try root.index.all().count
+        report.bytesBefore = try root.index.storedBytes()
+
+        for file in root.staleTemporaryFiles(minimumAge: settings.grace, now: now) {
+            if !settings.dryRun { try FileSystem.remove(file.path) }
+            report.temporaryFilesRemoved += 1
+            report.temporaryBytes += file.bytes
+        }
+        for orphan in try root.orphanBlobs(minimumAge: settings.grace, now: now) {
+            if settings.dryRun {
+                report.orphansRemoved += 1
+                report.orphanBytes += orphan.bytes
+            } else if let freed = try root.collectBlob(orphan.name, minimumAge: settings.grace, now: now) {
+                report.orphansRemoved += 1
+                report.orphanBytes += freed
+            }
+        }
+
+        if let days = settings.coldDays, let policy = settings.coldPolicy {
+            let cold = try root.index.cold(before: now - days * 86_400, notPolicy: policy.name)
+            let repacker = EntryRepacker(root: root)
+            for (i, record) in cold.enumerated() {
+                if settings.dryRun { report.repacked.append(record.id); continue }
+                progress("re-packing \(i + 1)/\(cold.count) \(record.id.prefix(12)) with \(policy.name)")
+                do {
+                    if case .swapped(let old, let new) = try repacker.repack(record, policy: policy) {
+                        report.repacked.append(record.id)
+                        report.repackBytesSaved += old - new
+                    }
+                } catch StoreError.notFound {
+                    continue  // removed while we worked: nothing to re-pack
+                }
+            }
+        }
+
+        if let budget = settings.budget {
+            var stored = try root.index.storedBytes()
+            for record in try root.index.leastRecentlyUsed() where stored > budget {
+                if settings.dryRun {
+                    report.evicted.append(record.id)
+                    report.evictedBytes += record.bytesOut
+                    stored -= record.bytesOut
+                    continue
+                }
+                // Row first, then blob: a crash in between leaves an orphan, never a row
+                // without its blob. A fetch that already opened the blob keeps its mapping.
+                guard let removed = try root.index.remove(record.id) else { continue }
+                stored -= removed.bytesOut
+                report.evicted.append(removed.id)
+                report.evictedBytes += try root.collectBlob(removed.blob) ?? 0
+            }
+            report.overBudgetPinned = stored > budget
+        }
+
+        if !settings.dryRun {
+            let checkpoint = try root.index.checkpoint()
+            report.checkpointBusy = checkpoint.busy
+            report.checkpointFrames = checkpoint.checkpointed
+            try root.index.optimize()
+        }
+
+        let all = try root.index.all()
+        var generator = SystemRandomNumberGenerator()
+        let sample = Array(all.shuffled(using: &generator).prefix(settings.verifySample))
+        let verifier = Verifier(root: root)
+        for (i, record) in sample.enumerated() {
+            progress("verifying \(i + 1)/\(sample.count)")
+            report.verified += 1
+            guard var problem = verifier.check(record) else { continue }
+            // A concurrent remove or re-pack changes the row under us: check what it names now.
+            guard let fresh = try root.index.entry(id: record.id) else { continue }
+            if fresh.blob != record.blob {
+                guard let again = verifier.check(fresh) else { continue }
+                problem = again
+            }
+            report.verifyFailures.append(.init(id: record.id, problem: problem))
+        }
+        report.entriesAfter = settings.dryRun ? report.entriesBefore - report.evicted.count : all.count
+        report.bytesAfter = settings.dryRun ? report.bytesBefore - report.evictedBytes : try root.index.storedBytes()
+        report.milliseconds = Double(DispatchTime.now().uptimeNanoseconds - start.uptimeNanoseconds) / 1e6
+        return report
+    }
+}

@@ -1,0 +1,63 @@
+import Foundation
+import LightKV
+import Store
+
+/// Re-packs one stored entry with another policy, keeping its id, and swaps the blob.
+///
+/// The pack is read back as a kvsnap under tmp/ (the layout `fetch` writes: keys and values
+/// in the input dtype, with positions and sizes), which is an already-compressed input
+/// (KVSNAP.md) that `Snapshot` accepts; `BlobPacker` packs it with the new policy and
+/// publishes the new blob; the row is pointed at it only if it still names the old blob;
+/// then the old blob is collected. A fetch that opened the old blob keeps its mapping; one
+/// that read the row just before the swap gets ENOENT and `Fetcher.open` reads the row
+/// again.
+struct EntryRepacker {
+    let root: StoreRoot
+
+    enum Outcome: Equatable {
+        /// The entry now points at a new blob; bytes before and after.
+        case swapped(oldBytes: Int, newBytes: Int)
+        /// The entry changed (removed, re-packed, fetched and re-packed by someone else)
+        /// while this ran; the new blob was collected and nothing changed.
+        case raced
+        /// The new pack is byte-identical to the old one.
+        case unchanged
+    }
+
+    func repack(_ record: EntryRecord, policy: Policy) throws -> Outcome {
+        let fetcher = Fetcher(root: root)
+        let (current, pack) = try fetcher.open(record)
+        let dtype = DType(rawValue: pack.header.inputDType).flatMap { $0.isFloat ? $0 : nil } ?? .f16
+        let temp = "\(root.tempDirectory)/\(UUID().uuidString.lowercased()).repack.safetensors"
+        defer { try? FileSystem.remove(temp) }
+        let sink = try OutputSink(path: temp)
+        do {
+            try fetcher.writeSnapshot(pack, dtype: dtype, to: sink)
+            try sink.finish()
+        } catch {
+            sink.abandon()
+            throw error
+        }
+        let file = try MappedFile(path: temp)
+        let snapshot: Snapshot
+        do { snapshot = try Snapshot(bytes: file.bytes) } catch { throw StoreError.invalidSnapshot(path: temp, error) }
+        var seed = pack.header.compression
+        seed["repacked_from"] = current.policy
+        let blob = try BlobPacker(root: root).pack(snapshot, policy: policy, record: seed)
+        guard blob.name != current.blob else { return .unchanged }
+
+        var updated = current
+        updated.blob = blob.name
+        updated.checksum = blob.name
+        updated.bytesOut = blob.bytes
+        updated.policy = policy.name
+        updated.compression = SafetensorsLayout.canonicalJSON(blob.compression)
+        updated.entriesKept = blob.header.entryCount
+        if try root.index.replaceBlob(id: current.id, oldBlob: current.blob, with: updated, blobPath: blob.path) {
+            try root.collectBlob(current.blob)
+            return .swapped(oldBytes: current.bytesOut, newBytes: blob.bytes)
+        }
+        try root.collectBlob(blob.name)
+        return .raced
+    }
+}

@@ -1,0 +1,46 @@
+import Foundation
+
+/// Garbage collection of blob and temporary files.
+///
+/// The rule that makes it safe beside concurrent ingests, re-packs and fetches: a blob is
+/// unlinked only inside a write transaction that found no row naming it, and a row is
+/// written only inside a write transaction that found its blob present
+/// (`EntryIndex.insert(_:sources:blobPath:)`, `replaceBlob`). The two can never both
+/// succeed for one blob, so no row ever names a collected blob.
+extension StoreRoot {
+    /// Deletes blob `name` when no row names it and (with `minimumAge`) it was last
+    /// modified more than that many seconds ago. Returns the bytes freed, nil when kept.
+    @discardableResult
+    public func collectBlob(_ name: String, minimumAge: Double? = nil, now: Double = Date().timeIntervalSince1970) throws -> Int? {
+        let path = blobPath(name)
+        return try index.db.transaction {
+            guard try !index.isReferenced(blob: name), let size = FileSystem.size(path) else { return nil }
+            if let minimumAge, let mtime = FileSystem.modified(path), now - mtime < minimumAge { return nil }
+            try FileSystem.remove(path)
+            return size
+        }
+    }
+
+    /// Files under tmp/ last modified more than `minimumAge` seconds ago, with their sizes.
+    public func staleTemporaryFiles(minimumAge: Double, now: Double = Date().timeIntervalSince1970) -> [(path: String, bytes: Int)] {
+        FileSystem.list(tempDirectory).compactMap { name in
+            let path = tempDirectory + "/" + name
+            guard let mtime = FileSystem.modified(path), now - mtime >= minimumAge else { return nil }
+            return (path, FileSystem.size(path) ?? 0)
+        }
+    }
+
+    /// Blob files no row names and last modified more than `minimumAge` seconds ago.
+    /// The listing comes first and the references second, so a blob published during the
+    /// listing is young and skipped rather than mistaken for an orphan.
+    public func orphanBlobs(minimumAge: Double, now: Double = Date().timeIntervalSince1970) throws -> [(name: String, bytes: Int)] {
+        let names = blobNames()
+        let referenced = try index.referencedBlobs()
+        return names.compactMap { name in
+            guard !referenced.contains(name) else { return nil }
+            let path = blobPath(name)
+            guard let mtime = FileSystem.modified(path), now - mtime >= minimumAge else { return nil }
+            return (name, FileSystem.size(path) ?? 0)
+        }
+    }
+}
