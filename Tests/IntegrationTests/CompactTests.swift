@@ -37,24 +37,19 @@ final class CompactTests: XCTestCase {
             XCTAssertEqual(try s.cli.run("fetch", id, "-o", out).status, 0)
             reference[id] = try tensors(out)
         }
-        let stop = NSLock()
-        var running = true
-        var failures: [String] = []
-        var fetches = 0
+        let tally = FetchTally()
+        let expected = reference
         let group = DispatchGroup()
         for t in 0..<2 {
             group.enter()
             Thread {
                 var n = 0
-                while stop.withLock({ running }) {
+                while tally.running {
                     let id = ids[(n + t) % ids.count]
                     let out = s.path + "/fetch-\(t)-\(n)"
                     let r = try? s.cli.run("fetch", id, "-o", out)
-                    let same = (try? self.tensors(out)) == reference[id]
-                    stop.withLock {
-                        fetches += 1
-                        if r?.status != 0 || !same { failures.append("\(id): status \(r?.status ?? -1) \(r?.stderr ?? "") same \(same)") }
-                    }
+                    let same = (try? self.tensors(out)) == expected[id]
+                    tally.record(r?.status == 0 && same ? nil : "\(id): status \(r?.status ?? -1) \(r?.stderr ?? "") same \(same)")
                     try? FileManager.default.removeItem(atPath: out)
                     n += 1
                 }
@@ -67,8 +62,9 @@ final class CompactTests: XCTestCase {
             XCTAssertEqual(r.status, 0, r.stderr)
             repacked += (try report(r)["repacked"] as! [String]).count
         }
-        stop.withLock { running = false }
+        tally.stop()
         group.wait()
+        let (fetches, failures) = tally.result
         XCTAssertEqual(repacked, 24, "every entry re-packed in every round")
         XCTAssertGreaterThan(fetches, 10)
         XCTAssertEqual(failures, [], "\(failures.count) of \(fetches) fetches failed")
@@ -150,4 +146,22 @@ final class CompactTests: XCTestCase {
         XCTAssertEqual(try s.cli.run("compact", "--cold-policy", "none").status, 1)
         XCTAssertEqual(try s.cli.run("compact", "--cold-days", "1", "--cold-policy", "bogus").status, 1)
     }
+}
+
+/// Counts fetches made from several threads and the ones that failed.
+private final class FetchTally: @unchecked Sendable {
+    private let lock = NSLock()
+    private var isRunning = true
+    private var fetches = 0
+    private var failures: [String] = []
+
+    var running: Bool { lock.withLock { isRunning } }
+    func stop() { lock.withLock { isRunning = false } }
+    func record(_ failure: String?) {
+        lock.withLock {
+            fetches += 1
+            if let failure { failures.append(failure) }
+        }
+    }
+    var result: (Int, [String]) { lock.withLock { (fetches, failures) } }
 }

@@ -13,21 +13,31 @@ final class DaemonTests: XCTestCase {
         let inbox = try InboxFixture(s)
         var generator = SystemRandomNumberGenerator()
         var dropped: [String] = []
-        var kills = 0
+        var kills = 0, killedMidIngest = 0
         // Rounds of: drop a few files, start the daemon, kill -9 it after a random delay.
         for round in 0..<12 {
             for k in 0..<5 {
                 let seed = round * 5 + k
-                dropped.append(try inbox.drop("f\(seed).safetensors", seed: seed))
+                dropped.append(try inbox.drop("f\(seed).safetensors", seed: seed, layers: 8))
             }
+            let before = inbox.inDone.count
             let daemon = try inbox.start(["--jobs", "2"] + fast)
-            usleep(UInt32.random(in: 20_000...300_000, using: &generator))
+            if round % 2 == 0 {
+                // Any moment: during start-up, recovery, scanning or ingesting.
+                usleep(UInt32.random(in: 20_000...300_000, using: &generator))
+            } else {
+                // Just after a first file of the round is done, while the next ones are in flight.
+                _ = inbox.wait(timeout: 5) { inbox.inDone.count > before }
+                usleep(UInt32.random(in: 0...30_000, using: &generator))
+            }
             kill(daemon.processIdentifier, SIGKILL)
             daemon.waitUntilExit()
             if daemon.terminationReason == .uncaughtSignal { kills += 1 }
+            if !inbox.inWork.isEmpty { killedMidIngest += 1 }
             try assertEveryInputIsSomewhereOnce(inbox, dropped.count)
         }
         XCTAssertGreaterThanOrEqual(kills, 10, "the daemon was killed mid-run, not after it had finished")
+        print("kill -9 rounds: \(kills) killed, \(killedMidIngest) with files claimed but not finished")
 
         // A clean run recovers what the killed ones left in their work folders.
         let finish = try s.cli.run(["watch", inbox.inbox, "--once", "--jobs", "2"] + fast)
