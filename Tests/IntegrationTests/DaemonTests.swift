@@ -176,3 +176,55 @@ final class DaemonTests: XCTestCase {
         XCTAssertEqual(try inbox.verify().failures, 0)
     }
 }
+
+/// `kvstore job run` and `job check` with specs like the ones in jobs/.
+final class JobCommandTests: XCTestCase {
+    func testJobRunIngestsAndCompactsAsTheSpecsSay() throws {
+        let s = try Scratch()
+        let inbox = try InboxFixture(s)
+        for seed in 0..<3 { try inbox.drop("f\(seed).safetensors", seed: seed) }
+        let ingest = s.path + "/ingest.toml"
+        try """
+            kind = "ingest"
+            store = "store"        # relative to this file
+            [ingest]
+            inbox = "inbox"
+            policy = "none+lz4"
+            inputs = "delete"
+            once = true
+            settle_seconds = 0.05
+            interval_seconds = 0.05
+            """.write(toFile: ingest, atomically: true, encoding: .utf8)
+        let check = try s.cli.run("job", "check", ingest)
+        XCTAssertEqual(check.status, 0, check.stderr)
+        XCTAssertTrue(check.stdout.contains("none+lz4"), check.stdout)
+        let run = try CLI(store: "/nonexistent-so-the-spec-decides").run("job", "run", ingest)
+        XCTAssertEqual(run.status, 0, run.stderr)
+        XCTAssertEqual(inbox.inInbox, [])
+        XCTAssertEqual(InboxFixture.names(inbox.done), [], "inputs = delete")
+        XCTAssertEqual(try inbox.storedKeys(), ["key-0", "key-1", "key-2"])
+
+        let compact = s.path + "/compact.toml"
+        try """
+            kind = "compact"
+            store = "store"
+            [compact]
+            cold_days = 0
+            cold_policy = "none+zstd9"
+            """.write(toFile: compact, atomically: true, encoding: .utf8)
+        let r = try s.cli.run("job", "run", compact)
+        XCTAssertEqual(r.status, 0, r.stderr)
+        XCTAssertTrue(r.stdout.contains("re-packed    3 entries"), r.stdout)
+        let ls = try JSONSerialization.jsonObject(with: Data(try s.cli.run("ls", "--json").stdout.utf8)) as! [[String: Any]]
+        XCTAssertEqual(Set(ls.map { $0["policy"] as! String }), ["none+zstd9"])
+    }
+
+    func testJobCheckNamesTheBadField() throws {
+        let s = try Scratch()
+        let spec = s.path + "/bad.toml"
+        try "kind = \"compact\"\n[compact]\nbudget = \"lots\"\n".write(toFile: spec, atomically: true, encoding: .utf8)
+        let r = try s.cli.run("job", "check", spec)
+        XCTAssertEqual(r.status, 1)
+        XCTAssertTrue(r.stderr.contains("bad.toml:3: compact.budget: \"lots\" is not a byte count"), r.stderr)
+    }
+}
