@@ -81,7 +81,7 @@ public struct Ingestor {
         if try !root.index.insert(record, sources: sources, blobPath: blob.path) {
             // Another ingest of the same snapshot won the race; keep its row and blob.
             let winner = try root.index.entry(id: id)
-            if winner?.blob != blob.name { try? FileSystem.remove(blob.path) }
+            if winner?.blob != blob.name { try? root.collectBlob(blob.name) }
             return IngestOutcome(record: winner ?? record, alreadyStored: true, milliseconds: Self.elapsed(since: start))
         }
         return IngestOutcome(record: record, alreadyStored: false, milliseconds: Self.elapsed(since: start))

@@ -17,7 +17,9 @@ struct RemoveCommand: ParsableCommand {
         for r in records {
             // Row first, then blob: a crash in between leaves an orphan that compaction collects.
             if let removed = try root.index.remove(r.id) {
-                try FileSystem.remove(root.blobPath(removed.blob))
+                // Through the collector, so a concurrent ingest of the same snapshot that
+                // already re-published this blob keeps it (docs/DESIGN-daemon.md).
+                try root.collectBlob(removed.blob)
                 if !options.json { print("removed \(r.id)") }
             }
         }
