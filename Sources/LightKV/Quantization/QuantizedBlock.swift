@@ -1,0 +1,165 @@
+/// Encodes and decodes one quantized key or value block (`int8`, `int4`, `int2`).
+///
+/// A block is self-contained: its header repeats the shape and settings, it lists the entries
+/// kept in F16 and holds their values, so the decoder needs nothing but the bytes (the pack's
+/// `BlockEncoding` and `BlockShape` are only checked against it). Sections, in order: header,
+/// kept indices, kept F16 values (byte planes), scales (F16 byte planes), zero points (F16 byte
+/// planes), packed codes; docs/DESIGN-quant.md specifies each byte.
+///
+/// ```swift
+/// let block = QuantizedBlock.encode(layer.keys, shape: shape, kept: [0, 1], settings: q, axis: .channel)
+/// try BlockCodec.decode(bytes, encoding: block.encoding, elements: shape.elements, shape: shape, to: .f16, into: out)
+/// ```
+public enum QuantizedBlock {
+    /// Quantizes `values` (`[heads, count, dim]`), keeping the entries at `kept` (ascending) in F16.
+    public static func encode(_ values: [Float], shape: BlockShape, kept: [Int],
+                              settings q: IntegerQuantization, axis: QuantAxis) -> EncodedBlock {
+        precondition(values.count == shape.elements, "values do not match the block shape")
+        let header = QuantizedBlockHeader(bits: q.bits, axis: axis, group: q.group, heads: shape.heads,
+                                          count: shape.count, dim: shape.dim, kept: kept.count)
+        let rows = complement(of: kept, count: shape.count)
+        var out = [UInt8](repeating: 0, count: header.totalBytes)
+        values.withUnsafeBufferPointer { src in out.withUnsafeMutableBytes { o in
+            let base = o.baseAddress!
+            header.write(to: base)
+            for (i, k) in kept.enumerated() {
+                precondition(k >= 0 && k < shape.count && (i == 0 || k > kept[i - 1]), "kept entries must be ascending indices below count")
+                base.storeBytes(of: UInt32(k).littleEndian, toByteOffset: header.keptIndicesOffset + 4 * i, as: UInt32.self)
+            }
+            guard let x = src.baseAddress else { return }
+            if !kept.isEmpty {
+                var exact = [UInt16](repeating: 0, count: shape.heads * kept.count * shape.dim)
+                for h in 0..<shape.heads {
+                    for (i, k) in kept.enumerated() {
+                        for d in 0..<shape.dim {
+                            exact[(h * kept.count + i) * shape.dim + d] = Float16(x[(h * shape.count + k) * shape.dim + d]).bitPattern
+                        }
+                    }
+                }
+                exact.withUnsafeBytes { BytePlanes.split($0.baseAddress!, count: exact.count, width: 2, into: base + header.keptValuesOffset) }
+            }
+            guard header.parameterCount > 0 else { return }
+            let quantizer: any GroupQuantizer.Type = axis == .channel ? KeyQuantizer.self : ValueQuantizer.self
+            let (mins, maxs) = quantizer.ranges(x, header: header, rows: rows)
+            let fitted = QuantParameters.fit(mins: mins, maxs: maxs, levels: header.levels)
+            fitted.scaleBits.withUnsafeBytes { BytePlanes.split($0.baseAddress!, count: fitted.scaleBits.count, width: 2, into: base + header.scalesOffset) }
+            fitted.zeroBits.withUnsafeBytes { BytePlanes.split($0.baseAddress!, count: fitted.zeroBits.count, width: 2, into: base + header.zerosOffset) }
+            let codes = (base + header.codesOffset).assumingMemoryBound(to: UInt8.self)
+            if header.bits == 8 {
+                quantizer.codes(x, header: header, rows: rows, parameters: fitted, into: codes)
+            } else {
+                let rowCount = shape.heads * rows.count
+                var unpacked = [UInt8](repeating: 0, count: rowCount * shape.dim)
+                unpacked.withUnsafeMutableBufferPointer { u in
+                    quantizer.codes(x, header: header, rows: rows, parameters: fitted, into: u.baseAddress!)
+                    for r in 0..<rowCount {
+                        CodePacking.pack(u.baseAddress! + r * shape.dim, count: shape.dim, bits: header.bits,
+                                         into: codes + r * header.rowBytes)
+                    }
+                }
+            }
+        }}
+        return EncodedBlock(encoding: BlockEncoding(scheme: q.scheme, group: q.group, axis: axis.name), bytes: out)
+    }
+
+    /// Bits per code of a quantized scheme name, nil for other schemes.
+    public static func bits(scheme: String) -> Int? {
+        switch scheme {
+        case "int8": 8
+        case "int4": 4
+        case "int2": 2
+        default: nil
+        }
+    }
+
+    /// Decodes a quantized block into `[heads, count, dim]` elements of `dtype` (F16, BF16, F32).
+    ///
+    /// Checks every length and index before writing, so a damaged block throws instead of
+    /// trapping or producing numbers from outside the block.
+    public static func decode(_ block: UnsafeRawBufferPointer, encoding: BlockEncoding, elements: Int, shape: BlockShape,
+                              to dtype: DType, into destination: UnsafeMutableRawPointer) throws(BlockError) {
+        let scheme = encoding.scheme
+        guard let bits = bits(scheme: scheme) else { throw .unknownScheme(scheme) }
+        guard elements == shape.elements else {
+            throw .badHeader(scheme: scheme, field: "elements", value: elements, expected: "\(shape.elements) (heads·count·dim)")
+        }
+        let header = try QuantizedBlockHeader.read(block, scheme: scheme, bits: bits, encoding: encoding, shape: shape)
+        var kept = [Int](repeating: 0, count: header.kept)
+        for i in 0..<header.kept {
+            let k = Int(UInt32(littleEndian: block.loadUnaligned(fromByteOffset: header.keptIndicesOffset + 4 * i, as: UInt32.self)))
+            guard k < header.count, i == 0 || k > kept[i - 1] else {
+                throw .badKeptIndex(scheme: scheme, slot: i, value: k, count: header.count)
+            }
+            kept[i] = k
+        }
+        let keptValues = joinedF16(block, offset: header.keptValuesOffset, count: header.heads * header.kept * header.dim)
+        let scaleBits = joinedF16(block, offset: header.scalesOffset, count: header.parameterCount)
+        let zeroBits = joinedF16(block, offset: header.zerosOffset, count: header.parameterCount)
+        for (section, bits) in [("kept values", keptValues), ("scales", scaleBits), ("zero points", zeroBits)] {
+            let ok = bits.withUnsafeBytes { Conversion.allFinite($0, dtype: .f16) }
+            guard ok else { throw .nonFinite(scheme: scheme, section: section) }
+        }
+        let rows = complement(of: kept, count: header.count)
+        switch (header.axis, dtype) {
+        case (.channel, .f16): write(KeyQuantizer.self, F16Output.self)
+        case (.channel, .bf16): write(KeyQuantizer.self, BF16Output.self)
+        case (.channel, .f32): write(KeyQuantizer.self, F32Output.self)
+        case (.token, .f16): write(ValueQuantizer.self, F16Output.self)
+        case (.token, .bf16): write(ValueQuantizer.self, BF16Output.self)
+        case (.token, .f32): write(ValueQuantizer.self, F32Output.self)
+        case (_, .i32): throw .unsupportedOutput(scheme: scheme, dtype: dtype.rawValue)
+        }
+
+        func write<Q: GroupQuantizer, O: DequantizedOutput>(_: Q.Type, _: O.Type) {
+            let dim = header.dim
+            keptValues.withUnsafeBufferPointer { kv in
+                for h in 0..<header.heads {
+                    for (i, k) in kept.enumerated() {
+                        let src = (h * header.kept + i) * dim, dst = (h * header.count + k) * dim
+                        for d in 0..<dim { O.store(Float(Float16(bitPattern: kv[src + d])), to: destination, at: dst + d) }
+                    }
+                }
+            }
+            guard header.parameterCount > 0, dim > 0 else { return }
+            let scale = floats(scaleBits), zero = floats(zeroBits)
+            var scratch = [UInt8](repeating: 0, count: dim)
+            scale.withUnsafeBufferPointer { s in zero.withUnsafeBufferPointer { z in scratch.withUnsafeMutableBufferPointer { u in
+                let codes = block.baseAddress!.assumingMemoryBound(to: UInt8.self) + header.codesOffset
+                for h in 0..<header.heads {
+                    for (r, entry) in rows.enumerated() {
+                        var row = codes + (h * header.quantized + r) * header.rowBytes
+                        if bits != 8 {
+                            CodePacking.unpack(row, count: dim, bits: bits, into: u.baseAddress!)
+                            row = UnsafePointer(u.baseAddress!)
+                        }
+                        Q.dequantizeRow(row, header: header, head: h, row: r, scale: s.baseAddress!, zero: z.baseAddress!,
+                                        output: destination, at: (h * header.count + entry) * dim, as: O.self)
+                    }
+                }
+            }}}
+        }
+    }
+
+    /// Indices in `0..<count` not in `kept` (ascending), in order: the quantized entries.
+    static func complement(of kept: [Int], count: Int) -> [Int] {
+        var rows: [Int] = []
+        rows.reserveCapacity(count - kept.count)
+        var next = 0
+        for j in 0..<count {
+            if next < kept.count && kept[next] == j { next += 1 } else { rows.append(j) }
+        }
+        return rows
+    }
+
+    /// F16 bit patterns of a byte-plane section.
+    private static func joinedF16(_ block: UnsafeRawBufferPointer, offset: Int, count: Int) -> [UInt16] {
+        [UInt16](unsafeUninitializedCapacity: count) { out, n in
+            if count > 0 { BytePlanes.join(block.baseAddress! + offset, count: count, width: 2, into: out.baseAddress!) }
+            n = count
+        }
+    }
+
+    private static func floats(_ bits: [UInt16]) -> [Float] {
+        bits.withUnsafeBytes { Conversion.floats($0, dtype: .f16) }
+    }
+}

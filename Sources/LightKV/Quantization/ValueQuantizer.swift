@@ -1,0 +1,89 @@
+/// Values: per token, G consecutive channels of one token share scale and zero.
+///
+/// Value states have no outlier channels but vary in magnitude from token to token, and the
+/// attention output mixes whole value rows, so the error is best bounded per token (KIVI).
+/// Parameters are ordered `[head][entry][channel group]`; the last group of a row is ragged
+/// when `dim` is not a multiple of G.
+enum ValueQuantizer: GroupQuantizer {
+    static func channelGroups(_ header: QuantizedBlockHeader) -> Int { (header.dim + header.group - 1) / header.group }
+
+    static func parameterCount(_ header: QuantizedBlockHeader) -> Int { header.heads * header.quantized * channelGroups(header) }
+
+    static func ranges(_ source: UnsafePointer<Float>, header: QuantizedBlockHeader, rows: [Int]) -> (mins: [Float], maxs: [Float]) {
+        let dim = header.dim, g = header.group, n = rows.count, groups = channelGroups(header)
+        let total = parameterCount(header)
+        var mins = [Float](repeating: 0, count: total), maxs = [Float](repeating: 0, count: total)
+        mins.withUnsafeMutableBufferPointer { mn in maxs.withUnsafeMutableBufferPointer { mx in
+            for h in 0..<header.heads {
+                for r in 0..<n {
+                    let x = source + (h * header.count + rows[r]) * dim
+                    for c in 0..<groups {
+                        let first = c * g, last = min(first + g, dim)
+                        var d = first
+                        var lo = x[d], hi = lo
+                        if d + 16 <= last {
+                            var vlo = UnsafeRawPointer(x + d).loadUnaligned(as: SIMD16<Float>.self), vhi = vlo
+                            d += 16
+                            while d + 16 <= last {
+                                let v = UnsafeRawPointer(x + d).loadUnaligned(as: SIMD16<Float>.self)
+                                vlo = pointwiseMin(vlo, v); vhi = pointwiseMax(vhi, v)
+                                d += 16
+                            }
+                            lo = vlo.min(); hi = vhi.max()
+                        }
+                        while d < last { lo = min(lo, x[d]); hi = max(hi, x[d]); d += 1 }
+                        let p = (h * n + r) * groups + c
+                        mn[p] = lo; mx[p] = hi
+                    }
+                }
+            }
+        }}
+        return (mins, maxs)
+    }
+
+    static func codes(_ source: UnsafePointer<Float>, header: QuantizedBlockHeader, rows: [Int],
+                      parameters f: QuantParameters.Fitted, into codes: UnsafeMutablePointer<UInt8>) {
+        let dim = header.dim, g = header.group, n = rows.count, groups = channelGroups(header)
+        let levels = Float(header.levels), lv = SIMD16<Float>(repeating: levels)
+        for h in 0..<header.heads {
+            for r in 0..<n {
+                let x = source + (h * header.count + rows[r]) * dim
+                let out = codes + (h * n + r) * dim
+                for c in 0..<groups {
+                    let p = (h * n + r) * groups + c
+                    let zero = f.zero[p], inverse = f.inverse[p]
+                    let z = SIMD16<Float>(repeating: zero), i = SIMD16<Float>(repeating: inverse)
+                    let last = min(c * g + g, dim)
+                    var d = c * g
+                    while d + 16 <= last {
+                        let v = UnsafeRawPointer(x + d).loadUnaligned(as: SIMD16<Float>.self)
+                        UnsafeMutableRawPointer(out + d).storeBytes(of: CodeMath.codes(v, zero: z, inverse: i, levels: lv), as: SIMD16<UInt8>.self)
+                        d += 16
+                    }
+                    while d < last { out[d] = CodeMath.code(x[d], zero: zero, inverse: inverse, levels: levels); d += 1 }
+                }
+            }
+        }
+    }
+
+    @inline(__always)
+    static func dequantizeRow<O: DequantizedOutput>(
+        _ codes: UnsafePointer<UInt8>, header: QuantizedBlockHeader, head h: Int, row r: Int,
+        scale: UnsafePointer<Float>, zero: UnsafePointer<Float>, output: UnsafeMutableRawPointer, at index: Int, as: O.Type
+    ) {
+        let dim = header.dim, g = header.group, groups = channelGroups(header)
+        let p = (h * header.quantized + r) * groups
+        for c in 0..<groups {
+            let s = scale[p + c], z = zero[p + c]
+            let vs = SIMD16<Float>(repeating: s), vz = SIMD16<Float>(repeating: z)
+            let last = min(c * g + g, dim)
+            var d = c * g
+            while d + 16 <= last {
+                let f = CodeMath.floats(UnsafeRawPointer(codes + d).loadUnaligned(as: SIMD16<UInt8>.self))
+                O.store(f * vs + vz, to: output, at: index + d)
+                d += 16
+            }
+            while d < last { O.store(CodeMath.value(codes[d], scale: s, zero: z), to: output, at: index + d); d += 1 }
+        }
+    }
+}
