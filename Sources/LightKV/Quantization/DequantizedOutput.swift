@@ -8,6 +8,24 @@ protocol DequantizedOutput {
     static func store(_ x: Float, to base: UnsafeMutableRawPointer, at index: Int)
 }
 
+extension DequantizedOutput {
+    /// Stores `count` F16 values (bit patterns) exactly, for the entries kept in F16.
+    @inline(__always)
+    static func store(f16 source: UnsafePointer<UInt16>, count: Int, to base: UnsafeMutableRawPointer, at index: Int) {
+        if Self.self == F16Output.self {
+            (base + 2 * index).copyMemory(from: source, byteCount: 2 * count)
+            return
+        }
+        let s = UnsafeRawPointer(source)
+        var d = 0
+        while d + 16 <= count {
+            store(SIMD16<Float>(s.loadUnaligned(fromByteOffset: 2 * d, as: SIMD16<Float16>.self)), to: base, at: index + d)
+            d += 16
+        }
+        while d < count { store(Float(Float16(bitPattern: source[d])), to: base, at: index + d); d += 1 }
+    }
+}
+
 enum F16Output: DequantizedOutput {
     @inline(__always)
     static func store(_ v: SIMD16<Float>, to base: UnsafeMutableRawPointer, at index: Int) {

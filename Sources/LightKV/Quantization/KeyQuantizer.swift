@@ -18,24 +18,14 @@ enum KeyQuantizer: GroupQuantizer {
                 let head = source + h * header.count * dim
                 for t in 0..<groups {
                     let first = t * g, last = min(first + g, n)
-                    let p = (h * groups + t) * dim
-                    var d = 0
-                    while d + 16 <= dim {
-                        var lo = UnsafeRawPointer(head + rows[first] * dim + d).loadUnaligned(as: SIMD16<Float>.self)
-                        var hi = lo
-                        for r in (first + 1)..<max(first + 1, last) {
-                            let v = UnsafeRawPointer(head + rows[r] * dim + d).loadUnaligned(as: SIMD16<Float>.self)
-                            lo = pointwiseMin(lo, v); hi = pointwiseMax(hi, v)
-                        }
-                        UnsafeMutableRawPointer(mn.baseAddress! + p + d).storeBytes(of: lo, as: SIMD16<Float>.self)
-                        UnsafeMutableRawPointer(mx.baseAddress! + p + d).storeBytes(of: hi, as: SIMD16<Float>.self)
-                        d += 16
-                    }
-                    while d < dim {
-                        var lo = head[rows[first] * dim + d], hi = lo
-                        for r in first..<last { let v = head[rows[r] * dim + d]; lo = min(lo, v); hi = max(hi, v) }
-                        mn[p + d] = lo; mx[p + d] = hi
-                        d += 1
+                    let lo = mn.baseAddress! + (h * groups + t) * dim, hi = mx.baseAddress! + (h * groups + t) * dim
+                    let x0 = head + rows[first] * dim
+                    lo.update(from: x0, count: dim); hi.update(from: x0, count: dim)
+                    for r in (first + 1)..<max(first + 1, last) {
+                        // Plain select loops: LLVM turns them into vminps/vmaxps, which the
+                        // NaN-aware stdlib pointwiseMin does not.
+                        let x = head + rows[r] * dim
+                        for d in 0..<dim { let v = x[d]; lo[d] = v < lo[d] ? v : lo[d]; hi[d] = v > hi[d] ? v : hi[d] }
                     }
                 }
             }
@@ -46,27 +36,16 @@ enum KeyQuantizer: GroupQuantizer {
     static func codes(_ source: UnsafePointer<Float>, header: QuantizedBlockHeader, rows: [Int],
                       parameters f: QuantParameters.Fitted, into codes: UnsafeMutablePointer<UInt8>) {
         let dim = header.dim, g = header.group, n = rows.count, groups = tokenGroups(header)
-        let levels = Float(header.levels), lv = SIMD16<Float>(repeating: levels)
+        let levels = Float(header.levels)
         f.zero.withUnsafeBufferPointer { zb in f.inverse.withUnsafeBufferPointer { ib in
-            let zero = zb.baseAddress!, inverse = ib.baseAddress!
             for h in 0..<header.heads {
                 let head = source + h * header.count * dim
                 for r in 0..<n {
                     let x = head + rows[r] * dim
                     let p = (h * groups + r / g) * dim
+                    let zero = zb.baseAddress! + p, inverse = ib.baseAddress! + p
                     let out = codes + (h * n + r) * dim
-                    var d = 0
-                    while d + 16 <= dim {
-                        let v = UnsafeRawPointer(x + d).loadUnaligned(as: SIMD16<Float>.self)
-                        let z = UnsafeRawPointer(zero + p + d).loadUnaligned(as: SIMD16<Float>.self)
-                        let i = UnsafeRawPointer(inverse + p + d).loadUnaligned(as: SIMD16<Float>.self)
-                        UnsafeMutableRawPointer(out + d).storeBytes(of: CodeMath.codes(v, zero: z, inverse: i, levels: lv), as: SIMD16<UInt8>.self)
-                        d += 16
-                    }
-                    while d < dim {
-                        out[d] = CodeMath.code(x[d], zero: zero[p + d], inverse: inverse[p + d], levels: levels)
-                        d += 1
-                    }
+                    for d in 0..<dim { out[d] = CodeMath.code(x[d], zero: zero[d], inverse: inverse[d], levels: levels) }
                 }
             }
         }}

@@ -22,77 +22,56 @@ enum QuantParameters {
     }
 
     /// Fits every group from its minimum and maximum.
+    ///
+    /// A plain loop of selects (no stdlib `clamped`/`pointwiseMin`, which run lane by lane), so
+    /// LLVM vectorizes it with F16C conversions.
     static func fit(mins: [Float], maxs: [Float], levels: Int) -> Fitted {
         let count = mins.count
-        var f = Fitted(scaleBits: [UInt16](repeating: 0, count: count), zeroBits: [UInt16](repeating: 0, count: count),
-                       scale: [Float](repeating: 0, count: count), zero: [Float](repeating: 0, count: count),
-                       inverse: [Float](repeating: 0, count: count))
-        let l = SIMD16<Float>(repeating: Float(levels))
+        precondition(maxs.count == count, "one maximum per minimum")
+        func make<T>(_: T.Type, _ fill: (UnsafeMutablePointer<T>) -> Void) -> [T] {
+            [T](unsafeUninitializedCapacity: count) { b, n in if count > 0 { fill(b.baseAddress!) }; n = count }
+        }
+        var zeroBits: [UInt16] = [], scaleBits: [UInt16] = [], zero: [Float] = [], scale: [Float] = [], inverse: [Float] = []
+        let l = Float(levels)
         mins.withUnsafeBufferPointer { mn in maxs.withUnsafeBufferPointer { mx in
-        f.scaleBits.withUnsafeMutableBufferPointer { sb in f.zeroBits.withUnsafeMutableBufferPointer { zb in
-        f.scale.withUnsafeMutableBufferPointer { sf in f.zero.withUnsafeMutableBufferPointer { zf in
-        f.inverse.withUnsafeMutableBufferPointer { inv in
-            var i = 0
-            while i < count {
-                let lanes = min(16, count - i)
-                var lo = SIMD16<Float>(repeating: 0), hi = SIMD16<Float>(repeating: 0)
-                if lanes == 16 {
-                    lo = UnsafeRawPointer(mn.baseAddress! + i).loadUnaligned(as: SIMD16<Float>.self)
-                    hi = UnsafeRawPointer(mx.baseAddress! + i).loadUnaligned(as: SIMD16<Float>.self)
-                } else {
-                    for k in 0..<lanes { lo[k] = mn[i + k]; hi[k] = mx[i + k] }
-                }
-                let p = fit(min: lo, max: hi, levels: l)
-                if lanes == 16 {
-                    UnsafeMutableRawPointer(sb.baseAddress! + i).storeBytes(of: p.scaleBits, as: SIMD16<UInt16>.self)
-                    UnsafeMutableRawPointer(zb.baseAddress! + i).storeBytes(of: p.zeroBits, as: SIMD16<UInt16>.self)
-                    UnsafeMutableRawPointer(sf.baseAddress! + i).storeBytes(of: p.scale, as: SIMD16<Float>.self)
-                    UnsafeMutableRawPointer(zf.baseAddress! + i).storeBytes(of: p.zero, as: SIMD16<Float>.self)
-                    UnsafeMutableRawPointer(inv.baseAddress! + i).storeBytes(of: p.inverse, as: SIMD16<Float>.self)
-                } else {
-                    for k in 0..<lanes {
-                        sb[i + k] = p.scaleBits[k]; zb[i + k] = p.zeroBits[k]
-                        sf[i + k] = p.scale[k]; zf[i + k] = p.zero[k]; inv[i + k] = p.inverse[k]
-                    }
-                }
-                i += 16
+            zeroBits = make(UInt16.self) { zb in
+                for i in 0..<count { zb[i] = zeroPoint(min: mn[i]) }
             }
-        }}}}}}}
-        return f
+            zero = make(Float.self) { z in zeroBits.withUnsafeBufferPointer { zb in
+                for i in 0..<count { z[i] = Float(Float16(bitPattern: zb[i])) }
+            }}
+            scaleBits = make(UInt16.self) { sb in zero.withUnsafeBufferPointer { z in
+                for i in 0..<count { sb[i] = Self.scale(max: mx[i], zero: z[i], levels: l) }
+            }}
+        }}
+        scale = make(Float.self) { s in scaleBits.withUnsafeBufferPointer { sb in
+            for i in 0..<count { s[i] = Float(Float16(bitPattern: sb[i])) }
+        }}
+        inverse = make(Float.self) { inv in scale.withUnsafeBufferPointer { s in
+            for i in 0..<count { let v = s[i]; inv[i] = v > 0 ? 1 / v : 0 }
+        }}
+        return Fitted(scaleBits: scaleBits, zeroBits: zeroBits, scale: scale, zero: zero, inverse: inverse)
     }
 
-    /// Sixteen groups at once.
+    /// `min` clamped to the F16 range and rounded down to an F16.
     @inline(__always)
-    static func fit(min lo: SIMD16<Float>, max hi: SIMD16<Float>, levels l: SIMD16<Float>)
-        -> (scaleBits: SIMD16<UInt16>, zeroBits: SIMD16<UInt16>, scale: SIMD16<Float>, zero: SIMD16<Float>, inverse: SIMD16<Float>) {
-        let mn = lo.clamped(lowerBound: SIMD16(repeating: -f16Max), upperBound: SIMD16(repeating: f16Max))
-        let mx = hi.clamped(lowerBound: mn, upperBound: SIMD16(repeating: f16Max))
-        // zero: min rounded down to F16 (next F16 below where nearest rounding went up).
-        // Bit patterns are handled in 32-bit lanes so the Float comparison masks apply to them.
-        var zb = SIMD16<UInt32>(truncatingIfNeeded: unsafeBitCast(SIMD16<Float16>(mn), to: SIMD16<UInt16>.self))
-        let above = f32(zb) .> mn
-        let positive = (zb & 0x8000 .== 0) .& (zb .!= 0)
-        var down = zb &+ 1
-        down.replace(with: zb &- 1, where: positive)
-        down.replace(with: 0x8001, where: zb .== 0)
-        zb.replace(with: down, where: above)
-        let zero = f32(zb)
-        // scale: (max - zero) / levels rounded up to F16, never past the largest finite F16.
+    static func zeroPoint(min x: Float) -> UInt16 {
+        let mn = x < -f16Max ? -f16Max : (x > f16Max ? f16Max : x)
+        let b = Float16(mn).bitPattern
+        // The next F16 below b: one step toward -Inf (from +0 that is the smallest negative).
+        let down: UInt16 = b == 0 ? 0x8001 : (b & 0x8000 == 0 ? b &- 1 : b &+ 1)
+        return Float(Float16(bitPattern: b)) > mn ? down : b
+    }
+
+    /// `(max - zero) / levels` rounded up to an F16, at most the largest finite F16.
+    @inline(__always)
+    static func scale(max x: Float, zero: Float, levels: Float) -> UInt16 {
+        let mx = x > f16Max ? f16Max : (x < zero ? zero : x)
         let range = mx - zero
-        let wanted = (range / l).clamped(lowerBound: SIMD16(repeating: 0), upperBound: SIMD16(repeating: f16Max))
-        var sb = SIMD16<UInt32>(truncatingIfNeeded: unsafeBitCast(SIMD16<Float16>(wanted), to: SIMD16<UInt16>.self))
-        let short = f32(sb) * l .< range
-        sb.replace(with: sb &+ 1, where: short .& (sb .< 0x7BFF))
-        let scale = f32(sb)
-        var inverse = SIMD16<Float>(repeating: 1) / scale
-        inverse.replace(with: 0, where: scale .== 0)
-        return (SIMD16<UInt16>(truncatingIfNeeded: sb), SIMD16<UInt16>(truncatingIfNeeded: zb), scale, zero, inverse)
-    }
-
-    /// F16 bit patterns (in 32-bit lanes) as floats.
-    @inline(__always)
-    private static func f32(_ bits: SIMD16<UInt32>) -> SIMD16<Float> {
-        SIMD16<Float>(unsafeBitCast(SIMD16<UInt16>(truncatingIfNeeded: bits), to: SIMD16<Float16>.self))
+        let q = range / levels
+        let b = Float16(q > f16Max ? f16Max : q).bitPattern
+        let short = Float(Float16(bitPattern: b)) * levels < range && b < 0x7BFF
+        return short ? b &+ 1 : b
     }
 }
 
@@ -113,10 +92,24 @@ enum CodeMath {
         return SIMD16<UInt8>(truncatingIfNeeded: r)
     }
 
+    /// Written as selects, not `min`/`max`, so loops over it vectorize.
     @inline(__always)
     static func code(_ x: Float, zero: Float, inverse: Float, levels: Float) -> UInt8 {
-        let t = Swift.min(Swift.max((x - zero) * inverse, 0), levels)
+        let u = (x - zero) * inverse
+        let t = u > levels ? levels : (u > 0 ? u : 0)
         return UInt8(truncatingIfNeeded: (t + roundingMagic).bitPattern)
+    }
+
+    /// The float's bits as an Int32 that orders like the float (for finite values).
+    @inline(__always)
+    static func orderedBits(_ x: Float) -> Int32 {
+        let b = Int32(bitPattern: x.bitPattern)
+        return b ^ ((b &>> 31) & 0x7FFF_FFFF)
+    }
+
+    @inline(__always)
+    static func float(orderedBits k: Int32) -> Float {
+        Float(bitPattern: UInt32(bitPattern: k ^ ((k &>> 31) & 0x7FFF_FFFF)))
     }
 
     /// Codes back to floats, exactly.

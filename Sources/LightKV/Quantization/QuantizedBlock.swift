@@ -28,15 +28,17 @@ public enum QuantizedBlock {
             }
             guard let x = src.baseAddress else { return }
             if !kept.isEmpty {
-                var exact = [UInt16](repeating: 0, count: shape.heads * kept.count * shape.dim)
-                for h in 0..<shape.heads {
-                    for (i, k) in kept.enumerated() {
-                        for d in 0..<shape.dim {
-                            exact[(h * kept.count + i) * shape.dim + d] = Float16(x[(h * shape.count + k) * shape.dim + d]).bitPattern
+                let dim = shape.dim
+                var exact = [UInt8](repeating: 0, count: 2 * shape.heads * kept.count * dim)
+                exact.withUnsafeMutableBytes { e in
+                    for h in 0..<shape.heads {
+                        for (i, k) in kept.enumerated() {
+                            Conversion.fromFloat(x + (h * shape.count + k) * dim, count: dim, dtype: .f16,
+                                                 into: e.baseAddress! + 2 * (h * kept.count + i) * dim)
                         }
                     }
+                    BytePlanes.split(e.baseAddress!, count: e.count / 2, width: 2, into: base + header.keptValuesOffset)
                 }
-                exact.withUnsafeBytes { BytePlanes.split($0.baseAddress!, count: exact.count, width: 2, into: base + header.keptValuesOffset) }
             }
             guard header.parameterCount > 0 else { return }
             let quantizer: any GroupQuantizer.Type = axis == .channel ? KeyQuantizer.self : ValueQuantizer.self
@@ -115,8 +117,8 @@ public enum QuantizedBlock {
             keptValues.withUnsafeBufferPointer { kv in
                 for h in 0..<header.heads {
                     for (i, k) in kept.enumerated() {
-                        let src = (h * header.kept + i) * dim, dst = (h * header.count + k) * dim
-                        for d in 0..<dim { O.store(Float(Float16(bitPattern: kv[src + d])), to: destination, at: dst + d) }
+                        O.store(f16: kv.baseAddress! + (h * header.kept + i) * dim, count: dim,
+                                to: destination, at: (h * header.count + k) * dim)
                     }
                 }
             }

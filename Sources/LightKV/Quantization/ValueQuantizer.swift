@@ -18,22 +18,15 @@ enum ValueQuantizer: GroupQuantizer {
                 for r in 0..<n {
                     let x = source + (h * header.count + rows[r]) * dim
                     for c in 0..<groups {
-                        let first = c * g, last = min(first + g, dim)
-                        var d = first
-                        var lo = x[d], hi = lo
-                        if d + 16 <= last {
-                            var vlo = UnsafeRawPointer(x + d).loadUnaligned(as: SIMD16<Float>.self), vhi = vlo
-                            d += 16
-                            while d + 16 <= last {
-                                let v = UnsafeRawPointer(x + d).loadUnaligned(as: SIMD16<Float>.self)
-                                vlo = pointwiseMin(vlo, v); vhi = pointwiseMax(vhi, v)
-                                d += 16
-                            }
-                            lo = vlo.min(); hi = vhi.max()
+                        // Minimum and maximum as order-preserving integers: integer min/max
+                        // reductions vectorize, float ones (NaN semantics) do not.
+                        var lo = Int32.max, hi = Int32.min
+                        for d in (c * g)..<min(c * g + g, dim) {
+                            let k = CodeMath.orderedBits(x[d])
+                            lo = min(lo, k); hi = max(hi, k)
                         }
-                        while d < last { lo = min(lo, x[d]); hi = max(hi, x[d]); d += 1 }
                         let p = (h * n + r) * groups + c
-                        mn[p] = lo; mx[p] = hi
+                        mn[p] = CodeMath.float(orderedBits: lo); mx[p] = CodeMath.float(orderedBits: hi)
                     }
                 }
             }
@@ -44,7 +37,7 @@ enum ValueQuantizer: GroupQuantizer {
     static func codes(_ source: UnsafePointer<Float>, header: QuantizedBlockHeader, rows: [Int],
                       parameters f: QuantParameters.Fitted, into codes: UnsafeMutablePointer<UInt8>) {
         let dim = header.dim, g = header.group, n = rows.count, groups = channelGroups(header)
-        let levels = Float(header.levels), lv = SIMD16<Float>(repeating: levels)
+        let levels = Float(header.levels)
         for h in 0..<header.heads {
             for r in 0..<n {
                 let x = source + (h * header.count + rows[r]) * dim
@@ -52,15 +45,9 @@ enum ValueQuantizer: GroupQuantizer {
                 for c in 0..<groups {
                     let p = (h * n + r) * groups + c
                     let zero = f.zero[p], inverse = f.inverse[p]
-                    let z = SIMD16<Float>(repeating: zero), i = SIMD16<Float>(repeating: inverse)
-                    let last = min(c * g + g, dim)
-                    var d = c * g
-                    while d + 16 <= last {
-                        let v = UnsafeRawPointer(x + d).loadUnaligned(as: SIMD16<Float>.self)
-                        UnsafeMutableRawPointer(out + d).storeBytes(of: CodeMath.codes(v, zero: z, inverse: i, levels: lv), as: SIMD16<UInt8>.self)
-                        d += 16
+                    for d in (c * g)..<min(c * g + g, dim) {
+                        out[d] = CodeMath.code(x[d], zero: zero, inverse: inverse, levels: levels)
                     }
-                    while d < last { out[d] = CodeMath.code(x[d], zero: zero, inverse: inverse, levels: levels); d += 1 }
                 }
             }
         }
