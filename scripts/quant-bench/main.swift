@@ -101,19 +101,26 @@ try? FileManager.default.createDirectory(atPath: dumpDir, withIntermediateDirect
 for token in ["int8", "int4", "int2", "int8s0m0t0", "int4s0m0t0", "int4g64", "int4g128"] {
     guard case .integer(let q)? = try QuantSpec(token: token) else { fatalError(token) }
     let spec = QuantSpec.integer(q)
+    // Best of 3: the machine is shared and noisy.
     var blocks: [(EncodedBlock, EncodedBlock)] = []
-    blocks.reserveCapacity(layers)
-    let encode = seconds { for i in 0..<layers { blocks.append(spec.encode(synth[i % 4], context: context)) } }
+    var encode = Double.infinity
+    for _ in 0..<3 {
+        blocks = []
+        blocks.reserveCapacity(layers)
+        encode = min(encode, seconds { for i in 0..<layers { blocks.append(spec.encode(synth[i % 4], context: context)) } })
+    }
     let shape = BlockShape(heads: heads, count: count, dim: dim)
     var out = [UInt8](repeating: 0, count: shape.elements * 2)
     let decode = try out.withUnsafeMutableBytes { o in
-        try seconds {
-            for (k, v) in blocks {
-                for b in [k, v] {
-                    try b.bytes.withUnsafeBytes { try BlockCodec.decode($0, encoding: b.encoding, elements: shape.elements, shape: shape, to: .f16, into: o.baseAddress!) }
+        try (0..<3).map { _ in
+            try seconds {
+                for (k, v) in blocks {
+                    for b in [k, v] {
+                        try b.bytes.withUnsafeBytes { try BlockCodec.decode($0, encoding: b.encoding, elements: shape.elements, shape: shape, to: .f16, into: o.baseAddress!) }
+                    }
                 }
             }
-        }
+        }.min()!
     }
     let stored = blocks.reduce(0) { $0 + $1.0.bytes.count + $1.1.bytes.count }
     print(String(format: "%-11@ quantize %.3f s = %.2f GB/s   dequantize->F16 %.3f s = %.2f GB/s   stored %.1f%% of F16",
@@ -123,7 +130,7 @@ for token in ["int8", "int4", "int2", "int8s0m0t0", "int4s0m0t0", "int4g64", "in
         for (kind, pick) in [("keys", 0), ("values", 1)] {
             var bytes: [UInt8] = []
             for (k, v) in blocks.prefix(4) { bytes += relayout(pick == 0 ? k.bytes : v.bytes, variant) }
-            FileManager.default.createFile(atPath: "\(dumpDir)/\(spec.name).\(kind).\(variant).bin", contents: Data(bytes))
+            _ = FileManager.default.createFile(atPath: "\(dumpDir)/\(spec.name).\(kind).\(variant).bin", contents: Data(bytes))
         }
     }
 }
@@ -135,5 +142,5 @@ for layer in synth {
         plain += x.map { Float16($0) }.withUnsafeBytes { Array($0) }
     }
 }
-FileManager.default.createFile(atPath: "\(dumpDir)/f16.planes.bin", contents: Data(planes))
-FileManager.default.createFile(atPath: "\(dumpDir)/f16.plain.bin", contents: Data(plain))
+_ = FileManager.default.createFile(atPath: "\(dumpDir)/f16.planes.bin", contents: Data(planes))
+_ = FileManager.default.createFile(atPath: "\(dumpDir)/f16.plain.bin", contents: Data(plain))

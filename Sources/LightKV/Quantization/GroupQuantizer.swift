@@ -5,15 +5,17 @@
 /// Both work on the block's quantized entries only (`rows`: their indices in the layer,
 /// ascending); entries kept in F16 are not part of any group.
 protocol GroupQuantizer {
-    /// Number of groups (scale/zero pairs) for `header`.
+    /// Number of groups (scale/zero pairs) for `header`; the same number for every head.
     static func parameterCount(_ header: QuantizedBlockHeader) -> Int
 
-    /// Minimum and maximum of every group, in parameter order.
-    static func ranges(_ source: UnsafePointer<Float>, header: QuantizedBlockHeader, rows: [Int]) -> (mins: [Float], maxs: [Float])
+    /// Minimum and maximum of every group of head `h`, in parameter order.
+    static func ranges(_ source: UnsafePointer<Float>, header: QuantizedBlockHeader, rows: [Int], head h: Int,
+                       mins: UnsafeMutablePointer<Float>, maxs: UnsafeMutablePointer<Float>)
 
-    /// Codes, one byte each, row `(h·n + r)` holding entry `rows[r]` of head `h`.
-    static func codes(_ source: UnsafePointer<Float>, header: QuantizedBlockHeader, rows: [Int],
-                      parameters: QuantParameters.Fitted, into codes: UnsafeMutablePointer<UInt8>)
+    /// Codes of head `h`, one byte each, row `r` (at `r·dim`) holding entry `rows[r]`;
+    /// `zero` and `inverse` are that head's parameters.
+    static func codes(_ source: UnsafePointer<Float>, header: QuantizedBlockHeader, rows: [Int], head h: Int,
+                      zero: UnsafePointer<Float>, inverse: UnsafePointer<Float>, into codes: UnsafeMutablePointer<UInt8>)
 
     /// Dequantizes row `r` of head `h` (unpacked codes) into elements `index..<index+dim` of `output`.
     static func dequantizeRow<O: DequantizedOutput>(

@@ -9,46 +9,35 @@ enum KeyQuantizer: GroupQuantizer {
 
     static func parameterCount(_ header: QuantizedBlockHeader) -> Int { header.heads * tokenGroups(header) * header.dim }
 
-    static func ranges(_ source: UnsafePointer<Float>, header: QuantizedBlockHeader, rows: [Int]) -> (mins: [Float], maxs: [Float]) {
-        let dim = header.dim, g = header.group, n = rows.count, groups = tokenGroups(header)
-        let total = parameterCount(header)
-        var mins = [Float](repeating: 0, count: total), maxs = [Float](repeating: 0, count: total)
-        mins.withUnsafeMutableBufferPointer { mn in maxs.withUnsafeMutableBufferPointer { mx in
-            for h in 0..<header.heads {
-                let head = source + h * header.count * dim
-                for t in 0..<groups {
-                    let first = t * g, last = min(first + g, n)
-                    let lo = mn.baseAddress! + (h * groups + t) * dim, hi = mx.baseAddress! + (h * groups + t) * dim
-                    let x0 = head + rows[first] * dim
-                    lo.update(from: x0, count: dim); hi.update(from: x0, count: dim)
-                    for r in (first + 1)..<max(first + 1, last) {
-                        // Plain select loops: LLVM turns them into vminps/vmaxps, which the
-                        // NaN-aware stdlib pointwiseMin does not.
-                        let x = head + rows[r] * dim
-                        for d in 0..<dim { let v = x[d]; lo[d] = v < lo[d] ? v : lo[d]; hi[d] = v > hi[d] ? v : hi[d] }
-                    }
-                }
+    static func ranges(_ source: UnsafePointer<Float>, header: QuantizedBlockHeader, rows: [Int], head h: Int,
+                       mins: UnsafeMutablePointer<Float>, maxs: UnsafeMutablePointer<Float>) {
+        let dim = header.dim, g = header.group, n = rows.count
+        let head = source + h * header.count * dim
+        for t in 0..<tokenGroups(header) {
+            let first = t * g, last = min(first + g, n)
+            let lo = mins + t * dim, hi = maxs + t * dim
+            let x0 = head + rows[first] * dim
+            lo.update(from: x0, count: dim); hi.update(from: x0, count: dim)
+            for r in (first + 1)..<max(first + 1, last) {
+                // Plain select loops: LLVM turns them into vminps/vmaxps, which the
+                // NaN-aware stdlib pointwiseMin does not.
+                let x = head + rows[r] * dim
+                for d in 0..<dim { let v = x[d]; lo[d] = v < lo[d] ? v : lo[d]; hi[d] = v > hi[d] ? v : hi[d] }
             }
-        }}
-        return (mins, maxs)
+        }
     }
 
-    static func codes(_ source: UnsafePointer<Float>, header: QuantizedBlockHeader, rows: [Int],
-                      parameters f: QuantParameters.Fitted, into codes: UnsafeMutablePointer<UInt8>) {
-        let dim = header.dim, g = header.group, n = rows.count, groups = tokenGroups(header)
+    static func codes(_ source: UnsafePointer<Float>, header: QuantizedBlockHeader, rows: [Int], head h: Int,
+                      zero: UnsafePointer<Float>, inverse: UnsafePointer<Float>, into codes: UnsafeMutablePointer<UInt8>) {
+        let dim = header.dim, g = header.group
         let levels = Float(header.levels)
-        f.zero.withUnsafeBufferPointer { zb in f.inverse.withUnsafeBufferPointer { ib in
-            for h in 0..<header.heads {
-                let head = source + h * header.count * dim
-                for r in 0..<n {
-                    let x = head + rows[r] * dim
-                    let p = (h * groups + r / g) * dim
-                    let zero = zb.baseAddress! + p, inverse = ib.baseAddress! + p
-                    let out = codes + (h * n + r) * dim
-                    for d in 0..<dim { out[d] = CodeMath.code(x[d], zero: zero[d], inverse: inverse[d], levels: levels) }
-                }
-            }
-        }}
+        let head = source + h * header.count * dim
+        for r in rows.indices {
+            let x = head + rows[r] * dim
+            let z = zero + (r / g) * dim, inv = inverse + (r / g) * dim
+            let out = codes + r * dim
+            for d in 0..<dim { out[d] = CodeMath.code(x[d], zero: z[d], inverse: inv[d], levels: levels) }
+        }
     }
 
     @inline(__always)

@@ -10,47 +10,22 @@
 enum QuantParameters {
     static let f16Max: Float = 65504
 
-    /// The fitted parameters of `count` groups.
-    struct Fitted {
-        /// F16 bit patterns, as stored in the block.
-        var scaleBits: [UInt16]
-        var zeroBits: [UInt16]
-        /// The same values as Float, and `1/scale` (0 where scale is 0), for the code pass.
-        var scale: [Float]
-        var zero: [Float]
-        var inverse: [Float]
-    }
-
-    /// Fits every group from its minimum and maximum.
+    /// Fits `count` groups from their minima and maxima: the stored F16 bits of scale and zero,
+    /// and, for the code pass, the zero as Float and `1/scale` (0 where the scale is 0).
     ///
     /// A plain loop of selects (no stdlib `clamped`/`pointwiseMin`, which run lane by lane), so
     /// LLVM vectorizes it with F16C conversions.
-    static func fit(mins: [Float], maxs: [Float], levels: Int) -> Fitted {
-        let count = mins.count
-        precondition(maxs.count == count, "one maximum per minimum")
-        func make<T>(_: T.Type, _ fill: (UnsafeMutablePointer<T>) -> Void) -> [T] {
-            [T](unsafeUninitializedCapacity: count) { b, n in if count > 0 { fill(b.baseAddress!) }; n = count }
-        }
-        var zeroBits: [UInt16] = [], scaleBits: [UInt16] = [], zero: [Float] = [], scale: [Float] = [], inverse: [Float] = []
+    static func fit(mins: UnsafePointer<Float>, maxs: UnsafePointer<Float>, count: Int, levels: Int,
+                    scaleBits: UnsafeMutablePointer<UInt16>, zeroBits: UnsafeMutablePointer<UInt16>,
+                    zero: UnsafeMutablePointer<Float>, inverse: UnsafeMutablePointer<Float>) {
         let l = Float(levels)
-        mins.withUnsafeBufferPointer { mn in maxs.withUnsafeBufferPointer { mx in
-            zeroBits = make(UInt16.self) { zb in
-                for i in 0..<count { zb[i] = zeroPoint(min: mn[i]) }
-            }
-            zero = make(Float.self) { z in zeroBits.withUnsafeBufferPointer { zb in
-                for i in 0..<count { z[i] = Float(Float16(bitPattern: zb[i])) }
-            }}
-            scaleBits = make(UInt16.self) { sb in zero.withUnsafeBufferPointer { z in
-                for i in 0..<count { sb[i] = Self.scale(max: mx[i], zero: z[i], levels: l) }
-            }}
-        }}
-        scale = make(Float.self) { s in scaleBits.withUnsafeBufferPointer { sb in
-            for i in 0..<count { s[i] = Float(Float16(bitPattern: sb[i])) }
-        }}
-        inverse = make(Float.self) { inv in scale.withUnsafeBufferPointer { s in
-            for i in 0..<count { let v = s[i]; inv[i] = v > 0 ? 1 / v : 0 }
-        }}
-        return Fitted(scaleBits: scaleBits, zeroBits: zeroBits, scale: scale, zero: zero, inverse: inverse)
+        for i in 0..<count { zeroBits[i] = zeroPoint(min: mins[i]) }
+        for i in 0..<count { zero[i] = Float(Float16(bitPattern: zeroBits[i])) }
+        for i in 0..<count { scaleBits[i] = scale(max: maxs[i], zero: zero[i], levels: l) }
+        for i in 0..<count {
+            let s = Float(Float16(bitPattern: scaleBits[i]))
+            inverse[i] = s > 0 ? 1 / s : 0
+        }
     }
 
     /// `min` clamped to the F16 range and rounded down to an F16.

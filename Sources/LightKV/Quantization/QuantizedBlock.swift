@@ -18,50 +18,66 @@ public enum QuantizedBlock {
         let header = QuantizedBlockHeader(bits: q.bits, axis: axis, group: q.group, heads: shape.heads,
                                           count: shape.count, dim: shape.dim, kept: kept.count)
         let rows = complement(of: kept, count: shape.count)
-        var out = [UInt8](repeating: 0, count: header.totalBytes)
-        values.withUnsafeBufferPointer { src in out.withUnsafeMutableBytes { o in
-            let base = o.baseAddress!
-            header.write(to: base)
-            for (i, k) in kept.enumerated() {
-                precondition(k >= 0 && k < shape.count && (i == 0 || k > kept[i - 1]), "kept entries must be ascending indices below count")
-                base.storeBytes(of: UInt32(k).littleEndian, toByteOffset: header.keptIndicesOffset + 4 * i, as: UInt32.self)
+        // Every byte is written below (header, sections, zero padding bits), so no memset.
+        let out = [UInt8](unsafeUninitializedCapacity: header.totalBytes) { o, initialized in
+            values.withUnsafeBufferPointer { src in
+                write(header, kept: kept, rows: rows, source: src.baseAddress, into: UnsafeMutableRawPointer(o.baseAddress!))
             }
-            guard let x = src.baseAddress else { return }
-            if !kept.isEmpty {
-                let dim = shape.dim
-                var exact = [UInt8](repeating: 0, count: 2 * shape.heads * kept.count * dim)
-                exact.withUnsafeMutableBytes { e in
-                    for h in 0..<shape.heads {
-                        for (i, k) in kept.enumerated() {
-                            Conversion.fromFloat(x + (h * shape.count + k) * dim, count: dim, dtype: .f16,
-                                                 into: e.baseAddress! + 2 * (h * kept.count + i) * dim)
-                        }
-                    }
-                    BytePlanes.split(e.baseAddress!, count: e.count / 2, width: 2, into: base + header.keptValuesOffset)
-                }
-            }
-            guard header.parameterCount > 0 else { return }
-            let quantizer: any GroupQuantizer.Type = axis == .channel ? KeyQuantizer.self : ValueQuantizer.self
-            let (mins, maxs) = quantizer.ranges(x, header: header, rows: rows)
-            let fitted = QuantParameters.fit(mins: mins, maxs: maxs, levels: header.levels)
-            fitted.scaleBits.withUnsafeBytes { BytePlanes.split($0.baseAddress!, count: fitted.scaleBits.count, width: 2, into: base + header.scalesOffset) }
-            fitted.zeroBits.withUnsafeBytes { BytePlanes.split($0.baseAddress!, count: fitted.zeroBits.count, width: 2, into: base + header.zerosOffset) }
-            let codes = (base + header.codesOffset).assumingMemoryBound(to: UInt8.self)
-            if header.bits == 8 {
-                quantizer.codes(x, header: header, rows: rows, parameters: fitted, into: codes)
-            } else {
-                let rowCount = shape.heads * rows.count
-                var unpacked = [UInt8](repeating: 0, count: rowCount * shape.dim)
-                unpacked.withUnsafeMutableBufferPointer { u in
-                    quantizer.codes(x, header: header, rows: rows, parameters: fitted, into: u.baseAddress!)
-                    for r in 0..<rowCount {
-                        CodePacking.pack(u.baseAddress! + r * shape.dim, count: shape.dim, bits: header.bits,
-                                         into: codes + r * header.rowBytes)
-                    }
-                }
-            }
-        }}
+            initialized = header.totalBytes
+        }
         return EncodedBlock(encoding: BlockEncoding(scheme: q.scheme, group: q.group, axis: axis.name), bytes: out)
+    }
+
+    /// Writes the whole block. Per head, the ranges, parameters and codes passes run back to
+    /// back so the head's floats (`count·dim·4` bytes) are read from cache the second time.
+    private static func write(_ header: QuantizedBlockHeader, kept: [Int], rows: [Int], source: UnsafePointer<Float>?,
+                              into base: UnsafeMutableRawPointer) {
+        header.write(to: base)
+        for (i, k) in kept.enumerated() {
+            precondition(k >= 0 && k < header.count && (i == 0 || k > kept[i - 1]), "kept entries must be ascending indices below count")
+            base.storeBytes(of: UInt32(k).littleEndian, toByteOffset: header.keptIndicesOffset + 4 * i, as: UInt32.self)
+        }
+        guard let x = source else { return }
+        let dim = header.dim
+        if !kept.isEmpty {
+            var exact = [UInt8](repeating: 0, count: 2 * header.heads * kept.count * dim)
+            exact.withUnsafeMutableBytes { e in
+                for h in 0..<header.heads {
+                    for (i, k) in kept.enumerated() {
+                        Conversion.fromFloat(x + (h * header.count + k) * dim, count: dim, dtype: .f16,
+                                             into: e.baseAddress! + 2 * (h * kept.count + i) * dim)
+                    }
+                }
+                BytePlanes.split(e.baseAddress!, count: e.count / 2, width: 2, into: base + header.keptValuesOffset)
+            }
+        }
+        let total = header.parameterCount
+        guard total > 0 else { return }
+        let quantizer: any GroupQuantizer.Type = header.axis == .channel ? KeyQuantizer.self : ValueQuantizer.self
+        let perHead = total / header.heads, n = rows.count
+        let scratch = UnsafeMutablePointer<Float>.allocate(capacity: 4 * perHead)
+        let bits = UnsafeMutablePointer<UInt16>.allocate(capacity: 2 * total)
+        let unpacked = UnsafeMutablePointer<UInt8>.allocate(capacity: header.bits == 8 ? 0 : n * dim)
+        defer { scratch.deallocate(); bits.deallocate(); unpacked.deallocate() }
+        let mins = scratch, maxs = scratch + perHead, zero = scratch + 2 * perHead, inverse = scratch + 3 * perHead
+        let scaleBits = bits, zeroBits = bits + total
+        let codes = (base + header.codesOffset).assumingMemoryBound(to: UInt8.self)
+        for h in 0..<header.heads {
+            quantizer.ranges(x, header: header, rows: rows, head: h, mins: mins, maxs: maxs)
+            QuantParameters.fit(mins: mins, maxs: maxs, count: perHead, levels: header.levels,
+                                scaleBits: scaleBits + h * perHead, zeroBits: zeroBits + h * perHead, zero: zero, inverse: inverse)
+            let headCodes = codes + h * n * header.rowBytes
+            if header.bits == 8 {
+                quantizer.codes(x, header: header, rows: rows, head: h, zero: zero, inverse: inverse, into: headCodes)
+            } else {
+                quantizer.codes(x, header: header, rows: rows, head: h, zero: zero, inverse: inverse, into: unpacked)
+                for r in 0..<n {
+                    CodePacking.pack(unpacked + r * dim, count: dim, bits: header.bits, into: headCodes + r * header.rowBytes)
+                }
+            }
+        }
+        BytePlanes.split(scaleBits, count: total, width: 2, into: base + header.scalesOffset)
+        BytePlanes.split(zeroBits, count: total, width: 2, into: base + header.zerosOffset)
     }
 
     /// Bits per code of a quantized scheme name, nil for other schemes.

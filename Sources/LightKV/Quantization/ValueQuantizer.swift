@@ -9,46 +9,35 @@ enum ValueQuantizer: GroupQuantizer {
 
     static func parameterCount(_ header: QuantizedBlockHeader) -> Int { header.heads * header.quantized * channelGroups(header) }
 
-    static func ranges(_ source: UnsafePointer<Float>, header: QuantizedBlockHeader, rows: [Int]) -> (mins: [Float], maxs: [Float]) {
-        let dim = header.dim, g = header.group, n = rows.count, groups = channelGroups(header)
-        let total = parameterCount(header)
-        var mins = [Float](repeating: 0, count: total), maxs = [Float](repeating: 0, count: total)
-        mins.withUnsafeMutableBufferPointer { mn in maxs.withUnsafeMutableBufferPointer { mx in
-            for h in 0..<header.heads {
-                for r in 0..<n {
-                    let x = source + (h * header.count + rows[r]) * dim
-                    for c in 0..<groups {
-                        // Minimum and maximum as order-preserving integers: integer min/max
-                        // reductions vectorize, float ones (NaN semantics) do not.
-                        var lo = Int32.max, hi = Int32.min
-                        for d in (c * g)..<min(c * g + g, dim) {
-                            let k = CodeMath.orderedBits(x[d])
-                            lo = min(lo, k); hi = max(hi, k)
-                        }
-                        let p = (h * n + r) * groups + c
-                        mn[p] = CodeMath.float(orderedBits: lo); mx[p] = CodeMath.float(orderedBits: hi)
-                    }
+    static func ranges(_ source: UnsafePointer<Float>, header: QuantizedBlockHeader, rows: [Int], head h: Int,
+                       mins: UnsafeMutablePointer<Float>, maxs: UnsafeMutablePointer<Float>) {
+        let dim = header.dim, g = header.group, groups = channelGroups(header)
+        for r in rows.indices {
+            let x = source + (h * header.count + rows[r]) * dim
+            for c in 0..<groups {
+                // Minimum and maximum as order-preserving integers: integer min/max
+                // reductions vectorize, float ones (NaN semantics) do not.
+                var lo = Int32.max, hi = Int32.min
+                for d in (c * g)..<min(c * g + g, dim) {
+                    let k = CodeMath.orderedBits(x[d])
+                    lo = min(lo, k); hi = max(hi, k)
                 }
+                mins[r * groups + c] = CodeMath.float(orderedBits: lo)
+                maxs[r * groups + c] = CodeMath.float(orderedBits: hi)
             }
-        }}
-        return (mins, maxs)
+        }
     }
 
-    static func codes(_ source: UnsafePointer<Float>, header: QuantizedBlockHeader, rows: [Int],
-                      parameters f: QuantParameters.Fitted, into codes: UnsafeMutablePointer<UInt8>) {
-        let dim = header.dim, g = header.group, n = rows.count, groups = channelGroups(header)
+    static func codes(_ source: UnsafePointer<Float>, header: QuantizedBlockHeader, rows: [Int], head h: Int,
+                      zero: UnsafePointer<Float>, inverse: UnsafePointer<Float>, into codes: UnsafeMutablePointer<UInt8>) {
+        let dim = header.dim, g = header.group, groups = channelGroups(header)
         let levels = Float(header.levels)
-        for h in 0..<header.heads {
-            for r in 0..<n {
-                let x = source + (h * header.count + rows[r]) * dim
-                let out = codes + (h * n + r) * dim
-                for c in 0..<groups {
-                    let p = (h * n + r) * groups + c
-                    let zero = f.zero[p], inverse = f.inverse[p]
-                    for d in (c * g)..<min(c * g + g, dim) {
-                        out[d] = CodeMath.code(x[d], zero: zero, inverse: inverse, levels: levels)
-                    }
-                }
+        for r in rows.indices {
+            let x = source + (h * header.count + rows[r]) * dim
+            let out = codes + r * dim
+            for c in 0..<groups {
+                let z = zero[r * groups + c], inv = inverse[r * groups + c]
+                for d in (c * g)..<min(c * g + g, dim) { out[d] = CodeMath.code(x[d], zero: z, inverse: inv, levels: levels) }
             }
         }
     }
