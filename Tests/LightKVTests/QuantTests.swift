@@ -309,6 +309,24 @@ final class QuantTests: XCTestCase {
         assertThrows(b, block.encoding, shape, "inf scale") { $0 == .nonFinite(scheme: "int4", section: "scales") }
     }
 
+    func testWrongElementCountAndIntegerOutputAreRejected() throws {
+        let (block, shape) = sample()
+        var out = [UInt8](repeating: 0, count: 4 * shape.elements + 4)
+        try out.withUnsafeMutableBytes { o in
+            try block.bytes.withUnsafeBytes { b in
+                XCTAssertThrowsError(try BlockCodec.decode(b, encoding: block.encoding, elements: shape.elements + 1, shape: shape,
+                                                           to: .f16, into: o.baseAddress!)) { e in
+                    XCTAssertEqual(e as? BlockError, .badHeader(scheme: "int4", field: "elements", value: shape.elements + 1,
+                                                                expected: "\(shape.elements) (heads·count·dim)"))
+                }
+                XCTAssertThrowsError(try BlockCodec.decode(b, encoding: block.encoding, elements: shape.elements, shape: shape,
+                                                           to: .i32, into: o.baseAddress!)) { e in
+                    XCTAssertEqual(e as? BlockError, .unsupportedOutput(scheme: "int4", dtype: "I32"))
+                }
+            }
+        }
+    }
+
     func testRandomCorruptionNeverCrashes() {
         let (block, shape) = sample()
         var rng = SplitMix(state: 13)

@@ -122,9 +122,27 @@ for token in ["int8", "int4", "int2", "int8s0m0t0", "int4s0m0t0", "int4g64", "in
             }
         }.min()!
     }
+    var other = ""
+    if spec.name == "int8g32" || spec.name == "int4g32" {
+        for dtype in [DType.bf16, .f32] {
+            var wide = [UInt8](repeating: 0, count: shape.elements * dtype.size)
+            let t = try wide.withUnsafeMutableBytes { o in
+                try (0..<3).map { _ in
+                    try seconds {
+                        for (k, v) in blocks {
+                            for b in [k, v] {
+                                try b.bytes.withUnsafeBytes { try BlockCodec.decode($0, encoding: b.encoding, elements: shape.elements, shape: shape, to: dtype, into: o.baseAddress!) }
+                            }
+                        }
+                    }
+                }.min()!
+            }
+            other += String(format: "   ->%@ %.3f s", dtype.rawValue, t)
+        }
+    }
     let stored = blocks.reduce(0) { $0 + $1.0.bytes.count + $1.1.bytes.count }
-    print(String(format: "%-11@ quantize %.3f s = %.2f GB/s   dequantize->F16 %.3f s = %.2f GB/s   stored %.1f%% of F16",
-                 spec.name as NSString, encode, f16Bytes / encode / 1e9, decode, f16Bytes / decode / 1e9, 100 * Double(stored) / f16Bytes))
+    print(String(format: "%-11@ quantize %.3f s = %.2f GB/s   dequantize->F16 %.3f s = %.2f GB/s   stored %.1f%% of F16%@",
+                 spec.name as NSString, encode, f16Bytes / encode / 1e9, decode, f16Bytes / decode / 1e9, 100 * Double(stored) / f16Bytes, other as NSString))
     // First 4 layers' blocks, in each layout, for zstd.
     for variant in ["row-major", "channel-major", "nibble-planes"] {
         for (kind, pick) in [("keys", 0), ("values", 1)] {

@@ -105,8 +105,10 @@ public enum BlockCodec {
     }
 }
 
-/// The `[heads, count, dim]` shape of a block, with the entries' sizes (quantizers may keep
-/// large merged entries exact).
+/// The `[heads, count, dim]` shape of a block.
+///
+/// Quantized blocks record which entries they keep in F16 inside the block itself
+/// (docs/DESIGN-quant.md), so the shape is all the decoder is told.
 public struct BlockShape: Sendable, Equatable {
     public var heads: Int
     public var count: Int
