@@ -176,6 +176,17 @@ final class QuantTests: XCTestCase {
         }
     }
 
+    func testEmptyShapesRoundTrip() throws {
+        for shape in [BlockShape(heads: 2, count: 3, dim: 0), BlockShape(heads: 0, count: 3, dim: 4), BlockShape(heads: 2, count: 0, dim: 4)] {
+            let kept = shape.count > 1 ? [0, 2] : []
+            for axis in [QuantAxis.channel, .token] {
+                let block = QuantizedBlock.encode([], shape: shape, kept: kept, settings: IntegerQuantization(bits: 4), axis: axis)
+                XCTAssertEqual(block.bytes.count, 28 + 4 * kept.count, "\(shape)")
+                XCTAssertEqual(try decode(block, shape), [], "\(shape)")
+            }
+        }
+    }
+
     func testConstantGroupsDecodeExactly() throws {
         let shape = BlockShape(heads: 2, count: 37, dim: 19)
         var x = [Float](repeating: 0, count: shape.elements)
@@ -328,14 +339,20 @@ final class QuantTests: XCTestCase {
     }
 
     func testRandomCorruptionNeverCrashes() {
-        let (block, shape) = sample()
         var rng = SplitMix(state: 13)
-        for _ in 0..<2000 {
-            var b = block.bytes
-            for _ in 0..<Int.random(in: 1...3, using: &rng) {
-                b[Int.random(in: 0..<b.count, using: &rng)] = UInt8.random(in: 0...255, using: &rng)
+        let shape = BlockShape(heads: 2, count: 11, dim: 7)
+        let x = randomValues(shape.elements, &rng)
+        for (bits, axis) in [(4, QuantAxis.channel), (8, .token), (2, .token), (2, .channel)] {
+            let block = QuantizedBlock.encode(x, shape: shape, kept: [0, 5, 10], settings: IntegerQuantization(bits: bits, group: 2), axis: axis)
+            for _ in 0..<600 {
+                var b = block.bytes
+                for _ in 0..<Int.random(in: 1...3, using: &rng) {
+                    b[Int.random(in: 0..<b.count, using: &rng)] = UInt8.random(in: 0...255, using: &rng)
+                }
+                if let out = try? decode(EncodedBlock(encoding: block.encoding, bytes: b), shape) {
+                    XCTAssertEqual(out.count, shape.elements * 4)
+                }
             }
-            _ = try? decode(EncodedBlock(encoding: block.encoding, bytes: b), shape)
         }
     }
 }

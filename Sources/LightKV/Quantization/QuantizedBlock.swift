@@ -37,8 +37,8 @@ public enum QuantizedBlock {
             precondition(k >= 0 && k < header.count && (i == 0 || k > kept[i - 1]), "kept entries must be ascending indices below count")
             base.storeBytes(of: UInt32(k).littleEndian, toByteOffset: header.keptIndicesOffset + 4 * i, as: UInt32.self)
         }
-        guard let x = source else { return }
         let dim = header.dim
+        guard let x = source, dim > 0, header.heads > 0 else { return }
         if !kept.isEmpty {
             var exact = [UInt8](repeating: 0, count: 2 * header.heads * kept.count * dim)
             exact.withUnsafeMutableBytes { e in
@@ -130,6 +130,7 @@ public enum QuantizedBlock {
 
         func write<Q: GroupQuantizer, O: DequantizedOutput>(_: Q.Type, _: O.Type) {
             let dim = header.dim
+            guard dim > 0 else { return }
             keptValues.withUnsafeBufferPointer { kv in
                 for h in 0..<header.heads {
                     for (i, k) in kept.enumerated() {
@@ -138,7 +139,7 @@ public enum QuantizedBlock {
                     }
                 }
             }
-            guard header.parameterCount > 0, dim > 0 else { return }
+            guard header.parameterCount > 0 else { return }
             let scale = floats(scaleBits), zero = floats(zeroBits)
             var scratch = [UInt8](repeating: 0, count: dim)
             scale.withUnsafeBufferPointer { s in zero.withUnsafeBufferPointer { z in scratch.withUnsafeMutableBufferPointer { u in
