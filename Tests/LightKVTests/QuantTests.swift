@@ -137,6 +137,26 @@ final class QuantTests: XCTestCase {
         }
     }
 
+    /// The example of docs/DESIGN-quant.md, byte for byte.
+    func testBlockBytesMatchTheDocumentedFormat() throws {
+        // Values [1, 2, 3]: entry 0 = [0, 1, 2] quantized, entry 1 = [5, 6, 7] kept; G = 2 channels.
+        let shape = BlockShape(heads: 1, count: 2, dim: 3)
+        let block = QuantizedBlock.encode([0, 1, 2, 5, 6, 7], shape: shape, kept: [1],
+                                          settings: IntegerQuantization(bits: 8, group: 2), axis: .token)
+        let expected: [UInt8] = [
+            0x4B, 0x56, 0x51, 0x01, 8, 1, 0, 0,     // magic, bits, axis token, reserved
+            2, 0, 0, 0, 1, 0, 0, 0,                 // G = 2, heads = 1
+            2, 0, 0, 0, 3, 0, 0, 0, 1, 0, 0, 0,     // count = 2, dim = 3, kept = 1
+            1, 0, 0, 0,                             // kept index 1
+            0x00, 0x00, 0x00, 0x45, 0x46, 0x47,     // kept F16 5, 6, 7: low plane, high plane
+            0x05, 0x00, 0x1C, 0x00,                 // scales 0x1C05 (1/255 rounded up), 0: planes
+            0x00, 0x00, 0x00, 0x40,                 // zeros 0, 2.0: planes
+            0x00, 0xFF, 0x00,                       // codes of entry 0
+        ]
+        XCTAssertEqual(block.bytes, expected)
+        XCTAssertEqual(floats(try decode(block, shape)), [0, Float(Float16(bitPattern: 0x1C05)) * 255, 2, 5, 6, 7])
+    }
+
     func testInt4PacksTwoCodesPerByteLowNibbleFirst() {
         let codes: [UInt8] = [1, 2, 3]
         var packed = [UInt8](repeating: 0xFF, count: 2)
