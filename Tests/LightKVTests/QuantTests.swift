@@ -137,7 +137,7 @@ final class QuantTests: XCTestCase {
         }
     }
 
-    /// The example of docs/DESIGN-quant.md, byte for byte.
+    /// The example of docs/FORMAT.md ("Quantized blocks"), byte for byte.
     func testBlockBytesMatchTheDocumentedFormat() throws {
         // Values [1, 2, 3]: entry 0 = [0, 1, 2] quantized, entry 1 = [5, 6, 7] kept; G = 2 channels.
         let shape = BlockShape(heads: 1, count: 2, dim: 3)

@@ -48,7 +48,7 @@ func seconds(_ body: () throws -> Void) rethrows -> Double {
     return Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
 }
 
-// Header fields of a block (docs/DESIGN-quant.md).
+// Header fields of a block (docs/FORMAT.md).
 func u32(_ b: [UInt8], _ o: Int) -> Int { Int(b[o]) | Int(b[o + 1]) << 8 | Int(b[o + 2]) << 16 | Int(b[o + 3]) << 24 }
 
 /// The block with its codes section rewritten in another order, for the zstd experiment.

@@ -1,7 +1,7 @@
 /// Settings of an integer quantizer: bits per code, group size, and which entries stay F16.
 ///
 /// Spelled in a policy as `int<bits>[g<group>][s<sinks>][m<size>][t<0|1>]`, settings in that
-/// order, each optional (docs/DESIGN-quant.md):
+/// order, each optional (docs/DESIGN.md, "Policy spelling"):
 ///
 /// ```swift
 /// try IntegerQuantization(token: "int4g64")      // 4 bits, groups of 64, KeepRule.standard

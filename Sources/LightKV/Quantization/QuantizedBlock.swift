@@ -4,7 +4,7 @@
 /// kept in F16 and holds their values, so the decoder needs nothing but the bytes (the pack's
 /// `BlockEncoding` and `BlockShape` are only checked against it). Sections, in order: header,
 /// kept indices, kept F16 values (byte planes), scales (F16 byte planes), zero points (F16 byte
-/// planes), packed codes; docs/DESIGN-quant.md specifies each byte.
+/// planes), packed codes; docs/FORMAT.md ("Quantized blocks") specifies each byte.
 ///
 /// ```swift
 /// let block = QuantizedBlock.encode(layer.keys, shape: shape, kept: [0, 1], settings: q, axis: .channel)

@@ -18,7 +18,7 @@ public enum QuantAxis: UInt8, Sendable {
 
 /// The fixed 28-byte header of a quantized block, and the section layout it implies.
 ///
-/// All integers little-endian (docs/DESIGN-quant.md, "Block format"):
+/// All integers little-endian (docs/FORMAT.md, "Quantized blocks"):
 ///
 /// | offset | size | field |
 /// | --- | --- | --- |

@@ -108,7 +108,7 @@ public enum BlockCodec {
 /// The `[heads, count, dim]` shape of a block.
 ///
 /// Quantized blocks record which entries they keep in F16 inside the block itself
-/// (docs/DESIGN-quant.md), so the shape is all the decoder is told.
+/// (docs/FORMAT.md, "Quantized blocks"), so the shape is all the decoder is told.
 public struct BlockShape: Sendable, Equatable {
     public var heads: Int
     public var count: Int
