@@ -17,6 +17,9 @@ public struct SnapshotEncoder {
     public let policy: Policy
     private var compressor: any CacheCompressor
     private var nextLayer = 0
+    /// The last this-many `prompt_query` tokens are withheld from the compressor, so an
+    /// evaluation can use them as probes without the compressor having seen them.
+    public var withheldPromptQueries = 0
 
     public init(snapshot: Snapshot, policy: Policy) {
         self.snapshot = snapshot
@@ -28,8 +31,14 @@ public struct SnapshotEncoder {
     public var isExact: Bool { policy.reduction == .none && policy.quantization == .none }
 
     public func context(_ i: Int) -> LayerContext {
-        LayerContext(index: i, layerCount: snapshot.layerCount, spans: snapshot.metadata.spans,
-                     seqLen: snapshot.seqLen, promptQuery: snapshot.queries(snapshot.layers[i].promptQuery))
+        var query = snapshot.queries(snapshot.layers[i].promptQuery)
+        if withheldPromptQueries > 0, let q = query {
+            let keep = q.count - withheldPromptQueries
+            query = keep <= 0 ? nil : QueryBlock(heads: q.heads, count: keep, headDim: q.headDim, values: q.values.withheld(
+                heads: q.heads, count: q.count, keep: keep, dim: q.headDim))
+        }
+        return LayerContext(index: i, layerCount: snapshot.layerCount, spans: snapshot.metadata.spans,
+                            seqLen: snapshot.seqLen, promptQuery: query)
     }
 
     /// The reduced layer `i` as floats, before quantization (what fidelity is measured on).
@@ -56,4 +65,11 @@ public struct SnapshotEncoder {
 
     /// What the reduction did, for the compression record.
     public var reductionRecord: [String: String] { compressor.record }
+}
+
+extension [Float] {
+    /// The first `keep` of `count` rows in each of `heads` blocks of `[heads, count, dim]`.
+    func withheld(heads: Int, count: Int, keep: Int, dim: Int) -> [Float] {
+        (0..<heads).flatMap { h in self[(h * count) * dim ..< (h * count + keep) * dim] }
+    }
 }
