@@ -40,8 +40,8 @@ let package = Package(
                            .product(name: "ArgumentParser", package: "swift-argument-parser")],
             swiftSettings: fastMath),
         .testTarget(name: "LightKVTests", dependencies: ["LightKV"], swiftSettings: fastMath),
-        .testTarget(name: "StoreTests", dependencies: ["Store", "LightKV"], swiftSettings: fastMath),
         .testTarget(name: "PipelineTests", dependencies: ["Pipeline", "Store", "LightKV"], swiftSettings: fastMath),
-        .testTarget(name: "IntegrationTests", dependencies: ["LightKV"], swiftSettings: fastMath),
-    ]
+        .testTarget(name: "IntegrationTests", dependencies: ["LightKV", "kvstore"], swiftSettings: fastMath),
+    ],
+    swiftLanguageModes: [.v5]
 )

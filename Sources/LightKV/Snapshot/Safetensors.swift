@@ -124,6 +124,11 @@ public struct SafetensorsLayout: Sendable {
     /// Total file size.
     public var fileSize: Int { header.count + entries.reduce(0) { $0 + $1.byteCount } }
 
+    /// A string map as JSON with sorted keys and no spaces.
+    public static func canonicalJSON(_ map: [String: String]) -> String {
+        "{" + map.keys.sorted().map { "\(quote($0)):\(quote(map[$0]!))" }.joined(separator: ",") + "}"
+    }
+
     /// JSON string literal for `s`.
     static func quote(_ s: String) -> String {
         var out = "\""

@@ -1,0 +1,35 @@
+# kvstore: two commands do everything on a fresh machine: `make demo` and `make test`.
+SHELL := /bin/bash
+APT_PACKAGES := libzstd-dev liblz4-dev libsqlite3-dev libssl-dev libxxhash-dev pkg-config zstd python3-pip
+BIN := .build/release/kvstore
+DEMO := demo
+
+.PHONY: deps build test demo bench fidelity clean
+
+## deps: system libraries (apt) and the Python reader the tests compare against
+deps:
+	@missing=""; for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing:$$missing"; \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing; \
+	fi
+	@python3 -c "import safetensors, numpy" 2>/dev/null || python3 -m pip install -q --disable-pip-version-check safetensors numpy
+
+build: deps
+	swift build -c release
+
+## test: the whole suite (unit + integration tests that spawn the built binary)
+test: deps
+	swift test
+
+## demo: synthesize snapshots, ingest them compressed, fetch one back, print sizes and ratios
+demo: build
+	@bash scripts/demo.sh $(BIN) $(DEMO)
+
+## bench: the numbers in docs/BENCHMARKS.md
+bench: build
+	@bash scripts/bench.sh $(BIN)
+
+clean:
+	rm -rf .build $(DEMO)

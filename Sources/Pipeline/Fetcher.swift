@@ -1,0 +1,111 @@
+import Dispatch
+import Foundation
+import LightKV
+import Store
+
+/// How a fetched entry is written.
+public struct FetchOptions: Sendable {
+    /// Dtype of keys and values in the output.
+    public var dtype: DType = .f16
+    /// Write the kvpack file itself instead of a kvsnap.
+    public var raw = false
+    public init(dtype: DType = .f16, raw: Bool = false) { self.dtype = dtype; self.raw = raw }
+}
+
+/// Writes a stored entry back out as a kvsnap file (KVSNAP.md, "What kvstore fetch returns").
+///
+/// Layers are decoded on all cores, two at a time, and streamed out in order, so memory
+/// stays at a few layers whatever the entry's size.
+public struct Fetcher {
+    public let root: StoreRoot
+
+    public init(root: StoreRoot) { self.root = root }
+
+    /// Opens the pack of an entry. Compaction may swap an entry's blob between reading the
+    /// row and opening the file; the row is then read again.
+    public func open(_ record: EntryRecord) throws -> (EntryRecord, PackReader) {
+        var record = record
+        for attempt in 0..<3 {
+            do { return (record, try PackReader(path: root.blobPath(record.blob))) } catch StoreError.io(_, _, let e)
+            where e == ENOENT && attempt < 2 {
+                guard let fresh = try root.index.entry(id: record.id) else { throw StoreError.notFound("id \(record.id) (removed while fetching)") }
+                record = fresh
+            }
+        }
+        throw StoreError.notFound("blob of \(record.id)")
+    }
+
+    /// Writes `record` to `sink` and records the access.
+    public func fetch(_ record: EntryRecord, options: FetchOptions, to sink: OutputSink) throws {
+        let (record, pack) = try open(record)
+        if options.raw {
+            let file = try MappedFile(path: pack.path)
+            try sink.write(file.bytes)
+        } else {
+            try writeSnapshot(pack, dtype: options.dtype, to: sink)
+        }
+        try sink.finish()
+        try root.index.touch(record.id)
+    }
+
+    /// The kvsnap layout of a pack: per layer key, value, positions, sizes.
+    public static func layout(_ header: PackHeader, dtype: DType) -> SafetensorsLayout {
+        var entries: [SafetensorsLayout.Entry] = []
+        for (i, d) in header.layers.enumerated() {
+            entries.append(.init("layers.\(i).key", dtype, [header.kvHeads, d.count, header.headDim]))
+            entries.append(.init("layers.\(i).value", dtype, [header.kvHeads, d.count, header.vHeadDim]))
+            entries.append(.init("layers.\(i).positions", .i32, [d.count]))
+            entries.append(.init("layers.\(i).sizes", .i32, [d.count]))
+        }
+        var metadata = header.metadata
+        metadata[SnapshotMetadata.compressionKey] = SafetensorsLayout.canonicalJSON(header.compression)
+        metadata[SnapshotMetadata.seqLenKey] = String(header.seqLen)
+        return SafetensorsLayout(entries: entries, metadata: metadata)
+    }
+
+    func writeSnapshot(_ pack: PackReader, dtype: DType, to sink: OutputSink) throws {
+        let header = pack.header
+        let layout = Self.layout(header, dtype: dtype)
+        try layout.header.withUnsafeBytes { try sink.write($0) }
+        let batch = 2
+        var first = 0
+        while first < header.layers.count {
+            let count = min(batch, header.layers.count - first)
+            var chunks = [Result<[UInt8], Error>](repeating: .success([]), count: count)
+            chunks.withUnsafeMutableBufferPointer { out in
+                let results = out
+                DispatchQueue.concurrentPerform(iterations: count) { j in
+                    results[j] = Result { try Self.decodeLayer(pack, first + j, dtype: dtype) }
+                }
+            }
+            for chunk in chunks { try chunk.get().withUnsafeBytes { try sink.write($0) } }
+            first += count
+        }
+    }
+
+    /// One layer's tensors exactly as they follow each other in the output file.
+    static func decodeLayer(_ pack: PackReader, _ i: Int, dtype: DType) throws -> [UInt8] {
+        let h = pack.header
+        let section = try pack.section(i)
+        let n = section.descriptor.count
+        let keyBytes = h.kvHeads * n * h.headDim * dtype.size
+        let valueBytes = h.kvHeads * n * h.vHeadDim * dtype.size
+        let total = keyBytes + valueBytes + 8 * n
+        var thrown: Error?
+        let out = [UInt8](unsafeUninitializedCapacity: total) { buf, initialized in
+            let base = UnsafeMutableRawPointer(buf.baseAddress!)
+            do {
+                try section.decode(values: false, heads: h.kvHeads, dim: h.headDim, to: dtype, into: base, path: pack.path)
+                try section.decode(values: true, heads: h.kvHeads, dim: h.vHeadDim, to: dtype, into: base + keyBytes, path: pack.path)
+                section.raw.withUnsafeBytes { r in
+                    // Positions and sizes are stored exactly as the output wants them.
+                    (base + keyBytes + valueBytes).copyMemory(
+                        from: r.baseAddress! + section.descriptor.keys.length + section.descriptor.values.length, byteCount: 8 * n)
+                }
+            } catch { thrown = error; memset(base, 0, total) }
+            initialized = total
+        }
+        if let thrown { throw thrown }
+        return out
+    }
+}

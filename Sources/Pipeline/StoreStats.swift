@@ -1,0 +1,33 @@
+import Foundation
+import Store
+
+/// Totals over a store, for `kvstore stats`.
+public struct StoreStats: Sendable, Codable {
+    public var entries: Int
+    public var pinned: Int
+    public var bytesIn: Int
+    public var bytesOut: Int
+    public var blobFiles: Int
+    public var blobBytes: Int
+    public var indexBytes: Int
+    public var models: [String: Int]
+    public var policies: [String: Int]
+    public var sources: Int
+
+    public var ratio: Double { bytesOut > 0 ? Double(bytesIn) / Double(bytesOut) : 0 }
+
+    public init(root: StoreRoot) throws {
+        let all = try root.index.all()
+        entries = all.count
+        pinned = all.filter(\.pinned).count
+        bytesIn = all.reduce(0) { $0 + $1.bytesIn }
+        bytesOut = all.reduce(0) { $0 + $1.bytesOut }
+        let blobs = root.blobNames()
+        blobFiles = blobs.count
+        blobBytes = blobs.reduce(0) { $0 + (FileSystem.size(root.blobPath($1)) ?? 0) }
+        indexBytes = ["", "-wal", "-shm"].reduce(0) { $0 + (FileSystem.size(root.path + "/index.sqlite" + $1) ?? 0) }
+        models = Dictionary(all.map { ($0.model, 1) }, uniquingKeysWith: +)
+        policies = Dictionary(all.map { ($0.policy, 1) }, uniquingKeysWith: +)
+        sources = try root.index.db.query("SELECT COUNT(DISTINCT source) AS n FROM sources").first?.int("n") ?? 0
+    }
+}

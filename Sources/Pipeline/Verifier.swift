@@ -1,0 +1,72 @@
+import Dispatch
+import Foundation
+import LightKV
+import Store
+
+/// What `verify` found.
+public struct VerifyReport: Sendable, Codable {
+    public struct Failure: Sendable, Codable {
+        public var id: String
+        public var problem: String
+    }
+    public var checked: Int = 0
+    public var failures: [Failure] = []
+    /// Blob files no index row refers to (left by a crash or an interrupted removal).
+    public var orphans: [String] = []
+    /// Files under tmp/ (in-flight writes, or garbage left by a crash).
+    public var temporaryFiles: [String] = []
+
+    public var ok: Bool { failures.isEmpty }
+}
+
+/// Checks that stored entries can be read back exactly as written.
+public struct Verifier {
+    public let root: StoreRoot
+
+    public init(root: StoreRoot) { self.root = root }
+
+    /// Checks `records` (all entries when nil) and, when checking all, looks for orphans.
+    public func verify(_ records: [EntryRecord]? = nil) throws -> VerifyReport {
+        var report = VerifyReport()
+        let all = records == nil
+        let entries = try records ?? root.index.all()
+        for record in entries {
+            report.checked += 1
+            if let problem = check(record) { report.failures.append(.init(id: record.id, problem: problem)) }
+        }
+        if all {
+            let referenced = try root.index.referencedBlobs()
+            report.orphans = root.blobNames().filter { !referenced.contains($0) }.map(root.blobPath)
+            report.temporaryFiles = FileSystem.list(root.tempDirectory).map { "\(root.tempDirectory)/\($0)" }
+        }
+        return report
+    }
+
+    /// The first problem with one entry's blob, or nil when it reads back intact.
+    public func check(_ record: EntryRecord) -> String? {
+        let path = root.blobPath(record.blob)
+        guard FileSystem.exists(path) else { return "blob \(path) is missing" }
+        do {
+            let file = try MappedFile(path: path)
+            let digest = ContentDigest()
+            digest.update(file.bytes)
+            guard digest.hex == record.checksum else {
+                return "blob \(path) has checksum \(digest.hex), the index expects \(record.checksum)"
+            }
+            let pack = try PackReader(path: path)
+            guard pack.header.layers.count == record.layers else {
+                return "blob \(path) holds \(pack.header.layers.count) layers, the index expects \(record.layers)"
+            }
+            var problems = [String?](repeating: nil, count: pack.header.layers.count)
+            problems.withUnsafeMutableBufferPointer { out in
+                let results = out
+                DispatchQueue.concurrentPerform(iterations: pack.header.layers.count) { i in
+                    do { _ = try Fetcher.decodeLayer(pack, i, dtype: .f16) } catch { results[i] = "\(error)" }
+                }
+            }
+            return problems.compactMap { $0 }.first
+        } catch {
+            return "\(error)"
+        }
+    }
+}

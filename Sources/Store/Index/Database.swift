@@ -1,0 +1,121 @@
+import CSQLite
+
+/// A connection to the SQLite index: the few calls the store needs, errors as `StoreError`.
+public final class Database: @unchecked Sendable {
+    private var handle: OpaquePointer?
+    public let path: String
+
+    /// Opens (creating if needed) a database in WAL mode that waits up to `busyTimeout`
+    /// milliseconds for other writers instead of failing at once.
+    public init(path: String, busyTimeout: Int32 = 10_000) throws {
+        self.path = path
+        let flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX
+        guard sqlite3_open_v2(path, &handle, flags, nil) == SQLITE_OK else {
+            let message = handle.map { String(cString: sqlite3_errmsg($0)) } ?? "cannot open"
+            sqlite3_close(handle)
+            throw StoreError.database("\(path): \(message)")
+        }
+        sqlite3_busy_timeout(handle, busyTimeout)
+        try execute("PRAGMA journal_mode=WAL")
+        try execute("PRAGMA synchronous=FULL")
+        try execute("PRAGMA foreign_keys=ON")
+    }
+
+    deinit { sqlite3_close_v2(handle) }
+
+    /// Runs one or more statements that return no rows.
+    public func execute(_ sql: String) throws {
+        var error: UnsafeMutablePointer<CChar>?
+        if sqlite3_exec(handle, sql, nil, nil, &error) != SQLITE_OK {
+            let message = error.map { String(cString: $0) } ?? "unknown error"
+            sqlite3_free(error)
+            throw StoreError.database("\(message) (in: \(sql.prefix(80)))")
+        }
+    }
+
+    /// Runs a statement with bound values and returns its rows.
+    @discardableResult
+    public func query(_ sql: String, _ values: [SQLValue] = []) throws -> [Row] {
+        var stmt: OpaquePointer?
+        guard sqlite3_prepare_v2(handle, sql, -1, &stmt, nil) == SQLITE_OK else {
+            throw StoreError.database("\(lastError) (in: \(sql.prefix(80)))")
+        }
+        defer { sqlite3_finalize(stmt) }
+        for (i, v) in values.enumerated() {
+            let index = Int32(i + 1)
+            switch v {
+            case .null: sqlite3_bind_null(stmt, index)
+            case .int(let n): sqlite3_bind_int64(stmt, index, Int64(n))
+            case .double(let d): sqlite3_bind_double(stmt, index, d)
+            case .text(let s): sqlite3_bind_text(stmt, index, s, -1, SQLITE_TRANSIENT)
+            }
+        }
+        var rows: [Row] = []
+        while true {
+            let rc = sqlite3_step(stmt)
+            if rc == SQLITE_DONE { break }
+            guard rc == SQLITE_ROW else { throw StoreError.database("\(lastError) (in: \(sql.prefix(80)))") }
+            var row = Row()
+            for c in 0..<sqlite3_column_count(stmt) {
+                let name = String(cString: sqlite3_column_name(stmt, c))
+                switch sqlite3_column_type(stmt, c) {
+                case SQLITE_INTEGER: row.columns[name] = .int(Int(sqlite3_column_int64(stmt, c)))
+                case SQLITE_FLOAT: row.columns[name] = .double(sqlite3_column_double(stmt, c))
+                case SQLITE_NULL: row.columns[name] = .null
+                default: row.columns[name] = .text(String(cString: sqlite3_column_text(stmt, c)))
+                }
+            }
+            rows.append(row)
+        }
+        return rows
+    }
+
+    /// Rows changed by the last statement.
+    public var changes: Int { Int(sqlite3_changes(handle)) }
+
+    /// Runs `body` in an immediate transaction (takes the write lock up front, so two
+    /// writers queue on the busy timeout instead of deadlocking), rolling back on error.
+    public func transaction<T>(_ body: () throws -> T) throws -> T {
+        try execute("BEGIN IMMEDIATE")
+        do {
+            let result = try body()
+            try execute("COMMIT")
+            return result
+        } catch {
+            try? execute("ROLLBACK")
+            throw error
+        }
+    }
+
+    private var lastError: String { String(cString: sqlite3_errmsg(handle)) }
+}
+
+/// A value bound to or read from SQLite.
+public enum SQLValue: Sendable, Equatable {
+    case null
+    case int(Int)
+    case double(Double)
+    case text(String)
+}
+
+/// One result row, by column name.
+public struct Row: Sendable {
+    public var columns: [String: SQLValue] = [:]
+
+    public func int(_ name: String) -> Int? {
+        if case .int(let n) = columns[name] { return n }
+        if case .double(let d) = columns[name] { return Int(d) }
+        return nil
+    }
+    public func double(_ name: String) -> Double? {
+        if case .double(let d) = columns[name] { return d }
+        if case .int(let n) = columns[name] { return Double(n) }
+        return nil
+    }
+    public func text(_ name: String) -> String? {
+        if case .text(let s) = columns[name] { return s }
+        return nil
+    }
+}
+
+private let SQLITE_TRANSIENT = unsafeBitCast(-1, to: sqlite3_destructor_type.self)

@@ -1,0 +1,104 @@
+import Foundation
+
+/// The SQLite index of stored entries and the image sources they hold.
+///
+/// A row is inserted only after its blob is durable, and deleted before its blob is
+/// unlinked, so every row names an existing blob unless the disk itself lost it.
+public final class EntryIndex: @unchecked Sendable {
+    public let db: Database
+
+    public init(path: String) throws {
+        db = try Database(path: path)
+        try Migrations.apply(to: db)
+    }
+
+    /// Inserts an entry and its sources; returns false (and changes nothing) when an entry
+    /// with the same id already exists.
+    public func insert(_ record: EntryRecord, sources: [(source: String, span: Int)]) throws -> Bool {
+        try db.transaction {
+            let placeholders = Array(repeating: "?", count: record.sqlValues.count).joined(separator: ", ")
+            try db.query("INSERT OR IGNORE INTO entries (\(EntryRecord.columns)) VALUES (\(placeholders))", record.sqlValues)
+            guard db.changes == 1 else { return false }
+            for s in sources {
+                try db.query("INSERT OR IGNORE INTO sources (source, entry_id, span_index) VALUES (?, ?, ?)",
+                             [.text(s.source), .text(record.id), .int(s.span)])
+            }
+            return true
+        }
+    }
+
+    public func entry(id: String) throws -> EntryRecord? {
+        try db.query("SELECT * FROM entries WHERE id = ?", [.text(id)]).first.map(EntryRecord.init(row:))
+    }
+
+    /// The entry named by a full id, a unique id prefix, or (`key: true`) a producer key.
+    public func resolve(_ name: String, key: Bool = false) throws -> EntryRecord {
+        if key {
+            let rows = try db.query("SELECT * FROM entries WHERE producer_key = ? ORDER BY created_at DESC", [.text(name)])
+            guard let row = rows.first else { throw StoreError.notFound("key \(name)") }
+            return EntryRecord(row: row)
+        }
+        let lowered = name.lowercased()
+        guard !lowered.isEmpty, lowered.allSatisfy({ $0.isHexDigit }) else {
+            throw StoreError.notFound("\"\(name)\" (an id is hexadecimal; use --key for a producer key)")
+        }
+        let rows = try db.query("SELECT * FROM entries WHERE id >= ? AND id < ? ORDER BY id LIMIT 6",
+                                [.text(lowered), .text(lowered + "g")])
+        guard let first = rows.first else { throw StoreError.notFound("id \(name)") }
+        if rows.count > 1 && first.text("id") != lowered {
+            throw StoreError.ambiguous(prefix: name, matches: rows.compactMap { $0.text("id") })
+        }
+        return EntryRecord(row: first)
+    }
+
+    public func all(orderBy: String = "created_at") throws -> [EntryRecord] {
+        try db.query("SELECT * FROM entries ORDER BY \(orderBy)").map(EntryRecord.init(row:))
+    }
+
+    /// Entries holding a span with this source.
+    public func entries(withSource source: String) throws -> [String] {
+        try db.query("SELECT DISTINCT entry_id FROM sources WHERE source = ? ORDER BY entry_id", [.text(source)])
+            .compactMap { $0.text("entry_id") }
+    }
+
+    public func sources(of id: String) throws -> [String] {
+        try db.query("SELECT source FROM sources WHERE entry_id = ? ORDER BY span_index", [.text(id)]).compactMap { $0.text("source") }
+    }
+
+    /// Records a fetch.
+    public func touch(_ id: String, at time: Double = Date().timeIntervalSince1970) throws {
+        try db.query("UPDATE entries SET last_accessed = ?, access_count = access_count + 1 WHERE id = ?",
+                     [.double(time), .text(id)])
+    }
+
+    public func setPinned(_ id: String, _ pinned: Bool) throws {
+        try db.query("UPDATE entries SET pinned = ? WHERE id = ?", [.int(pinned ? 1 : 0), .text(id)])
+    }
+
+    /// Deletes the row (and its sources); returns the record it held.
+    public func remove(_ id: String) throws -> EntryRecord? {
+        try db.transaction {
+            guard let record = try entry(id: id) else { return nil }
+            try db.query("DELETE FROM entries WHERE id = ?", [.text(id)])
+            return record
+        }
+    }
+
+    /// Points an entry at a re-packed blob, only if it still names `oldBlob` (compaction's swap).
+    public func replaceBlob(id: String, oldBlob: String, with record: EntryRecord) throws -> Bool {
+        try db.transaction {
+            try db.query("""
+                UPDATE entries SET blob = ?, checksum = ?, bytes_out = ?, policy = ?, compression = ?, entries_kept = ?, fidelity = ?
+                WHERE id = ? AND blob = ?
+                """, [.text(record.blob), .text(record.checksum), .int(record.bytesOut), .text(record.policy),
+                      .text(record.compression), .int(record.entriesKept), record.fidelity.map(SQLValue.text) ?? .null,
+                      .text(id), .text(oldBlob)])
+            return db.changes == 1
+        }
+    }
+
+    /// Blob names some row refers to.
+    public func referencedBlobs() throws -> Set<String> {
+        Set(try db.query("SELECT blob FROM entries").compactMap { $0.text("blob") })
+    }
+}

@@ -1,0 +1,61 @@
+/// One stored entry as the index knows it.
+public struct EntryRecord: Sendable, Codable, Equatable {
+    public var id: String
+    public var producerKey: String?
+    public var model: String
+    public var spans: String
+    public var layers: Int
+    public var kvHeads: Int
+    public var headDim: Int
+    public var vHeadDim: Int
+    public var seqLen: Int
+    public var inputDType: String
+    public var entriesKept: Int
+    public var policy: String
+    public var compression: String
+    public var fidelity: String?
+    public var bytesIn: Int
+    public var bytesOut: Int
+    public var blob: String
+    public var checksum: String
+    public var createdAt: Double
+    public var lastAccessed: Double
+    public var accessCount: Int
+    public var pinned: Bool
+
+    public init(id: String, producerKey: String?, model: String, spans: String, layers: Int, kvHeads: Int,
+                headDim: Int, vHeadDim: Int, seqLen: Int, inputDType: String, entriesKept: Int, policy: String,
+                compression: String, fidelity: String?, bytesIn: Int, bytesOut: Int, blob: String, checksum: String,
+                createdAt: Double, lastAccessed: Double, accessCount: Int = 0, pinned: Bool = false) {
+        self.id = id; self.producerKey = producerKey; self.model = model; self.spans = spans; self.layers = layers
+        self.kvHeads = kvHeads; self.headDim = headDim; self.vHeadDim = vHeadDim; self.seqLen = seqLen
+        self.inputDType = inputDType; self.entriesKept = entriesKept; self.policy = policy
+        self.compression = compression; self.fidelity = fidelity; self.bytesIn = bytesIn; self.bytesOut = bytesOut
+        self.blob = blob; self.checksum = checksum; self.createdAt = createdAt; self.lastAccessed = lastAccessed
+        self.accessCount = accessCount; self.pinned = pinned
+    }
+
+    static let columns = "id, producer_key, model, spans, layers, kv_heads, head_dim, v_head_dim, seq_len, input_dtype, entries_kept, policy, compression, fidelity, bytes_in, bytes_out, blob, checksum, created_at, last_accessed, access_count, pinned"
+
+    var sqlValues: [SQLValue] {
+        [.text(id), producerKey.map(SQLValue.text) ?? .null, .text(model), .text(spans), .int(layers), .int(kvHeads),
+         .int(headDim), .int(vHeadDim), .int(seqLen), .text(inputDType), .int(entriesKept), .text(policy),
+         .text(compression), fidelity.map(SQLValue.text) ?? .null, .int(bytesIn), .int(bytesOut), .text(blob),
+         .text(checksum), .double(createdAt), .double(lastAccessed), .int(accessCount), .int(pinned ? 1 : 0)]
+    }
+
+    init(row: Row) {
+        self.init(id: row.text("id") ?? "", producerKey: row.text("producer_key"), model: row.text("model") ?? "",
+                  spans: row.text("spans") ?? "[]", layers: row.int("layers") ?? 0, kvHeads: row.int("kv_heads") ?? 0,
+                  headDim: row.int("head_dim") ?? 0, vHeadDim: row.int("v_head_dim") ?? 0, seqLen: row.int("seq_len") ?? 0,
+                  inputDType: row.text("input_dtype") ?? "", entriesKept: row.int("entries_kept") ?? 0,
+                  policy: row.text("policy") ?? "", compression: row.text("compression") ?? "{}",
+                  fidelity: row.text("fidelity"), bytesIn: row.int("bytes_in") ?? 0, bytesOut: row.int("bytes_out") ?? 0,
+                  blob: row.text("blob") ?? "", checksum: row.text("checksum") ?? "",
+                  createdAt: row.double("created_at") ?? 0, lastAccessed: row.double("last_accessed") ?? 0,
+                  accessCount: row.int("access_count") ?? 0, pinned: (row.int("pinned") ?? 0) != 0)
+    }
+
+    /// Stored bytes over input bytes.
+    public var ratio: Double { bytesOut > 0 ? Double(bytesIn) / Double(bytesOut) : 0 }
+}

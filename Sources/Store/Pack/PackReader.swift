@@ -1,0 +1,144 @@
+import Foundation
+import LightKV
+
+/// Reads a kvpack file: checks footer and header on open, and each section when it is read.
+public final class PackReader: @unchecked Sendable {
+    public let path: String
+    public let header: PackHeader
+    private let file: MappedFile
+
+    public init(path: String) throws {
+        self.path = path
+        file = try MappedFile(path: path)
+        header = try Self.readHeader(file.bytes, path: path)
+    }
+
+    /// Bytes of the whole file.
+    public var size: Int { file.bytes.count }
+
+    private static func readHeader(_ b: UnsafeRawBufferPointer, path: String) throws -> PackHeader {
+        let footerLength = PackHeader.footerLength
+        guard b.count >= PackHeader.magic.count + footerLength else {
+            throw StoreError.corrupt(path: path, problem: "\(b.count) bytes is too short for a kvpack file")
+        }
+        guard Array(b[0..<8]) == PackHeader.magic else { throw StoreError.corrupt(path: path, problem: "bad magic at offset 0") }
+        let footer = b.count - footerLength
+        guard Array(b[(footer + 24)..<b.count]) == PackHeader.footerMagic else {
+            throw StoreError.corrupt(path: path, problem: "bad footer magic (truncated file?)")
+        }
+        let offset = UInt64(littleEndian: b.loadUnaligned(fromByteOffset: footer, as: UInt64.self))
+        let length = UInt64(littleEndian: b.loadUnaligned(fromByteOffset: footer + 8, as: UInt64.self))
+        let checksum = UInt64(littleEndian: b.loadUnaligned(fromByteOffset: footer + 16, as: UInt64.self))
+        guard offset >= 8, length <= UInt64(b.count), offset + length == UInt64(footer) else {
+            throw StoreError.corrupt(path: path, problem: "footer says header at \(offset) with length \(length), which does not end at the footer (\(footer))")
+        }
+        let json = UnsafeRawBufferPointer(rebasing: b[Int(offset)..<footer])
+        guard Checksum.xxh3(json) == checksum else {
+            throw StoreError.corrupt(path: path, problem: "header checksum mismatch")
+        }
+        let header: PackHeader
+        do { header = try JSONDecoder().decode(PackHeader.self, from: Data(json)) } catch {
+            throw StoreError.corrupt(path: path, problem: "header JSON: \(error)")
+        }
+        guard header.format == 1 else { throw StoreError.corrupt(path: path, problem: "format \(header.format) is not supported") }
+        var next = 8
+        for (i, d) in header.layers.enumerated() {
+            let where_ = "layer \(i)"
+            guard d.offset == next, d.storedLength >= 0, d.offset + d.storedLength <= Int(offset) else {
+                throw StoreError.corrupt(path: path, problem: "\(where_): section at \(d.offset)+\(d.storedLength) is not where the previous one ended (\(next)) or runs past the header")
+            }
+            guard d.count >= 0, d.keys.length >= 0, d.values.length >= 0,
+                  d.rawLength == d.keys.length + d.values.length + 8 * d.count else {
+                throw StoreError.corrupt(path: path, problem: "\(where_): raw_length \(d.rawLength) does not match its blocks and count \(d.count)")
+            }
+            next = d.offset + d.storedLength
+        }
+        guard next == Int(offset) else { throw StoreError.corrupt(path: path, problem: "sections end at \(next) but the header starts at \(offset)") }
+        return header
+    }
+
+    /// The stored bytes of layer `i`, checksum-verified.
+    public func storedSection(_ i: Int) throws -> UnsafeRawBufferPointer {
+        let d = header.layers[i]
+        let stored = UnsafeRawBufferPointer(rebasing: file.bytes[d.offset..<(d.offset + d.storedLength)])
+        guard Checksum.hex(Checksum.xxh3(stored)) == d.checksum else {
+            throw StoreError.corrupt(path: path, problem: "layer \(i): section checksum mismatch")
+        }
+        return stored
+    }
+
+    /// Layer `i`'s section, verified and decompressed.
+    public func section(_ i: Int) throws -> Section {
+        let d = header.layers[i]
+        let stored = try storedSection(i)
+        var raw = [UInt8](repeating: 0, count: d.rawLength)
+        let problem: String? = raw.withUnsafeMutableBytes { r in
+            SectionCodec.decompress(stored, codec: d.codec, rawLength: d.rawLength, into: r.baseAddress ?? UnsafeMutableRawPointer(bitPattern: 1)!)
+        }
+        if let problem { throw StoreError.corrupt(path: path, problem: "layer \(i): \(problem)") }
+        guard Checksum.hex(raw.withUnsafeBytes { Checksum.xxh3($0) }) == d.rawChecksum else {
+            throw StoreError.corrupt(path: path, problem: "layer \(i): raw checksum mismatch after \(d.codec)")
+        }
+        let section = Section(index: i, descriptor: d, raw: raw)
+        try section.check(seqLen: header.seqLen, path: path)
+        return section
+    }
+
+    /// A decompressed section and views of its parts.
+    public struct Section: Sendable {
+        public let index: Int
+        public let descriptor: SectionDescriptor
+        public let raw: [UInt8]
+
+        public var positions: [Int32] { ints(at: descriptor.keys.length + descriptor.values.length) }
+        public var sizes: [Int32] { ints(at: descriptor.keys.length + descriptor.values.length + 4 * descriptor.count) }
+
+        private func ints(at offset: Int) -> [Int32] {
+            raw.withUnsafeBytes { r in
+                (0..<descriptor.count).map { Int32(littleEndian: r.loadUnaligned(fromByteOffset: offset + 4 * $0, as: Int32.self)) }
+            }
+        }
+
+        func check(seqLen: Int, path: String) throws {
+            var previous: Int32 = -1
+            for (p, s) in zip(positions, sizes) {
+                guard p > previous, Int(p) < seqLen, s >= 1 else {
+                    throw StoreError.corrupt(path: path, problem: "layer \(index): entry at position \(p) with size \(s) breaks ascending positions in [0, \(seqLen)) or sizes ≥ 1")
+                }
+                previous = p
+            }
+        }
+
+        /// Decodes the keys (`values: false`) or values block into `destination` as `dtype`.
+        public func decode(values: Bool, heads: Int, dim: Int, to dtype: DType,
+                           into destination: UnsafeMutableRawPointer, path: String) throws {
+            let block = values ? descriptor.values : descriptor.keys
+            let start = values ? descriptor.keys.length : 0
+            let shape = BlockShape(heads: heads, count: descriptor.count, dim: dim)
+            do {
+                try raw.withUnsafeBytes { (r) in
+                    try BlockCodec.decode(UnsafeRawBufferPointer(rebasing: r[start..<(start + block.length)]),
+                                          encoding: block.encoding, elements: shape.elements, shape: shape,
+                                          to: dtype, into: destination)
+                }
+            } catch {
+                throw StoreError.corrupt(path: path, problem: "layer \(index) \(values ? "values" : "keys"): \(error)")
+            }
+        }
+
+        /// The section as a float layer (for evaluation and re-packing).
+        public func floatLayer(kvHeads: Int, headDim: Int, vHeadDim: Int, path: String) throws -> KVLayer {
+            let n = descriptor.count
+            var k = [Float](repeating: 0, count: kvHeads * n * headDim)
+            var v = [Float](repeating: 0, count: kvHeads * n * vHeadDim)
+            try k.withUnsafeMutableBytes { (b) in
+                if let base = b.baseAddress { try decode(values: false, heads: kvHeads, dim: headDim, to: .f32, into: base, path: path) }
+            }
+            try v.withUnsafeMutableBytes { (b) in
+                if let base = b.baseAddress { try decode(values: true, heads: kvHeads, dim: vHeadDim, to: .f32, into: base, path: path) }
+            }
+            return KVLayer(kvHeads: kvHeads, headDim: headDim, vHeadDim: vHeadDim, keys: k, values: v,
+                           positions: positions, sizes: sizes)
+        }
+    }
+}

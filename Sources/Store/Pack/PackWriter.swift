@@ -1,0 +1,89 @@
+import Foundation
+import LightKV
+
+/// Streams a kvpack file: the magic, then sections as they are ready, then header and footer.
+///
+/// Sections must be appended in layer order; the caller may compress them on other threads
+/// with `PackWriter.seal` and append the results in order.
+public final class PackWriter {
+    /// A section compressed and checksummed, ready to append.
+    public struct SealedSection: Sendable {
+        public var stored: [UInt8]
+        public var descriptor: SectionDescriptor
+    }
+
+    private let file: AtomicFile
+    private var descriptors: [SectionDescriptor] = []
+    private var offset: Int
+    /// XXH3-128 state over everything written, which names the blob.
+    private var digest = ContentDigest()
+
+    public init(file: AtomicFile) throws {
+        self.file = file
+        offset = PackHeader.magic.count
+        try write(PackHeader.magic)
+    }
+
+    /// Lays out, compresses and checksums one layer's section (thread-safe; no I/O).
+    public static func seal(_ layer: PackedLayer, codec: CodecSpec) -> SealedSection {
+        let keyLength = layer.keys.bytes.count, valueLength = layer.values.bytes.count
+        let rawLength = keyLength + valueLength + 8 * layer.count
+        var raw = [UInt8](repeating: 0, count: rawLength)
+        raw.withUnsafeMutableBytes { r in
+            layer.keys.bytes.withUnsafeBytes { r.baseAddress!.copyMemory(from: $0.baseAddress!, byteCount: keyLength) }
+            layer.values.bytes.withUnsafeBytes { r.baseAddress!.advanced(by: keyLength).copyMemory(from: $0.baseAddress!, byteCount: valueLength) }
+            var o = keyLength + valueLength
+            for p in layer.positions { r.storeBytes(of: p.littleEndian, toByteOffset: o, as: Int32.self); o += 4 }
+            for s in layer.sizes { r.storeBytes(of: s.littleEndian, toByteOffset: o, as: Int32.self); o += 4 }
+        }
+        let rawChecksum = raw.withUnsafeBytes { Checksum.xxh3($0) }
+        let stored = raw.withUnsafeBytes { SectionCodec.compress($0, codec: codec) }
+        let (name, level) = SectionCodec.describe(codec)
+        let descriptor = SectionDescriptor(
+            count: layer.count, offset: 0, storedLength: stored.count, rawLength: rawLength,
+            codec: name, level: level, checksum: Checksum.hex(stored.withUnsafeBytes { Checksum.xxh3($0) }),
+            rawChecksum: Checksum.hex(rawChecksum),
+            keys: .init(encoding: layer.keys.encoding, length: keyLength),
+            values: .init(encoding: layer.values.encoding, length: valueLength))
+        return SealedSection(stored: stored, descriptor: descriptor)
+    }
+
+    public func append(_ section: SealedSection) throws {
+        var d = section.descriptor
+        d.offset = offset
+        try write(section.stored)
+        offset += section.stored.count
+        descriptors.append(d)
+    }
+
+    /// Writes header and footer; returns the header and the blob's content name.
+    public func finish(
+        metadata: [String: String], seqLen: Int, kvHeads: Int, headDim: Int, vHeadDim: Int,
+        inputDType: DType, compression: [String: String]
+    ) throws -> (header: PackHeader, contentName: String) {
+        let header = PackHeader(format: 1, metadata: metadata, seqLen: seqLen, kvHeads: kvHeads, headDim: headDim,
+                                vHeadDim: vHeadDim, inputDType: inputDType.rawValue, compression: compression,
+                                layers: descriptors)
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys]
+        let json: [UInt8]
+        do { json = Array(try encoder.encode(header)) } catch {
+            throw StoreError.corrupt(path: file.tempPath, problem: "header could not be encoded: \(error)")
+        }
+        var footer = [UInt8](repeating: 0, count: PackHeader.footerLength)
+        footer.withUnsafeMutableBytes { f in
+            f.storeBytes(of: UInt64(offset).littleEndian, toByteOffset: 0, as: UInt64.self)
+            f.storeBytes(of: UInt64(json.count).littleEndian, toByteOffset: 8, as: UInt64.self)
+            f.storeBytes(of: json.withUnsafeBytes { Checksum.xxh3($0) }.littleEndian, toByteOffset: 16, as: UInt64.self)
+        }
+        footer.replaceSubrange(24..<32, with: PackHeader.footerMagic)
+        try write(json)
+        try write(footer)
+        return (header, digest.hex)
+    }
+
+    private func write(_ bytes: [UInt8]) throws {
+        bytes.withUnsafeBytes { digest.update($0) }
+        try file.write(bytes)
+    }
+}

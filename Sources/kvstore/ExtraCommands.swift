@@ -1,0 +1,6 @@
+import ArgumentParser
+
+/// Subcommands defined beside the core ones (synth, eval, watch, job, compact).
+enum ExtraCommands {
+    static let all: [ParsableCommand.Type] = []
+}

@@ -1,0 +1,47 @@
+import ArgumentParser
+import Foundation
+import LightKV
+import Pipeline
+import Store
+
+struct FetchCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "fetch", abstract: "Write a stored entry back as a kvsnap file (positions and sizes included).")
+
+    @Option(name: .long, help: "Store root (default: $KVSTORE_HOME, else ~/.kvstore).")
+    var store: String?
+
+    @Argument(help: "Entry id, or any unique prefix of it (a producer key with --key).")
+    var id: String
+
+    @Flag(name: .long, help: "Look the entry up by its kvsnap.key.")
+    var key = false
+
+    @Option(name: .shortAndLong, help: "Output file, or - for standard output.")
+    var output: String?
+
+    @Option(name: .long, help: "Dtype of keys and values: f16, bf16 or f32.")
+    var dtype = "f16"
+
+    @Flag(name: .long, help: "Write the stored kvpack file itself (docs/FORMAT.md).")
+    var raw = false
+
+    func validate() throws {
+        guard DType(userName: dtype) != nil else { throw ValidationError("--dtype \(dtype): expected f16, bf16 or f32") }
+        if output == nil && Terminal.isInteractive {
+            throw ValidationError("refusing to write binary data to a terminal: give -o FILE (or -o - to force)")
+        }
+    }
+
+    func run() throws {
+        let root = try StoreRoot(path: StoreRoot.defaultPath(store))
+        let record = try root.index.resolve(id, key: key)
+        let sink = try OutputSink(path: output)
+        do {
+            try Fetcher(root: root).fetch(record, options: FetchOptions(dtype: DType(userName: dtype)!, raw: raw), to: sink)
+        } catch {
+            sink.abandon()
+            throw error
+        }
+    }
+}

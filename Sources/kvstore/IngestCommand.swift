@@ -1,0 +1,59 @@
+import ArgumentParser
+import Foundation
+import LightKV
+import Pipeline
+import Store
+
+struct IngestCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "ingest", abstract: "Store kvsnap files; prints one id per file.")
+
+    @OptionGroup var options: StoreOptions
+
+    @Option(name: .long, help: "Compression policy (see `kvstore policies`).")
+    var policy = "none"
+
+    @Argument(help: "kvsnap (.safetensors) files.")
+    var files: [String]
+
+    struct Line: Codable {
+        var file: String
+        var id: String?
+        var alreadyStored: Bool?
+        var bytesIn: Int?
+        var bytesOut: Int?
+        var milliseconds: Double?
+        var error: String?
+    }
+
+    func run() throws {
+        let policy: Policy
+        do { policy = try Policy(parsing: self.policy) } catch { throw StoreError.badPolicy(error) }
+        let root = try options.open()
+        let ingestor = Ingestor(root: root)
+        var worst: Int32 = 0
+        var lines: [Line] = []
+        for file in files {
+            do {
+                let outcome = try ingestor.ingest(path: file, policy: policy)
+                let r = outcome.record
+                lines.append(Line(file: file, id: r.id, alreadyStored: outcome.alreadyStored, bytesIn: r.bytesIn,
+                                  bytesOut: r.bytesOut, milliseconds: outcome.milliseconds))
+                if !options.json {
+                    print(r.id)
+                    if Terminal.isInteractive || isatty(2) == 1 {
+                        Terminal.note(String(format: "  %@: %@ -> %@ (%.2f×) %@ in %.0f ms", file, Terminal.bytes(r.bytesIn),
+                                             Terminal.bytes(r.bytesOut), r.ratio, outcome.alreadyStored ? "already stored" : r.policy,
+                                             outcome.milliseconds))
+                    }
+                }
+            } catch {
+                worst = max(worst, Exit.code(for: error))
+                lines.append(Line(file: file, error: "\(error)"))
+                Terminal.error("\(error)")
+            }
+        }
+        if options.json { Terminal.json(lines) }
+        if worst != 0 { throw ExitCode(worst) }
+    }
+}

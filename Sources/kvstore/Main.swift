@@ -1,0 +1,65 @@
+import ArgumentParser
+import Foundation
+import LightKV
+import Store
+
+/// The `kvstore` command: keeps the KV caches of vision-language models small and ready for reuse.
+struct KVStoreCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "kvstore",
+        abstract: "Compress, store and serve back the KV caches of vision-language models.",
+        discussion: """
+        Exit codes: 0 ok, 1 usage error, 2 not found, 3 invalid or corrupt data, 4 transient failure (retry).
+        The store lives at --store, else $KVSTORE_HOME, else ~/.kvstore.
+        """,
+        subcommands: [
+            IngestCommand.self, FetchCommand.self, ListCommand.self, ShowCommand.self, RemoveCommand.self,
+            PinCommand.self, VerifyCommand.self, StatsCommand.self, PoliciesCommand.self,
+        ] + ExtraCommands.all)
+}
+
+/// Exit codes documented in the README.
+enum Exit {
+    static let usage: Int32 = 1
+    static let notFound: Int32 = 2
+    static let invalid: Int32 = 3
+    static let transient: Int32 = 4
+
+    static func code(for error: Error) -> Int32 {
+        switch error {
+        case let e as StoreError:
+            switch e {
+            case .notFound, .ambiguous: return notFound
+            case .corrupt, .invalidSnapshot: return invalid
+            case .badPolicy: return usage
+            case .io, .database: return e.isTransient ? transient : invalid
+            }
+        case is KVSnapError, is BlockError: return invalid
+        case is PolicyError: return usage
+        default: return usage
+        }
+    }
+}
+
+@main
+enum Main {
+    static func main() {
+        do {
+            var command = try KVStoreCommand.parseAsRoot()
+            try command.run()
+        } catch let exit as ExitCode {
+            Foundation.exit(exit.rawValue)
+        } catch let error as StoreError {
+            Terminal.error("\(error)")
+            Foundation.exit(Exit.code(for: error))
+        } catch let error as PolicyError {
+            Terminal.error("\(error)")
+            Foundation.exit(Exit.usage)
+        } catch {
+            let code = KVStoreCommand.exitCode(for: error)
+            if code == .success { KVStoreCommand.exit(withError: error) }
+            Terminal.error(KVStoreCommand.fullMessage(for: error))
+            Foundation.exit(Exit.usage)
+        }
+    }
+}

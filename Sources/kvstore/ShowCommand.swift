@@ -1,0 +1,39 @@
+import ArgumentParser
+import Foundation
+import Store
+
+struct ShowCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "show", abstract: "Show one entry in full.")
+
+    @OptionGroup var options: StoreOptions
+
+    @Argument(help: "Entry id or unique prefix (a producer key with --key).")
+    var id: String
+
+    @Flag(name: .long, help: "Look the entry up by its kvsnap.key.")
+    var key = false
+
+    func run() throws {
+        let root = try options.open()
+        let r = try root.index.resolve(id, key: key)
+        let sources = try root.index.sources(of: r.id)
+        if options.json {
+            struct Shown: Encodable { var entry: EntryRecord; var sources: [String]; var blobPath: String }
+            Terminal.json(Shown(entry: r, sources: sources, blobPath: root.blobPath(r.blob)))
+            return
+        }
+        let rows: [(String, String)] = [
+            ("id", r.id), ("key", r.producerKey ?? "-"), ("model", r.model),
+            ("shape", "\(r.layers) layers × \(r.kvHeads) kv heads × head_dim \(r.headDim) (v \(r.vHeadDim)), seq_len \(r.seqLen), \(r.inputDType)"),
+            ("entries kept", "\(r.entriesKept) of \(r.layers * r.seqLen) (\(String(format: "%.1f%%", 100 * Double(r.entriesKept) / Double(max(1, r.layers * r.seqLen)))))"),
+            ("policy", r.policy), ("compression", r.compression), ("fidelity", r.fidelity ?? "- (input had no probe queries)"),
+            ("bytes", "\(Terminal.bytes(r.bytesIn)) in, \(Terminal.bytes(r.bytesOut)) stored (\(String(format: "%.2f×", r.ratio)))"),
+            ("blob", root.blobPath(r.blob)),
+            ("created", Terminal.date(r.createdAt)), ("last fetched", r.accessCount > 0 ? Terminal.date(r.lastAccessed) : "never"),
+            ("fetches", String(r.accessCount)), ("pinned", r.pinned ? "yes" : "no"),
+            ("spans", r.spans), ("sources", sources.isEmpty ? "-" : sources.joined(separator: ", ")),
+        ]
+        let width = rows.map(\.0.count).max() ?? 0
+        for (k, v) in rows { print(k.padding(toLength: width, withPad: " ", startingAt: 0) + "  " + v) }
+    }
+}

@@ -1,0 +1,49 @@
+import Foundation
+
+/// Output helpers: tables for people, JSON for scripts, errors on stderr.
+enum Terminal {
+    static var isInteractive: Bool { isatty(1) == 1 }
+
+    static func error(_ message: String) {
+        FileHandle.standardError.write(Data("kvstore: \(message)\n".utf8))
+    }
+
+    static func note(_ message: String) {
+        FileHandle.standardError.write(Data("\(message)\n".utf8))
+    }
+
+    /// Prints rows as left-aligned columns (right-aligned where a column is numeric).
+    static func table(_ header: [String], _ rows: [[String]]) {
+        let all = [header] + rows
+        let widths = header.indices.map { c in all.map { $0[c].count }.max() ?? 0 }
+        let numeric = header.indices.map { c in rows.allSatisfy { Double($0[c].filter { $0 != "×" && $0 != "%" }) != nil } && !rows.isEmpty }
+        for row in all {
+            let cells = row.enumerated().map { c, cell in
+                let pad = String(repeating: " ", count: widths[c] - cell.count)
+                return numeric[c] ? pad + cell : cell + pad
+            }
+            print(cells.joined(separator: "  ").trimmingCharacters(in: .whitespaces))
+        }
+    }
+
+    static func json<T: Encodable>(_ value: T) {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+        print(String(decoding: try! encoder.encode(value), as: UTF8.self))
+    }
+
+    static func bytes(_ n: Int) -> String {
+        let units = ["B", "KB", "MB", "GB", "TB"]
+        var value = Double(n)
+        var unit = 0
+        while value >= 1000 && unit < units.count - 1 { value /= 1000; unit += 1 }
+        return unit == 0 ? "\(n) B" : String(format: "%.1f %@", value, units[unit])
+    }
+
+    static func date(_ t: Double) -> String {
+        let f = DateFormatter()
+        f.dateFormat = "yyyy-MM-dd HH:mm"
+        f.timeZone = TimeZone(identifier: "UTC")
+        return f.string(from: Date(timeIntervalSince1970: t))
+    }
+}

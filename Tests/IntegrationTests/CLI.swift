@@ -1,0 +1,103 @@
+import Foundation
+import LightKV
+
+/// Runs the built `kvstore` binary, the way users and cron do.
+struct CLI {
+    struct Result {
+        var status: Int32
+        var stdout: String
+        var stderr: String
+        var stdoutBytes: Data
+    }
+
+    let store: String
+
+    static var binary: String {
+        let dir = Bundle.main.bundleURL.path
+        for candidate in [dir + "/kvstore", dir + "/../kvstore"] where FileManager.default.isExecutableFile(atPath: candidate) {
+            return candidate
+        }
+        return dir + "/kvstore"
+    }
+
+    /// Starts `kvstore ARGS` without waiting.
+    func start(_ args: [String], stdout: FileHandle? = nil, stderr: FileHandle? = nil) throws -> Process {
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: Self.binary)
+        p.arguments = args
+        var env = ProcessInfo.processInfo.environment
+        env["KVSTORE_HOME"] = store
+        p.environment = env
+        if let stdout { p.standardOutput = stdout }
+        if let stderr { p.standardError = stderr }
+        try p.run()
+        return p
+    }
+
+    /// Runs `kvstore ARGS` to completion.
+    @discardableResult
+    func run(_ args: String...) throws -> Result { try run(args) }
+
+    func run(_ args: [String]) throws -> Result {
+        let out = Pipe(), err = Pipe()
+        let p = try start(args, stdout: out.fileHandleForWriting, stderr: err.fileHandleForWriting)
+        out.fileHandleForWriting.closeFile()
+        err.fileHandleForWriting.closeFile()
+        var outData = Data(), errData = Data()
+        let group = DispatchGroup()
+        group.enter()
+        DispatchQueue.global().async { errData = err.fileHandleForReading.readDataToEndOfFile(); group.leave() }
+        outData = out.fileHandleForReading.readDataToEndOfFile()
+        group.wait()
+        p.waitUntilExit()
+        return Result(status: p.terminationStatus, stdout: String(decoding: outData, as: UTF8.self),
+                      stderr: String(decoding: errData, as: UTF8.self), stdoutBytes: outData)
+    }
+}
+
+/// A scratch directory with small kvsnap files.
+final class Scratch {
+    let path: String
+
+    init() throws {
+        path = NSTemporaryDirectory() + "kvstore-it-" + UUID().uuidString
+        try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
+    }
+
+    deinit { try? FileManager.default.removeItem(atPath: path) }
+
+    var cli: CLI { CLI(store: path + "/store") }
+
+    /// A kvsnap file: 4 system tokens, a 4×4 image, 6 prompt tokens, with prompt and probe queries.
+    @discardableResult
+    func snapshot(_ name: String, seed: Int = 0, layers: Int = 3, nan: Bool = false) throws -> String {
+        let spans: [Span] = [.text(0, 4, role: .system), .image(4, rows: 4, cols: 4, source: "sha256:" + String(repeating: "ef", count: 32)),
+                             .text(20, 26, role: .prompt)]
+        var b = KVSnapBuilder(metadata: SnapshotMetadata(model: "test/model", spans: spans, key: "key-\(seed)"))
+        for i in 0..<layers {
+            var keys = values(2 * 26 * 16, seed: seed * 100 + 2 * i)
+            if nan && i == layers - 1 { keys[5] = .nan }
+            b.add("layers.\(i).key", dtype: .f16, shape: [2, 26, 16], floats: keys)
+            b.add("layers.\(i).value", dtype: .f16, shape: [2, 26, 16], floats: values(2 * 26 * 16, seed: seed * 100 + 2 * i + 1))
+            b.add("layers.\(i).prompt_query", dtype: .f16, shape: [4, 3, 16], floats: values(4 * 3 * 16, seed: seed * 100 + 50 + i))
+            b.add("layers.\(i).probe_query", dtype: .f16, shape: [4, 2, 16], floats: values(4 * 2 * 16, seed: seed * 100 + 70 + i))
+        }
+        let file = path + "/" + name
+        try Data(b.bytes()).write(to: URL(fileURLWithPath: file))
+        return file
+    }
+
+    func write(_ name: String, _ bytes: [UInt8]) throws -> String {
+        let file = path + "/" + name
+        try Data(bytes).write(to: URL(fileURLWithPath: file))
+        return file
+    }
+
+    private func values(_ count: Int, seed: Int) -> [Float] {
+        var state = UInt64(truncatingIfNeeded: seed) &* 0x9E37_79B9_7F4A_7C15 &+ 1
+        return (0..<count).map { _ in
+            state = state &* 6364136223846793005 &+ 1442695040888963407
+            return Float(Int(state >> 40) % 256) / 64 - 2
+        }
+    }
+}

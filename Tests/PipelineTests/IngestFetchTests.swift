@@ -1,0 +1,117 @@
+import Foundation
+import XCTest
+import LightKV
+import Pipeline
+import Store
+
+final class IngestFetchTests: XCTestCase {
+    func testFetchReturnsIdenticalKeysAndValuesForEveryDtype() throws {
+        let f = try StoreFixture()
+        for dtype in [DType.f16, .bf16, .f32] {
+            let input = try f.snapshotFile(name: "\(dtype).safetensors", dtype: dtype)
+            let outcome = try f.ingest(input)
+            let data = try Data(contentsOf: URL(fileURLWithPath: input))
+            let original = try data.withUnsafeBytes { try Snapshot(bytes: $0) }
+            try data.withUnsafeBytes { _ in
+                let fetched = try f.fetch(outcome.record.id, dtype: dtype).snapshot
+                XCTAssertEqual(fetched.layerCount, 3)
+                XCTAssertEqual(fetched.dtype, dtype)
+                for i in 0..<3 {
+                    XCTAssertEqual(Array(fetched.data(fetched.layers[i].key)), Array(original.data(original.layers[i].key)), "\(dtype) layer \(i) keys")
+                    XCTAssertEqual(Array(fetched.data(fetched.layers[i].value)), Array(original.data(original.layers[i].value)), "\(dtype) layer \(i) values")
+                    XCTAssertEqual(fetched.positions(layer: i), (0..<26).map { Int32($0) })
+                    XCTAssertEqual(fetched.sizes(layer: i), Array(repeating: 1, count: 26))
+                }
+                XCTAssertEqual(fetched.metadata.model, "test/model")
+                XCTAssertEqual(fetched.metadata.raw["kvsnap.seq_len"], "26")
+                XCTAssertNotNil(fetched.metadata.raw["kvsnap.compression"])
+            }
+        }
+    }
+
+    func testFetchConvertsDtypeOnRequest() throws {
+        let f = try StoreFixture()
+        let outcome = try f.ingest(try f.snapshotFile(dtype: .f32))
+        let fetched = try f.fetch(outcome.record.id, dtype: .f16).snapshot
+        XCTAssertEqual(fetched.dtype, .f16)
+        let expected = StoreFixture.values(2 * 26 * 16, seed: 0).map { Float(Float16($0)) }
+        XCTAssertEqual(fetched.floatLayer(0).keys, expected)
+    }
+
+    func testSameSnapshotTwiceIsStoredOnce() throws {
+        let f = try StoreFixture()
+        let path = try f.snapshotFile()
+        let first = try f.ingest(path)
+        let copy = f.directory + "/copy.safetensors"
+        try FileManager.default.copyItem(atPath: path, toPath: copy)
+        let second = try f.ingest(copy)
+        XCTAssertFalse(first.alreadyStored)
+        XCTAssertTrue(second.alreadyStored)
+        XCTAssertEqual(first.record.id, second.record.id)
+        XCTAssertEqual(try f.root.index.all().count, 1)
+        XCTAssertEqual(f.root.blobNames().count, 1)
+    }
+
+    func testIdsResolveByUniquePrefixAndByKey() throws {
+        let f = try StoreFixture()
+        let a = try f.ingest(try f.snapshotFile(name: "a.safetensors", seed: 1)).record
+        let b = try f.ingest(try f.snapshotFile(name: "b.safetensors", seed: 2)).record
+        XCTAssertNotEqual(a.id, b.id)
+        XCTAssertEqual(a.id.count, 64)
+        XCTAssertEqual(try f.root.index.resolve(String(a.id.prefix(10))).id, a.id)
+        XCTAssertEqual(try f.root.index.resolve(a.id.uppercased()).id, a.id)
+        XCTAssertEqual(try f.root.index.resolve("key-2", key: true).id, b.id)
+        XCTAssertThrowsError(try f.root.index.resolve("")) { XCTAssertTrue("\($0)".contains("no entry matches")) }
+        XCTAssertThrowsError(try f.root.index.resolve("zz")) { XCTAssertTrue("\($0)".contains("hexadecimal")) }
+        XCTAssertThrowsError(try f.root.index.resolve("key-9", key: true)) { XCTAssertTrue("\($0)".contains("key key-9")) }
+    }
+
+    func testAmbiguousPrefixIsReported() throws {
+        let f = try StoreFixture()
+        var ids: [String] = []
+        for seed in 0..<20 { ids.append(try f.ingest(try f.snapshotFile(name: "s\(seed).safetensors", seed: seed)).record.id) }
+        // With 20 ids some pair shares its first hex digit.
+        let first = Dictionary(grouping: ids, by: { $0.prefix(1) }).first { $0.value.count > 1 }!.key
+        XCTAssertThrowsError(try f.root.index.resolve(String(first))) { XCTAssertTrue("\($0)".contains("ambiguous"), "\($0)") }
+    }
+
+    func testSourcesFindEveryEntryHoldingAnImage() throws {
+        let f = try StoreFixture()
+        let a = try f.ingest(try f.snapshotFile(name: "a.safetensors", seed: 1)).record
+        let b = try f.ingest(try f.snapshotFile(name: "b.safetensors", seed: 2)).record
+        let holders = try f.root.index.entries(withSource: "sha256:" + String(repeating: "cd", count: 32))
+        XCTAssertEqual(Set(holders), [a.id, b.id])
+    }
+
+    func testInvalidSnapshotWritesNothing() throws {
+        let f = try StoreFixture()
+        let path = f.directory + "/bad.safetensors"
+        try Data([1, 2, 3, 4, 5, 6, 7, 8, 9]).write(to: URL(fileURLWithPath: path))
+        XCTAssertThrowsError(try f.ingest(path)) { XCTAssertTrue("\($0)".contains("bad.safetensors"), "\($0)") }
+        XCTAssertEqual(try f.root.index.all().count, 0)
+        XCTAssertEqual(f.root.blobNames(), [])
+        XCTAssertEqual(FileSystem.list(f.root.tempDirectory), [])
+    }
+
+    func testLz4PolicyRoundTrips() throws {
+        let f = try StoreFixture()
+        let path = try f.snapshotFile()
+        let outcome = try f.ingest(path, policy: "none+lz4")
+        XCTAssertEqual(outcome.record.policy, "none+lz4")
+        let original = try Data(contentsOf: URL(fileURLWithPath: path))
+        try original.withUnsafeBytes { raw in
+            let s = try Snapshot(bytes: raw)
+            let fetched = try f.fetch(outcome.record.id).snapshot
+            XCTAssertEqual(Array(fetched.data(fetched.layers[2].value)), Array(s.data(s.layers[2].value)))
+        }
+    }
+
+    func testRemoveDeletesRowAndBlob() throws {
+        let f = try StoreFixture()
+        let r = try f.ingest(try f.snapshotFile()).record
+        XCTAssertNotNil(try f.root.index.remove(r.id))
+        try FileSystem.remove(f.root.blobPath(r.blob))
+        XCTAssertThrowsError(try f.root.index.resolve(r.id))
+        XCTAssertEqual(f.root.blobNames(), [])
+    }
+}

@@ -1,0 +1,75 @@
+import Foundation
+import XCTest
+import LightKV
+import Pipeline
+import Store
+
+final class VerifyTests: XCTestCase {
+    func testIntactStoreVerifies() throws {
+        let f = try StoreFixture()
+        _ = try f.ingest(try f.snapshotFile())
+        let report = try Verifier(root: f.root).verify()
+        XCTAssertTrue(report.ok)
+        XCTAssertEqual(report.checked, 1)
+        XCTAssertEqual(report.orphans, [])
+    }
+
+    func testBlobWithoutIndexRowIsInvisibleAndReportedAsOrphan() throws {
+        let f = try StoreFixture()
+        let r = try f.ingest(try f.snapshotFile()).record
+        // The state a crash between publishing the blob and inserting the row leaves behind.
+        try f.root.index.db.query("DELETE FROM entries WHERE id = ?", [.text(r.id)])
+        XCTAssertEqual(try f.root.index.all().count, 0)
+        XCTAssertThrowsError(try f.root.index.resolve(r.id))
+        let report = try Verifier(root: f.root).verify()
+        XCTAssertTrue(report.ok, "an orphan is garbage, not damage")
+        XCTAssertEqual(report.orphans, [f.root.blobPath(r.blob)])
+    }
+
+    func testMissingBlobFailsVerify() throws {
+        let f = try StoreFixture()
+        let r = try f.ingest(try f.snapshotFile()).record
+        try FileSystem.remove(f.root.blobPath(r.blob))
+        let report = try Verifier(root: f.root).verify()
+        XCTAssertFalse(report.ok)
+        XCTAssertTrue(report.failures[0].problem.contains("missing"), report.failures[0].problem)
+    }
+
+    func testEveryFlippedByteIsCaught() throws {
+        let f = try StoreFixture()
+        let r = try f.ingest(try f.snapshotFile()).record
+        let path = f.root.blobPath(r.blob)
+        let original = try Data(contentsOf: URL(fileURLWithPath: path))
+        // Flip one byte at a spread of offsets: magic, sections, header, footer.
+        let offsets = Array(stride(from: 0, to: original.count, by: max(1, original.count / 97))) + [original.count - 1]
+        for offset in offsets {
+            var damaged = original
+            damaged[offset] ^= 0x10
+            try damaged.write(to: URL(fileURLWithPath: path))
+            XCTAssertFalse(try Verifier(root: f.root).verify().ok, "flip at \(offset) of \(original.count) went unnoticed")
+            XCTAssertThrowsError(try f.fetch(r.id), "fetch must fail rather than return wrong numbers (flip at \(offset))")
+        }
+    }
+
+    func testSectionChecksumNamesTheLayer() throws {
+        let f = try StoreFixture()
+        let r = try f.ingest(try f.snapshotFile()).record
+        let path = f.root.blobPath(r.blob)
+        let pack = try PackReader(path: path)
+        var data = try Data(contentsOf: URL(fileURLWithPath: path))
+        data[pack.header.layers[1].offset + 3] ^= 1
+        try data.write(to: URL(fileURLWithPath: path))
+        let damaged = try PackReader(path: path)
+        XCTAssertNoThrow(try damaged.section(0))
+        XCTAssertThrowsError(try damaged.section(1)) { XCTAssertTrue("\($0)".contains("layer 1: section checksum mismatch"), "\($0)") }
+    }
+
+    func testTruncatedPackIsCorrupt() throws {
+        let f = try StoreFixture()
+        let r = try f.ingest(try f.snapshotFile()).record
+        let path = f.root.blobPath(r.blob)
+        let data = try Data(contentsOf: URL(fileURLWithPath: path))
+        try data.prefix(data.count - 5).write(to: URL(fileURLWithPath: path))
+        XCTAssertThrowsError(try PackReader(path: path)) { XCTAssertTrue("\($0)".contains("corrupt"), "\($0)") }
+    }
+}
