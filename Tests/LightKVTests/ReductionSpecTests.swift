@@ -9,6 +9,10 @@ final class ReductionSpecTests: XCTestCase {
         }
     }
 
+    func testEveryCataloguedPolicyParses() throws {
+        for (name, _) in PolicyCatalog.builtIn { XCTAssertEqual(try Policy(parsing: name).name.hasPrefix(name.split(separator: "+")[0]), true, name) }
+    }
+
     func testSettingsAreParsed() throws {
         guard case .lightkv(let s) = try spec("lightkv35@qwen:groups=rematch") else { return XCTFail("not lightkv") }
         XCTAssertEqual(s.retention, 0.35)

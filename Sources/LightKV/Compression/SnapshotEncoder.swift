@@ -5,6 +5,9 @@ public struct PackedLayer: Sendable {
     public var sizes: [Int32]
     public var keys: EncodedBlock
     public var values: EncodedBlock
+    /// Original positions of every entry's members (`KVLayer.memberPositions`), when the
+    /// reduction tracked them: what `fetch --expand` needs to put each member back where it stood.
+    public var memberPositions: [Int32]? = nil
     public var count: Int { positions.count }
 }
 
@@ -60,7 +63,8 @@ public struct SnapshotEncoder {
         }
         let reduced = reduce(i)
         let (k, v) = policy.quantization.encode(reduced, context: context(i))
-        return PackedLayer(positions: reduced.positions, sizes: reduced.sizes, keys: k, values: v)
+        return PackedLayer(positions: reduced.positions, sizes: reduced.sizes, keys: k, values: v,
+                           memberPositions: reduced.sizes.allSatisfy { $0 == 1 } ? nil : reduced.memberPositions)
     }
 
     /// What the reduction did, for the compression record.

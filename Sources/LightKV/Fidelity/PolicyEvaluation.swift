@@ -1,3 +1,5 @@
+import Dispatch
+
 /// A snapshot that cannot be evaluated.
 public enum EvaluationError: Error, Equatable, CustomStringConvertible {
     /// Layer `layer` has neither `probe_query` nor at least two `prompt_query` tokens to hold out.
@@ -56,6 +58,9 @@ public struct PolicyEvaluation: Sendable, Codable {
     public var overall: Summary
     /// The reduction's compression record.
     public var record: [String: String]
+    /// Wall time of reducing and encoding every layer (float conversion included, fidelity
+    /// measurement excluded): what this policy adds to an ingest.
+    public var encodeSeconds: Double
 
     /// Evaluates `policy` on `snapshot`. Without `probe_query`, the last `holdOut` prompt
     /// queries (at most half of them) become probes and are withheld from the compressor.
@@ -74,9 +79,12 @@ public struct PolicyEvaluation: Sendable, Codable {
         let visionTotal = snapshot.metadata.spans.visionTokenCount
         let layout = VisionLayout(spans: snapshot.metadata.spans, seqLen: snapshot.seqLen)
         var layers: [Layer] = []
+        var encodeNanoseconds: UInt64 = 0
         for i in 0..<snapshot.layerCount {
             let input = snapshot.floatLayer(i)
+            let started = DispatchTime.now().uptimeNanoseconds
             let packed = encoder.encode(i)
+            encodeNanoseconds += DispatchTime.now().uptimeNanoseconds - started
             let decoded = try Self.decode(packed, like: input, layer: i)
             let probes: QueryBlock
             if hasProbes {
@@ -115,6 +123,7 @@ public struct PolicyEvaluation: Sendable, Codable {
             plain: OutputAgreement(cosine: mean(\.plain.cosine), relativeError: mean(\.plain.relativeError)),
             encodedBytes: layers.reduce(0) { $0 + $1.encodedBytes }, inputBytes: layers.reduce(0) { $0 + $1.inputBytes })
         self.record = encoder.reductionRecord
+        self.encodeSeconds = Double(encodeNanoseconds) / 1e9
     }
 
     /// A packed layer's blocks decoded back to floats.
