@@ -75,13 +75,13 @@ struct EvalCommand: ParsableCommand {
             if n > 0 { print("") }
             print("\(r.snapshot)  (probes: \(r.evaluations.first?.probes ?? "-"))")
             Terminal.table(
-                ["policy", "vision kept", "rel err (prop)", "cos (prop)", "rel err (plain)", "cos (plain)", "bytes", "of input", "encode s"],
+                ["policy", "vision kept", "rel err (prop)", "cos (prop)", "rel err (plain)", "cos (plain)", "bytes", "of input", "encode s", "reduce s"],
                 r.evaluations.map { e in
                     let o = e.overall
                     return [e.policy, Self.percent(o.visionRetention), Self.fixed(o.proportional.relativeError),
                             Self.fixed(o.proportional.cosine), Self.fixed(o.plain.relativeError), Self.fixed(o.plain.cosine),
                             Terminal.bytes(o.encodedBytes), Self.percent(Double(o.encodedBytes) / Double(max(o.inputBytes, 1))),
-                            String(format: "%.3f", e.encodeSeconds)]
+                            String(format: "%.3f", e.encodeSeconds), String(format: "%.3f", e.reduceSeconds)]
                 })
             guard perLayer else { continue }
             for e in r.evaluations {

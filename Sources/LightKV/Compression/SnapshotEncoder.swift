@@ -1,3 +1,5 @@
+import Dispatch
+
 /// One layer as it goes into a pack: kept entries' keys and values, encoded, with their
 /// positions and sizes.
 public struct PackedLayer: Sendable {
@@ -23,6 +25,9 @@ public struct SnapshotEncoder {
     /// The last this-many `prompt_query` tokens are withheld from the compressor, so an
     /// evaluation can use them as probes without the compressor having seen them.
     public var withheldPromptQueries = 0
+    /// Time spent inside the compressor so far (float conversion and quantization excluded),
+    /// so `eval` and benchmarks can tell the reduction's own cost.
+    public private(set) var reduceNanoseconds: UInt64 = 0
 
     public init(snapshot: Snapshot, policy: Policy) {
         self.snapshot = snapshot
@@ -48,7 +53,10 @@ public struct SnapshotEncoder {
     public mutating func reduce(_ i: Int) -> KVLayer {
         precondition(i == nextLayer, "layers must be encoded in order: asked for \(i), expected \(nextLayer)")
         nextLayer += 1
-        return compressor.compress(snapshot.floatLayer(i), context: context(i))
+        let layer = snapshot.floatLayer(i), ctx = context(i)
+        let started = DispatchTime.now().uptimeNanoseconds
+        defer { reduceNanoseconds += DispatchTime.now().uptimeNanoseconds - started }
+        return compressor.compress(layer, context: ctx)
     }
 
     /// Encodes layer `i`.

@@ -61,6 +61,8 @@ public struct PolicyEvaluation: Sendable, Codable {
     /// Wall time of reducing and encoding every layer (float conversion included, fidelity
     /// measurement excluded): what this policy adds to an ingest.
     public var encodeSeconds: Double
+    /// Of which inside the compressor itself.
+    public var reduceSeconds: Double
 
     /// Evaluates `policy` on `snapshot`. Without `probe_query`, the last `holdOut` prompt
     /// queries (at most half of them) become probes and are withheld from the compressor.
@@ -124,6 +126,7 @@ public struct PolicyEvaluation: Sendable, Codable {
             encodedBytes: layers.reduce(0) { $0 + $1.encodedBytes }, inputBytes: layers.reduce(0) { $0 + $1.inputBytes })
         self.record = encoder.reductionRecord
         self.encodeSeconds = Double(encodeNanoseconds) / 1e9
+        self.reduceSeconds = Double(encoder.reduceNanoseconds) / 1e9
     }
 
     /// A packed layer's blocks decoded back to floats.
