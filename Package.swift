@@ -25,10 +25,11 @@ let package = Package(
         .systemLibrary(name: "CSQLite", pkgConfig: "sqlite3", providers: [.apt(["libsqlite3-dev"])]),
         .systemLibrary(name: "CCrypto", pkgConfig: "libcrypto", providers: [.apt(["libssl-dev"])]),
         .systemLibrary(name: "CXXHash", pkgConfig: "libxxhash", providers: [.apt(["libxxhash-dev"])]),
+        .systemLibrary(name: "CLinux"),
         .target(name: "LightKV", swiftSettings: fastMath),
         .target(
             name: "Store",
-            dependencies: ["LightKV", "CZstd", "CLZ4", "CSQLite", "CCrypto", "CXXHash"],
+            dependencies: ["LightKV", "CZstd", "CLZ4", "CSQLite", "CCrypto", "CXXHash", "CLinux"],
             swiftSettings: fastMath),
         .target(
             name: "Pipeline",

@@ -1,3 +1,4 @@
+import CLinux
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -32,6 +33,11 @@ public final class AtomicFile {
                 throw StoreError.io(path: tempPath, operation: "write", errno: errno)
             }
             offset += n
+        }
+        // Start writeback of what was just written, so the final fsync finds little left
+        // to flush instead of the whole file.
+        if bytes.count >= 1 << 20 {
+            _ = kvstore_start_writeback(fd, Int64(bytesWritten), Int64(bytes.count))
         }
         bytesWritten += bytes.count
     }

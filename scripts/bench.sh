@@ -1,0 +1,51 @@
+#!/usr/bin/env bash
+# Reproduces docs/BENCHMARKS.md: ingest and fetch of a LLaVA-1.5-7B-shaped snapshot per policy,
+# side by side with Debian's zstd CLI on the same file, in one run. Each figure is the median
+# of RUNS runs; peak RSS is the largest seen (GNU time's %M).
+set -euo pipefail
+BIN=${1:-.build/release/kvstore}
+DIR=${BENCH_DIR:-bench}
+RUNS=${RUNS:-3}
+POLICIES=${POLICIES:-"none none+lz4 lightkv lightkv+int8 lightkv+int4 lightkv+int8+lz4"}
+mkdir -p "$DIR"
+IN="$DIR/llava.safetensors"
+[ -f "$IN" ] || "$BIN" synth --preset llava --seed 1 -o "$IN"
+SIZE=$(stat -c %s "$IN")
+cat "$IN" > /dev/null   # every contender starts from a warm page cache
+
+# measure CMD... -> prints "seconds maxrss_kb" (median seconds, max RSS over RUNS runs)
+measure() {
+    local times=() rss=0
+    for _ in $(seq "$RUNS"); do
+        local out
+        out=$( { /usr/bin/time -f "%e %M" "$@" > /dev/null 2>/dev/null; } 2>&1 | tail -1 )
+        times+=("${out% *}")
+        local r=${out#* }; (( r > rss )) && rss=$r
+    done
+    printf '%s %s\n' "$(printf '%s\n' "${times[@]}" | sort -n | sed -n "$(( (RUNS + 1) / 2 ))p")" "$rss"
+}
+
+echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), $(free -g | awk '/Mem/{print $2}') GiB"
+echo "input: $IN, $SIZE bytes ($(awk "BEGIN{printf \"%.1f\", $SIZE/1e6}") MB)"
+echo
+echo "| what | seconds | MB/s of input | peak RSS MB | stored bytes | ratio |"
+echo "| --- | --- | --- | --- | --- | --- |"
+read -r t m < <(measure zstd -3 -q -f "$IN" -o "$DIR/in.zst")
+Z=$(stat -c %s "$DIR/in.zst")
+echo "| zstd -3 (Debian CLI) | $t | $(awk "BEGIN{printf \"%.0f\", $SIZE/1e6/$t}") | $((m/1024)) | $Z | $(awk "BEGIN{printf \"%.2f\", $SIZE/$Z}") |"
+read -r t m < <(measure zstd -d -q -f "$DIR/in.zst" -o "$DIR/out.raw")
+echo "| zstd -d (Debian CLI) | $t | $(awk "BEGIN{printf \"%.0f\", $SIZE/1e6/$t}") | $((m/1024)) | | |"
+rm -f "$DIR/out.raw"
+for P in $POLICIES; do
+    export KVSTORE_HOME="$DIR/store-$P"
+    rm -rf "$KVSTORE_HOME"
+    # Each ingest run starts from an empty store, so every run does the whole work.
+    read -r t m < <(measure bash -c "rm -rf '$KVSTORE_HOME'; exec '$BIN' ingest --policy '$P' '$IN'")
+    ID=$("$BIN" ls --json | python3 -c 'import json,sys; print(json.load(sys.stdin)[0]["id"])')
+    OUT=$("$BIN" ls --json | python3 -c 'import json,sys; print(json.load(sys.stdin)[0]["bytesOut"])')
+    echo "| ingest --policy $P | $t | $(awk "BEGIN{printf \"%.0f\", $SIZE/1e6/$t}") | $((m/1024)) | $OUT | $(awk "BEGIN{printf \"%.2f\", $SIZE/$OUT}") |"
+    read -r t m < <(measure "$BIN" fetch "$ID" -o "$DIR/fetched.safetensors")
+    F=$(stat -c %s "$DIR/fetched.safetensors")
+    echo "| fetch ($P), $(awk "BEGIN{printf \"%.0f\", $F/1e6}") MB out | $t | $(awk "BEGIN{printf \"%.0f\", $F/1e6/$t}") (output) | $((m/1024)) | | |"
+    rm -f "$DIR/fetched.safetensors"
+done
