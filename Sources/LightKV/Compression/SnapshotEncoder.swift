@@ -1,3 +1,5 @@
+import Dispatch
+
 /// One layer as it goes into a pack: kept entries' keys and values, encoded, with their
 /// positions and sizes.
 public struct PackedLayer: Sendable {
@@ -5,6 +7,9 @@ public struct PackedLayer: Sendable {
     public var sizes: [Int32]
     public var keys: EncodedBlock
     public var values: EncodedBlock
+    /// Original positions of every entry's members (`KVLayer.memberPositions`), when the
+    /// reduction tracked them: what `fetch --expand` needs to put each member back where it stood.
+    public var memberPositions: [Int32]? = nil
     public var count: Int { positions.count }
 }
 
@@ -17,6 +22,12 @@ public struct SnapshotEncoder {
     public let policy: Policy
     private var compressor: any CacheCompressor
     private var nextLayer = 0
+    /// The last this-many `prompt_query` tokens are withheld from the compressor, so an
+    /// evaluation can use them as probes without the compressor having seen them.
+    public var withheldPromptQueries = 0
+    /// Time spent inside the compressor so far (float conversion and quantization excluded),
+    /// so `eval` and benchmarks can tell the reduction's own cost.
+    public private(set) var reduceNanoseconds: UInt64 = 0
 
     public init(snapshot: Snapshot, policy: Policy) {
         self.snapshot = snapshot
@@ -28,15 +39,24 @@ public struct SnapshotEncoder {
     public var isExact: Bool { policy.reduction == .none && policy.quantization == .none }
 
     public func context(_ i: Int) -> LayerContext {
-        LayerContext(index: i, layerCount: snapshot.layerCount, spans: snapshot.metadata.spans,
-                     seqLen: snapshot.seqLen, promptQuery: snapshot.queries(snapshot.layers[i].promptQuery))
+        var query = snapshot.queries(snapshot.layers[i].promptQuery)
+        if withheldPromptQueries > 0, let q = query {
+            let keep = q.count - withheldPromptQueries
+            query = keep <= 0 ? nil : QueryBlock(heads: q.heads, count: keep, headDim: q.headDim, values: q.values.withheld(
+                heads: q.heads, count: q.count, keep: keep, dim: q.headDim))
+        }
+        return LayerContext(index: i, layerCount: snapshot.layerCount, spans: snapshot.metadata.spans,
+                            seqLen: snapshot.seqLen, promptQuery: query)
     }
 
     /// The reduced layer `i` as floats, before quantization (what fidelity is measured on).
     public mutating func reduce(_ i: Int) -> KVLayer {
         precondition(i == nextLayer, "layers must be encoded in order: asked for \(i), expected \(nextLayer)")
         nextLayer += 1
-        return compressor.compress(snapshot.floatLayer(i), context: context(i))
+        let layer = snapshot.floatLayer(i), ctx = context(i)
+        let started = DispatchTime.now().uptimeNanoseconds
+        defer { reduceNanoseconds += DispatchTime.now().uptimeNanoseconds - started }
+        return compressor.compress(layer, context: ctx)
     }
 
     /// Encodes layer `i`.
@@ -51,9 +71,17 @@ public struct SnapshotEncoder {
         }
         let reduced = reduce(i)
         let (k, v) = policy.quantization.encode(reduced, context: context(i))
-        return PackedLayer(positions: reduced.positions, sizes: reduced.sizes, keys: k, values: v)
+        return PackedLayer(positions: reduced.positions, sizes: reduced.sizes, keys: k, values: v,
+                           memberPositions: reduced.sizes.allSatisfy { $0 == 1 } ? nil : reduced.memberPositions)
     }
 
     /// What the reduction did, for the compression record.
     public var reductionRecord: [String: String] { compressor.record }
+}
+
+extension [Float] {
+    /// The first `keep` of `count` rows in each of `heads` blocks of `[heads, count, dim]`.
+    func withheld(heads: Int, count: Int, keep: Int, dim: Int) -> [Float] {
+        (0..<heads).flatMap { h in self[(h * count) * dim ..< (h * count + keep) * dim] }
+    }
 }
