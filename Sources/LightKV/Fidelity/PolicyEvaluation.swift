@@ -78,7 +78,6 @@ public struct PolicyEvaluation: Sendable, Codable {
             }
             encoder.withheldPromptQueries = withheld
         }
-        let visionTotal = snapshot.metadata.spans.visionTokenCount
         let layout = VisionLayout(spans: snapshot.metadata.spans, seqLen: snapshot.seqLen)
         var layers: [Layer] = []
         var encodeNanoseconds: UInt64 = 0
@@ -87,7 +86,6 @@ public struct PolicyEvaluation: Sendable, Codable {
             let started = DispatchTime.now().uptimeNanoseconds
             let packed = encoder.encode(i)
             encodeNanoseconds += DispatchTime.now().uptimeNanoseconds - started
-            let decoded = try Self.decode(packed, like: input, layer: i)
             let probes: QueryBlock
             if hasProbes {
                 probes = snapshot.queries(snapshot.layers[i].probeQuery)!
@@ -100,36 +98,20 @@ public struct PolicyEvaluation: Sendable, Codable {
                 }
                 probes = QueryBlock(heads: q.heads, count: withheld, headDim: q.headDim, values: tail)
             }
-            let reference = AttentionOutput.compute(queries: probes, layer: input, proportional: true)
-            let rows = probes.heads * probes.count
-            let prop = OutputAgreement(reference: reference, approximate: AttentionOutput.compute(queries: probes, layer: decoded, proportional: true),
-                                       rows: rows, dim: input.vHeadDim)
-            let plain = OutputAgreement(reference: reference, approximate: AttentionOutput.compute(queries: probes, layer: decoded, proportional: false),
-                                        rows: rows, dim: input.vHeadDim)
-            let vision = decoded.positions.reduce(0) { $0 + (layout.isVision($1) ? 1 : 0) }
             let l = snapshot.layers[i]
-            layers.append(Layer(layer: i, entries: decoded.count, visionEntries: vision,
-                                visionRetention: visionTotal == 0 ? 1 : Double(vision) / Double(visionTotal),
-                                proportional: prop, plain: plain,
-                                encodedBytes: packed.keys.bytes.count + packed.values.bytes.count,
-                                inputBytes: l.key.range.count + l.value.range.count))
+            layers.append(try Layer(measuring: i, input: input, packed: packed, probes: probes, layout: layout,
+                                    inputBytes: l.key.range.count + l.value.range.count))
         }
-        let n = Double(layers.count)
-        func mean(_ f: (Layer) -> Double) -> Double { layers.reduce(0) { $0 + f($1) } / n }
         self.policy = policy.name
         self.probes = hasProbes ? "probe_query" : "last \(withheld) prompt_query tokens, held out from compression"
         self.layers = layers
-        self.overall = Summary(
-            visionRetention: mean(\.visionRetention),
-            proportional: OutputAgreement(cosine: mean(\.proportional.cosine), relativeError: mean(\.proportional.relativeError)),
-            plain: OutputAgreement(cosine: mean(\.plain.cosine), relativeError: mean(\.plain.relativeError)),
-            encodedBytes: layers.reduce(0) { $0 + $1.encodedBytes }, inputBytes: layers.reduce(0) { $0 + $1.inputBytes })
+        self.overall = Summary(layers: layers)
         self.record = encoder.reductionRecord
         self.encodeSeconds = Double(encodeNanoseconds) / 1e9
         self.reduceSeconds = Double(encoder.reduceNanoseconds) / 1e9
     }
 
-    /// A packed layer's blocks decoded back to floats.
+    /// A packed layer's blocks decoded back to floats (so quantization error counts).
     static func decode(_ packed: PackedLayer, like input: KVLayer, layer: Int) throws(EvaluationError) -> KVLayer {
         let n = packed.count
         func block(_ b: EncodedBlock, dim: Int, name: String) throws(EvaluationError) -> [Float] {
@@ -151,5 +133,37 @@ public struct PolicyEvaluation: Sendable, Codable {
                        keys: try block(packed.keys, dim: input.headDim, name: "key"),
                        values: try block(packed.values, dim: input.vHeadDim, name: "value"),
                        positions: packed.positions, sizes: packed.sizes)
+    }
+}
+
+extension PolicyEvaluation.Layer {
+    /// Figures for layer `index` from its input and what was packed for it: ingest calls this
+    /// inside its own encode loop to record the same figures `eval` prints.
+    public init(measuring index: Int, input: KVLayer, packed: PackedLayer, probes: QueryBlock,
+                layout: VisionLayout, inputBytes: Int) throws(EvaluationError) {
+        let decoded = try PolicyEvaluation.decode(packed, like: input, layer: index)
+        let reference = AttentionOutput.compute(queries: probes, layer: input, proportional: true)
+        let rows = probes.heads * probes.count
+        let prop = OutputAgreement(reference: reference, approximate: AttentionOutput.compute(queries: probes, layer: decoded, proportional: true),
+                                   rows: rows, dim: input.vHeadDim)
+        let plain = OutputAgreement(reference: reference, approximate: AttentionOutput.compute(queries: probes, layer: decoded, proportional: false),
+                                    rows: rows, dim: input.vHeadDim)
+        let vision = decoded.positions.reduce(0) { $0 + (layout.isVision($1) ? 1 : 0) }
+        self.init(layer: index, entries: decoded.count, visionEntries: vision,
+                  visionRetention: layout.visionTokenCount == 0 ? 1 : Double(vision) / Double(layout.visionTokenCount),
+                  proportional: prop, plain: plain,
+                  encodedBytes: packed.keys.bytes.count + packed.values.bytes.count, inputBytes: inputBytes)
+    }
+}
+
+extension PolicyEvaluation.Summary {
+    /// Means over `layers` (byte counts summed).
+    public init(layers: [PolicyEvaluation.Layer]) {
+        let n = Double(max(layers.count, 1))
+        func mean(_ f: (PolicyEvaluation.Layer) -> Double) -> Double { layers.reduce(0) { $0 + f($1) } / n }
+        self.init(visionRetention: mean(\.visionRetention),
+                  proportional: OutputAgreement(cosine: mean(\.proportional.cosine), relativeError: mean(\.proportional.relativeError)),
+                  plain: OutputAgreement(cosine: mean(\.plain.cosine), relativeError: mean(\.plain.relativeError)),
+                  encodedBytes: layers.reduce(0) { $0 + $1.encodedBytes }, inputBytes: layers.reduce(0) { $0 + $1.inputBytes })
     }
 }

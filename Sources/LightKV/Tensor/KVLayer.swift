@@ -42,10 +42,19 @@ public struct KVLayer: Sendable, Equatable {
         let n = count
         var k = [Float](repeating: 0, count: kvHeads * indices.count * headDim)
         var v = [Float](repeating: 0, count: kvHeads * indices.count * vHeadDim)
-        for h in 0..<kvHeads {
-            for (o, j) in indices.enumerated() {
-                for d in 0..<headDim { k[(h * indices.count + o) * headDim + d] = keys[(h * n + j) * headDim + d] }
-                for d in 0..<vHeadDim { v[(h * indices.count + o) * vHeadDim + d] = values[(h * n + j) * vHeadDim + d] }
+        let m = indices.count, kd = headDim, vd = vHeadDim
+        keys.withUnsafeBufferPointer { ks in
+            values.withUnsafeBufferPointer { vs in
+                k.withUnsafeMutableBufferPointer { ko in
+                    v.withUnsafeMutableBufferPointer { vo in
+                        for h in 0..<kvHeads {
+                            for (o, j) in indices.enumerated() {
+                                (ko.baseAddress! + (h * m + o) * kd).update(from: ks.baseAddress! + (h * n + j) * kd, count: kd)
+                                (vo.baseAddress! + (h * m + o) * vd).update(from: vs.baseAddress! + (h * n + j) * vd, count: vd)
+                            }
+                        }
+                    }
+                }
             }
         }
         var members: [Int32]?
