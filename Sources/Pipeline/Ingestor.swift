@@ -20,6 +20,8 @@ public struct Ingestor {
     public let root: StoreRoot
     /// Layers compressed at once; bounds memory to about this many layers in flight.
     public var inFlight = 3
+    /// Which layers get their attention-output fidelity measured when the input has probes.
+    public var fidelityMode = IngestFidelity.Mode.sample
 
     public init(root: StoreRoot) { self.root = root }
 
@@ -38,14 +40,21 @@ public struct Ingestor {
         let temp = try root.newTempFile()
         let writer = try PackWriter(file: temp)
         var encoder = SnapshotEncoder(snapshot: snapshot, policy: policy)
-        try SectionPipeline.run(layerCount: snapshot.layerCount, codec: policy.codec, inFlight: inFlight,
-                               encode: { i in
-                                    let packed = encoder.encode(i)
-                                    // The layer is copied out; let its pages go so memory stays near one layer.
-                                    let l = snapshot.layers[i]
-                                    for t in [l.key, l.value, l.promptQuery, l.probeQuery].compactMap({ $0 }) { file.release(t.range) }
-                                    return packed
-                                }, append: { try writer.append($0) })
+        let fidelity = IngestFidelity(snapshot: snapshot, policy: policy, mode: fidelityMode)
+        try SectionPipeline.run(
+            layerCount: snapshot.layerCount, codec: policy.codec, inFlight: inFlight,
+            stage: { i in
+                let job = encoder.stage(i)
+                return {
+                    let packed = job.run()
+                    fidelity.measure(layer: i, packed: packed)
+                    // The layer is encoded; let its pages go so memory stays near a few layers.
+                    let l = snapshot.layers[i]
+                    for t in [l.key, l.value, l.promptQuery, l.probeQuery].compactMap({ $0 }) { file.release(t.range) }
+                    return packed
+                }
+            },
+            append: { try writer.append($0) })
 
         var compression = encoder.reductionRecord
         compression["policy"] = policy.name
@@ -64,7 +73,7 @@ public struct Ingestor {
             spans: snapshot.metadata.raw[SnapshotMetadata.spansKey] ?? "[]", layers: snapshot.layerCount,
             kvHeads: snapshot.kvHeads, headDim: snapshot.headDim, vHeadDim: snapshot.vHeadDim, seqLen: snapshot.seqLen,
             inputDType: snapshot.dtype.rawValue, entriesKept: header.entryCount, policy: policy.name,
-            compression: Self.json(compression), fidelity: nil, bytesIn: file.bytes.count,
+            compression: Self.json(compression), fidelity: fidelity.summaryJSON(), bytesIn: file.bytes.count,
             bytesOut: temp.bytesWritten, blob: blobName, checksum: blobName, createdAt: now, lastAccessed: now)
         let sources = snapshot.metadata.spans.enumerated().compactMap { i, s in s.source.map { (source: $0, span: i) } }
         if try !root.index.insert(record, sources: sources) {

@@ -162,3 +162,34 @@ final class ExpandTests: XCTestCase {
         XCTAssertFalse(FileManager.default.fileExists(atPath: out))
     }
 }
+
+final class IngestFidelityTests: XCTestCase {
+    private func tinyWithProbes(_ f: StoreFixture) throws -> String {
+        let bytes = try SnapshotSynthesizer(spec: try SynthSpec.preset(named: "tiny")).bytes()
+        let path = f.directory + "/tiny.safetensors"
+        try Data(bytes).write(to: URL(fileURLWithPath: path))
+        return path
+    }
+
+    func testLossyIngestRecordsFidelityWhenTheInputHasProbes() throws {
+        let f = try StoreFixture()
+        let record = try f.ingest(try tinyWithProbes(f), policy: "lightkv+int4").record
+        let json = try XCTUnwrap(record.fidelity)
+        let object = try JSONSerialization.jsonObject(with: Data(json.utf8)) as! [String: Any]
+        let proportional = object["proportional"] as! [String: Double]
+        XCTAssertGreaterThan(proportional["cosine"]!, 0.9)
+        XCTAssertGreaterThan(proportional["relative_error"]!, 0, "merging and int4 lose something")
+        XCTAssertEqual(object["layers_measured"] as? [Int], [0, 2], "every 8th layer and the last of 3")
+        XCTAssertLessThan(object["vision_retention"] as! Double, 1)
+    }
+
+    func testExactIngestAndFidelityOffRecordNothing() throws {
+        let f = try StoreFixture()
+        let path = try tinyWithProbes(f)
+        XCTAssertNil(try f.ingest(path).record.fidelity, "the exact policy loses nothing")
+        var ingestor = Ingestor(root: f.root)
+        ingestor.fidelityMode = .off
+        try f.root.index.db.query("DELETE FROM entries")
+        XCTAssertNil(try ingestor.ingest(path: path, policy: try Policy(parsing: "lightkv")).record.fidelity)
+    }
+}

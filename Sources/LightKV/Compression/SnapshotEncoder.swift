@@ -60,23 +60,41 @@ public struct SnapshotEncoder {
     }
 
     /// Encodes layer `i`.
-    public mutating func encode(_ i: Int) -> PackedLayer {
+    public mutating func encode(_ i: Int) -> PackedLayer { stage(i).run() }
+
+    /// Does the part of layer `i` that must run in layer order (the reduction, which carries
+    /// state from layer to layer) and returns the rest (byte planes, quantization) as a job
+    /// any thread may run, so a pipeline can overlap it with the next layer's reduction.
+    public mutating func stage(_ i: Int) -> LayerJob {
+        precondition(i == nextLayer || !isExact, "layers must be encoded in order: asked for \(i), expected \(nextLayer)")
         if isExact {
-            precondition(i == nextLayer, "layers must be encoded in order: asked for \(i), expected \(nextLayer)")
             nextLayer += 1
-            let l = snapshot.layers[i]
-            return PackedLayer(positions: snapshot.positions(layer: i), sizes: snapshot.sizes(layer: i),
-                               keys: BlockCodec.encodeRaw(snapshot.data(l.key), dtype: snapshot.dtype),
-                               values: BlockCodec.encodeRaw(snapshot.data(l.value), dtype: snapshot.dtype))
+            let snapshot = self.snapshot
+            return LayerJob {
+                let l = snapshot.layers[i]
+                return PackedLayer(positions: snapshot.positions(layer: i), sizes: snapshot.sizes(layer: i),
+                                   keys: BlockCodec.encodeRaw(snapshot.data(l.key), dtype: snapshot.dtype),
+                                   values: BlockCodec.encodeRaw(snapshot.data(l.value), dtype: snapshot.dtype))
+            }
         }
         let reduced = reduce(i)
-        let (k, v) = policy.quantization.encode(reduced, context: context(i))
-        return PackedLayer(positions: reduced.positions, sizes: reduced.sizes, keys: k, values: v,
-                           memberPositions: reduced.sizes.allSatisfy { $0 == 1 } ? nil : reduced.memberPositions)
+        let quantization = policy.quantization, context = context(i)
+        return LayerJob {
+            let (k, v) = quantization.encode(reduced, context: context)
+            return PackedLayer(positions: reduced.positions, sizes: reduced.sizes, keys: k, values: v,
+                               memberPositions: reduced.sizes.allSatisfy { $0 == 1 } ? nil : reduced.memberPositions)
+        }
     }
 
     /// What the reduction did, for the compression record.
     public var reductionRecord: [String: String] { compressor.record }
+}
+
+/// The order-free rest of one layer's encoding (see `SnapshotEncoder.stage`).
+public struct LayerJob: @unchecked Sendable {
+    private let work: () -> PackedLayer
+    init(_ work: @escaping () -> PackedLayer) { self.work = work }
+    public func run() -> PackedLayer { work() }
 }
 
 extension [Float] {
