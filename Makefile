@@ -31,5 +31,9 @@ demo: build
 bench: build
 	@bash scripts/bench.sh $(BIN)
 
+## fidelity: the tables of docs/FIDELITY.md (every method at matched retention on synth snapshots)
+fidelity: build
+	@bash scripts/fidelity.sh $(BIN)
+
 clean:
 	rm -rf .build $(DEMO)

@@ -28,20 +28,26 @@ public struct BlobPacker {
 
     public init(root: StoreRoot) { self.root = root }
 
-    /// Packs `snapshot` with `policy`. `done(i)` is called once layer `i` has been encoded,
-    /// so a caller streaming from a memory map can drop that layer's pages.
-    /// `record` seeds the compression record (compaction keeps what an earlier policy did).
+    /// Packs `snapshot` with `policy`. `done(i, layer)` is called (on a worker thread) once
+    /// layer `i` is encoded, so a caller can measure it or, streaming from a memory map,
+    /// drop that layer's pages. `record` seeds the compression record (compaction keeps what
+    /// an earlier policy did).
     public func pack(_ snapshot: Snapshot, policy: Policy, record: [String: String] = [:],
-                     done: (Int) -> Void = { _ in }) throws -> PackedBlob {
+                     done: @escaping @Sendable (Int, PackedLayer) -> Void = { _, _ in }) throws -> PackedBlob {
         let temp = try root.newTempFile()
         let writer = try PackWriter(file: temp)
         var encoder = SnapshotEncoder(snapshot: snapshot, policy: policy)
-        try SectionPipeline.run(layerCount: snapshot.layerCount, codec: policy.codec, inFlight: inFlight,
-                               encode: { i in
-                                    let packed = encoder.encode(i)
-                                    done(i)
-                                    return packed
-                                }, append: { try writer.append($0) })
+        try SectionPipeline.run(
+            layerCount: snapshot.layerCount, codec: policy.codec, inFlight: inFlight,
+            stage: { i in
+                let job = encoder.stage(i)
+                return {
+                    let packed = job.run()
+                    done(i, packed)
+                    return packed
+                }
+            },
+            append: { try writer.append($0) })
 
         var compression = record
         for (k, v) in encoder.reductionRecord { compression[k] = v }

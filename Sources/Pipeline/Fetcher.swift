@@ -9,7 +9,12 @@ public struct FetchOptions: Sendable {
     public var dtype: DType = .f16
     /// Write the kvpack file itself instead of a kvsnap.
     public var raw = false
-    public init(dtype: DType = .f16, raw: Bool = false) { self.dtype = dtype; self.raw = raw }
+    /// Repeat each merged entry once per member, at the members' own positions with size 1,
+    /// for engines that cannot add log(size) to a logit (KVLayer.expanded()).
+    public var expand = false
+    public init(dtype: DType = .f16, raw: Bool = false, expand: Bool = false) {
+        self.dtype = dtype; self.raw = raw; self.expand = expand
+    }
 }
 
 /// Writes a stored entry back out as a kvsnap file (KVSNAP.md, "What kvstore fetch returns").
@@ -42,20 +47,22 @@ public struct Fetcher {
             let file = try MappedFile(path: pack.path)
             try sink.write(file.bytes)
         } else {
-            try writeSnapshot(pack, dtype: options.dtype, to: sink)
+            try writeSnapshot(pack, dtype: options.dtype, expand: options.expand, to: sink)
         }
         try sink.finish()
         try root.index.touch(record.id)
     }
 
     /// The kvsnap layout of a pack: per layer key, value, positions, sizes.
-    public static func layout(_ header: PackHeader, dtype: DType) -> SafetensorsLayout {
+    /// With `expand`, each layer holds one entry per member.
+    public static func layout(_ header: PackHeader, dtype: DType, expand: Bool = false) -> SafetensorsLayout {
         var entries: [SafetensorsLayout.Entry] = []
         for (i, d) in header.layers.enumerated() {
-            entries.append(.init("layers.\(i).key", dtype, [header.kvHeads, d.count, header.headDim]))
-            entries.append(.init("layers.\(i).value", dtype, [header.kvHeads, d.count, header.vHeadDim]))
-            entries.append(.init("layers.\(i).positions", .i32, [d.count]))
-            entries.append(.init("layers.\(i).sizes", .i32, [d.count]))
+            let n = expand && d.members > 0 ? d.members : d.count
+            entries.append(.init("layers.\(i).key", dtype, [header.kvHeads, n, header.headDim]))
+            entries.append(.init("layers.\(i).value", dtype, [header.kvHeads, n, header.vHeadDim]))
+            entries.append(.init("layers.\(i).positions", .i32, [n]))
+            entries.append(.init("layers.\(i).sizes", .i32, [n]))
         }
         var metadata = header.metadata
         metadata[SnapshotMetadata.compressionKey] = SafetensorsLayout.canonicalJSON(header.compression)
@@ -63,9 +70,19 @@ public struct Fetcher {
         return SafetensorsLayout(entries: entries, metadata: metadata)
     }
 
-    func writeSnapshot(_ pack: PackReader, dtype: DType, to sink: OutputSink) throws {
+    func writeSnapshot(_ pack: PackReader, dtype: DType, expand: Bool, to sink: OutputSink) throws {
         let header = pack.header
-        let layout = Self.layout(header, dtype: dtype)
+        if expand {
+            // Layers whose members were not tracked can be expanded only if nothing in them was
+            // merged; find out before the first byte is written.
+            for (i, d) in header.layers.enumerated() where d.members == 0 {
+                let section = try pack.section(i)
+                if let j = section.sizes.firstIndex(where: { $0 != 1 }) {
+                    throw FetchError.cannotExpand(layer: i, problem: "\(ExpandError.membersUnknown(position: section.positions[j], size: section.sizes[j]))")
+                }
+            }
+        }
+        let layout = Self.layout(header, dtype: dtype, expand: expand)
         try layout.header.withUnsafeBytes { try sink.write($0) }
         let batch = 2
         var first = 0
@@ -75,12 +92,27 @@ public struct Fetcher {
             chunks.withUnsafeMutableBufferPointer { out in
                 let results = out
                 DispatchQueue.concurrentPerform(iterations: count) { j in
-                    results[j] = Result { try Self.decodeLayer(pack, first + j, dtype: dtype) }
+                    results[j] = Result {
+                        expand ? try Self.expandLayer(pack, first + j, dtype: dtype) : try Self.decodeLayer(pack, first + j, dtype: dtype)
+                    }
                 }
             }
             for chunk in chunks { try chunk.get().withUnsafeBytes { try sink.write($0) } }
             first += count
         }
+    }
+
+    /// One layer expanded (one entry per member) and laid out as in the output file.
+    static func expandLayer(_ pack: PackReader, _ i: Int, dtype: DType) throws -> [UInt8] {
+        let h = pack.header
+        let merged = try pack.section(i).floatLayer(kvHeads: h.kvHeads, headDim: h.headDim, vHeadDim: h.vHeadDim, path: pack.path)
+        let layer: KVLayer
+        do { layer = try merged.expanded() } catch { throw FetchError.cannotExpand(layer: i, problem: "\(error)") }
+        var out = Conversion.bytes(layer.keys, dtype: dtype)
+        out += Conversion.bytes(layer.values, dtype: dtype)
+        for p in layer.positions { withUnsafeBytes(of: p.littleEndian) { out += $0 } }
+        for s in layer.sizes { withUnsafeBytes(of: s.littleEndian) { out += $0 } }
+        return out
     }
 
     /// One layer's tensors exactly as they follow each other in the output file.
@@ -99,13 +131,23 @@ public struct Fetcher {
                 try section.decode(values: true, heads: h.kvHeads, dim: h.vHeadDim, to: dtype, into: base + keyBytes, path: pack.path)
                 section.raw.withUnsafeBytes { r in
                     // Positions and sizes are stored exactly as the output wants them.
-                    (base + keyBytes + valueBytes).copyMemory(
-                        from: r.baseAddress! + section.descriptor.keys.length + section.descriptor.values.length, byteCount: 8 * n)
+                    (base + keyBytes + valueBytes).copyMemory(from: r.baseAddress! + section.descriptor.positionsOffset, byteCount: 8 * n)
                 }
             } catch { thrown = error; memset(base, 0, total) }
             initialized = total
         }
         if let thrown { throw thrown }
         return out
+    }
+}
+
+/// A fetch that cannot be served as asked.
+public enum FetchError: Error, CustomStringConvertible {
+    case cannotExpand(layer: Int, problem: String)
+
+    public var description: String {
+        switch self {
+        case .cannotExpand(let layer, let problem): "--expand: layer \(layer): \(problem)"
+        }
     }
 }

@@ -34,6 +34,8 @@ public struct Ingestor {
     public let root: StoreRoot
     /// Layers compressed at once; bounds memory to about this many layers in flight.
     public var inFlight = 3
+    /// Which layers get their attention-output fidelity measured when the input has probes.
+    public var fidelityMode = IngestFidelity.Mode.sample
 
     public init(root: StoreRoot) { self.root = root }
 
@@ -62,8 +64,10 @@ public struct Ingestor {
         stage = .pack
         var packer = BlobPacker(root: root)
         packer.inFlight = inFlight
-        let blob = try packer.pack(snapshot, policy: policy, done: { i in
-            // The layer is copied out; let its pages go so memory stays near one layer.
+        let fidelity = IngestFidelity(snapshot: snapshot, policy: policy, mode: fidelityMode)
+        let blob = try packer.pack(snapshot, policy: policy, done: { i, packed in
+            fidelity.measure(layer: i, packed: packed)
+            // The layer is encoded; let its pages go so memory stays near a few layers.
             let l = snapshot.layers[i]
             for t in [l.key, l.value, l.promptQuery, l.probeQuery].compactMap({ $0 }) { file.release(t.range) }
         })
@@ -75,7 +79,7 @@ public struct Ingestor {
             spans: snapshot.metadata.raw[SnapshotMetadata.spansKey] ?? "[]", layers: snapshot.layerCount,
             kvHeads: snapshot.kvHeads, headDim: snapshot.headDim, vHeadDim: snapshot.vHeadDim, seqLen: snapshot.seqLen,
             inputDType: snapshot.dtype.rawValue, entriesKept: blob.header.entryCount, policy: policy.name,
-            compression: Self.json(blob.compression), fidelity: nil, bytesIn: file.bytes.count,
+            compression: Self.json(blob.compression), fidelity: fidelity.summaryJSON(), bytesIn: file.bytes.count,
             bytesOut: blob.bytes, blob: blob.name, checksum: blob.name, createdAt: now, lastAccessed: now)
         let sources = snapshot.metadata.spans.enumerated().compactMap { i, s in s.source.map { (source: $0, span: i) } }
         if try !root.index.insert(record, sources: sources, blobPath: blob.path) {

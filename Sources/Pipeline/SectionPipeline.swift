@@ -3,11 +3,11 @@ import Foundation
 import LightKV
 import Store
 
-/// Encodes layers in order on the calling thread while other threads compress them, and
-/// appends the sealed sections in order, with at most `inFlight` layers held at once.
+/// Stages layers in order on the calling thread while other threads finish and compress them,
+/// and appends the sealed sections in order, with at most `inFlight` layers held at once.
 ///
-/// Encoding must stay in order (LightKV carries groups from layer to layer); compression,
-/// the costly part for most policies, runs beside it on the other cores.
+/// Staging must stay in order (LightKV carries groups from layer to layer); the rest (byte
+/// planes, quantization, fidelity, compression) runs beside it on the other cores.
 final class SectionPipeline: @unchecked Sendable {
     private let lock = NSLock()
     private let ready = DispatchSemaphore(value: 0)
@@ -20,7 +20,7 @@ final class SectionPipeline: @unchecked Sendable {
 
     static func run(
         layerCount: Int, codec: CodecSpec, inFlight: Int,
-        encode: (Int) -> PackedLayer, append: (PackWriter.SealedSection) throws -> Void
+        stage: (Int) -> () -> PackedLayer, append: (PackWriter.SealedSection) throws -> Void
     ) throws {
         let pipeline = SectionPipeline(layerCount: layerCount)
         let queue = DispatchQueue(label: "kvstore.seal", attributes: .concurrent)
@@ -30,9 +30,9 @@ final class SectionPipeline: @unchecked Sendable {
                 pipeline.ready.wait()
                 try pipeline.appendReady(append)
             }
-            let packed = encode(i)
+            let finish = stage(i)
             queue.async {
-                let section = PackWriter.seal(packed, codec: codec)
+                let section = PackWriter.seal(finish(), codec: codec)
                 pipeline.store(section, at: i)
             }
             try pipeline.appendReady(append)

@@ -2,5 +2,5 @@ import ArgumentParser
 
 /// Subcommands defined beside the core ones (synth, eval, watch, job, compact).
 enum ExtraCommands {
-    static let all: [ParsableCommand.Type] = [SynthCommand.self, WatchCommand.self, CompactCommand.self, JobCommand.self]
+    static let all: [ParsableCommand.Type] = [SynthCommand.self, EvalCommand.self, WatchCommand.self, CompactCommand.self, JobCommand.self]
 }

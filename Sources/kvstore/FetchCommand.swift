@@ -26,8 +26,12 @@ struct FetchCommand: ParsableCommand {
     @Flag(name: .long, help: "Write the stored kvpack file itself (docs/FORMAT.md).")
     var raw = false
 
+    @Flag(name: .long, help: "Repeat each merged entry at every member's position with size 1, for engines without a log(size) logit bias.")
+    var expand = false
+
     func validate() throws {
         guard DType(userName: dtype) != nil else { throw ValidationError("--dtype \(dtype): expected f16, bf16 or f32") }
+        if raw && expand { throw ValidationError("--raw and --expand exclude each other: --raw writes the pack as stored") }
         if output == nil && Terminal.isInteractive {
             throw ValidationError("refusing to write binary data to a terminal: give -o FILE (or -o - to force)")
         }
@@ -38,7 +42,7 @@ struct FetchCommand: ParsableCommand {
         let record = try root.index.resolve(id, key: key)
         let sink = try OutputSink(path: output)
         do {
-            try Fetcher(root: root).fetch(record, options: FetchOptions(dtype: DType(userName: dtype)!, raw: raw), to: sink)
+            try Fetcher(root: root).fetch(record, options: FetchOptions(dtype: DType(userName: dtype)!, raw: raw, expand: expand), to: sink)
         } catch {
             sink.abandon()
             throw error

@@ -13,6 +13,9 @@ struct IngestCommand: ParsableCommand {
     @Option(name: .long, help: "Compression policy (see `kvstore policies`).")
     var policy = "none"
 
+    @Option(name: .long, help: "Fidelity recorded when inputs carry probe_query: off, sample (every 8th layer and the last) or all.")
+    var fidelity = "sample"
+
     @Argument(help: "kvsnap (.safetensors) files.")
     var files: [String]
 
@@ -30,7 +33,11 @@ struct IngestCommand: ParsableCommand {
         let policy: Policy
         do { policy = try Policy(parsing: self.policy) } catch { throw StoreError.badPolicy(error) }
         let root = try options.open()
-        let ingestor = Ingestor(root: root)
+        guard let mode = IngestFidelity.Mode(rawValue: fidelity) else {
+            throw ValidationError("--fidelity \(fidelity): expected off, sample or all")
+        }
+        var ingestor = Ingestor(root: root)
+        ingestor.fidelityMode = mode
         var worst: Int32 = 0
         var lines: [Line] = []
         for file in files {

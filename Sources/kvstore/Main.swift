@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import LightKV
+import Pipeline
 import Store
 
 /// The `kvstore` command: keeps the KV caches of vision-language models small and ready for reuse.
@@ -25,7 +26,8 @@ enum Exit {
     static let invalid: Int32 = 3
     static let transient: Int32 = 4
 
-    static func code(for error: Error) -> Int32 {
+    /// The exit code of an error kvstore itself raised; nil for argument-parsing errors.
+    static func domainCode(for error: Error) -> Int32? {
         switch error {
         case let e as StoreError:
             switch e {
@@ -34,11 +36,13 @@ enum Exit {
             case .badPolicy: return usage
             case .io, .database: return e.isTransient ? transient : invalid
             }
-        case is KVSnapError, is BlockError: return invalid
+        case is KVSnapError, is BlockError, is FetchError, is ExpandError: return invalid
         case is PolicyError: return usage
-        default: return usage
+        default: return nil
         }
     }
+
+    static func code(for error: Error) -> Int32 { domainCode(for: error) ?? usage }
 }
 
 @main
@@ -49,12 +53,9 @@ enum Main {
             try command.run()
         } catch let exit as ExitCode {
             Foundation.exit(exit.rawValue)
-        } catch let error as StoreError {
+        } catch where Exit.domainCode(for: error) != nil {
             Terminal.error("\(error)")
             Foundation.exit(Exit.code(for: error))
-        } catch let error as PolicyError {
-            Terminal.error("\(error)")
-            Foundation.exit(Exit.usage)
         } catch {
             let code = KVStoreCommand.exitCode(for: error)
             if code == .success { KVStoreCommand.exit(withError: error) }

@@ -115,3 +115,81 @@ final class IngestFetchTests: XCTestCase {
         XCTAssertEqual(f.root.blobNames(), [])
     }
 }
+
+final class ExpandTests: XCTestCase {
+    func testExpandPutsEveryMemberBackAtItsOwnPosition() throws {
+        let f = try StoreFixture()
+        let r = try f.ingest(try f.snapshotFile(layers: 4), policy: "lightkv").record
+        let merged = try f.fetch(r.id).snapshot
+        XCTAssertLessThan(merged.layers[3].count, 26, "the deepest layer was merged")
+        let out = f.directory + "/expanded.safetensors"
+        let sink = try OutputSink(path: out)
+        try Fetcher(root: f.root).fetch(try f.root.index.resolve(r.id), options: FetchOptions(expand: true), to: sink)
+        let data = try Data(contentsOf: URL(fileURLWithPath: out))
+        try data.withUnsafeBytes { raw in
+            let expanded = try Snapshot(bytes: raw)
+            for i in 0..<4 {
+                XCTAssertEqual(expanded.positions(layer: i), (0..<26).map { Int32($0) }, "layer \(i)")
+                XCTAssertEqual(expanded.sizes(layer: i), Array(repeating: 1, count: 26))
+                // Every expanded entry equals the merged entry whose members include it.
+                let m = merged.floatLayer(i), e = expanded.floatLayer(i)
+                let mp = merged.positions(layer: i)
+                for (j, p) in mp.enumerated() {
+                    XCTAssertEqual(Array(e.keys[(Int(p) * 16)..<(Int(p) * 16 + 16)]), Array(m.keys[(j * 16)..<(j * 16 + 16)]))
+                }
+            }
+        }
+    }
+
+    func testExpandRefusesEntriesThatArrivedMergedWithoutMembers() throws {
+        let f = try StoreFixture()
+        var b = KVSnapBuilder(metadata: SnapshotMetadata(model: "m", spans: [.text(0, 2), .image(2, rows: 2, cols: 2), .text(6, 8)], seqLen: 8))
+        b.add("layers.0.key", dtype: .f16, shape: [1, 6, 4], floats: StoreFixture.values(24, seed: 1))
+        b.add("layers.0.value", dtype: .f16, shape: [1, 6, 4], floats: StoreFixture.values(24, seed: 2))
+        b.add("layers.0.positions", shape: [6], ints: [0, 1, 2, 4, 6, 7])
+        b.add("layers.0.sizes", shape: [6], ints: [1, 1, 2, 2, 1, 1])
+        let path = f.directory + "/merged.safetensors"
+        try Data(b.bytes()).write(to: URL(fileURLWithPath: path))
+        let r = try f.ingest(path).record
+        XCTAssertEqual(try f.fetch(r.id).snapshot.sizes(layer: 0), [1, 1, 2, 2, 1, 1], "an input's merges are kept")
+        let out = f.directory + "/x.safetensors"
+        let sink = try OutputSink(path: out)
+        XCTAssertThrowsError(try Fetcher(root: f.root).fetch(try f.root.index.resolve(r.id), options: FetchOptions(expand: true), to: sink)) {
+            XCTAssertTrue("\($0)".contains("layer 0"), "\($0)")
+            XCTAssertTrue("\($0)".contains("cannot be expanded"), "\($0)")
+        }
+        sink.abandon()
+        XCTAssertFalse(FileManager.default.fileExists(atPath: out))
+    }
+}
+
+final class IngestFidelityTests: XCTestCase {
+    private func tinyWithProbes(_ f: StoreFixture) throws -> String {
+        let bytes = try SnapshotSynthesizer(spec: try SynthSpec.preset(named: "tiny")).bytes()
+        let path = f.directory + "/tiny.safetensors"
+        try Data(bytes).write(to: URL(fileURLWithPath: path))
+        return path
+    }
+
+    func testLossyIngestRecordsFidelityWhenTheInputHasProbes() throws {
+        let f = try StoreFixture()
+        let record = try f.ingest(try tinyWithProbes(f), policy: "lightkv+int4").record
+        let json = try XCTUnwrap(record.fidelity)
+        let object = try JSONSerialization.jsonObject(with: Data(json.utf8)) as! [String: Any]
+        let proportional = object["proportional"] as! [String: Double]
+        XCTAssertGreaterThan(proportional["cosine"]!, 0.9)
+        XCTAssertGreaterThan(proportional["relative_error"]!, 0, "merging and int4 lose something")
+        XCTAssertEqual(object["layers_measured"] as? [Int], [0, 2], "every 8th layer and the last of 3")
+        XCTAssertLessThan(object["vision_retention"] as! Double, 1)
+    }
+
+    func testExactIngestAndFidelityOffRecordNothing() throws {
+        let f = try StoreFixture()
+        let path = try tinyWithProbes(f)
+        XCTAssertNil(try f.ingest(path).record.fidelity, "the exact policy loses nothing")
+        var ingestor = Ingestor(root: f.root)
+        ingestor.fidelityMode = .off
+        try f.root.index.db.query("DELETE FROM entries")
+        XCTAssertNil(try ingestor.ingest(path: path, policy: try Policy(parsing: "lightkv")).record.fidelity)
+    }
+}

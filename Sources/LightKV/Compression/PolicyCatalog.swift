@@ -3,12 +3,30 @@ public enum PolicyCatalog {
     public static let builtIn: [(name: String, description: String)] = [
         ("none", "keys and values exactly as given, zstd level 3 (byte planes)"),
         ("none+lz4", "exact, lz4: fastest fetch"),
+        ("lightkv", "prompt-guided progressive merging of vision tokens (~55% kept on average), f16, zstd3"),
+        ("lightkv@qwen", "lightkv with the Qwen2.5-VL reference schedule (auto picks it for 28-layer models)"),
+        ("lightkv35", "lightkv with its schedule moved earlier to keep ~35% of vision tokens on average"),
+        ("uniform55", "baseline: every k-th vision token, same per-layer retention as lightkv55"),
+        ("random55", "baseline: a seeded random subset of vision tokens"),
+        ("prompt-topk55", "baseline: per layer, the vision tokens the prompt attends most"),
+        ("tome55", "baseline: ToMe merging over whole frames, no prompt weights"),
+        ("int8", "no merging; keys int8 per channel, values int8 per token, groups of 32"),
+        ("lightkv+int8", "lightkv, then int8 (text, 4 sink tokens and entries of size >= 8 kept in f16)"),
+        ("lightkv+int4", "lightkv, then int4, two codes a byte, same keep rules"),
+        ("lightkv+int4g128m0t0", "lightkv, then int4 in groups of 128 with only the sink tokens in f16: the smallest"),
+        ("lightkv+int8+lz4", "lightkv + int8 packed with lz4 for the fastest fetch"),
     ]
 
     public static let grammar = """
     Grammar: PART[+PART...], at most one of each kind.
-      reduction:    none
-      quantization: f16
+      reduction:    none | METHOD[PERCENT][@SCHEDULE][:KEY=VALUE...]
+                    METHOD lightkv, uniform, random, prompt-topk, tome; PERCENT 1..100 average
+                    vision retention; SCHEDULE auto, llava, qwen (lightkv also L/W/P,L/W/P...);
+                    lightkv: groups=reuse|rematch key=mean|rep renorm=on|off guide=query|keys|none
+                    baselines: profile=schedule|flat (not tome), seed=N (random)
+      quantization: f16 | int<b>[g<G>][s<N>][m<S>][t<0|1>]
+                    b 8, 4 or 2; G group size, a power of two (32); s sink positions kept in
+                    f16 (4); m keep entries of size >= S in f16 (8, m0 off); t1 keep text in f16
       codec:        zstdN (N = 1..19, default zstd3), lz4
     """
 }

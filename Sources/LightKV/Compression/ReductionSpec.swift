@@ -1,27 +1,167 @@
 /// Which vision-token reduction a policy applies, with its settings.
+///
+/// Spelled as one `+`-part of a policy (grammar in docs/DESIGN-lightkv.md):
+///
+///     reduction := method [percent] ["@" schedule] { ":" key "=" value }
+///     method    := "none" | "lightkv" | "uniform" | "random" | "prompt-topk" | "tome"
+///     percent   := 1…100, average vision retention over layers to aim for
+///     schedule  := "auto" | "llava" | "qwen" | stage { "," stage }   (stages: lightkv only)
+///     stage     := layer "/" windowsPerSide "/" ratio                  e.g. 12/4/0.5
+///
+/// `lightkv` options: `groups=reuse|rematch`, `key=mean|rep`, `renorm=on|off`,
+/// `guide=query|keys|none`. Baseline options: `profile=schedule|flat` (not `tome`),
+/// `seed=N` (`random` only). Examples: `lightkv`, `lightkv@qwen`, `lightkv35:key=rep`,
+/// `uniform55`, `random35:seed=7`, `prompt-topk20:profile=flat`, `tome55`.
 public enum ReductionSpec: Sendable, Equatable {
     /// Every entry kept as it is.
     case none
+    /// Prompt-guided progressive windowed merging.
+    case lightkv(LightKVSettings)
+    /// A comparison method.
+    case baseline(BaselineSettings)
 
-    /// Parses one `+`-separated part of a policy name; nil when the part is not a reduction.
-    public init?(token: String) throws(PolicyError) {
-        switch token {
-        case "none": self = .none
-        default: return nil
+    /// The canonical spelling of this part; parsing it gives this value back.
+    public var name: String {
+        switch self {
+        case .none: return "none"
+        case .lightkv(let s):
+            let d = LightKVSettings()
+            var options: [String] = []
+            if s.groups != d.groups { options.append("groups=\(s.groups.rawValue)") }
+            if s.keyRule != d.keyRule { options.append("key=\(s.keyRule.rawValue)") }
+            if s.renormalise != d.renormalise { options.append("renorm=\(s.renormalise ? "on" : "off")") }
+            if s.guidance != d.guidance { options.append("guide=\(s.guidance.rawValue)") }
+            if let stages = s.stages {
+                let st = stages.map { "\($0.layer)/\($0.windowsPerSide)/\($0.ratio)" }.joined(separator: ",")
+                return (["lightkv@" + st] + options).joined(separator: ":")
+            }
+            return Self.spell("lightkv", s.retention, s.schedule, options)
+        case .baseline(let b):
+            var options: [String] = []
+            if b.profile != .schedule { options.append("profile=\(b.profile.rawValue)") }
+            if b.seed != 0 { options.append("seed=\(b.seed)") }
+            return Self.spell(b.method.rawValue, b.retention, b.schedule, options)
         }
     }
 
-    /// The canonical spelling of this part.
-    public var name: String {
-        switch self {
-        case .none: "none"
-        }
+    private static func spell(_ method: String, _ retention: Double?, _ schedule: MergeSchedule.Reference,
+                              _ options: [String]) -> String {
+        var s = method
+        if let r = retention { s += "\(Int((r * 100).rounded()))" }
+        if schedule != .auto { s += "@\(schedule.rawValue)" }
+        return ([s] + options).joined(separator: ":")
     }
 
     /// A fresh compressor for one snapshot.
     public func makeCompressor() -> any CacheCompressor {
         switch self {
         case .none: IdentityCompressor()
+        case .lightkv(let s): LightKVCompressor(settings: s)
+        case .baseline(let b):
+            switch b.method {
+            case .tome: LightKVCompressor(tome: b)
+            case .uniform, .random, .promptTopK: SelectionCompressor(settings: b)
+            }
         }
+    }
+}
+
+extension ReductionSpec {
+    /// Parses one `+`-separated part of a policy name; nil when the part names no reduction
+    /// method, a `PolicyError` naming the part when it does but the rest is malformed.
+    public init?(token: String) throws(PolicyError) {
+        func bad(_ why: String) -> PolicyError { .badPart(part: token, in: token, why: why) }
+        let pieces = token.split(separator: ":", omittingEmptySubsequences: false).map(String.init)
+        let head = pieces[0].split(separator: "@", omittingEmptySubsequences: false).map(String.init)
+        let stem = head[0]
+        let digits = stem.reversed().prefix { $0.isASCII && $0.isNumber }
+        let method = String(stem.dropLast(digits.count))
+        let known = ["none", "lightkv"] + BaselineSettings.Method.allCases.map(\.rawValue)
+        guard known.contains(method) else { return nil }
+
+        var retention: Double?
+        if !digits.isEmpty {
+            guard method != "none" else { throw bad("`none` takes no retention") }
+            guard let p = Int(String(digits.reversed())), (1...100).contains(p) else {
+                throw bad("retention \"\(String(digits.reversed()))\" must be a percentage 1 to 100")
+            }
+            retention = Double(p) / 100
+        }
+        var schedule = MergeSchedule.Reference.auto
+        var stages: [MergeSchedule.Stage]?
+        if head.count > 2 { throw bad("more than one \"@\"") }
+        if head.count == 2 && head[1].contains("/") {
+            guard method == "lightkv" else { throw bad("explicit stages are a lightkv setting; baselines take llava, qwen or auto") }
+            guard retention == nil else { throw bad("give either a retention or explicit stages, not both") }
+            var parsed: [MergeSchedule.Stage] = []
+            for text in head[1].split(separator: ",", omittingEmptySubsequences: false) {
+                let f = text.split(separator: "/", omittingEmptySubsequences: false)
+                guard f.count == 3, let layer = Int(f[0]), let w = Int(f[1]), let p = Double(f[2]),
+                      layer >= 0, w >= 1, p > 0, p <= 0.5 else {
+                    throw bad("stage \"\(text)\" is not layer/windowsPerSide/ratio with layer >= 0, windows >= 1, 0 < ratio <= 0.5")
+                }
+                guard layer > (parsed.last?.layer ?? -1) else { throw bad("stage \"\(text)\": stage layers must increase") }
+                parsed.append(MergeSchedule.Stage(layer: layer, windowsPerSide: w, ratio: p))
+            }
+            stages = parsed
+        } else if head.count == 2 {
+            guard method != "none" else { throw bad("`none` takes no schedule") }
+            guard let s = MergeSchedule.Reference(rawValue: head[1]) else {
+                throw bad("schedule \"\(head[1])\" is not one of \(MergeSchedule.Reference.allCases.map(\.rawValue).joined(separator: ", "))")
+            }
+            schedule = s
+        }
+        var options: [(String, String)] = []
+        for option in pieces.dropFirst() {
+            let kv = option.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false).map(String.init)
+            guard kv.count == 2, !kv[0].isEmpty, !kv[1].isEmpty else { throw bad("option \"\(option)\" is not key=value") }
+            options.append((kv[0], kv[1]))
+        }
+
+        if method == "none" {
+            guard options.isEmpty else { throw bad("`none` takes no options") }
+            self = .none
+            return
+        }
+        func choice<T: RawRepresentable & CaseIterable>(_ key: String, _ value: String, _: T.Type) throws(PolicyError) -> T where T.RawValue == String {
+            guard let v = T(rawValue: value) else {
+                throw bad("\(key)=\(value): expected one of \(T.allCases.map(\.rawValue).joined(separator: ", "))")
+            }
+            return v
+        }
+        if method == "lightkv" {
+            var s = LightKVSettings()
+            s.retention = retention
+            s.schedule = schedule
+            s.stages = stages
+            for (key, value) in options {
+                switch key {
+                case "groups": s.groups = try choice(key, value, LightKVSettings.Groups.self)
+                case "key": s.keyRule = try choice(key, value, LightKVSettings.KeyRule.self)
+                case "guide": s.guidance = try choice(key, value, LightKVSettings.Guidance.self)
+                case "renorm":
+                    guard value == "on" || value == "off" else { throw bad("renorm=\(value): expected on or off") }
+                    s.renormalise = value == "on"
+                default: throw bad("unknown lightkv option \"\(key)\" (groups, key, renorm, guide)")
+                }
+            }
+            self = .lightkv(s)
+            return
+        }
+        var b = BaselineSettings(method: BaselineSettings.Method(rawValue: method)!, retention: retention)
+        b.schedule = schedule
+        for (key, value) in options {
+            switch key {
+            case "profile":
+                b.profile = try choice(key, value, BaselineSettings.Profile.self)
+                if b.profile == .flat && b.method == .tome { throw bad("tome merges by schedule stages; profile=flat is for drop methods") }
+            case "seed":
+                guard b.method == .random else { throw bad("seed is a `random` option") }
+                guard let n = UInt64(value) else { throw bad("seed=\(value): expected a non-negative integer") }
+                b.seed = n
+            default: throw bad("unknown \(method) option \"\(key)\" (profile\(b.method == .random ? ", seed" : ""))")
+            }
+        }
+        self = .baseline(b)
     }
 }

@@ -1,3 +1,5 @@
+import Dispatch
+
 /// One layer as it goes into a pack: kept entries' keys and values, encoded, with their
 /// positions and sizes.
 public struct PackedLayer: Sendable {
@@ -5,6 +7,9 @@ public struct PackedLayer: Sendable {
     public var sizes: [Int32]
     public var keys: EncodedBlock
     public var values: EncodedBlock
+    /// Original positions of every entry's members (`KVLayer.memberPositions`), when the
+    /// reduction tracked them: what `fetch --expand` needs to put each member back where it stood.
+    public var memberPositions: [Int32]? = nil
     public var count: Int { positions.count }
 }
 
@@ -17,6 +22,12 @@ public struct SnapshotEncoder {
     public let policy: Policy
     private var compressor: any CacheCompressor
     private var nextLayer = 0
+    /// The last this-many `prompt_query` tokens are withheld from the compressor, so an
+    /// evaluation can use them as probes without the compressor having seen them.
+    public var withheldPromptQueries = 0
+    /// Time spent inside the compressor so far (float conversion and quantization excluded),
+    /// so `eval` and benchmarks can tell the reduction's own cost.
+    public private(set) var reduceNanoseconds: UInt64 = 0
 
     public init(snapshot: Snapshot, policy: Policy) {
         self.snapshot = snapshot
@@ -28,32 +39,67 @@ public struct SnapshotEncoder {
     public var isExact: Bool { policy.reduction == .none && policy.quantization == .none }
 
     public func context(_ i: Int) -> LayerContext {
-        LayerContext(index: i, layerCount: snapshot.layerCount, spans: snapshot.metadata.spans,
-                     seqLen: snapshot.seqLen, promptQuery: snapshot.queries(snapshot.layers[i].promptQuery))
+        var query = snapshot.queries(snapshot.layers[i].promptQuery)
+        if withheldPromptQueries > 0, let q = query {
+            let keep = q.count - withheldPromptQueries
+            query = keep <= 0 ? nil : QueryBlock(heads: q.heads, count: keep, headDim: q.headDim, values: q.values.withheld(
+                heads: q.heads, count: q.count, keep: keep, dim: q.headDim))
+        }
+        return LayerContext(index: i, layerCount: snapshot.layerCount, spans: snapshot.metadata.spans,
+                            seqLen: snapshot.seqLen, promptQuery: query)
     }
 
     /// The reduced layer `i` as floats, before quantization (what fidelity is measured on).
     public mutating func reduce(_ i: Int) -> KVLayer {
         precondition(i == nextLayer, "layers must be encoded in order: asked for \(i), expected \(nextLayer)")
         nextLayer += 1
-        return compressor.compress(snapshot.floatLayer(i), context: context(i))
+        let layer = snapshot.floatLayer(i), ctx = context(i)
+        let started = DispatchTime.now().uptimeNanoseconds
+        defer { reduceNanoseconds += DispatchTime.now().uptimeNanoseconds - started }
+        return compressor.compress(layer, context: ctx)
     }
 
     /// Encodes layer `i`.
-    public mutating func encode(_ i: Int) -> PackedLayer {
+    public mutating func encode(_ i: Int) -> PackedLayer { stage(i).run() }
+
+    /// Does the part of layer `i` that must run in layer order (the reduction, which carries
+    /// state from layer to layer) and returns the rest (byte planes, quantization) as a job
+    /// any thread may run, so a pipeline can overlap it with the next layer's reduction.
+    public mutating func stage(_ i: Int) -> LayerJob {
+        precondition(i == nextLayer || !isExact, "layers must be encoded in order: asked for \(i), expected \(nextLayer)")
         if isExact {
-            precondition(i == nextLayer, "layers must be encoded in order: asked for \(i), expected \(nextLayer)")
             nextLayer += 1
-            let l = snapshot.layers[i]
-            return PackedLayer(positions: snapshot.positions(layer: i), sizes: snapshot.sizes(layer: i),
-                               keys: BlockCodec.encodeRaw(snapshot.data(l.key), dtype: snapshot.dtype),
-                               values: BlockCodec.encodeRaw(snapshot.data(l.value), dtype: snapshot.dtype))
+            let snapshot = self.snapshot
+            return LayerJob {
+                let l = snapshot.layers[i]
+                return PackedLayer(positions: snapshot.positions(layer: i), sizes: snapshot.sizes(layer: i),
+                                   keys: BlockCodec.encodeRaw(snapshot.data(l.key), dtype: snapshot.dtype),
+                                   values: BlockCodec.encodeRaw(snapshot.data(l.value), dtype: snapshot.dtype))
+            }
         }
         let reduced = reduce(i)
-        let (k, v) = policy.quantization.encode(reduced, context: context(i))
-        return PackedLayer(positions: reduced.positions, sizes: reduced.sizes, keys: k, values: v)
+        let quantization = policy.quantization, context = context(i)
+        return LayerJob {
+            let (k, v) = quantization.encode(reduced, context: context)
+            return PackedLayer(positions: reduced.positions, sizes: reduced.sizes, keys: k, values: v,
+                               memberPositions: reduced.sizes.allSatisfy { $0 == 1 } ? nil : reduced.memberPositions)
+        }
     }
 
     /// What the reduction did, for the compression record.
     public var reductionRecord: [String: String] { compressor.record }
+}
+
+/// The order-free rest of one layer's encoding (see `SnapshotEncoder.stage`).
+public struct LayerJob: @unchecked Sendable {
+    private let work: () -> PackedLayer
+    init(_ work: @escaping () -> PackedLayer) { self.work = work }
+    public func run() -> PackedLayer { work() }
+}
+
+extension [Float] {
+    /// The first `keep` of `count` rows in each of `heads` blocks of `[heads, count, dim]`.
+    func withheld(heads: Int, count: Int, keep: Int, dim: Int) -> [Float] {
+        (0..<heads).flatMap { h in self[(h * count) * dim ..< (h * count + keep) * dim] }
+    }
 }

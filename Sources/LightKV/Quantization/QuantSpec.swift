@@ -1,19 +1,24 @@
 /// How kept entries are quantized before packing.
+///
+/// Policy spellings: `f16` (`.none`), or `int<bits>[g<group>][s<sinks>][m<size>][t<0|1>]`
+/// (`IntegerQuantization`), e.g. `int8`, `int4g64`, `int2g32s0`.
 public enum QuantSpec: Sendable, Equatable {
     /// Stored at full precision: the input's own dtype for untouched entries, F16 for merged ones.
     case none
+    /// Integer codes per group with F16 scale and zero point; keys per channel, values per token.
+    case integer(IntegerQuantization)
 
     /// Parses one `+`-separated part of a policy name; nil when the part is not a quantization.
     public init?(token: String) throws(PolicyError) {
-        switch token {
-        case "f16": self = .none
-        default: return nil
-        }
+        if token == "f16" { self = .none; return }
+        guard let q = try IntegerQuantization(token: token) else { return nil }
+        self = .integer(q)
     }
 
     public var name: String {
         switch self {
         case .none: "f16"
+        case .integer(let q): q.name
         }
     }
 }
@@ -24,6 +29,13 @@ extension QuantSpec {
         switch self {
         case .none:
             return (BlockCodec.encode(layer.keys, dtype: .f16), BlockCodec.encode(layer.values, dtype: .f16))
+        case .integer(let q):
+            let kept = q.keep.keptEntries(positions: layer.positions, sizes: layer.sizes, spans: context.spans)
+            let keys = QuantizedBlock.encode(layer.keys, shape: BlockShape(heads: layer.kvHeads, count: layer.count, dim: layer.headDim),
+                                             kept: kept, settings: q, axis: .channel)
+            let values = QuantizedBlock.encode(layer.values, shape: BlockShape(heads: layer.kvHeads, count: layer.count, dim: layer.vHeadDim),
+                                               kept: kept, settings: q, axis: .token)
+            return (keys, values)
         }
     }
 }

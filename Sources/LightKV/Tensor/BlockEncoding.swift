@@ -30,11 +30,26 @@ public struct EncodedBlock: Sendable {
 public enum BlockError: Error, CustomStringConvertible, Equatable {
     case unknownScheme(String)
     case sizeMismatch(scheme: String, expected: Int, actual: Int)
+    /// The block ends inside `section`.
+    case truncated(scheme: String, section: String, needed: Int, actual: Int)
+    /// A header field disagrees with the format or with the pack index.
+    case badHeader(scheme: String, field: String, value: Int, expected: String)
+    /// Kept-entry index `slot` is out of range or not ascending.
+    case badKeptIndex(scheme: String, slot: Int, value: Int, count: Int)
+    /// An F16 section holds Inf or NaN, which no encoder writes.
+    case nonFinite(scheme: String, section: String)
+    /// The scheme cannot decode to this dtype.
+    case unsupportedOutput(scheme: String, dtype: String)
 
     public var description: String {
         switch self {
         case .unknownScheme(let s): "block encoding \"\(s)\" is not known"
         case .sizeMismatch(let s, let e, let a): "\(s) block holds \(a) bytes, expected \(e)"
+        case .truncated(let s, let section, let n, let a): "\(s) block is \(a) bytes long, too short for its \(section) (\(n) bytes)"
+        case .badHeader(let s, let f, let v, let e): "\(s) block header field \(f) is \(v), expected \(e)"
+        case .badKeptIndex(let s, let i, let v, let c): "\(s) block kept index \(i) is \(v): indices must ascend and stay below count \(c)"
+        case .nonFinite(let s, let section): "\(s) block \(section) hold Inf or NaN"
+        case .unsupportedOutput(let s, let d): "\(s) block cannot be decoded to \(d)"
         }
     }
 }
@@ -62,6 +77,10 @@ public enum BlockCodec {
         _ block: UnsafeRawBufferPointer, encoding: BlockEncoding, elements: Int, shape: BlockShape,
         to dtype: DType, into destination: UnsafeMutableRawPointer
     ) throws(BlockError) {
+        if QuantizedBlock.bits(scheme: encoding.scheme) != nil {
+            try QuantizedBlock.decode(block, encoding: encoding, elements: elements, shape: shape, to: dtype, into: destination)
+            return
+        }
         guard let stored = encoding.rawDType else {
             throw .unknownScheme(encoding.scheme)
         }
@@ -86,8 +105,10 @@ public enum BlockCodec {
     }
 }
 
-/// The `[heads, count, dim]` shape of a block, with the entries' sizes (quantizers may keep
-/// large merged entries exact).
+/// The `[heads, count, dim]` shape of a block.
+///
+/// Quantized blocks record which entries they keep in F16 inside the block itself
+/// (docs/FORMAT.md, "Quantized blocks"), so the shape is all the decoder is told.
 public struct BlockShape: Sendable, Equatable {
     public var heads: Int
     public var count: Int

@@ -2,7 +2,9 @@
 ///
 /// `keys` is `[kvHeads, count, headDim]` and `values` `[kvHeads, count, vHeadDim]`, row-major;
 /// `positions[j]` is the original position entry `j` stands at and `sizes[j]` how many original
-/// tokens it stands for.
+/// tokens it stands for. `memberPositions`, when known, lists the original positions of every
+/// entry's members (see its doc), so a merged layer can be expanded back for engines without
+/// proportional attention.
 public struct KVLayer: Sendable, Equatable {
     public var kvHeads: Int
     public var headDim: Int
@@ -11,14 +13,25 @@ public struct KVLayer: Sendable, Equatable {
     public var values: [Float]
     public var positions: [Int32]
     public var sizes: [Int32]
+    /// The original positions each entry stands for, entry after entry: entry `j`'s members are
+    /// `memberPositions[o_j ..< o_j + sizes[j]]` with `o_j = sizes[0..<j].sum()`, ascending
+    /// within an entry. Nil means "not tracked": then entries of size 1 stand for their own
+    /// position and members of larger entries are unknown (an input that arrived merged).
+    /// Kept beside `positions` rather than derived from them because a merged group's members
+    /// need not be contiguous (a window is a 2-D neighbourhood, and ToMe pairs any A with any B).
+    public var memberPositions: [Int32]?
 
     public init(kvHeads: Int, headDim: Int, vHeadDim: Int, keys: [Float], values: [Float],
-                positions: [Int32], sizes: [Int32]) {
+                positions: [Int32], sizes: [Int32], memberPositions: [Int32]? = nil) {
         precondition(keys.count == kvHeads * positions.count * headDim, "keys do not match [kvHeads, count, headDim]")
         precondition(values.count == kvHeads * positions.count * vHeadDim, "values do not match [kvHeads, count, vHeadDim]")
         precondition(sizes.count == positions.count, "one size per position")
         self.kvHeads = kvHeads; self.headDim = headDim; self.vHeadDim = vHeadDim
         self.keys = keys; self.values = values; self.positions = positions; self.sizes = sizes
+        if let m = memberPositions {
+            precondition(m.count == sizes.reduce(0) { $0 + Int($1) }, "one member position per member")
+        }
+        self.memberPositions = memberPositions
     }
 
     /// Entries held.
@@ -29,14 +42,30 @@ public struct KVLayer: Sendable, Equatable {
         let n = count
         var k = [Float](repeating: 0, count: kvHeads * indices.count * headDim)
         var v = [Float](repeating: 0, count: kvHeads * indices.count * vHeadDim)
-        for h in 0..<kvHeads {
-            for (o, j) in indices.enumerated() {
-                for d in 0..<headDim { k[(h * indices.count + o) * headDim + d] = keys[(h * n + j) * headDim + d] }
-                for d in 0..<vHeadDim { v[(h * indices.count + o) * vHeadDim + d] = values[(h * n + j) * vHeadDim + d] }
+        let m = indices.count, kd = headDim, vd = vHeadDim
+        keys.withUnsafeBufferPointer { ks in
+            values.withUnsafeBufferPointer { vs in
+                k.withUnsafeMutableBufferPointer { ko in
+                    v.withUnsafeMutableBufferPointer { vo in
+                        for h in 0..<kvHeads {
+                            for (o, j) in indices.enumerated() {
+                                (ko.baseAddress! + (h * m + o) * kd).update(from: ks.baseAddress! + (h * n + j) * kd, count: kd)
+                                (vo.baseAddress! + (h * m + o) * vd).update(from: vs.baseAddress! + (h * n + j) * vd, count: vd)
+                            }
+                        }
+                    }
+                }
             }
         }
+        var members: [Int32]?
+        if let m = memberPositions {
+            var offsets = [Int](repeating: 0, count: n + 1)
+            for j in 0..<n { offsets[j + 1] = offsets[j] + Int(sizes[j]) }
+            members = indices.flatMap { m[offsets[$0]..<offsets[$0 + 1]] }
+        }
         return KVLayer(kvHeads: kvHeads, headDim: headDim, vHeadDim: vHeadDim, keys: k, values: v,
-                       positions: indices.map { positions[$0] }, sizes: indices.map { sizes[$0] })
+                       positions: indices.map { positions[$0] }, sizes: indices.map { sizes[$0] },
+                       memberPositions: members)
     }
 }
 

@@ -32,7 +32,7 @@ struct EntryRepacker {
         defer { try? FileSystem.remove(temp) }
         let sink = try OutputSink(path: temp)
         do {
-            try fetcher.writeSnapshot(pack, dtype: dtype, to: sink)
+            try fetcher.writeSnapshot(pack, dtype: dtype, expand: false, to: sink)
             try sink.finish()
         } catch {
             sink.abandon()

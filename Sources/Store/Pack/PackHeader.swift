@@ -43,9 +43,38 @@ public struct SectionDescriptor: Codable, Sendable {
     public var rawChecksum: String
     public var keys: Block
     public var values: Block
+    /// Member positions stored after the sizes (Σ sizes of them, or 0 when not tracked).
+    public var members: Int
 
     enum CodingKeys: String, CodingKey {
-        case count, offset, codec, level, checksum, keys, values
+        case count, offset, codec, level, checksum, keys, values, members
         case storedLength = "stored_length", rawLength = "raw_length", rawChecksum = "raw_checksum"
     }
+
+    public init(count: Int, offset: Int, storedLength: Int, rawLength: Int, codec: String, level: Int?,
+                checksum: String, rawChecksum: String, keys: Block, values: Block, members: Int) {
+        self.count = count; self.offset = offset; self.storedLength = storedLength; self.rawLength = rawLength
+        self.codec = codec; self.level = level; self.checksum = checksum; self.rawChecksum = rawChecksum
+        self.keys = keys; self.values = values; self.members = members
+    }
+
+    public init(from decoder: Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        count = try c.decode(Int.self, forKey: .count)
+        offset = try c.decode(Int.self, forKey: .offset)
+        storedLength = try c.decode(Int.self, forKey: .storedLength)
+        rawLength = try c.decode(Int.self, forKey: .rawLength)
+        codec = try c.decode(String.self, forKey: .codec)
+        level = try c.decodeIfPresent(Int.self, forKey: .level)
+        checksum = try c.decode(String.self, forKey: .checksum)
+        rawChecksum = try c.decode(String.self, forKey: .rawChecksum)
+        keys = try c.decode(Block.self, forKey: .keys)
+        values = try c.decode(Block.self, forKey: .values)
+        members = try c.decodeIfPresent(Int.self, forKey: .members) ?? 0
+    }
+
+    /// Offset of the positions within the raw section.
+    public var positionsOffset: Int { keys.length + values.length }
+    /// Offset of the member positions within the raw section.
+    public var membersOffset: Int { positionsOffset + 8 * count }
 }

@@ -48,7 +48,7 @@ public final class PackReader: @unchecked Sendable {
                 throw StoreError.corrupt(path: path, problem: "\(where_): section at \(d.offset)+\(d.storedLength) is not where the previous one ended (\(next)) or runs past the header")
             }
             guard d.count >= 0, d.keys.length >= 0, d.values.length >= 0,
-                  d.rawLength == d.keys.length + d.values.length + 8 * d.count else {
+                  d.members >= 0, d.rawLength == d.keys.length + d.values.length + 8 * d.count + 4 * d.members else {
                 throw StoreError.corrupt(path: path, problem: "\(where_): raw_length \(d.rawLength) does not match its blocks and count \(d.count)")
             }
             next = d.offset + d.storedLength
@@ -90,12 +90,16 @@ public final class PackReader: @unchecked Sendable {
         public let descriptor: SectionDescriptor
         public let raw: [UInt8]
 
-        public var positions: [Int32] { ints(at: descriptor.keys.length + descriptor.values.length) }
-        public var sizes: [Int32] { ints(at: descriptor.keys.length + descriptor.values.length + 4 * descriptor.count) }
+        public var positions: [Int32] { ints(at: descriptor.positionsOffset, count: descriptor.count) }
+        public var sizes: [Int32] { ints(at: descriptor.positionsOffset + 4 * descriptor.count, count: descriptor.count) }
+        /// Original positions of every entry's members, when the pack tracked them.
+        public var memberPositions: [Int32]? {
+            descriptor.members == 0 ? nil : ints(at: descriptor.membersOffset, count: descriptor.members)
+        }
 
-        private func ints(at offset: Int) -> [Int32] {
+        private func ints(at offset: Int, count: Int) -> [Int32] {
             raw.withUnsafeBytes { r in
-                (0..<descriptor.count).map { Int32(littleEndian: r.loadUnaligned(fromByteOffset: offset + 4 * $0, as: Int32.self)) }
+                (0..<count).map { Int32(littleEndian: r.loadUnaligned(fromByteOffset: offset + 4 * $0, as: Int32.self)) }
             }
         }
 
@@ -106,6 +110,16 @@ public final class PackReader: @unchecked Sendable {
                     throw StoreError.corrupt(path: path, problem: "layer \(index): entry at position \(p) with size \(s) breaks ascending positions in [0, \(seqLen)) or sizes ≥ 1")
                 }
                 previous = p
+            }
+            if descriptor.members > 0 {
+                let sizes = self.sizes
+                let total = sizes.reduce(0) { $0 + Int($1) }
+                guard total == descriptor.members else {
+                    throw StoreError.corrupt(path: path, problem: "layer \(index): \(descriptor.members) member positions but sizes sum to \(total)")
+                }
+                guard memberPositions!.allSatisfy({ $0 >= 0 && Int($0) < seqLen }) else {
+                    throw StoreError.corrupt(path: path, problem: "layer \(index): a member position lies outside [0, \(seqLen))")
+                }
             }
         }
 
@@ -138,7 +152,7 @@ public final class PackReader: @unchecked Sendable {
                 if let base = b.baseAddress { try decode(values: true, heads: kvHeads, dim: vHeadDim, to: .f32, into: base, path: path) }
             }
             return KVLayer(kvHeads: kvHeads, headDim: headDim, vHeadDim: vHeadDim, keys: k, values: v,
-                           positions: positions, sizes: sizes)
+                           positions: positions, sizes: sizes, memberPositions: memberPositions)
         }
     }
 }

@@ -27,7 +27,8 @@ public final class PackWriter {
     /// Lays out, compresses and checksums one layer's section (thread-safe; no I/O).
     public static func seal(_ layer: PackedLayer, codec: CodecSpec) -> SealedSection {
         let keyLength = layer.keys.bytes.count, valueLength = layer.values.bytes.count
-        let rawLength = keyLength + valueLength + 8 * layer.count
+        let members = layer.memberPositions ?? []
+        let rawLength = keyLength + valueLength + 8 * layer.count + 4 * members.count
         var raw = [UInt8](repeating: 0, count: rawLength)
         raw.withUnsafeMutableBytes { r in
             layer.keys.bytes.withUnsafeBytes { r.baseAddress!.copyMemory(from: $0.baseAddress!, byteCount: keyLength) }
@@ -35,6 +36,7 @@ public final class PackWriter {
             var o = keyLength + valueLength
             for p in layer.positions { r.storeBytes(of: p.littleEndian, toByteOffset: o, as: Int32.self); o += 4 }
             for s in layer.sizes { r.storeBytes(of: s.littleEndian, toByteOffset: o, as: Int32.self); o += 4 }
+            for m in members { r.storeBytes(of: m.littleEndian, toByteOffset: o, as: Int32.self); o += 4 }
         }
         let rawChecksum = raw.withUnsafeBytes { Checksum.xxh3($0) }
         let stored = raw.withUnsafeBytes { SectionCodec.compress($0, codec: codec) }
@@ -44,7 +46,7 @@ public final class PackWriter {
             codec: name, level: level, checksum: Checksum.hex(stored.withUnsafeBytes { Checksum.xxh3($0) }),
             rawChecksum: Checksum.hex(rawChecksum),
             keys: .init(encoding: layer.keys.encoding, length: keyLength),
-            values: .init(encoding: layer.values.encoding, length: valueLength))
+            values: .init(encoding: layer.values.encoding, length: valueLength), members: members.count)
         return SealedSection(stored: stored, descriptor: descriptor)
     }
 

@@ -1,0 +1,150 @@
+/// LightKV carried to KV space: prompt-guided, progressive, windowed merging of vision entries.
+///
+/// At each stage layer of the schedule, every image (and video frame) is cut into W×W spatial
+/// windows; inside each, ToMe bipartite matching on keys (cosine over all kv heads) pairs
+/// entries and the best `r = min(⌊P·n⌋, ⌊n/2⌋)` merge. A merged entry's key and value are the
+/// means of its members' weighted by how much the prompt attends to each (`PromptAttention`),
+/// its size is its member count and its position its representative's. Groups hold for every
+/// deeper layer (`groups=reuse`, applied to that layer's own keys and values and weighted by
+/// that layer's own prompt attention) or are formed afresh from each layer's keys
+/// (`groups=rematch`). Text entries pass through bit for bit.
+///
+///     var c = LightKVCompressor(settings: LightKVSettings())
+///     let out = c.compress(layer, context: ctx)   // layers 0, 1, 2, … in order
+public struct LightKVCompressor: CacheCompressor {
+    public let settings: LightKVSettings
+    private let method: String
+    private var layout: VisionLayout?
+    private var schedule: MergeSchedule?
+    /// `groups=reuse`: representative position of each original position (itself if unmerged).
+    private var representative: [Int32] = []
+    private var sources: Set<String> = []
+
+    public init(settings: LightKVSettings) {
+        self.settings = settings
+        self.method = "lightkv"
+    }
+
+    /// The `tome` baseline: the same merging over whole frames, with size weights (no prompt).
+    public init(tome: BaselineSettings) {
+        var s = LightKVSettings()
+        s.schedule = tome.schedule
+        s.retention = tome.retention
+        s.guidance = .none
+        s.windowed = false
+        s.keyRule = .mean
+        s.renormalise = false
+        s.groups = .reuse
+        self.settings = s
+        self.method = "tome"
+    }
+
+    public var record: [String: String] {
+        var r = ["method": method,
+                 "guidance": sources.isEmpty ? "unused" : sources.sorted().joined(separator: "; "),
+                 "groups": settings.groups.rawValue,
+                 "key": settings.keyRule.rawValue,
+                 "renorm": settings.renormalise ? "on" : "off",
+                 "windows": settings.windowed ? "per frame, shrunk to >= 8 entries per window" : "none (whole frame)",
+                 "reference": settings.schedule.rawValue]
+        if let s = schedule {
+            r["schedule"] = s.summary
+            r["nominal_retention"] = String(format: "%.4f", s.nominalAverageRetention)
+        }
+        return r
+    }
+
+    public mutating func compress(_ layer: KVLayer, context: LayerContext) -> KVLayer {
+        if layout == nil {
+            layout = VisionLayout(spans: context.spans, seqLen: context.seqLen)
+            schedule = settings.mergeSchedule(layerCount: context.layerCount)
+            representative = (0..<Int32(context.seqLen)).map { $0 }
+        }
+        let layout = layout!
+        let stagesNow = schedule!.stages(upTo: context.index)
+        guard !stagesNow.isEmpty else { return layer }
+
+        var vision: [Int] = [], text: [Int] = []
+        for j in 0..<layer.count {
+            if layout.isVision(layer.positions[j]) { vision.append(j) } else { text.append(j) }
+        }
+        guard !vision.isEmpty else { return layer }
+
+        let guided = PromptAttention.guide(settings.guidance, layer: layer, promptQuery: context.promptQuery,
+                                           promptRange: layout.promptRange, entries: vision)
+        sources.insert(guided.source.rawValue)
+        var weights = [Float](repeating: 0, count: layer.count)
+        for (o, j) in vision.enumerated() { weights[j] = guided.weights[o] }
+
+        var plan: MergePlan
+        switch settings.groups {
+        case .reuse:
+            plan = groupsFromRepresentatives(vision, layer: layer)
+            if let stage = stagesNow.last, stage.layer == context.index {
+                plan = runStage(stage, plan: plan, layer: layer, weights: weights, layout: layout)
+                for group in plan.groups {
+                    for j in group.members { representative[Int(layer.positions[j])] = group.representative }
+                }
+            }
+        case .rematch:
+            plan = MergePlan.singletons(vision, layer: layer)
+            for stage in stagesNow {
+                plan = runStage(stage, plan: plan, layer: layer, weights: weights, layout: layout)
+            }
+        }
+        return plan.apply(to: layer, text: text, weights: weights, keyRule: settings.keyRule,
+                          renormalise: settings.renormalise)
+    }
+
+    /// The groups earlier stages formed, over this layer's entries.
+    private func groupsFromRepresentatives(_ vision: [Int], layer: KVLayer) -> MergePlan {
+        var index: [Int32: Int] = [:]
+        var groups: [MergePlan.Group] = []
+        for j in vision {
+            let rep = representative[Int(layer.positions[j])]
+            if let g = index[rep] {
+                groups[g].members.append(j)
+            } else {
+                index[rep] = groups.count
+                groups.append(MergePlan.Group(representative: rep, members: [j]))
+            }
+        }
+        groups.sort { $0.representative < $1.representative }
+        return MergePlan(groups: groups)
+    }
+
+    /// One stage: windows per frame, bipartite matching inside each, merged plan.
+    private func runStage(_ stage: MergeSchedule.Stage, plan: MergePlan, layer: KVLayer, weights: [Float],
+                          layout: VisionLayout) -> MergePlan {
+        let features = plan.features(layer: layer, weights: weights, keyRule: settings.keyRule,
+                                     renormalise: settings.renormalise)
+        let dim = layer.kvHeads * layer.headDim
+        var byFrame: [Int: [Int]] = [:]
+        for (g, group) in plan.groups.enumerated() {
+            byFrame[Int(layout.frameOfPosition[Int(group.representative)]), default: []].append(g)
+        }
+        var absorbed: [Int: Int] = [:]
+        features.withUnsafeBufferPointer { fb in
+            for (f, groupIndices) in byFrame {
+                let frame = layout.frames[f]
+                let w = settings.windowed
+                    ? VisionLayout.effectiveWindows(requested: stage.windowsPerSide, standing: groupIndices.count,
+                                                    rows: frame.rows, cols: frame.cols)
+                    : 1
+                var windows = [[Int]](repeating: [], count: w * w)
+                for g in groupIndices {
+                    let (row, col) = layout.cell(plan.groups[g].representative)
+                    let band = VisionLayout.band(row, length: frame.rows, parts: w) * w
+                        + VisionLayout.band(col, length: frame.cols, parts: w)
+                    windows[band].append(g)
+                }
+                for items in windows {
+                    for m in BipartiteMatching.merges(features: fb.baseAddress!, dim: dim, rows: items, ratio: stage.ratio) {
+                        absorbed[items[m.from]] = items[m.into]
+                    }
+                }
+            }
+        }
+        return plan.merging(absorbed)
+    }
+}

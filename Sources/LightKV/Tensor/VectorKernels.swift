@@ -1,0 +1,86 @@
+/// The few vector loops every compressor and fidelity measure runs millions of times.
+///
+/// They work on raw contiguous pointers with `SIMD8<Float>` and two accumulators (about ten
+/// times a scalar loop on this CPU, ../shared/PLATFORM.md), so callers keep their buffers
+/// contiguous and call these once per row.
+public enum VectorKernels {
+    /// `Σ a[i]·b[i]` over `n` floats.
+    @inline(__always)
+    public static func dot(_ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>, _ n: Int) -> Float {
+        var acc0 = SIMD8<Float>(repeating: 0)
+        var acc1 = SIMD8<Float>(repeating: 0)
+        var i = 0
+        let ra = UnsafeRawPointer(a), rb = UnsafeRawPointer(b)
+        while i + 16 <= n {
+            let a0 = ra.loadUnaligned(fromByteOffset: i * 4, as: SIMD8<Float>.self)
+            let b0 = rb.loadUnaligned(fromByteOffset: i * 4, as: SIMD8<Float>.self)
+            let a1 = ra.loadUnaligned(fromByteOffset: (i + 8) * 4, as: SIMD8<Float>.self)
+            let b1 = rb.loadUnaligned(fromByteOffset: (i + 8) * 4, as: SIMD8<Float>.self)
+            acc0.addProduct(a0, b0)
+            acc1.addProduct(a1, b1)
+            i += 16
+        }
+        if i + 8 <= n {
+            let a0 = ra.loadUnaligned(fromByteOffset: i * 4, as: SIMD8<Float>.self)
+            let b0 = rb.loadUnaligned(fromByteOffset: i * 4, as: SIMD8<Float>.self)
+            acc0.addProduct(a0, b0)
+            i += 8
+        }
+        var s = (acc0 + acc1).sum()
+        while i < n { s += a[i] * b[i]; i += 1 }
+        return s
+    }
+
+    /// `y[i] += alpha·x[i]` over `n` floats.
+    @inline(__always)
+    public static func axpy(_ alpha: Float, _ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, _ n: Int) {
+        let av = SIMD8<Float>(repeating: alpha)
+        let rx = UnsafeRawPointer(x), ry = UnsafeMutableRawPointer(y)
+        var i = 0
+        while i + 8 <= n {
+            let xv = rx.loadUnaligned(fromByteOffset: i * 4, as: SIMD8<Float>.self)
+            var yv = ry.loadUnaligned(fromByteOffset: i * 4, as: SIMD8<Float>.self)
+            yv.addProduct(av, xv)
+            ry.storeBytes(of: yv, toByteOffset: i * 4, as: SIMD8<Float>.self)
+            i += 8
+        }
+        while i < n { y[i] += alpha * x[i]; i += 1 }
+    }
+
+    /// `x[i] *= alpha` over `n` floats.
+    @inline(__always)
+    public static func scale(_ x: UnsafeMutablePointer<Float>, _ alpha: Float, _ n: Int) {
+        for i in 0..<n { x[i] *= alpha }
+    }
+
+    /// Turns `x[0..<n]` into `softmax(x)` in place (max-subtracted, so large logits are safe).
+    public static func softmaxInPlace(_ x: UnsafeMutablePointer<Float>, _ n: Int) {
+        guard n > 0 else { return }
+        var m = -Float.infinity
+        for i in 0..<n where x[i] > m { m = x[i] }
+        var total: Float = 0
+        for i in 0..<n {
+            let e = expf(x[i] - m)
+            x[i] = e
+            total += e
+        }
+        let inv = 1 / total
+        for i in 0..<n { x[i] *= inv }
+    }
+}
+
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+/// A pointer handed to the worker closures of `DispatchQueue.concurrentPerform`.
+///
+/// The workers touch disjoint parts of the buffer (or only read it), and the owner keeps it
+/// alive until `concurrentPerform` returns; that is what makes the unchecked conformance sound.
+struct SharedPointer<Pointee>: @unchecked Sendable {
+    let base: UnsafeMutablePointer<Pointee>
+    init(_ base: UnsafeMutablePointer<Pointee>) { self.base = base }
+    init(_ base: UnsafePointer<Pointee>) { self.base = UnsafeMutablePointer(mutating: base) }
+}
