@@ -32,7 +32,13 @@ public struct BlobPacker {
     /// layer `i` is encoded, so a caller can measure it or, streaming from a memory map,
     /// drop that layer's pages. `record` seeds the compression record (compaction keeps what
     /// an earlier policy did).
+    ///
+    /// `members(i)` may give layer `i`'s member positions when the snapshot cannot carry
+    /// them (kvsnap has no tensor for them): compaction passes the old pack's, so a
+    /// re-pack that merges nothing further keeps `fetch --expand` working. They are used
+    /// only where the encoded layer tracked none and its sizes account for every one.
     public func pack(_ snapshot: Snapshot, policy: Policy, record: [String: String] = [:],
+                     members: (@Sendable (Int) -> [Int32]?)? = nil,
                      done: @escaping @Sendable (Int, PackedLayer) -> Void = { _, _ in }) throws -> PackedBlob {
         let temp = try root.newTempFile()
         let writer = try PackWriter(file: temp)
@@ -42,7 +48,11 @@ public struct BlobPacker {
             stage: { i in
                 let job = encoder.stage(i)
                 return {
-                    let packed = job.run()
+                    var packed = job.run()
+                    if packed.memberPositions == nil, let m = members?(i),
+                       packed.sizes.reduce(0, { $0 + Int($1) }) == m.count, packed.sizes.contains(where: { $0 > 1 }) {
+                        packed.memberPositions = m
+                    }
                     done(i, packed)
                     return packed
                 }
