@@ -21,12 +21,14 @@ struct CLI {
     }
 
     /// Starts `kvstore ARGS` without waiting.
-    func start(_ args: [String], stdout: FileHandle? = nil, stderr: FileHandle? = nil) throws -> Process {
+    func start(_ args: [String], stdout: FileHandle? = nil, stderr: FileHandle? = nil,
+               environment: [String: String] = [:]) throws -> Process {
         let p = Process()
         p.executableURL = URL(fileURLWithPath: Self.binary)
         p.arguments = args
         var env = ProcessInfo.processInfo.environment
         env["KVSTORE_HOME"] = store
+        env.merge(environment) { $1 }
         p.environment = env
         if let stdout { p.standardOutput = stdout }
         if let stderr { p.standardError = stderr }

@@ -156,6 +156,33 @@ final class DaemonTests: XCTestCase {
         XCTAssertEqual(inbox.inWork, [])
     }
 
+    func testADatabaseBusyFailureLeavesTheInputInTheInboxAndIsRetried() throws {
+        let s = try Scratch()
+        let inbox = try InboxFixture(s)
+        let daemon = try inbox.start(fast, environment: ["KVSTORE_BUSY_TIMEOUT_MS": "100"])
+        defer { daemon.terminate(); daemon.waitUntilExit() }
+        // Another process holds the index's write lock for 1.5 s.
+        let locker = Process()
+        locker.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        locker.arguments = ["python3", "-c", """
+            import sqlite3, sys, time
+            c = sqlite3.connect(sys.argv[1], isolation_level=None)
+            c.execute("BEGIN IMMEDIATE"); print("locked", flush=True); time.sleep(1.5); c.execute("ROLLBACK")
+            """, s.path + "/store/index.sqlite"]
+        let out = Pipe()
+        locker.standardOutput = out
+        try locker.run()
+        XCTAssertTrue(String(decoding: out.fileHandleForReading.availableData, as: UTF8.self).hasPrefix("locked"))
+        try inbox.drop("busy.safetensors", seed: 1)
+        XCTAssertTrue(inbox.wait(timeout: 15) { inbox.inDone == ["busy.safetensors"] }, inbox.log())
+        locker.waitUntilExit()
+        let log = inbox.log()
+        XCTAssertTrue(log.contains("transient failure, will retry"), log)
+        XCTAssertTrue(log.contains("stage=index"), log)
+        XCTAssertEqual(InboxFixture.names(inbox.failed), [], "a transient failure never sends an input to failed/")
+        XCTAssertEqual(try inbox.storedKeys(), ["key-1"])
+    }
+
     func testSIGTERMFinishesWhatIsInFlightAndExitsZero() throws {
         let s = try Scratch()
         let inbox = try InboxFixture(s)

@@ -26,12 +26,12 @@ struct InboxFixture {
     }
 
     /// Starts `kvstore watch INBOX ARGS`, logging to `log` (a file under the scratch dir).
-    func start(_ args: [String], log: String = "watch.log") throws -> Process {
+    func start(_ args: [String], log: String = "watch.log", environment: [String: String] = [:]) throws -> Process {
         let logPath = scratch.path + "/" + log
         FileManager.default.createFile(atPath: logPath, contents: nil)
         let handle = try FileHandle(forWritingTo: URL(fileURLWithPath: logPath))
         handle.seekToEndOfFile()
-        return try scratch.cli.start(["watch", inbox] + args, stdout: FileHandle.nullDevice, stderr: handle)
+        return try scratch.cli.start(["watch", inbox] + args, stdout: FileHandle.nullDevice, stderr: handle, environment: environment)
     }
 
     func log(_ name: String = "watch.log") -> String {

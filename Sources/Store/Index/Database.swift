@@ -1,13 +1,22 @@
 import CSQLite
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// A connection to the SQLite index: the few calls the store needs, errors as `StoreError`.
 public final class Database: @unchecked Sendable {
     private var handle: OpaquePointer?
     public let path: String
 
+    /// Milliseconds a writer waits for the lock before "database is locked" (a transient
+    /// error): `$KVSTORE_BUSY_TIMEOUT_MS`, else 10 000.
+    public static var defaultBusyTimeout: Int32 {
+        getenv("KVSTORE_BUSY_TIMEOUT_MS").flatMap { Int32(String(cString: $0)) }.map { max(0, $0) } ?? 10_000
+    }
+
     /// Opens (creating if needed) a database in WAL mode that waits up to `busyTimeout`
     /// milliseconds for other writers instead of failing at once.
-    public init(path: String, busyTimeout: Int32 = 10_000) throws {
+    public init(path: String, busyTimeout: Int32 = Database.defaultBusyTimeout) throws {
         self.path = path
         let flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX
         guard sqlite3_open_v2(path, &handle, flags, nil) == SQLITE_OK else {
