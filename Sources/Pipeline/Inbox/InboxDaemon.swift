@@ -217,7 +217,17 @@ public final class InboxDaemon: @unchecked Sendable {
             do {
                 let outcome = try ingestor.ingest(path: path, policy: policy, stage: &stage)
                 let r = outcome.record
-                let movedTo = try disposal.finish(path, name: name)
+                let movedTo: String?
+                do { movedTo = try disposal.finish(path, name: name) } catch {
+                    // Stored, but the input could not be moved on (done/ removed, permissions):
+                    // never failed/ for a stored input. It goes back to the inbox and, found
+                    // already stored next time, is moved on then.
+                    let delay = daemon.postpone(name)
+                    _ = try? claim.unclaim(path)
+                    log.error("stored, but the input could not be moved on; will retry", metadata: [
+                        "file": "\(name)", "id": "\(r.id)", "error": "\(error)", "retry_in_s": "\(String(format: "%.0f", delay))"])
+                    return
+                }
                 daemon.clearBackoff(name)
                 daemon.record {
                     if outcome.alreadyStored { $0.alreadyStored += 1 } else { $0.ingested += 1 }
