@@ -22,13 +22,17 @@ final class DaemonTests: XCTestCase {
             }
             let before = inbox.inDone.count
             let daemon = try inbox.start(["--jobs", "2"] + fast)
-            if round % 2 == 0 {
+            switch round % 3 {
+            case 0:
                 // Any moment: during start-up, recovery, scanning or ingesting.
                 usleep(UInt32.random(in: 20_000...300_000, using: &generator))
-            } else {
+            case 1:
                 // Just after a first file of the round is done, while the next ones are in flight.
                 _ = inbox.wait(timeout: 5) { inbox.inDone.count > before }
                 usleep(UInt32.random(in: 0...30_000, using: &generator))
+            default:
+                // As soon as a file is claimed: mid-ingest.
+                _ = inbox.wait(timeout: 5, every: 500) { !inbox.inWork.isEmpty }
             }
             kill(daemon.processIdentifier, SIGKILL)
             daemon.waitUntilExit()
@@ -38,6 +42,7 @@ final class DaemonTests: XCTestCase {
         }
         XCTAssertGreaterThanOrEqual(kills, 10, "the daemon was killed mid-run, not after it had finished")
         print("kill -9 rounds: \(kills) killed, \(killedMidIngest) with files claimed but not finished")
+        XCTAssertGreaterThanOrEqual(killedMidIngest, 2, "some kills hit files in flight")
 
         // A clean run recovers what the killed ones left in their work folders.
         let finish = try s.cli.run(["watch", inbox.inbox, "--once", "--jobs", "2"] + fast)

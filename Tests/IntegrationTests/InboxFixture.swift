@@ -70,11 +70,11 @@ struct InboxFixture {
     }
 
     /// Waits until `condition` holds, up to `timeout` seconds.
-    func wait(timeout: Double, _ condition: () -> Bool) -> Bool {
+    func wait(timeout: Double, every interval: useconds_t = 20_000, _ condition: () -> Bool) -> Bool {
         let deadline = Date().addingTimeInterval(timeout)
         while Date() < deadline {
             if condition() { return true }
-            usleep(20_000)
+            usleep(interval)
         }
         return condition()
     }
