@@ -69,7 +69,11 @@ public struct BlobPacker {
             seqLen: snapshot.seqLen, kvHeads: snapshot.kvHeads, headDim: snapshot.headDim, vHeadDim: snapshot.vHeadDim,
             inputDType: snapshot.dtype, compression: compression)
         let path = root.blobPath(name)
-        try temp.commit(to: path)
+        do { try temp.commit(to: path) } catch StoreError.io(let failed, _, ENOENT) where failed == path {
+            // The temporary file vanished before its rename: a `compact --grace-seconds 0`
+            // took it in the instant between close and rename. Nothing is lost; try again.
+            throw StoreError.io(path: temp.tempPath, operation: "publish (the temporary file was collected)", errno: EAGAIN)
+        }
         return PackedBlob(name: name, path: path, header: header, bytes: temp.bytesWritten, compression: compression)
     }
 }

@@ -21,11 +21,14 @@ extension StoreRoot {
         }
     }
 
-    /// Files under tmp/ last modified more than `minimumAge` seconds ago, with their sizes.
+    /// Files under tmp/ last modified more than `minimumAge` seconds ago and not open for
+    /// writing by anyone (an ingest holds its temporary pack open until it publishes it),
+    /// with their sizes.
     public func staleTemporaryFiles(minimumAge: Double, now: Double = Date().timeIntervalSince1970) -> [(path: String, bytes: Int)] {
         FileSystem.list(tempDirectory).compactMap { name in
             let path = tempDirectory + "/" + name
             guard let mtime = FileSystem.modified(path), now - mtime >= minimumAge else { return nil }
+            guard WriteProbe.isOpenForWriting(path) != true else { return nil }
             return (path, FileSystem.size(path) ?? 0)
         }
     }

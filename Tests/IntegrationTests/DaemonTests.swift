@@ -112,6 +112,7 @@ final class DaemonTests: XCTestCase {
             let json = try Data(contentsOf: URL(fileURLWithPath: inbox.failed + "/" + name + ".error.json"))
             let report = try JSONSerialization.jsonObject(with: json) as! [String: String]
             XCTAssertEqual(report["file"], name)
+            XCTAssertFalse(report["message"]!.contains(".work"), "the input is named where the user put it")
             XCTAssertEqual(report["stage"], "validate", name)
             XCTAssertEqual(report["policy"], "none+zstd3")
             XCTAssertNotNil(report["time"])
@@ -159,6 +160,44 @@ final class DaemonTests: XCTestCase {
         XCTAssertFalse(logs.joined().contains("already stored"), "no file was processed twice")
         XCTAssertEqual(try inbox.storedKeys().count, 30)
         XCTAssertEqual(inbox.inWork, [])
+    }
+
+    func testTheSameSnapshotUnderTwoNamesIsStoredOnce() throws {
+        let s = try Scratch()
+        let inbox = try InboxFixture(s)
+        try inbox.drop("a.safetensors", seed: 7)
+        let r = try s.cli.run(["watch", inbox.inbox, "--once"] + fast)
+        XCTAssertEqual(r.status, 0, r.stderr)
+        try inbox.drop("copy-of-a.safetensors", seed: 7)
+        let again = try s.cli.run(["watch", inbox.inbox, "--once"] + fast)
+        XCTAssertEqual(again.status, 0, again.stderr)
+        XCTAssertTrue(again.stderr.contains("already stored"), again.stderr)
+        XCTAssertEqual(inbox.inDone, ["a.safetensors", "copy-of-a.safetensors"])
+        XCTAssertEqual(try inbox.storedKeys(), ["key-7"])
+    }
+
+    func testCompactionCollectingEveryOrphanAtOnceBesideADaemonLosesNothing() throws {
+        let s = try Scratch()
+        let inbox = try InboxFixture(s)
+        for seed in 0..<30 { try inbox.drop("f\(seed).safetensors", seed: seed) }
+        let daemon = try inbox.start(["--jobs", "2"] + fast)
+        // Grace 0: a blob published a moment before its row is fair game, so the rule
+        // "collect only under the write lock, index only a present blob" is what keeps it.
+        var rounds = 0
+        while inbox.inDone.count < 30 && rounds < 200 {
+            let r = try s.cli.run("compact", "--grace-seconds", "0", "--verify-sample", "2")
+            XCTAssertEqual(r.status, 0, r.stdout + r.stderr)
+            rounds += 1
+        }
+        XCTAssertTrue(inbox.wait(timeout: 20) { inbox.inDone.count == 30 }, inbox.log())
+        kill(daemon.processIdentifier, SIGTERM)
+        daemon.waitUntilExit()
+        XCTAssertGreaterThan(rounds, 1)
+        XCTAssertEqual(InboxFixture.names(inbox.failed), [])
+        XCTAssertEqual(try inbox.storedKeys().count, 30)
+        let verify = try inbox.verify()
+        XCTAssertEqual(verify.status, 0)
+        XCTAssertEqual(verify.failures, 0, "no index row without its blob")
     }
 
     func testADatabaseBusyFailureLeavesTheInputInTheInboxAndIsRetried() throws {

@@ -254,11 +254,13 @@ public final class InboxDaemon: @unchecked Sendable {
             } catch {
                 daemon.clearBackoff(name)
                 daemon.record { $0.failed += 1 }
-                let report = IngestFailureReport(file: name, stage: stage.rawValue, message: "\(error)",
+                // Name the input where the user put it, not by its path in the work folder.
+                let message = "\(error)".replacingOccurrences(of: path, with: daemon.layout.inbox + "/" + name)
+                let report = IngestFailureReport(file: name, stage: stage.rawValue, message: message,
                                                  time: ISO8601DateFormatter().string(from: Date()), policy: policy.name)
                 do {
                     let to = try disposal.fail(path, name: name, report: report)
-                    log.error("failed", metadata: ["file": "\(name)", "stage": "\(stage.rawValue)", "error": "\(error)", "input": "\(to)"])
+                    log.error("failed", metadata: ["file": "\(name)", "stage": "\(stage.rawValue)", "error": "\(message)", "input": "\(to)"])
                 } catch let moveError {
                     log.error("failed, and could not move the input to failed/", metadata: [
                         "file": "\(name)", "error": "\(error)", "move_error": "\(moveError)"])

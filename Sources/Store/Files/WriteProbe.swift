@@ -5,7 +5,10 @@ import Glibc
 /// Asks the kernel whether some process holds a file open for writing, by trying to take
 /// a read lease on it (fcntl F_SETLEASE, F_RDLCK): Linux refuses a read lease with EAGAIN
 /// while any writer has the file open. The lease is given back at once.
-enum WriteProbe {
+///
+/// The inbox watcher uses it to skip inputs a producer is still writing; compaction uses it
+/// to skip temporary files an ingest is still writing, whatever their age.
+public enum WriteProbe {
     // From <fcntl.h> (Linux): not exported by every Glibc module map.
     private static let setLease: Int32 = 1024
     private static let readLease: Int32 = 0   // F_RDLCK
@@ -13,7 +16,7 @@ enum WriteProbe {
 
     /// True: being written. False: nobody writes it. Nil: leases are unavailable here
     /// (not the file's owner and no CAP_LEASE, or a filesystem without leases).
-    static func isOpenForWriting(_ path: String) -> Bool? {
+    public static func isOpenForWriting(_ path: String) -> Bool? {
         let fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK)
         guard fd >= 0 else { return nil }
         defer { close(fd) }
