@@ -88,6 +88,12 @@ final class LightKVPropertyTests: XCTestCase {
         }
     }
 
+    func testWithoutWindowsAndGuidanceLightKVIsToMe() throws {
+        var f1 = Fixture.mixed(seed: 3), f2 = Fixture.mixed(seed: 3)
+        var a = try spec("lightkv35:windows=off:guide=none").makeCompressor(), b = try spec("tome35").makeCompressor()
+        XCTAssertEqual(f1.run(&a).map(\.1), f2.run(&b).map(\.1))
+    }
+
     func testWithoutPromptQueryThePromptKeysGuideAndTheRecordSaysSo() throws {
         var f = Fixture.mixed()
         var c = try spec("lightkv").makeCompressor()

@@ -18,6 +18,7 @@ public enum PolicyCatalog {
                     METHOD lightkv, uniform, random, prompt-topk, tome; PERCENT 1..100 average
                     vision retention; SCHEDULE auto, llava, qwen (lightkv also L/W/P,L/W/P...);
                     lightkv: groups=reuse|rematch key=mean|rep renorm=on|off guide=query|keys|none
+                             windows=on|off
                     baselines: profile=schedule|flat (not tome), seed=N (random)
       quantization: f16
       codec:        zstdN (N = 1..19, default zstd3), lz4
