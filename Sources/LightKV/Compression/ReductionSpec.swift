@@ -1,6 +1,6 @@
 /// Which vision-token reduction a policy applies, with its settings.
 ///
-/// Spelled as one `+`-part of a policy (grammar in docs/DESIGN-lightkv.md):
+/// Spelled as one `+`-part of a policy (grammar in docs/DESIGN.md ("LightKV in KV space")):
 ///
 ///     reduction := method [percent] ["@" schedule] { ":" key "=" value }
 ///     method    := "none" | "lightkv" | "uniform" | "random" | "prompt-topk" | "tome"
