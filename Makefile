@@ -34,6 +34,7 @@ bench: build
 ## fidelity: the tables of docs/FIDELITY.md (every method at matched retention on synth snapshots)
 fidelity: build
 	@bash scripts/fidelity.sh $(BIN)
+	@bash scripts/quant-fidelity.sh $(BIN)
 
 clean:
 	rm -rf .build $(DEMO)

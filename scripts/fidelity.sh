@@ -11,11 +11,16 @@ BIN=${1:-.build/release/kvstore}
 WORK=${2:-$(mktemp -d)}
 mkdir -p "$WORK"
 SHAPES=(llava qwen video)
-METHODS=(lightkv tome prompt-topk uniform random)
+# `lightkv%:windows=off` isolates what the windows cost (see docs/FIDELITY.md).
+METHODS=(lightkv lightkv%:windows=off tome prompt-topk uniform random)
 RETENTIONS=(55 35 20)
 
 policies=()
-for r in "${RETENTIONS[@]}"; do for m in "${METHODS[@]}"; do policies+=(--policy "$m$r"); done; done
+for r in "${RETENTIONS[@]}"; do
+  for m in "${METHODS[@]}"; do
+    if [[ $m == *%* ]]; then policies+=(--policy "${m/\%/$r}"); else policies+=(--policy "$m$r"); fi
+  done
+done
 
 for shape in "${SHAPES[@]}"; do
   snap="$WORK/$shape.safetensors"
@@ -24,16 +29,15 @@ for shape in "${SHAPES[@]}"; do
 done
 
 python3 - "$WORK" "${SHAPES[@]}" <<'PY'
-import json, sys
+import json, re, sys
 work, shapes = sys.argv[1], sys.argv[2:]
 print("| shape | target | method | vision kept | rel err (prop) | cos (prop) | rel err (plain) | cos (plain) | encoded |")
 print("| --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |")
 for shape in shapes:
     for result in json.load(open(f"{work}/{shape}.json")):
         for e in result["evaluations"]:
-            name = e["policy"].split("+")[0]
-            method = name.rstrip("0123456789")
-            target = name[len(method):]
+            method, target, options = re.match(r"^([a-z-]+?)(\d+)(.*)$", e["policy"].split("+")[0]).groups()
+            method += options
             o = e["overall"]
             print(f"| {shape} | {target}% | {method} | {100*o['visionRetention']:.1f}% "
                   f"| {o['proportional']['relativeError']:.4f} | {o['proportional']['cosine']:.5f} "

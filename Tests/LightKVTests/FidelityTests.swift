@@ -43,6 +43,17 @@ final class FidelityTests: XCTestCase {
         }
     }
 
+    func testOnePassGivesBothOutputsAsSeparatePassesDo() throws {
+        var f = Fixture.mixed()
+        var c = try spec("lightkv@0/1/0.5").makeCompressor()
+        let merged = c.compress(f.layer(), context: f.context(0, f.queries(2)))
+        let q = f.queries(3)
+        let both = AttentionOutput.both(queries: q, layer: merged)
+        XCTAssertEqual(both.proportional, AttentionOutput.compute(queries: q, layer: merged, proportional: true))
+        XCTAssertEqual(both.plain, AttentionOutput.compute(queries: q, layer: merged, proportional: false))
+        XCTAssertNotEqual(both.plain, both.proportional)
+    }
+
     func testEvaluatingNoneIsExactAndLightKVIsNot() throws {
         var f = Fixture.mixed()
         let bytes = f.snapshotBytes(probes: 3)

@@ -88,6 +88,12 @@ final class LightKVPropertyTests: XCTestCase {
         }
     }
 
+    func testWithoutWindowsAndGuidanceLightKVIsToMe() throws {
+        var f1 = Fixture.mixed(seed: 3), f2 = Fixture.mixed(seed: 3)
+        var a = try spec("lightkv35:windows=off:guide=none").makeCompressor(), b = try spec("tome35").makeCompressor()
+        XCTAssertEqual(f1.run(&a).map(\.1), f2.run(&b).map(\.1))
+    }
+
     func testWithoutPromptQueryThePromptKeysGuideAndTheRecordSaysSo() throws {
         var f = Fixture.mixed()
         var c = try spec("lightkv").makeCompressor()
@@ -109,5 +115,28 @@ final class LightKVPropertyTests: XCTestCase {
         XCTAssertGreaterThan(twice.sizes.max()!, once.sizes.max()!)
         XCTAssertNil(twice.memberPositions)
         XCTAssertThrowsError(try twice.expanded())
+    }
+}
+
+final class VisionLayoutTests: XCTestCase {
+    func testUnevenBandsMakeTheFirstBandsOneLonger() {
+        XCTAssertEqual((0..<5).map { VisionLayout.band($0, length: 5, parts: 2) }, [0, 0, 0, 1, 1])
+        XCTAssertEqual((0..<7).map { VisionLayout.band($0, length: 7, parts: 3) }, [0, 0, 0, 1, 1, 2, 2])
+    }
+
+    func testSmallFramesGetFewerWindowsNotNone() {
+        XCTAssertEqual(VisionLayout.effectiveWindows(requested: 4, standing: 576, rows: 24, cols: 24), 4)
+        XCTAssertEqual(VisionLayout.effectiveWindows(requested: 4, standing: 100, rows: 24, cols: 24), 3)
+        XCTAssertEqual(VisionLayout.effectiveWindows(requested: 6, standing: 5, rows: 24, cols: 24), 1)
+        XCTAssertEqual(VisionLayout.effectiveWindows(requested: 4, standing: 400, rows: 2, cols: 40), 2)
+    }
+
+    func testPositionsMapToFramesRowsAndColumns() {
+        let layout = VisionLayout(spans: Fixture.mixed().spans, seqLen: 92)
+        XCTAssertFalse(layout.isVision(0))
+        XCTAssertEqual(layout.frames.count, 3)
+        XCTAssertTrue(layout.cell(2 + 7 + 3) == (1, 3))
+        XCTAssertEqual(layout.frameOfPosition[39 + 24], 2)
+        XCTAssertTrue(layout.cell(39 + 24 + 7) == (1, 1))
     }
 }

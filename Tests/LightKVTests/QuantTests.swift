@@ -144,7 +144,7 @@ final class QuantTests: XCTestCase {
         let block = QuantizedBlock.encode([0, 1, 2, 5, 6, 7], shape: shape, kept: [1],
                                           settings: IntegerQuantization(bits: 8, group: 2), axis: .token)
         let expected: [UInt8] = [
-            0x4B, 0x56, 0x51, 0x01, 8, 1, 0, 0,     // magic, bits, axis token, reserved
+            0x4B, 0x56, 0x51, 0x01, 8, 1, 1, 0,     // magic, bits, axis token, flags: delta rows
             2, 0, 0, 0, 1, 0, 0, 0,                 // G = 2, heads = 1
             2, 0, 0, 0, 3, 0, 0, 0, 1, 0, 0, 0,     // count = 2, dim = 3, kept = 1
             1, 0, 0, 0,                             // kept index 1
@@ -374,5 +374,36 @@ final class QuantTests: XCTestCase {
                 }
             }
         }
+    }
+}
+
+final class CodeDeltaTests: XCTestCase {
+    func testDeltaCodingIsExactForEveryWidthAndRowLength() {
+        var state: UInt64 = 7
+        for bits in [8, 4, 2] {
+            for rowBytes in [1, 3, 16, 17, 64] {
+                let rows = 9
+                let original = (0..<(rows * rowBytes)).map { _ -> UInt8 in
+                    state = state &* 6364136223846793005 &+ 1442695040888963407
+                    return UInt8(truncatingIfNeeded: state >> 56)
+                }
+                var codes = original
+                codes.withUnsafeMutableBufferPointer { CodeDelta.encode($0.baseAddress!, rows: rows, rowBytes: rowBytes, bits: bits) }
+                XCTAssertEqual(Array(codes[0..<rowBytes]), Array(original[0..<rowBytes]), "the first row is stored as is")
+                codes.withUnsafeMutableBufferPointer { CodeDelta.decode($0.baseAddress!, rows: rows, rowBytes: rowBytes, bits: bits) }
+                XCTAssertEqual(codes, original, "bits \(bits), row of \(rowBytes) bytes")
+            }
+        }
+    }
+
+    func testDeltasStayInsideTheirLanes() {
+        // int4: row 1 = row 0 + 1 in both nibbles (mod 16) stores 0x11 whatever row 0 held.
+        var codes: [UInt8] = [0xF0, 0x0F, 0x01, 0x10]
+        codes.withUnsafeMutableBufferPointer { CodeDelta.encode($0.baseAddress!, rows: 2, rowBytes: 2, bits: 4) }
+        XCTAssertEqual(codes, [0xF0, 0x0F, 0x11, 0x11])
+        // int2: each lane minus one (mod 4) is three in every lane.
+        var two: [UInt8] = [0b01_01_01_01, 0b00_00_00_00]
+        two.withUnsafeMutableBufferPointer { CodeDelta.encode($0.baseAddress!, rows: 2, rowBytes: 1, bits: 2) }
+        XCTAssertEqual(two[1], 0b11_11_11_11)
     }
 }

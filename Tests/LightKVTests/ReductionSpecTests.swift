@@ -3,7 +3,7 @@ import XCTest
 
 final class ReductionSpecTests: XCTestCase {
     func testTokensRoundTripThroughTheirCanonicalName() throws {
-        for token in ["none", "lightkv", "lightkv@qwen", "lightkv@llava", "lightkv35", "lightkv20@qwen:groups=rematch:key=rep:renorm=on:guide=keys",
+        for token in ["none", "lightkv", "lightkv@qwen", "lightkv@llava", "lightkv35", "lightkv20@qwen:groups=rematch:key=rep:renorm=on:guide=keys:windows=off",
                       "lightkv@12/4/0.5,18/2/0.5", "uniform55", "random35:seed=7", "prompt-topk20:profile=flat", "tome55", "tome"] {
             XCTAssertEqual(try spec(token).name, token)
         }
@@ -31,7 +31,7 @@ final class ReductionSpecTests: XCTestCase {
         for (token, fragment) in [("lightkv0", "retention"), ("lightkv150", "retention"), ("lightkv@gemma", "schedule \"gemma\""),
                                   ("lightkv:groups=sometimes", "groups=sometimes"), ("lightkv:speed=fast", "speed"),
                                   ("uniform35:seed=2", "seed"), ("tome35:profile=flat", "profile=flat"),
-                                  ("lightkv@12/4/0.9", "12/4/0.9"), ("lightkv:renorm", "renorm"), ("none35", "none")] {
+                                  ("lightkv@12/4/0.9", "12/4/0.9"), ("lightkv:renorm", "renorm"), ("lightkv:windows=2", "windows=2"), ("none35", "none")] {
             XCTAssertThrowsError(try ReductionSpec(token: token), token) { error in
                 let text = String(describing: error)
                 XCTAssertTrue(text.contains("\"\(token)\""), text)

@@ -31,13 +31,4 @@ public struct BaselineSettings: Sendable, Equatable {
     public init(method: Method, retention: Double? = nil) {
         self.method = method; self.retention = retention
     }
-
-    /// Fraction of each span's vision tokens layer `layer` keeps.
-    public func keepFraction(layer: Int, layerCount: Int) -> Double {
-        switch profile {
-        case .flat: retention ?? MergeSchedule.reference(schedule, layerCount: layerCount).nominalAverageRetention
-        case .schedule:
-            MergeSchedule.reference(schedule, layerCount: layerCount, retention: retention).nominalKeepFraction(layer: layer)
-        }
-    }
 }

@@ -1,4 +1,4 @@
-/// Every choice LightKV makes in KV space, as one value (docs/DESIGN-lightkv.md has the
+/// Every choice LightKV makes in KV space, as one value (docs/DESIGN.md ("LightKV in KV space") has the
 /// measurements behind each default).
 ///
 ///     var s = LightKVSettings()          // the defaults: `lightkv`

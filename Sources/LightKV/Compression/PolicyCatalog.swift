@@ -23,6 +23,7 @@ public enum PolicyCatalog {
                     METHOD lightkv, uniform, random, prompt-topk, tome; PERCENT 1..100 average
                     vision retention; SCHEDULE auto, llava, qwen (lightkv also L/W/P,L/W/P...);
                     lightkv: groups=reuse|rematch key=mean|rep renorm=on|off guide=query|keys|none
+                             windows=on|off
                     baselines: profile=schedule|flat (not tome), seed=N (random)
       quantization: f16 | int<b>[g<G>][s<N>][m<S>][t<0|1>]
                     b 8, 4 or 2; G group size, a power of two (32); s sink positions kept in

@@ -84,7 +84,7 @@ extension PromptAttention {
     /// `prompt_query`, else the prompt span's keys as queries, else each entry's size.
     public static func guide(_ guidance: LightKVSettings.Guidance, layer: KVLayer, promptQuery: QueryBlock?,
                              promptRange: Range<Int>?, entries: [Int]) -> (weights: [Float], source: Source) {
-        if guidance == .query, let q = promptQuery {
+        if guidance == .query, let q = promptQuery, q.count > 0 {
             return (weights(queries: q, layer: layer, entries: entries), .promptQuery)
         }
         if guidance != .none, let q = promptKeys(layer: layer, promptRange: promptRange) {

@@ -1,6 +1,6 @@
 /// Which vision-token reduction a policy applies, with its settings.
 ///
-/// Spelled as one `+`-part of a policy (grammar in docs/DESIGN-lightkv.md):
+/// Spelled as one `+`-part of a policy (grammar in docs/DESIGN.md ("LightKV in KV space")):
 ///
 ///     reduction := method [percent] ["@" schedule] { ":" key "=" value }
 ///     method    := "none" | "lightkv" | "uniform" | "random" | "prompt-topk" | "tome"
@@ -9,7 +9,7 @@
 ///     stage     := layer "/" windowsPerSide "/" ratio                  e.g. 12/4/0.5
 ///
 /// `lightkv` options: `groups=reuse|rematch`, `key=mean|rep`, `renorm=on|off`,
-/// `guide=query|keys|none`. Baseline options: `profile=schedule|flat` (not `tome`),
+/// `guide=query|keys|none`, `windows=on|off` (off: match over whole frames). Baseline options: `profile=schedule|flat` (not `tome`),
 /// `seed=N` (`random` only). Examples: `lightkv`, `lightkv@qwen`, `lightkv35:key=rep`,
 /// `uniform55`, `random35:seed=7`, `prompt-topk20:profile=flat`, `tome55`.
 public enum ReductionSpec: Sendable, Equatable {
@@ -31,6 +31,7 @@ public enum ReductionSpec: Sendable, Equatable {
             if s.keyRule != d.keyRule { options.append("key=\(s.keyRule.rawValue)") }
             if s.renormalise != d.renormalise { options.append("renorm=\(s.renormalise ? "on" : "off")") }
             if s.guidance != d.guidance { options.append("guide=\(s.guidance.rawValue)") }
+            if s.windowed != d.windowed { options.append("windows=\(s.windowed ? "on" : "off")") }
             if let stages = s.stages {
                 let st = stages.map { "\($0.layer)/\($0.windowsPerSide)/\($0.ratio)" }.joined(separator: ",")
                 return (["lightkv@" + st] + options).joined(separator: ":")
@@ -139,10 +140,10 @@ extension ReductionSpec {
                 case "groups": s.groups = try choice(key, value, LightKVSettings.Groups.self)
                 case "key": s.keyRule = try choice(key, value, LightKVSettings.KeyRule.self)
                 case "guide": s.guidance = try choice(key, value, LightKVSettings.Guidance.self)
-                case "renorm":
-                    guard value == "on" || value == "off" else { throw bad("renorm=\(value): expected on or off") }
-                    s.renormalise = value == "on"
-                default: throw bad("unknown lightkv option \"\(key)\" (groups, key, renorm, guide)")
+                case "renorm", "windows":
+                    guard value == "on" || value == "off" else { throw bad("\(key)=\(value): expected on or off") }
+                    if key == "renorm" { s.renormalise = value == "on" } else { s.windowed = value == "on" }
+                default: throw bad("unknown lightkv option \"\(key)\" (groups, key, renorm, guide, windows)")
                 }
             }
             self = .lightkv(s)

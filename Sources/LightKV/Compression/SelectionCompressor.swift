@@ -1,7 +1,8 @@
 /// The drop baselines: `uniform`, `random` and `prompt-topk` keep a subset of each layer's
 /// vision entries as they are and drop the rest (sizes unchanged).
 ///
-/// Each layer keeps `round(f·N)` entries, `f` from `BaselineSettings.keepFraction` and `N` the
+/// Each layer keeps `round(f·N)` entries, `f` the layer's share under the settings' profile
+/// (`MergeSchedule.nominalKeepFraction`, or the target itself for `flat`), and `N` the
 /// original vision tokens (of each span for `uniform` and `random`, of all spans for
 /// `prompt-topk`), never more than the layer holds and at least one per span.
 public struct SelectionCompressor: CacheCompressor {

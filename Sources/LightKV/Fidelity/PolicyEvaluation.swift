@@ -144,10 +144,9 @@ extension PolicyEvaluation.Layer {
         let decoded = try PolicyEvaluation.decode(packed, like: input, layer: index)
         let reference = AttentionOutput.compute(queries: probes, layer: input, proportional: true)
         let rows = probes.heads * probes.count
-        let prop = OutputAgreement(reference: reference, approximate: AttentionOutput.compute(queries: probes, layer: decoded, proportional: true),
-                                   rows: rows, dim: input.vHeadDim)
-        let plain = OutputAgreement(reference: reference, approximate: AttentionOutput.compute(queries: probes, layer: decoded, proportional: false),
-                                    rows: rows, dim: input.vHeadDim)
+        let outputs = AttentionOutput.both(queries: probes, layer: decoded)
+        let prop = OutputAgreement(reference: reference, approximate: outputs.proportional, rows: rows, dim: input.vHeadDim)
+        let plain = OutputAgreement(reference: reference, approximate: outputs.plain, rows: rows, dim: input.vHeadDim)
         let vision = decoded.positions.reduce(0) { $0 + (layout.isVision($1) ? 1 : 0) }
         self.init(layer: index, entries: decoded.count, visionEntries: vision,
                   visionRetention: layout.visionTokenCount == 0 ? 1 : Double(vision) / Double(layout.visionTokenCount),

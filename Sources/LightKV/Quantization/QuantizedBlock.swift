@@ -75,6 +75,7 @@ public enum QuantizedBlock {
                     CodePacking.pack(unpacked + r * dim, count: dim, bits: header.bits, into: headCodes + r * header.rowBytes)
                 }
             }
+            if header.deltaRows { CodeDelta.encode(headCodes, rows: n, rowBytes: header.rowBytes, bits: header.bits) }
         }
         BytePlanes.split(scaleBits, count: total, width: 2, into: base + header.scalesOffset)
         BytePlanes.split(zeroBits, count: total, width: 2, into: base + header.zerosOffset)
@@ -142,8 +143,21 @@ public enum QuantizedBlock {
             guard header.parameterCount > 0 else { return }
             let scale = floats(scaleBits), zero = floats(zeroBits)
             var scratch = [UInt8](repeating: 0, count: dim)
+            // Delta-coded rows are summed back into a copy; plain rows are read in place.
+            var summed = [UInt8]()
+            if header.deltaRows {
+                let rowsPerHead = header.quantized, length = header.heads * rowsPerHead * header.rowBytes
+                summed = Array(UnsafeRawBufferPointer(rebasing: block[header.codesOffset..<(header.codesOffset + length)]))
+                summed.withUnsafeMutableBufferPointer { c in
+                    for h in 0..<header.heads where rowsPerHead > 0 {
+                        CodeDelta.decode(c.baseAddress! + h * rowsPerHead * header.rowBytes, rows: rowsPerHead,
+                                         rowBytes: header.rowBytes, bits: bits)
+                    }
+                }
+            }
+            summed.withUnsafeBufferPointer { sum in
             scale.withUnsafeBufferPointer { s in zero.withUnsafeBufferPointer { z in scratch.withUnsafeMutableBufferPointer { u in
-                let codes = block.baseAddress!.assumingMemoryBound(to: UInt8.self) + header.codesOffset
+                let codes = header.deltaRows ? sum.baseAddress! : block.baseAddress!.assumingMemoryBound(to: UInt8.self) + header.codesOffset
                 for h in 0..<header.heads {
                     for (r, entry) in rows.enumerated() {
                         var row = codes + (h * header.quantized + r) * header.rowBytes
@@ -155,7 +169,7 @@ public enum QuantizedBlock {
                                         output: destination, at: (h * header.count + entry) * dim, as: O.self)
                     }
                 }
-            }}}
+            }}}}
         }
     }
 

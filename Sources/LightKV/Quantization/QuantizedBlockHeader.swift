@@ -25,7 +25,7 @@ public enum QuantAxis: UInt8, Sendable {
 /// | 0 | 4 | magic `4B 56 51 01` ("KVQ", format version 1) |
 /// | 4 | 1 | bits: 8, 4 or 2 |
 /// | 5 | 1 | axis: 0 channel (keys), 1 token (values) |
-/// | 6 | 2 | reserved, 0 |
+/// | 6 | 2 | flags: bit 0 = code rows are delta-coded (`CodeDelta`); other bits 0 |
 /// | 8 | 4 | group size G (power of two) |
 /// | 12 | 4 | heads |
 /// | 16 | 4 | count (entries, kept and quantized) |
@@ -42,6 +42,8 @@ struct QuantizedBlockHeader: Equatable {
     var count: Int
     var dim: Int
     var kept: Int
+    /// Code rows after the first of each head hold their difference from the row before.
+    var deltaRows = true
 
     /// Entries that are quantized (`n` in the format description).
     var quantized: Int { count - kept }
@@ -64,7 +66,7 @@ struct QuantizedBlockHeader: Equatable {
         for (i, b) in Self.magic.enumerated() { out.storeBytes(of: b, toByteOffset: i, as: UInt8.self) }
         out.storeBytes(of: UInt8(bits), toByteOffset: 4, as: UInt8.self)
         out.storeBytes(of: axis.rawValue, toByteOffset: 5, as: UInt8.self)
-        out.storeBytes(of: UInt16(0), toByteOffset: 6, as: UInt16.self)
+        out.storeBytes(of: UInt16(deltaRows ? 1 : 0).littleEndian, toByteOffset: 6, as: UInt16.self)
         for (i, v) in [group, heads, count, dim, kept].enumerated() {
             out.storeBytes(of: UInt32(v).littleEndian, toByteOffset: 8 + 4 * i, as: UInt32.self)
         }
@@ -88,8 +90,8 @@ struct QuantizedBlockHeader: Equatable {
         if let named = encoding.axis {
             guard QuantAxis(name: named) == axis else { throw mismatch("axis", Int(block[5]), "\"\(named)\" (the encoding)") }
         }
-        let reserved = Int(block.loadUnaligned(fromByteOffset: 6, as: UInt16.self))
-        guard reserved == 0 else { throw mismatch("reserved", reserved, "0") }
+        let flags = Int(UInt16(littleEndian: block.loadUnaligned(fromByteOffset: 6, as: UInt16.self)))
+        guard flags & ~1 == 0 else { throw mismatch("flags", flags, "0 or 1 (bit 0: delta-coded rows)") }
         let group = u32(8)
         guard group > 0, group & (group - 1) == 0 else { throw mismatch("group", group, "a positive power of two") }
         if let g = encoding.group, g != group { throw mismatch("group", group, "\(g) (the encoding)") }
@@ -98,7 +100,8 @@ struct QuantizedBlockHeader: Equatable {
         guard count == shape.count else { throw mismatch("count", count, "\(shape.count) (the block shape)") }
         guard dim == shape.dim else { throw mismatch("dim", dim, "\(shape.dim) (the block shape)") }
         guard kept <= count else { throw mismatch("kept", kept, "at most count = \(count)") }
-        let header = QuantizedBlockHeader(bits: expectedBits, axis: axis, group: group, heads: heads, count: count, dim: dim, kept: kept)
+        var header = QuantizedBlockHeader(bits: expectedBits, axis: axis, group: group, heads: heads, count: count, dim: dim, kept: kept)
+        header.deltaRows = flags & 1 == 1
         guard header.totalBytes == block.count else {
             throw .sizeMismatch(scheme: scheme, expected: header.totalBytes, actual: block.count)
         }
