@@ -15,13 +15,16 @@ cat "$IN" > /dev/null   # every contender starts from a warm page cache
 
 # measure CMD... -> prints "seconds maxrss_kb" (median seconds, max RSS over RUNS runs)
 measure() {
-    local times=() rss=0
+    local times=() rss=0 log
+    log=$(mktemp)
     for _ in $(seq "$RUNS"); do
-        local out
-        out=$( { /usr/bin/time -f "%e %M" "$@" > /dev/null 2>/dev/null; } 2>&1 | tail -1 )
-        times+=("${out% *}")
-        local r=${out#* }; (( r > rss )) && rss=$r
+        /usr/bin/time -o "$log" -f "%e %M" "$@" > /dev/null 2>&1
+        local t r
+        read -r t r < <(tail -1 "$log")
+        times+=("$t")
+        (( r > rss )) && rss=$r
     done
+    rm -f "$log"
     printf '%s %s\n' "$(printf '%s\n' "${times[@]}" | sort -n | sed -n "$(( (RUNS + 1) / 2 ))p")" "$rss"
 }
 

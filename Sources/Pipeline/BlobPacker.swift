@@ -43,8 +43,9 @@ public struct BlobPacker {
         let temp = try root.newTempFile()
         let writer = try PackWriter(file: temp)
         var encoder = SnapshotEncoder(snapshot: snapshot, policy: policy)
-        try SectionPipeline.run(
-            layerCount: snapshot.layerCount, codec: policy.codec, inFlight: inFlight,
+        let codec = policy.codec
+        try OrderedPipeline.run(
+            count: snapshot.layerCount, inFlight: inFlight,
             stage: { i in
                 let job = encoder.stage(i)
                 return {
@@ -54,10 +55,10 @@ public struct BlobPacker {
                         packed.memberPositions = m
                     }
                     done(i, packed)
-                    return packed
+                    return PackWriter.seal(packed, codec: codec)
                 }
             },
-            append: { try writer.append($0) })
+            consume: { try writer.append($0) })
 
         var compression = record
         for (k, v) in encoder.reductionRecord { compression[k] = v }

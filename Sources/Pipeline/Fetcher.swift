@@ -84,22 +84,11 @@ public struct Fetcher {
         }
         let layout = Self.layout(header, dtype: dtype, expand: expand)
         try layout.header.withUnsafeBytes { try sink.write($0) }
-        let batch = 2
-        var first = 0
-        while first < header.layers.count {
-            let count = min(batch, header.layers.count - first)
-            var chunks = [Result<[UInt8], Error>](repeating: .success([]), count: count)
-            chunks.withUnsafeMutableBufferPointer { out in
-                let results = out
-                DispatchQueue.concurrentPerform(iterations: count) { j in
-                    results[j] = Result {
-                        expand ? try Self.expandLayer(pack, first + j, dtype: dtype) : try Self.decodeLayer(pack, first + j, dtype: dtype)
-                    }
-                }
-            }
-            for chunk in chunks { try chunk.get().withUnsafeBytes { try sink.write($0) } }
-            first += count
-        }
+        // Decode on the other cores while the calling thread writes the layers before.
+        try OrderedPipeline.run(
+            count: header.layers.count, inFlight: 3,
+            stage: { i in { expand ? try Self.expandLayer(pack, i, dtype: dtype) : try Self.decodeLayer(pack, i, dtype: dtype) } },
+            consume: { chunk in try chunk.withUnsafeBytes { try sink.write($0) } })
     }
 
     /// One layer expanded (one entry per member) and laid out as in the output file.

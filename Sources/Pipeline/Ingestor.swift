@@ -52,10 +52,15 @@ public struct Ingestor {
         let file = try MappedFile(path: path)
         stage = .validate
         let snapshot: Snapshot
-        do { snapshot = try Snapshot(bytes: file.bytes) } catch {
+        let id: String
+        do {
+            // Structure first; the finite check rides along with hashing, one tensor at a time,
+            // each tensor's pages dropped once read, so the mapping never holds the whole file.
+            snapshot = try Snapshot(bytes: file.bytes, checkFinite: false)
+            id = try ContentID.of(snapshot, checkingFinite: true, release: { file.release($0) })
+        } catch let error as KVSnapError {
             throw StoreError.invalidSnapshot(path: path, error)
         }
-        let id = ContentID.of(snapshot)
         stage = .index
         if let existing = try root.index.entry(id: id) {
             return IngestOutcome(record: existing, alreadyStored: true, milliseconds: Self.elapsed(since: start))

@@ -8,6 +8,15 @@ import LightKV
 /// its bytes. Hashing tensors separately lets them be hashed on several threads.
 public enum ContentID {
     public static func of(_ snapshot: Snapshot) -> String {
+        try! of(snapshot, checkingFinite: false, release: { _ in })
+    }
+
+    /// The id, in one pass that also checks every float is finite (the pages are hot for
+    /// both) and then hands each tensor's byte range to `release`, so a caller streaming from
+    /// a memory map can drop pages it has read (see `MappedFile.release`).
+    public static func of(
+        _ snapshot: Snapshot, checkingFinite: Bool, release: @Sendable (Range<Int>) -> Void
+    ) throws -> String {
         var tensors: [TensorInfo] = []
         for l in snapshot.layers {
             tensors += [l.key, l.value, l.promptQuery, l.probeQuery, l.positions, l.sizes].compactMap { $0 }
@@ -16,9 +25,17 @@ public enum ContentID {
         let digests = UnsafeMutableBufferPointer<[UInt8]>.allocate(capacity: tensors.count)
         digests.initialize(repeating: [])
         defer { digests.deallocate() }
-        DispatchQueue.concurrentPerform(iterations: tensors.count) { i in
-            digests[i] = SHA256Hasher.digest(snapshot.data(tensors[i]))
+        let bad = UnsafeMutableBufferPointer<Bool>.allocate(capacity: tensors.count)
+        bad.initialize(repeating: false)
+        defer { bad.deallocate() }
+        let list = tensors
+        DispatchQueue.concurrentPerform(iterations: list.count) { i in
+            let t = list[i], data = snapshot.data(t)
+            if checkingFinite && t.dtype.isFloat && !Conversion.allFinite(data, dtype: t.dtype) { bad[i] = true }
+            digests[i] = SHA256Hasher.digest(data)
+            release(t.range)
         }
+        if let i = bad.firstIndex(of: true) { throw KVSnapError.nonFinite(tensor: list[i].name) }
         var h = SHA256Hasher()
         h.update("kvsnap-id-v1\n")
         h.update(SafetensorsLayout.canonicalJSON(snapshot.metadata.raw) + "\n")

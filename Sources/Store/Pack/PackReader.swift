@@ -71,10 +71,16 @@ public final class PackReader: @unchecked Sendable {
     public func section(_ i: Int) throws -> Section {
         let d = header.layers[i]
         let stored = try storedSection(i)
-        var raw = [UInt8](repeating: 0, count: d.rawLength)
-        let problem: String? = raw.withUnsafeMutableBytes { r in
-            SectionCodec.decompress(stored, codec: d.codec, rawLength: d.rawLength, into: r.baseAddress ?? UnsafeMutableRawPointer(bitPattern: 1)!)
+        // Every byte is written by the codec (or the section is rejected), so no zero fill.
+        var problem: String?
+        let raw = [UInt8](unsafeUninitializedCapacity: d.rawLength) { r, initialized in
+            problem = SectionCodec.decompress(stored, codec: d.codec, rawLength: d.rawLength,
+                                              into: UnsafeMutableRawPointer(r.baseAddress ?? UnsafeMutablePointer(bitPattern: 1)!))
+            if problem != nil, d.rawLength > 0 { memset(r.baseAddress!, 0, d.rawLength) }
+            initialized = d.rawLength
         }
+        // The stored bytes are read; drop their pages so a fetch holds about one layer's worth.
+        file.release(d.offset..<(d.offset + d.storedLength))
         if let problem { throw StoreError.corrupt(path: path, problem: "layer \(i): \(problem)") }
         guard Checksum.hex(raw.withUnsafeBytes { Checksum.xxh3($0) }) == d.rawChecksum else {
             throw StoreError.corrupt(path: path, problem: "layer \(i): raw checksum mismatch after \(d.codec)")
