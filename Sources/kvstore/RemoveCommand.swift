@@ -18,7 +18,7 @@ struct RemoveCommand: ParsableCommand {
             // Row first, then blob: a crash in between leaves an orphan that compaction collects.
             if let removed = try root.index.remove(r.id) {
                 // Through the collector, so a concurrent ingest of the same snapshot that
-                // already re-published this blob keeps it (docs/DESIGN-daemon.md).
+                // already re-published this blob keeps it (docs/DESIGN.md ("The inbox daemon and compaction")).
                 try root.collectBlob(removed.blob)
                 if !options.json { print("removed \(r.id)") }
             }

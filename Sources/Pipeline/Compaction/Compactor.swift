@@ -25,7 +25,7 @@ public struct CompactionSettings: Sendable {
 
 /// Keeps a store within its budget and tidy; safe while `watch` ingests and fetches run.
 ///
-/// Steps, in order (docs/DESIGN-daemon.md, "Compaction, step by step"): delete stale
+/// Steps, in order (docs/DESIGN.md, "Compaction, step by step"): delete stale
 /// temporary files; delete orphan blobs; re-pack cold entries (`EntryRepacker`); evict
 /// least-recently-fetched unpinned entries until under budget (row first, then blob);
 /// checkpoint and optimise SQLite; verify a random sample. Every deletion of a blob goes

@@ -37,7 +37,7 @@ public struct WatchSummary: Sendable, Codable {
 /// The inbox daemon: watches an inbox, claims complete files, ingests them on `jobs`
 /// workers, and moves each input to done/ (or deletes it) or to failed/.
 ///
-/// States (docs/DESIGN-daemon.md): `starting` (open store, lock a work folder) →
+/// States (docs/DESIGN.md ("The inbox daemon and compaction")): `starting` (open store, lock a work folder) →
 /// `recovering` (adopt work folders of dead daemons and ingest their files) → `running`
 /// (scan, claim, ingest) → `draining` (after `stop()`: claim nothing more, let in-flight
 /// ingests finish) → `stopped`. Nothing is rolled back on a graceful stop because nothing
