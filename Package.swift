@@ -37,7 +37,7 @@ let package = Package(
             swiftSettings: fastMath),
         .executableTarget(
             name: "kvstore",
-            dependencies: ["Pipeline", "Store", "LightKV",
+            dependencies: ["Pipeline", "Store", "LightKV", "CLinux",
                            .product(name: "ArgumentParser", package: "swift-argument-parser")],
             swiftSettings: fastMath),
         .testTarget(name: "LightKVTests", dependencies: ["LightKV"], swiftSettings: fastMath),

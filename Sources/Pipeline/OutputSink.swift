@@ -10,7 +10,7 @@ public final class OutputSink {
     public init(path: String?) throws {
         if let path, path != "-" {
             destination = path
-            file = try AtomicFile(finalPath: path, tempPath: "\(path).\(getpid()).tmp")
+            file = try AtomicFile(finalPath: path, tempPath: "\(path).\(getpid()).tmp", startsWriteback: false)
         } else {
             destination = nil
             file = nil

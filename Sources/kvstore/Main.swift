@@ -1,4 +1,5 @@
 import ArgumentParser
+import CLinux
 import Foundation
 import LightKV
 import Pipeline
@@ -48,6 +49,9 @@ enum Exit {
 @main
 enum Main {
     static func main() {
+        // Layers are allocated and freed a few at a time, tens of MB each: keep that memory in
+        // the heap rather than mapping fresh zeroed pages for every layer and unmapping them.
+        kvstore_keep_freed_memory()
         do {
             var command = try KVStoreCommand.parseAsRoot()
             try command.run()

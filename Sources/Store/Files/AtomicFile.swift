@@ -17,9 +17,15 @@ public final class AtomicFile {
     public private(set) var bytesWritten = 0
 
     /// Opens `tempPath` (created exclusively) for a file that will become `finalPath`.
-    public init(finalPath: String, tempPath: String) throws {
+    /// Whether writes start writeback at once (for files that will be fsynced).
+    private let startsWriteback: Bool
+
+    /// `startsWriteback`: begin flushing each large write at once, so the fsync of `commit`
+    /// finds little left to do; off for files that are never fsynced.
+    public init(finalPath: String, tempPath: String, startsWriteback: Bool = true) throws {
         self.finalPath = finalPath
         self.tempPath = tempPath
+        self.startsWriteback = startsWriteback
         fd = open(tempPath, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o644)
         guard fd >= 0 else { throw StoreError.io(path: tempPath, operation: "create", errno: errno) }
     }
@@ -36,7 +42,7 @@ public final class AtomicFile {
         }
         // Start writeback of what was just written, so the final fsync finds little left
         // to flush instead of the whole file.
-        if bytes.count >= 1 << 20 {
+        if startsWriteback && bytes.count >= 1 << 20 {
             _ = kvstore_start_writeback(fd, Int64(bytesWritten), Int64(bytes.count))
         }
         bytesWritten += bytes.count
