@@ -35,4 +35,6 @@ seq = int(meta["kvsnap.seq_len"])
 print(f"  Python safetensors reads it: {len(layers)} layers, entries kept per layer {min(kept)}..{max(kept)} of {seq}")
 print(f"  compression: {meta['kvsnap.compression']}")
 PY
+echo "== what the compression cost, measured at ingest on the synth probes (sampled layers)"
+"$BIN" show "$ID" | grep -E '^(entries kept|bytes|fidelity)'
 "$BIN" verify
