@@ -1,6 +1,6 @@
 # kvstore: two commands do everything on a fresh machine: `make demo` and `make test`.
 SHELL := /bin/bash
-APT_PACKAGES := libzstd-dev liblz4-dev libsqlite3-dev libssl-dev libxxhash-dev pkg-config zstd python3-pip
+APT_PACKAGES := libzstd-dev liblz4-dev libsqlite3-dev libssl-dev libxxhash-dev pkg-config zstd
 BIN := .build/release/kvstore
 DEMO := demo
 
@@ -8,7 +8,8 @@ DEMO := demo
 
 ## deps: system libraries (apt) and the Python reader the tests compare against
 deps:
-	@missing=""; for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	@missing=""; for p in $(APT_PACKAGES); do \
+	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q 'install ok installed' || missing="$$missing $$p"; done; \ \
 	if [ -n "$$missing" ]; then \
 	  echo "installing:$$missing"; \
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
