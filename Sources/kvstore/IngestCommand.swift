@@ -29,15 +29,18 @@ struct IngestCommand: ParsableCommand {
         var error: String?
     }
 
+    func validate() throws {
+        guard IngestFidelity.Mode(rawValue: fidelity) != nil else {
+            throw ValidationError("--fidelity \(fidelity): expected off, sample or all")
+        }
+    }
+
     func run() throws {
         let policy: Policy
         do { policy = try Policy(parsing: self.policy) } catch { throw StoreError.badPolicy(error) }
         let root = try options.open()
-        guard let mode = IngestFidelity.Mode(rawValue: fidelity) else {
-            throw ValidationError("--fidelity \(fidelity): expected off, sample or all")
-        }
         var ingestor = Ingestor(root: root)
-        ingestor.fidelityMode = mode
+        ingestor.fidelityMode = IngestFidelity.Mode(rawValue: fidelity)!
         var worst: Int32 = 0
         var lines: [Line] = []
         for file in files {

@@ -12,6 +12,13 @@ public struct Policy: Sendable, Equatable {
     }
 
     public init(parsing text: String) throws(PolicyError) {
+        do { try self.init(parts: text) } catch .badPart(let part, _, let why) {
+            // Name the whole policy, whichever part parser noticed the problem.
+            throw .badPart(part: part, in: text, why: why)
+        }
+    }
+
+    private init(parts text: String) throws(PolicyError) {
         self.init()
         var seen: Set<String> = []
         let parts = text.split(separator: "+", omittingEmptySubsequences: false).map(String.init)
