@@ -43,6 +43,7 @@ public struct BlobPacker {
         let temp = try root.newTempFile()
         let writer = try PackWriter(file: temp)
         var encoder = SnapshotEncoder(snapshot: snapshot, policy: policy)
+        encoder.inputMembers = members
         let codec = policy.codec
         try OrderedPipeline.run(
             count: snapshot.layerCount, inFlight: inFlight,

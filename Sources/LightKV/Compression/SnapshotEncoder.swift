@@ -49,11 +49,17 @@ public struct SnapshotEncoder {
                             seqLen: snapshot.seqLen, promptQuery: query)
     }
 
+    /// Member positions of an already-merged input's layers, which a kvsnap cannot carry (a
+    /// re-pack reads them from the old pack): with them, further merges keep tracking members.
+    public var inputMembers: ((Int) -> [Int32]?)?
+
     /// The reduced layer `i` as floats, before quantization (what fidelity is measured on).
     public mutating func reduce(_ i: Int) -> KVLayer {
         precondition(i == nextLayer, "layers must be encoded in order: asked for \(i), expected \(nextLayer)")
         nextLayer += 1
-        let layer = snapshot.floatLayer(i), ctx = context(i)
+        var layer = snapshot.floatLayer(i)
+        let ctx = context(i)
+        if let m = inputMembers?(i), m.count == layer.sizes.reduce(0, { $0 + Int($1) }) { layer.memberPositions = m }
         let started = DispatchTime.now().uptimeNanoseconds
         defer { reduceNanoseconds += DispatchTime.now().uptimeNanoseconds - started }
         return compressor.compress(layer, context: ctx)

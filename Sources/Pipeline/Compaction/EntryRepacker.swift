@@ -12,9 +12,8 @@ import Store
 /// that read the row just before the swap gets ENOENT and `Fetcher.open` reads the row
 /// again.
 ///
-/// Member positions (what `fetch --expand` needs) survive a re-pack whose policy merges
-/// nothing further; a cold policy with its own reduction merges merged entries again and
-/// the new entries' members are not tracked.
+/// Member positions (what `fetch --expand` needs) survive a re-pack: the old pack's are
+/// handed to the encoder, and a cold policy that merges further extends them.
 struct EntryRepacker {
     let root: StoreRoot
 
@@ -47,15 +46,9 @@ struct EntryRepacker {
         do { snapshot = try Snapshot(bytes: file.bytes) } catch { throw StoreError.invalidSnapshot(path: temp, error) }
         var seed = pack.header.compression
         seed["repacked_from"] = current.policy
-        // Without a further reduction the entries stay as they are, so the old pack's member
-        // positions still describe them; with one, new merges make them unknowable.
-        var members: (@Sendable (Int) -> [Int32]?)? = nil
-        if policy.reduction == ReductionSpec.none {
-            members = { (i: Int) -> [Int32]? in
-                guard let section = try? pack.section(i) else { return nil }
-                return section.memberPositions
-            }
-        }
+        // The old pack's member positions describe the entries as they are; a further
+        // reduction merges them on, and keeps tracking their members.
+        let members: @Sendable (Int) -> [Int32]? = { i in (try? pack.section(i))?.memberPositions }
         let blob = try BlobPacker(root: root).pack(snapshot, policy: policy, record: seed, members: members)
         guard blob.name != current.blob else { return .unchanged }
 
