@@ -214,3 +214,56 @@ final class KVSnapTests: XCTestCase {
         }
     }
 }
+
+final class TensorNameTests: XCTestCase {
+    private func rejects(_ name: String, file: StaticString = #filePath, line: UInt = #line) {
+        var b = Fixtures.builder(layers: 1)
+        b.add(name, dtype: .f16, shape: [1], floats: [0])
+        let bytes = b.bytes()
+        XCTAssertThrowsError(try bytes.withUnsafeBytes { try Snapshot(bytes: $0) }, name, file: file, line: line) {
+            XCTAssertTrue("\($0)".contains(name), "\($0)", file: file, line: line)
+        }
+    }
+
+    func testRejectsNamesOutsideTheKvsnapScheme() {
+        for name in ["layers.", "layers.-1.key", "layers.01.key", "layers.0", "layers.0.keys", "weights.0.key", "layers.x.key"] {
+            rejects(name)
+        }
+    }
+}
+
+final class DamagedSnapshotTests: XCTestCase {
+    /// Flipped bytes and edited numbers anywhere in the header end in an error or a valid
+    /// parse, never a trap.
+    func testDamagedHeadersNeverCrash() {
+        let original = Fixtures.snapshotBytes()
+        let headerEnd = 8 + Int(original.withUnsafeBytes { $0.loadUnaligned(as: UInt64.self) })
+        var state: UInt64 = 42
+        func next() -> Int {
+            state = state &* 6364136223846793005 &+ 1442695040888963407
+            return Int(state >> 33)
+        }
+        var rejected = 0
+        for trial in 0..<600 {
+            var bytes = original
+            if trial % 2 == 0 {
+                bytes[8 + next() % (headerEnd - 8)] = UInt8(truncatingIfNeeded: next())
+            } else {
+                // Replace one digit run with a huge or negative number.
+                let text = String(decoding: bytes[8..<headerEnd], as: UTF8.self)
+                let digits = text.indices.filter { text[$0].isNumber }
+                let at = digits[next() % digits.count]
+                let replacement = ["9223372036854775807", "-1", "4611686018427387904", "0"][next() % 4]
+                var edited = text
+                edited.replaceSubrange(at...at, with: replacement)
+                var header = Array(edited.utf8)
+                while (8 + header.count) % 8 != 0 { header.append(0x20) }
+                var out = [UInt8](repeating: 0, count: 8)
+                withUnsafeBytes(of: UInt64(header.count).littleEndian) { out.replaceSubrange(0..<8, with: $0) }
+                bytes = out + header + original[headerEnd...]
+            }
+            do { _ = try bytes.withUnsafeBytes { try Snapshot(bytes: $0) } } catch { rejected += 1 }
+        }
+        XCTAssertGreaterThan(rejected, 300, "most damage is caught")
+    }
+}

@@ -62,8 +62,9 @@ public struct SafetensorsHeader: Sendable {
                 guard !o else { throw .badTensor(name: name, problem: "shape \(shape) overflows") }
                 count = p
             }
-            guard count * dtype.size == off[1] - off[0] else {
-                throw .badTensor(name: name, problem: "shape \(shape) of \(d) needs \(count * dtype.size) bytes but data_offsets span \(off[1] - off[0])")
+            let (bytes, overflow) = count.multipliedReportingOverflow(by: dtype.size)
+            guard !overflow, bytes == off[1] - off[0] else {
+                throw .badTensor(name: name, problem: "shape \(shape) of \(d) needs \(overflow ? "more than Int.max" : String(bytes)) bytes but data_offsets span \(off[1] - off[0])")
             }
             tensors[name] = TensorInfo(name: name, dtype: dtype, shape: shape,
                                        range: (headerEnd + off[0])..<(headerEnd + off[1]))

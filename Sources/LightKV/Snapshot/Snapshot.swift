@@ -43,11 +43,12 @@ public struct Snapshot: @unchecked Sendable {
         while t["layers.\(layerCount).key"] != nil || t["layers.\(layerCount).value"] != nil { layerCount += 1 }
         guard layerCount > 0 else { throw .missingTensor("layers.0.key") }
         for name in t.keys {
-            guard name.hasPrefix("layers."), let i = Int(name.split(separator: ".")[1]) else {
+            let parts = name.split(separator: ".", omittingEmptySubsequences: false)
+            guard parts.count >= 3, parts[0] == "layers", let i = Int(parts[1]), i >= 0, String(i) == parts[1] else {
                 throw .badTensor(name: name, problem: "not a kvsnap tensor name (expected layers.{i}.key, value, prompt_query, probe_query, positions or sizes)")
             }
             guard i < layerCount else { throw .missingTensor("layers.\(layerCount).key (layer \(i) exists, so every layer below it must too)") }
-            let suffix = name.split(separator: ".").dropFirst(2).joined(separator: ".")
+            let suffix = parts.dropFirst(2).joined(separator: ".")
             guard ["key", "value", "prompt_query", "probe_query", "positions", "sizes"].contains(suffix) else {
                 throw .badTensor(name: name, problem: "unknown tensor kind \"\(suffix)\"")
             }

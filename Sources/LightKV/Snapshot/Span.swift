@@ -56,9 +56,11 @@ extension [Span] {
                 if span.kind == .video, (span.frames ?? 0) <= 0 {
                     throw .badSpans("span \(i) (video) needs a positive \"frames\"")
                 }
-                let expected = grid[0] * grid[1] * span.frameCount
-                guard expected == span.count else {
-                    throw .badSpans("span \(i): rows*cols*frames = \(grid[0])*\(grid[1])*\(span.frameCount) = \(expected) but the span holds \(span.count) tokens")
+                let (area, o1) = grid[0].multipliedReportingOverflow(by: grid[1])
+                let (expected, o2) = area.multipliedReportingOverflow(by: span.frameCount)
+                guard !o1, !o2, expected == span.count else {
+                    let product = o1 || o2 ? "more than Int.max" : String(expected)
+                    throw .badSpans("span \(i): rows*cols*frames = \(grid[0])*\(grid[1])*\(span.frameCount) = \(product) but the span holds \(span.count) tokens")
                 }
             }
             next = span.end
