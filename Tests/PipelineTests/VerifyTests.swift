@@ -73,3 +73,48 @@ final class VerifyTests: XCTestCase {
         XCTAssertThrowsError(try PackReader(path: path)) { XCTAssertTrue("\($0)".contains("corrupt"), "\($0)") }
     }
 }
+
+final class CraftedPackTests: XCTestCase {
+    /// Rewrites a pack's header JSON with `edit`, with a matching checksum, as a crafted
+    /// (not merely damaged) file would have.
+    private func craft(_ path: String, _ edit: (String) -> String) throws {
+        var data = try Data(contentsOf: URL(fileURLWithPath: path))
+        let footer = data.count - 32
+        let offset = Int(data.withUnsafeBytes { $0.loadUnaligned(fromByteOffset: footer, as: UInt64.self) })
+        let json = edit(String(decoding: data[offset..<footer], as: UTF8.self))
+        var bytes = Array(json.utf8)
+        var tail = [UInt8](repeating: 0, count: 32)
+        tail.withUnsafeMutableBytes { t in
+            t.storeBytes(of: UInt64(offset).littleEndian, toByteOffset: 0, as: UInt64.self)
+            t.storeBytes(of: UInt64(bytes.count).littleEndian, toByteOffset: 8, as: UInt64.self)
+            t.storeBytes(of: bytes.withUnsafeBytes { Checksum.xxh3($0) }.littleEndian, toByteOffset: 16, as: UInt64.self)
+        }
+        tail.replaceSubrange(24..<32, with: Array("KVPKEND1".utf8))
+        bytes += tail
+        data.replaceSubrange(offset..<data.count, with: bytes)
+        try data.write(to: URL(fileURLWithPath: path))
+    }
+
+    func testCraftedHeadersWithHugeNumbersAreCorruptNotACrash() throws {
+        let f = try StoreFixture()
+        let r = try f.ingest(try f.snapshotFile()).record
+        let path = f.root.blobPath(r.blob)
+        let original = try Data(contentsOf: URL(fileURLWithPath: path))
+        let edits: [(String, String)] = [
+            ("\"count\":26", "\"count\":4611686018427387904"),
+            ("\"kv_heads\":2", "\"kv_heads\":4611686018427387904"),
+            ("\"seq_len\":26", "\"seq_len\":9223372036854775807"),
+            ("\"stored_length\":", "\"stored_length\":9223372036854775000"),
+            ("\"members\":0", "\"members\":-5"),
+        ]
+        for (from, to) in edits {
+            try original.write(to: URL(fileURLWithPath: path))
+            try craft(path) { json in
+                XCTAssertTrue(json.contains(from), "\(from) in \(json.prefix(200))")
+                return json.replacingOccurrences(of: from, with: to)
+            }
+            XCTAssertThrowsError(try PackReader(path: path).section(0), to) { XCTAssertTrue("\($0)".contains("corrupt"), "\($0)") }
+            XCTAssertFalse(try Verifier(root: f.root).verify().ok, to)
+        }
+    }
+}
