@@ -238,6 +238,8 @@ public final class InboxDaemon: @unchecked Sendable {
                     "file": "\(name)", "id": "\(r.id)", "bytes_in": "\(r.bytesIn)", "bytes_out": "\(r.bytesOut)",
                     "ratio": "\(String(format: "%.3f", r.ratio))", "ms": "\(String(format: "%.1f", outcome.milliseconds))",
                     "policy": "\(r.policy)", "input": "\(movedTo ?? "deleted")",
+                    // Progress of a batch: files still waiting behind this one.
+                    "queued": "\(daemon.queue.waitingCount)",
                 ])
             } catch let error as StoreError where error.isTransient {
                 // Disk full, database busy: the input goes back to the inbox untouched and is

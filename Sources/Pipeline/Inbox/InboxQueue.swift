@@ -70,6 +70,13 @@ final class InboxQueue: @unchecked Sendable {
         return busy
     }
 
+    /// Items waiting, not yet handed to a worker (for progress in the log).
+    var waitingCount: Int {
+        condition.lock()
+        defer { condition.unlock() }
+        return items.count
+    }
+
     /// True when nothing is queued or in progress.
     var isIdle: Bool {
         condition.lock()
