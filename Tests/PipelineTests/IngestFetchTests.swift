@@ -193,3 +193,43 @@ final class IngestFidelityTests: XCTestCase {
         XCTAssertNil(try ingestor.ingest(path: path, policy: try Policy(parsing: "lightkv")).record.fidelity)
     }
 }
+
+final class UnquantizedStorageTests: XCTestCase {
+    func testReducedBF16InputKeepsUntouchedEntriesBitExact() throws {
+        let f = try StoreFixture()
+        let path = try f.snapshotFile(dtype: .bf16, layers: 4)
+        let r = try f.ingest(path, policy: "lightkv").record
+        let pack = try PackReader(path: f.root.blobPath(r.blob))
+        XCTAssertEqual(pack.header.layers[0].keys.encoding.scheme, "bf16", "stored in the input's dtype")
+        let fetched = try f.fetch(r.id, dtype: .bf16).snapshot
+        let original = try Data(contentsOf: URL(fileURLWithPath: path))
+        try original.withUnsafeBytes { raw in
+            let input = try Snapshot(bytes: raw)
+            XCTAssertEqual(fetched.layers[0].count, 26, "layer 0 is before the first stage")
+            XCTAssertEqual(Array(fetched.data(fetched.layers[0].key)), Array(input.data(input.layers[0].key)))
+            XCTAssertEqual(Array(fetched.data(fetched.layers[0].value)), Array(input.data(input.layers[0].value)))
+        }
+    }
+
+    func testF32ValuesBeyondF16RangeNeverBecomeInfinite() throws {
+        let f = try StoreFixture()
+        let spans: [Span] = [.text(0, 4, role: .system), .image(4, rows: 4, cols: 4), .text(20, 26, role: .prompt)]
+        var b = KVSnapBuilder(metadata: SnapshotMetadata(model: "m", spans: spans))
+        for i in 0..<3 {
+            var keys = StoreFixture.values(2 * 26 * 16, seed: i)
+            keys[7] = 1.5e6  // a massive-activation outlier F16 cannot hold
+            b.add("layers.\(i).key", dtype: .f32, shape: [2, 26, 16], floats: keys)
+            b.add("layers.\(i).value", dtype: .f32, shape: [2, 26, 16], floats: StoreFixture.values(2 * 26 * 16, seed: 10 + i))
+            b.add("layers.\(i).prompt_query", dtype: .f32, shape: [4, 3, 16], floats: StoreFixture.values(4 * 3 * 16, seed: 20 + i))
+        }
+        let path = f.directory + "/big.safetensors"
+        try Data(b.bytes()).write(to: URL(fileURLWithPath: path))
+        let r = try f.ingest(path, policy: "lightkv").record
+        let fetched = try f.fetch(r.id, dtype: .f32).snapshot
+        for i in 0..<3 {
+            let keys = fetched.floatLayer(i).keys
+            XCTAssertTrue(keys.allSatisfy(\.isFinite), "layer \(i)")
+            XCTAssertEqual(keys[7], 1.5e6, accuracy: 1.5e6 / 128, "BF16 keeps the outlier's magnitude")
+        }
+    }
+}

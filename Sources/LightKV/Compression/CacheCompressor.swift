@@ -7,10 +7,13 @@ public struct LayerContext: Sendable {
     public var seqLen: Int
     /// `prompt_query` of this layer, when the snapshot has one.
     public var promptQuery: QueryBlock?
+    /// Dtype of the input's keys and values (what unquantized storage keeps when it can).
+    public var inputDType: DType
 
-    public init(index: Int, layerCount: Int, spans: [Span], seqLen: Int, promptQuery: QueryBlock?) {
+    public init(index: Int, layerCount: Int, spans: [Span], seqLen: Int, promptQuery: QueryBlock?, inputDType: DType = .f16) {
         self.index = index; self.layerCount = layerCount; self.spans = spans; self.seqLen = seqLen
         self.promptQuery = promptQuery
+        self.inputDType = inputDType
     }
 }
 

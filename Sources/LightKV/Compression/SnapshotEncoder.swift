@@ -46,7 +46,7 @@ public struct SnapshotEncoder {
                 heads: q.heads, count: q.count, keep: keep, dim: q.headDim))
         }
         return LayerContext(index: i, layerCount: snapshot.layerCount, spans: snapshot.metadata.spans,
-                            seqLen: snapshot.seqLen, promptQuery: query)
+                            seqLen: snapshot.seqLen, promptQuery: query, inputDType: snapshot.dtype)
     }
 
     /// Member positions of an already-merged input's layers, which a kvsnap cannot carry (a

@@ -3,7 +3,8 @@
 /// Policy spellings: `f16` (`.none`), or `int<bits>[g<group>][s<sinks>][m<size>][t<0|1>]`
 /// (`IntegerQuantization`), e.g. `int8`, `int4g64`, `int2g32s0`.
 public enum QuantSpec: Sendable, Equatable {
-    /// Stored at full precision: the input's own dtype for untouched entries, F16 for merged ones.
+    /// Not quantized: stored in the input's 16-bit dtype (`UnquantizedStorage`), so untouched
+    /// entries stay bit-exact and merged ones are rounded once.
     case none
     /// Integer codes per group with F16 scale and zero point; keys per channel, values per token.
     case integer(IntegerQuantization)
@@ -28,7 +29,8 @@ extension QuantSpec {
     public func encode(_ layer: KVLayer, context: LayerContext) -> (keys: EncodedBlock, values: EncodedBlock) {
         switch self {
         case .none:
-            return (BlockCodec.encode(layer.keys, dtype: .f16), BlockCodec.encode(layer.values, dtype: .f16))
+            let dtype = UnquantizedStorage.dtype(input: context.inputDType, keys: layer.keys, values: layer.values)
+            return (BlockCodec.encode(layer.keys, dtype: dtype), BlockCodec.encode(layer.values, dtype: dtype))
         case .integer(let q):
             let kept = q.keep.keptEntries(positions: layer.positions, sizes: layer.sizes, spans: context.spans)
             let keys = QuantizedBlock.encode(layer.keys, shape: BlockShape(heads: layer.kvHeads, count: layer.count, dim: layer.headDim),
