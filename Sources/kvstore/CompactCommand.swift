@@ -17,6 +17,7 @@ struct CompactCommand: ParsableCommand {
         """)
 
     @OptionGroup var options: StoreOptions
+    @OptionGroup var policyFile: PolicyFileOption
 
     @Option(name: .long, help: "Byte budget for stored entries: bytes, or e.g. 500MB, 50GB, 1TiB.")
     var budget: String?
@@ -50,7 +51,7 @@ struct CompactCommand: ParsableCommand {
         settings.budget = budget.flatMap { ByteSize(parsing: $0)?.bytes }
         settings.coldDays = coldDays
         if let coldPolicy {
-            do { settings.coldPolicy = try Policy(parsing: coldPolicy) } catch { throw StoreError.badPolicy(error) }
+            settings.coldPolicy = try policyFile.resolve(coldPolicy)
         }
         settings.grace = graceSeconds
         settings.verifySample = verifySample

@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import LightKV
+import Pipeline
 
 /// `kvstore eval`: how much each policy changes what the cache gives the probe queries.
 ///
@@ -17,6 +18,8 @@ struct EvalCommand: ParsableCommand {
         without. Snapshots without probe_query hold out their last prompt queries as probes
         (withheld from compression). Nothing is written.
         """)
+
+    @OptionGroup var policyFile: PolicyFileOption
 
     @Argument(help: "kvsnap files to evaluate.")
     var snapshots: [String]
@@ -44,7 +47,7 @@ struct EvalCommand: ParsableCommand {
     }
 
     func run() throws {
-        let policies = try policy.map { try Policy(parsing: $0) }
+        let policies = try policy.map { try policyFile.resolve($0) }
         var results: [Result] = []
         for path in snapshots {
             let data: Data

@@ -9,6 +9,7 @@ struct IngestCommand: ParsableCommand {
         commandName: "ingest", abstract: "Store kvsnap files; prints one id per file.")
 
     @OptionGroup var options: StoreOptions
+    @OptionGroup var policyFile: PolicyFileOption
 
     @Option(name: .long, help: "Compression policy (see `kvstore policies`).")
     var policy = "none"
@@ -36,8 +37,7 @@ struct IngestCommand: ParsableCommand {
     }
 
     func run() throws {
-        let policy: Policy
-        do { policy = try Policy(parsing: self.policy) } catch { throw StoreError.badPolicy(error) }
+        let policy = try policyFile.resolve(self.policy)
         let root = try options.open()
         var ingestor = Ingestor(root: root)
         ingestor.fidelityMode = IngestFidelity.Mode(rawValue: fidelity)!

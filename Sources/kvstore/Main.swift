@@ -38,7 +38,7 @@ enum Exit {
             case .io, .database: return e.isTransient ? transient : invalid
             }
         case is KVSnapError, is BlockError, is FetchError, is ExpandError: return invalid
-        case is PolicyError: return usage
+        case is PolicyError, is JobSpecError: return usage
         default: return nil
         }
     }

@@ -1,16 +1,33 @@
 import ArgumentParser
 import LightKV
+import Pipeline
 
 struct PoliciesCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "policies", abstract: "List the built-in compression policies and the policy grammar.")
+        commandName: "policies",
+        abstract: "List the built-in compression policies and the policy grammar, or check a policy file.")
+
+    @Option(name: .long, help: "A policy file to check and list (docs/DESIGN.md, \"Policy files\").")
+    var file: String?
 
     func run() throws {
+        if let file {
+            let policies: PolicyFile
+            policies = try PolicyFile.load(path: file)
+            print("\(file): \(policies.policies.count) named policies")
+            for named in policies.policies.values.sorted(by: { $0.name < $1.name }) {
+                print("  " + named.name.padding(toLength: 12, withPad: " ", startingAt: 0) + named.policy.name
+                      + (named.description.map { "  (\($0))" } ?? ""))
+            }
+            return
+        }
         print("Built-in policies (parts joined by +: reduction, quantization, codec):")
         for (name, what) in PolicyCatalog.builtIn {
             print("  " + name.padding(toLength: 26, withPad: " ", startingAt: 0) + what)
         }
         print("")
         print(PolicyCatalog.grammar)
+        print("")
+        print("Named policies: --policies FILE (or `policies = \"FILE\"` in a job spec) lets --policy name them.")
     }
 }

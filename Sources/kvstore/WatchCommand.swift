@@ -17,6 +17,7 @@ struct WatchCommand: ParsableCommand {
         """)
 
     @OptionGroup var options: StoreOptions
+    @OptionGroup var policyFile: PolicyFileOption
 
     @Argument(help: "The inbox folder.")
     var inbox: String
@@ -52,8 +53,7 @@ struct WatchCommand: ParsableCommand {
     }
 
     func run() throws {
-        let policy: Policy
-        do { policy = try Policy(parsing: self.policy) } catch { throw StoreError.badPolicy(error) }
+        let policy = try policyFile.resolve(self.policy)
         var settings = WatchSettings(policy: policy)
         settings.jobs = jobs
         settings.settle = settle

@@ -28,7 +28,7 @@ public enum JobSpec: Sendable {
         public var settings: CompactionSettings
     }
 
-    static let topKeys = ["kind", "store"]
+    static let topKeys = ["kind", "store", "policies"]
     static let ingestKeys = ["inbox", "policy", "jobs", "inputs", "done", "poll", "once", "settle_seconds", "interval_seconds", "max_backoff_seconds"]
     static let compactKeys = ["budget", "cold_days", "cold_policy", "verify_sample", "grace_seconds", "dry_run"]
 
@@ -43,8 +43,10 @@ public enum JobSpec: Sendable {
 
     public static func parse(_ text: String, file: String) throws(JobSpecError) -> JobSpec {
         let toml = try TOMLSubset(parsing: text, file: file)
-        let reader = Reader(toml: toml, file: file, base: (file as NSString).deletingLastPathComponent)
+        var reader = Reader(toml: toml, file: file, base: (file as NSString).deletingLastPathComponent)
         try reader.onlyKnown("", topKeys)
+        // Named policies (docs/DESIGN.md, "Policy files") that `policy` and `cold_policy` may use.
+        if let policies = try reader.path("", "policies") { reader.policyFile = try PolicyFile.load(path: policies) }
         let kind = try reader.string("", "kind", required: true)!
         let store = try reader.path("", "store")
         switch kind {
@@ -108,6 +110,7 @@ public enum JobSpec: Sendable {
         let toml: TOMLSubset
         let file: String
         let base: String
+        var policyFile: PolicyFile?
 
         func line(_ table: String, _ key: String) -> Int { toml.tables[table]?[key]?.line ?? toml.tableLines[table] ?? 0 }
 
@@ -166,7 +169,7 @@ public enum JobSpec: Sendable {
 
         func policy(_ table: String, _ key: String) throws(JobSpecError) -> Policy? {
             guard let s = try string(table, key) else { return nil }
-            do { return try Policy(parsing: s) } catch {
+            do { return try Policy.resolve(s, in: policyFile) } catch {
                 throw .badValue(file: file, line: line(table, key), key: toml.qualified(table, key), problem: "\(error)")
             }
         }
