@@ -65,4 +65,10 @@ final class PolicyFileTests: XCTestCase {
             XCTAssertTrue("\($0)".contains("compact.cold_policy"), "\($0)")
         }
     }
+
+    func testTheShippedPolicyFileIsValid() throws {
+        let repo = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+        let file = try PolicyFile.load(path: repo.path + "/jobs/policies.toml")
+        XCTAssertEqual(Set(file.policies.keys), ["exact", "hot", "cold"])
+    }
 }
