@@ -26,7 +26,7 @@ struct ShowCommand: ParsableCommand {
             ("id", r.id), ("key", r.producerKey ?? "-"), ("model", r.model),
             ("shape", "\(r.layers) layers × \(r.kvHeads) kv heads × head_dim \(r.headDim) (v \(r.vHeadDim)), seq_len \(r.seqLen), \(r.inputDType)"),
             ("entries kept", "\(r.entriesKept) of \(r.layers * r.seqLen) (\(String(format: "%.1f%%", 100 * Double(r.entriesKept) / Double(max(1, r.layers * r.seqLen)))))"),
-            ("policy", r.policy), ("compression", r.compression), ("fidelity", r.fidelity ?? "- (input had no probe queries)"),
+            ("policy", r.policy), ("compression", r.compression), ("fidelity", Self.describeFidelity(r.fidelity)),
             ("bytes", "\(Terminal.bytes(r.bytesIn)) in, \(Terminal.bytes(r.bytesOut)) stored (\(String(format: "%.2f×", r.ratio)))"),
             ("blob", root.blobPath(r.blob)),
             ("created", Terminal.date(r.createdAt)), ("last fetched", r.accessCount > 0 ? Terminal.date(r.lastAccessed) : "never"),
@@ -35,5 +35,17 @@ struct ShowCommand: ParsableCommand {
         ]
         let width = rows.map(\.0.count).max() ?? 0
         for (k, v) in rows { print(k.padding(toLength: width, withPad: " ", startingAt: 0) + "  " + v) }
+    }
+
+    /// The fidelity recorded at ingest, as a sentence (the JSON is in `show --json`).
+    static func describeFidelity(_ json: String?) -> String {
+        guard let json else { return "- (not measured: the input had no probe queries, or the policy is exact)" }
+        guard let o = try? JSONSerialization.jsonObject(with: Data(json.utf8)) as? [String: Any],
+              let prop = o["proportional"] as? [String: Double], let plain = o["plain"] as? [String: Double] else { return json }
+        let layers = (o["layers_measured"] as? [Int])?.map(String.init).joined(separator: ",") ?? "?"
+        var text = String(format: "attention-output rel. error %.4f with sizes as logit bias (cos %.5f), %.4f without; layers %@",
+                          prop["relative_error"] ?? .nan, prop["cosine"] ?? .nan, plain["relative_error"] ?? .nan, layers)
+        if let error = o["error"] as? String { text += "; measuring failed: \(error)" }
+        return text
     }
 }
