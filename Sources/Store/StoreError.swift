@@ -34,7 +34,7 @@ public enum StoreError: Error, CustomStringConvertible {
     public var isTransient: Bool {
         switch self {
         case .io(_, _, let e): e == ENOSPC || e == EAGAIN || e == EINTR || e == EDQUOT
-        case .database(let m): m.contains("locked") || m.contains("busy")
+        case .database(let m): m.contains("locked") || m.contains("busy") || m.contains("disk is full")
         default: false
         }
     }

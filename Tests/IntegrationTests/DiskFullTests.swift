@@ -1,0 +1,54 @@
+import Foundation
+import XCTest
+
+/// A store on a filesystem that fills up: ingests fail as transient, inputs stay in the inbox,
+/// nothing goes to failed/, and once space is freed the daemon finishes the batch.
+final class DiskFullTests: XCTestCase {
+    private func mount(_ args: [String]) -> Int32 {
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: "/bin/mount")
+        p.arguments = args
+        p.standardOutput = FileHandle.nullDevice
+        p.standardError = FileHandle.nullDevice
+        guard (try? p.run()) != nil else { return -1 }
+        p.waitUntilExit()
+        return p.terminationStatus
+    }
+
+    func testADiskFullIsRetriedAndLosesNothing() throws {
+        let s = try Scratch()
+        let store = s.path + "/store"
+        try FileManager.default.createDirectory(atPath: store, withIntermediateDirectories: true)
+        // A real full disk: a 320 KB tmpfs under the store (needs root; skipped elsewhere).
+        guard getuid() == 0, mount(["-t", "tmpfs", "-o", "size=320k", "tmpfs", store]) == 0 else {
+            throw XCTSkip("mounting a small tmpfs needs root and mount permission")
+        }
+        defer { Self.unmount(store) }
+        let inbox = try InboxFixture(s)
+        for seed in 0..<40 { try inbox.drop("f\(seed).safetensors", seed: seed) }
+        let daemon = try inbox.start(["--settle", "0.05", "--interval", "0.05", "--jobs", "2"],
+                                     environment: ["KVSTORE_BUSY_TIMEOUT_MS": "200"])
+        XCTAssertTrue(inbox.wait(timeout: 20) { inbox.log().contains("transient failure") }, "the store fills up: \(inbox.log())")
+        XCTAssertEqual(InboxFixture.names(inbox.failed), [], "a full disk never sends an input to failed/")
+        // Free space: grow the filesystem; the daemon's retries go through.
+        XCTAssertEqual(mount(["-o", "remount,size=16m", store]), 0)
+        XCTAssertTrue(inbox.wait(timeout: 60) { inbox.inDone.count == 40 }, "done: \(inbox.inDone.count)\n\(inbox.log().suffix(2000))")
+        kill(daemon.processIdentifier, SIGTERM)
+        daemon.waitUntilExit()
+        XCTAssertEqual(daemon.terminationStatus, 0)
+        XCTAssertEqual(InboxFixture.names(inbox.failed), [])
+        XCTAssertEqual(try inbox.storedKeys().count, 40, "every input stored once")
+        let verify = try inbox.verify()
+        XCTAssertEqual(verify.failures, 0)
+        let log = inbox.log()
+        XCTAssertTrue(log.contains("No space left on device") || log.contains("disk is full"), "the failures were the full disk")
+    }
+
+    private static func unmount(_ path: String) {
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: "/bin/umount")
+        p.arguments = ["-l", path]
+        try? p.run()
+        p.waitUntilExit()
+    }
+}
