@@ -4,7 +4,7 @@ APT_PACKAGES := libzstd-dev liblz4-dev libsqlite3-dev libssl-dev libxxhash-dev p
 BIN := .build/release/kvstore
 DEMO := demo
 
-.PHONY: deps build test demo bench fidelity clean
+.PHONY: deps build install test demo bench fidelity clean
 
 ## deps: system libraries (apt) and the Python reader the tests compare against
 deps:
@@ -19,6 +19,11 @@ deps:
 
 build: deps
 	swift build -c release
+
+## install: the release binary to $(PREFIX)/bin (default /usr/local), as jobs/ expects
+PREFIX ?= /usr/local
+install: build
+	install -D -m 0755 $(BIN) $(DESTDIR)$(PREFIX)/bin/kvstore
 
 ## test: the whole suite (unit + integration tests that spawn the built binary)
 test: deps
