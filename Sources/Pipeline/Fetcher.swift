@@ -84,11 +84,34 @@ public struct Fetcher {
         }
         let layout = Self.layout(header, dtype: dtype, expand: expand)
         try layout.header.withUnsafeBytes { try sink.write($0) }
-        // Decode on the other cores while the calling thread writes the layers before.
-        try OrderedPipeline.run(
-            count: header.layers.count, inFlight: 3,
-            stage: { i in { expand ? try Self.expandLayer(pack, i, dtype: dtype) : try Self.decodeLayer(pack, i, dtype: dtype) } },
-            consume: { chunk in try chunk.withUnsafeBytes { try sink.write($0) } })
+        let decode: (Int) throws -> [UInt8] = { i in
+            expand ? try Self.expandLayer(pack, i, dtype: dtype) : try Self.decodeLayer(pack, i, dtype: dtype)
+        }
+        if sink.isPositional {
+            // Every layer's place in the file is known from the layout: each worker decodes a
+            // layer and writes it there itself, so the page-cache copies run on all cores too.
+            var offsets = [layout.header.count]
+            for i in 0..<header.layers.count {
+                offsets.append(offsets[i] + layout.entries[(4 * i)..<(4 * i + 4)].reduce(0) { $0 + $1.byteCount })
+            }
+            let failures = FirstFailure()
+            DispatchQueue.concurrentPerform(iterations: header.layers.count) { i in
+                guard !failures.happened else { return }
+                do {
+                    let chunk = try decode(i)
+                    guard chunk.count == offsets[i + 1] - offsets[i] else {
+                        throw StoreError.corrupt(path: pack.path, problem: "layer \(i) decoded to \(chunk.count) bytes, the layout expects \(offsets[i + 1] - offsets[i])")
+                    }
+                    try chunk.withUnsafeBytes { try sink.write($0, at: offsets[i]) }
+                } catch { failures.record(error) }
+            }
+            if let error = failures.error { throw error }
+        } else {
+            // A stream: decode on the other cores while the calling thread writes in order.
+            try OrderedPipeline.run(
+                count: header.layers.count, inFlight: 3, stage: { i in { try decode(i) } },
+                consume: { chunk in try chunk.withUnsafeBytes { try sink.write($0) } })
+        }
     }
 
     /// One layer expanded (one entry per member) and laid out as in the output file.
@@ -128,4 +151,12 @@ public struct Fetcher {
         if let thrown { throw thrown }
         return out
     }
+}
+
+/// The first error of several worker threads.
+final class FirstFailure: @unchecked Sendable {
+    private let lock = NSLock()
+    private(set) var error: Error?
+    var happened: Bool { lock.lock(); defer { lock.unlock() }; return error != nil }
+    func record(_ e: Error) { lock.lock(); if error == nil { error = e }; lock.unlock() }
 }

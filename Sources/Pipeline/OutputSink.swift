@@ -30,6 +30,15 @@ public final class OutputSink {
         }
     }
 
+    /// True when `write(_:at:)` works: a file, not a stream.
+    public var isPositional: Bool { file != nil }
+
+    /// Writes at a byte offset of the output file (several threads may write disjoint ranges).
+    public func write(_ bytes: UnsafeRawBufferPointer, at offset: Int) throws {
+        guard let file else { preconditionFailure("positional write to standard output") }
+        try file.write(bytes, at: offset)
+    }
+
     /// Publishes the file under its name (no fsync: a fetched copy can always be fetched again).
     public func finish() throws {
         try file?.commit(durable: false)

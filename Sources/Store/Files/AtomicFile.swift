@@ -48,6 +48,20 @@ public final class AtomicFile {
         bytesWritten += bytes.count
     }
 
+    /// Writes `bytes` at `offset` (pwrite), leaving the sequential position alone; safe to
+    /// call from several threads for disjoint ranges. Does not count toward `bytesWritten`.
+    public func write(_ bytes: UnsafeRawBufferPointer, at offset: Int) throws {
+        var done = 0
+        while done < bytes.count {
+            let n = pwrite(fd, bytes.baseAddress! + done, bytes.count - done, off_t(offset + done))
+            if n < 0 {
+                if errno == EINTR { continue }
+                throw StoreError.io(path: tempPath, operation: "write", errno: errno)
+            }
+            done += n
+        }
+    }
+
     public func write(_ bytes: [UInt8]) throws {
         try bytes.withUnsafeBytes { (b) in try write(b) }
     }
