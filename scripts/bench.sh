@@ -21,6 +21,11 @@ measure() {
     local times=() rss=0 log
     log=$(mktemp)
     for _ in $(seq "$RUNS"); do
+        # Remove earlier outputs and flush what they left dirty, so no run pays for another's
+        # file deletion or writeback.
+        rm -f "$DIR/fetched.safetensors" "$DIR/out.raw"
+        [ -n "${PREP:-}" ] && eval "$PREP"
+        sync
         /usr/bin/time -o "$log" -f "%e %M" "$@" > /dev/null 2>&1
         local t r
         read -r t r < <(tail -1 "$log")
@@ -36,7 +41,7 @@ echo "input: $IN, $SIZE bytes ($(awk "BEGIN{printf \"%.1f\", $SIZE/1e6}") MB)"
 echo
 echo "| what | seconds | MB/s of input | peak RSS MB | stored bytes | ratio |"
 echo "| --- | --- | --- | --- | --- | --- |"
-read -r t m < <(measure zstd -3 -q -f "$IN" -o "$DIR/in.zst")
+read -r t m < <(PREP="rm -f '$DIR/in.zst'" measure zstd -3 -q -f "$IN" -o "$DIR/in.zst")
 Z=$(stat -c %s "$DIR/in.zst")
 echo "| zstd -3 (Debian CLI) | $t | $(awk "BEGIN{printf \"%.0f\", $SIZE/1e6/$t}") | $((m/1024)) | $Z | $(awk "BEGIN{printf \"%.2f\", $SIZE/$Z}") |"
 read -r t m < <(measure zstd -d -q -f "$DIR/in.zst" -o "$DIR/out.raw")
@@ -45,8 +50,9 @@ rm -f "$DIR/out.raw"
 for P in $POLICIES; do
     export KVSTORE_HOME="$DIR/store-$P"
     rm -rf "$KVSTORE_HOME"
-    # Each ingest run starts from an empty store, so every run does the whole work.
-    read -r t m < <(measure bash -c "rm -rf '$KVSTORE_HOME'; exec '$BIN' ingest --fidelity $FIDELITY --policy '$P' '$IN'")
+    # Each ingest run starts from an empty store (emptied before the clock starts), so every
+    # run does the whole work.
+    read -r t m < <(PREP="rm -rf '$KVSTORE_HOME'" measure "$BIN" ingest --fidelity "$FIDELITY" --policy "$P" "$IN")
     ID=$("$BIN" ls --json | python3 -c 'import json,sys; print(json.load(sys.stdin)[0]["id"])')
     OUT=$("$BIN" ls --json | python3 -c 'import json,sys; print(json.load(sys.stdin)[0]["bytesOut"])')
     echo "| ingest --policy $P | $t | $(awk "BEGIN{printf \"%.0f\", $SIZE/1e6/$t}") | $((m/1024)) | $OUT | $(awk "BEGIN{printf \"%.2f\", $SIZE/$OUT}") |"
@@ -56,5 +62,5 @@ for P in $POLICIES; do
     rm -f "$DIR/fetched.safetensors"
 done
 export KVSTORE_HOME="$DIR/store-fidelity"
-read -r t m < <(measure bash -c "rm -rf '$KVSTORE_HOME'; exec '$BIN' ingest --fidelity sample --policy lightkv+int8 '$IN'")
+read -r t m < <(PREP="rm -rf '$KVSTORE_HOME'" measure "$BIN" ingest --fidelity sample --policy lightkv+int8 "$IN")
 echo "| ingest --policy lightkv+int8 --fidelity sample (5 of 32 layers measured) | $t | $(awk "BEGIN{printf \"%.0f\", $SIZE/1e6/$t}") | $((m/1024)) | | |"
