@@ -1,18 +1,6 @@
 import XCTest
 @testable import LightKV
 
-/// Deterministic generator so every failure reproduces.
-private struct SplitMix: RandomNumberGenerator {
-    var state: UInt64
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-}
-
 /// What the format spec says about a block, computed here independently of the encoder.
 private struct SpecLayout {
     let bits: Int, axis: QuantAxis, group: Int, heads: Int, count: Int, dim: Int, kept: Int
@@ -36,7 +24,7 @@ private struct SpecLayout {
 }
 
 final class QuantTests: XCTestCase {
-    private func randomValues(_ count: Int, _ rng: inout SplitMix, spread: Float = 2) -> [Float] {
+    private func randomValues(_ count: Int, _ rng: inout SeededRandom, spread: Float = 2) -> [Float] {
         (0..<count).map { _ in Float.random(in: -spread...spread, using: &rng) }
     }
 
@@ -89,7 +77,7 @@ final class QuantTests: XCTestCase {
     }
 
     func testInt8KeysAndValuesStayWithinHalfTheStoredScale() throws {
-        var rng = SplitMix(state: 1)
+        var rng = SeededRandom(1)
         let shape = BlockShape(heads: 2, count: 70, dim: 48)   // 70 tokens: ragged last token group
         var x = randomValues(shape.elements, &rng)
         for h in 0..<2 { for t in 0..<70 { x[(h * 70 + t) * 48 + 5] *= 40 } }   // an outlier channel
@@ -98,7 +86,7 @@ final class QuantTests: XCTestCase {
     }
 
     func testRandomShapesGroupsAndBitsStayWithinBound() throws {
-        var rng = SplitMix(state: 7)
+        var rng = SeededRandom(7)
         for _ in 0..<60 {
             let shape = BlockShape(heads: Int.random(in: 1...3, using: &rng), count: Int.random(in: 0...75, using: &rng),
                                    dim: Int.random(in: 1...70, using: &rng))
@@ -114,7 +102,7 @@ final class QuantTests: XCTestCase {
     }
 
     func testSubByteCodesPackAndUnpackExactlyForEveryLength() {
-        var rng = SplitMix(state: 3)
+        var rng = SeededRandom(3)
         for bits in [4, 2, 8] {
             for count in 0..<150 {
                 let codes = (0..<count).map { _ in UInt8.random(in: 0...UInt8((1 << bits) - 1), using: &rng) }
@@ -176,7 +164,7 @@ final class QuantTests: XCTestCase {
         XCTAssertEqual(KeepRule(text: false, sinks: 7, minSize: 0).keptEntries(positions: positions, sizes: sizes, spans: spans),
                        [0, 1, 2, 3, 4, 5, 6])
 
-        var rng = SplitMix(state: 5)
+        var rng = SeededRandom(5)
         let layer = KVLayer(kvHeads: 2, headDim: 20, vHeadDim: 12,
                             keys: randomValues(2 * positions.count * 20, &rng), values: randomValues(2 * positions.count * 12, &rng),
                             positions: positions, sizes: sizes)
@@ -219,7 +207,7 @@ final class QuantTests: XCTestCase {
     }
 
     func testF16BF16AndF32OutputsAgree() throws {
-        var rng = SplitMix(state: 11)
+        var rng = SeededRandom(11)
         let shape = BlockShape(heads: 3, count: 41, dim: 40)
         let x = randomValues(shape.elements, &rng)
         for axis in [QuantAxis.channel, .token] {
@@ -234,7 +222,7 @@ final class QuantTests: XCTestCase {
     }
 
     func testInt4AndInt2BlocksAreHalfAndQuarterOfInt8() {
-        var rng = SplitMix(state: 2)
+        var rng = SeededRandom(2)
         let shape = BlockShape(heads: 4, count: 256, dim: 128)
         let x = randomValues(shape.elements, &rng)
         let size = { (bits: Int) in
@@ -282,7 +270,7 @@ final class QuantTests: XCTestCase {
     // MARK: damaged blocks
 
     private func sample() -> (EncodedBlock, BlockShape) {
-        var rng = SplitMix(state: 9)
+        var rng = SeededRandom(9)
         let shape = BlockShape(heads: 2, count: 9, dim: 5)
         let block = QuantizedBlock.encode(randomValues(shape.elements, &rng), shape: shape, kept: [1, 4],
                                           settings: IntegerQuantization(bits: 4, group: 4), axis: .channel)
@@ -359,7 +347,7 @@ final class QuantTests: XCTestCase {
     }
 
     func testRandomCorruptionNeverCrashes() {
-        var rng = SplitMix(state: 13)
+        var rng = SeededRandom(13)
         let shape = BlockShape(heads: 2, count: 11, dim: 7)
         let x = randomValues(shape.elements, &rng)
         for (bits, axis) in [(4, QuantAxis.channel), (8, .token), (2, .token), (2, .channel)] {
