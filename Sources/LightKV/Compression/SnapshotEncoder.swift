@@ -72,8 +72,9 @@ public struct SnapshotEncoder {
     /// state from layer to layer) and returns the rest (byte planes, quantization) as a job
     /// any thread may run, so a pipeline can overlap it with the next layer's reduction.
     public mutating func stage(_ i: Int) -> LayerJob {
-        precondition(i == nextLayer || !isExact, "layers must be encoded in order: asked for \(i), expected \(nextLayer)")
         if isExact {
+            // The lossy path checks the order in `reduce`.
+            precondition(i == nextLayer, "layers must be encoded in order: asked for \(i), expected \(nextLayer)")
             nextLayer += 1
             let snapshot = self.snapshot
             return LayerJob {

@@ -40,25 +40,7 @@ extension KVLayer {
         }
         order.sort { $0.0 < $1.0 }
         let total = order.count
-        var k = [Float](repeating: 0, count: kvHeads * total * headDim)
-        var v = [Float](repeating: 0, count: kvHeads * total * vHeadDim)
-        keys.withUnsafeBufferPointer { ks in
-            values.withUnsafeBufferPointer { vs in
-                k.withUnsafeMutableBufferPointer { kd in
-                    v.withUnsafeMutableBufferPointer { vd in
-                        for h in 0..<kvHeads {
-                            for (e, item) in order.enumerated() {
-                                let j = item.1
-                                (kd.baseAddress! + (h * total + e) * headDim)
-                                    .update(from: ks.baseAddress! + (h * n + j) * headDim, count: headDim)
-                                (vd.baseAddress! + (h * total + e) * vHeadDim)
-                                    .update(from: vs.baseAddress! + (h * n + j) * vHeadDim, count: vHeadDim)
-                            }
-                        }
-                    }
-                }
-            }
-        }
+        let (k, v) = gatheringRows(order.map(\.1))
         let positions = order.map(\.0)
         return KVLayer(kvHeads: kvHeads, headDim: headDim, vHeadDim: vHeadDim, keys: k, values: v,
                        positions: positions, sizes: [Int32](repeating: 1, count: total), memberPositions: positions)

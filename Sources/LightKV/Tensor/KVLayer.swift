@@ -40,23 +40,7 @@ public struct KVLayer: Sendable, Equatable {
     /// The layer restricted to the entries at `indices` (ascending), in that order.
     public func selecting(_ indices: [Int]) -> KVLayer {
         let n = count
-        var k = [Float](repeating: 0, count: kvHeads * indices.count * headDim)
-        var v = [Float](repeating: 0, count: kvHeads * indices.count * vHeadDim)
-        let m = indices.count, kd = headDim, vd = vHeadDim
-        keys.withUnsafeBufferPointer { ks in
-            values.withUnsafeBufferPointer { vs in
-                k.withUnsafeMutableBufferPointer { ko in
-                    v.withUnsafeMutableBufferPointer { vo in
-                        for h in 0..<kvHeads {
-                            for (o, j) in indices.enumerated() {
-                                (ko.baseAddress! + (h * m + o) * kd).update(from: ks.baseAddress! + (h * n + j) * kd, count: kd)
-                                (vo.baseAddress! + (h * m + o) * vd).update(from: vs.baseAddress! + (h * n + j) * vd, count: vd)
-                            }
-                        }
-                    }
-                }
-            }
-        }
+        let (k, v) = gatheringRows(indices)
         var members: [Int32]?
         if let m = memberPositions {
             var offsets = [Int](repeating: 0, count: n + 1)
@@ -66,6 +50,31 @@ public struct KVLayer: Sendable, Equatable {
         return KVLayer(kvHeads: kvHeads, headDim: headDim, vHeadDim: vHeadDim, keys: k, values: v,
                        positions: indices.map { positions[$0] }, sizes: indices.map { sizes[$0] },
                        memberPositions: members)
+    }
+}
+
+extension KVLayer {
+    /// Keys and values of the entries at `rows` (any order, repeats allowed), row by row,
+    /// per head: the copy `selecting` and `expanded` share.
+    func gatheringRows(_ rows: [Int]) -> (keys: [Float], values: [Float]) {
+        let n = count, m = rows.count, kd = headDim, vd = vHeadDim
+        var k = [Float](repeating: 0, count: kvHeads * m * kd)
+        var v = [Float](repeating: 0, count: kvHeads * m * vd)
+        keys.withUnsafeBufferPointer { ks in
+            values.withUnsafeBufferPointer { vs in
+                k.withUnsafeMutableBufferPointer { ko in
+                    v.withUnsafeMutableBufferPointer { vo in
+                        for h in 0..<kvHeads {
+                            for (o, j) in rows.enumerated() {
+                                (ko.baseAddress! + (h * m + o) * kd).update(from: ks.baseAddress! + (h * n + j) * kd, count: kd)
+                                (vo.baseAddress! + (h * m + o) * vd).update(from: vs.baseAddress! + (h * n + j) * vd, count: vd)
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        return (k, v)
     }
 }
 
