@@ -55,6 +55,9 @@ public struct BlobPacker {
                        packed.sizes.reduce(0, { $0 + Int($1) }) == m.count, packed.sizes.contains(where: { $0 > 1 }) {
                         packed.memberPositions = m
                     }
+                    do {
+                        try packed.checkReadsBack(kvHeads: snapshot.kvHeads, headDim: snapshot.headDim, vHeadDim: snapshot.vHeadDim)
+                    } catch let error as ReadBackError { throw PackError.unreadable(layer: i, error) }
                     done(i, packed)
                     return PackWriter.seal(packed, codec: codec)
                 }
@@ -70,6 +73,9 @@ public struct BlobPacker {
             metadata: snapshot.metadata.raw.filter { $0.key != SnapshotMetadata.compressionKey && $0.key != SnapshotMetadata.seqLenKey },
             seqLen: snapshot.seqLen, kvHeads: snapshot.kvHeads, headDim: snapshot.headDim, vHeadDim: snapshot.vHeadDim,
             inputDType: snapshot.dtype, compression: compression)
+        // The header and footer must parse back (every section was decoded as it was sealed)
+        // before the file is published under its name.
+        _ = try PackReader(path: temp.tempPath)
         let path = root.blobPath(name)
         do { try temp.commit(to: path) } catch StoreError.io(let failed, _, ENOENT) where failed == path {
             // The temporary file vanished before its rename: a `compact --grace-seconds 0`

@@ -43,9 +43,10 @@ public struct Fetcher {
     /// Writes `record` to `sink` and records the access.
     public func fetch(_ record: EntryRecord, options: FetchOptions, to sink: OutputSink) throws {
         let (record, pack) = try open(record)
+        // Nothing is written before the file is proven to be this entry's blob.
+        try pack.checkContent(named: record.checksum)
         if options.raw {
-            let file = try MappedFile(path: pack.path)
-            try sink.write(file.bytes)
+            try sink.write(pack.bytes)
         } else {
             try writeSnapshot(pack, dtype: options.dtype, expand: options.expand, to: sink)
         }
@@ -121,10 +122,21 @@ public struct Fetcher {
         let layer: KVLayer
         do { layer = try merged.expanded() } catch { throw FetchError.cannotExpand(layer: i, problem: "\(error)") }
         var out = Conversion.bytes(layer.keys, dtype: dtype)
-        out += Conversion.bytes(layer.values, dtype: dtype)
+        try out.withUnsafeBytes { try checkFits($0, dtype: dtype, stored: pack.header.layers[i].keys.encoding, layer: i, part: "keys") }
+        let values = Conversion.bytes(layer.values, dtype: dtype)
+        try values.withUnsafeBytes { try checkFits($0, dtype: dtype, stored: pack.header.layers[i].values.encoding, layer: i, part: "values") }
+        out += values
         for p in layer.positions { withUnsafeBytes(of: p.littleEndian) { out += $0 } }
         for s in layer.sizes { withUnsafeBytes(of: s.littleEndian) { out += $0 } }
         return out
+    }
+
+    /// Refuses F16 output of a block stored wider (BF16, F32, or quantized) whose values
+    /// overflow F16, rather than write Inf with exit 0. Raw F16 blocks were checked finite
+    /// at ingest and are skipped.
+    static func checkFits(_ output: UnsafeRawBufferPointer, dtype: DType, stored: BlockEncoding, layer: Int, part: String) throws {
+        guard dtype == .f16, stored.scheme != "f16" else { return }
+        guard Conversion.allFinite(output, dtype: .f16) else { throw FetchError.exceedsF16(layer: layer, part: part) }
     }
 
     /// One layer's tensors exactly as they follow each other in the output file.
@@ -141,6 +153,8 @@ public struct Fetcher {
             do {
                 try section.decode(values: false, heads: h.kvHeads, dim: h.headDim, to: dtype, into: base, path: pack.path)
                 try section.decode(values: true, heads: h.kvHeads, dim: h.vHeadDim, to: dtype, into: base + keyBytes, path: pack.path)
+                try checkFits(UnsafeRawBufferPointer(start: base, count: keyBytes), dtype: dtype, stored: section.descriptor.keys.encoding, layer: i, part: "keys")
+                try checkFits(UnsafeRawBufferPointer(start: base + keyBytes, count: valueBytes), dtype: dtype, stored: section.descriptor.values.encoding, layer: i, part: "values")
                 section.raw.withUnsafeBytes { r in
                     // Positions and sizes are stored exactly as the output wants them.
                     (base + keyBytes + valueBytes).copyMemory(from: r.baseAddress! + section.descriptor.positionsOffset, byteCount: 8 * n)

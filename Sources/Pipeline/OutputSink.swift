@@ -1,41 +1,73 @@
 import Foundation
 import Store
 
-/// Where fetched bytes go: a file published atomically when complete, or standard output.
+/// Where fetched bytes go: a regular file published atomically when complete, or a stream
+/// (standard output, a character device, a FIFO) written in place.
+///
+/// Like `cp` or `curl -o`: a path naming a device or FIFO is opened and written, never
+/// replaced (a root `fetch -o /dev/null` must not swap the device node for a file); a
+/// symlink is followed and its target written; only a regular file (or a new name) goes
+/// through a temporary file and a rename.
 public final class OutputSink {
     private let file: AtomicFile?
-    private let destination: String?
+    /// The stream's descriptor when not a regular file, and whether this sink opened it.
+    private let stream: Int32
+    private let ownsStream: Bool
+    private let name: String
 
     /// `path` nil or `-` means standard output.
     public init(path: String?) throws {
-        if let path, path != "-" {
-            destination = path
-            file = try AtomicFile(finalPath: path, tempPath: "\(path).\(getpid()).tmp", startsWriteback: false)
-        } else {
-            destination = nil
-            file = nil
+        guard let path, path != "-" else {
+            file = nil; stream = 1; ownsStream = false; name = "<stdout>"
+            return
         }
+        let target = try Self.resolve(path)
+        name = target
+        var st = stat()
+        if stat(target, &st) == 0, (st.st_mode & S_IFMT) != S_IFREG {
+            guard (st.st_mode & S_IFMT) != S_IFDIR else { throw StoreError.io(path: path, operation: "write output", errno: EISDIR) }
+            let fd = open(target, O_WRONLY | O_CLOEXEC)
+            guard fd >= 0 else { throw StoreError.io(path: target, operation: "open for writing", errno: errno) }
+            file = nil; stream = fd; ownsStream = true
+        } else {
+            file = try AtomicFile(finalPath: target, tempPath: "\(target).\(getpid()).tmp", startsWriteback: false)
+            stream = -1; ownsStream = false
+        }
+    }
+
+    deinit { if ownsStream { close(stream) } }
+
+    /// The path output really goes to: `path` itself, or the file its symlinks lead to.
+    /// A symlink to nothing is refused rather than guessed at.
+    static func resolve(_ path: String) throws -> String {
+        var st = stat()
+        guard lstat(path, &st) == 0, (st.st_mode & S_IFMT) == S_IFLNK else { return path }
+        guard let real = realpath(path, nil) else {
+            throw StoreError.io(path: path, operation: "follow symlink (its target does not exist; give the target path itself)", errno: errno)
+        }
+        defer { free(real) }
+        return String(cString: real)
     }
 
     public func write(_ bytes: UnsafeRawBufferPointer) throws {
         if let file { try file.write(bytes); return }
         var offset = 0
         while offset < bytes.count {
-            let n = Glibc.write(1, bytes.baseAddress! + offset, bytes.count - offset)
+            let n = Glibc.write(stream, bytes.baseAddress! + offset, bytes.count - offset)
             if n < 0 {
                 if errno == EINTR { continue }
-                throw StoreError.io(path: "<stdout>", operation: "write", errno: errno)
+                throw StoreError.io(path: name, operation: "write", errno: errno)
             }
             offset += n
         }
     }
 
-    /// True when `write(_:at:)` works: a file, not a stream.
+    /// True when `write(_:at:)` works: a regular file, not a stream.
     public var isPositional: Bool { file != nil }
 
     /// Writes at a byte offset of the output file (several threads may write disjoint ranges).
     public func write(_ bytes: UnsafeRawBufferPointer, at offset: Int) throws {
-        guard let file else { preconditionFailure("positional write to standard output") }
+        guard let file else { preconditionFailure("positional write to a stream") }
         try file.write(bytes, at: offset)
     }
 
@@ -44,6 +76,6 @@ public final class OutputSink {
         try file?.commit(durable: false)
     }
 
-    /// Removes a partly written file.
+    /// Removes a partly written file (a stream keeps what it was sent).
     public func abandon() { file?.abandon() }
 }

@@ -31,8 +31,10 @@ public struct Verifier {
         let all = records == nil
         let entries = try records ?? root.index.all()
         for record in entries {
+            // nil: removed while it was checked, which is not damage.
+            guard let outcome = try recheckedProblem(record) else { continue }
             report.checked += 1
-            if let problem = check(record) { report.failures.append(.init(id: record.id, problem: problem)) }
+            if let problem = outcome { report.failures.append(.init(id: record.id, problem: problem)) }
         }
         if all {
             let referenced = try root.index.referencedBlobs()
@@ -42,26 +44,41 @@ public struct Verifier {
         return report
     }
 
+    /// The problem with an entry as it stands once the check is over: `.some(nil)` when it
+    /// reads back intact, `.some(problem)` when damaged, nil when the entry was removed while
+    /// it was checked (a `rm` or an eviction is not damage).
+    ///
+    /// A failed check is repeated on the row read afresh: compaction may have swapped the
+    /// entry to a new blob and collected the old one in between.
+    func recheckedProblem(_ record: EntryRecord) throws -> String?? {
+        var record = record
+        for _ in 0..<3 {
+            guard let problem = check(record) else { return .some(nil) }
+            guard let fresh = try root.index.entry(id: record.id) else { return nil }
+            if fresh.blob == record.blob { return .some(problem) }
+            record = fresh
+        }
+        return .some(check(record))
+    }
+
     /// The first problem with one entry's blob, or nil when it reads back intact.
     public func check(_ record: EntryRecord) -> String? {
         let path = root.blobPath(record.blob)
         guard FileSystem.exists(path) else { return "blob \(path) is missing" }
         do {
-            let file = try MappedFile(path: path)
-            let digest = ContentDigest()
-            digest.update(file.bytes)
-            guard digest.hex == record.checksum else {
-                return "blob \(path) has checksum \(digest.hex), the index expects \(record.checksum)"
-            }
             let pack = try PackReader(path: path)
+            try pack.checkContent(named: record.checksum)
             guard pack.header.layers.count == record.layers else {
                 return "blob \(path) holds \(pack.header.layers.count) layers, the index expects \(record.layers)"
             }
+            // Decoded as the input's dtype: this checks the stored numbers, not whether they
+            // fit the F16 a default fetch asks for.
+            let dtype = DType(rawValue: pack.header.inputDType) ?? .f32
             var problems = [String?](repeating: nil, count: pack.header.layers.count)
             problems.withUnsafeMutableBufferPointer { out in
                 let results = out
                 DispatchQueue.concurrentPerform(iterations: pack.header.layers.count) { i in
-                    do { _ = try Fetcher.decodeLayer(pack, i, dtype: .f16) } catch { results[i] = "\(error)" }
+                    do { _ = try Fetcher.decodeLayer(pack, i, dtype: dtype) } catch { results[i] = "\(error)" }
                 }
             }
             return problems.compactMap { $0 }.first

@@ -72,17 +72,21 @@ final class Scratch {
 
     /// A kvsnap file: 4 system tokens, a 4×4 image, 6 prompt tokens, with prompt and probe queries.
     @discardableResult
-    func snapshot(_ name: String, seed: Int = 0, layers: Int = 3, nan: Bool = false) throws -> String {
+    /// `peak` puts one key element of layer 0 at that magnitude (F32 or BF16 inputs hold
+    /// values beyond F16's range).
+    func snapshot(_ name: String, seed: Int = 0, layers: Int = 3, nan: Bool = false,
+                  dtype: DType = .f16, peak: Float? = nil) throws -> String {
         let spans: [Span] = [.text(0, 4, role: .system), .image(4, rows: 4, cols: 4, source: "sha256:" + String(repeating: "ef", count: 32)),
                              .text(20, 26, role: .prompt)]
         var b = KVSnapBuilder(metadata: SnapshotMetadata(model: "test/model", spans: spans, key: "key-\(seed)"))
         for i in 0..<layers {
             var keys = values(2 * 26 * 16, seed: seed * 100 + 2 * i)
             if nan && i == layers - 1 { keys[5] = .nan }
-            b.add("layers.\(i).key", dtype: .f16, shape: [2, 26, 16], floats: keys)
-            b.add("layers.\(i).value", dtype: .f16, shape: [2, 26, 16], floats: values(2 * 26 * 16, seed: seed * 100 + 2 * i + 1))
-            b.add("layers.\(i).prompt_query", dtype: .f16, shape: [4, 3, 16], floats: values(4 * 3 * 16, seed: seed * 100 + 50 + i))
-            b.add("layers.\(i).probe_query", dtype: .f16, shape: [4, 2, 16], floats: values(4 * 2 * 16, seed: seed * 100 + 70 + i))
+            if let peak, i == 0 { keys[16 * 9 + 3] = peak }
+            b.add("layers.\(i).key", dtype: dtype, shape: [2, 26, 16], floats: keys)
+            b.add("layers.\(i).value", dtype: dtype, shape: [2, 26, 16], floats: values(2 * 26 * 16, seed: seed * 100 + 2 * i + 1))
+            b.add("layers.\(i).prompt_query", dtype: dtype, shape: [4, 3, 16], floats: values(4 * 3 * 16, seed: seed * 100 + 50 + i))
+            b.add("layers.\(i).probe_query", dtype: dtype, shape: [4, 2, 16], floats: values(4 * 2 * 16, seed: seed * 100 + 70 + i))
         }
         let file = path + "/" + name
         try Data(b.bytes()).write(to: URL(fileURLWithPath: file))

@@ -33,11 +33,16 @@ extension QuantSpec {
             return (BlockCodec.encode(layer.keys, dtype: dtype), BlockCodec.encode(layer.values, dtype: dtype))
         case .integer(let q):
             let kept = q.keep.keptEntries(positions: layer.positions, sizes: layer.sizes, spans: context.spans)
-            let keys = QuantizedBlock.encode(layer.keys, shape: BlockShape(heads: layer.kvHeads, count: layer.count, dim: layer.headDim),
-                                             kept: kept, settings: q, axis: .channel)
-            let values = QuantizedBlock.encode(layer.values, shape: BlockShape(heads: layer.kvHeads, count: layer.count, dim: layer.vHeadDim),
-                                               kept: kept, settings: q, axis: .token)
-            return (keys, values)
+            func block(_ x: [Float], dim: Int, axis: QuantAxis) -> EncodedBlock {
+                // Quantized blocks hold scales, zero points and kept entries in F16; a block
+                // beyond half its range is stored unquantized instead of clamped or overflowed.
+                guard UnquantizedStorage.fitsQuantization(x) else {
+                    return BlockCodec.encode(x, dtype: UnquantizedStorage.dtype(input: context.inputDType, keys: x, values: []))
+                }
+                return QuantizedBlock.encode(x, shape: BlockShape(heads: layer.kvHeads, count: layer.count, dim: dim),
+                                             kept: kept, settings: q, axis: axis)
+            }
+            return (block(layer.keys, dim: layer.headDim, axis: .channel), block(layer.values, dim: layer.vHeadDim, axis: .token))
         }
     }
 }

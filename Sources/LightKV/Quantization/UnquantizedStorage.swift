@@ -14,16 +14,25 @@ public enum UnquantizedStorage {
         }
     }
 
-    /// True when every value's magnitude is at most F16's largest finite value (compared as
-    /// magnitude bits, a loop the compiler vectorises; inputs are finite).
-    static func fitsF16(_ values: [Float]) -> Bool {
-        let limit = f16Max.bitPattern
+    /// Largest magnitude a quantized block takes: half of F16's range, so a group's zero
+    /// point plus its rounded-up scale times the top code still decodes to a finite F16.
+    public static let quantizableMax: Float = 32768
+
+    /// True when every value's magnitude is at most `quantizableMax`.
+    public static func fitsQuantization(_ values: [Float]) -> Bool { peak(values) <= quantizableMax.bitPattern }
+
+    /// True when every value's magnitude is at most F16's largest finite value.
+    static func fitsF16(_ values: [Float]) -> Bool { peak(values) <= f16Max.bitPattern }
+
+    /// Largest magnitude as bits (compared as magnitude bits, a loop the compiler
+    /// vectorises; inputs are finite).
+    private static func peak(_ values: [Float]) -> UInt32 {
         var peak: UInt32 = 0
         values.withUnsafeBufferPointer { v in
             v.withMemoryRebound(to: UInt32.self) { bits in
                 for b in bits { peak = max(peak, b & 0x7FFF_FFFF) }
             }
         }
-        return peak <= limit
+        return peak
     }
 }

@@ -16,6 +16,30 @@ public final class PackReader: @unchecked Sendable {
     /// Bytes of the whole file.
     public var size: Int { file.bytes.count }
 
+    /// The whole file, mapped (pages are dropped again as sections are read).
+    public var bytes: UnsafeRawBufferPointer { file.bytes }
+
+    /// Checks that the file is the blob an index row names: its content name (XXH3-128 of
+    /// every byte) must be `expected`.
+    ///
+    /// Section checksums catch damage inside a file, not a whole other file put in its place
+    /// (another entry's blob copied over this one is internally consistent). Read in chunks
+    /// whose pages are dropped after hashing, so memory stays flat.
+    public func checkContent(named expected: String) throws {
+        let digest = ContentDigest()
+        let chunk = 8 << 20
+        var offset = 0
+        while offset < file.bytes.count {
+            let end = min(offset + chunk, file.bytes.count)
+            digest.update(UnsafeRawBufferPointer(rebasing: file.bytes[offset..<end]))
+            file.release(offset..<end)
+            offset = end
+        }
+        guard digest.hex == expected else {
+            throw StoreError.corrupt(path: path, problem: "content is \(digest.hex), the index expects \(expected) (a damaged file, or another entry's blob in its place)")
+        }
+    }
+
     private static func readHeader(_ b: UnsafeRawBufferPointer, path: String) throws -> PackHeader {
         let footerLength = PackHeader.footerLength
         guard b.count >= PackHeader.magic.count + footerLength else {
