@@ -44,6 +44,32 @@ final class DiskFullTests: XCTestCase {
         XCTAssertTrue(log.contains("No space left on device") || log.contains("disk is full"), "the failures were the full disk")
     }
 
+    func testAFullDiskWhenTheIndexIsFirstCreatedIsTransient() throws {
+        let s = try Scratch()
+        let store = s.path + "/store"
+        try FileManager.default.createDirectory(atPath: store, withIntermediateDirectories: true)
+        guard getuid() == 0, mount(["-t", "tmpfs", "-o", "size=256k", "tmpfs", store]) == 0 else {
+            throw XCTSkip("mounting a small tmpfs needs root and mount permission")
+        }
+        defer { Self.unmount(store) }
+        // Fill the filesystem before the store exists, leaving a little room or none: with a
+        // few KB free SQLite fails mid-migration with a generic "disk I/O error".
+        let fillerPath = s.path + "/store/filler"
+        _ = FileManager.default.createFile(atPath: fillerPath, contents: nil)
+        let filler = FileHandle(forWritingAtPath: fillerPath)!
+        let chunk = Data(count: 4096)
+        while (try? filler.write(contentsOf: chunk)) != nil {}
+        let full = try filler.offset()
+        let input = try s.snapshot("x.safetensors")
+        for free: UInt64 in [0, 8 << 10, 16 << 10, 32 << 10] {
+            try filler.truncate(atOffset: full - free)
+            let r = try s.cli.run("ingest", "--store", s.path + "/store/s", input)
+            XCTAssertEqual(r.status, 4, "\(free) bytes free: a full disk is transient, not a corrupt index: \(r.stderr)")
+            try? FileManager.default.removeItem(atPath: s.path + "/store/s")
+        }
+        try filler.close()
+    }
+
     private static func unmount(_ path: String) {
         let p = Process()
         p.executableURL = URL(fileURLWithPath: "/bin/umount")

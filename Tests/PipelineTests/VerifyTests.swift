@@ -35,6 +35,31 @@ final class VerifyTests: XCTestCase {
         XCTAssertTrue(report.failures[0].problem.contains("missing"), report.failures[0].problem)
     }
 
+    func testAnEntryRemovedWhileVerifyRunsIsNotReportedAsDamage() throws {
+        let f = try StoreFixture()
+        let r = try f.ingest(try f.snapshotFile()).record
+        // What verify saw in its listing, then what `rm` (or an eviction) did before its check.
+        _ = try f.root.index.remove(r.id)
+        try f.root.collectBlob(r.blob)
+        let report = try Verifier(root: f.root).verify([r])
+        XCTAssertTrue(report.ok, "\(report.failures.map(\.problem))")
+        XCTAssertEqual(report.checked, 0, "a removed entry is not counted as checked")
+    }
+
+    func testAnEntrySwappedToANewBlobWhileVerifyRunsIsCheckedThere() throws {
+        let f = try StoreFixture()
+        let old = try f.ingest(try f.snapshotFile()).record
+        var moved = old
+        moved.blob = try f.ingest(try f.snapshotFile(name: "other.safetensors", seed: 9)).record.blob
+        moved.checksum = moved.blob
+        // A second row pointing at an intact blob, the way a compaction swap leaves it.
+        _ = try f.root.index.replaceBlob(id: old.id, oldBlob: old.blob, with: moved)
+        try FileSystem.remove(f.root.blobPath(old.blob))
+        let report = try Verifier(root: f.root).verify([old])
+        XCTAssertEqual(report.checked, 1)
+        XCTAssertTrue(report.ok, "\(report.failures.map(\.problem))")
+    }
+
     func testEveryFlippedByteIsCaught() throws {
         let f = try StoreFixture()
         let r = try f.ingest(try f.snapshotFile()).record

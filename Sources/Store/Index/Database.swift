@@ -20,9 +20,9 @@ public final class Database: @unchecked Sendable {
         self.path = path
         let flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX
         guard sqlite3_open_v2(path, &handle, flags, nil) == SQLITE_OK else {
-            let message = handle.map { String(cString: sqlite3_errmsg($0)) } ?? "cannot open"
+            let error = failure("\(path): \(handle.map { String(cString: sqlite3_errmsg($0)) } ?? "cannot open")")
             sqlite3_close(handle)
-            throw StoreError.database("\(path): \(message)")
+            throw error
         }
         sqlite3_busy_timeout(handle, busyTimeout)
         try execute("PRAGMA journal_mode=WAL")
@@ -38,7 +38,7 @@ public final class Database: @unchecked Sendable {
         if sqlite3_exec(handle, sql, nil, nil, &error) != SQLITE_OK {
             let message = error.map { String(cString: $0) } ?? "unknown error"
             sqlite3_free(error)
-            throw StoreError.database("\(message) (in: \(sql.prefix(80)))")
+            throw failure("\(message) (in: \(sql.prefix(80)))")
         }
     }
 
@@ -47,7 +47,7 @@ public final class Database: @unchecked Sendable {
     public func query(_ sql: String, _ values: [SQLValue] = []) throws -> [Row] {
         var stmt: OpaquePointer?
         guard sqlite3_prepare_v2(handle, sql, -1, &stmt, nil) == SQLITE_OK else {
-            throw StoreError.database("\(lastError) (in: \(sql.prefix(80)))")
+            throw failure("\(lastError) (in: \(sql.prefix(80)))")
         }
         defer { sqlite3_finalize(stmt) }
         for (i, v) in values.enumerated() {
@@ -63,7 +63,7 @@ public final class Database: @unchecked Sendable {
         while true {
             let rc = sqlite3_step(stmt)
             if rc == SQLITE_DONE { break }
-            guard rc == SQLITE_ROW else { throw StoreError.database("\(lastError) (in: \(sql.prefix(80)))") }
+            guard rc == SQLITE_ROW else { throw failure("\(lastError) (in: \(sql.prefix(80)))") }
             var row = Row()
             for c in 0..<sqlite3_column_count(stmt) {
                 let name = String(cString: sqlite3_column_name(stmt, c))
@@ -97,6 +97,14 @@ public final class Database: @unchecked Sendable {
     }
 
     private var lastError: String { String(cString: sqlite3_errmsg(handle)) }
+
+    /// The error for a failed call: a full disk or quota behind SQLite's generic "disk I/O
+    /// error" is transient (exit 4, retried), not a damaged index.
+    private func failure(_ message: String) -> StoreError {
+        let e = handle.map { sqlite3_system_errno($0) } ?? 0
+        if e == ENOSPC || e == EDQUOT { return .io(path: path, operation: "index database (\(message))", errno: e) }
+        return .database(message)
+    }
 }
 
 /// A value bound to or read from SQLite.
