@@ -37,8 +37,12 @@ public struct BlobPacker {
     /// them (kvsnap has no tensor for them): compaction passes the old pack's, so a
     /// re-pack that merges nothing further keeps `fetch --expand` working. They are used
     /// only where the encoded layer tracked none and its sizes account for every one.
+    ///
+    /// `entry()` gives the index row's facts written into the header (for `kvstore repair`);
+    /// it is called once every layer is done, so it may report what `done` measured.
     public func pack(_ snapshot: Snapshot, policy: Policy, record: [String: String] = [:],
                      members: (@Sendable (Int) -> [Int32]?)? = nil,
+                     entry: () -> PackEntry? = { nil },
                      done: @escaping @Sendable (Int, PackedLayer) -> Void = { _, _ in }) throws -> PackedBlob {
         let temp = try root.newTempFile()
         let writer = try PackWriter(file: temp)
@@ -72,7 +76,7 @@ public struct BlobPacker {
         let (header, name) = try writer.finish(
             metadata: snapshot.metadata.raw.filter { $0.key != SnapshotMetadata.compressionKey && $0.key != SnapshotMetadata.seqLenKey },
             seqLen: snapshot.seqLen, kvHeads: snapshot.kvHeads, headDim: snapshot.headDim, vHeadDim: snapshot.vHeadDim,
-            inputDType: snapshot.dtype, compression: compression)
+            inputDType: snapshot.dtype, compression: compression, entry: entry())
         // The header and footer must parse back (every section was decoded as it was sealed)
         // before the file is published under its name.
         _ = try PackReader(path: temp.tempPath)

@@ -70,7 +70,11 @@ public struct Ingestor {
         var packer = BlobPacker(root: root)
         packer.inFlight = inFlight
         let fidelity = IngestFidelity(snapshot: snapshot, policy: policy, mode: fidelityMode)
-        let blob = try packer.pack(snapshot, policy: policy, done: { i, packed in
+        let now = Date().timeIntervalSince1970
+        let bytesIn = file.bytes.count
+        let blob = try packer.pack(snapshot, policy: policy, entry: {
+            PackEntry(id: id, bytesIn: bytesIn, createdAt: now, fidelity: fidelity.summaryJSON())
+        }, done: { i, packed in
             fidelity.measure(layer: i, packed: packed)
             // The layer is encoded; let its pages go so memory stays near a few layers.
             let l = snapshot.layers[i]
@@ -78,7 +82,6 @@ public struct Ingestor {
         })
 
         stage = .index
-        let now = Date().timeIntervalSince1970
         let record = EntryRecord(
             id: id, producerKey: snapshot.metadata.key, model: snapshot.metadata.model,
             spans: snapshot.metadata.raw[SnapshotMetadata.spansKey] ?? "[]", layers: snapshot.layerCount,

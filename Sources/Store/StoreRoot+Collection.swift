@@ -36,14 +36,14 @@ extension StoreRoot {
     /// Blob files no row names and last modified more than `minimumAge` seconds ago.
     /// The listing comes first and the references second, so a blob published during the
     /// listing is young and skipped rather than mistaken for an orphan.
-    public func orphanBlobs(minimumAge: Double, now: Double = Date().timeIntervalSince1970) throws -> [(name: String, bytes: Int)] {
+    public func orphanBlobs(minimumAge: Double, now: Double = Date().timeIntervalSince1970) throws -> [(name: String, bytes: Int, modified: Double)] {
         let names = blobNames()
         let referenced = try index.referencedBlobs()
         return names.compactMap { name in
             guard !referenced.contains(name) else { return nil }
             let path = blobPath(name)
             guard let mtime = FileSystem.modified(path), now - mtime >= minimumAge else { return nil }
-            return (name, FileSystem.size(path) ?? 0)
+            return (name, FileSystem.size(path) ?? 0, mtime)
         }
     }
 }

@@ -37,6 +37,9 @@ struct CompactCommand: ParsableCommand {
     @Option(name: .long, help: "Age in seconds before an unreferenced blob or temporary file is deleted.")
     var graceSeconds = 3600.0
 
+    @Flag(name: .long, help: "Delete orphan blobs even when the index looks lost (older than they are, or far fewer rows); run `kvstore repair` first.")
+    var force = false
+
     func validate() throws {
         if (coldDays == nil) != (coldPolicy == nil) { throw ValidationError("--cold-days and --cold-policy go together") }
         if let budget, ByteSize(parsing: budget) == nil {
@@ -56,6 +59,7 @@ struct CompactCommand: ParsableCommand {
         settings.grace = graceSeconds
         settings.verifySample = verifySample
         settings.dryRun = dryRun
+        settings.force = force
         try Self.compact(store: options.open(), settings: settings, json: options.json)
     }
 

@@ -16,7 +16,7 @@ struct KVStoreCommand: ParsableCommand {
         """,
         subcommands: [
             IngestCommand.self, FetchCommand.self, ListCommand.self, ShowCommand.self, RemoveCommand.self,
-            PinCommand.self, VerifyCommand.self, StatsCommand.self, PoliciesCommand.self,
+            PinCommand.self, VerifyCommand.self, RepairCommand.self, StatsCommand.self, PoliciesCommand.self,
         ] + ExtraCommands.all)
 }
 
@@ -37,7 +37,7 @@ enum Exit {
             case .badPolicy: return usage
             case .io, .database: return e.isTransient ? transient : invalid
             }
-        case is KVSnapError, is BlockError, is FetchError, is ExpandError, is PackError: return invalid
+        case is KVSnapError, is BlockError, is FetchError, is ExpandError, is PackError, is CompactionError: return invalid
         case is PolicyError, is JobSpecError: return usage
         default: return nil
         }

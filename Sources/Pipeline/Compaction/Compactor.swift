@@ -19,6 +19,8 @@ public struct CompactionSettings: Sendable {
     public var verifySample = 8
     /// Report what would be done and change nothing.
     public var dryRun = false
+    /// Collect orphan blobs even when the index looks lost (`LostIndexGuard`).
+    public var force = false
 
     public init() {}
 }
@@ -49,7 +51,12 @@ public struct Compactor {
             report.temporaryFilesRemoved += 1
             report.temporaryBytes += file.bytes
         }
-        for orphan in try root.orphanBlobs(minimumAge: settings.grace, now: now) {
+        let orphans = try root.orphanBlobs(minimumAge: settings.grace, now: now)
+        if !settings.force, !orphans.isEmpty,
+           let objection = LostIndexGuard(rows: try root.index.count(), indexCreatedAt: try root.index.createdAt()).objection(orphans: orphans) {
+            throw objection
+        }
+        for orphan in orphans {
             if settings.dryRun {
                 report.orphansRemoved += 1
                 report.orphanBytes += orphan.bytes

@@ -30,6 +30,9 @@ struct EntryRepacker {
     func repack(_ record: EntryRecord, policy: Policy) throws -> Outcome {
         let fetcher = Fetcher(root: root)
         let (current, pack) = try fetcher.open(record)
+        // Re-packing another entry's blob (or a damaged one) under this id would make the
+        // damage permanent: the content must be the row's.
+        try pack.checkContent(named: current.checksum)
         let dtype = DType(rawValue: pack.header.inputDType).flatMap { $0.isFloat ? $0 : nil } ?? .f16
         let temp = "\(root.tempDirectory)/\(UUID().uuidString.lowercased()).repack.safetensors"
         defer { try? FileSystem.remove(temp) }
@@ -49,7 +52,9 @@ struct EntryRepacker {
         // The old pack's member positions describe the entries as they are; a further
         // reduction merges them on, and keeps tracking their members.
         let members: @Sendable (Int) -> [Int32]? = { i in (try? pack.section(i))?.memberPositions }
-        let blob = try BlobPacker(root: root).pack(snapshot, policy: policy, record: seed, members: members)
+        let blob = try BlobPacker(root: root).pack(snapshot, policy: policy, record: seed, members: members, entry: {
+            PackEntry(id: current.id, bytesIn: current.bytesIn, createdAt: current.createdAt, fidelity: current.fidelity)
+        })
         guard blob.name != current.blob else { return .unchanged }
 
         var updated = current

@@ -33,4 +33,28 @@ extension EntryIndex {
     public func optimize() throws {
         try db.execute("PRAGMA optimize")
     }
+
+    /// When this index file began (seconds since the epoch): see migration 0002.
+    public func createdAt() throws -> Double {
+        let row = try db.query("SELECT value FROM store_meta WHERE key = 'index_created_at'").first
+        return row?.text("value").flatMap(Double.init) ?? row?.double("value") ?? 0
+    }
+
+    /// Number of entries.
+    public func count() throws -> Int {
+        try db.query("SELECT COUNT(*) AS n FROM entries").first?.int("n") ?? 0
+    }
+
+    /// After a rebuild: the index began with its oldest entry (or now, when it has none).
+    public func resetCreatedAtToOldestEntry() throws {
+        try db.query("""
+            UPDATE store_meta SET value = (SELECT COALESCE(MIN(created_at), (julianday('now') - 2440587.5) * 86400.0) FROM entries)
+            WHERE key = 'index_created_at'
+            """)
+    }
+
+    /// SQLite's own structural check: "ok", or what it found.
+    public func quickCheck() throws -> String {
+        try db.query("PRAGMA quick_check").compactMap { $0.text("quick_check") }.joined(separator: "; ")
+    }
 }

@@ -36,6 +36,15 @@ enum Migrations {
         );
         CREATE INDEX sources_entry ON sources(entry_id);
         """),
+        // When this index began: a blob older than its index cannot be an orphan a crash of
+        // this index's ingests left, so compaction refuses to collect it (a lost or emptied
+        // index recreated beside old blobs). An index that already had entries began with
+        // its first one.
+        ("0002_store_meta", """
+        CREATE TABLE store_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+        INSERT INTO store_meta (key, value)
+            SELECT 'index_created_at', COALESCE(MIN(created_at), (julianday('now') - 2440587.5) * 86400.0) FROM entries;
+        """),
     ]
 
     static func apply(to db: Database) throws {

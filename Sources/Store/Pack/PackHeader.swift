@@ -15,9 +15,11 @@ public struct PackHeader: Codable, Sendable {
     public var inputDType: String
     public var compression: [String: String]
     public var layers: [SectionDescriptor]
+    /// The index row's facts, for `kvstore repair` (absent in packs written before it).
+    public var entry: PackEntry?
 
     enum CodingKeys: String, CodingKey {
-        case format, metadata, compression, layers
+        case format, metadata, compression, layers, entry
         case seqLen = "seq_len", kvHeads = "kv_heads", headDim = "head_dim", vHeadDim = "v_head_dim"
         case inputDType = "input_dtype"
     }
@@ -77,4 +79,26 @@ public struct SectionDescriptor: Codable, Sendable {
     public var positionsOffset: Int { keys.length + values.length }
     /// Offset of the member positions within the raw section.
     public var membersOffset: Int { positionsOffset + 8 * count }
+}
+
+/// What an index row holds that the rest of a pack header cannot give back: with it, a
+/// lost or damaged index is rebuilt from the blobs alone (`kvstore repair`).
+public struct PackEntry: Codable, Sendable, Equatable {
+    /// The entry id (SHA-256 of the canonical input snapshot).
+    public var id: String
+    /// Size of the input file.
+    public var bytesIn: Int
+    /// When the entry was first ingested (seconds since the epoch).
+    public var createdAt: Double
+    /// Fidelity measured at ingest (JSON), when the input had probes.
+    public var fidelity: String?
+
+    public init(id: String, bytesIn: Int, createdAt: Double, fidelity: String?) {
+        self.id = id; self.bytesIn = bytesIn; self.createdAt = createdAt; self.fidelity = fidelity
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case id, fidelity
+        case bytesIn = "bytes_in", createdAt = "created_at"
+    }
 }

@@ -61,11 +61,11 @@ public final class PackWriter {
     /// Writes header and footer; returns the header and the blob's content name.
     public func finish(
         metadata: [String: String], seqLen: Int, kvHeads: Int, headDim: Int, vHeadDim: Int,
-        inputDType: DType, compression: [String: String]
+        inputDType: DType, compression: [String: String], entry: PackEntry? = nil
     ) throws -> (header: PackHeader, contentName: String) {
         let header = PackHeader(format: 1, metadata: metadata, seqLen: seqLen, kvHeads: kvHeads, headDim: headDim,
                                 vHeadDim: vHeadDim, inputDType: inputDType.rawValue, compression: compression,
-                                layers: descriptors)
+                                layers: descriptors, entry: entry)
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys]
         let json: [UInt8]

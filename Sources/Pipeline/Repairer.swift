@@ -1,0 +1,140 @@
+import Foundation
+import LightKV
+import Store
+
+/// What `repair` found and did.
+public struct RepairReport: Sendable, Codable {
+    public struct Problem: Sendable, Codable {
+        public var blob: String
+        public var problem: String
+    }
+    /// Blob files looked at.
+    public var blobs = 0
+    /// Blobs some row already names.
+    public var alreadyIndexed = 0
+    /// Entries whose row was rebuilt from their blob (ids).
+    public var recovered: [String] = []
+    /// Rows whose missing blob was found again under another name (ids).
+    public var relinked: [String] = []
+    /// Blobs of entries another intact blob already serves (left for compaction).
+    public var superseded: [String] = []
+    /// Blobs that could not be indexed, and why.
+    public var unrecoverable: [Problem] = []
+    /// Entries whose blob is missing and was not found (ids): `kvstore rm` them.
+    public var missingBlobs: [String] = []
+    /// Where a damaged index file was moved before a new one was built.
+    public var damagedIndexMovedTo: String?
+    public var dryRun = false
+}
+
+/// Rebuilds index rows from the blobs' own pack headers, as LevelDB's RepairDB rebuilds a
+/// database from its table files.
+///
+/// Every pack names its entry (`PackHeader.entry`: id, input size, creation time,
+/// fidelity) beside the metadata, shapes and compression record, which is all a row holds
+/// but access statistics. A blob is indexed only after its content matches its name and
+/// every layer decodes, so repair never makes a damaged blob servable. Rows are inserted the
+/// way ingest inserts them (the blob is checked present under the write lock), so repair
+/// is safe beside running ingests and compactions.
+public struct Repairer {
+    public let root: StoreRoot
+
+    public init(root: StoreRoot) { self.root = root }
+
+    /// Opens the store at `path` for repair. An index SQLite cannot open or finds damaged
+    /// (`PRAGMA quick_check`) is moved aside, with its -wal and -shm, to
+    /// `index.sqlite.damaged-<time>` and a new one is created, for `repair` to fill.
+    public static func open(path: String) throws -> (root: StoreRoot, movedAside: String?) {
+        let index = path + "/index.sqlite"
+        let problem: String
+        do {
+            let root = try StoreRoot(path: path)
+            let check = try root.index.quickCheck()
+            if check == "ok" { return (root, nil) }
+            problem = check
+        } catch let e as StoreError where !e.isTransient {
+            guard case .database(let message) = e else { throw e }
+            problem = message
+        }
+        let aside = "\(index).damaged-\(Int(Date().timeIntervalSince1970))"
+        for suffix in ["", "-wal", "-shm"] where FileSystem.exists(index + suffix) {
+            guard rename(index + suffix, aside + suffix) == 0 else {
+                throw StoreError.io(path: index + suffix, operation: "move the damaged index (\(problem)) aside", errno: errno)
+            }
+        }
+        return (try StoreRoot(path: path), aside)
+    }
+
+    public func repair(dryRun: Bool = false) throws -> RepairReport {
+        var report = RepairReport()
+        report.dryRun = dryRun
+        let verifier = Verifier(root: root)
+        let referenced = try root.index.referencedBlobs()
+        for name in root.blobNames().sorted() {
+            report.blobs += 1
+            if referenced.contains(name) { report.alreadyIndexed += 1; continue }
+            let path = root.blobPath(name)
+            let record: EntryRecord
+            do { record = try Self.record(fromBlob: path, name: name) } catch {
+                report.unrecoverable.append(.init(blob: path, problem: "\(error)"))
+                continue
+            }
+            if let problem = verifier.check(record) {
+                report.unrecoverable.append(.init(blob: path, problem: problem))
+                continue
+            }
+            if let existing = try root.index.entry(id: record.id) {
+                if FileSystem.exists(root.blobPath(existing.blob)) {
+                    report.superseded.append(path)
+                } else {
+                    if !dryRun { _ = try root.index.replaceBlob(id: record.id, oldBlob: existing.blob, with: record, blobPath: path) }
+                    report.relinked.append(record.id)
+                }
+                continue
+            }
+            if !dryRun {
+                let sources = try Self.sources(record)
+                guard try root.index.insert(record, sources: sources, blobPath: path) else { continue }
+            }
+            report.recovered.append(record.id)
+        }
+        for record in try root.index.all() where !FileSystem.exists(root.blobPath(record.blob)) {
+            if !report.relinked.contains(record.id) { report.missingBlobs.append(record.id) }
+        }
+        // The rebuilt index began with its oldest entry, so the blobs it indexes are not
+        // "older than the index" to compaction's lost-index guard.
+        if !dryRun { try root.index.resetCreatedAtToOldestEntry() }
+        return report
+    }
+
+    /// The index row a pack file describes, read from its header alone.
+    static func record(fromBlob path: String, name: String) throws -> EntryRecord {
+        let pack = try PackReader(path: path)
+        let h = pack.header
+        guard let entry = h.entry else {
+            throw StoreError.corrupt(path: path, problem: "the pack predates entry records in pack headers; its entry id cannot be recovered")
+        }
+        guard entry.id.count == 64, entry.id.allSatisfy({ $0.isHexDigit && !$0.isUppercase }) else {
+            throw StoreError.corrupt(path: path, problem: "header entry id \"\(entry.id.prefix(80))\" is not 64 lowercase hex digits")
+        }
+        let metadata: SnapshotMetadata
+        do { metadata = try SnapshotMetadata(parsing: h.metadata) } catch {
+            throw StoreError.corrupt(path: path, problem: "header metadata: \(error)")
+        }
+        let mtime = FileSystem.modified(path) ?? entry.createdAt
+        return EntryRecord(
+            id: entry.id, producerKey: metadata.key, model: metadata.model,
+            spans: h.metadata[SnapshotMetadata.spansKey] ?? "[]", layers: h.layers.count,
+            kvHeads: h.kvHeads, headDim: h.headDim, vHeadDim: h.vHeadDim, seqLen: h.seqLen,
+            inputDType: h.inputDType, entriesKept: h.entryCount, policy: h.compression["policy"] ?? "unknown",
+            compression: SafetensorsLayout.canonicalJSON(h.compression), fidelity: entry.fidelity, bytesIn: entry.bytesIn,
+            bytesOut: pack.size, blob: name, checksum: name, createdAt: entry.createdAt,
+            lastAccessed: max(entry.createdAt, mtime))
+    }
+
+    /// The image sources of a rebuilt row, as ingest records them.
+    static func sources(_ record: EntryRecord) throws -> [(source: String, span: Int)] {
+        let spans = try JSONDecoder().decode([Span].self, from: Data(record.spans.utf8))
+        return spans.enumerated().compactMap { i, s in s.source.map { (source: $0, span: i) } }
+    }
+}
