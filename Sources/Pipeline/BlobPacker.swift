@@ -28,6 +28,15 @@ public struct BlobPacker {
 
     public init(root: StoreRoot) { self.root = root }
 
+    /// Layers in flight at once, bytes permitting: as many as asked while they hold at most
+    /// `inFlightBudget` of input together, never fewer than one. Memory then stays within
+    /// the promise of docs/DESIGN.md ("Limits") whatever the layers' size.
+    public static let inFlightBudget = 256 << 20
+
+    static func inFlight(_ asked: Int, largestLayer: Int) -> Int {
+        max(1, min(asked, inFlightBudget / max(1, largestLayer)))
+    }
+
     /// Packs `snapshot` with `policy`. `done(i, layer)` is called (on a worker thread) once
     /// layer `i` is encoded, so a caller can measure it or, streaming from a memory map,
     /// drop that layer's pages. `record` seeds the compression record (compaction keeps what
@@ -50,7 +59,7 @@ public struct BlobPacker {
         encoder.inputMembers = members
         let codec = policy.codec
         try OrderedPipeline.run(
-            count: snapshot.layerCount, inFlight: inFlight,
+            count: snapshot.layerCount, inFlight: Self.inFlight(inFlight, largestLayer: snapshot.largestLayerBytes),
             stage: { i in
                 let job = encoder.stage(i)
                 return {

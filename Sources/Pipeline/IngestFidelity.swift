@@ -31,11 +31,19 @@ public final class IngestFidelity: @unchecked Sendable {
         active = mode != .off && !exact && snapshot.layers.allSatisfy { $0.probeQuery != nil }
     }
 
+    /// Layers larger than this (keys and values as stored in the input) are not measured:
+    /// measuring holds the layer three more times as F32, and a single long-context layer
+    /// would multiply an ingest's memory (docs/DESIGN.md, "Limits"). `kvstore eval` measures
+    /// such inputs offline.
+    public static let largestMeasuredLayer = 64 << 20
+
     func isMeasured(_ i: Int) -> Bool {
+        let l = snapshot.layers[i]
+        guard l.key.range.count + l.value.range.count <= Self.largestMeasuredLayer else { return false }
         switch mode {
-        case .off: false
-        case .all: true
-        case .sample: i % 8 == 0 || i == snapshot.layerCount - 1
+        case .off: return false
+        case .all: return true
+        case .sample: return i % 8 == 0 || i == snapshot.layerCount - 1
         }
     }
 

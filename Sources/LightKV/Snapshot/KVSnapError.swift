@@ -10,6 +10,8 @@ public enum KVSnapError: Error, Equatable, CustomStringConvertible {
     case badMetadata(key: String, problem: String)
     case badSpans(String)
     case nonFinite(tensor: String)
+    /// The header holds more than `KVSnapLimits` allows.
+    case overLimit(what: String, limit: Int)
 
     public var description: String {
         switch self {
@@ -23,6 +25,7 @@ public enum KVSnapError: Error, Equatable, CustomStringConvertible {
         case .badMetadata(let key, let problem): "metadata \(key): \(problem)"
         case .badSpans(let what): "kvsnap.spans: \(what)"
         case .nonFinite(let name): "tensor \(name) holds NaN or Inf"
+        case .overLimit(let what, let limit): "\(what): more than the limit of \(limit) (docs/DESIGN.md, \"Limits\")"
         }
     }
 }

@@ -23,6 +23,7 @@ public struct SafetensorsHeader: Sendable {
         guard bytes.count >= 8 else { throw .truncated("\(bytes.count) bytes, fewer than the 8-byte header length") }
         let n = UInt64(littleEndian: bytes.loadUnaligned(as: UInt64.self))
         guard n <= UInt64(bytes.count - 8) else { throw .headerTooLong(length: n, fileSize: bytes.count) }
+        guard n <= UInt64(KVSnapLimits.headerBytes) else { throw .overLimit(what: "header of \(n) bytes", limit: KVSnapLimits.headerBytes) }
         let headerEnd = 8 + Int(n)
         let json = Data(bytes[8..<headerEnd])
         let object: Any
@@ -34,11 +35,21 @@ public struct SafetensorsHeader: Sendable {
         let bufferSize = bytes.count - headerEnd
         metadata = [:]
         tensors = [:]
+        let tensorCount = root.count - (root["__metadata__"] == nil ? 0 : 1)
+        guard tensorCount <= KVSnapLimits.tensors else {
+            throw .overLimit(what: "header with \(tensorCount) tensors", limit: KVSnapLimits.tensors)
+        }
         for (name, entry) in root {
             if name == "__metadata__" {
                 guard let dict = entry as? [String: Any] else { throw .badJSON("__metadata__ is not an object") }
+                guard dict.count <= KVSnapLimits.metadataEntries else {
+                    throw .overLimit(what: "__metadata__ with \(dict.count) entries", limit: KVSnapLimits.metadataEntries)
+                }
                 for (k, v) in dict {
                     guard let s = v as? String else { throw .badMetadata(key: k, problem: "value is not a string") }
+                    guard s.utf8.count <= KVSnapLimits.metadataValueBytes else {
+                        throw .overLimit(what: "metadata \(k.prefix(64)) of \(s.utf8.count) bytes", limit: KVSnapLimits.metadataValueBytes)
+                    }
                     metadata[k] = s
                 }
                 continue

@@ -31,6 +31,9 @@ public struct Snapshot: @unchecked Sendable {
 
     public var layerCount: Int { layers.count }
 
+    /// Bytes of the largest layer's keys and values as stored in the input.
+    public var largestLayerBytes: Int { layers.map { $0.key.range.count + $0.value.range.count }.max() ?? 0 }
+
     /// Parses and validates a whole kvsnap file: structure, shapes, spans, and (unless
     /// `checkFinite` is false) that every float is finite.
     public init(bytes: UnsafeRawBufferPointer, checkFinite: Bool = true) throws(KVSnapError) {

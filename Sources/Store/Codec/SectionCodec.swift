@@ -25,6 +25,36 @@ public enum SectionCodec {
         }
     }
 
+    /// The compressed form of the concatenation of `parts`. zstd streams them into one frame
+    /// (with the total size pledged, as the one-shot call records it), so a large layer's
+    /// keys and values are never copied into one buffer first; lz4 needs them contiguous.
+    public static func compress(_ parts: [UnsafeRawBufferPointer], codec: CodecSpec) -> [UInt8] {
+        let total = parts.reduce(0) { $0 + $1.count }
+        guard case .zstd(let level) = codec else {
+            var joined = [UInt8](); joined.reserveCapacity(total)
+            for p in parts { joined.append(contentsOf: p) }
+            return joined.withUnsafeBytes { compress($0, codec: codec) }
+        }
+        let context = ZSTD_createCCtx()
+        defer { ZSTD_freeCCtx(context) }
+        ZSTD_CCtx_setParameter(context, ZSTD_c_compressionLevel, Int32(level))
+        ZSTD_CCtx_setPledgedSrcSize(context, UInt64(total))
+        let bound = ZSTD_compressBound(total)
+        return [UInt8](unsafeUninitializedCapacity: bound) { out, n in
+            var output = ZSTD_outBuffer(dst: out.baseAddress, size: bound, pos: 0)
+            for (i, p) in parts.enumerated() {
+                var input = ZSTD_inBuffer(src: p.baseAddress, size: p.count, pos: 0)
+                let last = i == parts.count - 1
+                while true {
+                    let left = ZSTD_compressStream2(context, &output, &input, last ? ZSTD_e_end : ZSTD_e_continue)
+                    precondition(ZSTD_isError(left) == 0, "zstd: \(String(cString: ZSTD_getErrorName(left)))")
+                    if last ? left == 0 : input.pos == input.size { break }
+                }
+            }
+            n = output.pos
+        }
+    }
+
     /// Decompresses exactly `rawLength` bytes into `destination`; nil when the stored bytes
     /// do not decode to that length.
     public static func decompress(

@@ -5,6 +5,8 @@ public struct PackHeader: Codable, Sendable {
     public static let magic: [UInt8] = Array("KVPACK".utf8) + [0, 1]
     public static let footerMagic: [UInt8] = Array("KVPKEND1".utf8)
     public static let footerLength = 32
+    /// Largest header a reader accepts.
+    public static let maximumLength = 16 << 20
 
     public var format: Int
     public var metadata: [String: String]

@@ -56,6 +56,11 @@ public final class PackReader: @unchecked Sendable {
         guard offset >= 8, length <= UInt64(b.count), offset + length == UInt64(footer) else {
             throw StoreError.corrupt(path: path, problem: "footer says header at \(offset) with length \(length), which does not end at the footer (\(footer))")
         }
+        // Headers hold the input's metadata (bounded by KVSnapLimits) and a descriptor per
+        // layer: far below this, so a crafted length cannot make the decoder allocate much.
+        guard length <= UInt64(PackHeader.maximumLength) else {
+            throw StoreError.corrupt(path: path, problem: "header of \(length) bytes is over the limit of \(PackHeader.maximumLength)")
+        }
         let json = UnsafeRawBufferPointer(rebasing: b[Int(offset)..<footer])
         guard Checksum.xxh3(json) == checksum else {
             throw StoreError.corrupt(path: path, problem: "header checksum mismatch")

@@ -28,18 +28,18 @@ public final class PackWriter {
     public static func seal(_ layer: PackedLayer, codec: CodecSpec) -> SealedSection {
         let keyLength = layer.keys.bytes.count, valueLength = layer.values.bytes.count
         let members = layer.memberPositions ?? []
-        let rawLength = keyLength + valueLength + 8 * layer.count + 4 * members.count
-        var raw = [UInt8](repeating: 0, count: rawLength)
-        raw.withUnsafeMutableBytes { r in
-            layer.keys.bytes.withUnsafeBytes { r.baseAddress!.copyMemory(from: $0.baseAddress!, byteCount: keyLength) }
-            layer.values.bytes.withUnsafeBytes { r.baseAddress!.advanced(by: keyLength).copyMemory(from: $0.baseAddress!, byteCount: valueLength) }
-            var o = keyLength + valueLength
-            for p in layer.positions { r.storeBytes(of: p.littleEndian, toByteOffset: o, as: Int32.self); o += 4 }
-            for s in layer.sizes { r.storeBytes(of: s.littleEndian, toByteOffset: o, as: Int32.self); o += 4 }
-            for m in members { r.storeBytes(of: m.littleEndian, toByteOffset: o, as: Int32.self); o += 4 }
+        // The raw section is keys, values, then positions, sizes and members; it is hashed and
+        // compressed part by part, never assembled (a large layer would be copied once more).
+        var tail = [UInt8](); tail.reserveCapacity(8 * layer.count + 4 * members.count)
+        for list in [layer.positions, layer.sizes, members] {
+            for v in list { withUnsafeBytes(of: v.littleEndian) { tail.append(contentsOf: $0) } }
         }
-        let rawChecksum = raw.withUnsafeBytes { Checksum.xxh3($0) }
-        let stored = raw.withUnsafeBytes { SectionCodec.compress($0, codec: codec) }
+        let rawLength = keyLength + valueLength + tail.count
+        let (rawChecksum, stored) = layer.keys.bytes.withUnsafeBytes { k in
+            layer.values.bytes.withUnsafeBytes { v in
+                tail.withUnsafeBytes { t in (Checksum.xxh3([k, v, t]), SectionCodec.compress([k, v, t], codec: codec)) }
+            }
+        }
         let (name, level) = SectionCodec.describe(codec)
         let descriptor = SectionDescriptor(
             count: layer.count, offset: 0, storedLength: stored.count, rawLength: rawLength,
