@@ -134,7 +134,8 @@ public final class InboxDaemon: @unchecked Sendable {
                 logger.warning("renamed an input whose name is not UTF-8", metadata: .fields(["file": from, "renamed_to": to]))
             }
             if settings.once && queue.isIdle && watcher.candidates().allSatisfy({ waiting.contains($0.name) }) { break }
-            if let now = folders.inbox.displacement() { abort(InboxError.displaced(path: folders.inbox.path, now: now)) }
+            // Notice a replaced folder at once, not only when an input is next moved there.
+            do { try folders.checkInPlace() } catch { abort(error) }
             watcher.wait()
         }
         set(.draining)
