@@ -50,7 +50,9 @@ final class HostileInboxTests: XCTestCase {
             } else {
                 try inbox.drop(input, seed: 2)
             }
-            XCTAssertTrue(inbox.wait(timeout: 10) { !daemon.isRunning }, "the daemon stops: \(inbox.log())")
+            let stopped = inbox.wait(timeout: 10) { !daemon.isRunning }
+            XCTAssertTrue(stopped, "the daemon stops: \(inbox.log())")
+            if !stopped { kill(daemon.processIdentifier, SIGKILL) }
             daemon.waitUntilExit()
             XCTAssertEqual(daemon.terminationStatus, 3, inbox.log())
             XCTAssertTrue(inbox.log().contains("is no longer the folder the daemon opened at start"), inbox.log())
