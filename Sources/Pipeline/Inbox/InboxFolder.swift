@@ -100,13 +100,14 @@ public final class InboxFolder: @unchecked Sendable {
 
     /// The folder's entries, without `.` and `..`, sorted by name.
     public func entries() -> [Entry] {
-        let copy = dup(fd)
-        guard copy >= 0, let dir = fdopendir(copy) else {
-            if copy >= 0 { close(copy) }
+        // A descriptor of its own (not a dup, which would share the read position with
+        // any other listing of this folder).
+        let own = openat(fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+        guard own >= 0, let dir = fdopendir(own) else {
+            if own >= 0 { close(own) }
             return []
         }
         defer { closedir(dir) }
-        rewinddir(dir)
         var entries: [Entry] = []
         while let entry = readdir(dir) {
             let raw = withUnsafePointer(to: entry.pointee.d_name) {
