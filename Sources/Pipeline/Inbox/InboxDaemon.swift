@@ -232,17 +232,26 @@ public final class InboxDaemon: @unchecked Sendable {
             let policy = daemon.settings.policy
             var stage = IngestStage.read
             var input: ClaimedInput?
+            // Name the input where the user put it, not by its path in the work folder.
+            func described(_ error: Error) -> String {
+                var message = "\(error)"
+                for path in [input?.path, folder.path + "/" + claimed].compactMap({ $0 }) {
+                    message = message.replacingOccurrences(of: path, with: daemon.layout.inbox + "/" + name)
+                }
+                return message
+            }
             do {
-                input = try ClaimedInput(claimed, in: folder)
-                let outcome = try ingestor.ingest(path: input!.path, policy: policy, stage: &stage)
-                input = nil
+                let opened = try ClaimedInput(claimed, in: folder)
+                input = opened
+                let outcome = try ingestor.ingest(path: opened.path, policy: policy, stage: &stage)
                 let r = outcome.record
                 let movedTo: String?
                 do { movedTo = try disposal.finish(claimed, in: folder) } catch {
                     // Stored, but the input could not be moved on (permissions, …): never
                     // failed/ for a stored input. It goes back to the inbox and, found
                     // already stored next time, is moved on then.
-                    returnToInbox(claimed, in: folder, name: name, after: error, message: "stored, but the input could not be moved on; will retry",
+                    returnToInbox(claimed, in: folder, name: name, after: error, described: "\(error)",
+                                  message: "stored, but the input could not be moved on; will retry",
                                   fields: ["id": r.id])
                     return
                 }
@@ -265,15 +274,11 @@ public final class InboxDaemon: @unchecked Sendable {
                 // Disk full, database busy: the input goes back to the inbox untouched and is
                 // tried again after a growing delay.
                 daemon.record { $0.retried += 1 }
-                returnToInbox(claimed, in: folder, name: name, after: error, message: "transient failure, will retry",
+                let message = described(error)
+                returnToInbox(claimed, in: folder, name: name, after: error, described: message, message: "transient failure, will retry",
                               fields: ["stage": stage.rawValue])
             } catch {
-                // Name the input where the user put it, not by its path in the work folder.
-                var message = "\(error)"
-                for path in [input?.path, folder.path + "/" + claimed].compactMap({ $0 }) {
-                    message = message.replacingOccurrences(of: path, with: daemon.layout.inbox + "/" + name)
-                }
-                input = nil
+                let message = described(error)
                 let report = IngestFailureReport(file: name, stage: stage.rawValue, message: message,
                                                  time: ISO8601DateFormatter().string(from: Date()), policy: policy.name)
                 do {
@@ -284,7 +289,7 @@ public final class InboxDaemon: @unchecked Sendable {
                 } catch let moveError {
                     // The report could not be written or the input not moved (disk full, …):
                     // back to the inbox, to fail again, and be reported, on a later try.
-                    returnToInbox(claimed, in: folder, name: name, after: moveError,
+                    returnToInbox(claimed, in: folder, name: name, after: moveError, described: "\(moveError)",
                                   message: "failed, and could not move the input to failed/; will retry",
                                   fields: ["stage": stage.rawValue, "ingest_error": message])
                 }
@@ -294,10 +299,10 @@ public final class InboxDaemon: @unchecked Sendable {
         /// Puts a claimed input back into the inbox to be tried again after a growing delay,
         /// and logs why; a displaced inbox folder stops the daemon instead of a retry.
         private func returnToInbox(_ claimed: String, in folder: InboxFolder, name: String, after error: Error,
-                                   message: String, fields: KeyValuePairs<String, String>) {
+                                   described: String, message: String, fields: KeyValuePairs<String, String>) {
             if let e = error as? InboxError, case .displaced = e { daemon.abort(e) }
             let delay = daemon.postpone(name)
-            var metadata: Logger.Metadata = .fields(["file": name, "error": "\(error)", "retry_in_s": String(format: "%.0f", delay)])
+            var metadata: Logger.Metadata = .fields(["file": name, "error": described, "retry_in_s": String(format: "%.0f", delay)])
             metadata.merge(.fields(fields)) { $1 }
             do { try claim.unclaim(claimed, from: folder) } catch {
                 metadata.merge(.fields(["unclaim_error": "\(error)"])) { $1 }

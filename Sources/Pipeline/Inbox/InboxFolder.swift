@@ -90,8 +90,8 @@ public final class InboxFolder: @unchecked Sendable {
 
     public enum Kind: Sendable { case file, folder, link, other, missing }
 
-    /// An entry of the folder. `rawName` holds the name's bytes when they are not valid
-    /// UTF-8 (then `name` is its escaped form, `InboxName.escaped`).
+    /// An entry of the folder. `rawName` holds the name's bytes (NUL-terminated) when they
+    /// are not valid UTF-8; `name` is then its escaped form (`InboxName.escaped`).
     public struct Entry: Sendable {
         public var name: String
         public var rawName: [CChar]?
@@ -186,7 +186,9 @@ public final class InboxFolder: @unchecked Sendable {
     public func moveToFreeName(_ name: String, raw: [CChar]? = nil, to target: InboxFolder, as wanted: String? = nil,
                                alsoFree suffix: String? = nil) throws -> String? {
         let base = wanted ?? name
-        for n in 0... {
+        var n = -1
+        while true {
+            n += 1
             let candidate = InboxName.numbered(base, n, reserve: suffix?.utf8.count ?? 0)
             if let suffix, target.contains(candidate + suffix) { continue }
             switch try move(raw: raw ?? Array(name.utf8CString), displayName: name, to: target, as: candidate) {
@@ -195,7 +197,6 @@ public final class InboxFolder: @unchecked Sendable {
             case .targetExists: continue
             }
         }
-        return nil
     }
 
     /// Removes the file `name` (a missing one is not an error).

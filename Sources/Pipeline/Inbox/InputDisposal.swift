@@ -51,7 +51,9 @@ struct InputDisposal {
         let temp = ".\(UUID().uuidString.lowercased()).error.json.tmp"
         try write(json, to: temp, in: failed)
         defer { try? failed.remove(temp) }
-        for n in 0... {
+        var n = -1
+        while true {
+            n += 1
             let stem = InboxName.numbered(name, n, reserve: Self.reportSuffix.utf8.count)
             if failed.contains(stem) { continue }
             guard try failed.move(temp, to: failed, as: stem + Self.reportSuffix) == .moved else { continue }
@@ -67,7 +69,6 @@ struct InputDisposal {
                 throw StoreError.io(path: source.path + "/" + name, operation: "move to \(failed.path)", errno: ENOENT)
             }
         }
-        fatalError("unreachable")
     }
 
     static let reportSuffix = ".error.json"
