@@ -33,7 +33,7 @@ let package = Package(
             swiftSettings: fastMath),
         .target(
             name: "Pipeline",
-            dependencies: ["Store", "LightKV", .product(name: "Logging", package: "swift-log")],
+            dependencies: ["Store", "LightKV", "CLinux", .product(name: "Logging", package: "swift-log")],
             swiftSettings: fastMath),
         .executableTarget(
             name: "kvstore",

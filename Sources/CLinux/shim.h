@@ -16,3 +16,13 @@ static inline void kvstore_keep_freed_memory(void) {
     mallopt(M_MMAP_THRESHOLD, 512 << 20);
     mallopt(M_TRIM_THRESHOLD, 1 << 30);
 }
+
+#include <stdio.h>
+#include <errno.h>
+
+/* Renames oldname (in olddir) to newname (in newdir) unless newname exists (EEXIST then):
+   Linux renameat2 with RENAME_NOREPLACE, which Glibc's Swift overlay does not expose.
+   Returns EINVAL where the filesystem does not support the flag. */
+static inline int kvstore_rename_noreplace(int olddir, const char *oldname, int newdir, const char *newname) {
+    return renameat2(olddir, oldname, newdir, newname, RENAME_NOREPLACE);
+}

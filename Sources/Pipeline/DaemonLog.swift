@@ -2,7 +2,9 @@ import Foundation
 import Logging
 
 /// Sets up swift-log for long-running commands: one structured line per event on
-/// standard error, `key=value` metadata, so journald and log shippers can parse it.
+/// standard error, `key=value` metadata, so journald and log shippers can parse it. Values
+/// that may come from outside (file names, errors) are built with `.fields`, which escapes
+/// them (`LogField`), so no value can break a line.
 public enum DaemonLog {
     private static let lock = NSLock()
     nonisolated(unsafe) private static var bootstrapped = false

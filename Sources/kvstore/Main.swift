@@ -37,7 +37,7 @@ enum Exit {
             case .badPolicy: return usage
             case .io, .database: return e.isTransient ? transient : invalid
             }
-        case is KVSnapError, is BlockError, is FetchError, is ExpandError, is PackError, is CompactionError: return invalid
+        case is KVSnapError, is BlockError, is FetchError, is ExpandError, is PackError, is CompactionError, is InboxError: return invalid
         case is PolicyError, is JobSpecError: return usage
         default: return nil
         }

@@ -12,8 +12,9 @@ struct WatchCommand: ParsableCommand {
         discussion: """
         Claims complete files by renaming them into INBOX/.work/<daemon>/, ingests them with --jobs workers,
         then moves each to --done (default INBOX/done) or deletes it (--delete). Inputs that cannot be
-        ingested go to INBOX/failed/ with NAME.error.json beside them. Names starting with '.' or ending in
-        .tmp or .part are ignored. One log line per file on stderr. See docs/JOBS.md.
+        ingested go to INBOX/failed/ with NAME.error.json beside them, as do links, FIFOs and devices (never
+        followed or read). Names starting with '.' or ending in .tmp or .part are ignored. A symbolic link in
+        place of failed/, done/ or .work/ is refused (exit 3). One log line per file on stderr. See docs/JOBS.md.
         """)
 
     @OptionGroup var options: StoreOptions
@@ -40,7 +41,7 @@ struct WatchCommand: ParsableCommand {
     @Flag(name: .long, help: "Ingest what is there now, then exit.")
     var once = false
 
-    @Option(name: .long, help: "Seconds a file must stay unchanged before a scan claims it.")
+    @Option(name: .long, help: "Seconds a file must stay unchanged before it is claimed (unless renamed in).")
     var settle = 1.0
 
     @Option(name: .long, help: "Seconds between inbox scans.")

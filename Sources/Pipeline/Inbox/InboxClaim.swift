@@ -9,99 +9,96 @@ import Store
 /// gets ENOENT and moves on. The kernel drops the flock when its holder dies (even by
 /// kill -9), so a work folder whose lock can be taken belongs to a dead daemon: its files
 /// were claimed but maybe not finished, and `adoptAbandoned` hands them to the caller.
+///
+/// Every step works through the descriptors of `InboxFolders`; a work folder or lock file
+/// that is a symbolic link is never followed.
 public final class InboxClaim: @unchecked Sendable {
-    public let layout: InboxLayout
-    public let folder: String
+    public let folders: InboxFolders
+    /// This daemon's work folder.
+    public let folder: InboxFolder
+    /// The work folder's name in `.work/`.
+    public let id: String
     private let lockFD: Int32
 
+    /// A dead daemon's work folder, locked by this process, and the files still in it.
+    public struct Abandoned {
+        public let name: String
+        public let folder: InboxFolder
+        let lock: Int32
+        public let files: [String]
+    }
+
     /// Creates and locks a fresh work folder.
-    public init(layout: InboxLayout) throws {
-        self.layout = layout
-        try layout.create()
+    public init(folders: InboxFolders) throws {
+        self.folders = folders
         // The folder is made and locked under a dot name, then renamed into view, so no
         // other daemon can mistake it for an abandoned one before its lock is held.
-        let id = UUID().uuidString.lowercased()
-        let staging = layout.work + "/.new-" + id
-        folder = layout.work + "/" + id
-        try FileSystem.makeDirectories(staging)
-        guard let fd = Self.lock(staging, create: true) else {
-            throw StoreError.io(path: staging + "/.lock", operation: "flock", errno: errno)
+        id = UUID().uuidString.lowercased()
+        let staging = try folders.work.child(".new-" + id)
+        guard let fd = Self.lock(staging) else {
+            throw StoreError.io(path: staging.path + "/.lock", operation: "flock", errno: errno)
         }
-        guard rename(staging, folder) == 0 else {
+        guard try folders.work.move(".new-" + id, to: folders.work, as: id) == .moved else {
             close(fd)
-            throw StoreError.io(path: staging, operation: "rename to \(folder)", errno: errno)
+            throw StoreError.io(path: staging.path, operation: "rename to \(id)", errno: EEXIST)
         }
+        folder = try folders.work.child(id)
         lockFD = fd
     }
 
     deinit { close(lockFD) }
 
-    /// Moves `name` from the inbox into this daemon's work folder; nil when another
-    /// daemon (or the producer) took it first.
-    public func claim(_ name: String) throws -> String? {
-        let from = layout.inbox + "/" + name, to = folder + "/" + name
-        if rename(from, to) == 0 { return to }
-        if errno == ENOENT { return nil }
-        throw StoreError.io(path: from, operation: "claim (rename into \(folder))", errno: errno)
+    /// Moves `name` from the inbox into this daemon's work folder; returns its name there
+    /// (the same, unless a file of that name was left there), or nil when another daemon
+    /// (or the producer) took it first. `raw`: the name's bytes when not valid UTF-8.
+    public func claim(_ name: String, raw: [CChar]? = nil) throws -> String? {
+        try folders.inbox.moveToFreeName(name, raw: raw, to: folder)
     }
 
-    /// Puts a claimed file back into the inbox (shutdown roll-back, transient failures).
-    /// Returns the inbox path it now has.
+    /// Puts a claimed file back into the inbox (shutdown roll-back, transient failures)
+    /// without replacing a newer file of the same name; returns its name there.
     @discardableResult
-    public func unclaim(_ path: String) throws -> String {
-        let name = String(path.split(separator: "/").last ?? "")
-        let to = InboxLayout.freePath(in: layout.inbox, for: name)
-        guard rename(path, to) == 0 else { throw StoreError.io(path: path, operation: "return to inbox", errno: errno) }
-        return to
+    public func unclaim(_ name: String, from source: InboxFolder) throws -> String? {
+        try source.moveToFreeName(name, to: folders.inbox)
     }
 
     /// Work folders of dead daemons: each one locked now by this process, with the files
-    /// still in it. Call `release(abandoned:)` once they are all dealt with.
-    public func adoptAbandoned() -> [(folder: String, lock: Int32, files: [String])] {
-        var adopted: [(String, Int32, [String])] = []
-        for name in FileSystem.list(layout.work) where !name.hasPrefix(".") {
-            let dir = layout.work + "/" + name
-            guard dir != folder, InboxLayout.isDirectory(dir), let fd = Self.lock(dir, create: true) else { continue }
-            let files = FileSystem.list(dir).filter { !$0.hasPrefix(".") }.map { dir + "/" + $0 }
-            adopted.append((dir, fd, files))
+    /// still in it. Call `release` once they are all dealt with.
+    public func adoptAbandoned() -> [Abandoned] {
+        var adopted: [Abandoned] = []
+        for entry in folders.work.entries() where entry.kind == .folder && !entry.name.hasPrefix(".") {
+            guard entry.name != id, let dir = try? folders.work.child(entry.name), let fd = Self.lock(dir) else { continue }
+            adopted.append(Abandoned(name: entry.name, folder: dir, lock: fd, files: dir.visibleNames))
         }
         return adopted
     }
 
-    /// Removes an adopted folder once its files are gone (or this daemon's own at exit).
-    public static func release(folder: String, lock fd: Int32) {
-        unlink(folder + "/.lock")
-        rmdir(folder)
-        close(fd)
+    /// Removes an adopted folder once its files are gone; keeps it (unlocked) otherwise.
+    public func release(_ a: Abandoned) {
+        if a.folder.visibleNames.isEmpty {
+            try? a.folder.remove(".lock")
+            folders.work.removeFolder(a.name)
+        }
+        close(a.lock)
     }
 
     /// Removes this daemon's own folder if it is empty (graceful exit).
     public func releaseOwn() {
-        if FileSystem.list(folder).allSatisfy({ $0.hasPrefix(".") }) {
-            unlink(folder + "/.lock")
-            rmdir(folder)
-        }
+        guard ownFiles.isEmpty else { return }
+        try? folder.remove(".lock")
+        folders.work.removeFolder(id)
     }
 
     /// Files in this daemon's own folder (left by a failed unclaim).
-    public var ownFiles: [String] {
-        FileSystem.list(folder).filter { !$0.hasPrefix(".") }.map { folder + "/" + $0 }
-    }
+    public var ownFiles: [String] { folder.visibleNames }
 
     /// Opens and exclusively flocks `dir/.lock` without waiting; nil when it is held.
-    private static func lock(_ dir: String, create: Bool) -> Int32? {
-        let fd = open(dir + "/.lock", O_RDWR | O_CLOEXEC | (create ? O_CREAT : 0), 0o644)
+    private static func lock(_ dir: InboxFolder) -> Int32? {
+        let fd = dir.openEntry(".lock", O_RDWR | O_CREAT)
         guard fd >= 0 else { return nil }
         if flock(fd, LOCK_EX | LOCK_NB) != 0 { close(fd); return nil }
         // The folder may have been removed by its previous adopter between list and open.
-        guard FileSystem.exists(dir + "/.lock") else { close(fd); return nil }
+        guard dir.contains(".lock"), dir.displacement() == nil else { close(fd); return nil }
         return fd
-    }
-}
-
-extension InboxLayout {
-    static func isDirectory(_ path: String) -> Bool {
-        var st = stat()
-        return lstat(path, &st) == 0 && (st.st_mode & S_IFMT) == S_IFDIR
     }
 }

@@ -56,6 +56,8 @@ public final class InboxDaemon: @unchecked Sendable {
     private var summary = WatchSummary()
     /// Earliest time an input that failed transiently may be claimed again, and its attempts.
     private var backoff: [String: (notBefore: Double, attempts: Int)] = [:]
+    /// Why the daemon stopped itself, if it did.
+    private var fatal: Error?
 
     public init(storePath: String, layout: InboxLayout, settings: WatchSettings, logger: Logger) {
         self.storePath = storePath
@@ -85,20 +87,22 @@ public final class InboxDaemon: @unchecked Sendable {
 
     private var stopping: Bool { let s = state; return s == .draining || s == .stopped }
 
-    /// Runs until `stop()` (or, with `once`, until the inbox is empty). Returns what it did.
+    /// Runs until `stop()` (or, with `once`, until the inbox is empty). Returns what it did;
+    /// throws `InboxError` when a folder of the inbox is a symbolic link (at start) or stops
+    /// being the folder opened at start (while running: the daemon stops and exits).
     public func run() throws -> WatchSummary {
-        let claim = try InboxClaim(layout: layout)
-        let disposal = InputDisposal(layout: layout)
-        try disposal.checkSameFilesystem()
+        let folders = try InboxFolders(layout: layout)
+        let claim = try InboxClaim(folders: folders)
+        let disposal = InputDisposal(folders: folders)
         // Open the store once up front so a bad store path fails before any claim.
         _ = try StoreRoot(path: storePath)
-        let watcher = InboxWatcher(layout: layout, settle: settings.settle, interval: settings.interval,
+        let watcher = InboxWatcher(inbox: folders.inbox, settle: settings.settle, interval: settings.interval,
                                    forcePolling: settings.forcePolling)
-        logger.info("watching", metadata: [
-            "inbox": "\(layout.inbox)", "store": "\(storePath)", "policy": "\(settings.policy.name)",
-            "jobs": "\(settings.jobs)", "mode": "\(watcher.mode.rawValue)", "work": "\(claim.folder)",
-            "done": "\(layout.done ?? "(delete)")",
-        ])
+        logger.info("watching", metadata: .fields([
+            "inbox": layout.inbox, "store": storePath, "policy": settings.policy.name,
+            "jobs": "\(settings.jobs)", "mode": watcher.mode.rawValue, "work": claim.folder.path,
+            "done": layout.done ?? "(delete)",
+        ]))
 
         let workers = try (0..<max(1, settings.jobs)).map { _ in
             Worker(daemon: self, root: try StoreRoot(path: storePath), claim: claim, disposal: disposal)
@@ -115,9 +119,9 @@ public final class InboxDaemon: @unchecked Sendable {
         let adopted = claim.adoptAbandoned()
         for a in adopted {
             if !a.files.isEmpty {
-                logger.info("recovering abandoned work folder", metadata: ["folder": "\(a.folder)", "files": "\(a.files.count)"])
+                logger.info("recovering abandoned work folder", metadata: .fields(["folder": a.folder.path, "files": "\(a.files.count)"]))
             }
-            for f in a.files { queue.push(.claimed(f)) }
+            for f in a.files { queue.push(.claimed(a.folder, f)) }
         }
         if !stopping { set(.running) }
 
@@ -126,23 +130,38 @@ public final class InboxDaemon: @unchecked Sendable {
             let waiting = Set(backoffNames(before: now))
             let busy = queue.busyNames
             for name in watcher.ready(excluding: busy.union(waiting)) { queue.push(.inbox(name)) }
-            if settings.once && queue.isIdle && layout.candidates().allSatisfy({ waiting.contains($0) }) { break }
+            for (from, to) in watcher.renamed {
+                logger.warning("renamed an input whose name is not UTF-8", metadata: .fields(["file": from, "renamed_to": to]))
+            }
+            if settings.once && queue.isIdle && watcher.candidates().allSatisfy({ waiting.contains($0.name) }) { break }
+            // Notice a replaced folder at once, not only when an input is next moved there.
+            do { try folders.checkInPlace() } catch { abort(error) }
             watcher.wait()
         }
         set(.draining)
         queue.close()
         group.wait()
-        for a in adopted {
-            // Emptied folders go; any left (shutdown came first) stay for the next start.
-            if FileSystem.list(a.folder).allSatisfy({ $0.hasPrefix(".") }) { InboxClaim.release(folder: a.folder, lock: a.lock) } else { close(a.lock) }
-        }
-        for path in claim.ownFiles { _ = try? claim.unclaim(path) }
+        // Emptied adopted folders go; any left (shutdown came first) stay for the next start.
+        for a in adopted { claim.release(a) }
+        for name in claim.ownFiles { _ = try? claim.unclaim(name, from: claim.folder) }
         claim.releaseOwn()
         set(.stopped)
-        lock.lock(); let s = summary; lock.unlock()
-        logger.info("stopped", metadata: ["ingested": "\(s.ingested)", "already_stored": "\(s.alreadyStored)",
-                                          "failed": "\(s.failed)", "retried": "\(s.retried)"])
+        lock.lock(); let s = summary; let fatal = fatal; lock.unlock()
+        logger.info("stopped", metadata: .fields(["ingested": "\(s.ingested)", "already_stored": "\(s.alreadyStored)",
+                                                  "failed": "\(s.failed)", "retried": "\(s.retried)"]))
+        if let fatal { throw fatal }
         return s
+    }
+
+    /// Stops the daemon because it must not go on (a folder of the inbox was replaced); `run`
+    /// throws `error` once the files in flight are finished.
+    fileprivate func abort(_ error: Error) {
+        lock.lock()
+        let first = fatal == nil
+        if first { fatal = error }
+        lock.unlock()
+        if first { logger.critical("refusing to go on", metadata: .fields(["error": "\(error)"])) }
+        stop()
     }
 
     private func backoffNames(before now: Double) -> [String] {
@@ -192,40 +211,48 @@ public final class InboxDaemon: @unchecked Sendable {
         func loop() {
             while let item = daemon.queue.pop() {
                 defer { daemon.queue.finish(item) }
-                let path: String
                 switch item {
                 case .inbox(let name):
                     do {
                         guard let claimed = try claim.claim(name) else { continue }
-                        path = claimed
+                        process(claimed, in: claim.folder, name: name)
                     } catch {
-                        daemon.logger.error("claim failed", metadata: ["file": "\(name)", "error": "\(error)"])
-                        continue
+                        daemon.logger.error("claim failed", metadata: .fields(["file": name, "error": "\(error)"]))
                     }
-                case .claimed(let p):
-                    path = p
+                case .claimed(let folder, let name):
                     daemon.record { $0.adopted += 1 }
+                    process(name, in: folder, name: name)
                 }
-                process(path, name: item.name)
             }
         }
 
-        func process(_ path: String, name: String) {
+        /// Ingests the claimed file `claimed` in `folder` (inbox name `name`) and disposes of it.
+        func process(_ claimed: String, in folder: InboxFolder, name: String) {
             let log = daemon.logger
             let policy = daemon.settings.policy
             var stage = IngestStage.read
+            var input: ClaimedInput?
+            // Name the input where the user put it, not by its path in the work folder.
+            func described(_ error: Error) -> String {
+                var message = "\(error)"
+                for path in [input?.path, folder.path + "/" + claimed].compactMap({ $0 }) {
+                    message = message.replacingOccurrences(of: path, with: daemon.layout.inbox + "/" + name)
+                }
+                return message
+            }
             do {
-                let outcome = try ingestor.ingest(path: path, policy: policy, stage: &stage)
+                let opened = try ClaimedInput(claimed, in: folder)
+                input = opened
+                let outcome = try ingestor.ingest(path: opened.path, policy: policy, stage: &stage)
                 let r = outcome.record
                 let movedTo: String?
-                do { movedTo = try disposal.finish(path, name: name) } catch {
-                    // Stored, but the input could not be moved on (done/ removed, permissions):
-                    // never failed/ for a stored input. It goes back to the inbox and, found
+                do { movedTo = try disposal.finish(claimed, in: folder) } catch {
+                    // Stored, but the input could not be moved on (permissions, …): never
+                    // failed/ for a stored input. It goes back to the inbox and, found
                     // already stored next time, is moved on then.
-                    let delay = daemon.postpone(name)
-                    _ = try? claim.unclaim(path)
-                    log.error("stored, but the input could not be moved on; will retry", metadata: [
-                        "file": "\(name)", "id": "\(r.id)", "error": "\(error)", "retry_in_s": "\(String(format: "%.0f", delay))"])
+                    returnToInbox(claimed, in: folder, name: name, after: error, described: "\(error)",
+                                  message: "stored, but the input could not be moved on; will retry",
+                                  fields: ["id": r.id])
                     return
                 }
                 daemon.clearBackoff(name)
@@ -234,40 +261,53 @@ public final class InboxDaemon: @unchecked Sendable {
                     $0.bytesIn += r.bytesIn
                     $0.bytesOut += outcome.alreadyStored ? 0 : r.bytesOut
                 }
-                log.info(outcome.alreadyStored ? "already stored" : "ingested", metadata: [
-                    "file": "\(name)", "id": "\(r.id)", "bytes_in": "\(r.bytesIn)", "bytes_out": "\(r.bytesOut)",
-                    "ratio": "\(String(format: "%.3f", r.ratio))", "ms": "\(String(format: "%.1f", outcome.milliseconds))",
-                    "policy": "\(r.policy)", "input": "\(movedTo ?? "deleted")",
+                log.info(outcome.alreadyStored ? "already stored" : "ingested", metadata: .fields([
+                    "file": name, "id": r.id, "bytes_in": "\(r.bytesIn)", "bytes_out": "\(r.bytesOut)",
+                    "ratio": String(format: "%.3f", r.ratio), "ms": String(format: "%.1f", outcome.milliseconds),
+                    "policy": r.policy, "input": movedTo ?? "deleted",
                     // Progress of a batch: files still waiting behind this one.
                     "queued": "\(daemon.queue.waitingCount)",
-                ])
+                ]))
+            } catch ClaimedInput.Missing.missing {
+                log.warning("claimed input vanished from the work folder", metadata: .fields(["file": name, "folder": folder.path]))
             } catch let error as StoreError where error.isTransient {
                 // Disk full, database busy: the input goes back to the inbox untouched and is
                 // tried again after a growing delay.
-                let delay = daemon.postpone(name)
                 daemon.record { $0.retried += 1 }
-                do { try claim.unclaim(path) } catch {
-                    log.error("could not return input to the inbox", metadata: ["file": "\(name)", "error": "\(error)"])
-                }
-                log.warning("transient failure, will retry", metadata: [
-                    "file": "\(name)", "stage": "\(stage.rawValue)", "error": "\(error)",
-                    "retry_in_s": "\(String(format: "%.0f", delay))",
-                ])
+                let message = described(error)
+                returnToInbox(claimed, in: folder, name: name, after: error, described: message, message: "transient failure, will retry",
+                              fields: ["stage": stage.rawValue])
             } catch {
-                daemon.clearBackoff(name)
-                daemon.record { $0.failed += 1 }
-                // Name the input where the user put it, not by its path in the work folder.
-                let message = "\(error)".replacingOccurrences(of: path, with: daemon.layout.inbox + "/" + name)
+                let message = described(error)
                 let report = IngestFailureReport(file: name, stage: stage.rawValue, message: message,
                                                  time: ISO8601DateFormatter().string(from: Date()), policy: policy.name)
                 do {
-                    let to = try disposal.fail(path, name: name, report: report)
-                    log.error("failed", metadata: ["file": "\(name)", "stage": "\(stage.rawValue)", "error": "\(message)", "input": "\(to)"])
+                    let to = try disposal.fail(claimed, in: folder, report: report)
+                    daemon.clearBackoff(name)
+                    daemon.record { $0.failed += 1 }
+                    log.error("failed", metadata: .fields(["file": name, "stage": stage.rawValue, "error": message, "input": to]))
                 } catch let moveError {
-                    log.error("failed, and could not move the input to failed/", metadata: [
-                        "file": "\(name)", "error": "\(error)", "move_error": "\(moveError)"])
+                    // The report could not be written or the input not moved (disk full, …):
+                    // back to the inbox, to fail again, and be reported, on a later try.
+                    returnToInbox(claimed, in: folder, name: name, after: moveError, described: "\(moveError)",
+                                  message: "failed, and could not move the input to failed/; will retry",
+                                  fields: ["stage": stage.rawValue, "ingest_error": message])
                 }
             }
+        }
+
+        /// Puts a claimed input back into the inbox to be tried again after a growing delay,
+        /// and logs why; a displaced inbox folder stops the daemon instead of a retry.
+        private func returnToInbox(_ claimed: String, in folder: InboxFolder, name: String, after error: Error,
+                                   described: String, message: String, fields: KeyValuePairs<String, String>) {
+            if let e = error as? InboxError, case .displaced = e { daemon.abort(e) }
+            let delay = daemon.postpone(name)
+            var metadata: Logger.Metadata = .fields(["file": name, "error": described, "retry_in_s": String(format: "%.0f", delay)])
+            metadata.merge(.fields(fields)) { $1 }
+            do { try claim.unclaim(claimed, from: folder) } catch {
+                metadata.merge(.fields(["unclaim_error": "\(error)"])) { $1 }
+            }
+            daemon.logger.warning("\(message)", metadata: metadata)
         }
     }
 }

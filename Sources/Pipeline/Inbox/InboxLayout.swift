@@ -33,33 +33,6 @@ public struct InboxLayout: Sendable {
         !name.hasPrefix(".") && !name.hasSuffix(".tmp") && !name.hasSuffix(".part") && !name.isEmpty
     }
 
-    /// Creates the inbox's folders.
-    public func create() throws {
-        for dir in [inbox, work, failed] + (done.map { [$0] } ?? []) { try FileSystem.makeDirectories(dir) }
-    }
-
-    /// Candidate regular files in the inbox now.
-    public func candidates() -> [String] {
-        FileSystem.list(inbox).filter { Self.isCandidate($0) && Self.isRegularFile(inbox + "/" + $0) }
-    }
-
-    /// `directory/name`, or `directory/name.N` with the smallest free N, so an earlier
-    /// input of the same name is never overwritten.
-    public static func freePath(in directory: String, for name: String, alsoFree suffix: String? = nil) -> String {
-        var candidate = name
-        var n = 1
-        while FileSystem.exists(directory + "/" + candidate) || suffix.map({ FileSystem.exists(directory + "/" + candidate + $0) }) == true {
-            candidate = "\(name).\(n)"
-            n += 1
-        }
-        return directory + "/" + candidate
-    }
-
-    static func isRegularFile(_ path: String) -> Bool {
-        var st = stat()
-        return lstat(path, &st) == 0 && (st.st_mode & S_IFMT) == S_IFREG
-    }
-
     private static func trimmed(_ path: String) -> String {
         var p = path
         while p.count > 1 && p.hasSuffix("/") { p.removeLast() }

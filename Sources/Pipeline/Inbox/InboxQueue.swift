@@ -6,16 +6,24 @@ import Foundation
 /// daemon's work folder). `pop` blocks until there is work or the queue is closed; a
 /// closed queue hands out nothing more, which is how shutdown stops the claiming.
 final class InboxQueue: @unchecked Sendable {
-    enum Item: Equatable {
+    enum Item {
         /// A name in the inbox, not claimed yet.
         case inbox(String)
-        /// A path in a work folder this process holds the lock of.
-        case claimed(String)
+        /// A file in a work folder this process holds the lock of.
+        case claimed(InboxFolder, String)
 
         var name: String {
             switch self {
             case .inbox(let n): n
-            case .claimed(let p): String(p.split(separator: "/").last ?? "")
+            case .claimed(_, let n): n
+            }
+        }
+
+        /// What makes an item unique among those queued: an inbox name, or a work folder's path and a name.
+        var key: String {
+            switch self {
+            case .inbox(let n): n
+            case .claimed(let folder, let n): folder.path + "/" + n
             }
         }
     }
@@ -23,14 +31,14 @@ final class InboxQueue: @unchecked Sendable {
     private let condition = NSCondition()
     private var items: [Item] = []
     private var closed = false
-    /// Names queued or being processed, so a name is never handed out twice at once.
+    /// Keys of items queued or being processed, so an item is never handed out twice at once.
     private var busy: Set<String> = []
     private var active = 0
 
     func push(_ item: Item) {
         condition.lock()
         defer { condition.unlock() }
-        guard !closed, busy.insert(item.name).inserted else { return }
+        guard !closed, busy.insert(item.key).inserted else { return }
         items.append(item)
         condition.signal()
     }
@@ -48,7 +56,7 @@ final class InboxQueue: @unchecked Sendable {
     /// Marks an item popped earlier as finished.
     func finish(_ item: Item) {
         condition.lock()
-        busy.remove(item.name)
+        busy.remove(item.key)
         active -= 1
         condition.broadcast()
         condition.unlock()

@@ -23,13 +23,14 @@ final class Inotify {
 
     deinit { close(fd) }
 
-    /// Waits up to `timeout` seconds for events; returns the names they concern, and
-    /// `overflow` when the kernel dropped events (the caller should rescan).
-    func wait(timeout: Double) -> (names: [String], overflow: Bool) {
+    /// Waits up to `timeout` seconds for events; returns the names they concern (and
+    /// whether the event was a rename into the directory), and `overflow` when the kernel
+    /// dropped events (the caller should rescan).
+    func wait(timeout: Double) -> (names: [(name: String, movedIn: Bool)], overflow: Bool) {
         var p = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
         let ready = poll(&p, 1, Int32(max(0, timeout * 1000)))
         guard ready > 0 else { return ([], false) }
-        var names: [String] = []
+        var names: [(name: String, movedIn: Bool)] = []
         var overflow = false
         var buffer = [UInt8](repeating: 0, count: 64 * 1024)
         while true {
@@ -43,7 +44,7 @@ final class Inotify {
                     if event.len > 0 {
                         let start = offset + 16, end = min(n, start + Int(event.len))
                         let bytes = b[start..<end].prefix { $0 != 0 }
-                        names.append(String(decoding: bytes, as: UTF8.self))
+                        names.append((String(decoding: bytes, as: UTF8.self), event.mask & UInt32(IN_MOVED_TO) != 0))
                     }
                     offset += 16 + Int(event.len)
                 }

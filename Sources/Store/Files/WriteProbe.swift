@@ -20,6 +20,11 @@ public enum WriteProbe {
         let fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK)
         guard fd >= 0 else { return nil }
         defer { close(fd) }
+        return isOpenForWriting(fd: fd)
+    }
+
+    /// The same for a file the caller opened read-only (`O_RDONLY`, no other writer of its own).
+    public static func isOpenForWriting(fd: Int32) -> Bool? {
         if fcntl(fd, setLease, readLease) == 0 {
             _ = fcntl(fd, setLease, noLease)
             return false
