@@ -64,7 +64,7 @@ struct EvalCommand: ParsableCommand {
                 return try policies.map { p in
                     do { return try PolicyEvaluation(snapshot: snapshot, policy: p, holdOut: holdOut) } catch {
                         Terminal.error("\(path): \(error)")
-                        throw ExitCode(Exit.invalid)
+                        throw ExitCode(Self.isPolicyRefusal(error) ? Exit.usage : Exit.invalid)
                     }
                 }
             }
@@ -78,10 +78,10 @@ struct EvalCommand: ParsableCommand {
             if n > 0 { print("") }
             print("\(r.snapshot)  (probes: \(r.evaluations.first?.probes ?? "-"))")
             Terminal.table(
-                ["policy", "vision kept", "rel err (prop)", "cos (prop)", "rel err (plain)", "cos (plain)", "bytes", "of input", "encode s", "reduce s"],
+                ["policy", "asked", "vision kept", "rel err (prop)", "cos (prop)", "rel err (plain)", "cos (plain)", "bytes", "of input", "encode s", "reduce s"],
                 r.evaluations.map { e in
                     let o = e.overall
-                    return [e.policy, Self.percent(o.visionRetention), Self.fixed(o.proportional.relativeError),
+                    return [e.policy, e.requestedRetention.map(Self.percent) ?? "-", Self.percent(o.visionRetention), Self.fixed(o.proportional.relativeError),
                             Self.fixed(o.proportional.cosine), Self.fixed(o.plain.relativeError), Self.fixed(o.plain.cosine),
                             Terminal.bytes(o.encodedBytes), Self.percent(Double(o.encodedBytes) / Double(max(o.inputBytes, 1))),
                             String(format: "%.3f", e.encodeSeconds), String(format: "%.3f", e.reduceSeconds)]
@@ -99,6 +99,11 @@ struct EvalCommand: ParsableCommand {
                     })
             }
         }
+    }
+
+    static func isPolicyRefusal(_ error: Error) -> Bool {
+        if case .policy? = error as? EvaluationError { return true }
+        return false
     }
 
     static func fixed(_ x: Double) -> String { String(format: "%.4f", x) }
