@@ -34,7 +34,8 @@ extension QuantSpec {
         case .integer(let q):
             let kept = q.keep.keptEntries(positions: layer.positions, sizes: layer.sizes, spans: context.spans)
             let keys = QuantizedBlock.encode(layer.keys, shape: BlockShape(heads: layer.kvHeads, count: layer.count, dim: layer.headDim),
-                                             kept: kept, settings: q, axis: .channel)
+                                             kept: kept, settings: q, axis: .channel,
+                                             rotated: q.rotateKeys && HadamardRotation.applies(to: layer.headDim))
             let values = QuantizedBlock.encode(layer.values, shape: BlockShape(heads: layer.kvHeads, count: layer.count, dim: layer.vHeadDim),
                                                kept: kept, settings: q, axis: .token)
             return (keys, values)
