@@ -1,6 +1,6 @@
 /// Settings of an integer quantizer: bits per code, group size, and which entries stay F16.
 ///
-/// Spelled in a policy as `int<bits>[g<group>][s<sinks>][m<size>][t<0|1>][r<0|1>]`, settings in that
+/// Spelled in a policy as `int<bits>[g<group>][s<sinks>][m<size>][t<0|1>][a<percent>][r<0|1>]`, settings in that
 /// order, each optional (docs/DESIGN.md, "Policy spelling"):
 ///
 /// ```swift
@@ -52,13 +52,13 @@ public struct IntegerQuantization: Sendable, Equatable {
         var group = Self.defaultGroup
         var keep = KeepRule.standard
         var rotate = Self.defaultRotateKeys
-        var order = ["g", "s", "m", "t", "r"]
+        var order = ["g", "s", "m", "t", "a", "r"]
         while let letter = rest.first {
             let l = String(letter)
             guard let at = order.firstIndex(of: l) else {
-                throw bad(["g", "s", "m", "t", "r"].contains(l)
-                          ? "setting \"\(l)\" given twice or out of order (order: g, s, m, t, r)"
-                          : "unknown setting \"\(l)\" (known: g<group>, s<sinks>, m<min size>, t<0|1>, r<0|1>)")
+                throw bad(["g", "s", "m", "t", "a", "r"].contains(l)
+                          ? "setting \"\(l)\" given twice or out of order (order: g, s, m, t, a, r)"
+                          : "unknown setting \"\(l)\" (known: g<group>, s<sinks>, m<min size>, t<0|1>, a<percent>, r<0|1>)")
             }
             order.removeFirst(at + 1)
             rest = rest.dropFirst()
@@ -69,6 +69,9 @@ public struct IntegerQuantization: Sendable, Equatable {
                 group = n
             case "s": keep.sinks = n
             case "m": keep.minSize = n
+            case "a":
+                guard n <= 100 else { throw bad("a takes a percentage of vision entries kept exact, 0 to 100, not \(n)") }
+                keep.attended = n
             case "r":
                 guard n <= 1 else { throw bad("r takes 0 (keys as they are) or 1 (Hadamard-rotated keys), not \(n)") }
                 rotate = n == 1
@@ -87,6 +90,7 @@ public struct IntegerQuantization: Sendable, Equatable {
         if keep.sinks != d.sinks { s += "s\(keep.sinks)" }
         if keep.minSize != d.minSize { s += "m\(keep.minSize)" }
         if keep.text != d.text { s += "t\(keep.text ? 1 : 0)" }
+        if keep.attended != d.attended { s += "a\(keep.attended)" }
         if rotateKeys != Self.defaultRotateKeys { s += "r\(rotateKeys ? 1 : 0)" }
         return s
     }

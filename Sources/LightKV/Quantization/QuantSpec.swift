@@ -32,7 +32,7 @@ extension QuantSpec {
             let dtype = UnquantizedStorage.dtype(input: context.inputDType, keys: layer.keys, values: layer.values)
             return (BlockCodec.encode(layer.keys, dtype: dtype), BlockCodec.encode(layer.values, dtype: dtype))
         case .integer(let q):
-            let kept = q.keep.keptEntries(positions: layer.positions, sizes: layer.sizes, spans: context.spans)
+            let kept = q.keep.keptEntries(layer: layer, context: context)
             let keys = QuantizedBlock.encode(layer.keys, shape: BlockShape(heads: layer.kvHeads, count: layer.count, dim: layer.headDim),
                                              kept: kept, settings: q, axis: .channel,
                                              rotated: q.rotateKeys && HadamardRotation.applies(to: layer.headDim))
