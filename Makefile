@@ -4,7 +4,7 @@ APT_PACKAGES := libzstd-dev liblz4-dev libsqlite3-dev libssl-dev libxxhash-dev p
 BIN := .build/release/kvstore
 DEMO := demo
 
-.PHONY: deps build install test demo bench fidelity clean
+.PHONY: deps build install test demo bench fidelity frontier clean
 
 ## deps: system libraries (apt) and the Python reader the tests compare against
 deps:
@@ -41,6 +41,10 @@ bench: build
 fidelity: build
 	@bash scripts/fidelity.sh $(BIN)
 	@bash scripts/quant-fidelity.sh $(BIN)
+
+## frontier: docs/frontier/ (table and plots: bytes against error for every method, docs/FIDELITY.md)
+frontier: build
+	@bash scripts/frontier.sh $(BIN) docs/frontier
 
 clean:
 	rm -rf .build $(DEMO)

@@ -53,9 +53,10 @@ public struct BlobPacker {
                      members: (@Sendable (Int) -> [Int32]?)? = nil,
                      entry: () -> PackEntry? = { nil },
                      done: @escaping @Sendable (Int, PackedLayer) -> Void = { _, _ in }) throws -> PackedBlob {
+        var encoder = SnapshotEncoder(snapshot: snapshot, policy: policy)
+        do { try encoder.checkRetention() } catch { throw StoreError.badPolicy(error) }
         let temp = try root.newTempFile()
         let writer = try PackWriter(file: temp)
-        var encoder = SnapshotEncoder(snapshot: snapshot, policy: policy)
         encoder.inputMembers = members
         let codec = policy.codec
         try OrderedPipeline.run(

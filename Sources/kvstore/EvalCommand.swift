@@ -24,6 +24,7 @@ struct EvalCommand: ParsableCommand {
     @Argument(help: "kvsnap files to evaluate.")
     var snapshots: [String]
 
+
     @Option(name: .long, help: "A policy to evaluate (repeatable), e.g. lightkv, uniform55, lightkv35+int8.")
     var policy: [String] = []
 
@@ -36,9 +37,51 @@ struct EvalCommand: ParsableCommand {
     @Option(name: .customLong("hold-out"), help: "Prompt queries held out as probes when a snapshot has no probe_query.")
     var holdOut = 4
 
+    @Flag(name: .long, help: "Sweep every method over retentions, with and without quantization: a table, and an SVG plot (--svg) of × smaller than F16 against relative error.")
+    var frontier = false
+
+    @Option(name: .long, help: "With --frontier: where to write the SVG plot.")
+    var svg: String?
+
+    @Option(name: .long, help: "With --frontier: methods, comma-separated (default: \(Frontier.Sweep.standard.methods.joined(separator: ","))).")
+    var methods: String?
+
+    @Option(name: .long, help: "With --frontier: retentions in percent, comma-separated (default: 5,10,20,35,55).")
+    var retentions: String?
+
+    @Option(name: .long, help: "With --frontier: quantizations, comma-separated, f16 for none (default: f16,int4g128m0t0r1).")
+    var quantizations: String?
+
     func validate() throws {
-        guard !policy.isEmpty else { throw ValidationError("give at least one --policy") }
+        if frontier {
+            guard policy.isEmpty else { throw ValidationError("--frontier sweeps its own policies; use --methods, --retentions, --quantizations instead of --policy") }
+            guard svg != nil else { throw ValidationError("--frontier needs --svg FILE: where to write the plot") }
+            _ = try sweep()
+        } else {
+            guard !policy.isEmpty else { throw ValidationError("give at least one --policy (or --frontier)") }
+            guard svg == nil, methods == nil, retentions == nil, quantizations == nil else {
+                throw ValidationError("--svg, --methods, --retentions and --quantizations go with --frontier")
+            }
+        }
         guard holdOut >= 1 else { throw ValidationError("--hold-out must be at least 1, got \(holdOut)") }
+    }
+
+    /// The sweep the options ask for, every policy in it checked to parse.
+    func sweep() throws -> Frontier.Sweep {
+        let d = Frontier.Sweep.standard
+        func list(_ text: String?, _ fallback: [String]) -> [String] {
+            text.map { $0.split(separator: ",").map { String($0).trimmingCharacters(in: .whitespaces) } } ?? fallback
+        }
+        var percents: [Int] = []
+        for r in list(retentions, d.retentions.map(String.init)) {
+            guard let p = Int(r), (1...100).contains(p) else { throw ValidationError("--retentions: \"\(r)\" is not a percentage 1 to 100") }
+            percents.append(p)
+        }
+        let s = Frontier.Sweep(methods: list(methods, d.methods), retentions: percents, quantizations: list(quantizations, d.quantizations))
+        for (_, p) in s.policies {
+            do { _ = try Policy(parsing: p) } catch { throw ValidationError("\(error)") }
+        }
+        return s
     }
 
     struct Result: Encodable {
@@ -47,24 +90,15 @@ struct EvalCommand: ParsableCommand {
     }
 
     func run() throws {
+        if frontier { return try runFrontier() }
         let policies = try policy.map { try policyFile.resolve($0) }
         var results: [Result] = []
         for path in snapshots {
-            let data: Data
-            do { data = try Data(contentsOf: URL(fileURLWithPath: path), options: .alwaysMapped) } catch {
-                Terminal.error("\(path): cannot read: \(error.localizedDescription)")
-                throw ExitCode(FileManager.default.fileExists(atPath: path) ? Exit.invalid : Exit.notFound)
-            }
-            let evaluations: [PolicyEvaluation] = try data.withUnsafeBytes { raw in
-                let snapshot: Snapshot
-                do { snapshot = try Snapshot(bytes: raw) } catch {
-                    Terminal.error("\(path): \(error)")
-                    throw ExitCode(Exit.invalid)
-                }
-                return try policies.map { p in
+            let evaluations: [PolicyEvaluation] = try Self.withSnapshot(path) { snapshot in
+                try policies.map { p in
                     do { return try PolicyEvaluation(snapshot: snapshot, policy: p, holdOut: holdOut) } catch {
                         Terminal.error("\(path): \(error)")
-                        throw ExitCode(Exit.invalid)
+                        throw ExitCode(Self.isPolicyRefusal(error) ? Exit.usage : Exit.invalid)
                     }
                 }
             }
@@ -78,10 +112,10 @@ struct EvalCommand: ParsableCommand {
             if n > 0 { print("") }
             print("\(r.snapshot)  (probes: \(r.evaluations.first?.probes ?? "-"))")
             Terminal.table(
-                ["policy", "vision kept", "rel err (prop)", "cos (prop)", "rel err (plain)", "cos (plain)", "bytes", "of input", "encode s", "reduce s"],
+                ["policy", "asked", "vision kept", "rel err (prop)", "cos (prop)", "rel err (plain)", "cos (plain)", "bytes", "of input", "encode s", "reduce s"],
                 r.evaluations.map { e in
                     let o = e.overall
-                    return [e.policy, Self.percent(o.visionRetention), Self.fixed(o.proportional.relativeError),
+                    return [e.policy, e.requestedRetention.map(Self.percent) ?? "-", Self.percent(o.visionRetention), Self.fixed(o.proportional.relativeError),
                             Self.fixed(o.proportional.cosine), Self.fixed(o.plain.relativeError), Self.fixed(o.plain.cosine),
                             Terminal.bytes(o.encodedBytes), Self.percent(Double(o.encodedBytes) / Double(max(o.inputBytes, 1))),
                             String(format: "%.3f", e.encodeSeconds), String(format: "%.3f", e.reduceSeconds)]
@@ -99,6 +133,73 @@ struct EvalCommand: ParsableCommand {
                     })
             }
         }
+    }
+
+    /// Reads a snapshot, or exits with the documented code naming the file.
+    static func withSnapshot<T>(_ path: String, _ body: (Snapshot) throws -> T) throws -> T {
+        let data: Data
+        do { data = try Data(contentsOf: URL(fileURLWithPath: path), options: .alwaysMapped) } catch {
+            Terminal.error("\(path): cannot read: \(error.localizedDescription)")
+            throw ExitCode(FileManager.default.fileExists(atPath: path) ? Exit.invalid : Exit.notFound)
+        }
+        return try data.withUnsafeBytes { raw in
+            let snapshot: Snapshot
+            do { snapshot = try Snapshot(bytes: raw) } catch {
+                Terminal.error("\(path): \(error)")
+                throw ExitCode(Exit.invalid)
+            }
+            return try body(snapshot)
+        }
+    }
+
+    struct FrontierResult: Encodable {
+        var snapshot: String
+        var points: [Frontier.Point]
+    }
+
+    func runFrontier() throws {
+        let sweep = try sweep()
+        var panels: [(title: String, frontier: Frontier)] = []
+        for path in snapshots {
+            let f: Frontier = try Self.withSnapshot(path) { snapshot in
+                do {
+                    return try Frontier(snapshot: snapshot, sweep: sweep) { done, total in
+                        if Terminal.isInteractive { Terminal.note("\(path): \(done)/\(total) policies") }
+                    }
+                } catch {
+                    Terminal.error("\(path): \(error)")
+                    if case .evaluation(_, let e)? = error as? FrontierError, !Self.isPolicyRefusal(e) { throw ExitCode(Exit.invalid) }
+                    throw ExitCode(Exit.usage)
+                }
+            }
+            panels.append((URL(fileURLWithPath: path).lastPathComponent, f))
+        }
+        let svgPath = svg!
+        do {
+            try Data(FrontierPlot.svg(panels, targetError: 0.06, targetTimes: 10).utf8)
+                .write(to: URL(fileURLWithPath: svgPath), options: .atomic)
+        } catch {
+            Terminal.error("\(svgPath): cannot write the plot: \(error.localizedDescription)")
+            throw ExitCode(Exit.invalid)
+        }
+        if json {
+            Terminal.json(panels.map { FrontierResult(snapshot: $0.title, points: $0.frontier.points) })
+            return
+        }
+        print("| snapshot | curve | policy | asked | vision kept | × smaller than F16 | rel err (prop) |")
+        print("| --- | --- | --- | ---: | ---: | ---: | ---: |")
+        for (title, f) in panels {
+            for p in f.points {
+                print("| \(title) | \(p.curve) | \(p.policy) | \(p.requestedRetention.map(Self.percent) ?? "-") | \(Self.percent(p.visionRetention)) "
+                      + "| \(String(format: "%.1f", p.timesSmaller))× | \(Self.fixed(p.relativeError)) |")
+            }
+        }
+        Terminal.note("plot: \(svgPath)")
+    }
+
+    static func isPolicyRefusal(_ error: Error) -> Bool {
+        if case .policy? = error as? EvaluationError { return true }
+        return false
     }
 
     static func fixed(_ x: Double) -> String { String(format: "%.4f", x) }

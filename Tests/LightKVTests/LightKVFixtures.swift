@@ -52,12 +52,14 @@ struct Fixture {
     }
 
     /// Runs `compressor` over `layerCount` random layers; returns inputs and outputs.
+    /// Compressors that divide a budget over layers survey every layer first, as
+    /// `SnapshotEncoder` has them do.
     mutating func run(_ compressor: inout some CacheCompressor, withQueries: Bool = true) -> [(KVLayer, KVLayer)] {
-        (0..<layerCount).map { i in
-            let input = layer()
-            let q = withQueries ? queries(prompts) : nil
-            return (input, compressor.compress(input, context: context(i, q)))
+        let inputs = (0..<layerCount).map { i in (layer(), withQueries ? queries(prompts) : nil) }
+        if compressor.surveysLayers {
+            for (i, (input, q)) in inputs.enumerated() { compressor.survey(input, context: context(i, q)) }
         }
+        return inputs.enumerated().map { i, pair in (pair.0, compressor.compress(pair.0, context: context(i, pair.1))) }
     }
 
     /// A kvsnap file (F32) of random layers with prompt and, optionally, probe queries.

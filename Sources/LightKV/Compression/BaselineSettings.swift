@@ -18,7 +18,12 @@ public struct BaselineSettings: Sendable, Equatable {
     }
 
     public enum Profile: String, Sendable, Equatable, CaseIterable {
-        case schedule, flat
+        /// LightKV's per-layer profile at the same target.
+        case schedule
+        /// The target in every layer.
+        case flat
+        /// `LayerBudget` over the prompt's attention (`prompt-topk` only).
+        case adaptive
     }
 
     public var method: Method
@@ -30,5 +35,27 @@ public struct BaselineSettings: Sendable, Equatable {
 
     public init(method: Method, retention: Double? = nil) {
         self.method = method; self.retention = retention
+    }
+}
+
+extension BaselineSettings {
+    /// Share of the vision tokens each layer keeps under the profile (`adaptive` has no fixed
+    /// share: the flat target stands for it).
+    public func layerFractions(layerCount: Int) -> [Double] {
+        let schedule = MergeSchedule.reference(self.schedule, layerCount: layerCount, retention: retention)
+        let flat = retention ?? schedule.nominalAverageRetention
+        return (0..<layerCount).map { profile == .schedule ? schedule.nominalKeepFraction(layer: $0) : flat }
+    }
+}
+
+extension BaselineSettings {
+    /// `prompt-topk:profile=adaptive` as AirCache settings: every prompt query an observer,
+    /// weighted alike, the budget divided by `LayerBudget`.
+    var adaptiveSelection: AirCacheSettings {
+        var a = AirCacheSettings()
+        a.retention = retention ?? MergeSchedule.reference(schedule, layerCount: 32).nominalAverageRetention
+        a.allObservers = true
+        a.agreement = false
+        return a
     }
 }

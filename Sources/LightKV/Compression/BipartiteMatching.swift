@@ -19,8 +19,13 @@ public enum BipartiteMatching {
     /// The merges for a window whose item `i` has unit-norm feature row `rows[i]` of
     /// `dim` floats in `features`.
     public static func merges(features: UnsafePointer<Float>, dim: Int, rows: [Int], ratio: Double) -> [Merge] {
+        merges(features: features, dim: dim, rows: rows, count: mergeCount(rows.count, ratio: ratio))
+    }
+
+    /// The `count` best merges (at most half the items) of the window.
+    public static func merges(features: UnsafePointer<Float>, dim: Int, rows: [Int], count: Int) -> [Merge] {
         let n = rows.count
-        let r = mergeCount(n, ratio: ratio)
+        let r = min(count, n / 2)
         guard r > 0 else { return [] }
         let aCount = (n + 1) / 2, bCount = n / 2
         var best = [Int](repeating: 0, count: aCount)

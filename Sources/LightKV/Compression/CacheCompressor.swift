@@ -9,6 +9,8 @@ public struct LayerContext: Sendable {
     public var promptQuery: QueryBlock?
     /// Dtype of the input's keys and values (what unquantized storage keeps when it can).
     public var inputDType: DType
+    /// Original position of `promptQuery`'s first token; nil: the last `count` prompt tokens.
+    public var promptQueryStart: Int?
 
     public init(index: Int, layerCount: Int, spans: [Span], seqLen: Int, promptQuery: QueryBlock?, inputDType: DType = .f16) {
         self.index = index; self.layerCount = layerCount; self.spans = spans; self.seqLen = seqLen
@@ -22,9 +24,28 @@ public struct LayerContext: Sendable {
 /// A compressor may carry state from layer to layer (LightKV's groups hold for every deeper
 /// layer), so it is a fresh value per snapshot. Text entries must come out bit-identical.
 public protocol CacheCompressor {
+    /// True when the compressor divides a budget over layers and so must `survey` every layer,
+    /// in order, before it compresses any.
+    var surveysLayers: Bool { get }
+    mutating func survey(_ layer: KVLayer, context: LayerContext)
     mutating func compress(_ layer: KVLayer, context: LayerContext) -> KVLayer
     /// What was done, for the `kvsnap.compression` record (for example the guidance source used).
     var record: [String: String] { get }
+}
+
+extension CacheCompressor {
+    public var surveysLayers: Bool { false }
+    public mutating func survey(_ layer: KVLayer, context: LayerContext) {}
+}
+
+extension LayerContext {
+    /// Original positions of the `promptQuery` tokens, when known.
+    public var promptQueryPositions: Range<Int>? {
+        guard let q = promptQuery else { return nil }
+        if let start = promptQueryStart { return start ..< start + q.count }
+        guard let prompt = spans.promptRange, prompt.count >= q.count else { return nil }
+        return prompt.upperBound - q.count ..< prompt.upperBound
+    }
 }
 
 /// Keeps every entry as it is.

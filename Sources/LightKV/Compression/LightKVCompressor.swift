@@ -113,38 +113,27 @@ public struct LightKVCompressor: CacheCompressor {
         return MergePlan(groups: groups)
     }
 
-    /// One stage: windows per frame, bipartite matching inside each, merged plan.
+    /// Vision entries a reference-schedule stage leaves standing: its nominal share of the
+    /// original vision tokens, at least one per frame. Explicit stages (`lightkv@L/W/P`) have
+    /// none: they merge `⌊P·n⌋` in each window, as written.
+    private func standingTarget(_ stage: MergeSchedule.Stage, layout: VisionLayout) -> Int? {
+        guard settings.stages == nil, let schedule else { return nil }
+        let f = schedule.nominalKeepFraction(layer: stage.layer)
+        return max(layout.frames.count, Int((f * Double(layout.visionTokenCount)).rounded()))
+    }
+
+    /// One stage: windows per frame, bipartite matching inside each, merged plan; with a
+    /// standing target, exactly that many groups stand afterwards.
     private func runStage(_ stage: MergeSchedule.Stage, plan: MergePlan, layer: KVLayer, weights: [Float],
                           layout: VisionLayout) -> MergePlan {
-        let features = plan.features(layer: layer, weights: weights, keyRule: settings.keyRule,
-                                     renormalise: settings.renormalise)
-        let dim = layer.kvHeads * layer.headDim
-        var byFrame: [Int: [Int]] = [:]
-        for (g, group) in plan.groups.enumerated() {
-            byFrame[Int(layout.frameOfPosition[Int(group.representative)]), default: []].append(g)
-        }
-        var absorbed: [Int: Int] = [:]
-        features.withUnsafeBufferPointer { fb in
-            for (f, groupIndices) in byFrame {
-                let frame = layout.frames[f]
-                let w = settings.windowed
-                    ? VisionLayout.effectiveWindows(requested: stage.windowsPerSide, standing: groupIndices.count,
-                                                    rows: frame.rows, cols: frame.cols)
-                    : 1
-                var windows = [[Int]](repeating: [], count: w * w)
-                for g in groupIndices {
-                    let (row, col) = layout.cell(plan.groups[g].representative)
-                    let band = VisionLayout.band(row, length: frame.rows, parts: w) * w
-                        + VisionLayout.band(col, length: frame.cols, parts: w)
-                    windows[band].append(g)
-                }
-                for items in windows {
-                    for m in BipartiteMatching.merges(features: fb.baseAddress!, dim: dim, rows: items, ratio: stage.ratio) {
-                        absorbed[items[m.from]] = items[m.into]
-                    }
-                }
+        let windows = settings.windowed ? stage.windowsPerSide : nil
+        guard let target = standingTarget(stage, layout: layout) else {
+            return plan.matchingRound(layer: layer, weights: weights, layout: layout, windowsPerSide: windows,
+                                      keyRule: settings.keyRule, renormalise: settings.renormalise) { sizes in
+                sizes.map { BipartiteMatching.mergeCount($0, ratio: stage.ratio) }
             }
         }
-        return plan.merging(absorbed)
+        return plan.mergedDown(to: target, layer: layer, weights: weights, layout: layout, windowsPerSide: windows,
+                               keyRule: settings.keyRule, renormalise: settings.renormalise)
     }
 }

@@ -45,13 +45,21 @@ public struct MergeSchedule: Sendable, Equatable {
         }
     }
 
+    /// The largest fraction one stage may remove (in several rounds of at most halving); a
+    /// stage keeps at least 5% of what stands before it.
+    public static let maxStageRatio = 0.95
+
     /// The reference schedule for `layerCount` layers, at ratio 0.5 per stage or scaled to keep
     /// `retention` (0…1) of the vision entries on average over layers.
     ///
     /// Above the reference's own average (≈55%) the stages stay where they are and the ratio
-    /// shrinks; below it the ratio stays 0.5 (a stage can at most halve) and the stages move
-    /// toward the input by a common factor of depth, which keeps their spacing. The nominal
-    /// average is met as closely as integer layers allow; `nominalAverageRetention` says what it is.
+    /// shrinks. Below it the stages move toward the input by a common factor of depth (which
+    /// keeps their spacing) and the common ratio is solved for so the nominal average equals the
+    /// target; of all placements, the one whose ratio is closest to the reference's 0.5 wins.
+    /// Where integer layers leave no placement that reaches the target with ratios up to 0.5
+    /// (few layers, low targets), the ratio goes above 0.5, up to `maxStageRatio`: a stage then
+    /// merges in several rounds. `nominalAverageRetention` says what the result keeps;
+    /// `RetentionCheck` refuses targets it cannot reach.
     public static func reference(_ ref: Reference, layerCount: Int, retention: Double? = nil) -> MergeSchedule {
         let fr = ref.resolved(layerCount: layerCount).fractions
         func make(scale: Double, ratio: Double) -> MergeSchedule {
@@ -69,19 +77,31 @@ public struct MergeSchedule: Sendable, Equatable {
         let base = make(scale: 1, ratio: 0.5)
         guard let target = retention else { return base }
         if target >= 1 { return MergeSchedule(stages: [], layerCount: layerCount) }
-        if target >= base.nominalAverageRetention {
-            var lo = 0.0, hi = 0.5
-            for _ in 0..<50 {
-                let mid = (lo + hi) / 2
-                if make(scale: 1, ratio: mid).nominalAverageRetention > target { lo = mid } else { hi = mid }
+        /// The common ratio that makes `placement` keep `target` on average (capped).
+        func solved(_ placement: MergeSchedule) -> MergeSchedule {
+            var lo = 0.0, hi = maxStageRatio
+            func at(_ r: Double) -> MergeSchedule {
+                MergeSchedule(stages: placement.stages.map { Stage(layer: $0.layer, windowsPerSide: $0.windowsPerSide, ratio: r) },
+                              layerCount: layerCount)
             }
-            return make(scale: 1, ratio: (lo + hi) / 2)
+            for _ in 0..<60 {
+                let mid = (lo + hi) / 2
+                if at(mid).nominalAverageRetention > target { lo = mid } else { hi = mid }
+            }
+            return at(hi)
         }
-        var best = base, bestError = Double.infinity
+        var best = solved(base)
+        var seen: Set<[Int]> = [base.stages.map(\.layer)]
         for step in 0...1000 {
-            let candidate = make(scale: Double(step) / 1000, ratio: 0.5)
-            let error = abs(candidate.nominalAverageRetention - target)
-            if error < bestError { best = candidate; bestError = error }
+            let placement = make(scale: Double(step) / 1000, ratio: 0.5)
+            guard seen.insert(placement.stages.map(\.layer)).inserted, !placement.stages.isEmpty else { continue }
+            let candidate = solved(placement)
+            let gap = { (s: MergeSchedule) in abs(s.nominalAverageRetention - target) }
+            let distance = { (s: MergeSchedule) in abs((s.stages.first?.ratio ?? 0) - 0.5) }
+            // Reaching the target first, then the ratio nearest the reference's.
+            if gap(candidate) < gap(best) - 1e-9 || (abs(gap(candidate) - gap(best)) <= 1e-9 && distance(candidate) < distance(best)) {
+                best = candidate
+            }
         }
         return best
     }

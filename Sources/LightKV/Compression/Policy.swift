@@ -50,10 +50,14 @@ public struct Policy: Sendable, Equatable {
 /// A policy string that cannot be understood.
 public enum PolicyError: Error, Equatable, CustomStringConvertible {
     case badPart(part: String, in: String, why: String)
+    /// The policy is well formed but cannot do what it asks on this input (for example keep
+    /// 2% of 64 vision tokens in one image): refused rather than silently kept otherwise.
+    case unreachable(policy: String, why: String)
 
     public var description: String {
         switch self {
         case .badPart(let part, let text, let why): "policy \"\(text)\": part \"\(part)\": \(why)"
+        case .unreachable(let policy, let why): "policy \"\(policy)\": \(why)"
         }
     }
 }

@@ -10,24 +10,32 @@ public enum PolicyCatalog {
         ("random55", "baseline: a seeded random subset of vision tokens"),
         ("prompt-topk55", "baseline: per layer, the vision tokens the prompt attends most"),
         ("tome55", "baseline: ToMe merging over whole frames, no prompt weights"),
+        ("aircache10", "AirCache: keep the 10% of vision tokens an elite window of prompt observers attends most, budget per layer by need"),
+        ("airmerge20", "merge and evict: aircache's observers and budgets, the most observed kept exact, the ignored dropped, the rest merged"),
         ("int8", "no merging; keys int8 per channel, values int8 per token, groups of 32"),
         ("lightkv+int8", "lightkv, then int8 (text, 4 sink tokens and entries of size >= 8 kept in f16)"),
         ("lightkv+int4", "lightkv, then int4, two codes a byte, same keep rules"),
         ("lightkv+int4g128m0t0", "lightkv, then int4 in groups of 128 with only the sink tokens in f16: the smallest"),
         ("lightkv+int8+lz4", "lightkv + int8 packed with lz4 for the fastest fetch"),
+        ("airmerge20+int4g128m0t0r1", "airmerge20, then int4 in groups of 128, keys Hadamard-rotated: >= 10x smaller than F16 (docs/FIDELITY.md)"),
     ]
 
     public static let grammar = """
     Grammar: PART[+PART...], at most one of each kind.
       reduction:    none | METHOD[PERCENT][@SCHEDULE][:KEY=VALUE...]
-                    METHOD lightkv, uniform, random, prompt-topk, tome; PERCENT 1..100 average
-                    vision retention; SCHEDULE auto, llava, qwen (lightkv also L/W/P,L/W/P...);
+                    METHOD lightkv, aircache, airmerge, uniform, random, prompt-topk, tome;
+                    PERCENT 1..100 average vision retention (kept, or refused when the input's
+                    shape cannot reach it); SCHEDULE auto, llava, qwen (lightkv also
+                    L/W/P,L/W/P...; not aircache/airmerge)
                     lightkv: groups=reuse|rematch key=mean|rep renorm=on|off guide=query|keys|none
                              windows=on|off
-                    baselines: profile=schedule|flat (not tome), seed=N (random)
-      quantization: f16 | int<b>[g<G>][s<N>][m<S>][t<0|1>]
+                    aircache, airmerge: observers=K agreement=on|off budget=adaptive|mass|flat
+                             floor=F; airmerge also protect=F evict=F
+                    baselines: profile=schedule|flat (not tome), adaptive (prompt-topk), seed=N (random)
+      quantization: f16 | int<b>[g<G>][s<N>][m<S>][t<0|1>][r<0|1>]
                     b 8, 4 or 2; G group size, a power of two (32); s sink positions kept in
-                    f16 (4); m keep entries of size >= S in f16 (8, m0 off); t1 keep text in f16
+                    f16 (4); m keep entries of size >= S in f16 (8, m0 off); t1 keep text in f16;
+                    r1 Hadamard-rotate key rows before quantizing (power-of-two head_dim)
       codec:        zstdN (N = 1..19, default zstd3), lz4
     """
 }

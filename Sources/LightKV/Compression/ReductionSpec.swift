@@ -3,13 +3,15 @@
 /// Spelled as one `+`-part of a policy (grammar in docs/DESIGN.md ("LightKV in KV space")):
 ///
 ///     reduction := method [percent] ["@" schedule] { ":" key "=" value }
-///     method    := "none" | "lightkv" | "uniform" | "random" | "prompt-topk" | "tome"
+///     method    := "none" | "lightkv" | "uniform" | "random" | "prompt-topk" | "tome" | "aircache" | "airmerge"
 ///     percent   := 1…100, average vision retention over layers to aim for
 ///     schedule  := "auto" | "llava" | "qwen" | stage { "," stage }   (stages: lightkv only)
 ///     stage     := layer "/" windowsPerSide "/" ratio                  e.g. 12/4/0.5
 ///
 /// `lightkv` options: `groups=reuse|rematch`, `key=mean|rep`, `renorm=on|off`,
-/// `guide=query|keys|none`, `windows=on|off` (off: match over whole frames). Baseline options: `profile=schedule|flat` (not `tome`),
+/// `guide=query|keys|none`, `windows=on|off` (off: match over whole frames). `aircache`/`airmerge` options:
+/// `observers=K`, `agreement=on|off`, `budget=adaptive|flat`, `floor=F`; `airmerge` also `protect=F`,
+/// `evict=F`. Baseline options: `profile=schedule|flat|adaptive` (not `tome`; adaptive: `prompt-topk`),
 /// `seed=N` (`random` only). Examples: `lightkv`, `lightkv@qwen`, `lightkv35:key=rep`,
 /// `uniform55`, `random35:seed=7`, `prompt-topk20:profile=flat`, `tome55`.
 public enum ReductionSpec: Sendable, Equatable {
@@ -19,6 +21,9 @@ public enum ReductionSpec: Sendable, Equatable {
     case lightkv(LightKVSettings)
     /// A comparison method.
     case baseline(BaselineSettings)
+    /// Eviction by an elite observation window with adaptive per-layer budgets (`aircache`),
+    /// or merge-and-evict on the same observers and budgets (`airmerge`).
+    case aircache(AirCacheSettings)
 
     /// The canonical spelling of this part; parsing it gives this value back.
     public var name: String {
@@ -42,7 +47,24 @@ public enum ReductionSpec: Sendable, Equatable {
             if b.profile != .schedule { options.append("profile=\(b.profile.rawValue)") }
             if b.seed != 0 { options.append("seed=\(b.seed)") }
             return Self.spell(b.method.rawValue, b.retention, b.schedule, options)
+        case .aircache(let a):
+            let d = AirCacheSettings()
+            var options: [String] = []
+            if let k = a.observers { options.append("observers=\(k)") }
+            if a.agreement != d.agreement { options.append("agreement=\(a.agreement ? "on" : "off")") }
+            if a.budget != d.budget { options.append("budget=\(a.budget.rawValue)") }
+            if a.floor != d.floor { options.append("floor=\(Self.decimal(a.floor))") }
+            if a.merge && a.protect != d.protect { options.append("protect=\(Self.decimal(a.protect))") }
+            if a.merge && a.evict != d.evict { options.append("evict=\(Self.decimal(a.evict))") }
+            return Self.spell(a.merge ? "airmerge" : "aircache", a.retention, .auto, options)
         }
+    }
+
+    private static func decimal(_ x: Double) -> String {
+        var s = String(format: "%.3f", x)
+        while s.hasSuffix("0") { s.removeLast() }
+        if s.hasSuffix(".") { s.removeLast() }
+        return s
     }
 
     private static func spell(_ method: String, _ retention: Double?, _ schedule: MergeSchedule.Reference,
@@ -61,8 +83,11 @@ public enum ReductionSpec: Sendable, Equatable {
         case .baseline(let b):
             switch b.method {
             case .tome: LightKVCompressor(tome: b)
+            case .promptTopK where b.profile == .adaptive:
+                AirCacheCompressor(settings: b.adaptiveSelection, method: b.method.rawValue)
             case .uniform, .random, .promptTopK: SelectionCompressor(settings: b)
             }
+        case .aircache(let a): AirCacheCompressor(settings: a)
         }
     }
 }
@@ -77,7 +102,7 @@ extension ReductionSpec {
         let stem = head[0]
         let digits = stem.reversed().prefix { $0.isASCII && $0.isNumber }
         let method = String(stem.dropLast(digits.count))
-        let known = ["none", "lightkv"] + BaselineSettings.Method.allCases.map(\.rawValue)
+        let known = ["none", "lightkv", "aircache", "airmerge"] + BaselineSettings.Method.allCases.map(\.rawValue)
         guard known.contains(method) else { return nil }
 
         var retention: Double?
@@ -149,6 +174,36 @@ extension ReductionSpec {
             self = .lightkv(s)
             return
         }
+        if method == "aircache" || method == "airmerge" {
+            guard head.count == 1 else { throw bad("\(method) takes no schedule: its budget per layer is adaptive") }
+            var a = AirCacheSettings()
+            a.merge = method == "airmerge"
+            if let retention { a.retention = retention }
+            func share(_ key: String, _ value: String, _ range: ClosedRange<Double>) throws(PolicyError) -> Double {
+                guard let x = Double(value), range.contains(x) else {
+                    throw bad("\(key)=\(value): expected a number from \(range.lowerBound) to \(range.upperBound)")
+                }
+                return x
+            }
+            for (key, value) in options {
+                switch key {
+                case "observers":
+                    guard let k = Int(value), k >= 1 else { throw bad("observers=\(value): expected a count of at least 1") }
+                    a.observers = k
+                case "agreement":
+                    guard value == "on" || value == "off" else { throw bad("agreement=\(value): expected on or off") }
+                    a.agreement = value == "on"
+                case "budget": a.budget = try choice(key, value, AirCacheSettings.Budget.self)
+                case "floor": a.floor = try share(key, value, 0...1)
+                case "protect" where a.merge: a.protect = try share(key, value, 0...1)
+                case "evict" where a.merge: a.evict = try share(key, value, 0...100)
+                default:
+                    throw bad("unknown \(method) option \"\(key)\" (observers, agreement, budget, floor\(a.merge ? ", protect, evict" : ""))")
+                }
+            }
+            self = .aircache(a)
+            return
+        }
         var b = BaselineSettings(method: BaselineSettings.Method(rawValue: method)!, retention: retention)
         b.schedule = schedule
         for (key, value) in options {
@@ -156,6 +211,7 @@ extension ReductionSpec {
             case "profile":
                 b.profile = try choice(key, value, BaselineSettings.Profile.self)
                 if b.profile == .flat && b.method == .tome { throw bad("tome merges by schedule stages; profile=flat is for drop methods") }
+                if b.profile == .adaptive && b.method != .promptTopK { throw bad("profile=adaptive divides prompt attention over layers: a prompt-topk option") }
             case "seed":
                 guard b.method == .random else { throw bad("seed is a `random` option") }
                 guard let n = UInt64(value) else { throw bad("seed=\(value): expected a non-negative integer") }

@@ -27,11 +27,7 @@ public struct SelectionCompressor: CacheCompressor {
     public mutating func compress(_ layer: KVLayer, context: LayerContext) -> KVLayer {
         if layout == nil {
             layout = VisionLayout(spans: context.spans, seqLen: context.seqLen)
-            let schedule = MergeSchedule.reference(settings.schedule, layerCount: context.layerCount, retention: settings.retention)
-            let flat = settings.retention ?? schedule.nominalAverageRetention
-            fractions = (0..<context.layerCount).map {
-                settings.profile == .flat ? flat : schedule.nominalKeepFraction(layer: $0)
-            }
+            fractions = settings.layerFractions(layerCount: context.layerCount)
         }
         let layout = layout!
         let f = fractions[context.index]

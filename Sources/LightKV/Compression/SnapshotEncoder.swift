@@ -45,8 +45,12 @@ public struct SnapshotEncoder {
             query = keep <= 0 ? nil : QueryBlock(heads: q.heads, count: keep, headDim: q.headDim, values: q.values.withheld(
                 heads: q.heads, count: q.count, keep: keep, dim: q.headDim))
         }
-        return LayerContext(index: i, layerCount: snapshot.layerCount, spans: snapshot.metadata.spans,
-                            seqLen: snapshot.seqLen, promptQuery: query, inputDType: snapshot.dtype)
+        var context = LayerContext(index: i, layerCount: snapshot.layerCount, spans: snapshot.metadata.spans,
+                                   seqLen: snapshot.seqLen, promptQuery: query, inputDType: snapshot.dtype)
+        if withheldPromptQueries > 0, let prompt = snapshot.metadata.spans.promptRange, let q = query {
+            context.promptQueryStart = prompt.upperBound - q.count - withheldPromptQueries
+        }
+        return context
     }
 
     /// Member positions of an already-merged input's layers, which a kvsnap cannot carry (a
@@ -57,12 +61,31 @@ public struct SnapshotEncoder {
     public mutating func reduce(_ i: Int) -> KVLayer {
         precondition(i == nextLayer, "layers must be encoded in order: asked for \(i), expected \(nextLayer)")
         nextLayer += 1
-        var layer = snapshot.floatLayer(i)
+        if i == 0 && compressor.surveysLayers {
+            for j in 0..<snapshot.layerCount {
+                let (layer, ctx) = (input(j), context(j))
+                let started = DispatchTime.now().uptimeNanoseconds
+                compressor.survey(layer, context: ctx)
+                reduceNanoseconds += DispatchTime.now().uptimeNanoseconds - started
+            }
+        }
+        let layer = input(i)
         let ctx = context(i)
-        if let m = inputMembers?(i), m.count == layer.sizes.reduce(0, { $0 + Int($1) }) { layer.memberPositions = m }
         let started = DispatchTime.now().uptimeNanoseconds
         defer { reduceNanoseconds += DispatchTime.now().uptimeNanoseconds - started }
         return compressor.compress(layer, context: ctx)
+    }
+
+    /// Layer `i` of the input as floats, with the member positions `inputMembers` knows.
+    private func input(_ i: Int) -> KVLayer {
+        var layer = snapshot.floatLayer(i)
+        if let m = inputMembers?(i), m.count == layer.sizes.reduce(0, { $0 + Int($1) }) { layer.memberPositions = m }
+        return layer
+    }
+
+    /// Refuses a policy whose requested retention this snapshot's shape cannot reach.
+    public func checkRetention() throws(PolicyError) {
+        try policy.reduction.checkRetention(layerCount: snapshot.layerCount, spans: snapshot.metadata.spans)
     }
 
     /// Encodes layer `i`.

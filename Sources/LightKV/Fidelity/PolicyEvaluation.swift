@@ -5,12 +5,15 @@ public enum EvaluationError: Error, Equatable, CustomStringConvertible {
     /// Layer `layer` has neither `probe_query` nor at least two `prompt_query` tokens to hold out.
     case noProbes(layer: Int)
     case block(layer: Int, tensor: String, BlockError)
+    /// The policy cannot do what it asks on this snapshot.
+    case policy(PolicyError)
 
     public var description: String {
         switch self {
         case .noProbes(let l):
             "layers.\(l) has no probe_query and fewer than 2 prompt_query tokens to hold out: nothing to measure attention outputs with"
         case .block(let l, let t, let e): "layers.\(l).\(t): encoded block does not decode: \(e)"
+        case .policy(let e): "\(e)"
         }
     }
 }
@@ -52,6 +55,9 @@ public struct PolicyEvaluation: Sendable, Codable {
     }
 
     public var policy: String
+    /// The average vision retention the policy asked for (nil: none asked; compare
+    /// `overall.visionRetention`, what it kept).
+    public var requestedRetention: Double?
     /// `probe_query`, or which prompt queries were held out as probes.
     public var probes: String
     public var layers: [Layer]
@@ -68,6 +74,7 @@ public struct PolicyEvaluation: Sendable, Codable {
     /// queries (at most half of them) become probes and are withheld from the compressor.
     public init(snapshot: Snapshot, policy: Policy, holdOut: Int = 4) throws(EvaluationError) {
         var encoder = SnapshotEncoder(snapshot: snapshot, policy: policy)
+        do { try encoder.checkRetention() } catch { throw .policy(error) }
         let hasProbes = snapshot.layers.allSatisfy { $0.probeQuery != nil }
         var withheld = 0
         if !hasProbes {
@@ -103,6 +110,7 @@ public struct PolicyEvaluation: Sendable, Codable {
                                     inputBytes: l.key.range.count + l.value.range.count))
         }
         self.policy = policy.name
+        self.requestedRetention = policy.reduction.requestedRetention
         self.probes = hasProbes ? "probe_query" : "last \(withheld) prompt_query tokens, held out from compression"
         self.layers = layers
         self.overall = Summary(layers: layers)

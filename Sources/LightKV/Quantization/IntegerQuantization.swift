@@ -1,6 +1,6 @@
 /// Settings of an integer quantizer: bits per code, group size, and which entries stay F16.
 ///
-/// Spelled in a policy as `int<bits>[g<group>][s<sinks>][m<size>][t<0|1>]`, settings in that
+/// Spelled in a policy as `int<bits>[g<group>][s<sinks>][m<size>][t<0|1>][a<percent>][r<0|1>]`, settings in that
 /// order, each optional (docs/DESIGN.md, "Policy spelling"):
 ///
 /// ```swift
@@ -13,14 +13,19 @@ public struct IntegerQuantization: Sendable, Equatable {
     /// Tokens per key group, channels per value group: a positive power of two.
     public var group: Int
     public var keep: KeepRule
+    /// Rotate each quantized key row by a Hadamard transform first (`HadamardRotation`;
+    /// undone on decode). Used where the head dimension is a power of two.
+    public var rotateKeys: Bool
 
     public static let defaultGroup = 32
+    public static let defaultRotateKeys = false
     public static let allowedBits = [8, 4, 2]
 
-    public init(bits: Int, group: Int = IntegerQuantization.defaultGroup, keep: KeepRule = .standard) {
+    public init(bits: Int, group: Int = IntegerQuantization.defaultGroup, keep: KeepRule = .standard,
+                rotateKeys: Bool = IntegerQuantization.defaultRotateKeys) {
         precondition(Self.allowedBits.contains(bits), "bits must be 8, 4 or 2")
         precondition(group > 0 && group & (group - 1) == 0, "group must be a positive power of two")
-        self.bits = bits; self.group = group; self.keep = keep
+        self.bits = bits; self.group = group; self.keep = keep; self.rotateKeys = rotateKeys
     }
 
     /// Largest code, `2^bits - 1`.
@@ -46,13 +51,14 @@ public struct IntegerQuantization: Sendable, Equatable {
         guard Self.allowedBits.contains(b) else { throw bad("bits must be 8, 4 or 2, not \(b)") }
         var group = Self.defaultGroup
         var keep = KeepRule.standard
-        var order = ["g", "s", "m", "t"]
+        var rotate = Self.defaultRotateKeys
+        var order = ["g", "s", "m", "t", "a", "r"]
         while let letter = rest.first {
             let l = String(letter)
             guard let at = order.firstIndex(of: l) else {
-                throw bad(["g", "s", "m", "t"].contains(l)
-                          ? "setting \"\(l)\" given twice or out of order (order: g, s, m, t)"
-                          : "unknown setting \"\(l)\" (known: g<group>, s<sinks>, m<min size>, t<0|1>)")
+                throw bad(["g", "s", "m", "t", "a", "r"].contains(l)
+                          ? "setting \"\(l)\" given twice or out of order (order: g, s, m, t, a, r)"
+                          : "unknown setting \"\(l)\" (known: g<group>, s<sinks>, m<min size>, t<0|1>, a<percent>, r<0|1>)")
             }
             order.removeFirst(at + 1)
             rest = rest.dropFirst()
@@ -63,12 +69,18 @@ public struct IntegerQuantization: Sendable, Equatable {
                 group = n
             case "s": keep.sinks = n
             case "m": keep.minSize = n
+            case "a":
+                guard n <= 100 else { throw bad("a takes a percentage of vision entries kept exact, 0 to 100, not \(n)") }
+                keep.attended = n
+            case "r":
+                guard n <= 1 else { throw bad("r takes 0 (keys as they are) or 1 (Hadamard-rotated keys), not \(n)") }
+                rotate = n == 1
             default:
                 guard n <= 1 else { throw bad("t takes 0 (quantize text) or 1 (keep text), not \(n)") }
                 keep.text = n == 1
             }
         }
-        self.init(bits: b, group: group, keep: keep)
+        self.init(bits: b, group: group, keep: keep, rotateKeys: rotate)
     }
 
     /// Canonical spelling: bits and group always, keep settings where they differ from the default.
@@ -78,6 +90,8 @@ public struct IntegerQuantization: Sendable, Equatable {
         if keep.sinks != d.sinks { s += "s\(keep.sinks)" }
         if keep.minSize != d.minSize { s += "m\(keep.minSize)" }
         if keep.text != d.text { s += "t\(keep.text ? 1 : 0)" }
+        if keep.attended != d.attended { s += "a\(keep.attended)" }
+        if rotateKeys != Self.defaultRotateKeys { s += "r\(rotateKeys ? 1 : 0)" }
         return s
     }
 }

@@ -16,10 +16,13 @@ public struct KeepRule: Sendable, Equatable {
     public var sinks: Int
     /// Keep entries whose size is at least this; 0 turns the rule off.
     public var minSize: Int
+    /// Keep this percentage of each layer's vision entries, those the prompt attends most
+    /// (`PromptAttention`), exact: bits where attention goes. 0 turns the rule off.
+    public var attended: Int = 0
 
-    public init(text: Bool, sinks: Int, minSize: Int) {
-        precondition(sinks >= 0 && minSize >= 0, "keep rule settings are counts")
-        self.text = text; self.sinks = sinks; self.minSize = minSize
+    public init(text: Bool, sinks: Int, minSize: Int, attended: Int = 0) {
+        precondition(sinks >= 0 && minSize >= 0 && (0...100).contains(attended), "keep rule settings are counts")
+        self.text = text; self.sinks = sinks; self.minSize = minSize; self.attended = attended
     }
 
     /// Text, the first 4 positions, and entries merged from 8 or more tokens.
@@ -51,5 +54,22 @@ public struct KeepRule: Sendable, Equatable {
             if ranges[mid].upperBound <= p { lo = mid + 1 } else { hi = mid }
         }
         return lo < ranges.count && ranges[lo].contains(p)
+    }
+}
+
+extension KeepRule {
+    /// `keptEntries`, plus (with `attended > 0`) the most attended `attended`% of the layer's
+    /// vision entries, weighed by the layer's prompt queries (or prompt keys) as LightKV weighs.
+    public func keptEntries(layer: KVLayer, context: LayerContext) -> [Int] {
+        let base = keptEntries(positions: layer.positions, sizes: layer.sizes, spans: context.spans)
+        guard attended > 0 else { return base }
+        let layout = VisionLayout(spans: context.spans, seqLen: context.seqLen)
+        let vision = layer.positions.indices.filter { layout.isVision(layer.positions[$0]) }
+        let quota = Int((Double(attended) / 100 * Double(vision.count)).rounded())
+        guard quota > 0 else { return base }
+        let weights = PromptAttention.guide(.query, layer: layer, promptQuery: context.promptQuery,
+                                            promptRange: layout.promptRange, entries: vision).weights
+        let order = vision.indices.sorted { weights[$0] > weights[$1] || (weights[$0] == weights[$1] && $0 < $1) }
+        return Array(Set(base).union(order.prefix(quota).map { vision[$0] })).sorted()
     }
 }

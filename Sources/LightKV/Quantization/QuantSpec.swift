@@ -32,17 +32,22 @@ extension QuantSpec {
             let dtype = UnquantizedStorage.dtype(input: context.inputDType, keys: layer.keys, values: layer.values)
             return (BlockCodec.encode(layer.keys, dtype: dtype), BlockCodec.encode(layer.values, dtype: dtype))
         case .integer(let q):
-            let kept = q.keep.keptEntries(positions: layer.positions, sizes: layer.sizes, spans: context.spans)
-            func block(_ x: [Float], dim: Int, axis: QuantAxis) -> EncodedBlock {
+            let kept = q.keep.keptEntries(layer: layer, context: context)
+            func block(_ x: [Float], dim: Int, axis: QuantAxis, rotate: Bool) -> EncodedBlock {
                 // Quantized blocks hold scales, zero points and kept entries in F16; a block
                 // beyond half its range is stored unquantized instead of clamped or overflowed.
                 guard UnquantizedStorage.fitsQuantization(x) else {
                     return BlockCodec.encode(x, dtype: UnquantizedStorage.dtype(input: context.inputDType, keys: x, values: []))
                 }
+                // A rotated row's entries reach up to √dim times the row's largest; such a
+                // block is quantized unrotated rather than pushed past F16.
+                let rotated = rotate && HadamardRotation.applies(to: dim)
+                    && UnquantizedStorage.fitsQuantization(x, limit: UnquantizedStorage.quantizableMax / Float(dim).squareRoot())
                 return QuantizedBlock.encode(x, shape: BlockShape(heads: layer.kvHeads, count: layer.count, dim: dim),
-                                             kept: kept, settings: q, axis: axis)
+                                             kept: kept, settings: q, axis: axis, rotated: rotated)
             }
-            return (block(layer.keys, dim: layer.headDim, axis: .channel), block(layer.values, dim: layer.vHeadDim, axis: .token))
+            return (block(layer.keys, dim: layer.headDim, axis: .channel, rotate: q.rotateKeys),
+                    block(layer.values, dim: layer.vHeadDim, axis: .token, rotate: false))
         }
     }
 }

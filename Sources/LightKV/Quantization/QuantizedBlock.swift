@@ -12,16 +12,30 @@
 /// ```
 public enum QuantizedBlock {
     /// Quantizes `values` (`[heads, count, dim]`), keeping the entries at `kept` (ascending) in F16.
+    /// `rotated` quantizes each quantized row's Hadamard rotation (`dim` a power of two); kept
+    /// rows stay exact.
     public static func encode(_ values: [Float], shape: BlockShape, kept: [Int],
-                              settings q: IntegerQuantization, axis: QuantAxis) -> EncodedBlock {
+                              settings q: IntegerQuantization, axis: QuantAxis, rotated: Bool = false) -> EncodedBlock {
         precondition(values.count == shape.elements, "values do not match the block shape")
-        let header = QuantizedBlockHeader(bits: q.bits, axis: axis, group: q.group, heads: shape.heads,
+        precondition(!rotated || HadamardRotation.applies(to: shape.dim), "rotated rows need a power-of-two dim")
+        var header = QuantizedBlockHeader(bits: q.bits, axis: axis, group: q.group, heads: shape.heads,
                                           count: shape.count, dim: shape.dim, kept: kept.count)
+        header.rotated = rotated
         let rows = complement(of: kept, count: shape.count)
+        var turned: [Float] = []
+        if rotated {
+            turned = values
+            turned.withUnsafeMutableBufferPointer { t in
+                for r in 0..<(shape.heads * shape.count) { HadamardRotation.apply(t.baseAddress! + r * shape.dim, shape.dim) }
+            }
+        }
         // Every byte is written below (header, sections, zero padding bits), so no memset.
         let out = [UInt8](unsafeUninitializedCapacity: header.totalBytes) { o, initialized in
             values.withUnsafeBufferPointer { src in
-                write(header, kept: kept, rows: rows, source: src.baseAddress, into: UnsafeMutableRawPointer(o.baseAddress!))
+                turned.withUnsafeBufferPointer { rot in
+                    write(header, kept: kept, rows: rows, source: src.baseAddress, quantizing: rotated ? rot.baseAddress : src.baseAddress,
+                          into: UnsafeMutableRawPointer(o.baseAddress!))
+                }
             }
             initialized = header.totalBytes
         }
@@ -30,8 +44,9 @@ public enum QuantizedBlock {
 
     /// Writes the whole block. Per head, the ranges, parameters and codes passes run back to
     /// back so the head's floats (`count·dim·4` bytes) are read from cache the second time.
+    /// `source` gives the kept rows, `quantizing` the rows to quantize (the same, or rotated).
     private static func write(_ header: QuantizedBlockHeader, kept: [Int], rows: [Int], source: UnsafePointer<Float>?,
-                              into base: UnsafeMutableRawPointer) {
+                              quantizing: UnsafePointer<Float>?, into base: UnsafeMutableRawPointer) {
         header.write(to: base)
         for (i, k) in kept.enumerated() {
             precondition(k >= 0 && k < header.count && (i == 0 || k > kept[i - 1]), "kept entries must be ascending indices below count")
@@ -52,7 +67,7 @@ public enum QuantizedBlock {
             }
         }
         let total = header.parameterCount
-        guard total > 0 else { return }
+        guard total > 0, let rowsToQuantize = quantizing else { return }
         let quantizer: any GroupQuantizer.Type = header.axis == .channel ? KeyQuantizer.self : ValueQuantizer.self
         let perHead = total / header.heads, n = rows.count
         let scratch = UnsafeMutablePointer<Float>.allocate(capacity: 4 * perHead)
@@ -63,14 +78,14 @@ public enum QuantizedBlock {
         let scaleBits = bits, zeroBits = bits + total
         let codes = (base + header.codesOffset).assumingMemoryBound(to: UInt8.self)
         for h in 0..<header.heads {
-            quantizer.ranges(x, header: header, rows: rows, head: h, mins: mins, maxs: maxs)
+            quantizer.ranges(rowsToQuantize, header: header, rows: rows, head: h, mins: mins, maxs: maxs)
             QuantParameters.fit(mins: mins, maxs: maxs, count: perHead, levels: header.levels,
                                 scaleBits: scaleBits + h * perHead, zeroBits: zeroBits + h * perHead, zero: zero, inverse: inverse)
             let headCodes = codes + h * n * header.rowBytes
             if header.bits == 8 {
-                quantizer.codes(x, header: header, rows: rows, head: h, zero: zero, inverse: inverse, into: headCodes)
+                quantizer.codes(rowsToQuantize, header: header, rows: rows, head: h, zero: zero, inverse: inverse, into: headCodes)
             } else {
-                quantizer.codes(x, header: header, rows: rows, head: h, zero: zero, inverse: inverse, into: unpacked)
+                quantizer.codes(rowsToQuantize, header: header, rows: rows, head: h, zero: zero, inverse: inverse, into: unpacked)
                 for r in 0..<n {
                     CodePacking.pack(unpacked + r * dim, count: dim, bits: header.bits, into: headCodes + r * header.rowBytes)
                 }
@@ -143,6 +158,8 @@ public enum QuantizedBlock {
             guard header.parameterCount > 0 else { return }
             let scale = floats(scaleBits), zero = floats(zeroBits)
             var scratch = [UInt8](repeating: 0, count: dim)
+            // A rotated row is dequantized here, rotated back, then stored.
+            var rotatedRow = [Float](repeating: 0, count: header.rotated ? dim : 0)
             // Delta-coded rows are summed back into a copy; plain rows are read in place.
             var summed = [UInt8]()
             if header.deltaRows {
@@ -157,6 +174,7 @@ public enum QuantizedBlock {
             }
             summed.withUnsafeBufferPointer { sum in
             scale.withUnsafeBufferPointer { s in zero.withUnsafeBufferPointer { z in scratch.withUnsafeMutableBufferPointer { u in
+            rotatedRow.withUnsafeMutableBufferPointer { turned in
                 let codes = header.deltaRows ? sum.baseAddress! : block.baseAddress!.assumingMemoryBound(to: UInt8.self) + header.codesOffset
                 for h in 0..<header.heads {
                     for (r, entry) in rows.enumerated() {
@@ -165,11 +183,24 @@ public enum QuantizedBlock {
                             CodePacking.unpack(row, count: dim, bits: bits, into: u.baseAddress!)
                             row = UnsafePointer(u.baseAddress!)
                         }
+                        let at = (h * header.count + entry) * dim
+                        guard header.rotated else {
+                            Q.dequantizeRow(row, header: header, head: h, row: r, scale: s.baseAddress!, zero: z.baseAddress!,
+                                            output: destination, at: at, as: O.self)
+                            continue
+                        }
                         Q.dequantizeRow(row, header: header, head: h, row: r, scale: s.baseAddress!, zero: z.baseAddress!,
-                                        output: destination, at: (h * header.count + entry) * dim, as: O.self)
+                                        output: UnsafeMutableRawPointer(turned.baseAddress!), at: 0, as: F32Output.self)
+                        HadamardRotation.apply(turned.baseAddress!, dim)
+                        var d = 0
+                        while d + 16 <= dim {
+                            O.store(UnsafeRawPointer(turned.baseAddress! + d).loadUnaligned(as: SIMD16<Float>.self), to: destination, at: at + d)
+                            d += 16
+                        }
+                        while d < dim { O.store(turned[d], to: destination, at: at + d); d += 1 }
                     }
                 }
-            }}}}
+            }}}}}
         }
     }
 

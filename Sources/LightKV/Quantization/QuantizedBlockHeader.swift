@@ -25,7 +25,7 @@ public enum QuantAxis: UInt8, Sendable {
 /// | 0 | 4 | magic `4B 56 51 01` ("KVQ", format version 1) |
 /// | 4 | 1 | bits: 8, 4 or 2 |
 /// | 5 | 1 | axis: 0 channel (keys), 1 token (values) |
-/// | 6 | 2 | flags: bit 0 = code rows are delta-coded (`CodeDelta`); other bits 0 |
+/// | 6 | 2 | flags: bit 0 = code rows are delta-coded (`CodeDelta`); bit 1 = code rows are of Hadamard-rotated rows (`HadamardRotation`); other bits 0 |
 /// | 8 | 4 | group size G (power of two) |
 /// | 12 | 4 | heads |
 /// | 16 | 4 | count (entries, kept and quantized) |
@@ -44,6 +44,8 @@ struct QuantizedBlockHeader: Equatable {
     var kept: Int
     /// Code rows after the first of each head hold their difference from the row before.
     var deltaRows = true
+    /// Quantized rows were rotated by `HadamardRotation` before quantizing; decoding rotates back.
+    var rotated = false
 
     /// Entries that are quantized (`n` in the format description).
     var quantized: Int { count - kept }
@@ -66,7 +68,7 @@ struct QuantizedBlockHeader: Equatable {
         for (i, b) in Self.magic.enumerated() { out.storeBytes(of: b, toByteOffset: i, as: UInt8.self) }
         out.storeBytes(of: UInt8(bits), toByteOffset: 4, as: UInt8.self)
         out.storeBytes(of: axis.rawValue, toByteOffset: 5, as: UInt8.self)
-        out.storeBytes(of: UInt16(deltaRows ? 1 : 0).littleEndian, toByteOffset: 6, as: UInt16.self)
+        out.storeBytes(of: UInt16((deltaRows ? 1 : 0) | (rotated ? 2 : 0)).littleEndian, toByteOffset: 6, as: UInt16.self)
         for (i, v) in [group, heads, count, dim, kept].enumerated() {
             out.storeBytes(of: UInt32(v).littleEndian, toByteOffset: 8 + 4 * i, as: UInt32.self)
         }
@@ -91,7 +93,7 @@ struct QuantizedBlockHeader: Equatable {
             guard QuantAxis(name: named) == axis else { throw mismatch("axis", Int(block[5]), "\"\(named)\" (the encoding)") }
         }
         let flags = Int(UInt16(littleEndian: block.loadUnaligned(fromByteOffset: 6, as: UInt16.self)))
-        guard flags & ~1 == 0 else { throw mismatch("flags", flags, "0 or 1 (bit 0: delta-coded rows)") }
+        guard flags & ~3 == 0 else { throw mismatch("flags", flags, "0 to 3 (bit 0: delta-coded rows, bit 1: Hadamard-rotated rows)") }
         let group = u32(8)
         guard group > 0, group & (group - 1) == 0 else { throw mismatch("group", group, "a positive power of two") }
         if let g = encoding.group, g != group { throw mismatch("group", group, "\(g) (the encoding)") }
@@ -102,6 +104,10 @@ struct QuantizedBlockHeader: Equatable {
         guard kept <= count else { throw mismatch("kept", kept, "at most count = \(count)") }
         var header = QuantizedBlockHeader(bits: expectedBits, axis: axis, group: group, heads: heads, count: count, dim: dim, kept: kept)
         header.deltaRows = flags & 1 == 1
+        header.rotated = flags & 2 == 2
+        guard !header.rotated || HadamardRotation.applies(to: dim) else {
+            throw mismatch("dim", dim, "a power of two (the rows are Hadamard-rotated)")
+        }
         guard header.totalBytes == block.count else {
             throw .sizeMismatch(scheme: scheme, expected: header.totalBytes, actual: block.count)
         }

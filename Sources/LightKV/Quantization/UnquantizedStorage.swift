@@ -18,8 +18,8 @@ public enum UnquantizedStorage {
     /// point plus its rounded-up scale times the top code still decodes to a finite F16.
     public static let quantizableMax: Float = 32768
 
-    /// True when every value's magnitude is at most `quantizableMax`.
-    public static func fitsQuantization(_ values: [Float]) -> Bool { peak(values) <= quantizableMax.bitPattern }
+    /// True when every value's magnitude is at most `limit` (`quantizableMax` by default).
+    public static func fitsQuantization(_ values: [Float], limit: Float = quantizableMax) -> Bool { peak(values) <= limit.bitPattern }
 
     /// True when every value's magnitude is at most F16's largest finite value.
     static func fitsF16(_ values: [Float]) -> Bool { peak(values) <= f16Max.bitPattern }

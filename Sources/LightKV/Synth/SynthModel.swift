@@ -81,7 +81,7 @@ public struct SynthModel: Sendable {
             let c = half - 1 - rng.below(slow) + (rng.below(2) == 0 ? 0 : half)
             if channels.contains(c) { continue }
             channels.append(c)
-            bias[c] = rng.uniform(6...12) * (rng.below(2) == 0 ? 1 : -1)
+            bias[c] = rng.uniform(150...350) * (rng.below(2) == 0 ? 1 : -1)
         }
         channels.sort()
         // The sink direction lives in slow pairs too (a sink key at position 0 must still match

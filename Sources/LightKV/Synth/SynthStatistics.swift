@@ -7,9 +7,10 @@ import Foundation
 /// usual `softmax(q·k/√d)` and grouped-query head mapping.
 public struct SynthStatistics: Sendable, CustomStringConvertible {
     public var layer: Int
-    /// Mean cosine between keys of horizontally adjacent image tokens (same head, same frame).
+    /// Mean cosine between keys of horizontally adjacent image tokens (same head, same frame),
+    /// each key less its head's mean vision key.
     public var neighbourKeyCosine: Double
-    /// Mean cosine between keys of random pairs of image tokens.
+    /// Mean cosine between (centred) keys of random pairs of image tokens.
     public var randomKeyCosine: Double
     /// The same two figures for values.
     public var neighbourValueCosine: Double
@@ -74,8 +75,20 @@ public struct SynthStatistics: Sendable, CustomStringConvertible {
             for h in 0..<heads { for (i, j) in pairs { s += cosine(a, i, j, h) } }
             return s / Double(pairs.count * heads)
         }
-        neighbourKeyCosine = meanCosine(kv.keys, neighbours)
-        randomKeyCosine = meanCosine(kv.keys, randoms)
+        // Keys are compared after removing each head's mean vision key: the outlier channels
+        // (hundreds of times the median) are nearly constant and would put every cosine at
+        // 0.999, while a constant part of a key only shifts every logit alike.
+        var centred = kv.keys
+        if !visionTokens.isEmpty {
+            for h in 0..<heads {
+                var mean = [Float](repeating: 0, count: hd)
+                for t in visionTokens { for d in 0..<hd { mean[d] += kv.keys[(h * n + t) * hd + d] } }
+                for d in 0..<hd { mean[d] /= Float(visionTokens.count) }
+                for t in 0..<n { for d in 0..<hd { centred[(h * n + t) * hd + d] -= mean[d] } }
+            }
+        }
+        neighbourKeyCosine = meanCosine(centred, neighbours)
+        randomKeyCosine = meanCosine(centred, randoms)
         neighbourValueCosine = meanCosine(kv.values, neighbours)
         randomValueCosine = meanCosine(kv.values, randoms)
 

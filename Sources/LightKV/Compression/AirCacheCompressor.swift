@@ -1,0 +1,149 @@
+/// AirCache in KV space (`aircache`), and merge-and-evict on the same footing (`airmerge`).
+///
+/// A survey pass scores every layer's vision entries by the elite observers' attention
+/// (`ObservationWindow`) and divides the budget over layers (`LayerBudget`). Then each layer
+/// keeps its budget: `aircache` keeps the most observed entries and drops the rest;
+/// `airmerge` keeps the most observed share (`protect`) exact, drops what the observers ignore
+/// (importance below `evict` × the layer's mean, never more than must go), and merges the rest — bipartite matching over whole frames,
+/// weighted by observed importance — down to the budget. Text passes through bit for bit.
+///
+///     var c = AirCacheCompressor(settings: AirCacheSettings())
+///     for i in layers { c.survey(layer(i), context: ctx(i)) }
+///     let out = c.compress(layer(0), context: ctx(0))     // then 1, 2, …
+public struct AirCacheCompressor: CacheCompressor {
+    public let settings: AirCacheSettings
+    private let method: String
+    private var layout: VisionLayout?
+    /// Per surveyed layer: the vision entries' positions and importance, in layer order.
+    private var importance: [[Float]] = []
+    private var visionPositions: [[Int32]] = []
+    private var observerCounts: [Int] = []
+    private var budgets: [Int]?
+    private var sources: Set<String> = []
+
+    public init(settings: AirCacheSettings, method: String? = nil) {
+        self.settings = settings
+        self.method = method ?? (settings.merge ? "airmerge" : "aircache")
+    }
+
+    public var surveysLayers: Bool { true }
+
+    public var record: [String: String] {
+        var r = ["method": method, "budget": settings.budget.rawValue,
+                 "target_retention": String(format: "%.2f", settings.retention),
+                 "observers": settings.allObservers ? "every instruction token with a query" : "elite window, agreement \(settings.agreement ? "on" : "off")",
+                 "guidance": sources.isEmpty ? "unused" : sources.sorted().joined(separator: "; ")]
+        if let b = budgets, let n = layout?.visionTokenCount, n > 0 {
+            r["layer_budgets"] = b.map(String.init).joined(separator: ",")
+            r["nominal_retention"] = String(format: "%.4f", Double(b.reduce(0, +)) / Double(b.count * n))
+            r["layer_skewness"] = importance.map { String(format: "%.2f", Self.skewness($0)) }.joined(separator: ",")
+        }
+        if settings.merge { r["protect"] = String(settings.protect); r["evict"] = String(settings.evict) }
+        return r
+    }
+
+    public mutating func survey(_ layer: KVLayer, context: LayerContext) {
+        if layout == nil { layout = VisionLayout(spans: context.spans, seqLen: context.seqLen) }
+        precondition(context.index == importance.count, "layers must be surveyed in order")
+        let layout = layout!
+        let vision = layer.positions.indices.filter { layout.isVision(layer.positions[$0]) }
+        importance.append(score(layer, context: context, entries: vision))
+        visionPositions.append(vision.map { layer.positions[$0] })
+    }
+
+    /// Observed importance of `entries`, from the elite window of `prompt_query`, else from the
+    /// prompt span's keys as queries (all of them observers), else from entry sizes.
+    private mutating func score(_ layer: KVLayer, context: LayerContext, entries: [Int]) -> [Float] {
+        if let q = context.promptQuery, q.count > 0, let range = context.promptQueryPositions {
+            let rows = range.map { p in layer.positions.firstIndex(of: Int32(p)) }
+            if rows.allSatisfy({ $0 != nil }) {
+                let k = settings.observerCount(instructionQueries: q.count)
+                var own = [Float](repeating: 0, count: layer.kvHeads * q.count * layer.headDim)
+                for h in 0..<layer.kvHeads {
+                    for (t, j) in rows.enumerated() {
+                        let from = (h * layer.count + j!) * layer.headDim, to = (h * q.count + t) * layer.headDim
+                        own[to ..< to + layer.headDim] = layer.keys[from ..< from + layer.headDim]
+                    }
+                }
+                let observers = ObservationWindow.observers(queries: q, ownKeys: own, kvHeads: layer.kvHeads, count: k)
+                sources.insert("prompt_query (\(observers.count) of \(q.count) observers)")
+                return weighted(q, observers: observers, layer: layer, entries: entries)
+            }
+        }
+        if let q = context.promptQuery, q.count > 0 {
+            sources.insert("prompt_query (positions unknown: all observers)")
+            return weighted(q, observers: Array(0..<q.count), layer: layer, entries: entries)
+        }
+        if let q = PromptAttention.promptKeys(layer: layer, promptRange: layout?.promptRange) {
+            sources.insert("prompt keys (no prompt_query)")
+            return weighted(q, observers: Array(0..<q.count), layer: layer, entries: entries)
+        }
+        sources.insert("none (entry sizes)")
+        return entries.map { Float(layer.sizes[$0]) }
+    }
+
+    private func weighted(_ q: QueryBlock, observers: [Int], layer: KVLayer, entries: [Int]) -> [Float] {
+        ObservationWindow.importance(queries: q, observers: observers, layer: layer, entries: entries,
+                                     agreement: settings.agreement)
+    }
+
+    /// Per-layer entry counts for the whole snapshot, once every layer is surveyed.
+    private mutating func allocate() -> [Int] {
+        let layout = layout!
+        let n = layout.visionTokenCount, frames = layout.frames.count, layers = importance.count
+        let total = settings.totalBudget(layerCount: layers, visionTokens: n, frames: frames)
+        switch settings.budget {
+        case .flat:
+            return ProportionalShares.split(total, weights: [Double](repeating: 1, count: layers),
+                                            caps: importance.map(\.count))
+        case .adaptive, .mass:
+            let floors = [Int](repeating: settings.layerFloor(visionTokens: n, frames: frames), count: layers)
+            return settings.budget == .mass
+                ? LayerBudget.allocate(importance: importance, total: total, floors: floors, ceilings: importance.map(\.count))
+                : LayerBudget.equalCoverage(importance: importance, total: total, floors: floors, ceilings: importance.map(\.count))
+        }
+    }
+
+    public mutating func compress(_ layer: KVLayer, context: LayerContext) -> KVLayer {
+        precondition(importance.count == context.layerCount, "AirCache surveys every layer before compressing")
+        if budgets == nil { budgets = allocate() }
+        let layout = layout!
+        var text: [Int] = [], vision: [Int] = []
+        for j in 0..<layer.count {
+            if layout.isVision(layer.positions[j]) { vision.append(j) } else { text.append(j) }
+        }
+        precondition(vision.map { layer.positions[$0] } == visionPositions[context.index], "layer \(context.index) differs from the one surveyed")
+        let weights = importance[context.index]
+        let budget = budgets![context.index]
+        guard budget < vision.count else { return layer }
+        let order = vision.indices.sorted { weights[$0] > weights[$1] || (weights[$0] == weights[$1] && $0 < $1) }
+        guard settings.merge else {
+            return layer.selecting((text + order.prefix(budget).map { vision[$0] }).sorted())
+        }
+        // Protected: the most observed, exact. Evicted: the ignored, least observed first.
+        let protected = min(budget, Int((settings.protect * Double(budget)).rounded()))
+        let mustGo = vision.count - budget
+        let mean = weights.reduce(0, +) / Float(max(weights.count, 1))
+        let ignored = weights.reduce(0) { $0 + ($1 < Float(settings.evict) * mean ? 1 : 0) }
+        let evicted = min(mustGo, ignored, vision.count - protected)
+        let merged = Array(order[protected ..< order.count - evicted]).map { vision[$0] }.sorted()
+        var full = [Float](repeating: 0, count: layer.count)
+        for (o, j) in vision.enumerated() { full[j] = weights[o] }
+        let plan = MergePlan.singletons(merged, layer: layer)
+            .mergedDown(to: budget - protected, layer: layer, weights: full, layout: layout, windowsPerSide: nil,
+                        keyRule: .mean, renormalise: false)
+        let exact = (text + order.prefix(protected).map { vision[$0] }).sorted()
+        return plan.apply(to: layer, text: exact, weights: full, keyRule: .mean, renormalise: false)
+    }
+
+    /// Sample skewness of a layer's importance (for the record: how peaked its observers are).
+    static func skewness(_ x: [Float]) -> Double {
+        guard x.count > 2 else { return 0 }
+        let n = Double(x.count)
+        let mean = x.reduce(0.0) { $0 + Double($1) } / n
+        var m2 = 0.0, m3 = 0.0
+        for v in x { let d = Double(v) - mean; m2 += d * d; m3 += d * d * d }
+        m2 /= n; m3 /= n
+        return m2 > 0 ? m3 / (m2 * m2.squareRoot()) : 0
+    }
+}

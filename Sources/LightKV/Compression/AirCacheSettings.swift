@@ -1,0 +1,56 @@
+/// Every choice of `aircache` (eviction by an elite observation window with adaptive
+/// per-layer budgets) and of `airmerge` (the same observers and budgets, merging what they
+/// do not protect), as one value. docs/DESIGN.md ("AirCache") has the measurements behind
+/// each default.
+///
+///     var s = AirCacheSettings()     // `aircache`: 10% of the vision entries on average
+///     s.merge = true                 // `airmerge10`
+public struct AirCacheSettings: Sendable, Equatable {
+    /// How the budget is spread over layers.
+    public enum Budget: String, Sendable, Equatable, CaseIterable {
+        /// `LayerBudget.equalCoverage`: every layer keeps the same share of its importance.
+        case adaptive
+        /// `LayerBudget.allocate`: the most observed attention mass over all layers.
+        case mass
+        /// The same count in every layer.
+        case flat
+    }
+
+    /// Average vision retention over layers (0…1).
+    public var retention: Double = 0.10
+    /// Merge instead of dropping what the observers do not protect (`airmerge`).
+    public var merge = false
+    /// Elite observers; nil: half the instruction tokens with query states, at least one.
+    public var observers: Int?
+    /// Use every instruction token with a query state as an observer, weighted alike (what
+    /// `prompt-topk:profile=adaptive` scores with).
+    public var allObservers = false
+    /// Weight perspectives by their agreement with the consensus (off: plain mean).
+    public var agreement = true
+    public var budget: Budget = .adaptive
+    /// Every layer keeps at least this share of the average retention.
+    public var floor = 0.25
+    /// `airmerge`: share of each layer's budget kept as the most observed entries, unmerged.
+    public var protect = 0.1
+    /// `airmerge`: entries observed less than this many times the layer's mean importance are
+    /// dropped rather than merged (never more than must go).
+    public var evict = 0.05
+
+    public init() {}
+
+    /// The elite window size for `m` instruction tokens with queries.
+    public func observerCount(instructionQueries m: Int) -> Int {
+        allObservers ? m : min(m, max(1, observers ?? (m + 1) / 2))
+    }
+
+    /// Entries kept over all layers of an input with `visionTokens` per layer in `frames`
+    /// frames: the requested average, but at least one entry per frame in every layer.
+    public func totalBudget(layerCount: Int, visionTokens n: Int, frames: Int) -> Int {
+        max(Int((retention * Double(layerCount * n)).rounded()), layerCount * max(frames, 1))
+    }
+
+    /// Each layer's floor: its share of the average, at least one entry per frame.
+    public func layerFloor(visionTokens n: Int, frames: Int) -> Int {
+        min(n, max(frames, Int((floor * retention * Double(n)).rounded())))
+    }
+}

@@ -1,0 +1,93 @@
+import XCTest
+@testable import LightKV
+
+final class AirCacheTests: XCTestCase {
+    func testBudgetSumsToTotalWithinFloorsAndCeilings() {
+        var rng = SeededRandom(5)
+        let importance = (0..<7).map { _ in (0..<40).map { _ in Float.random(in: 0...1, using: &rng) } }
+        for total in [7, 50, 140, 280] {
+            for counts in [LayerBudget.allocate(importance: importance, total: total, floors: [Array(repeating: 1, count: 6), [0]].flatMap { $0 }, ceilings: Array(repeating: 40, count: 7)),
+                           LayerBudget.equalCoverage(importance: importance, total: total, floors: Array(repeating: 1, count: 7), ceilings: Array(repeating: 40, count: 7))] {
+                XCTAssertEqual(counts.reduce(0, +), total)
+                XCTAssertTrue(counts.allSatisfy { (0...40).contains($0) })
+            }
+        }
+        let capped = LayerBudget.allocate(importance: importance, total: 1000, floors: Array(repeating: 2, count: 7), ceilings: Array(repeating: 30, count: 7))
+        XCTAssertEqual(capped, Array(repeating: 30, count: 7), "never past a ceiling")
+        let floored = LayerBudget.allocate(importance: importance, total: 0, floors: Array(repeating: 3, count: 7), ceilings: Array(repeating: 30, count: 7))
+        XCTAssertEqual(floored, Array(repeating: 3, count: 7), "never below a floor")
+    }
+
+    func testBudgetHandComputed() {
+        // Layer 0 is skewed (one entry holds most), layer 1 flat, layer 2 barely looks at the image.
+        let importance: [[Float]] = [[0.60, 0.05, 0.05, 0.05, 0.05],
+                                     [0.16, 0.16, 0.16, 0.16, 0.16],
+                                     [0.02, 0.01, 0.01, 0.01, 0.01]]
+        // Most observed mass: floors 1 each, then 0.16 ×4 from layer 1 beats 0.05 and 0.02.
+        XCTAssertEqual(LayerBudget.allocate(importance: importance, total: 7, floors: [1, 1, 1], ceilings: [5, 5, 5]), [1, 5, 1])
+        // Equal coverage: layer 0 covers 75% with one entry, layer 1 needs four of five for 80%,
+        // layer 2 (normalised 1/3, 1/6 ×4) two for 50%, three for 66.7%, four for 83.3%.
+        // Coverage 0.75 asks 1 + 4 + 4 = 9 (> 8); coverage 0.67 asks 1 + 4 + 3 = 8.
+        XCTAssertEqual(LayerBudget.equalCoverage(importance: importance, total: 8, floors: [1, 1, 1], ceilings: [5, 5, 5]), [1, 4, 3])
+    }
+
+    func testObserversAreTheInstructionTokensTheLastTokenAttendsMost() {
+        // 6 instruction tokens, 2 query heads over one kv head, head_dim 2. The last token's
+        // query points along +x in both heads; keys of tokens 1 and 3 lie far along +x,
+        // token 4 a little, the others along -x.
+        let keys: [Float] = [-3, 0, 4, 0, -3, 1, 5, 0, 1, 0, 0, 1]
+        var q = [Float](repeating: 0, count: 2 * 6 * 2)
+        for h in 0..<2 {
+            for t in 0..<6 { q[(h * 6 + t) * 2 + 1] = 1 }   // every other token looks along +y
+            q[(h * 6 + 5) * 2] = 4; q[(h * 6 + 5) * 2 + 1] = 0
+        }
+        let queries = QueryBlock(heads: 2, count: 6, headDim: 2, values: q)
+        XCTAssertEqual(ObservationWindow.observers(queries: queries, ownKeys: keys, kvHeads: 1, count: 3), [1, 3, 5])
+        XCTAssertEqual(ObservationWindow.observers(queries: queries, ownKeys: keys, kvHeads: 1, count: 4), [1, 3, 4, 5])
+        XCTAssertEqual(ObservationWindow.observers(queries: queries, ownKeys: keys, kvHeads: 1, count: 1), [5])
+        XCTAssertEqual(ObservationWindow.observers(queries: queries, ownKeys: keys, kvHeads: 1, count: 9), [0, 1, 2, 3, 4, 5])
+    }
+
+    func testDisagreeingPerspectiveCountsLess() {
+        // Two vision entries and one text entry; head 0 and 1 look at entry 0, head 2 at entry 1.
+        let layer = KVLayer(kvHeads: 3, headDim: 1, vHeadDim: 1,
+                            keys: [1, -1, 0, 1, -1, 0, -1, 1, 0], values: [0, 0, 0, 0, 0, 0, 0, 0, 0],
+                            positions: [0, 1, 2], sizes: [1, 1, 1])
+        let q = QueryBlock(heads: 3, count: 1, headDim: 1, values: [4, 4, 4])
+        let agreed = ObservationWindow.importance(queries: q, observers: [0], layer: layer, entries: [0, 1])
+        let plain = ObservationWindow.importance(queries: q, observers: [0], layer: layer, entries: [0, 1], agreement: false)
+        XCTAssertGreaterThan(agreed[0] / agreed[1], plain[0] / plain[1])
+        XCTAssertGreaterThan(plain[0], plain[1])
+    }
+
+    func testAirCacheKeepsTheMostObservedAndTextExactly() throws {
+        var f = Fixture.image(rows: 6, cols: 6)
+        f.layerCount = 4
+        var c = try spec("aircache25").makeCompressor()
+        let layout = VisionLayout(spans: f.spans, seqLen: f.seqLen)
+        for (input, output) in f.run(&c) {
+            let text = input.positions.indices.filter { !layout.isVision(input.positions[$0]) }
+            XCTAssertEqual(output.selecting(output.positions.indices.filter { !layout.isVision(output.positions[$0]) }).keys,
+                           input.selecting(text).keys)
+            XCTAssertTrue(output.sizes.allSatisfy { $0 == 1 }, "eviction never merges")
+        }
+        var m = try spec("airmerge25").makeCompressor()
+        var g = Fixture.image(rows: 6, cols: 6)
+        g.layerCount = 4
+        let merged = g.run(&m).map(\.1)
+        XCTAssertTrue(merged.contains { $0.sizes.contains { $0 > 1 } }, "airmerge merges")
+        for out in merged {
+            XCTAssertLessThanOrEqual(out.sizes.reduce(0) { $0 + Int($1) }, g.seqLen)
+        }
+    }
+
+    func testPolicyNamesRoundTrip() throws {
+        for token in ["aircache10", "aircache5:observers=2", "airmerge20:protect=0.5:evict=0.1", "airmerge10:evict=0", "aircache10:budget=flat",
+                      "prompt-topk20:profile=adaptive", "aircache10:agreement=off:floor=0.5"] {
+            XCTAssertEqual(try spec(token).name, token)
+        }
+        XCTAssertThrowsError(try spec("aircache10:protect=0.5"))
+        XCTAssertThrowsError(try spec("aircache10@qwen"))
+        XCTAssertThrowsError(try spec("uniform10:profile=adaptive"))
+    }
+}
