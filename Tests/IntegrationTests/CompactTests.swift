@@ -85,7 +85,7 @@ final class CompactTests: XCTestCase {
         let r = try s.cli.run("ingest", "--policy", "lightkv", input)
         XCTAssertEqual(r.status, 0, r.stderr)
         let id = r.stdout.trimmingCharacters(in: .whitespacesAndNewlines)
-        let repack = try s.cli.run("compact", "--cold-days", "0", "--cold-policy", "lightkv20+int8", "--json")
+        let repack = try s.cli.run("compact", "--cold-days", "0", "--cold-policy", "lightkv25+int8", "--json")
         XCTAssertEqual(repack.status, 0, repack.stderr)
         XCTAssertEqual(try report(repack)["repacked"] as? [String], [id])
         let merged = s.path + "/merged.safetensors", expanded = s.path + "/expanded.safetensors"
