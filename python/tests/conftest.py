@@ -1,0 +1,63 @@
+"""Fixtures: the built `kvstore` binary ($KVSTORE_BIN, else the checkout's build, else the
+PATH), a scratch store, and synthetic snapshots written by `kvstore synth`."""
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _binary() -> str | None:
+    for candidate in (os.environ.get("KVSTORE_BIN"), ROOT / ".build/debug/kvstore", ROOT / ".build/release/kvstore",
+                      shutil.which("kvstore")):
+        if candidate and os.access(candidate, os.X_OK):
+            return str(candidate)
+    return None
+
+
+@pytest.fixture(scope="session")
+def kvstore_bin() -> str:
+    binary = _binary()
+    if binary is None:
+        pytest.fail("no kvstore binary: run `swift build` (make test does) or set KVSTORE_BIN")
+    os.environ["KVSTORE_BIN"] = binary  # for Client() and examples
+    return binary
+
+
+class CLI:
+    def __init__(self, binary: str, store: Path) -> None:
+        self.binary, self.store = binary, store
+
+    def run(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        cmd = [self.binary, args[0], *([] if args[0] in ("synth", "policies") else ["--store", str(self.store)]),
+               *args[1:]]
+        done = subprocess.run(cmd, capture_output=True, text=True)
+        if check and done.returncode != 0:
+            raise AssertionError(f"{' '.join(cmd)} exited {done.returncode}: {done.stderr}")
+        return done
+
+    def ingest(self, path: Path | str, policy: str = "none") -> str:
+        return self.run("ingest", "--policy", policy, str(path)).stdout.strip()
+
+    def synth(self, path: Path, *args: str) -> Path:
+        self.run("synth", "-o", str(path), *args)
+        return path
+
+    def policies(self) -> list[str]:
+        lines = self.run("policies").stdout.splitlines()
+        names = []
+        for line in lines[1:]:
+            if not line.startswith("  "):
+                break
+            names.append(line.split()[0])
+        return names
+
+
+@pytest.fixture
+def cli(kvstore_bin: str, tmp_path: Path) -> CLI:
+    return CLI(kvstore_bin, tmp_path / "store")
