@@ -303,8 +303,14 @@ def capture(model: torch.nn.Module, inputs: Mapping[str, Any], media: Sequence[b
 
 # ---------------------------------------------------------------- load
 
-def _open(source: Snapshot | Pack | str | os.PathLike[str], mode: str) -> tuple[Snapshot, list[Any]]:
+def _open(source: Any, mode: str) -> tuple[Snapshot, list[Any]]:
     """The snapshot's metadata and its layers (key, value, sizes) in the form `mode` needs."""
+    from .torch import DevicePack
+    if isinstance(source, DevicePack):
+        if mode == "expand" and any(bool((l.sizes != 1).any()) for l in source.layers):
+            raise ExpandError("the pack was decoded with merged entries: use load_pack(..., expand=True)")
+        snap = source.snapshot()
+        return snap, snap.layers
     if isinstance(source, (str, os.PathLike)):
         with open(source, "rb") as f:
             is_pack = f.read(8) == MAGIC
@@ -343,13 +349,13 @@ def check_model(snap: Snapshot, model: torch.nn.Module) -> None:
         raise ModelMismatchError("snapshot does not fit the model: " + "; ".join(problems))
 
 
-def load(source: Snapshot | Pack | str | os.PathLike[str], model: torch.nn.Module, mode: str = "proportional",
+def load(source: Any, model: torch.nn.Module, mode: str = "proportional",
          device: torch.device | str | None = None) -> Cache:
     """A cache `model.generate` continues from (pass the same `input_ids` as the capture, and
     `past_key_values=` this cache; no pixel values).
 
-    `source`: a Snapshot, a kvsnap file (`kvstore fetch`), or a kvpack (`fetch --raw`, read
-    natively). `mode="proportional"` keeps merged entries merged and adds `log(size)` to their
+    `source`: a Snapshot, a kvsnap file (`kvstore fetch`), a kvpack (`fetch --raw`, read
+    natively), or a `kvstore.torch.load_pack` result (decoded on the device). `mode="proportional"` keeps merged entries merged and adds `log(size)` to their
     logits (the model's text attention becomes "kvstore", which is SDPA for everything else);
     `mode="expand"` repeats each merged entry at its members' positions, which plain attention
     handles (a plain DynamicCache when every layer is whole again)."""
@@ -361,11 +367,16 @@ def load(source: Snapshot | Pack | str | os.PathLike[str], model: torch.nn.Modul
     device = torch.device(device) if device is not None else param.device
     dtype = param.dtype
     seq_len = snap.original_length
-    def tensor(a: np.ndarray) -> torch.Tensor:
-        return torch.from_numpy(np.array(a, dtype=np.float32)).to(device, dtype)[None]
-    tensors = [(tensor(l.key), tensor(l.value),
-                torch.from_numpy(np.array(l.sizes if l.sizes is not None else np.ones(l.count), dtype=np.int64)))
-               for l in layers]
+    def tensor(a: Any) -> torch.Tensor:
+        t = a if isinstance(a, torch.Tensor) else torch.from_numpy(np.array(a, dtype=np.float32))
+        return t.to(device, dtype)[None]
+
+    def sizes(layer: Any) -> torch.Tensor:
+        if isinstance(layer.sizes, torch.Tensor):
+            return layer.sizes.to(device, torch.int64)
+        return torch.from_numpy(np.array(layer.sizes if layer.sizes is not None else np.ones(layer.count),
+                                         dtype=np.int64))
+    tensors = [(tensor(l.key), tensor(l.value), sizes(l)) for l in layers]
     if mode == "expand":
         tensors = [(k, v, torch.ones_like(s)) for k, v, s in tensors]
     next_position = snap.next_position if snap.next_position is not None else seq_len

@@ -61,3 +61,30 @@ class CLI:
 @pytest.fixture
 def cli(kvstore_bin: str, tmp_path: Path) -> CLI:
     return CLI(kvstore_bin, tmp_path / "store")
+
+
+SHAPES = {
+    # head_dim 40 leaves tails after every 16- and 32-wide SIMD step of the Swift decoder
+    "image": ("--preset", "tiny", "--layers", "5", "--grid", "10x12", "--head-dim", "40", "--images", "2"),
+    "video": ("--preset", "tiny", "--layers", "4", "--grid", "6x6", "--frames", "3", "--head-dim", "24"),
+}
+
+
+@pytest.fixture(scope="session")
+def stored(kvstore_bin: str, tmp_path_factory: pytest.TempPathFactory) -> tuple[CLI, Path, dict[str, tuple[CLI, str]]]:
+    """Every built-in policy ingested from each input shape and dtype, a store per policy
+    (an entry's id is its input's content, so one store keeps the first policy only)."""
+    d = tmp_path_factory.mktemp("packs")
+    cli = CLI(kvstore_bin, d / "synth")
+    ids = {}
+    inputs = {name: cli.synth(d / f"{name}.safetensors", *args) for name, args in SHAPES.items()}
+    for dtype in ("bf16", "f32"):
+        inputs[f"image-{dtype}"] = cli.synth(d / f"image-{dtype}.safetensors", *SHAPES["image"], "--dtype", dtype)
+    for n, policy in enumerate(cli.policies()):
+        store = CLI(kvstore_bin, d / f"store-{n}")
+        for name in ("image", "video"):
+            ids[f"{policy}/{name}"] = (store, store.ingest(inputs[name], policy))
+        if policy in ("none", "lightkv", "lightkv+int8"):
+            for dtype in ("bf16", "f32"):
+                ids[f"{policy}/image-{dtype}"] = (store, store.ingest(inputs[f"image-{dtype}"], policy))
+    return cli, d, ids

@@ -80,6 +80,12 @@ def test_lightkv_proportional_and_expand_agree(captured, kvstore_bin: str) -> No
         assert _logit_gap(proportional, expand) < 1e-4
     # proportional from the pack itself equals proportional from the fetched file
     assert _logit_gap(proportional, _continue(model, inputs, hf.load(pack, model))) < 1e-4
+    # decoded on the device (here the CPU) by kvstore.torch, merged or expanded
+    import kvstore.torch as kvtorch
+    on_device = kvtorch.load_pack(pack, "cpu", dtype=torch.float32)
+    assert _logit_gap(proportional, _continue(model, inputs, hf.load(on_device, model))) < 1e-4
+    on_device = kvtorch.load_pack(pack, "cpu", dtype=torch.float32, expand=True)
+    assert _logit_gap(proportional, _continue(model, inputs, hf.load(on_device, model, mode="expand"))) < 1e-4
     # the size bias matters: without it (every size 1) the logits move
     plain = hf.load(merged, model)
     for layer in plain.layers:

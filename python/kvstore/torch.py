@@ -1,0 +1,219 @@
+"""GPU-side decoding of kvpack files: `load_pack(path, device)`.
+
+Checksums and entropy decoding (zstd/lz4) run on CPU threads, one layer each (both codecs
+release the GIL); each layer's raw section then crosses to the device as one byte tensor, and
+byte-plane joining, code unpacking, delta-row undoing, dequantization and (with `expand`)
+member expansion run there as torch ops. The compressed form is what moves; the 16-bit
+tensors are born on the device. Results equal the numpy reader's (`kvstore.read_pack`):
+bit for bit on CPU; on a GPU, integer work is exact and floats agree to the output dtype's
+rounding.
+
+    pack = kvstore.torch.load_pack("entry.kvpack", "cuda", dtype=torch.bfloat16)
+    cache = kvstore.hf.load(pack, model)        # no host-side float copy at all
+"""
+from __future__ import annotations
+
+import json
+import os
+import warnings
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from .blocks import QUANT_BITS, QUANT_HEADER, RAW_SCHEMES, BlockError, read_quant_header
+from .pack import Pack, PackHeader
+from .snapshot import _OWN_KEYS, KEY_KEY, MODEL_KEY, NEXT_POSITION_KEY, SPANS_KEY, Layer, Snapshot, Span
+
+_TORCH_DTYPES = {"F16": torch.float16, "BF16": torch.bfloat16, "F32": torch.float32}
+
+
+@dataclass
+class DeviceLayer:
+    """One layer on the device: key/value [kv_heads, n, dim] in the requested dtype, positions,
+    sizes and (when tracked) members as int32."""
+
+    key: torch.Tensor
+    value: torch.Tensor
+    positions: torch.Tensor
+    sizes: torch.Tensor
+    members: torch.Tensor | None
+
+    @property
+    def count(self) -> int:
+        return int(self.positions.numel())
+
+
+@dataclass
+class DevicePack:
+    """A whole entry decoded onto a device."""
+
+    header: PackHeader
+    layers: list[DeviceLayer]
+    metadata: dict[str, str]
+
+    def snapshot(self) -> Snapshot:
+        """The entry as a Snapshot whose arrays are these device tensors (not validated again)."""
+        m = self.metadata
+        spans = [Span.from_json(o, i) for i, o in enumerate(json.loads(m[SPANS_KEY]))]
+        nxt = m.get(NEXT_POSITION_KEY)
+        return Snapshot(model=m.get(MODEL_KEY, ""), spans=spans,
+                        layers=[Layer(key=l.key, value=l.value, positions=l.positions, sizes=l.sizes)  # type: ignore[arg-type]
+                                for l in self.layers],
+                        key=m.get(KEY_KEY), next_position=int(nxt) if nxt is not None else None,
+                        seq_len=self.header.seq_len, metadata={k: v for k, v in m.items() if k not in _OWN_KEYS})
+
+
+def _join_planes(planes: torch.Tensor, width: int) -> torch.Tensor:
+    count = planes.numel() // width
+    return planes.view(width, count).t().contiguous().view(-1)
+
+
+def _as(bits: torch.Tensor, dtype: str) -> torch.Tensor:
+    return bits.view(_TORCH_DTYPES[dtype])
+
+
+def _unpack_codes(packed: torch.Tensor, bits: int, dim: int) -> torch.Tensor:
+    if bits == 8:
+        return packed
+    per = 8 // bits
+    shifts = torch.arange(per, device=packed.device, dtype=torch.uint8) * bits
+    lanes = (packed.unsqueeze(-1) >> shifts) & ((1 << bits) - 1)
+    return lanes.flatten(-2)[..., :dim]
+
+
+def _check_quantized(raw: np.ndarray, start: int, length: int, scheme: str, encoding: dict,
+                     shape: tuple[int, int, int]) -> None:
+    """The block checks the numpy decoder makes, on the (small) host-side parts: header, kept
+    indices, and that no F16 parameter is Inf/NaN (the exponent lies in the high plane)."""
+    block = raw[start:start + length]
+    h = read_quant_header(block, scheme, encoding, shape)
+    o = QUANT_HEADER
+    kept = block[o:o + 4 * h.kept].view("<u4").astype(np.int64)
+    if kept.size:
+        bad = np.nonzero((kept >= h.count) | np.concatenate(([False], np.diff(kept) <= 0)))[0]
+        if bad.size:
+            raise BlockError(f"{scheme} block kept index {bad[0]} is {kept[bad[0]]}: "
+                             f"indices must ascend and stay below count {h.count}")
+    o += 4 * h.kept
+    for section, n in (("kept values", h.heads * h.kept * h.dim), ("scales", h.parameters),
+                       ("zero points", h.parameters)):
+        high = block[o + n:o + 2 * n]
+        if np.any((high & 0x7C) == 0x7C):
+            raise BlockError(f"{scheme} block {section} hold Inf or NaN")
+        o += 2 * n
+
+
+def _decode_block(raw: torch.Tensor, encoding: dict, shape: tuple[int, int, int], out: torch.dtype) -> torch.Tensor:
+    scheme = encoding["scheme"]
+    heads, count, dim = shape
+    if scheme in RAW_SCHEMES:
+        stored = RAW_SCHEMES[scheme]
+        width = 4 if stored == "F32" else 2
+        values = _as(_join_planes(raw, width), stored).view(shape)
+        return values if values.dtype == out else values.to(torch.float32).to(out)
+    bits = QUANT_BITS[scheme]
+    head = raw[:QUANT_HEADER].cpu().numpy().tobytes()
+    axis, delta = head[5], bool(int.from_bytes(head[6:8], "little") & 1)
+    group, kept_n = int.from_bytes(head[8:12], "little"), int.from_bytes(head[24:28], "little")
+    n = count - kept_n
+    params = heads * ((n + group - 1) // group) * dim if axis == 0 else heads * n * ((dim + group - 1) // group)
+    row_bytes = (dim * bits + 7) // 8
+    o = QUANT_HEADER
+    kept = raw[o:o + 4 * kept_n].view(torch.int32).to(torch.int64)
+    o += 4 * kept_n
+    kept_values = _as(_join_planes(raw[o:o + 2 * heads * kept_n * dim], 2), "F16").view(heads, kept_n, dim)
+    o += 2 * heads * kept_n * dim
+    scale = _as(_join_planes(raw[o:o + 2 * params], 2), "F16").to(torch.float32)
+    o += 2 * params
+    zero = _as(_join_planes(raw[o:o + 2 * params], 2), "F16").to(torch.float32)
+    o += 2 * params
+    codes = _unpack_codes(raw[o:o + heads * n * row_bytes].view(heads, n, row_bytes), bits, dim)
+    if delta and n > 1:  # lane-wise running sum modulo 2^bits
+        codes = torch.cumsum(codes.to(torch.int32), dim=1) & ((1 << bits) - 1)
+    if axis == 0:
+        scale, zero = scale.view(heads, -1, dim), zero.view(heads, -1, dim)
+        rows = torch.arange(n, device=raw.device) // group
+        s, z = scale[:, rows, :], zero[:, rows, :]
+    else:
+        scale, zero = scale.view(heads, n, -1), zero.view(heads, n, -1)
+        cols = torch.arange(dim, device=raw.device) // group
+        s, z = scale[:, :, cols], zero[:, :, cols]
+    values = torch.empty(shape, dtype=torch.float32, device=raw.device)
+    mask = torch.ones(count, dtype=torch.bool, device=raw.device)
+    mask[kept] = False
+    if n:
+        values[:, mask, :] = codes.to(torch.float32) * s + z
+    if kept_n:
+        values[:, kept, :] = kept_values.to(torch.float32)
+    return values.to(out)
+
+
+def load_pack(path: str | os.PathLike[str] | Pack, device: torch.device | str = "cuda",
+              dtype: torch.dtype = torch.float16, expand: bool = False, threads: int | None = None) -> DevicePack:
+    """Decodes every layer of a kvpack onto `device` as `dtype` (float16, bfloat16 or float32).
+    Damage raises PackError (checksums, codecs and every bound are checked before decoding)."""
+    if dtype not in (torch.float16, torch.bfloat16, torch.float32):
+        raise ValueError(f"dtype {dtype}: expected torch.float16, torch.bfloat16 or torch.float32")
+    pack = path if isinstance(path, Pack) else Pack(path)
+    device = torch.device(device)
+    h = pack.header
+    if expand:
+        pack.check_expandable()
+
+    def host(i: int) -> np.ndarray:
+        raw = pack.raw_section(i)  # checksums, codec, raw checksum, positions/sizes/members
+        d = h.layers[i]
+        start = 0
+        for name, block, dim in (("keys", d.keys, h.head_dim), ("values", d.values, h.v_head_dim)):
+            scheme = block["encoding"].get("scheme")
+            shape = (h.kv_heads, d.count, dim)
+            try:
+                if scheme in QUANT_BITS:
+                    _check_quantized(raw, start, block["length"], scheme, block["encoding"], shape)
+                elif scheme in RAW_SCHEMES:
+                    width = 4 if scheme == "f32" else 2
+                    if block["length"] != shape[0] * shape[1] * shape[2] * width:
+                        raise BlockError(f"{scheme} block holds {block['length']} bytes, expected "
+                                         f"{shape[0] * shape[1] * shape[2] * width}")
+                else:
+                    raise BlockError(f'block encoding "{scheme}" is not known')
+            except BlockError as e:
+                raise pack._corrupt(str(e), i, name) from None
+            start += block["length"]
+        return raw
+
+    workers = threads or min(8, os.cpu_count() or 1)
+    layers = []
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        for i, raw in enumerate(pool.map(host, range(pack.num_layers))):
+            d = h.layers[i]
+            if device.type == "cpu":
+                bytes_ = torch.from_numpy(raw.copy())  # the tensors handed out may be views of it
+            else:
+                with warnings.catch_warnings():  # read-only host bytes: only copied to the device
+                    warnings.simplefilter("ignore", UserWarning)
+                    bytes_ = torch.frombuffer(raw, dtype=torch.uint8).to(device)
+            kl, vl = d.keys["length"], d.values["length"]
+            key = _decode_block(bytes_[:kl], d.keys["encoding"], (h.kv_heads, d.count, h.head_dim), dtype)
+            value = _decode_block(bytes_[kl:kl + vl], d.values["encoding"], (h.kv_heads, d.count, h.v_head_dim), dtype)
+            p = kl + vl
+            positions = bytes_[p:p + 4 * d.count].view(torch.int32)
+            sizes = bytes_[p + 4 * d.count:p + 8 * d.count].view(torch.int32)
+            members = bytes_[p + 8 * d.count:p + 8 * d.count + 4 * d.members].view(torch.int32) if d.members else None
+            if expand and members is not None:
+                source = torch.repeat_interleave(torch.arange(d.count, device=device), sizes.to(torch.int64))
+                order = torch.argsort(members, stable=True)
+                rows = source[order]
+                key, value, positions = key[:, rows], value[:, rows], members[order]
+                sizes = torch.ones_like(positions)
+                members = positions
+            layers.append(DeviceLayer(key, value, positions, sizes, members))
+    metadata = pack.fetch_metadata()
+    if not isinstance(path, Pack):
+        pack.close()
+    return DevicePack(h, layers, metadata)
+
+
+__all__ = ["DeviceLayer", "DevicePack", "load_pack"]
