@@ -161,3 +161,18 @@ def test_capture_checks_its_inputs(captured) -> None:
     batch = dict(inputs, input_ids=inputs["input_ids"].repeat(2, 1))
     with pytest.raises(ValueError, match=r"\[1, L\]"):
         hf.capture(model, batch)
+
+
+@pytest.mark.parametrize("which", ["llava", "qwen2_5_vl"])
+def test_example_script_runs_end_to_end_through_the_binary_on_the_path(kvstore_bin: str, which: str) -> None:
+    import os
+    import subprocess
+    import sys
+    root = Path(__file__).resolve().parents[2]
+    env = dict(os.environ, PATH=f"{os.path.dirname(kvstore_bin)}{os.pathsep}{os.environ['PATH']}",
+               PYTHONPATH=str(root / "python"))
+    env.pop("KVSTORE_BIN", None)  # the script must find the binary on the PATH
+    done = subprocess.run([sys.executable, str(root / "examples/hf_reuse.py"), "--tiny", which],
+                          capture_output=True, text=True, env=env)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert done.stdout.strip().endswith("identical")
