@@ -130,24 +130,37 @@ def _decode_block(raw: torch.Tensor, encoding: dict, shape: tuple[int, int, int]
     zero = _as(_join_planes(raw[o:o + 2 * params], 2), "F16").to(torch.float32)
     o += 2 * params
     codes = _unpack_codes(raw[o:o + heads * n * row_bytes].view(heads, n, row_bytes), bits, dim)
-    if delta and n > 1:  # lane-wise running sum modulo 2^bits
-        codes = torch.cumsum(codes.to(torch.int32), dim=1) & ((1 << bits) - 1)
-    if axis == 0:
-        scale, zero = scale.view(heads, -1, dim), zero.view(heads, -1, dim)
-        rows = torch.arange(n, device=raw.device) // group
-        s, z = scale[:, rows, :], zero[:, rows, :]
-    else:
-        scale, zero = scale.view(heads, n, -1), zero.view(heads, n, -1)
-        cols = torch.arange(dim, device=raw.device) // group
-        s, z = scale[:, :, cols], zero[:, :, cols]
-    values = torch.empty(shape, dtype=torch.float32, device=raw.device)
-    mask = torch.ones(count, dtype=torch.bool, device=raw.device)
-    mask[kept] = False
+    if delta and n > 1:  # lane-wise running sum modulo 2^bits (uint8 sums wrap modulo 256)
+        codes = torch.cumsum(codes, dim=1, dtype=torch.uint8)
+        if bits < 8:
+            codes &= (1 << bits) - 1
+    # code * scale + zero in float32, a product then a sum, each group broadcast over its block
+    if axis == 0:  # groups of G tokens per channel: [heads, n/G, G, dim]
+        groups = (n + group - 1) // group
+        padded = torch.zeros(heads, groups * group, dim, dtype=torch.uint8, device=raw.device) \
+            if groups * group != n else None
+        if padded is not None:
+            padded[:, :n] = codes
+            codes = padded
+        grouped = codes.view(heads, groups, group, dim).to(torch.float32)
+        deq = grouped * scale.view(heads, groups, 1, dim) + zero.view(heads, groups, 1, dim)
+        deq = deq.view(heads, groups * group, dim)[:, :n]
+    else:  # groups of G channels per token: [heads, n, dim/G, G]
+        groups = (dim + group - 1) // group
+        if groups * group != dim:
+            codes = torch.nn.functional.pad(codes, (0, groups * group - dim))
+        grouped = codes.view(heads, n, groups, group).to(torch.float32)
+        deq = grouped * scale.view(heads, n, groups, 1) + zero.view(heads, n, groups, 1)
+        deq = deq.view(heads, n, groups * group)[..., :dim]
+    if not kept_n:
+        return deq.to(out)
+    values = torch.empty(shape, dtype=out, device=raw.device)
     if n:
-        values[:, mask, :] = codes.to(torch.float32) * s + z
-    if kept_n:
-        values[:, kept, :] = kept_values.to(torch.float32)
-    return values.to(out)
+        rows = torch.ones(count, dtype=torch.bool, device=raw.device)
+        rows[kept] = False
+        values.index_copy_(1, rows.nonzero()[:, 0], deq.to(out))
+    values.index_copy_(1, kept, kept_values.to(torch.float32).to(out))
+    return values
 
 
 def load_pack(path: str | os.PathLike[str] | Pack, device: torch.device | str = "cuda",
