@@ -31,8 +31,9 @@ def hub_model(model_id: str, image: str, prompt: str):
     from PIL import Image
     from transformers import AutoModelForImageTextToText, AutoProcessor
     processor = AutoProcessor.from_pretrained(model_id)
-    dtype = torch.bfloat16 if torch.cuda.is_available() else torch.float32
-    model = AutoModelForImageTextToText.from_pretrained(model_id, dtype=dtype, device_map="auto").eval()
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    dtype = torch.bfloat16 if device == "cuda" else torch.float32
+    model = AutoModelForImageTextToText.from_pretrained(model_id, dtype=dtype).to(device).eval()
     messages = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": prompt}]}]
     text = processor.apply_chat_template(messages, add_generation_prompt=True)
     inputs = processor(images=[Image.open(image).convert("RGB")], text=text, return_tensors="pt").to(model.device)

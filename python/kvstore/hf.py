@@ -242,7 +242,8 @@ def capture(model: torch.nn.Module, inputs: Mapping[str, Any], media: Sequence[b
     kvsnap Snapshot: every token but the last, spans from the placeholder tokens, `source` =
     sha256 of each image's/video's bytes in `media` (in input order), `prompt_query` = the last
     `prompt_queries` prompt tokens' queries (RoPE applied) at each layer, `next_position` for
-    M-RoPE models, and `key` derived from model, sources and tokens unless given."""
+    M-RoPE models, and `key` derived from model, sources and tokens unless given. The model's
+    text attention is switched to "kvstore" (SDPA with a query recorder; see `load`)."""
     ids = inputs["input_ids"]
     if ids.ndim != 2 or ids.shape[0] != 1:
         raise ValueError(f"capture takes one sequence (input_ids of shape [1, L]), not {list(ids.shape)}")

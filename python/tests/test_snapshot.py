@@ -160,3 +160,10 @@ def test_header_level_damage_names_the_field(cli: CLI, tmp_path: Path, edit, fie
         kvstore.read(path)
     assert e.value.field == field, str(e.value)
     assert cli.run("ingest", str(path), check=False).returncode == 3
+
+
+def test_the_core_does_not_import_torch() -> None:
+    import subprocess
+    import sys
+    code = "import kvstore, sys; kvstore.read_pack; assert 'torch' not in sys.modules and 'transformers' not in sys.modules"
+    assert subprocess.run([sys.executable, "-c", code], cwd=Path(__file__).resolve().parents[1]).returncode == 0
