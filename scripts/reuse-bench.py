@@ -26,6 +26,7 @@ from __future__ import annotations
 import argparse
 import os
 import platform
+import shutil
 import statistics
 import subprocess
 import sys
@@ -121,8 +122,9 @@ def main() -> int:
         tokens = kvstore.read(snap, check_finite=False).original_length
         prefill = prefill_seconds(kind, shape, tokens, layers, device, args.runs)
         scaled = "" if layers >= shape["num_hidden_layers"] else f" ({min(layers, shape['num_hidden_layers'])} of {shape['num_hidden_layers']} layers timed, scaled)"
-        for n, policy in enumerate(args.policies.split(",")):
-            store = work / f"store-{name}-{n}"
+        for policy in args.policies.split(","):
+            store = work / f"store-{name}-{policy}"
+            shutil.rmtree(store, ignore_errors=True)  # a fresh store: an id already there keeps its old policy
             entry = cli("ingest", "--store", str(store), "--fidelity", "off", "--policy", policy, str(snap))
             fetched, raw = work / "fetched.safetensors", work / "fetched.kvpack"
 
@@ -139,7 +141,7 @@ def main() -> int:
             b = timed(via_device, args.runs, device)
             stored = raw.stat().st_size / 1e6
             print(f"| {name} | {tokens} | `{policy}` | {stored:.1f} | {a:.3f} | {b:.3f} | {prefill:.2f}{scaled} | "
-                  f"{min(a, b) / prefill:.2f} |", flush=True)
+                  f"{min(a, b) / prefill:.2%} |", flush=True)
     return 0
 
 
