@@ -22,7 +22,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from .blocks import QUANT_BITS, QUANT_HEADER, RAW_SCHEMES, BlockError, read_quant_header
+from .blocks import QUANT_BITS, QUANT_HEADER, RAW_SCHEMES, BlockError, QuantHeader, read_quant_header
 from .pack import Pack, PackHeader
 from .snapshot import _OWN_KEYS, KEY_KEY, MODEL_KEY, NEXT_POSITION_KEY, SPANS_KEY, Layer, Snapshot, Span
 
@@ -85,8 +85,17 @@ def _unpack_codes(packed: torch.Tensor, bits: int, dim: int) -> torch.Tensor:
     return lanes.flatten(-2)[..., :dim]
 
 
+@dataclass(frozen=True)
+class _BlockPlan:
+    """What the host learnt about a quantized block, so the device never waits on a read-back."""
+
+    header: QuantHeader
+    kept: np.ndarray  # entry indices kept in F16, ascending
+    rows: np.ndarray  # the quantized entries' indices, ascending
+
+
 def _check_quantized(raw: np.ndarray, start: int, length: int, scheme: str, encoding: dict,
-                     shape: tuple[int, int, int]) -> None:
+                     shape: tuple[int, int, int]) -> _BlockPlan:
     """The block checks the numpy decoder makes, on the (small) host-side parts: header, kept
     indices, and that no F16 parameter is Inf/NaN (the exponent lies in the high plane)."""
     block = raw[start:start + length]
@@ -105,26 +114,22 @@ def _check_quantized(raw: np.ndarray, start: int, length: int, scheme: str, enco
         if np.any((high & 0x7C) == 0x7C):
             raise BlockError(f"{scheme} block {section} hold Inf or NaN")
         o += 2 * n
+    return _BlockPlan(h, kept, np.setdiff1d(np.arange(h.count), kept, assume_unique=True))
 
 
-def _decode_block(raw: torch.Tensor, encoding: dict, shape: tuple[int, int, int], out: torch.dtype) -> torch.Tensor:
+def _decode_block(raw: torch.Tensor, encoding: dict, shape: tuple[int, int, int], out: torch.dtype,
+                  plan: _BlockPlan | None) -> torch.Tensor:
     scheme = encoding["scheme"]
     heads, count, dim = shape
-    if scheme in RAW_SCHEMES:
+    if plan is None:
         stored = RAW_SCHEMES[scheme]
         width = 4 if stored == "F32" else 2
         values = _as(_join_planes(raw, width), stored).view(shape)
         return values if values.dtype == out else values.to(torch.float32).to(out)
-    bits = QUANT_BITS[scheme]
-    head = raw[:QUANT_HEADER].cpu().numpy().tobytes()
-    axis, delta = head[5], bool(int.from_bytes(head[6:8], "little") & 1)
-    group, kept_n = int.from_bytes(head[8:12], "little"), int.from_bytes(head[24:28], "little")
-    n = count - kept_n
-    params = heads * ((n + group - 1) // group) * dim if axis == 0 else heads * n * ((dim + group - 1) // group)
-    row_bytes = (dim * bits + 7) // 8
-    o = QUANT_HEADER
-    kept = raw[o:o + 4 * kept_n].view(torch.int32).to(torch.int64)
-    o += 4 * kept_n
+    h = plan.header
+    bits, axis, delta, group, kept_n = h.bits, h.axis, h.delta, h.group, h.kept
+    n, params, row_bytes = h.quantized, h.parameters, h.row_bytes
+    o = QUANT_HEADER + 4 * kept_n
     kept_values = _as(_join_planes(raw[o:o + 2 * heads * kept_n * dim], 2), "F16").view(heads, kept_n, dim)
     o += 2 * heads * kept_n * dim
     scale = _as(_join_planes(raw[o:o + 2 * params], 2), "F16").to(torch.float32)
@@ -158,10 +163,8 @@ def _decode_block(raw: torch.Tensor, encoding: dict, shape: tuple[int, int, int]
         return deq.to(out)
     values = torch.empty(shape, dtype=out, device=raw.device)
     if n:
-        rows = torch.ones(count, dtype=torch.bool, device=raw.device)
-        rows[kept] = False
-        values.index_copy_(1, rows.nonzero()[:, 0], deq.to(out))
-    values.index_copy_(1, kept, kept_values.to(torch.float32).to(out))
+        values.index_copy_(1, torch.from_numpy(plan.rows).to(raw.device), deq.to(out))
+    values.index_copy_(1, torch.from_numpy(plan.kept).to(raw.device), kept_values.to(torch.float32).to(out))
     return values
 
 
@@ -177,16 +180,18 @@ def load_pack(path: str | os.PathLike[str] | Pack, device: torch.device | str = 
     if expand:
         pack.check_expandable()
 
-    def host(i: int) -> np.ndarray:
+    def host(i: int) -> tuple[np.ndarray, list[_BlockPlan | None]]:
         raw = pack.raw_section(i)  # checksums, codec, raw checksum, positions/sizes/members
         d = h.layers[i]
+        plans: list[_BlockPlan | None] = []
         start = 0
         for name, block, dim in (("keys", d.keys, h.head_dim), ("values", d.values, h.v_head_dim)):
             scheme = block["encoding"].get("scheme")
             shape = (h.kv_heads, d.count, dim)
             try:
+                plans.append(None)
                 if scheme in QUANT_BITS:
-                    _check_quantized(raw, start, block["length"], scheme, block["encoding"], shape)
+                    plans[-1] = _check_quantized(raw, start, block["length"], scheme, block["encoding"], shape)
                 elif scheme in RAW_SCHEMES:
                     width = 4 if scheme == "f32" else 2
                     if block["length"] != shape[0] * shape[1] * shape[2] * width:
@@ -197,12 +202,12 @@ def load_pack(path: str | os.PathLike[str] | Pack, device: torch.device | str = 
             except BlockError as e:
                 raise pack._corrupt(str(e), i, name) from None
             start += block["length"]
-        return raw
+        return raw, plans
 
     workers = threads or min(8, os.cpu_count() or 1)
     layers = []
     with ThreadPoolExecutor(max_workers=workers) as pool:
-        for i, raw in enumerate(pool.map(host, range(pack.num_layers))):
+        for i, (raw, plans) in enumerate(pool.map(host, range(pack.num_layers))):
             d = h.layers[i]
             if device.type == "cpu":
                 bytes_ = torch.from_numpy(raw.copy())  # the tensors handed out may be views of it
@@ -211,14 +216,16 @@ def load_pack(path: str | os.PathLike[str] | Pack, device: torch.device | str = 
                     warnings.simplefilter("ignore", UserWarning)
                     bytes_ = torch.frombuffer(raw, dtype=torch.uint8).to(device)
             kl, vl = d.keys["length"], d.values["length"]
-            key = _decode_block(bytes_[:kl], d.keys["encoding"], (h.kv_heads, d.count, h.head_dim), dtype)
-            value = _decode_block(bytes_[kl:kl + vl], d.values["encoding"], (h.kv_heads, d.count, h.v_head_dim), dtype)
+            key = _decode_block(bytes_[:kl], d.keys["encoding"], (h.kv_heads, d.count, h.head_dim), dtype, plans[0])
+            value = _decode_block(bytes_[kl:kl + vl], d.values["encoding"], (h.kv_heads, d.count, h.v_head_dim),
+                                  dtype, plans[1])
             p = kl + vl
             positions = bytes_[p:p + 4 * d.count].view(torch.int32)
             sizes = bytes_[p + 4 * d.count:p + 8 * d.count].view(torch.int32)
             members = bytes_[p + 8 * d.count:p + 8 * d.count + 4 * d.members].view(torch.int32) if d.members else None
             if expand and members is not None:
-                source = torch.repeat_interleave(torch.arange(d.count, device=device), sizes.to(torch.int64))
+                source = torch.repeat_interleave(torch.arange(d.count, device=device), sizes.to(torch.int64),
+                                                 output_size=d.members)
                 order = torch.argsort(members, stable=True)
                 rows = source[order]
                 key, value, positions = key[:, rows], value[:, rows], members[order]
