@@ -3,6 +3,7 @@ writes, for every built-in policy, every output dtype and --expand; damage alway
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -183,14 +184,17 @@ def test_python_m_kvstore_unpack(stored, tmp_path: Path) -> None:
     cli.run("fetch", entry, "--raw", "-o", str(pack))
     cli.run("fetch", entry, "--dtype", "bf16", "--expand", "-o", str(want))
     cmd = [sys.executable, "-m", "kvstore", "unpack", str(pack), "-o", str(got), "--dtype", "bf16", "--expand"]
-    assert subprocess.run(cmd, capture_output=True).returncode == 0
+    package = str(Path(kvstore.__file__).resolve().parents[1])
+    run = {"capture_output": True, "text": True, "env": dict(os.environ, PYTHONPATH=package)}
+    done = subprocess.run(cmd, **run)
+    assert done.returncode == 0, done.stderr
     assert got.read_bytes() == want.read_bytes()
 
     damaged = bytearray(pack.read_bytes())
     damaged[100] ^= 1
     pack.write_bytes(bytes(damaged))
     got.unlink()
-    done = subprocess.run(cmd, capture_output=True, text=True)
+    done = subprocess.run(cmd, **run)
     assert done.returncode == 3 and "checksum" in done.stderr
     assert not got.exists() and list(tmp_path.glob("got.safetensors*")) == []
 
