@@ -1,6 +1,6 @@
 # kvstore: two commands do everything on a fresh machine: `make demo` and `make test`.
 SHELL := /bin/bash
-APT_PACKAGES := libzstd-dev liblz4-dev libsqlite3-dev libssl-dev libxxhash-dev pkg-config zstd
+APT_PACKAGES := libzstd-dev liblz4-dev libsqlite3-dev libssl-dev libxxhash-dev pkg-config zstd python3-venv python3-pip
 BIN := .build/release/kvstore
 DEMO := demo
 
@@ -15,7 +15,8 @@ deps:
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
 	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing; \
 	fi
-	@python3 -c "import safetensors, numpy" 2>/dev/null || python3 -m pip install -q --disable-pip-version-check safetensors numpy
+	@python3 -c "import safetensors, numpy" 2>/dev/null || python3 -m pip install -q --disable-pip-version-check safetensors numpy \
+	  || python3 -m pip install -q --disable-pip-version-check --break-system-packages safetensors numpy
 
 build: deps
 	swift build -c release
@@ -25,9 +26,16 @@ PREFIX ?= /usr/local
 install: build
 	install -D -m 0755 $(BIN) $(DESTDIR)$(PREFIX)/bin/kvstore
 
-## test: the whole suite (unit + integration tests that spawn the built binary)
+## test: the whole suite: Swift (unit + integration tests that spawn the built binary), then the
+## Python package's tests (pytest, in the venv scripts/python-env.sh keeps outside the checkout).
+## Both always run; the target fails if either does.
 test: deps
-	swift test
+	@status=0; swift test || status=$$?; \
+	swift build --product kvstore || status=1; \
+	venv=$$(bash scripts/python-env.sh) || exit 1; \
+	KVSTORE_BIN="$(CURDIR)/.build/debug/kvstore" "$$venv/bin/python" -m pytest -q python/tests; py=$$?; \
+	if [ $$py = 5 ]; then echo "pytest: no Python tests were collected under python/tests" >&2; fi; \
+	[ $$py = 0 ] || status=$$py; exit $$status
 
 ## demo: synthesize snapshots, ingest them compressed, fetch one back, print sizes and ratios
 demo: build

@@ -1,0 +1,25 @@
+"""kvstore: read and write kvsnap files, read kvpack files natively, drive a local store.
+
+    import kvstore
+    snap = kvstore.read("chat.safetensors")          # validated like `kvstore ingest` does
+    kvstore.write(snap, "copy.safetensors")
+    with kvstore.read_pack("entry.kvpack") as pack:  # what `kvstore fetch --raw` writes
+        layer = pack.layer(0, dtype="f32")
+    kvstore.unpack("entry.kvpack", "cache.safetensors")  # the bytes `kvstore fetch` writes
+    store = kvstore.Client()                          # the `kvstore` binary on the PATH
+
+The Hugging Face adapter is `kvstore.hf` and GPU-side decoding `kvstore.torch`; both need
+torch and are imported only when used.
+"""
+from .client import Client, Entry
+from .errors import (CommandError, CorruptError, ExpandError, KVStoreError, ModelMismatchError, NotFoundError,
+                     PackError, SnapshotError, TransientError, UsageError)
+from .pack import Pack, PackHeader, PackLayer, Section, read_pack, unpack
+from .snapshot import Layer, Snapshot, Span, read, write
+
+__all__ = [
+    "Client", "CommandError", "CorruptError", "Entry", "ExpandError", "KVStoreError", "Layer", "ModelMismatchError",
+    "NotFoundError", "Pack", "PackError", "PackHeader", "PackLayer", "Section", "Snapshot", "SnapshotError", "Span",
+    "TransientError", "UsageError", "read", "read_pack", "unpack", "write",
+]
+__version__ = "0.1.0"

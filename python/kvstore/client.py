@@ -1,0 +1,126 @@
+"""`Client`: a local store driven through the `kvstore` binary, with typed errors mapped from
+its exit codes (1 usage, 2 not found, 3 invalid or corrupt, 4 transient)."""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import tempfile
+from dataclasses import dataclass
+from typing import Any, Sequence
+
+from .errors import CommandError, CorruptError, NotFoundError, TransientError, UsageError
+from .snapshot import Snapshot, Span, read
+
+_ERRORS = {1: UsageError, 2: NotFoundError, 3: CorruptError, 4: TransientError}
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One stored entry, as `kvstore ls --json` lists it."""
+
+    id: str
+    model: str
+    policy: str
+    producer_key: str | None
+    seq_len: int
+    layers: int
+    kv_heads: int
+    head_dim: int
+    v_head_dim: int
+    entries_kept: int
+    bytes_in: int
+    bytes_out: int
+    input_dtype: str
+    spans: list[Span]
+    compression: dict[str, str]
+    fidelity: dict[str, Any] | None
+    pinned: bool
+
+    @property
+    def sources(self) -> list[str]:
+        return [s.source for s in self.spans if s.source is not None]
+
+    @staticmethod
+    def from_json(o: dict[str, Any]) -> "Entry":
+        return Entry(id=o["id"], model=o["model"], policy=o["policy"], producer_key=o.get("producerKey"),
+                     seq_len=o["seqLen"], layers=o["layers"], kv_heads=o["kvHeads"], head_dim=o["headDim"],
+                     v_head_dim=o["vHeadDim"], entries_kept=o["entriesKept"], bytes_in=o["bytesIn"],
+                     bytes_out=o["bytesOut"], input_dtype=o["inputDType"],
+                     spans=[Span.from_json(s, i) for i, s in enumerate(json.loads(o["spans"]))],
+                     compression=json.loads(o["compression"]),
+                     fidelity=json.loads(o["fidelity"]) if o.get("fidelity") else None, pinned=o.get("pinned", False))
+
+
+def find_binary(binary: str | None = None) -> str:
+    """`binary`, else $KVSTORE_BIN, else `kvstore` on the PATH."""
+    candidate = binary or os.environ.get("KVSTORE_BIN") or shutil.which("kvstore")
+    if not candidate or not os.access(candidate, os.X_OK):
+        raise FileNotFoundError(f"kvstore binary not found (looked at {candidate or 'KVSTORE_BIN and the PATH'}): "
+                                "install it with `make install` or set KVSTORE_BIN")
+    return candidate
+
+
+class Client:
+    """A local store through the `kvstore` binary.
+
+        store = kvstore.Client(store="/var/lib/kvstore")
+        entry_id = store.ingest("chat.safetensors", policy="lightkv+int8")
+        snap = store.fetch_snapshot(entry_id)            # or store.fetch(entry_id, "out.safetensors")
+    """
+
+    def __init__(self, store: str | os.PathLike[str] | None = None, binary: str | None = None) -> None:
+        self.binary = find_binary(binary)
+        self.store = os.fspath(store) if store is not None else None
+
+    def _run(self, args: list[str]) -> str:
+        full = [args[0]] + (["--store", self.store] if self.store is not None else []) + args[1:]
+        done = subprocess.run([self.binary, *full], capture_output=True, text=True)
+        if done.returncode != 0:
+            raise _ERRORS.get(done.returncode, CommandError)(full, done.returncode, done.stderr)
+        return done.stdout
+
+    def ingest(self, path: str | os.PathLike[str], policy: str = "none", policies: str | None = None) -> str:
+        """Stores a kvsnap file with `policy`; returns the entry's id."""
+        return self.ingest_many([path], policy, policies)[0]
+
+    def ingest_many(self, paths: Sequence[str | os.PathLike[str]], policy: str = "none",
+                    policies: str | None = None) -> list[str]:
+        """Stores several kvsnap files; returns their ids in order. The first failure raises
+        (files before it are stored)."""
+        extra = ["--policies", policies] if policies else []
+        out = self._run(["ingest", "--json", "--policy", policy, *extra, *map(os.fspath, paths)])
+        return [line["id"] for line in json.loads(out)]
+
+    def fetch(self, entry: str, output: str | os.PathLike[str], dtype: str = "f16", expand: bool = False,
+              by_key: bool = False) -> str:
+        """Writes the entry (an id, unique prefix, or producer key with `by_key`) as a kvsnap file."""
+        output = os.fspath(output)
+        self._run(["fetch", entry, "-o", output, "--dtype", dtype, *(["--expand"] if expand else []),
+                   *(["--key"] if by_key else [])])
+        return output
+
+    def fetch_raw(self, entry: str, output: str | os.PathLike[str], by_key: bool = False) -> str:
+        """Writes the stored kvpack file itself (read it with `kvstore.read_pack`)."""
+        output = os.fspath(output)
+        self._run(["fetch", entry, "--raw", "-o", output, *(["--key"] if by_key else [])])
+        return output
+
+    def fetch_snapshot(self, entry: str, dtype: str = "f32", expand: bool = False, by_key: bool = False) -> Snapshot:
+        """The entry as an in-memory Snapshot (fetched through a temporary file)."""
+        with tempfile.TemporaryDirectory(prefix="kvstore-") as d:
+            path = self.fetch(entry, os.path.join(d, "entry.safetensors"), dtype=dtype, expand=expand, by_key=by_key)
+            snap = read(path)
+            for layer in snap.layers:  # the file goes away with the directory: own the arrays
+                for name in ("key", "value", "positions", "sizes"):
+                    setattr(layer, name, getattr(layer, name).copy())
+            return snap
+
+    def ls(self, source: str | None = None) -> list[Entry]:
+        """Every stored entry (those holding `source`, e.g. sha256:<hex>, when given)."""
+        out = self._run(["ls", "--json", *(["--source", source] if source else [])])
+        return [Entry.from_json(o) for o in json.loads(out)]
+
+    def remove(self, *entries: str) -> None:
+        self._run(["rm", *entries])

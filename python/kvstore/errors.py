@@ -1,0 +1,76 @@
+"""The exceptions of the kvstore package: each names the file, the field and the value."""
+from __future__ import annotations
+
+
+class KVStoreError(Exception):
+    """Base class of every error this package raises."""
+
+
+class SnapshotError(KVStoreError, ValueError):
+    """A kvsnap file (or the arrays handed to `write`) breaks the format (KVSNAP.md).
+
+    `field` names the tensor or metadata key at fault (e.g. ``kvsnap.spans`` or
+    ``layers.3.key``); `path` the file, when there is one.
+    """
+
+    def __init__(self, field: str, problem: str, path: str | None = None) -> None:
+        self.field, self.problem, self.path = field, problem, path
+        where = f"{path}: " if path else ""
+        super().__init__(f"{where}{field}: {problem}")
+
+
+class PackError(KVStoreError, ValueError):
+    """A kvpack file is damaged or malformed (docs/FORMAT.md); never returned as numbers.
+
+    `layer` is the section at fault (None for the footer or header), `field` the part of it.
+    """
+
+    def __init__(self, path: str, problem: str, layer: int | None = None, field: str | None = None) -> None:
+        self.path, self.problem, self.layer, self.field = path, problem, layer, field
+        where = "" if layer is None else f"layer {layer}: "
+        what = f"{field}: " if field else ""
+        super().__init__(f"{path}: {where}{what}{problem}")
+
+
+class ExpandError(KVStoreError, ValueError):
+    """A merged layer cannot be expanded: it carries no member positions."""
+
+
+class CommandError(KVStoreError):
+    """The `kvstore` binary failed. Subclasses follow its exit codes (README, "Exit codes")."""
+
+    exit_code = -1
+
+    def __init__(self, args: list[str], returncode: int, stderr: str) -> None:
+        self.args_ = args
+        self.returncode = returncode
+        self.stderr = stderr.strip()
+        super().__init__(f"kvstore {' '.join(args)} exited with {returncode}: {self.stderr}")
+
+
+class UsageError(CommandError):
+    """Exit code 1: an unknown flag, a bad value, a bad policy string."""
+
+    exit_code = 1
+
+
+class NotFoundError(CommandError, LookupError):
+    """Exit code 2: no entry matches the id, prefix or key (or the prefix is ambiguous)."""
+
+    exit_code = 2
+
+
+class CorruptError(CommandError):
+    """Exit code 3: a malformed snapshot, a damaged or missing blob."""
+
+    exit_code = 3
+
+
+class TransientError(CommandError):
+    """Exit code 4: disk full, database busy; retry later."""
+
+    exit_code = 4
+
+
+class ModelMismatchError(KVStoreError, ValueError):
+    """A snapshot does not fit the model it is loaded into (layers, heads, dims, model name)."""

@@ -1,0 +1,393 @@
+"""The Hugging Face adapter: capture a prefilled cache as a kvsnap, load a fetched one back.
+
+    snap = kvstore.hf.capture(model, inputs, media=[image_bytes])   # after the processor
+    kvstore.write(snap, "chat.safetensors")                          # -> kvstore ingest
+    ...
+    cache = kvstore.hf.load("fetched.safetensors", model)            # or the .kvpack itself
+    model.generate(input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"],
+                   past_key_values=cache, max_new_tokens=64)         # no pixel values needed
+
+The snapshot holds every token of `inputs` but the last: `generate` feeds that token again
+on top of the loaded cache, so it has a token to produce the next logits from, and the
+continuation equals the uninterrupted run. Positions: keys are stored with RoPE applied, so
+a cached entry needs no position at all; the new tokens continue at `kvsnap.seq_len`, or at
+`kvsnap.next_position` for M-RoPE models (Qwen2-VL, Qwen2.5-VL), whose positions run behind
+the token count after an image. Proportional attention (`log(size)` added to each merged
+entry's logit) is an attention function registered as "kvstore" through transformers'
+`AttentionInterface`; it behaves exactly like SDPA unless the keys come from a loaded cache.
+Batch size 1.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+import threading
+from dataclasses import dataclass
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+import torch
+from transformers import AttentionInterface, Cache, DynamicCache
+from transformers.cache_utils import DynamicLayer
+from transformers.integrations.sdpa_attention import repeat_kv, sdpa_attention_forward
+from transformers.masking_utils import AttentionMaskInterface, sdpa_mask
+
+from .errors import ExpandError, ModelMismatchError
+from .pack import MAGIC, Pack
+from .snapshot import Layer, Snapshot, Span, read
+
+ATTENTION = "kvstore"
+SUPPORTED = ("llava", "qwen2_5_vl", "qwen2_vl")
+_state = threading.local()
+
+
+# ---------------------------------------------------------------- attention
+
+def kvstore_attention(module: torch.nn.Module, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
+                      attention_mask: torch.Tensor | None, dropout: float = 0.0, scaling: float | None = None,
+                      **kwargs: Any) -> tuple[torch.Tensor, None]:
+    """SDPA, except over keys a `MergedLayer` returned: then every cached entry is visible with
+    `log(size)` added to its logit and the new tokens are causal among themselves."""
+    recorder = getattr(_state, "recorder", None)
+    if recorder is not None:
+        recorder.record(module, query)
+    active = getattr(_state, "active", None)
+    if active is None or active[0] is not key:
+        return sdpa_attention_forward(module, query, key, value, attention_mask, dropout=dropout, scaling=scaling,
+                                      **kwargs)
+    layer: MergedLayer = active[1]
+    if query.shape[0] != 1:
+        raise ValueError(f"a loaded kvstore cache serves batch size 1, not {query.shape[0]}")
+    groups = query.shape[1] // key.shape[1]
+    k, v = repeat_kv(key, groups), repeat_kv(value, groups)
+    t, n = query.shape[2], key.shape[2]
+    prefix = layer.prefix
+    new = n - prefix
+    bias = torch.zeros(t, n, dtype=torch.float32, device=query.device)
+    bias[:, :prefix] = layer.log_sizes
+    newest = torch.arange(new - t, new, device=query.device)[:, None]  # new-token index of each query
+    bias[:, prefix:].masked_fill_(torch.arange(new, device=query.device)[None, :] > newest, float("-inf"))
+    out = torch.nn.functional.scaled_dot_product_attention(query, k, v, attn_mask=bias.to(query.dtype)[None, None],
+                                                           scale=scaling)
+    return out.transpose(1, 2).contiguous(), None
+
+
+AttentionInterface.register(ATTENTION, kvstore_attention)
+AttentionMaskInterface.register(ATTENTION, sdpa_mask)
+
+
+class MergedLayer(DynamicLayer):
+    """One layer of a loaded cache: `prefix` stored entries standing for `original` tokens, then
+    whatever the model appends. Reports the original length, so new tokens get the right
+    positions and generate slices the right inputs."""
+
+    def __init__(self, keys: torch.Tensor, values: torch.Tensor, sizes: torch.Tensor, original: int) -> None:
+        super().__init__()
+        self.lazy_initialization(keys, values)
+        self.keys, self.values = keys, values
+        self.prefix, self.original = keys.shape[-2], original
+        self.log_sizes = sizes.to(torch.float32).log()
+
+    def update(self, key_states: torch.Tensor, value_states: torch.Tensor, *args: Any,
+               **kwargs: Any) -> tuple[torch.Tensor, torch.Tensor]:
+        keys, values = super().update(key_states, value_states)
+        _state.active = (keys, self)
+        return keys, values
+
+    def get_seq_length(self) -> int:
+        return self.original + self.keys.shape[-2] - self.prefix
+
+    def get_mask_sizes(self, query_length: int) -> tuple[int, int]:
+        return self.get_seq_length() + query_length, 0
+
+    def crop(self, tokens_to_remove: int) -> None:  # assisted decoding would cut into the stored prefix
+        raise NotImplementedError("a loaded kvstore cache cannot be cropped")
+
+
+class KVStoreCache(Cache):
+    """A cache whose layers hold different numbers of entries (`MergedLayer`)."""
+
+    def __init__(self, layers: list[MergedLayer], seq_len: int, next_position: int) -> None:
+        super().__init__(layers=layers)
+        self.seq_len, self.next_position = seq_len, next_position
+
+    @property
+    def entry_counts(self) -> list[int]:
+        return [layer.prefix for layer in self.layers]
+
+
+# ---------------------------------------------------------------- model facts
+
+@dataclass(frozen=True)
+class TextShape:
+    layers: int
+    q_heads: int
+    kv_heads: int
+    head_dim: int
+
+
+def text_shape(model: torch.nn.Module) -> TextShape:
+    c = model.config.get_text_config()
+    head_dim = getattr(c, "head_dim", None) or c.hidden_size // c.num_attention_heads
+    return TextShape(c.num_hidden_layers, c.num_attention_heads, c.num_key_value_heads or c.num_attention_heads,
+                     head_dim)
+
+
+def model_name(model: torch.nn.Module) -> str:
+    """`config._name_or_path` (a hub id or directory), else the model type for models built from configs."""
+    return getattr(model.config, "_name_or_path", "") or model.config.model_type
+
+
+def _attention_modules(model: torch.nn.Module) -> list[torch.nn.Module]:
+    inner = getattr(model, "model", model)
+    text = getattr(inner, "language_model", None) or model.get_decoder()
+    return [layer.self_attn for layer in text.layers]
+
+
+def _use_kvstore_attention(model: torch.nn.Module) -> None:
+    text = model.config.get_text_config()
+    if text._attn_implementation != ATTENTION:
+        if text is model.config:
+            model.set_attn_implementation(ATTENTION)
+        else:
+            model.set_attn_implementation({"text_config": ATTENTION})
+
+
+# ---------------------------------------------------------------- capture
+
+class _Recorder:
+    def __init__(self, modules: list[torch.nn.Module], index: torch.Tensor) -> None:
+        self.layer = {id(m): i for i, m in enumerate(modules)}
+        self.index = index
+        self.queries: dict[int, torch.Tensor] = {}
+
+    def record(self, module: torch.nn.Module, query: torch.Tensor) -> None:
+        i = self.layer.get(id(module))
+        if i is not None and i not in self.queries and query.shape[2] > int(self.index.max()):
+            self.queries[i] = query[0, :, self.index.to(query.device), :].detach()
+
+
+def vision_items(model: torch.nn.Module, inputs: Mapping[str, Any]) -> list[tuple[str, int, int, int, int]]:
+    """(kind, token id, rows, cols, frames) of every image and video, in input order per kind."""
+    config = model.config
+    kind = config.model_type
+    if kind not in SUPPORTED:
+        raise ModelMismatchError(f"model type {kind!r} is not supported by kvstore.hf (supported: {', '.join(SUPPORTED)})")
+    items = []
+    if kind == "llava":
+        if config.vision_feature_select_strategy != "default":
+            raise ModelMismatchError("LLaVA with vision_feature_select_strategy='full' has no token grid "
+                                     "(the CLS token is among the image tokens)")
+        side = config.vision_config.image_size // config.vision_config.patch_size
+        pixel = inputs.get("pixel_values")
+        for _ in range(0 if pixel is None else pixel.shape[0]):
+            items.append(("image", config.image_token_id, side, side, 1))
+        return items
+    merge = config.vision_config.spatial_merge_size
+    for key, name, token in (("image_grid_thw", "image", config.image_token_id),
+                             ("video_grid_thw", "video", config.video_token_id)):
+        grid = inputs.get(key)
+        for t, h, w in ([] if grid is None else grid.tolist()):
+            items.append((name, token, h // merge, w // merge, t))
+    return items
+
+
+def spans_of(ids: list[int], items: list[tuple[str, int, int, int, int]]) -> list[Span]:
+    """Spans of a token sequence: each image/video run, text between them (system before the
+    first, prompt after the last, other in between)."""
+    queues: dict[int, list[int]] = {}
+    for n, item in enumerate(items):
+        queues.setdefault(item[1], []).append(n)
+    found: list[tuple[int, int, int]] = []  # (start, end, item)
+    i = 0
+    while i < len(ids):
+        if ids[i] in queues:
+            if not queues[ids[i]]:
+                raise ValueError(f"token {i} is a vision placeholder ({ids[i]}) beyond the images and videos given")
+            n = queues[ids[i]].pop(0)
+            kind, token, rows, cols, frames = items[n]
+            end = i + rows * cols * frames
+            if end > len(ids) or any(t != token for t in ids[i:end]):
+                raise ValueError(f"{kind} {n} needs {rows * cols * frames} placeholder tokens from token {i}")
+            found.append((i, end, n))
+            i = end
+        else:
+            i += 1
+    left = [n for q in queues.values() for n in q]
+    if left:
+        raise ValueError(f"{len(left)} image(s)/video(s) have no placeholder tokens in input_ids")
+    found.sort()
+    spans: list[Span] = []
+    position = 0
+    for start, end, n in found:
+        if start > position:
+            spans.append(Span.text(position, start, role="system" if not spans else "other"))
+        kind, _, rows, cols, frames = items[n]
+        spans.append(Span.video(start, rows, cols, frames) if kind == "video" else Span.image(start, rows, cols))
+        position = end
+    if position < len(ids):
+        spans.append(Span.text(position, len(ids), role="prompt"))
+    return spans
+
+
+def _source(item: bytes | str | os.PathLike[str]) -> str:
+    data = item if isinstance(item, (bytes, bytearray)) else open(item, "rb").read()
+    return "sha256:" + hashlib.sha256(data).hexdigest()
+
+
+@torch.no_grad()
+def capture(model: torch.nn.Module, inputs: Mapping[str, Any], media: Sequence[bytes | str | os.PathLike[str]] = (),
+            key: str | None = None, name: str | None = None, prompt_queries: int = 8) -> Snapshot:
+    """Runs the prefill of `inputs` (a processor's output, batch 1) and returns its cache as a
+    kvsnap Snapshot: every token but the last, spans from the placeholder tokens, `source` =
+    sha256 of each image's/video's bytes in `media` (in input order), `prompt_query` = the last
+    `prompt_queries` prompt tokens' queries (RoPE applied) at each layer, `next_position` for
+    M-RoPE models, and `key` derived from model, sources and tokens unless given. The model's
+    text attention is switched to "kvstore" (SDPA with a query recorder; see `load`)."""
+    ids = inputs["input_ids"]
+    if ids.ndim != 2 or ids.shape[0] != 1:
+        raise ValueError(f"capture takes one sequence (input_ids of shape [1, L]), not {list(ids.shape)}")
+    tokens = ids[0].tolist()
+    length = len(tokens)
+    if length < 2:
+        raise ValueError("capture needs at least two tokens: the snapshot keeps all but the last")
+    items = vision_items(model, inputs)
+    if media and len(media) != len(items):
+        raise ValueError(f"media holds {len(media)} item(s) but the inputs carry {len(items)} image(s)/video(s)")
+    spans = spans_of(tokens, items)
+    for span, item in zip([s for s in spans if s.is_vision], media):  # media in input order
+        span.source = _source(item)
+    if spans[-1].is_vision:
+        raise ValueError("the input must end with a text token (the prompt); it ends inside an image or video")
+    prompt = spans[-1]
+    index = torch.arange(max(prompt.start, length - prompt_queries), length)
+
+    modules = _attention_modules(model)
+    _use_kvstore_attention(model)
+    recorder = _Recorder(modules, index)
+    _state.recorder = recorder
+    try:
+        out = model(**inputs, use_cache=True)
+    finally:
+        _state.recorder = None
+    cache = out.past_key_values
+    seq_len = length - 1
+    prompt.end -= 1
+    if prompt.end == prompt.start:
+        spans.pop()
+    dtype = {torch.float16: "F16", torch.bfloat16: "BF16"}.get(cache.layers[0].keys.dtype, "F32")
+
+    def array(t: torch.Tensor) -> np.ndarray:
+        a = t.detach().to("cpu", torch.float32 if dtype != "F16" else torch.float16)
+        return a.numpy()
+
+    layers = []
+    for i, layer in enumerate(cache.layers):
+        query = recorder.queries.get(i)
+        layers.append(Layer(key=array(layer.keys[0, :, :seq_len]), value=array(layer.values[0, :, :seq_len]),
+                            prompt_query=None if query is None else array(query)))
+    next_position = None
+    deltas = getattr(getattr(model, "model", None), "rope_deltas", None)
+    if deltas is not None:
+        next_position = seq_len + int(deltas.reshape(-1)[0])
+    snap_name = name or model_name(model)
+    if key is None:
+        h = hashlib.sha256(f"kvsnap-key-v1\n{snap_name}\n".encode())
+        for s in spans:
+            if s.source:
+                h.update(s.source.encode() + b"\n")
+        h.update(np.asarray(tokens, dtype="<i8").tobytes())
+        key = "sha256:" + h.hexdigest()
+    return Snapshot(model=snap_name, spans=spans, layers=layers, key=key, next_position=next_position,
+                    metadata={"hf.architecture": type(model).__name__}, dtype=dtype)
+
+
+# ---------------------------------------------------------------- load
+
+def _open(source: Any, mode: str) -> tuple[Snapshot, list[Any]]:
+    """The snapshot's metadata and its layers (key, value, sizes) in the form `mode` needs."""
+    from .torch import DevicePack
+    if isinstance(source, DevicePack):
+        if mode == "expand" and any(bool((l.sizes != 1).any()) for l in source.layers):
+            raise ExpandError("the pack was decoded with merged entries: use load_pack(..., expand=True)")
+        snap = source.snapshot()
+        return snap, snap.layers
+    if isinstance(source, (str, os.PathLike)):
+        with open(source, "rb") as f:
+            is_pack = f.read(8) == MAGIC
+        if is_pack:
+            with Pack(source) as pack:
+                return _open(pack, mode)
+        source = read(source)
+    if isinstance(source, Pack):
+        snap = source.snapshot(dtype="f32", expand=(mode == "expand"))
+        return snap, snap.layers
+    snap = source
+    if mode == "expand":
+        for i, layer in enumerate(snap.layers):
+            if layer.sizes is not None and np.any(np.asarray(layer.sizes) != 1):
+                raise ExpandError(f"layer {i} holds merged entries: fetch with --expand, or load the kvpack "
+                                  "(fetch --raw) so the members can be put back")
+    return snap, snap.layers
+
+
+def check_model(snap: Snapshot, model: torch.nn.Module) -> None:
+    """Raises ModelMismatchError when the snapshot cannot belong to `model`."""
+    shape = text_shape(model)
+    problems = []
+    arch = snap.metadata.get("hf.architecture")
+    if arch and arch != type(model).__name__:
+        problems.append(f"it was captured from a {arch}, the model is a {type(model).__name__}")
+    ours = model_name(model)
+    if os.path.basename(snap.model.rstrip("/")) != os.path.basename(ours.rstrip("/")):
+        problems.append(f"its kvsnap.model is {snap.model!r}, the model is {ours!r}")
+    if len(snap.layers) != shape.layers:
+        problems.append(f"it has {len(snap.layers)} layers, the model {shape.layers}")
+    if snap.kv_heads != shape.kv_heads or snap.head_dim != shape.head_dim:
+        problems.append(f"its keys are {snap.kv_heads} heads x {snap.head_dim}, the model's "
+                        f"{shape.kv_heads} x {shape.head_dim}")
+    if problems:
+        raise ModelMismatchError("snapshot does not fit the model: " + "; ".join(problems))
+
+
+def load(source: Any, model: torch.nn.Module, mode: str = "proportional",
+         device: torch.device | str | None = None) -> Cache:
+    """A cache `model.generate` continues from (pass the same `input_ids` as the capture, and
+    `past_key_values=` this cache; no pixel values).
+
+    `source`: a Snapshot, a kvsnap file (`kvstore fetch`), a kvpack (`fetch --raw`, read
+    natively), or a `kvstore.torch.load_pack` result (decoded on the device). `mode="proportional"` keeps merged entries merged and adds `log(size)` to their
+    logits (the model's text attention becomes "kvstore", which is SDPA for everything else);
+    `mode="expand"` repeats each merged entry at its members' positions, which plain attention
+    handles (a plain DynamicCache when every layer is whole again)."""
+    if mode not in ("proportional", "expand"):
+        raise ValueError(f"mode {mode!r}: expected 'proportional' or 'expand'")
+    snap, layers = _open(source, mode)
+    check_model(snap, model)
+    param = next(model.parameters())
+    device = torch.device(device) if device is not None else param.device
+    dtype = param.dtype
+    seq_len = snap.original_length
+    def tensor(a: Any) -> torch.Tensor:
+        t = a if isinstance(a, torch.Tensor) else torch.from_numpy(np.array(a, dtype=np.float32))
+        return t.to(device, dtype)[None]
+
+    def sizes(layer: Any) -> torch.Tensor:
+        if isinstance(layer.sizes, torch.Tensor):
+            return layer.sizes.to(device, torch.int64)
+        return torch.from_numpy(np.array(layer.sizes if layer.sizes is not None else np.ones(layer.count),
+                                         dtype=np.int64))
+    tensors = [(tensor(l.key), tensor(l.value), sizes(l)) for l in layers]
+    if mode == "expand":
+        tensors = [(k, v, torch.ones_like(s)) for k, v, s in tensors]
+    next_position = snap.next_position if snap.next_position is not None else seq_len
+    inner = getattr(model, "model", None)
+    if inner is not None and hasattr(inner, "rope_deltas"):  # M-RoPE: new tokens continue at next_position
+        inner.rope_deltas = torch.tensor([[next_position - seq_len]], device=device)
+    if mode == "expand" and all(k.shape[-2] == seq_len for k, _, _ in tensors):
+        cache = DynamicCache()
+        for i, (k, v, _) in enumerate(tensors):
+            cache.update(k, v, i)
+        return cache
+    _use_kvstore_attention(model)
+    return KVStoreCache([MergedLayer(k, v, s.to(device), seq_len) for k, v, s in tensors], seq_len, next_position)

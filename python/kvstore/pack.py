@@ -1,0 +1,430 @@
+"""kvpack files (docs/FORMAT.md), what `kvstore fetch --raw` writes: a native reader that
+checks every checksum and bound and decodes one layer at a time, to exactly the bits
+`kvstore fetch` writes."""
+from __future__ import annotations
+
+import json
+import mmap
+import os
+from dataclasses import dataclass
+from typing import Any, Iterator
+
+import lz4.block
+import numpy as np
+import xxhash
+import zstandard
+
+from .blocks import BlockError, decode_block
+from .dtypes import from_bits, to_bits, user_dtype
+from .errors import ExpandError, PackError
+from .safetensors_io import canonical_json, layout_header
+from .snapshot import COMPRESSION_KEY, SEQ_LEN_KEY, Layer, Snapshot, Span, _OWN_KEYS, KEY_KEY, \
+    MODEL_KEY, NEXT_POSITION_KEY, SPANS_KEY, validate_spans
+
+MAGIC = b"KVPACK\x00\x01"
+FOOTER_MAGIC = b"KVPKEND1"
+FOOTER = 32
+
+
+@dataclass(frozen=True)
+class Section:
+    """Where one layer's section lies and how to read it (a section descriptor)."""
+
+    count: int
+    offset: int
+    stored_length: int
+    raw_length: int
+    codec: str
+    level: int | None
+    checksum: str
+    raw_checksum: str
+    keys: dict[str, Any]  # {"encoding": {...}, "length": n}
+    values: dict[str, Any]
+    members: int
+
+
+@dataclass(frozen=True)
+class PackHeader:
+    format: int
+    metadata: dict[str, str]
+    seq_len: int
+    kv_heads: int
+    head_dim: int
+    v_head_dim: int
+    input_dtype: str
+    compression: dict[str, str]
+    layers: list[Section]
+
+    @property
+    def entry_count(self) -> int:
+        return sum(s.count for s in self.layers)
+
+
+@dataclass
+class PackLayer:
+    """One decoded layer: `key`/`value` [kv_heads, n, dim] (float16, or float32 for f32 and
+    bf16), `positions`/`sizes` [n] int32, and `members` (every entry's member positions, entry
+    after entry) when the pack tracked them."""
+
+    key: np.ndarray
+    value: np.ndarray
+    positions: np.ndarray
+    sizes: np.ndarray
+    members: np.ndarray | None
+
+    @property
+    def count(self) -> int:
+        return int(self.positions.size)
+
+
+def _hex(data: Any) -> str:
+    return xxhash.xxh3_64_hexdigest(data)
+
+
+class Pack:
+    """An open kvpack file. Footer and header are checked on open, each section when read.
+
+        with kvstore.read_pack("entry.kvpack") as pack:
+            layer = pack.layer(0, dtype="f32")   # checks and decodes layer 0 only
+    """
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.path = os.fspath(path)
+        with open(self.path, "rb") as f:
+            size = os.fstat(f.fileno()).st_size
+            self._map: Any = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) if size else None
+        self._bytes = memoryview(self._map) if self._map is not None else memoryview(b"")
+        self.header = self._read_header()
+
+    # ------------------------------------------------------------------ container
+
+    def _corrupt(self, problem: str, layer: int | None = None, field: str | None = None) -> PackError:
+        return PackError(self.path, problem, layer, field)
+
+    def _read_header(self) -> PackHeader:
+        b = self._bytes
+        size = len(b)
+        if size < len(MAGIC) + FOOTER:
+            raise self._corrupt(f"{size} bytes is too short for a kvpack file")
+        if bytes(b[:8]) != MAGIC:
+            raise self._corrupt("bad magic at offset 0", field="magic")
+        footer = size - FOOTER
+        if bytes(b[footer + 24:]) != FOOTER_MAGIC:
+            raise self._corrupt("bad footer magic (truncated file?)", field="footer")
+        offset, length, checksum = (int.from_bytes(b[footer + o:footer + o + 8], "little") for o in (0, 8, 16))
+        if offset < 8 or length > size or offset + length != footer:
+            raise self._corrupt(f"footer says header at {offset} with length {length}, which does not end at the "
+                                f"footer ({footer})", field="footer")
+        text = b[offset:footer]
+        if xxhash.xxh3_64_intdigest(text) != checksum:
+            raise self._corrupt("header checksum mismatch", field="header_checksum")
+        try:
+            j = json.loads(bytes(text).decode("utf-8"))
+            header = PackHeader(
+                format=_int(j, "format"), metadata=_strings(j, "metadata"), seq_len=_int(j, "seq_len"),
+                kv_heads=_int(j, "kv_heads"), head_dim=_int(j, "head_dim"), v_head_dim=_int(j, "v_head_dim"),
+                input_dtype=_str(j, "input_dtype"), compression=_strings(j, "compression"),
+                layers=[_section(d) for d in _list(j, "layers")])
+        except (ValueError, KeyError, TypeError) as e:
+            raise self._corrupt(f"header JSON: {e}", field="header") from None
+        if header.format != 1:
+            raise self._corrupt(f"format {header.format} is not supported", field="format")
+        for name in ("kv_heads", "head_dim", "v_head_dim"):
+            value = getattr(header, name)
+            if not 1 <= value <= 1 << 16:
+                raise self._corrupt(f"header {name} {value} is outside 1...65536", field=name)
+        if not 0 <= header.seq_len <= 1 << 24:
+            raise self._corrupt(f"header seq_len {header.seq_len} is outside 0...2^24", field="seq_len")
+        for i, d in enumerate(header.layers):
+            if not 0 <= d.count <= header.seq_len:
+                raise self._corrupt(f"count {d.count} is outside 0...seq_len ({header.seq_len})", i, "count")
+        nxt = 8
+        for i, d in enumerate(header.layers):
+            if d.offset != nxt or d.stored_length < 0 or d.stored_length > offset - d.offset:
+                raise self._corrupt(f"section at {d.offset}+{d.stored_length} is not where the previous one ended "
+                                    f"({nxt}) or runs past the header", i, "offset")
+            kl, vl = _int(d.keys, "length"), _int(d.values, "length")
+            if min(d.count, kl, vl, d.members) < 0 or d.raw_length != kl + vl + 8 * d.count + 4 * d.members:
+                raise self._corrupt(f"raw_length {d.raw_length} does not match its blocks and count {d.count}",
+                                    i, "raw_length")
+            nxt = d.offset + d.stored_length
+        if nxt != offset:
+            raise self._corrupt(f"sections end at {nxt} but the header starts at {offset}", field="layers")
+        return header
+
+    @property
+    def num_layers(self) -> int:
+        return len(self.header.layers)
+
+    def stored_section(self, i: int) -> memoryview:
+        """The stored bytes of layer `i`, checksum-verified."""
+        d = self._descriptor(i)
+        stored = self._bytes[d.offset:d.offset + d.stored_length]
+        if _hex(stored) != d.checksum:
+            raise self._corrupt("section checksum mismatch", i, "checksum")
+        return stored
+
+    def raw_section(self, i: int) -> np.ndarray:
+        """Layer `i`'s section verified, decompressed and range-checked, as bytes (uint8)."""
+        d = self._descriptor(i)
+        stored = self.stored_section(i)
+        try:
+            if d.codec == "zstd":
+                raw = zstandard.ZstdDecompressor().decompress(stored, max_output_size=d.raw_length)
+            elif d.codec == "lz4":
+                raw = lz4.block.decompress(stored, uncompressed_size=d.raw_length) if d.raw_length else b""
+            elif d.codec == "none":
+                raw = bytes(stored)
+            else:
+                raise self._corrupt(f'unknown codec "{d.codec}"', i, "codec")
+        except (zstandard.ZstdError, lz4.block.LZ4BlockError) as e:
+            raise self._corrupt(f"{d.codec}: {e}", i, "codec") from None
+        if len(raw) != d.raw_length:
+            raise self._corrupt(f"{d.codec} produced {len(raw)} bytes, expected {d.raw_length}", i, "raw_length")
+        if _hex(raw) != d.raw_checksum:
+            raise self._corrupt(f"raw checksum mismatch after {d.codec}", i, "raw_checksum")
+        out = np.frombuffer(raw, dtype=np.uint8)
+        self._check_entries(i, d, out)
+        return out
+
+    def _descriptor(self, i: int) -> Section:
+        if not 0 <= i < self.num_layers:
+            raise IndexError(f"{self.path}: layer {i} is outside 0..<{self.num_layers}")
+        return self.header.layers[i]
+
+    def _check_entries(self, i: int, d: Section, raw: np.ndarray) -> None:
+        positions, sizes, members = _entry_arrays(d, raw)
+        seq_len = self.header.seq_len
+        previous = np.concatenate(([-1], positions[:-1].astype(np.int64)))
+        bad = np.nonzero((positions <= previous) | (positions >= seq_len) | (sizes < 1))[0]
+        if bad.size:
+            j = bad[0]
+            raise self._corrupt(f"entry at position {positions[j]} with size {sizes[j]} breaks ascending positions "
+                                f"in [0, {seq_len}) or sizes ≥ 1", i, "positions")
+        if members is not None:
+            total = int(sizes.astype(np.int64).sum())
+            if total != d.members:
+                raise self._corrupt(f"{d.members} member positions but sizes sum to {total}", i, "members")
+            if np.any((members < 0) | (members >= seq_len)):
+                raise self._corrupt(f"a member position lies outside [0, {seq_len})", i, "members")
+
+    # ------------------------------------------------------------------ layers
+
+    def _blocks(self, i: int, raw: np.ndarray, dtype: str) -> tuple[np.ndarray, np.ndarray]:
+        """Keys and values of layer `i` as little-endian elements of `dtype` (bits)."""
+        h, d = self.header, self.header.layers[i]
+        out = []
+        start = 0
+        for name, block, dim in (("keys", d.keys, h.head_dim), ("values", d.values, h.v_head_dim)):
+            length = block["length"]
+            shape = (h.kv_heads, d.count, dim)
+            try:
+                data, stored = decode_block(raw[start:start + length], block.get("encoding", {}), shape)
+            except BlockError as e:
+                raise self._corrupt(str(e), i, name) from None
+            if stored == dtype:
+                out.append(data.view(np.uint8).reshape(-1))
+            else:
+                values = data if stored == "F32Q" else from_bits(data, stored)
+                out.append(to_bits(values, dtype).reshape(-1).view(np.uint8))
+            start += length
+        return out[0], out[1]
+
+    def layer_bytes(self, i: int, dtype: str = "f16") -> bytes:
+        """Layer `i`'s key, value, positions and sizes tensors exactly as `kvstore fetch` writes them."""
+        dtype = user_dtype(dtype)
+        d = self._descriptor(i)
+        raw = self.raw_section(i)
+        keys, values = self._blocks(i, raw, dtype)
+        p = d.keys["length"] + d.values["length"]
+        return keys.tobytes() + values.tobytes() + raw[p:p + 8 * d.count].tobytes()
+
+    def layer(self, i: int, dtype: str = "f32") -> PackLayer:
+        """Layer `i` decoded: F16 gives float16 arrays, F32 and BF16 float32 arrays."""
+        dtype = user_dtype(dtype)
+        h, d = self.header, self._descriptor(i)
+        raw = self.raw_section(i)
+        keys, values = self._blocks(i, raw, dtype)
+        positions, sizes, members = _entry_arrays(d, raw)
+        return PackLayer(from_bits(keys, dtype).reshape(h.kv_heads, d.count, h.head_dim),
+                         from_bits(values, dtype).reshape(h.kv_heads, d.count, h.v_head_dim),
+                         positions.copy(), sizes.copy(), None if members is None else members.copy())
+
+    def expanded_layer(self, i: int, dtype: str = "f32") -> PackLayer:
+        """Layer `i` with every merged entry repeated at each member's position, size 1
+        (plain attention over it equals proportional attention over the merged layer)."""
+        dtype = user_dtype(dtype)
+        merged = self.layer(i, "f32")
+        key, value, positions = expand_layer(merged, i)
+        ones = np.ones(positions.size, dtype=np.int32)
+        return PackLayer(from_bits(to_bits(key, dtype), dtype).reshape(key.shape),
+                         from_bits(to_bits(value, dtype), dtype).reshape(value.shape),
+                         positions, ones, None if merged.members is None else positions.copy())
+
+    def layers(self, dtype: str = "f32", expand: bool = False) -> Iterator[PackLayer]:
+        for i in range(self.num_layers):
+            yield self.expanded_layer(i, dtype) if expand else self.layer(i, dtype)
+
+    def check_expandable(self) -> None:
+        """Raises ExpandError when a layer merged entries without recording their members."""
+        for i, d in enumerate(self.header.layers):
+            if d.members == 0:
+                positions, sizes, _ = _entry_arrays(d, self.raw_section(i))
+                big = np.nonzero(sizes != 1)[0]
+                if big.size:
+                    j = big[0]
+                    raise ExpandError(f"{self.path}: layer {i}: entry at position {positions[j]} stands for "
+                                      f"{sizes[j]} tokens but the layer carries no member positions (it arrived "
+                                      "merged), so it cannot be expanded")
+
+    # ------------------------------------------------------------------ as a kvsnap
+
+    def fetch_metadata(self) -> dict[str, str]:
+        """The metadata `kvstore fetch` writes: the input's, plus compression and seq_len."""
+        metadata = dict(self.header.metadata)
+        metadata[COMPRESSION_KEY] = canonical_json(self.header.compression)
+        metadata[SEQ_LEN_KEY] = str(self.header.seq_len)
+        return metadata
+
+    def snapshot(self, dtype: str = "f32", expand: bool = False) -> Snapshot:
+        """The whole entry as a Snapshot, as `kvstore fetch [--expand]` would return it."""
+        if expand:
+            self.check_expandable()
+        raw = self.fetch_metadata()
+        layers = [Layer(key=l.key, value=l.value, positions=l.positions, sizes=l.sizes)
+                  for l in self.layers(dtype, expand)]
+        try:
+            spans = [Span.from_json(o, j) for j, o in enumerate(json.loads(raw[SPANS_KEY]))]
+            validate_spans(spans, self.header.seq_len)
+        except (KeyError, ValueError, TypeError) as e:
+            raise self._corrupt(f"metadata {SPANS_KEY}: {e}", field="metadata") from None
+        next_position = raw.get(NEXT_POSITION_KEY)
+        return Snapshot(model=raw.get(MODEL_KEY, ""), spans=spans, layers=layers, key=raw.get(KEY_KEY),
+                        next_position=int(next_position) if next_position is not None else None,
+                        seq_len=self.header.seq_len,
+                        metadata={k: v for k, v in raw.items() if k not in _OWN_KEYS}, dtype=user_dtype(dtype))
+
+    def close(self) -> None:
+        try:
+            self._bytes.release()
+            if self._map is not None:
+                self._map.close()
+        except BufferError:  # a caller still holds a view of the stored bytes; the map goes with it
+            pass
+
+    def __enter__(self) -> "Pack":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def expand_layer(layer: PackLayer, index: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(key, value, positions) with one row per member, in ascending position order."""
+    if layer.members is None:
+        big = np.nonzero(layer.sizes != 1)[0]
+        if big.size:
+            j = big[0]
+            raise ExpandError(f"layer {index}: entry at position {layer.positions[j]} stands for {layer.sizes[j]} "
+                              "tokens but the layer carries no member positions (it arrived merged), so it cannot "
+                              "be expanded")
+        return layer.key, layer.value, layer.positions.copy()
+    source = np.repeat(np.arange(layer.count), layer.sizes)
+    order = np.argsort(layer.members, kind="stable")
+    rows = source[order]
+    return layer.key[:, rows, :], layer.value[:, rows, :], layer.members[order].astype(np.int32)
+
+
+def _entry_arrays(d: Section, raw: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    p = d.keys["length"] + d.values["length"]
+    positions = raw[p:p + 4 * d.count].view("<i4")
+    sizes = raw[p + 4 * d.count:p + 8 * d.count].view("<i4")
+    members = raw[p + 8 * d.count:p + 8 * d.count + 4 * d.members].view("<i4") if d.members else None
+    return positions, sizes, members
+
+
+def read_pack(path: str | os.PathLike[str]) -> Pack:
+    """Opens a kvpack file (footer and header checked; sections are checked when read)."""
+    return Pack(path)
+
+
+def unpack(pack_path: str | os.PathLike[str], output: str | os.PathLike[str], dtype: str = "f16",
+           expand: bool = False) -> None:
+    """Writes exactly the bytes `kvstore fetch [--dtype D] [--expand]` writes for this entry.
+    The output appears complete or not at all."""
+    output = os.fspath(output)
+    dtype = user_dtype(dtype)
+    with Pack(pack_path) as pack:
+        if expand:
+            pack.check_expandable()
+        h = pack.header
+        entries = []
+        for i, d in enumerate(h.layers):
+            n = d.members if expand and d.members > 0 else d.count
+            entries += [(f"layers.{i}.key", dtype, (h.kv_heads, n, h.head_dim)),
+                        (f"layers.{i}.value", dtype, (h.kv_heads, n, h.v_head_dim)),
+                        (f"layers.{i}.positions", "I32", (n,)), (f"layers.{i}.sizes", "I32", (n,))]
+        temp = f"{output}.{os.getpid()}.tmp"
+        try:
+            with open(temp, "wb") as f:
+                f.write(layout_header(entries, pack.fetch_metadata()))
+                for i in range(pack.num_layers):
+                    if expand:
+                        key, value, positions = expand_layer(pack.layer(i, "f32"), i)
+                        f.write(to_bits(key, dtype).tobytes())
+                        f.write(to_bits(value, dtype).tobytes())
+                        f.write(positions.astype("<i4").tobytes())
+                        f.write(np.ones(positions.size, dtype="<i4").tobytes())
+                    else:
+                        f.write(pack.layer_bytes(i, dtype))
+            os.replace(temp, output)
+        except BaseException:
+            if os.path.exists(temp):
+                os.remove(temp)
+            raise
+
+
+def _int(obj: Any, key: str) -> int:
+    v = obj[key]
+    if not isinstance(v, int) or isinstance(v, bool):
+        raise TypeError(f'"{key}" is {v!r}, not an integer')
+    return v
+
+
+def _str(obj: Any, key: str) -> str:
+    v = obj[key]
+    if not isinstance(v, str):
+        raise TypeError(f'"{key}" is {v!r}, not a string')
+    return v
+
+
+def _list(obj: Any, key: str) -> list[Any]:
+    v = obj[key]
+    if not isinstance(v, list):
+        raise TypeError(f'"{key}" is not an array')
+    return v
+
+
+def _strings(obj: Any, key: str) -> dict[str, str]:
+    v = obj[key]
+    if not isinstance(v, dict) or not all(isinstance(x, str) for x in v.values()):
+        raise TypeError(f'"{key}" is not an object of strings')
+    return dict(v)
+
+
+def _section(d: Any) -> Section:
+    if not isinstance(d, dict):
+        raise TypeError("a section descriptor is not an object")
+    for block in ("keys", "values"):
+        b = d[block]
+        if not isinstance(b, dict) or not isinstance(b.get("encoding"), dict):
+            raise TypeError(f'"{block}" is not {{"encoding": {{...}}, "length": n}}')
+        _int(b, "length")
+        _str(b["encoding"], "scheme")
+    level = d.get("level")
+    members = d.get("members", 0)
+    return Section(count=_int(d, "count"), offset=_int(d, "offset"), stored_length=_int(d, "stored_length"),
+                   raw_length=_int(d, "raw_length"), codec=_str(d, "codec"),
+                   level=level if isinstance(level, int) else None, checksum=_str(d, "checksum"),
+                   raw_checksum=_str(d, "raw_checksum"), keys=d["keys"], values=d["values"],
+                   members=members if isinstance(members, int) else _int({"members": members}, "members"))

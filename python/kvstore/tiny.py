@@ -1,0 +1,94 @@
+"""Tiny, randomly initialised LLaVA and Qwen2.5-VL models built from configs (no download),
+with matching inputs: for tests, `examples/hf_reuse.py --tiny` and the reuse benchmark.
+
+    model, inputs, media = kvstore.tiny.llava(images=2)
+    # inputs: what a processor would return; media: the image bytes, one per image
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+# Token ids of the tiny vocabulary (100 tokens).
+VOCAB = 100
+IMAGE = 90
+VIDEO = 91
+VISION_START = 92
+VISION_END = 93
+
+
+def _text(rng: np.random.Generator, n: int) -> list[int]:
+    return rng.integers(1, 80, size=n).tolist()
+
+
+def _media(rng: np.random.Generator, n: int) -> list[bytes]:
+    return [rng.integers(0, 256, size=64, dtype=np.uint8).tobytes() for _ in range(n)]
+
+
+def llava(images: int = 1, layers: int = 4, seed: int = 0, dtype: torch.dtype = torch.float32,
+          prompt: int = 12) -> tuple[torch.nn.Module, dict[str, torch.Tensor], list[bytes]]:
+    """A 4-layer LLaVA (Llama text stack, 4 heads, GQA 4/2, head_dim 16) with a 2-layer CLIP
+    tower over 32x32 images in 8x8 patches: 16 tokens (a 4x4 grid) per image."""
+    from transformers import CLIPVisionConfig, LlamaConfig, LlavaConfig, LlavaForConditionalGeneration
+    torch.manual_seed(seed)
+    vision = CLIPVisionConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2,
+                              image_size=32, patch_size=8, projection_dim=32)
+    text = LlamaConfig(vocab_size=VOCAB, hidden_size=64, intermediate_size=128, num_hidden_layers=layers,
+                       num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=512)
+    config = LlavaConfig(vision_config=vision, text_config=text, image_token_index=IMAGE, image_seq_length=16,
+                         vision_feature_layer=-1, vision_feature_select_strategy="default")
+    model = LlavaForConditionalGeneration(config).to(dtype).eval()
+    rng = np.random.default_rng(seed)
+    ids = _text(rng, 5)
+    for _ in range(images):
+        ids += [IMAGE] * 16 + _text(rng, 3)
+    ids += _text(rng, prompt)
+    pixel = torch.from_numpy(rng.standard_normal((images, 3, 32, 32)).astype(np.float32)).to(dtype)
+    inputs = {"input_ids": torch.tensor([ids]), "attention_mask": torch.ones(1, len(ids), dtype=torch.long),
+              "pixel_values": pixel}
+    return model, inputs, _media(rng, images)
+
+
+def qwen2_5_vl(images: int = 1, videos: int = 0, layers: int = 4, seed: int = 0, dtype: torch.dtype = torch.float32,
+               prompt: int = 12) -> tuple[torch.nn.Module, dict[str, torch.Tensor], list[bytes]]:
+    """A 4-layer Qwen2.5-VL (GQA 4/2, head_dim 16, M-RoPE sections 2/3/3) with a 2-block vision
+    tower: an image is 8x12 patches of 14 px, merged 2x2 into a 4x6 grid; a video is 4 frames
+    (2 temporal patches) of 8x8 patches, merged into 2 frames of 4x4."""
+    from transformers import Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration
+    torch.manual_seed(seed)
+    config = Qwen2_5_VLConfig(
+        text_config=dict(vocab_size=VOCAB, hidden_size=64, intermediate_size=128, num_hidden_layers=layers,
+                         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=512,
+                         bos_token_id=None, eos_token_id=None, pad_token_id=None,
+                         rope_parameters={"rope_type": "default", "rope_theta": 10000.0, "mrope_section": [2, 3, 3]}),
+        vision_config=dict(depth=2, hidden_size=32, intermediate_size=64, num_heads=2, out_hidden_size=64,
+                           patch_size=14, spatial_merge_size=2, temporal_patch_size=2, window_size=56,
+                           fullatt_block_indexes=[1], tokens_per_second=2),
+        image_token_id=IMAGE, video_token_id=VIDEO, vision_start_token_id=VISION_START,
+        vision_end_token_id=VISION_END)
+    model = Qwen2_5_VLForConditionalGeneration(config).to(dtype).eval()
+    rng = np.random.default_rng(seed)
+    patch = 3 * 2 * 14 * 14
+    ids, types = _text(rng, 5), [0] * 5
+    out: dict[str, torch.Tensor] = {}
+    if images:
+        grid = torch.tensor([[1, 8, 12]] * images)
+        out["pixel_values"] = torch.from_numpy(rng.standard_normal((images * 96, patch)).astype(np.float32)).to(dtype)
+        out["image_grid_thw"] = grid
+        for _ in range(images):
+            chunk = [VISION_START] + [IMAGE] * 24 + [VISION_END] + _text(rng, 3)
+            ids += chunk
+            types += [0] + [1] * 24 + [0] * 4
+    if videos:
+        out["pixel_values_videos"] = torch.from_numpy(
+            rng.standard_normal((videos * 128, patch)).astype(np.float32)).to(dtype)
+        out["video_grid_thw"] = torch.tensor([[2, 8, 8]] * videos)
+        out["second_per_grid_ts"] = torch.tensor([1.0] * videos)
+        for _ in range(videos):
+            ids += [VISION_START] + [VIDEO] * 32 + [VISION_END] + _text(rng, 3)
+            types += [0] + [2] * 32 + [0] * 4
+    ids += _text(rng, prompt)
+    types += [0] * prompt
+    out.update(input_ids=torch.tensor([ids]), attention_mask=torch.ones(1, len(ids), dtype=torch.long),
+               mm_token_type_ids=torch.tensor([types], dtype=torch.int32))
+    return model, out, _media(rng, images + videos)

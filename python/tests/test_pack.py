@@ -1,0 +1,222 @@
+"""The native kvpack reader against the binary: `unpack` writes the bytes `kvstore fetch`
+writes, for every built-in policy, every output dtype and --expand; damage always raises."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import xxhash
+import zstandard
+
+import kvstore
+from conftest import CLI
+
+
+def test_every_built_in_policy_is_covered(stored: tuple[CLI, Path, dict[str, str]]) -> None:
+    cli, _, ids = stored
+    assert len(cli.policies()) >= 14
+    assert {k.split("/")[0] for k in ids} == set(cli.policies())
+
+
+def test_unpack_writes_the_bytes_fetch_writes(stored: tuple[CLI, Path, dict[str, str]], tmp_path: Path) -> None:
+    _, _, ids = stored
+    checked, policies = 0, set()
+    for name, (cli, entry) in ids.items():
+        pack = tmp_path / "entry.kvpack"
+        cli.run("fetch", entry, "--raw", "-o", str(pack))
+        for dtype in ("f16", "bf16", "f32"):
+            for expand in (False, True):
+                want, got = tmp_path / "want.safetensors", tmp_path / "got.safetensors"
+                cli.run("fetch", entry, "--dtype", dtype, "-o", str(want), *(["--expand"] if expand else []))
+                kvstore.unpack(pack, got, dtype=dtype, expand=expand)
+                assert want.read_bytes() == got.read_bytes(), f"{name} --dtype {dtype} expand={expand}"
+                checked += 1
+        if name.endswith("/image"):
+            with kvstore.read_pack(pack) as p:
+                policies.add(p.header.compression["policy"])
+    assert checked == 6 * len(ids)
+    assert len(policies) == len(stored[0].policies())  # each store really holds its own policy
+
+
+def test_layers_decode_to_what_fetch_returns(stored: tuple[CLI, Path, dict[str, str]], tmp_path: Path) -> None:
+    cli, entry = stored[2]["lightkv+int4/image"]
+    cli.run("fetch", entry, "--raw", "-o", str(tmp_path / "e.kvpack"))
+    cli.run("fetch", entry, "--dtype", "f32", "-o", str(tmp_path / "e.safetensors"))
+    fetched = kvstore.read(tmp_path / "e.safetensors")
+    with kvstore.read_pack(tmp_path / "e.kvpack") as pack:
+        assert pack.num_layers == len(fetched.layers)
+        snap = pack.snapshot(dtype="f32")
+        for i, want in enumerate(fetched.layers):
+            got = pack.layer(i, "f32")
+            assert np.array_equal(got.key, want.key) and np.array_equal(got.value, want.value)
+            assert np.array_equal(got.positions, want.positions) and np.array_equal(got.sizes, want.sizes)
+            if got.sizes.max() > 1:
+                assert got.members is not None and got.members.size == int(got.sizes.sum())
+            assert np.array_equal(snap.layers[i].key, want.key)
+        # layers really differ in length after merging
+        assert len({layer.count for layer in fetched.layers}) > 1
+        assert snap.metadata["kvsnap.compression"] == fetched.metadata["kvsnap.compression"]
+        assert snap.spans == fetched.spans and snap.seq_len == fetched.seq_len
+
+
+def _raw_pack(stored: tuple[CLI, Path, dict[str, str]], tmp_path: Path, key: str = "lightkv+int8/image") -> bytearray:
+    cli, entry = stored[2][key]
+    path = tmp_path / "src.kvpack"
+    cli.run("fetch", entry, "--raw", "-o", str(path))
+    return bytearray(path.read_bytes())
+
+
+def _header(data: bytearray) -> tuple[int, dict]:
+    offset = int.from_bytes(data[-32:-24], "little")
+    return offset, json.loads(bytes(data[offset:-32]))
+
+
+def _assemble(body: bytes, header: dict) -> bytearray:
+    """Sections (from byte 0, magic included), then the header JSON and a footer pointing at it."""
+    text = json.dumps(header).encode()
+    footer = len(body).to_bytes(8, "little") + len(text).to_bytes(8, "little") + \
+        xxhash.xxh3_64_intdigest(text).to_bytes(8, "little") + b"KVPKEND1"
+    return bytearray(body) + text + footer
+
+
+def _rewrite_header(data: bytearray, header: dict) -> bytearray:
+    offset, _ = _header(data)
+    return _assemble(bytes(data[:offset]), header)
+
+
+def _write(tmp_path: Path, data: bytes) -> Path:
+    path = tmp_path / "damaged.kvpack"
+    path.write_bytes(bytes(data))
+    return path
+
+
+def test_a_flipped_byte_in_a_section_raises_for_that_layer_only(stored, tmp_path: Path) -> None:
+    data = _raw_pack(stored, tmp_path)
+    _, header = _header(data)
+    section = header["layers"][2]
+    data[section["offset"] + section["stored_length"] // 2] ^= 0x10
+    with kvstore.read_pack(_write(tmp_path, data)) as pack:
+        pack.layer(0)
+        pack.layer(3)
+        with pytest.raises(kvstore.PackError) as e:
+            pack.layer(2)
+        assert e.value.layer == 2 and e.value.field == "checksum"
+        with pytest.raises(kvstore.PackError):
+            pack.snapshot()
+
+
+@pytest.mark.parametrize("damage, field", [
+    (lambda d: d.__setitem__(slice(0, 1), b"X"), "magic"),
+    (lambda d: d.__setitem__(slice(len(d) - 1, len(d)), b"X"), "footer"),
+    (lambda d: d.__setitem__(slice(len(d) - 40, len(d) - 39), b"~"), "header_checksum"),
+])
+def test_damaged_container_raises_on_open(stored, tmp_path: Path, damage, field: str) -> None:
+    data = _raw_pack(stored, tmp_path)
+    damage(data)
+    with pytest.raises(kvstore.PackError) as e:
+        kvstore.read_pack(_write(tmp_path, data))
+    assert e.value.field == field and str(tmp_path) in str(e.value)
+
+
+def test_truncated_file_raises(stored, tmp_path: Path) -> None:
+    data = _raw_pack(stored, tmp_path)
+    with pytest.raises(kvstore.PackError, match="footer"):
+        kvstore.read_pack(_write(tmp_path, data[:-5]))
+
+
+def test_crafted_header_fields_raise_naming_the_field(stored, tmp_path: Path) -> None:
+    data = _raw_pack(stored, tmp_path)
+    for edit, field in ((lambda h: h["layers"][1].update(raw_length=h["layers"][1]["raw_length"] + 4), "raw_length"),
+                        (lambda h: h["layers"][1].update(offset=h["layers"][1]["offset"] + 1), "offset"),
+                        (lambda h: h.update(kv_heads=0), "kv_heads"),
+                        (lambda h: h["layers"][0].update(count=10 ** 9), "count")):
+        _, header = _header(data)
+        edit(header)
+        with pytest.raises(kvstore.PackError) as e:
+            kvstore.read_pack(_write(tmp_path, _rewrite_header(data, header)))
+        assert e.value.field == field
+
+
+def _resealed(data: bytearray, layer: int, edit) -> bytearray:
+    """Edits a section's raw bytes and rewrites its compression and checksums, so only the
+    block-level checks can catch the damage."""
+    offset, header = _header(data)
+    d = header["layers"][layer]
+    raw = bytearray(zstandard.ZstdDecompressor().decompress(bytes(data[d["offset"]:d["offset"] + d["stored_length"]]),
+                                                            max_output_size=d["raw_length"]))
+    edit(raw, d)
+    stored = zstandard.ZstdCompressor(level=3).compress(bytes(raw))
+    grow = len(stored) - d["stored_length"]
+    body = bytes(data[:d["offset"]]) + stored + bytes(data[d["offset"] + d["stored_length"]:offset])
+    d.update(stored_length=len(stored), checksum=xxhash.xxh3_64_hexdigest(stored),
+             raw_checksum=xxhash.xxh3_64_hexdigest(bytes(raw)))
+    for later in header["layers"][layer + 1:]:
+        later["offset"] += grow
+    return _assemble(body, header)
+
+
+@pytest.mark.parametrize("edit, match", [
+    (lambda raw, d: raw.__setitem__(slice(0, 1), b"X"), "magic"),                       # keys block magic
+    (lambda raw, d: raw.__setitem__(slice(4, 5), b"\x04"), "bits"),                     # int8 block says 4 bits
+    (lambda raw, d: raw.__setitem__(slice(28, 32), (10 ** 6).to_bytes(4, "little")), "kept index"),
+    (lambda raw, d: raw.__setitem__(slice(d["keys"]["length"] + d["values"]["length"],
+                                          d["keys"]["length"] + d["values"]["length"] + 4),
+                                    (10 ** 6).to_bytes(4, "little")), "position"),
+])
+def test_damage_behind_valid_checksums_raises(stored, tmp_path: Path, edit, match: str) -> None:
+    data = _resealed(_raw_pack(stored, tmp_path), 1, edit)
+    path = _write(tmp_path, data)
+    with kvstore.read_pack(path) as pack:
+        pack.layer(0)
+        with pytest.raises(kvstore.PackError, match=match) as e:
+            pack.layer(1)
+        assert e.value.layer == 1
+
+
+def test_python_m_kvstore_unpack(stored, tmp_path: Path) -> None:
+    cli, entry = stored[2]["lightkv+int4g128m0t0/video"]
+    pack, want, got = tmp_path / "e.kvpack", tmp_path / "want.safetensors", tmp_path / "got.safetensors"
+    cli.run("fetch", entry, "--raw", "-o", str(pack))
+    cli.run("fetch", entry, "--dtype", "bf16", "--expand", "-o", str(want))
+    cmd = [sys.executable, "-m", "kvstore", "unpack", str(pack), "-o", str(got), "--dtype", "bf16", "--expand"]
+    package = str(Path(kvstore.__file__).resolve().parents[1])
+    run = {"capture_output": True, "text": True, "env": dict(os.environ, PYTHONPATH=package)}
+    done = subprocess.run(cmd, **run)
+    assert done.returncode == 0, done.stderr
+    assert got.read_bytes() == want.read_bytes()
+
+    damaged = bytearray(pack.read_bytes())
+    damaged[100] ^= 1
+    pack.write_bytes(bytes(damaged))
+    got.unlink()
+    done = subprocess.run(cmd, **run)
+    assert done.returncode == 3 and "checksum" in done.stderr
+    assert not got.exists() and list(tmp_path.glob("got.safetensors*")) == []
+
+
+def test_expand_without_members_raises_like_fetch(cli: CLI, tmp_path: Path) -> None:
+    # An input that arrived merged: positions and sizes, but no member positions.
+    snap = kvstore.read(cli.synth(tmp_path / "t.safetensors", "--preset", "tiny"))
+    snap.seq_len = snap.original_length
+    keep = np.array([0, 1, 2, 3, 4, 6] + list(range(8, snap.original_length)), dtype=np.int32)
+    sizes = np.ones(keep.size, dtype=np.int32)
+    sizes[4], sizes[5] = 2, 2
+    for layer in snap.layers:
+        layer.key, layer.value = layer.key[:, keep], layer.value[:, keep]
+        layer.positions, layer.sizes = keep, sizes
+    snap.seq_len = snap.original_length
+    kvstore.write(snap, tmp_path / "merged.safetensors")
+    entry = cli.ingest(tmp_path / "merged.safetensors")
+    assert cli.run("fetch", entry, "--expand", "-o", str(tmp_path / "x.safetensors"), check=False).returncode == 3
+    cli.run("fetch", entry, "--raw", "-o", str(tmp_path / "m.kvpack"))
+    with pytest.raises(kvstore.ExpandError, match="position 4 stands for 2 tokens"):
+        kvstore.unpack(tmp_path / "m.kvpack", tmp_path / "y.safetensors", expand=True)
+    assert not (tmp_path / "y.safetensors").exists()
+    kvstore.unpack(tmp_path / "m.kvpack", tmp_path / "y.safetensors")
+    cli.run("fetch", entry, "-o", str(tmp_path / "x.safetensors"))
+    assert (tmp_path / "x.safetensors").read_bytes() == (tmp_path / "y.safetensors").read_bytes()
