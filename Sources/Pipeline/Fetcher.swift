@@ -41,16 +41,39 @@ public struct Fetcher {
     }
 
     /// Writes `record` to `sink` and records the access.
-    public func fetch(_ record: EntryRecord, options: FetchOptions, to sink: OutputSink) throws {
+    public func fetch(_ record: EntryRecord, options: FetchOptions, to sink: some FetchSink) throws {
+        try write(plan(record, options: options), to: sink)
+    }
+
+    /// Opens the entry's pack and settles everything known before the first byte: the
+    /// output's layout and length, and (with `expand`) that the entry can be expanded, so a
+    /// stream can send its length up front and fail before it starts rather than half way.
+    public func plan(_ record: EntryRecord, options: FetchOptions) throws -> FetchPlan {
         let (record, pack) = try open(record)
-        if options.raw {
-            let file = try MappedFile(path: pack.path)
-            try sink.write(file.bytes)
+        if options.raw { return FetchPlan(record: record, pack: pack, options: options, layout: nil) }
+        if options.expand {
+            // Layers whose members were not tracked can be expanded only if nothing in them was merged.
+            for (i, d) in pack.header.layers.enumerated() where d.members == 0 {
+                let section = try pack.section(i)
+                if let j = section.sizes.firstIndex(where: { $0 != 1 }) {
+                    throw FetchError.cannotExpand(layer: i, problem: "\(ExpandError.membersUnknown(position: section.positions[j], size: section.sizes[j]))")
+                }
+            }
+        }
+        return FetchPlan(record: record, pack: pack, options: options,
+                         layout: Self.layout(pack.header, dtype: options.dtype, expand: options.expand))
+    }
+
+    /// Writes a planned fetch to `sink`, finishes it and records the access.
+    public func write(_ plan: FetchPlan, to sink: some FetchSink) throws {
+        if let layout = plan.layout {
+            try writeSnapshot(plan.pack, layout: layout, options: plan.options, to: sink)
         } else {
-            try writeSnapshot(pack, dtype: options.dtype, expand: options.expand, to: sink)
+            let file = try MappedFile(path: plan.pack.path)
+            try sink.write(file.bytes)
         }
         try sink.finish()
-        try root.index.touch(record.id)
+        try root.index.touch(plan.record.id)
     }
 
     /// The kvsnap layout of a pack: per layer key, value, positions, sizes.
@@ -70,19 +93,9 @@ public struct Fetcher {
         return SafetensorsLayout(entries: entries, metadata: metadata)
     }
 
-    func writeSnapshot(_ pack: PackReader, dtype: DType, expand: Bool, to sink: OutputSink) throws {
+    func writeSnapshot(_ pack: PackReader, layout: SafetensorsLayout, options: FetchOptions, to sink: some FetchSink) throws {
         let header = pack.header
-        if expand {
-            // Layers whose members were not tracked can be expanded only if nothing in them was
-            // merged; find out before the first byte is written.
-            for (i, d) in header.layers.enumerated() where d.members == 0 {
-                let section = try pack.section(i)
-                if let j = section.sizes.firstIndex(where: { $0 != 1 }) {
-                    throw FetchError.cannotExpand(layer: i, problem: "\(ExpandError.membersUnknown(position: section.positions[j], size: section.sizes[j]))")
-                }
-            }
-        }
-        let layout = Self.layout(header, dtype: dtype, expand: expand)
+        let (dtype, expand) = (options.dtype, options.expand)
         try layout.header.withUnsafeBytes { try sink.write($0) }
         let decode: (Int) throws -> [UInt8] = { i in
             expand ? try Self.expandLayer(pack, i, dtype: dtype) : try Self.decodeLayer(pack, i, dtype: dtype)

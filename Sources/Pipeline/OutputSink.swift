@@ -2,7 +2,7 @@ import Foundation
 import Store
 
 /// Where fetched bytes go: a file published atomically when complete, or standard output.
-public final class OutputSink {
+public final class OutputSink: FetchSink {
     private let file: AtomicFile?
     private let destination: String?
 
