@@ -56,7 +56,7 @@ let package = Package(
             swiftSettings: fastMath),
         .testTarget(name: "LightKVTests", dependencies: ["LightKV"], swiftSettings: fastMath),
         .testTarget(name: "PipelineTests", dependencies: ["Pipeline", "Store", "LightKV"], swiftSettings: fastMath),
-        .testTarget(name: "IntegrationTests", dependencies: ["LightKV", "kvstore"], swiftSettings: fastMath),
+        .testTarget(name: "IntegrationTests", dependencies: ["LightKV", "Store", "kvstore"], swiftSettings: fastMath),
     ],
     swiftLanguageModes: [.v5]
 )
