@@ -88,6 +88,14 @@ enum Route: Equatable {
         }
     }
 
+    /// A web page (for people, in a browser) rather than an API resource.
+    var isPage: Bool {
+        switch self {
+        case .overview, .entryPage: true
+        default: false
+        }
+    }
+
     /// Methods the route answers.
     var methods: [HTTPRequest.Method] {
         switch self {

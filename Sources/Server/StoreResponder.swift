@@ -72,22 +72,37 @@ struct StoreResponder: HTTPResponder {
         }
     }
 
-    /// Checks the bearer token against the route's scope (401 without a known token, 403 with
-    /// too small a scope). Tokens are never logged, nor echoed in an error.
+    /// Checks the token against the route's scope (401 without a known token, 403 with too
+    /// small a scope). Tokens are never logged, nor echoed in an error.
+    ///
+    /// The API takes `Authorization: Bearer TOKEN`; the web pages also take HTTP Basic with
+    /// the token as password, which a browser asks for by itself (no script needed).
     func authorize(_ request: Request, route: Route) throws {
         guard let tokens = configuration.tokens, let needed = route.scope(for: request.method) else { return }
-        let challenge: HTTPFields = [.wwwAuthenticate: "Bearer realm=\"kvstore\""]
-        guard let header = request.headers[.authorization], header.hasPrefix("Bearer ") else {
+        let challenge: HTTPFields = route.isPage ? [.wwwAuthenticate: "Basic realm=\"kvstore\", charset=\"UTF-8\""]
+                                                 : [.wwwAuthenticate: "Bearer realm=\"kvstore\""]
+        guard let token = Self.presentedToken(request.headers[.authorization]) else {
             throw APIError(status: .unauthorized, code: "unauthorized",
                            message: "this server needs a token: Authorization: Bearer TOKEN", headers: challenge)
         }
-        guard let scope = tokens.scope(of: header.dropFirst(7).drop(while: { $0 == " " })) else {
+        guard let scope = tokens.scope(of: token) else {
             throw APIError(status: .unauthorized, code: "unauthorized", message: "the token is not known to this server", headers: challenge)
         }
         guard scope >= needed else {
             throw APIError(status: .forbidden, code: "forbidden",
                            message: "\(request.method) \(route.template) needs a \(needed.rawValue) token; this one may only \(scope.rawValue)")
         }
+    }
+
+    /// The token of `Bearer TOKEN`, or the password of `Basic base64(USER:TOKEN)`.
+    static func presentedToken(_ header: String?) -> Substring? {
+        guard let header else { return nil }
+        if header.hasPrefix("Bearer ") { return header.dropFirst(7).drop(while: { $0 == " " }) }
+        if header.hasPrefix("Basic "), let data = Data(base64Encoded: String(header.dropFirst(6).trimmingCharacters(in: .whitespaces))),
+           let pair = String(data: data, encoding: .utf8), let colon = pair.firstIndex(of: ":") {
+            return pair[pair.index(after: colon)...]
+        }
+        return nil
     }
 
     // MARK: - Responses

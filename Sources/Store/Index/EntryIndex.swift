@@ -77,6 +77,17 @@ public final class EntryIndex: @unchecked Sendable {
             .map(EntryRecord.init(row:))
     }
 
+    /// The newest `limit` entries whose producer key, model, id or a source contains `text`
+    /// (case-insensitive); all entries when `text` is empty.
+    public func search(_ text: String, limit: Int) throws -> [EntryRecord] {
+        let t = SQLValue.text(text.lowercased())
+        return try db.query("""
+            SELECT * FROM entries WHERE ? = '' OR instr(lower(coalesce(producer_key, '')), ?) > 0 OR instr(lower(model), ?) > 0
+              OR instr(id, ?) = 1 OR id IN (SELECT entry_id FROM sources WHERE instr(lower(source), ?) > 0)
+            ORDER BY created_at DESC LIMIT ?
+            """, [t, t, t, t, t, .int(limit)]).map(EntryRecord.init(row:))
+    }
+
     /// Entries holding a span with this source.
     public func entries(withSource source: String) throws -> [String] {
         try db.query("SELECT DISTINCT entry_id FROM sources WHERE source = ? ORDER BY entry_id", [.text(source)])
