@@ -31,13 +31,16 @@ extension StoreResponder {
         }
         let tag = Self.snapshotTag(outcome.record, options)
         guard let plan = outcome.plan else { return Response(status: .notModified, headers: [.eTag: tag]) }
-        let (pool, metrics) = (self.pool, self.metrics)
+        let (pool, metrics, logger) = (self.pool, self.metrics, self.logger)
         let body = ResponseBody(contentLength: plan.byteCount) { writer in
             let channel = ChunkChannel()
             DispatchQueue.global().async {
                 do {
                     try pool.with { root in try Fetcher(root: root).write(plan, to: channel) }
-                } catch { channel.fail(error) }
+                } catch {
+                    if !(error is CancellationError) { logger.error("fetch of \(plan.record.id) stopped mid-stream: \(error)") }
+                    channel.fail(error)
+                }
             }
             do {
                 for try await chunk in channel.stream {

@@ -4,7 +4,17 @@ import Store
 
 /// Metadata: list, show, remove, pin.
 extension StoreResponder {
-    struct Page: Encodable { var entries: [EntryDocument]; var next: String? }
+    struct Page: Encodable {
+        var entries: [EntryDocument]
+        var next: String?
+
+        func encode(to encoder: Encoder) throws {
+            var c = encoder.container(keyedBy: CodingKeys.self)
+            try c.encode(entries, forKey: .entries)
+            try c.encode(next, forKey: .next)  // null on the last page, not left out
+        }
+        enum CodingKeys: CodingKey { case entries, next }
+    }
 
     func list(_ query: Query) async throws -> Response {
         let limit: Int

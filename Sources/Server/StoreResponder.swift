@@ -27,13 +27,20 @@ struct StoreResponder: HTTPResponder {
                 throw APIError.notFound("no such resource: \(request.uri.path.prefix(200))")
             }
             label = route.template
-            guard route.methods.contains(request.method) else {
+            // HEAD is GET without the body: same status and headers, nothing decoded or sent.
+            let method = request.method == .head ? HTTPRequest.Method.get : request.method
+            guard route.methods.contains(method) else {
                 throw APIError(status: .methodNotAllowed, code: "method_not_allowed",
                                message: "\(request.method) is not allowed on \(route.template)",
-                               headers: [.allow: route.methods.map(\.rawValue).joined(separator: ", ")])
+                               headers: [.allow: (route.methods + (route.methods.contains(.get) ? [.head] : [])).map(\.rawValue).joined(separator: ", ")])
             }
             try authorize(request, route: route)
             response = try await handle(route, request, started: started)
+            if request.method == .head {
+                let length = response.body.contentLength
+                response.body = ResponseBody()
+                if let length { response.headers[.contentLength] = String(length) }
+            }
         } catch {
             let e = APIError.from(error)
             if e.status.code >= 500 {
