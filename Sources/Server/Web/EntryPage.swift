@@ -79,12 +79,11 @@ struct EntryPage {
             <span style="background:#e4e4e7"></span>kept alone<span style="background:hsl(137,65%,52%)"></span>merged (one colour per group)
             <span style="background:#27272a"></span>dropped<span style="background:#a1a1aa"></span>merged, members not recorded</p>
             """
-        for stage in map.stages {
-            let name = stage.layers.count == 1 ? "layer \(stage.layers.lowerBound)" : "layers \(stage.layers.lowerBound)–\(stage.layers.upperBound)"
-            out += "<h3>\(name)</h3><div class=\"maps\">"
-            for (i, span) in vision.enumerated() {
-                let label = "\(span.kind.rawValue) \(i + 1): \(span.rows)×\(span.cols)\(span.kind == .video ? " × \(span.frameCount) frames" : "")"
-                out += "<figure class=\"map\">\(RetentionMap.svg(stage, span: span))<figcaption>\(label)</figcaption></figure>"
+        for (i, span) in vision.enumerated() {
+            out += "<h3>\(span.kind.rawValue) \(i + 1): \(span.rows)×\(span.cols)\(span.kind == .video ? " × \(span.frameCount) frames" : "")</h3><div class=\"maps\">"
+            for stage in map.stages {
+                let name = stage.layers.count == 1 ? "layer \(stage.layers.lowerBound)" : "layers \(stage.layers.lowerBound)–\(stage.layers.upperBound)"
+                out += "<figure class=\"map\">\(RetentionMap.svg(stage, span: span))<figcaption>\(name)</figcaption></figure>"
             }
             out += "</div>"
         }

@@ -37,7 +37,7 @@ enum HTML {
         code,.id{font-family:ui-monospace,monospace;font-size:13px}.cards{display:flex;gap:12px;flex-wrap:wrap}
         .card{background:#fff;border:1px solid #e4e4e7;padding:10px 14px;min-width:130px}.card b{display:block;font-size:20px}
         form{margin:12px 0}input[type=search]{padding:5px 8px;width:320px}button{padding:5px 12px}
-        .maps{display:flex;gap:18px;flex-wrap:wrap}.map{background:#fff;border:1px solid #e4e4e7;padding:8px}
+        .maps{display:flex;gap:18px;flex-wrap:wrap}.map{background:#fff;border:1px solid #e4e4e7;padding:8px;margin:0}h3{font-size:14px;margin:14px 0 6px}
         .legend span{display:inline-block;width:12px;height:12px;vertical-align:middle;margin:0 4px 0 12px}
         .muted{color:#71717a}
         </style></head>

@@ -66,7 +66,7 @@ extension RetentionMap {
     /// coloured by its merged group (tokens kept alone pale, dropped tokens dark).
     static func svg(_ stage: Stage, span: Span) -> String {
         let rows = span.rows, cols = span.cols, frames = span.frameCount
-        let cell = max(3, min(12, 288 / max(cols, 1)))
+        let cell = max(3, min(9, 216 / max(cols, 1)))
         let gap = 6
         let width = frames * cols * cell + (frames - 1) * gap
         let height = rows * cell
