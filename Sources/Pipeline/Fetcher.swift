@@ -12,8 +12,11 @@ public struct FetchOptions: Sendable {
     /// Repeat each merged entry once per member, at the members' own positions with size 1,
     /// for engines that cannot add log(size) to a logit (KVLayer.expanded()).
     public var expand = false
-    public init(dtype: DType = .f16, raw: Bool = false, expand: Bool = false) {
-        self.dtype = dtype; self.raw = raw; self.expand = expand
+    /// Layers decoded ahead of the one being written to a stream (memory: about this many
+    /// decoded layers).
+    public var inFlight = 3
+    public init(dtype: DType = .f16, raw: Bool = false, expand: Bool = false, inFlight: Int = 3) {
+        self.dtype = dtype; self.raw = raw; self.expand = expand; self.inFlight = max(1, inFlight)
     }
 }
 
@@ -122,7 +125,7 @@ public struct Fetcher {
         } else {
             // A stream: decode on the other cores while the calling thread writes in order.
             try OrderedPipeline.run(
-                count: header.layers.count, inFlight: 3, stage: { i in { try decode(i) } },
+                count: header.layers.count, inFlight: options.inFlight, stage: { i in { try decode(i) } },
                 consume: { chunk in try chunk.withUnsafeBytes { try sink.write($0) } })
         }
     }

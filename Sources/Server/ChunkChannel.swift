@@ -8,14 +8,16 @@ import Pipeline
 /// holds back decoding instead of piling decoded layers up in memory.
 final class ChunkChannel: FetchSink, @unchecked Sendable {
     static let chunkBytes = 1 << 20
-    private let slots: DispatchSemaphore
-    private let lock = NSLock()
+    // A condition, not a DispatchSemaphore: libdispatch traps when a semaphore is freed
+    // below its initial value, which is what a channel abandoned mid-stream would do.
+    private let condition = NSCondition()
+    private var slots: Int
     private var cancelled = false
     let stream: AsyncThrowingStream<ByteBuffer, Error>
     private let continuation: AsyncThrowingStream<ByteBuffer, Error>.Continuation
 
     init(capacity: Int = 4) {
-        slots = DispatchSemaphore(value: capacity)
+        slots = capacity
         (stream, continuation) = AsyncThrowingStream.makeStream(of: ByteBuffer.self, throwing: Error.self)
         continuation.onTermination = { [weak self] _ in self?.cancel() }
     }
@@ -25,8 +27,12 @@ final class ChunkChannel: FetchSink, @unchecked Sendable {
         var offset = 0
         while offset < bytes.count {
             let n = min(Self.chunkBytes, bytes.count - offset)
-            slots.wait()
-            if isCancelled { slots.signal(); throw CancellationError() }
+            condition.lock()
+            while slots == 0 && !cancelled { condition.wait() }
+            let stop = cancelled
+            if !stop { slots -= 1 }
+            condition.unlock()
+            if stop { throw CancellationError() }
             continuation.yield(ByteBuffer(bytes: UnsafeRawBufferPointer(rebasing: bytes[offset..<(offset + n)])))
             offset += n
         }
@@ -36,13 +42,12 @@ final class ChunkChannel: FetchSink, @unchecked Sendable {
     func fail(_ error: Error) { continuation.finish(throwing: error) }
 
     /// The consumer sent a chunk: one more may be written.
-    func sent() { slots.signal() }
+    func sent() {
+        condition.lock(); slots += 1; condition.signal(); condition.unlock()
+    }
 
     /// The consumer stopped (client gone, server shutting down): wake and stop the writer.
     func cancel() {
-        lock.lock(); cancelled = true; lock.unlock()
-        slots.signal()
+        condition.lock(); cancelled = true; condition.broadcast(); condition.unlock()
     }
-
-    private var isCancelled: Bool { lock.lock(); defer { lock.unlock() }; return cancelled }
 }

@@ -20,13 +20,25 @@ final class StorePool: @unchecked Sendable {
         return try body(root)
     }
 
-    /// Runs `body` on a thread of its own (it blocks: SQLite, decoding, fsync), not on the
-    /// threads that serve connections.
-    func run<T: Sendable>(_ body: @escaping @Sendable (StoreRoot) throws -> T) async throws -> T {
+    /// Runs `body` off the threads that serve connections (it blocks: SQLite, decoding, fsync).
+    ///
+    /// Short work (an index query) runs on Dispatch's pool. Long work that itself waits for
+    /// Dispatch workers (an ingest or a fetch, whose layers are coded on Dispatch's queues)
+    /// gets a thread of its own: Dispatch on Linux keeps about one thread per core, so a few
+    /// such waits on its own threads would leave none to do the work they wait for.
+    func run<T: Sendable>(long: Bool = false, _ body: @escaping @Sendable (StoreRoot) throws -> T) async throws -> T {
         try await withCheckedThrowingContinuation { continuation in
-            DispatchQueue.global().async {
-                continuation.resume(with: Result { try self.with(body) })
-            }
+            Self.detach(long: long) { continuation.resume(with: Result { try self.with(body) }) }
+        }
+    }
+
+    /// Starts `work` on Dispatch's pool, or (`long`) on a new thread.
+    static func detach(long: Bool, _ work: @escaping @Sendable () -> Void) {
+        if long {
+            let thread = Thread(block: work)
+            thread.start()
+        } else {
+            DispatchQueue.global().async(execute: work)
         }
     }
 

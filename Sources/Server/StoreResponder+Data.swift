@@ -18,7 +18,8 @@ extension StoreResponder {
         case "1", "true": expand = true
         case let v?: throw APIError.badRequest("expand \"\(v.prefix(40))\": expected 0 or 1")
         }
-        let options = FetchOptions(dtype: dtype, expand: expand)
+        // Two layers ahead keep both cores decoding for one client; more clients share them.
+        let options = FetchOptions(dtype: dtype, expand: expand, inFlight: 3)
         let ifNoneMatch = request.headers[.ifNoneMatch]
         let outcome: (plan: FetchPlan?, record: EntryRecord) = try await pool.run { root in
             let record = try root.index.resolve(id)
@@ -34,7 +35,7 @@ extension StoreResponder {
         let (pool, metrics, logger) = (self.pool, self.metrics, self.logger)
         let body = ResponseBody(contentLength: plan.byteCount) { writer in
             let channel = ChunkChannel()
-            DispatchQueue.global().async {
+            StorePool.detach(long: true) {
                 do {
                     try pool.with { root in try Fetcher(root: root).write(plan, to: channel) }
                 } catch {

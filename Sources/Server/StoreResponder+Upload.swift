@@ -21,7 +21,7 @@ extension StoreResponder {
         let received = try await temp.receive(request.body, limit: limit)
 
         let started = ContinuousClock.now
-        let outcome = try await pool.run { root in
+        let outcome = try await pool.run(long: true) { root in
             do {
                 return try Ingestor(root: root).ingest(path: temp.path, policy: policy)
             } catch StoreError.invalidSnapshot(_, let e) {

@@ -1,4 +1,5 @@
 import ArgumentParser
+import CLinux
 import Foundation
 import Pipeline
 import Server
@@ -29,6 +30,9 @@ struct ServeCommand: ParsableCommand {
             throw ValidationError("--max-upload \(maxUpload): expected a size such as 500MB or 4GB")
         }
         _ = try policyFile.file()  // a bad policy file fails now, not on the first upload
+        // Many streams at once for hours: give memory back when a stream ends (Main's
+        // setting keeps it, which suits one fetch and exit).
+        kvstore_return_freed_memory()
         let server = try KVServer(configuration: ServerConfiguration(
             storePath: StoreRoot.defaultPath(store), host: address.host, port: address.port,
             tokens: try tokens.map { try TokenTable.load(path: $0) }, maxUpload: limit, policyFile: policyFile.policies))
