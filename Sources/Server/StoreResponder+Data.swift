@@ -63,7 +63,7 @@ extension StoreResponder {
     }
 
     func pack(_ id: String, _ request: Request, started: ContinuousClock.Instant) async throws -> Response {
-        let ifNoneMatch = request.headers[.ifNoneMatch], rangeHeader = request.headers[.range]
+        let ifNoneMatch = request.headers[.ifNoneMatch], ifMatch = request.headers[.ifMatch], rangeHeader = request.headers[.range]
         let (file, record, range) = try await pool.run { root -> (ReadOnlyFile, EntryRecord, ByteRange?) in
             let (record, pack) = try Fetcher(root: root).open(try root.index.resolve(id))
             let file = try ReadOnlyFile(path: pack.path)
@@ -74,6 +74,13 @@ extension StoreResponder {
             return (file, record, range)
         }
         let tag = "\"\(record.blob)\""
+        // A client reading layer by layer names the pack its layout came from: if compaction
+        // has re-packed the entry since, the offsets no longer fit, and it must start over.
+        if let ifMatch, !Self.matches(ifMatch, tag) {
+            throw APIError(status: .preconditionFailed, code: "precondition_failed",
+                           message: "the entry's pack is now \(tag), not \(ifMatch.prefix(100)) (re-packed since): read its layout again",
+                           headers: [.eTag: tag])
+        }
         if Self.matches(ifNoneMatch, tag) { return Response(status: .notModified, headers: [.eTag: tag]) }
         let whole = ByteRange(start: 0, end: file.size - 1)
         let span = range ?? whole

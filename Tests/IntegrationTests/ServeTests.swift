@@ -66,19 +66,21 @@ final class ServeTests: XCTestCase {
         let s = try Scratch()
         let id = try ingested(s)
         let server = try ServerProcess(s)
-        let layout = try server.get("/v1/entries/\(id)/layout").json
+        let layoutReply = try server.get("/v1/entries/\(id)/layout")
+        let layout = layoutReply.json
+        let tag = try XCTUnwrap(layoutReply.header("etag"))
         let raw = try cliFetch(s, id, "--raw")
         XCTAssertEqual(layout["size"] as? Int, raw.count)
         // Rebuild the pack from ranged reads only: magic, each layer, header and footer.
-        var rebuilt = try range(server, id, 0, 7)
+        var rebuilt = try range(server, id, 0, 7, tag)
         let layers = try XCTUnwrap(layout["layers"] as? [[String: Any]])
         for layer in layers {
             let offset = layer["offset"] as! Int, length = layer["length"] as! Int
-            let bytes = try range(server, id, offset, offset + length - 1)
+            let bytes = try range(server, id, offset, offset + length - 1, tag)
             XCTAssertEqual(bytes, raw[offset..<(offset + length)], "layer \(layer["index"]!)")
             rebuilt += bytes
         }
-        rebuilt += try range(server, id, layout["header_offset"] as! Int, raw.count - 1)
+        rebuilt += try range(server, id, layout["header_offset"] as! Int, raw.count - 1, tag)
         let path = s.path + "/rebuilt.kvpack"
         try rebuilt.write(to: URL(fileURLWithPath: path))
         let pack = try PackReader(path: path)
@@ -99,10 +101,15 @@ final class ServeTests: XCTestCase {
         XCTAssertEqual(past.status, 416)
         XCTAssertEqual(past.header("content-range"), "bytes */\(raw.count)")
         XCTAssertEqual(try server.get("/v1/entries/\(id)/pack").body, raw)
+        // Compaction re-packs the entry: ranges computed from the old layout are refused.
+        XCTAssertEqual(try s.cli.run("compact", "--cold-days", "0", "--cold-policy", "none+zstd9").status, 0)
+        let stale = try server.get("/v1/entries/\(id)/pack", headers: ["Range": "bytes=0-7", "If-Match": tag])
+        XCTAssertEqual(stale.status, 412, stale.text)
+        XCTAssertEqual(stale.json["code"] as? String, "precondition_failed")
     }
 
-    private func range(_ server: ServerProcess, _ id: String, _ a: Int, _ b: Int) throws -> Data {
-        let r = try server.get("/v1/entries/\(id)/pack", headers: ["Range": "bytes=\(a)-\(b)"])
+    private func range(_ server: ServerProcess, _ id: String, _ a: Int, _ b: Int, _ tag: String) throws -> Data {
+        let r = try server.get("/v1/entries/\(id)/pack", headers: ["Range": "bytes=\(a)-\(b)", "If-Match": tag])
         XCTAssertEqual(r.status, 206)
         XCTAssertEqual(r.header("content-range")?.hasPrefix("bytes \(a)-\(b)/"), true)
         return r.body
