@@ -1,4 +1,4 @@
-// swift-tools-version:6.0
+// swift-tools-version:6.1
 import PackageDescription
 
 // F16C turns every Float16 conversion into one instruction instead of a library call
@@ -18,6 +18,11 @@ let package = Package(
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
         .package(url: "https://github.com/apple/swift-log", from: "1.6.0"),
+        // `kvstore serve` only (the Server target). No default traits: swift-configuration
+        // support is not used, and leaving it out keeps it out of the build.
+        .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.28.1", traits: []),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.13.0"),
+        .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.4.1"),
     ],
     targets: [
         .systemLibrary(name: "CZstd", pkgConfig: "libzstd", providers: [.apt(["libzstd-dev"])]),
@@ -35,14 +40,23 @@ let package = Package(
             name: "Pipeline",
             dependencies: ["Store", "LightKV", "CLinux", .product(name: "Logging", package: "swift-log")],
             swiftSettings: fastMath),
+        .target(
+            name: "Server",
+            dependencies: ["Pipeline", "Store", "LightKV",
+                           .product(name: "Hummingbird", package: "hummingbird"),
+                           .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                           .product(name: "Prometheus", package: "swift-prometheus"),
+                           .product(name: "Logging", package: "swift-log")],
+            resources: [.embedInCode("openapi.yaml")],
+            swiftSettings: fastMath),
         .executableTarget(
             name: "kvstore",
-            dependencies: ["Pipeline", "Store", "LightKV", "CLinux",
+            dependencies: ["Pipeline", "Store", "LightKV", "Server", "CLinux",
                            .product(name: "ArgumentParser", package: "swift-argument-parser")],
             swiftSettings: fastMath),
         .testTarget(name: "LightKVTests", dependencies: ["LightKV"], swiftSettings: fastMath),
         .testTarget(name: "PipelineTests", dependencies: ["Pipeline", "Store", "LightKV"], swiftSettings: fastMath),
-        .testTarget(name: "IntegrationTests", dependencies: ["LightKV", "kvstore"], swiftSettings: fastMath),
+        .testTarget(name: "IntegrationTests", dependencies: ["LightKV", "Store", "kvstore"], swiftSettings: fastMath),
     ],
     swiftLanguageModes: [.v5]
 )

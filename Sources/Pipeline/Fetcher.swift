@@ -12,8 +12,11 @@ public struct FetchOptions: Sendable {
     /// Repeat each merged entry once per member, at the members' own positions with size 1,
     /// for engines that cannot add log(size) to a logit (KVLayer.expanded()).
     public var expand = false
-    public init(dtype: DType = .f16, raw: Bool = false, expand: Bool = false) {
-        self.dtype = dtype; self.raw = raw; self.expand = expand
+    /// Layers decoded ahead of the one being written to a stream (memory: about this many
+    /// decoded layers).
+    public var inFlight = 3
+    public init(dtype: DType = .f16, raw: Bool = false, expand: Bool = false, inFlight: Int = 3) {
+        self.dtype = dtype; self.raw = raw; self.expand = expand; self.inFlight = max(1, inFlight)
     }
 }
 
@@ -41,17 +44,40 @@ public struct Fetcher {
     }
 
     /// Writes `record` to `sink` and records the access.
-    public func fetch(_ record: EntryRecord, options: FetchOptions, to sink: OutputSink) throws {
+    public func fetch(_ record: EntryRecord, options: FetchOptions, to sink: some FetchSink) throws {
+        try write(plan(record, options: options), to: sink)
+    }
+
+    /// Opens the entry's pack and settles everything known before the first byte: the
+    /// output's layout and length, and (with `expand`) that the entry can be expanded, so a
+    /// stream can send its length up front and fail before it starts rather than half way.
+    public func plan(_ record: EntryRecord, options: FetchOptions) throws -> FetchPlan {
         let (record, pack) = try open(record)
         // Nothing is written before the file is proven to be this entry's blob.
         try pack.checkContent(named: record.checksum)
-        if options.raw {
-            try sink.write(pack.bytes)
+        if options.raw { return FetchPlan(record: record, pack: pack, options: options, layout: nil) }
+        if options.expand {
+            // Layers whose members were not tracked can be expanded only if nothing in them was merged.
+            for (i, d) in pack.header.layers.enumerated() where d.members == 0 {
+                let section = try pack.section(i)
+                if let j = section.sizes.firstIndex(where: { $0 != 1 }) {
+                    throw FetchError.cannotExpand(layer: i, problem: "\(ExpandError.membersUnknown(position: section.positions[j], size: section.sizes[j]))")
+                }
+            }
+        }
+        return FetchPlan(record: record, pack: pack, options: options,
+                         layout: Self.layout(pack.header, dtype: options.dtype, expand: options.expand))
+    }
+
+    /// Writes a planned fetch to `sink`, finishes it and records the access.
+    public func write(_ plan: FetchPlan, to sink: some FetchSink) throws {
+        if let layout = plan.layout {
+            try writeSnapshot(plan.pack, layout: layout, options: plan.options, to: sink)
         } else {
-            try writeSnapshot(pack, dtype: options.dtype, expand: options.expand, to: sink)
+            try sink.write(plan.pack.bytes)
         }
         try sink.finish()
-        try root.index.touch(record.id)
+        try root.index.touch(plan.record.id)
     }
 
     /// The kvsnap layout of a pack: per layer key, value, positions, sizes.
@@ -71,19 +97,9 @@ public struct Fetcher {
         return SafetensorsLayout(entries: entries, metadata: metadata)
     }
 
-    func writeSnapshot(_ pack: PackReader, dtype: DType, expand: Bool, to sink: OutputSink) throws {
+    func writeSnapshot(_ pack: PackReader, layout: SafetensorsLayout, options: FetchOptions, to sink: some FetchSink) throws {
         let header = pack.header
-        if expand {
-            // Layers whose members were not tracked can be expanded only if nothing in them was
-            // merged; find out before the first byte is written.
-            for (i, d) in header.layers.enumerated() where d.members == 0 {
-                let section = try pack.section(i)
-                if let j = section.sizes.firstIndex(where: { $0 != 1 }) {
-                    throw FetchError.cannotExpand(layer: i, problem: "\(ExpandError.membersUnknown(position: section.positions[j], size: section.sizes[j]))")
-                }
-            }
-        }
-        let layout = Self.layout(header, dtype: dtype, expand: expand)
+        let (dtype, expand) = (options.dtype, options.expand)
         try layout.header.withUnsafeBytes { try sink.write($0) }
         let decode: (Int) throws -> [UInt8] = { i in
             expand ? try Self.expandLayer(pack, i, dtype: dtype) : try Self.decodeLayer(pack, i, dtype: dtype)
@@ -110,7 +126,7 @@ public struct Fetcher {
         } else {
             // A stream: decode on the other cores while the calling thread writes in order.
             try OrderedPipeline.run(
-                count: header.layers.count, inFlight: 3, stage: { i in { try decode(i) } },
+                count: header.layers.count, inFlight: options.inFlight, stage: { i in { try decode(i) } },
                 consume: { chunk in try chunk.withUnsafeBytes { try sink.write($0) } })
         }
     }

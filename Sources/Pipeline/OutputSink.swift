@@ -8,7 +8,7 @@ import Store
 /// replaced (a root `fetch -o /dev/null` must not swap the device node for a file); a
 /// symlink is followed and its target written; only a regular file (or a new name) goes
 /// through a temporary file and a rename.
-public final class OutputSink {
+public final class OutputSink: FetchSink {
     private let file: AtomicFile?
     /// The stream's descriptor when not a regular file, and whether this sink opened it.
     private let stream: Int32

@@ -8,6 +8,16 @@ import Foundation
 /// (`EntryIndex.insert(_:sources:blobPath:)`, `replaceBlob`). The two can never both
 /// succeed for one blob, so no row ever names a collected blob.
 extension StoreRoot {
+    /// Removes an entry: the row first, then its blob through the collector, so a crash in
+    /// between leaves an orphan that compaction collects, and a concurrent ingest of the same
+    /// snapshot that already re-published the blob keeps it. Returns the row removed.
+    @discardableResult
+    public func removeEntry(_ id: String) throws -> EntryRecord? {
+        guard let removed = try index.remove(id) else { return nil }
+        try collectBlob(removed.blob)
+        return removed
+    }
+
     /// Deletes blob `name` when no row names it and (with `minimumAge`) it was last
     /// modified more than that many seconds ago. Returns the bytes freed, nil when kept.
     @discardableResult

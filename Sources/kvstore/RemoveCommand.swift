@@ -15,11 +15,7 @@ struct RemoveCommand: ParsableCommand {
         // Resolve every name first, so a typo removes nothing.
         let records = try ids.map { try root.index.resolve($0) }
         for r in records {
-            // Row first, then blob: a crash in between leaves an orphan that compaction collects.
-            if let removed = try root.index.remove(r.id) {
-                // Through the collector, so a concurrent ingest of the same snapshot that
-                // already re-published this blob keeps it (docs/DESIGN.md ("The inbox daemon and compaction")).
-                try root.collectBlob(removed.blob)
+            if try root.removeEntry(r.id) != nil {
                 if !options.json { print("removed \(r.id)") }
             }
         }

@@ -38,7 +38,7 @@ struct EntryRepacker {
         defer { try? FileSystem.remove(temp) }
         let sink = try OutputSink(path: temp)
         do {
-            try fetcher.writeSnapshot(pack, dtype: dtype, expand: false, to: sink)
+            try fetcher.writeSnapshot(pack, layout: Fetcher.layout(pack.header, dtype: dtype), options: FetchOptions(dtype: dtype), to: sink)
             try sink.finish()
         } catch {
             sink.abandon()

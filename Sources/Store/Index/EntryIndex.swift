@@ -64,6 +64,30 @@ public final class EntryIndex: @unchecked Sendable {
         try db.query("SELECT * FROM entries ORDER BY \(orderBy)").map(EntryRecord.init(row:))
     }
 
+    /// Up to `limit` entries in id order after `after`, optionally only those of a model,
+    /// a producer key, or holding a span with a source (a page of `GET /v1/entries`).
+    public func page(after: String, limit: Int, model: String? = nil, key: String? = nil, source: String? = nil) throws -> [EntryRecord] {
+        var conditions = ["id > ?"]
+        var values: [SQLValue] = [.text(after)]
+        if let model { conditions.append("model = ?"); values.append(.text(model)) }
+        if let key { conditions.append("producer_key = ?"); values.append(.text(key)) }
+        if let source { conditions.append("id IN (SELECT entry_id FROM sources WHERE source = ?)"); values.append(.text(source)) }
+        values.append(.int(limit))
+        return try db.query("SELECT * FROM entries WHERE \(conditions.joined(separator: " AND ")) ORDER BY id LIMIT ?", values)
+            .map(EntryRecord.init(row:))
+    }
+
+    /// The newest `limit` entries whose producer key, model, id or a source contains `text`
+    /// (case-insensitive); all entries when `text` is empty.
+    public func search(_ text: String, limit: Int) throws -> [EntryRecord] {
+        let t = SQLValue.text(text.lowercased())
+        return try db.query("""
+            SELECT * FROM entries WHERE ? = '' OR instr(lower(coalesce(producer_key, '')), ?) > 0 OR instr(lower(model), ?) > 0
+              OR instr(id, ?) = 1 OR id IN (SELECT entry_id FROM sources WHERE instr(lower(source), ?) > 0)
+            ORDER BY created_at DESC LIMIT ?
+            """, [t, t, t, t, t, .int(limit)]).map(EntryRecord.init(row:))
+    }
+
     /// Entries holding a span with this source.
     public func entries(withSource source: String) throws -> [String] {
         try db.query("SELECT DISTINCT entry_id FROM sources WHERE source = ? ORDER BY entry_id", [.text(source)])

@@ -1,0 +1,17 @@
+import LightKV
+import Store
+
+/// A fetch settled before its first byte: the entry, its open pack, and the output's layout.
+public struct FetchPlan: @unchecked Sendable {
+    public let record: EntryRecord
+    public let pack: PackReader
+    public let options: FetchOptions
+    /// The kvsnap layout; nil when the pack itself is written (`raw`).
+    public let layout: SafetensorsLayout?
+
+    /// Bytes the output will hold.
+    public var byteCount: Int {
+        guard let layout else { return pack.size }
+        return layout.header.count + layout.entries.reduce(0) { $0 + $1.byteCount }
+    }
+}

@@ -1,0 +1,18 @@
+/// Where a fetch writes: a file or standard output (`OutputSink`), or an HTTP response.
+public protocol FetchSink: AnyObject {
+    /// Appends bytes in order.
+    func write(_ bytes: UnsafeRawBufferPointer) throws
+    /// True when `write(_:at:)` works, so layers may be written out of order by several threads.
+    var isPositional: Bool { get }
+    /// Writes at a byte offset (only when `isPositional`).
+    func write(_ bytes: UnsafeRawBufferPointer, at offset: Int) throws
+    /// Called once after the last byte.
+    func finish() throws
+}
+
+extension FetchSink {
+    public var isPositional: Bool { false }
+    public func write(_ bytes: UnsafeRawBufferPointer, at offset: Int) throws {
+        preconditionFailure("positional write to a stream")
+    }
+}

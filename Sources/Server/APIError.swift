@@ -1,0 +1,43 @@
+import Foundation
+import Hummingbird
+import LightKV
+import Pipeline
+import Store
+
+/// An error answered as `{"error": MESSAGE, "code": CODE}` (docs/openapi.yaml, `Error`).
+struct APIError: Error, CustomStringConvertible {
+    var status: HTTPResponse.Status
+    var code: String
+    var message: String
+    var headers: HTTPFields = [:]
+
+    var description: String { message }
+
+    static func badRequest(_ message: String) -> APIError { APIError(status: .badRequest, code: "bad_request", message: message) }
+    static func notFound(_ message: String) -> APIError { APIError(status: .notFound, code: "not_found", message: message) }
+
+    /// The answer for an error raised anywhere below: the same message the CLI prints, the
+    /// status that matches its exit code.
+    static func from(_ error: Error) -> APIError {
+        switch error {
+        case let e as APIError: return e
+        case let e as StoreError:
+            switch e {
+            case .notFound: return APIError(status: .notFound, code: "not_found", message: "\(e)")
+            case .ambiguous: return APIError(status: .conflict, code: "ambiguous", message: "\(e)")
+            case .invalidSnapshot: return APIError(status: .unprocessableContent, code: "invalid", message: "\(e)")
+            case .badPolicy: return APIError(status: .badRequest, code: "bad_request", message: "\(e)")
+            case .corrupt: return APIError(status: .internalServerError, code: "corrupt", message: "\(e)")
+            case .io, .database:
+                if e.isTransient {
+                    return APIError(status: .serviceUnavailable, code: "transient", message: "\(e)", headers: [.retryAfter: "5"])
+                }
+                return APIError(status: .internalServerError, code: "internal", message: "\(e)")
+            }
+        case let e as PolicyError: return .badRequest("\(e)")
+        case let e as FetchError: return APIError(status: .unprocessableContent, code: "invalid", message: "\(e)")
+        case let e as KVSnapError: return APIError(status: .unprocessableContent, code: "invalid", message: "\(e)")
+        default: return APIError(status: .internalServerError, code: "internal", message: "\(error)")
+        }
+    }
+}

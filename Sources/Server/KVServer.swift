@@ -1,0 +1,55 @@
+import Foundation
+import Hummingbird
+import Logging
+import Pipeline
+import ServiceLifecycle
+import Store
+
+/// `kvstore serve`: the store over HTTP (docs/openapi.yaml).
+///
+///     try KVServer(configuration: .init(storePath: "/var/lib/kvstore")).run()
+///
+/// SIGTERM or SIGINT stops accepting connections, lets requests in flight (a stream
+/// included) finish, and returns.
+public struct KVServer: Sendable {
+    public let configuration: ServerConfiguration
+
+    public init(configuration: ServerConfiguration) throws(ServeSetupError) {
+        let address = ListenAddress(host: configuration.host, port: configuration.port)
+        if configuration.tokens == nil && !address.isLoopback { throw .openNonLoopback(address) }
+        self.configuration = configuration
+    }
+
+    /// Serves until a signal asks it to stop; `ready` gets the address actually bound
+    /// (the port is chosen by the system when 0 was asked for).
+    public func run(ready: @escaping @Sendable (ListenAddress) -> Void = { _ in }) async throws {
+        var logger = Logger(label: "kvstore.serve")
+        logger.logLevel = .info
+        let policies = try configuration.policyFile.map { try PolicyFile.load(path: $0) }
+        let responder = StoreResponder(configuration: configuration, pool: try StorePool(path: configuration.storePath),
+                                       metrics: ServerMetrics(), logger: logger, policies: policies)
+        let host = configuration.host
+        let app = Application(
+            responder: responder,
+            configuration: .init(address: .hostname(host, port: configuration.port), serverName: "kvstore"),
+            onServerRunning: { channel in ready(ListenAddress(host: host, port: channel.localAddress?.port ?? 0)) },
+            logger: logger)
+        try await app.runService()
+    }
+
+    /// `run` from synchronous code (the CLI), blocking until the server has stopped.
+    public func runBlocking(ready: @escaping @Sendable (ListenAddress) -> Void = { _ in }) throws {
+        let done = DispatchSemaphore(value: 0)
+        let outcome = OutcomeBox()
+        Task.detached {
+            do { try await self.run(ready: ready) } catch { outcome.error = error }
+            done.signal()
+        }
+        done.wait()
+        if let error = outcome.error { throw error }
+    }
+}
+
+private final class OutcomeBox: @unchecked Sendable {
+    var error: Error?
+}

@@ -1,0 +1,56 @@
+import Foundation
+import Store
+
+/// Open handles on one store, one per concurrent request: an index connection serves one
+/// thread at a time, and SQLite in WAL mode lets several read while one writes.
+final class StorePool: @unchecked Sendable {
+    let path: String
+    private let lock = NSLock()
+    private var idle: [StoreRoot] = []
+
+    init(path: String) throws {
+        self.path = path
+        idle.append(try StoreRoot(path: path))
+    }
+
+    /// Runs `body` with a handle no other thread holds.
+    func with<T>(_ body: (StoreRoot) throws -> T) throws -> T {
+        let root = try take()
+        defer { give(root) }
+        return try body(root)
+    }
+
+    /// Runs `body` off the threads that serve connections (it blocks: SQLite, decoding, fsync).
+    ///
+    /// Short work (an index query) runs on Dispatch's pool. Long work that itself waits for
+    /// Dispatch workers (an ingest or a fetch, whose layers are coded on Dispatch's queues)
+    /// gets a thread of its own: Dispatch on Linux keeps about one thread per core, so a few
+    /// such waits on its own threads would leave none to do the work they wait for.
+    func run<T: Sendable>(long: Bool = false, _ body: @escaping @Sendable (StoreRoot) throws -> T) async throws -> T {
+        try await withCheckedThrowingContinuation { continuation in
+            Self.detach(long: long) { continuation.resume(with: Result { try self.with(body) }) }
+        }
+    }
+
+    /// Starts `work` on Dispatch's pool, or (`long`) on a new thread.
+    static func detach(long: Bool, _ work: @escaping @Sendable () -> Void) {
+        if long {
+            let thread = Thread(block: work)
+            thread.start()
+        } else {
+            DispatchQueue.global().async(execute: work)
+        }
+    }
+
+    func take() throws -> StoreRoot {
+        lock.lock()
+        if let root = idle.popLast() { lock.unlock(); return root }
+        lock.unlock()
+        return try StoreRoot(path: path)
+    }
+
+    func give(_ root: StoreRoot) {
+        lock.lock(); defer { lock.unlock() }
+        if idle.count < 32 { idle.append(root) }
+    }
+}

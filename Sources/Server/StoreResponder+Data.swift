@@ -1,0 +1,176 @@
+import Foundation
+import Hummingbird
+import LightKV
+import Pipeline
+import Store
+
+/// The bytes of an entry: the kvsnap `kvstore fetch` writes, the stored pack, its layout.
+extension StoreResponder {
+    func kvsnap(_ id: String, _ query: Query, _ request: Request,
+                started: ContinuousClock.Instant) async throws -> Response {
+        let dtypeText = query["dtype"] ?? "f16"
+        guard let dtype = DType(userName: dtypeText), dtype.isFloat else {
+            throw APIError.badRequest("dtype \"\(dtypeText.prefix(40))\": expected f16, bf16 or f32")
+        }
+        let expand: Bool
+        switch query["expand"] {
+        case nil, "0", "false": expand = false
+        case "1", "true": expand = true
+        case let v?: throw APIError.badRequest("expand \"\(v.prefix(40))\": expected 0 or 1")
+        }
+        // Two layers ahead keep both cores decoding for one client; more clients share them.
+        let options = FetchOptions(dtype: dtype, expand: expand, inFlight: 3)
+        let ifNoneMatch = request.headers[.ifNoneMatch]
+        let outcome: (plan: FetchPlan?, record: EntryRecord) = try await pool.run { root in
+            let record = try root.index.resolve(id)
+            if Self.matches(ifNoneMatch, Self.snapshotTag(record, options)) {
+                try root.index.touch(record.id)
+                return (nil, record)
+            }
+            let plan = try Fetcher(root: root).plan(record, options: options)
+            return (plan, plan.record)
+        }
+        let tag = Self.snapshotTag(outcome.record, options)
+        guard let plan = outcome.plan else { return Response(status: .notModified, headers: [.eTag: tag]) }
+        let (pool, metrics, logger) = (self.pool, self.metrics, self.logger)
+        let body = ResponseBody(contentLength: plan.byteCount) { writer in
+            let channel = ChunkChannel()
+            StorePool.detach(long: true) {
+                do {
+                    try pool.with { root in try Fetcher(root: root).write(plan, to: channel) }
+                } catch {
+                    if !(error is CancellationError) { logger.error("fetch of \(plan.record.id) stopped mid-stream: \(error)") }
+                    channel.fail(error)
+                }
+            }
+            do {
+                for try await chunk in channel.stream {
+                    let n = chunk.readableBytes
+                    try await writer.write(chunk)
+                    metrics.bytesOut(route: Route.kvsnap(id).template, n)
+                    channel.sent()
+                }
+            } catch {
+                channel.cancel()
+                throw error
+            }
+            try await writer.finish(nil)
+            metrics.fetched(ContinuousClock.now - started)
+        }
+        return Response(status: .ok, headers: [.contentType: "application/octet-stream", .eTag: tag,
+                                               .contentDisposition: "attachment; filename=\"\(plan.record.id.prefix(16)).safetensors\""],
+                        body: body)
+    }
+
+    func pack(_ id: String, _ request: Request, started: ContinuousClock.Instant) async throws -> Response {
+        let ifNoneMatch = request.headers[.ifNoneMatch], ifMatch = request.headers[.ifMatch], rangeHeader = request.headers[.range]
+        let (file, record, range) = try await pool.run { root -> (ReadOnlyFile, EntryRecord, ByteRange?) in
+            let (record, pack) = try Fetcher(root: root).open(try root.index.resolve(id))
+            let file = try ReadOnlyFile(path: pack.path)
+            let range = try ByteRange.parse(rangeHeader, size: file.size)
+            // A client reading layer by layer makes one request per layer: count the reads
+            // that start at the beginning (the whole pack, or its first range).
+            if (range?.start ?? 0) == 0 { try root.index.touch(record.id) }
+            return (file, record, range)
+        }
+        let tag = "\"\(record.blob)\""
+        // A client reading layer by layer names the pack its layout came from: if compaction
+        // has re-packed the entry since, the offsets no longer fit, and it must start over.
+        if let ifMatch, !Self.matches(ifMatch, tag) {
+            throw APIError(status: .preconditionFailed, code: "precondition_failed",
+                           message: "the entry's pack is now \(tag), not \(ifMatch.prefix(100)) (re-packed since): read its layout again",
+                           headers: [.eTag: tag])
+        }
+        if Self.matches(ifNoneMatch, tag) { return Response(status: .notModified, headers: [.eTag: tag]) }
+        let whole = ByteRange(start: 0, end: file.size - 1)
+        let span = range ?? whole
+        var headers: HTTPFields = [.contentType: "application/octet-stream", .eTag: tag, .acceptRanges: "bytes"]
+        if range != nil { headers[.contentRange] = "bytes \(span.start)-\(span.end)/\(file.size)" }
+        let metrics = self.metrics
+        let body = ResponseBody(contentLength: file.size == 0 ? 0 : span.count) { writer in
+            var offset = span.start
+            while file.size > 0 && offset <= span.end {
+                let n = min(ChunkChannel.chunkBytes, span.end + 1 - offset)
+                try await writer.write(try file.read(at: offset, count: n))
+                metrics.bytesOut(route: Route.pack(id).template, n)
+                offset += n
+            }
+            try await writer.finish(nil)
+            metrics.fetched(ContinuousClock.now - started)
+        }
+        return Response(status: range == nil ? .ok : .partialContent, headers: headers, body: body)
+    }
+
+    func layout(_ id: String) async throws -> Response {
+        struct Layer: Encodable { var index: Int; var offset: Int; var length: Int; var count: Int }
+        struct Layout: Encodable {
+            var id: String; var blob: String; var size: Int
+            var header_offset: Int; var header_length: Int
+            var layers: [Layer]; var header: PackHeader
+        }
+        let layout = try await pool.run { root in
+            let (record, pack) = try Fetcher(root: root).open(try root.index.resolve(id))
+            try root.index.touch(record.id)
+            let h = pack.header
+            let headerOffset = h.layers.last.map { $0.offset + $0.storedLength } ?? PackHeader.magic.count
+            return Layout(id: record.id, blob: record.blob, size: pack.size, header_offset: headerOffset,
+                          header_length: pack.size - PackHeader.footerLength - headerOffset,
+                          layers: h.layers.enumerated().map { Layer(index: $0, offset: $1.offset, length: $1.storedLength, count: $1.count) },
+                          header: h)
+        }
+        return try Self.json(layout, headers: [.eTag: "\"\(layout.blob)\""])
+    }
+
+    /// The kvsnap's entity tag: the content id, the pack it is decoded from (compaction may
+    /// re-pack an entry, changing the bytes) and the representation asked for.
+    static func snapshotTag(_ r: EntryRecord, _ o: FetchOptions) -> String {
+        "\"\(r.id).\(r.blob).\(o.dtype.rawValue)\(o.expand ? ".expanded" : "")\""
+    }
+
+    /// `If-None-Match` holds `tag` (or `*`).
+    static func matches(_ header: String?, _ tag: String) -> Bool {
+        guard let header else { return false }
+        return header.split(separator: ",").contains { t in
+            let t = t.trimmingCharacters(in: .whitespaces)
+            return t == "*" || t == tag || t == "W/" + tag
+        }
+    }
+}
+
+/// A file opened once and read by offset; the descriptor stays valid if compaction unlinks it.
+final class ReadOnlyFile: @unchecked Sendable {
+    let path: String
+    let size: Int
+    private let fd: Int32
+
+    init(path: String) throws {
+        self.path = path
+        fd = open(path, O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else { throw StoreError.io(path: path, operation: "open", errno: errno) }
+        var st = stat()
+        guard fstat(fd, &st) == 0 else {
+            let e = errno
+            close(fd)
+            throw StoreError.io(path: path, operation: "stat", errno: e)
+        }
+        size = Int(st.st_size)
+    }
+
+    deinit { close(fd) }
+
+    func read(at offset: Int, count: Int) throws -> ByteBuffer {
+        var buffer = ByteBufferAllocator().buffer(capacity: count)
+        let n = try buffer.writeWithUnsafeMutableBytes(minimumWritableBytes: count) { out in
+            var done = 0
+            while done < count {
+                let r = pread(fd, out.baseAddress! + done, count - done, off_t(offset + done))
+                if r < 0 && errno == EINTR { continue }
+                guard r > 0 else { throw StoreError.io(path: path, operation: "read", errno: r == 0 ? EIO : errno) }
+                done += r
+            }
+            return done
+        }
+        precondition(n == count)
+        return buffer
+    }
+}

@@ -1,0 +1,98 @@
+import Foundation
+import Hummingbird
+import LightKV
+import Pipeline
+import Store
+
+/// `PUT /v1/snapshots`: the body goes to a temporary file inside the store, then through the
+/// same `Ingestor` as `kvstore ingest`; the file is removed whatever happens.
+extension StoreResponder {
+    struct Ingested: Encodable {
+        var id: String; var already_stored: Bool; var bytes_in: Int; var bytes_out: Int; var policy: String; var milliseconds: Double
+    }
+
+    func upload(_ request: Request, _ query: Query) async throws -> Response {
+        let policy = try resolvePolicy(query["policy"] ?? "none")
+        let limit = configuration.maxUpload
+        if let length = request.headers[.contentLength].flatMap({ Int($0) }), length > limit { throw Self.tooLarge(limit) }
+
+        let temp = UploadFile(directory: pool.path + "/tmp")
+        defer { temp.remove() }
+        let received = try await temp.receive(request.body, limit: limit)
+
+        let started = ContinuousClock.now
+        let outcome = try await pool.run(long: true) { root in
+            do {
+                return try Ingestor(root: root).ingest(path: temp.path, policy: policy)
+            } catch StoreError.invalidSnapshot(_, let e) {
+                throw StoreError.invalidSnapshot(path: "upload of \(received) bytes", e)
+            }
+        }
+        metrics.ingested(ContinuousClock.now - started)
+        let r = outcome.record
+        logger.info("stored \(r.id)\(outcome.alreadyStored ? " (already stored)" : ""): \(r.bytesIn) -> \(r.bytesOut) bytes, \(r.policy), \(Int(outcome.milliseconds)) ms")
+        return try Self.json(Ingested(id: r.id, already_stored: outcome.alreadyStored, bytes_in: r.bytesIn, bytes_out: r.bytesOut,
+                                      policy: r.policy, milliseconds: (outcome.milliseconds * 10).rounded() / 10),
+                             status: outcome.alreadyStored ? .ok : .created, headers: [.location: "/v1/entries/\(r.id)"])
+    }
+
+    func resolvePolicy(_ text: String) throws -> Policy {
+        do { return try Policy.resolve(text, in: policies) } catch { throw StoreError.badPolicy(error) }
+    }
+
+    static func tooLarge(_ limit: Int) -> APIError {
+        APIError(status: .contentTooLarge, code: "too_large", message: "the upload is larger than this server's --max-upload (\(limit) bytes)")
+    }
+}
+
+/// An upload on its way to disk, under the store's tmp/ (which compaction sweeps if the
+/// server dies before removing it).
+final class UploadFile: @unchecked Sendable {
+    let path: String
+    private var fd: Int32 = -1
+
+    init(directory: String) {
+        path = "\(directory)/upload-\(UUID().uuidString.lowercased()).safetensors.tmp"
+    }
+
+    /// Writes `body` to the file, refusing more than `limit` bytes; returns the bytes received.
+    func receive(_ body: RequestBody, limit: Int) async throws -> Int {
+        try create()
+        var received = 0
+        for try await buffer in body {
+            received += buffer.readableBytes
+            if received > limit { throw StoreResponder.tooLarge(limit) }
+            try append(buffer)
+        }
+        try close()
+        return received
+    }
+
+    func create() throws {
+        fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o600)
+        guard fd >= 0 else { throw StoreError.io(path: path, operation: "create", errno: errno) }
+    }
+
+    func append(_ buffer: ByteBuffer) throws {
+        try buffer.withUnsafeReadableBytes { bytes in
+            var done = 0
+            while done < bytes.count {
+                let n = write(fd, bytes.baseAddress! + done, bytes.count - done)
+                if n < 0 && errno == EINTR { continue }
+                guard n > 0 else { throw StoreError.io(path: path, operation: "write", errno: errno) }
+                done += n
+            }
+        }
+    }
+
+    func close() throws {
+        guard fd >= 0 else { return }
+        defer { fd = -1 }
+        guard Glibc.close(fd) == 0 else { throw StoreError.io(path: path, operation: "close", errno: errno) }
+    }
+
+    func remove() {
+        try? close()
+        unlink(path)
+    }
+}

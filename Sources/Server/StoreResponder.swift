@@ -1,0 +1,136 @@
+import Foundation
+import Hummingbird
+import Logging
+import Pipeline
+import Store
+
+/// Query parameters, the first of each name.
+typealias Query = [String: String]
+
+/// Answers every request of `kvstore serve`: parses the route, checks the token, runs the
+/// handler, turns errors into `{"error", "code"}` and counts the request in the metrics.
+struct StoreResponder: HTTPResponder {
+    typealias Context = BasicRequestContext
+
+    let configuration: ServerConfiguration
+    let pool: StorePool
+    let metrics: ServerMetrics
+    let logger: Logger
+    let policies: PolicyFile?
+
+    func respond(to request: Request, context: Context) async throws -> Response {
+        let started = ContinuousClock.now
+        var label = "unmatched"
+        var response: Response
+        do {
+            guard let route = try Route(path: request.uri.path) else {
+                throw APIError.notFound("no such resource: \(request.uri.path.prefix(200))")
+            }
+            label = route.template
+            // HEAD is GET without the body: same status and headers, nothing decoded or sent.
+            let method = request.method == .head ? HTTPRequest.Method.get : request.method
+            guard route.methods.contains(method) else {
+                throw APIError(status: .methodNotAllowed, code: "method_not_allowed",
+                               message: "\(request.method) is not allowed on \(route.template)",
+                               headers: [.allow: (route.methods + (route.methods.contains(.get) ? [.head] : [])).map(\.rawValue).joined(separator: ", ")])
+            }
+            try authorize(request, route: route)
+            response = try await handle(route, request, started: started)
+            if request.method == .head {
+                let length = response.body.contentLength
+                response.body = ResponseBody()
+                if let length { response.headers[.contentLength] = String(length) }
+            }
+        } catch {
+            let e = APIError.from(error)
+            if e.status.code >= 500 {
+                logger.error("\(request.method) \(label) \(e.status.code): \(e.message)")
+            }
+            response = Self.error(e)
+            // A body the handler did not read is not read either: close rather than drain it.
+            if request.method == .put || request.method == .post { response.headers[.connection] = "close" }
+        }
+        metrics.request(route: label, method: request.method.rawValue, status: response.status.code)
+        // Streams count their bytes as they go; the rest are counted whole here.
+        if !(response.status == .ok || response.status == .partialContent) || !label.hasSuffix("kvsnap") && !label.hasSuffix("pack") {
+            metrics.bytesOut(route: label, response.body.contentLength ?? 0)
+        }
+        return response
+    }
+
+    func handle(_ route: Route, _ request: Request, started: ContinuousClock.Instant) async throws -> Response {
+        var query: Query = [:]
+        for (k, v) in request.uri.queryParameters where query[String(k)] == nil { query[String(k)] = String(v) }
+        switch route {
+        case .list: return try await list(query)
+        case .entry(let id):
+            return request.method == .delete ? try await remove(id) : try await show { try $0.index.resolve(id) }
+        case .key(let key): return try await show { try $0.index.resolve(key, key: true) }
+        case .pin(let id): return try await pin(id, query)
+        case .kvsnap(let id): return try await kvsnap(id, query, request, started: started)
+        case .pack(let id): return try await pack(id, request, started: started)
+        case .layout(let id): return try await layout(id)
+        case .upload: return try await upload(request, query)
+        case .health: return try await health()
+        case .metrics: return try await metricsPage()
+        case .openapi: return Self.openapi()
+        case .overview: return try await overviewPage(query)
+        case .entryPage(let id): return try await entryPage(id)
+        }
+    }
+
+    /// Checks the token against the route's scope (401 without a known token, 403 with too
+    /// small a scope). Tokens are never logged, nor echoed in an error.
+    ///
+    /// The API takes `Authorization: Bearer TOKEN`; the web pages also take HTTP Basic with
+    /// the token as password, which a browser asks for by itself (no script needed).
+    func authorize(_ request: Request, route: Route) throws {
+        guard let tokens = configuration.tokens, let needed = route.scope(for: request.method) else { return }
+        let challenge: HTTPFields = route.isPage ? [.wwwAuthenticate: "Basic realm=\"kvstore\", charset=\"UTF-8\""]
+                                                 : [.wwwAuthenticate: "Bearer realm=\"kvstore\""]
+        guard let token = Self.presentedToken(request.headers[.authorization]) else {
+            throw APIError(status: .unauthorized, code: "unauthorized",
+                           message: "this server needs a token: Authorization: Bearer TOKEN", headers: challenge)
+        }
+        guard let scope = tokens.scope(of: token) else {
+            throw APIError(status: .unauthorized, code: "unauthorized", message: "the token is not known to this server", headers: challenge)
+        }
+        guard scope >= needed else {
+            throw APIError(status: .forbidden, code: "forbidden",
+                           message: "\(request.method) \(route.template) needs a \(needed.rawValue) token; this one may only \(scope.rawValue)")
+        }
+    }
+
+    /// The token of `Bearer TOKEN`, or the password of `Basic base64(USER:TOKEN)`.
+    static func presentedToken(_ header: String?) -> Substring? {
+        guard let header else { return nil }
+        if header.hasPrefix("Bearer ") { return header.dropFirst(7).drop(while: { $0 == " " }) }
+        if header.hasPrefix("Basic "), let data = Data(base64Encoded: String(header.dropFirst(6).trimmingCharacters(in: .whitespaces))),
+           let pair = String(data: data, encoding: .utf8), let colon = pair.firstIndex(of: ":") {
+            return pair[pair.index(after: colon)...]
+        }
+        return nil
+    }
+
+    // MARK: - Responses
+
+    static let jsonEncoder: JSONEncoder = {
+        let e = JSONEncoder()
+        e.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+        return e
+    }()
+
+    static func json(_ value: some Encodable, status: HTTPResponse.Status = .ok, headers: HTTPFields = [:]) throws -> Response {
+        var fields = headers
+        fields[.contentType] = "application/json"
+        return Response(status: status, headers: fields, body: .init(byteBuffer: ByteBuffer(bytes: try jsonEncoder.encode(value) + [0x0A])))
+    }
+
+    static func error(_ e: APIError) -> Response {
+        struct Body: Encodable { var error: String; var code: String }
+        var fields = e.headers
+        fields[.contentType] = "application/json"
+        let bytes = (try? jsonEncoder.encode(Body(error: e.message, code: e.code))) ?? Data("{\"error\":\"internal\",\"code\":\"internal\"}".utf8)
+        return Response(status: e.status, headers: fields, body: .init(byteBuffer: ByteBuffer(bytes: bytes + [0x0A])))
+    }
+}

@@ -1,0 +1,59 @@
+import Foundation
+
+/// The few pieces of HTML the web pages are made of. Everything from the store is escaped.
+enum HTML {
+    static func escape(_ text: String) -> String {
+        var out = ""
+        out.reserveCapacity(text.utf8.count)
+        for c in text {
+            switch c {
+            case "&": out += "&amp;"
+            case "<": out += "&lt;"
+            case ">": out += "&gt;"
+            case "\"": out += "&quot;"
+            case "'": out += "&#39;"
+            default: out.append(c)
+            }
+        }
+        return out
+    }
+
+    /// A query-string value.
+    static func urlComponent(_ text: String) -> String {
+        text.addingPercentEncoding(withAllowedCharacters: .alphanumerics) ?? ""
+    }
+
+    static func page(title: String, _ body: String) -> String {
+        """
+        <!doctype html>
+        <html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
+        <title>\(escape(title))</title>
+        <style>
+        body{font:14px/1.45 system-ui,sans-serif;margin:0;color:#18181b;background:#fafafa}
+        header{background:#18181b;color:#fafafa;padding:10px 24px}header a{color:#fafafa;text-decoration:none;font-weight:600}
+        main{padding:16px 24px;max-width:1200px}h1{font-size:20px;margin:8px 0 12px}h2{font-size:16px;margin:24px 0 8px}
+        table{border-collapse:collapse;background:#fff}td,th{border:1px solid #e4e4e7;padding:4px 8px;text-align:left;vertical-align:top}
+        th{background:#f4f4f5;font-weight:600}td.n{text-align:right;font-variant-numeric:tabular-nums;white-space:nowrap}
+        code,.id{font-family:ui-monospace,monospace;font-size:13px}.cards{display:flex;gap:12px;flex-wrap:wrap}
+        .card{background:#fff;border:1px solid #e4e4e7;padding:10px 14px;min-width:130px}.card b{display:block;font-size:20px}
+        form{margin:12px 0}input[type=search]{padding:5px 8px;width:320px}button{padding:5px 12px}
+        .maps{display:flex;gap:18px;flex-wrap:wrap}.map{background:#fff;border:1px solid #e4e4e7;padding:8px;margin:0}h3{font-size:14px;margin:14px 0 6px}
+        .legend span{display:inline-block;width:12px;height:12px;vertical-align:middle;margin:0 4px 0 12px}
+        .muted{color:#71717a}
+        </style></head>
+        <body><header><a href="/">kvstore</a></header><main>
+        \(body)
+        </main></body></html>
+        """
+    }
+
+    /// A table with escaped header cells; `rows` are already HTML.
+    static func table(_ headers: [String], _ rows: [[String]], numeric: Set<Int> = []) -> String {
+        var out = "<table><thead><tr>" + headers.map { "<th>\(escape($0))</th>" }.joined() + "</tr></thead><tbody>"
+        for row in rows {
+            out += "<tr>" + row.enumerated().map { i, v in numeric.contains(i) ? "<td class=\"n\">\(v)</td>" : "<td>\(v)</td>" }.joined() + "</tr>"
+        }
+        return out + "</tbody></table>"
+    }
+}
+
