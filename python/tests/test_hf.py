@@ -20,6 +20,7 @@ NEW_TOKENS = 8
 BUILDERS = {
     "llava": lambda: tiny.llava(images=2),
     "qwen2_5_vl": lambda: tiny.qwen2_5_vl(images=1, videos=1),
+    "qwen2_vl": lambda: tiny.qwen2_5_vl(images=1, videos=1, version="2"),
 }
 
 
@@ -149,7 +150,8 @@ def test_a_snapshot_of_another_model_is_refused(captured, tmp_path: Path) -> Non
     other, _, _ = BUILDERS[other_name]()
     with pytest.raises(kvstore.ModelMismatchError, match="does not fit the model"):
         hf.load(path, other)
-    deeper, _, _ = (tiny.llava if name == "llava" else tiny.qwen2_5_vl)(layers=5)
+    version = "2" if name == "qwen2_vl" else "2.5"
+    deeper, _, _ = tiny.llava(layers=5) if name == "llava" else tiny.qwen2_5_vl(layers=5, version=version)
     with pytest.raises(kvstore.ModelMismatchError, match="4 layers, the model 5"):
         hf.load(snap, deeper)
 
