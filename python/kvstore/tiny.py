@@ -50,23 +50,31 @@ def llava(images: int = 1, layers: int = 4, seed: int = 0, dtype: torch.dtype = 
 
 
 def qwen2_5_vl(images: int = 1, videos: int = 0, layers: int = 4, seed: int = 0, dtype: torch.dtype = torch.float32,
-               prompt: int = 12) -> tuple[torch.nn.Module, dict[str, torch.Tensor], list[bytes]]:
+               prompt: int = 12, version: str = "2.5") -> tuple[torch.nn.Module, dict[str, torch.Tensor], list[bytes]]:
     """A 4-layer Qwen2.5-VL (GQA 4/2, head_dim 16, M-RoPE sections 2/3/3) with a 2-block vision
     tower: an image is 8x12 patches of 14 px, merged 2x2 into a 4x6 grid; a video is 4 frames
-    (2 temporal patches) of 8x8 patches, merged into 2 frames of 4x4."""
-    from transformers import Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration
+    (2 temporal patches) of 8x8 patches, merged into 2 frames of 4x4. `version="2"` builds the
+    same as a Qwen2-VL."""
+    text = dict(vocab_size=VOCAB, hidden_size=64, intermediate_size=128, num_hidden_layers=layers,
+                num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=512,
+                bos_token_id=None, eos_token_id=None, pad_token_id=None,
+                rope_parameters={"rope_type": "default", "rope_theta": 10000.0, "mrope_section": [2, 3, 3]})
+    tokens = dict(image_token_id=IMAGE, video_token_id=VIDEO, vision_start_token_id=VISION_START,
+                  vision_end_token_id=VISION_END)
     torch.manual_seed(seed)
-    config = Qwen2_5_VLConfig(
-        text_config=dict(vocab_size=VOCAB, hidden_size=64, intermediate_size=128, num_hidden_layers=layers,
-                         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=512,
-                         bos_token_id=None, eos_token_id=None, pad_token_id=None,
-                         rope_parameters={"rope_type": "default", "rope_theta": 10000.0, "mrope_section": [2, 3, 3]}),
-        vision_config=dict(depth=2, hidden_size=32, intermediate_size=64, num_heads=2, out_hidden_size=64,
-                           patch_size=14, spatial_merge_size=2, temporal_patch_size=2, window_size=56,
-                           fullatt_block_indexes=[1], tokens_per_second=2),
-        image_token_id=IMAGE, video_token_id=VIDEO, vision_start_token_id=VISION_START,
-        vision_end_token_id=VISION_END)
-    model = Qwen2_5_VLForConditionalGeneration(config).to(dtype).eval()
+    if version == "2":
+        from transformers import Qwen2VLConfig, Qwen2VLForConditionalGeneration
+        config = Qwen2VLConfig(text_config=text, vision_config=dict(
+            depth=2, embed_dim=32, hidden_size=64, mlp_ratio=2, num_heads=2, patch_size=14, spatial_merge_size=2,
+            temporal_patch_size=2), **tokens)
+        model = Qwen2VLForConditionalGeneration(config).to(dtype).eval()
+    else:
+        from transformers import Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration
+        config = Qwen2_5_VLConfig(text_config=text, vision_config=dict(
+            depth=2, hidden_size=32, intermediate_size=64, num_heads=2, out_hidden_size=64, patch_size=14,
+            spatial_merge_size=2, temporal_patch_size=2, window_size=56, fullatt_block_indexes=[1],
+            tokens_per_second=2), **tokens)
+        model = Qwen2_5_VLForConditionalGeneration(config).to(dtype).eval()
     rng = np.random.default_rng(seed)
     patch = 3 * 2 * 14 * 14
     ids, types = _text(rng, 5), [0] * 5
@@ -83,7 +91,8 @@ def qwen2_5_vl(images: int = 1, videos: int = 0, layers: int = 4, seed: int = 0,
         out["pixel_values_videos"] = torch.from_numpy(
             rng.standard_normal((videos * 128, patch)).astype(np.float32)).to(dtype)
         out["video_grid_thw"] = torch.tensor([[2, 8, 8]] * videos)
-        out["second_per_grid_ts"] = torch.tensor([1.0] * videos)
+        if version != "2":
+            out["second_per_grid_ts"] = torch.tensor([1.0] * videos)
         for _ in range(videos):
             ids += [VISION_START] + [VIDEO] * 32 + [VISION_END] + _text(rng, 3)
             types += [0] + [2] * 32 + [0] * 4

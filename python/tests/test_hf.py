@@ -20,6 +20,7 @@ NEW_TOKENS = 8
 BUILDERS = {
     "llava": lambda: tiny.llava(images=2),
     "qwen2_5_vl": lambda: tiny.qwen2_5_vl(images=1, videos=1),
+    "qwen2_vl": lambda: tiny.qwen2_5_vl(images=1, videos=1, version="2"),
 }
 
 
@@ -149,7 +150,8 @@ def test_a_snapshot_of_another_model_is_refused(captured, tmp_path: Path) -> Non
     other, _, _ = BUILDERS[other_name]()
     with pytest.raises(kvstore.ModelMismatchError, match="does not fit the model"):
         hf.load(path, other)
-    deeper, _, _ = (tiny.llava if name == "llava" else tiny.qwen2_5_vl)(layers=5)
+    version = "2" if name == "qwen2_vl" else "2.5"
+    deeper, _, _ = tiny.llava(layers=5) if name == "llava" else tiny.qwen2_5_vl(layers=5, version=version)
     with pytest.raises(kvstore.ModelMismatchError, match="4 layers, the model 5"):
         hf.load(snap, deeper)
 
@@ -176,3 +178,34 @@ def test_example_script_runs_end_to_end_through_the_binary_on_the_path(kvstore_b
                           capture_output=True, text=True, env=env)
     assert done.returncode == 0, done.stdout + done.stderr
     assert done.stdout.strip().endswith("identical")
+
+
+def test_a_selection_policy_loads_in_both_modes(kvstore_bin: str, tmp_path: Path) -> None:
+    """Dropping policies leave layers of different lengths with every size 1: both modes
+    serve them through the kvstore cache, and agree."""
+    model, inputs, media = tiny.llava(images=2)
+    kvstore.write(hf.capture(model, inputs, media=media), tmp_path / "s.safetensors")
+    cli = CLI(kvstore_bin, tmp_path / "store")
+    entry = cli.ingest(tmp_path / "s.safetensors", "uniform55")
+    cli.run("fetch", entry, "--dtype", "f32", "-o", str(tmp_path / "f.safetensors"))
+    proportional = hf.load(tmp_path / "f.safetensors", model)
+    assert len(set(proportional.entry_counts)) > 1
+    expand = hf.load(tmp_path / "f.safetensors", model, mode="expand")
+    assert isinstance(expand, hf.KVStoreCache)
+    assert _logit_gap(_continue(model, inputs, proportional), _continue(model, inputs, expand)) < 1e-6
+
+
+def test_bf16_models_round_trip_in_bf16(kvstore_bin: str, tmp_path: Path) -> None:
+    model, inputs, media = tiny.qwen2_5_vl(images=1, dtype=torch.bfloat16)
+    snap = hf.capture(model, inputs, media=media)
+    assert snap.dtype == "BF16"
+    kvstore.write(snap, tmp_path / "s.safetensors")
+    cli = CLI(kvstore_bin, tmp_path / "store")
+    entry = cli.ingest(tmp_path / "s.safetensors", "none")
+    cli.run("fetch", entry, "--dtype", "bf16", "-o", str(tmp_path / "f.safetensors"))
+    fetched = kvstore.read(tmp_path / "f.safetensors")
+    assert fetched.dtype == "BF16" and np.array_equal(fetched.layers[2].key, snap.layers[2].key)  # exact
+    cache = hf.load(tmp_path / "f.safetensors", model)
+    assert cache.layers[0].keys.dtype == torch.bfloat16
+    out = _continue(model, inputs, cache)
+    assert out.sequences.shape[1] == inputs["input_ids"].shape[1] + NEW_TOKENS
