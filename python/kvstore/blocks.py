@@ -38,6 +38,7 @@ class QuantHeader:
     count: int
     dim: int
     kept: int
+    rotated: bool = False  # flag bit 1: quantized rows are of Hadamard-rotated rows
 
     @property
     def quantized(self) -> int:
@@ -86,8 +87,8 @@ def read_quant_header(block: np.ndarray, scheme: str, encoding: dict, shape: tup
     if named is not None and {"channel": 0, "token": 1}.get(named) != axis:
         raise mismatch("axis", axis, f'"{named}" (the encoding)')
     flags = int.from_bytes(head[6:8], "little")
-    if flags & ~1:
-        raise mismatch("flags", flags, "0 or 1 (bit 0: delta-coded rows)")
+    if flags & ~3:
+        raise mismatch("flags", flags, "0 to 3 (bit 0: delta-coded rows, bit 1: Hadamard-rotated rows)")
     group, heads, count, dim, kept = (int.from_bytes(head[o:o + 4], "little") for o in (8, 12, 16, 20, 24))
     if group <= 0 or group & (group - 1):
         raise mismatch("group", group, "a positive power of two")
@@ -98,7 +99,9 @@ def read_quant_header(block: np.ndarray, scheme: str, encoding: dict, shape: tup
             raise mismatch(name, value, f"{want} (the block shape)")
     if kept > count:
         raise mismatch("kept", kept, f"at most count = {count}")
-    header = QuantHeader(bits, axis, bool(flags & 1), group, heads, count, dim, kept)
+    if flags & 2 and (dim < 2 or dim & (dim - 1)):
+        raise mismatch("dim", dim, "a power of two (the rows are Hadamard-rotated)")
+    header = QuantHeader(bits, axis, bool(flags & 1), group, heads, count, dim, kept, bool(flags & 2))
     if header.total_bytes != block.size:
         raise BlockError(f"{scheme} block holds {block.size} bytes, expected {header.total_bytes}")
     return header
@@ -158,6 +161,22 @@ def dequantize(h: QuantHeader, scale_bits: np.ndarray, zero_bits: np.ndarray, co
     return codes.astype(np.float32) * s + z
 
 
+def hadamard(rows: np.ndarray) -> np.ndarray:
+    """The normalised Walsh-Hadamard transform of each row (last axis a power of two), in
+    float32 with the same butterflies and final scaling as the Swift decoder, so rotated
+    rows come back bit for bit."""
+    n = rows.shape[-1]
+    x = rows.astype(np.float32, copy=True)
+    half = 1
+    while half < n:
+        v = x.reshape(*x.shape[:-1], n // (2 * half), 2, half)
+        a, b = v[..., 0, :].copy(), v[..., 1, :].copy()
+        v[..., 0, :] = a + b
+        v[..., 1, :] = a - b
+        half *= 2
+    return x * (np.float32(1) / np.sqrt(np.float32(n)))
+
+
 def decode_block(block: np.ndarray, encoding: dict, shape: tuple[int, int, int]) -> tuple[np.ndarray, str]:
     """A block as (elements, dtype): raw blocks as their stored bits (F16/BF16/F32 little-endian
     elements as uint8 bytes reshaped to `shape`'s element count), quantized blocks as float32."""
@@ -168,7 +187,8 @@ def decode_block(block: np.ndarray, encoding: dict, shape: tuple[int, int, int])
         out = np.empty(shape, dtype=np.float32)
         rows = np.setdiff1d(np.arange(h.count), kept, assume_unique=True)
         if h.quantized:
-            out[:, rows, :] = dequantize(h, scale_bits, zero_bits, codes)
+            deq = dequantize(h, scale_bits, zero_bits, codes)
+            out[:, rows, :] = hadamard(deq) if h.rotated else deq
         if h.kept:
             out[:, kept, :] = kept_bits.view(np.float16).astype(np.float32)
         return out, "F32Q"

@@ -117,6 +117,22 @@ def _check_quantized(raw: np.ndarray, start: int, length: int, scheme: str, enco
     return _BlockPlan(h, kept, np.setdiff1d(np.arange(h.count), kept, assume_unique=True))
 
 
+def _hadamard(rows: torch.Tensor) -> torch.Tensor:
+    """The normalised Walsh-Hadamard transform of each row in float32, butterflies and scaling
+    as the Swift decoder does them (blocks.hadamard), so the result is bit for bit the same."""
+    n = rows.shape[-1]
+    x = rows.to(torch.float32).clone()
+    half = 1
+    while half < n:
+        v = x.view(*x.shape[:-1], n // (2 * half), 2, half)
+        a, b = v[..., 0, :].clone(), v[..., 1, :].clone()
+        v[..., 0, :] = a + b
+        v[..., 1, :] = a - b
+        half *= 2
+    scale = torch.tensor(1, dtype=torch.float32) / torch.sqrt(torch.tensor(n, dtype=torch.float32))
+    return x * scale.to(x.device)
+
+
 def _decode_block(raw: torch.Tensor, encoding: dict, shape: tuple[int, int, int], out: torch.dtype,
                   plan: _BlockPlan | None) -> torch.Tensor:
     scheme = encoding["scheme"]
@@ -159,6 +175,8 @@ def _decode_block(raw: torch.Tensor, encoding: dict, shape: tuple[int, int, int]
         grouped = codes.view(heads, n, groups, group).to(torch.float32)
         deq = grouped * scale.view(heads, n, groups, 1) + zero.view(heads, n, groups, 1)
         deq = deq.view(heads, n, groups * group)[..., :dim]
+    if h.rotated:
+        deq = _hadamard(deq)
     if not kept_n:
         return deq.to(out)
     values = torch.empty(shape, dtype=out, device=raw.device)
