@@ -136,6 +136,22 @@ final class ServeTests: XCTestCase {
         XCTAssertEqual(again.json["already_stored"] as? Bool, true)
     }
 
+    func testExpectContinueIsAnsweredBeforeTheBodyAndOnlyWhenItWillBeRead() throws {
+        let s = try Scratch()
+        let input = try Data(contentsOf: URL(fileURLWithPath: try s.snapshot("x.safetensors")))
+        let server = try ServerProcess(s, ["--max-upload", "\(input.count)"])
+        let c = try HTTPConnection(port: server.port)
+        try c.write(c.head("PUT", "/v1/snapshots", headers: ["Expect": "100-continue"], length: input.count))
+        let interim = String(decoding: c.read(upTo: 100), as: UTF8.self)
+        XCTAssertTrue(interim.hasPrefix("HTTP/1.1 100 Continue"), interim)
+        try c.write(input)
+        XCTAssertEqual(try c.readReply().status, 201)
+        // Too large: the final answer comes at once and the body is never sent.
+        let big = try HTTPConnection(port: server.port)
+        try big.write(big.head("PUT", "/v1/snapshots", headers: ["Expect": "100-continue"], length: input.count + 1))
+        XCTAssertEqual(try big.readReply().status, 413)
+    }
+
     func testAnUploadCutOffHalfWayLeavesNoEntryAndNoTempFile() throws {
         let s = try Scratch()
         let input = try Data(contentsOf: URL(fileURLWithPath: try s.snapshot("x.safetensors", layers: 8)))
