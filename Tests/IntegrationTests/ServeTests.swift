@@ -45,6 +45,17 @@ final class ServeTests: XCTestCase {
         let listed = try server.get("/v1/entries?model=test/model&limit=1").json
         XCTAssertEqual((listed["entries"] as? [[String: Any]])?.first?["id"] as? String, id)
         XCTAssertEqual(try server.get("/v1/entries?model=other").json["entries"] as? [Any] as? [String], [])
+        let bySource = try server.get("/v1/entries?source=sha256:" + String(repeating: "ef", count: 32)).json
+        XCTAssertEqual((bySource["entries"] as? [[String: Any]])?.map { $0["id"] as? String }, [id])
+        let head = try server.request("HEAD", "/v1/entries/\(id)/kvsnap")
+        XCTAssertEqual(head.status, 200)
+        XCTAssertEqual(head.header("content-length"), String(try cliFetch(s, id).count), "HEAD: the length, no body")
+        XCTAssertTrue(head.body.isEmpty)
+        let metrics = try server.get("/metrics").text
+        XCTAssertTrue(metrics.contains("kvstore_http_requests_total{route=\"/v1/entries/{id}/kvsnap\",method=\"GET\",status=\"200\"} 4"), metrics)
+        XCTAssertTrue(metrics.contains("kvstore_store_entries 1"), metrics)
+        XCTAssertTrue(metrics.contains("kvstore_fetch_duration_seconds_count 4"), metrics)
+        XCTAssertTrue(metrics.contains("kvstore_http_response_bytes_total{route=\"/v1/entries/{id}/kvsnap\"}"), metrics)
         XCTAssertEqual(server.stop(), 0)
     }
 
