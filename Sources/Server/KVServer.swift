@@ -31,6 +31,7 @@ public struct KVServer: Sendable {
         let host = configuration.host
         let app = Application(
             responder: responder,
+            server: .http1(continuing: { responder.acceptsBody($0) }),
             configuration: .init(address: .hostname(host, port: configuration.port), serverName: "kvstore"),
             onServerRunning: { channel in ready(ListenAddress(host: host, port: channel.localAddress?.port ?? 0)) },
             logger: logger)

@@ -96,6 +96,14 @@ enum Route: Equatable {
         }
     }
 
+    /// The body is streamed from the store (and counts its bytes as it goes).
+    var streams: Bool {
+        switch self {
+        case .kvsnap, .pack: true
+        default: false
+        }
+    }
+
     /// Methods the route answers.
     var methods: [HTTPRequest.Method] {
         switch self {

@@ -36,6 +36,15 @@ extension StoreResponder {
                              status: outcome.alreadyStored ? .ok : .created, headers: [.location: "/v1/entries/\(r.id)"])
     }
 
+    /// Whether an upload's body would be read: the route, the token and the declared length
+    /// pass (for `Expect: 100-continue`).
+    func acceptsBody(_ request: Request) -> Bool {
+        guard request.method == .put, let route = try? Route(path: request.uri.path), route == .upload,
+              (try? authorize(request, route: route)) != nil else { return false }
+        let length = request.headers[.contentLength].flatMap { Int($0) } ?? 0
+        return length <= configuration.maxUpload
+    }
+
     func resolvePolicy(_ text: String) throws -> Policy {
         do { return try Policy.resolve(text, in: policies) } catch { throw StoreError.badPolicy(error) }
     }

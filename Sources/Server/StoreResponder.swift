@@ -20,13 +20,14 @@ struct StoreResponder: HTTPResponder {
 
     func respond(to request: Request, context: Context) async throws -> Response {
         let started = ContinuousClock.now
-        var label = "unmatched"
+        var label = "unmatched", streams = false
         var response: Response
         do {
             guard let route = try Route(path: request.uri.path) else {
                 throw APIError.notFound("no such resource: \(request.uri.path.prefix(200))")
             }
             label = route.template
+            streams = route.streams
             // HEAD is GET without the body: same status and headers, nothing decoded or sent.
             let method = request.method == .head ? HTTPRequest.Method.get : request.method
             guard route.methods.contains(method) else {
@@ -52,7 +53,7 @@ struct StoreResponder: HTTPResponder {
         }
         metrics.request(route: label, method: request.method.rawValue, status: response.status.code)
         // Streams count their bytes as they go; the rest are counted whole here.
-        if !(response.status == .ok || response.status == .partialContent) || !label.hasSuffix("kvsnap") && !label.hasSuffix("pack") {
+        if !streams || !(response.status == .ok || response.status == .partialContent) {
             metrics.bytesOut(route: label, response.body.contentLength ?? 0)
         }
         return response

@@ -45,6 +45,17 @@ final class ServeTests: XCTestCase {
         let listed = try server.get("/v1/entries?model=test/model&limit=1").json
         XCTAssertEqual((listed["entries"] as? [[String: Any]])?.first?["id"] as? String, id)
         XCTAssertEqual(try server.get("/v1/entries?model=other").json["entries"] as? [Any] as? [String], [])
+        let bySource = try server.get("/v1/entries?source=sha256:" + String(repeating: "ef", count: 32)).json
+        XCTAssertEqual((bySource["entries"] as? [[String: Any]])?.map { $0["id"] as? String }, [id])
+        let head = try server.request("HEAD", "/v1/entries/\(id)/kvsnap")
+        XCTAssertEqual(head.status, 200)
+        XCTAssertEqual(head.header("content-length"), String(try cliFetch(s, id).count), "HEAD: the length, no body")
+        XCTAssertTrue(head.body.isEmpty)
+        let metrics = try server.get("/metrics").text
+        XCTAssertTrue(metrics.contains("kvstore_http_requests_total{route=\"/v1/entries/{id}/kvsnap\",method=\"GET\",status=\"200\"} 4"), metrics)
+        XCTAssertTrue(metrics.contains("kvstore_store_entries 1"), metrics)
+        XCTAssertTrue(metrics.contains("kvstore_fetch_duration_seconds_count 4"), metrics)
+        XCTAssertTrue(metrics.contains("kvstore_http_response_bytes_total{route=\"/v1/entries/{id}/kvsnap\"}"), metrics)
         XCTAssertEqual(server.stop(), 0)
     }
 
@@ -134,6 +145,22 @@ final class ServeTests: XCTestCase {
         let again = try server.request("PUT", "/v1/snapshots", body: input)
         XCTAssertEqual(again.status, 200)
         XCTAssertEqual(again.json["already_stored"] as? Bool, true)
+    }
+
+    func testExpectContinueIsAnsweredBeforeTheBodyAndOnlyWhenItWillBeRead() throws {
+        let s = try Scratch()
+        let input = try Data(contentsOf: URL(fileURLWithPath: try s.snapshot("x.safetensors")))
+        let server = try ServerProcess(s, ["--max-upload", "\(input.count)"])
+        let c = try HTTPConnection(port: server.port)
+        try c.write(c.head("PUT", "/v1/snapshots", headers: ["Expect": "100-continue"], length: input.count))
+        let interim = String(decoding: c.read(upTo: 100), as: UTF8.self)
+        XCTAssertTrue(interim.hasPrefix("HTTP/1.1 100 Continue"), interim)
+        try c.write(input)
+        XCTAssertEqual(try c.readReply().status, 201)
+        // Too large: the final answer comes at once and the body is never sent.
+        let big = try HTTPConnection(port: server.port)
+        try big.write(big.head("PUT", "/v1/snapshots", headers: ["Expect": "100-continue"], length: input.count + 1))
+        XCTAssertEqual(try big.readReply().status, 413)
     }
 
     func testAnUploadCutOffHalfWayLeavesNoEntryAndNoTempFile() throws {
