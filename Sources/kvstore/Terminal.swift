@@ -4,8 +4,25 @@ import Foundation
 enum Terminal {
     static var isInteractive: Bool { isatty(1) == 1 }
 
+    /// One line on stderr, whatever the message quotes: control characters (a newline in a
+    /// file name, say) are escaped, so no input can forge a second message line.
     static func error(_ message: String) {
-        FileHandle.standardError.write(Data("kvstore: \(message)\n".utf8))
+        FileHandle.standardError.write(Data("kvstore: \(oneLine(message))\n".utf8))
+    }
+
+    static func oneLine(_ text: String) -> String {
+        var out = String.UnicodeScalarView()
+        for c in text.unicodeScalars {
+            switch c {
+            case "\n": out.append(contentsOf: "\\n".unicodeScalars)
+            case "\r": out.append(contentsOf: "\\r".unicodeScalars)
+            case "\t": out.append(contentsOf: "\\t".unicodeScalars)
+            case _ where c.value < 0x20 || c.value == 0x7F:
+                out.append(contentsOf: String(format: "\\x%02x", c.value).unicodeScalars)
+            default: out.append(c)
+            }
+        }
+        return String(out)
     }
 
     static func note(_ message: String) {

@@ -51,6 +51,15 @@ final class CommandTests: XCTestCase {
         XCTAssertEqual(try s.cli.run("ingest", s.path + "/does-not-exist.safetensors").status, 3, "missing input")
     }
 
+    func testAnErrorIsOneLineWhateverTheFileNameHolds() throws {
+        let s = try Scratch()
+        let forged = try s.write("bad\nkvstore: ingested everything fine.safetensors", [1, 2, 3])
+        let r = try s.cli.run("ingest", forged)
+        XCTAssertEqual(r.status, 3)
+        XCTAssertEqual(r.stderr.split(separator: "\n").count, 1, r.stderr)
+        XCTAssertTrue(r.stderr.contains("bad\\nkvstore: ingested"), r.stderr)
+    }
+
     func testIngestNamesTheProblemAndKeepsGoing() throws {
         let s = try Scratch()
         let nan = try s.snapshot("nan.safetensors", nan: true)
