@@ -31,10 +31,21 @@ public struct Fetcher {
 
     /// Opens the pack of an entry. Compaction may swap an entry's blob between reading the
     /// row and opening the file; the row is then read again.
+    ///
+    /// A pack that names another entry in its header (another blob copied into this one's
+    /// place) is refused here, at the cost of nothing: every path, ranged reads of the HTTP
+    /// service included, gets that much. Whole-file paths also check the content name
+    /// (`PackReader.checkContent`).
     public func open(_ record: EntryRecord) throws -> (EntryRecord, PackReader) {
         var record = record
         for attempt in 0..<3 {
-            do { return (record, try PackReader(path: root.blobPath(record.blob))) } catch StoreError.io(_, _, let e)
+            do {
+                let pack = try PackReader(path: root.blobPath(record.blob))
+                if let owner = pack.header.entry?.id, owner != record.id {
+                    throw StoreError.corrupt(path: pack.path, problem: "the pack belongs to entry \(owner.prefix(80)), not \(record.id) (another entry's blob in its place)")
+                }
+                return (record, pack)
+            } catch StoreError.io(_, _, let e)
             where e == ENOENT && attempt < 2 {
                 guard let fresh = try root.index.entry(id: record.id) else { throw StoreError.notFound("id \(record.id) (removed while fetching)") }
                 record = fresh

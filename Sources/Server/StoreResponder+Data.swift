@@ -68,6 +68,10 @@ extension StoreResponder {
             let (record, pack) = try Fetcher(root: root).open(try root.index.resolve(id))
             let file = try ReadOnlyFile(path: pack.path)
             let range = try ByteRange.parse(rangeHeader, size: file.size)
+            // The whole pack is served only once its content is proven the entry's, as
+            // `fetch --raw` does; a ranged read carries section checksums (in the layout) that
+            // the client checks, and `open` has already refused another entry's pack.
+            if range == nil { try pack.checkContent(named: record.checksum) }
             // A client reading layer by layer makes one request per layer: count the reads
             // that start at the beginning (the whole pack, or its first range).
             if (range?.start ?? 0) == 0 { try root.index.touch(record.id) }

@@ -228,6 +228,35 @@ final class ServeTests: XCTestCase {
         XCTAssertEqual(try server.get("/healthz").status, 200, "the server is still up")
     }
 
+    func testADamagedOrSwappedBlobIsNeverServed() throws {
+        let s = try Scratch()
+        let a = try ingested(s, seed: 1), b = try ingested(s, seed: 2)
+        let blob = { (id: String) throws -> String in
+            let rows = try JSONSerialization.jsonObject(with: try s.cli.run("ls", "--json").stdoutBytes) as! [[String: Any]]
+            let name = rows.first { ($0["id"] as? String) == id }!["blob"] as! String
+            return "\(s.path)/store/blobs/\(name.prefix(2))/\(name).kvpack"
+        }
+        let pathA = try blob(a), pathB = try blob(b)
+        let ownA = try Data(contentsOf: URL(fileURLWithPath: pathA))
+        let server = try ServerProcess(s)
+        // Another entry's blob in A's place: refused on every route, ranged reads included.
+        try FileManager.default.removeItem(atPath: pathA)
+        try FileManager.default.copyItem(atPath: pathB, toPath: pathA)
+        for target in ["/v1/entries/\(a)/kvsnap", "/v1/entries/\(a)/pack", "/v1/entries/\(a)/layout"] {
+            XCTAssertGreaterThanOrEqual(try server.get(target).status, 400, target)
+        }
+        XCTAssertGreaterThanOrEqual(try server.get("/v1/entries/\(a)/pack", headers: ["Range": "bytes=0-63"]).status, 400)
+        // A flipped bit in A's own blob: the whole pack and the kvsnap are refused.
+        var bytes = ownA
+        bytes[bytes.count / 3] ^= 0x20
+        try FileManager.default.removeItem(atPath: pathA)
+        try bytes.write(to: URL(fileURLWithPath: pathA))
+        for target in ["/v1/entries/\(a)/kvsnap", "/v1/entries/\(a)/pack"] {
+            XCTAssertGreaterThanOrEqual(try server.get(target).status, 400, target)
+        }
+        XCTAssertEqual(try server.get("/v1/entries/\(b)/pack").status, 200, "the intact entry is served")
+    }
+
     /// Entries, blob files and temporary files of the store.
     private func storeState(_ s: Scratch) throws -> [String] {
         let fm = FileManager.default
