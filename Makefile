@@ -4,7 +4,7 @@ APT_PACKAGES := libzstd-dev liblz4-dev libsqlite3-dev libssl-dev libxxhash-dev p
 BIN := .build/release/kvstore
 DEMO := demo
 
-.PHONY: deps build install test demo bench fidelity frontier clean
+.PHONY: deps test-deps build install test demo bench fidelity frontier clean
 
 ## deps: system libraries (apt) and the Python reader the tests compare against
 deps:
@@ -18,6 +18,18 @@ deps:
 	@python3 -c "import safetensors, numpy" 2>/dev/null || python3 -m pip install -q --disable-pip-version-check safetensors numpy \
 	  || python3 -m pip install -q --disable-pip-version-check --break-system-packages safetensors numpy
 
+## test-deps: what only the tests need: Debian's chromium, for the web page test (headless)
+TEST_APT_PACKAGES := chromium
+test-deps:
+	@missing=""; for p in $(TEST_APT_PACKAGES); do \
+	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q 'install ok installed' || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing:$$missing"; \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing \
+	    || echo "test-deps: could not install$$missing; the web page test will skip" >&2; \
+	fi
+
 build: deps
 	swift build -c release
 
@@ -29,7 +41,7 @@ install: build
 ## test: the whole suite: Swift (unit + integration tests that spawn the built binary), then the
 ## Python package's tests (pytest, in the venv scripts/python-env.sh keeps outside the checkout).
 ## Both always run; the target fails if either does.
-test: deps
+test: deps test-deps
 	@status=0; swift test || status=$$?; \
 	swift build --product kvstore || status=1; \
 	venv=$$(bash scripts/python-env.sh) || exit 1; \
