@@ -37,14 +37,18 @@ public struct BlobPacker {
     /// them (kvsnap has no tensor for them): compaction passes the old pack's, so a
     /// re-pack that merges nothing further keeps `fetch --expand` working. They are used
     /// only where the encoded layer tracked none and its sizes account for every one.
+    /// `surveyed(i)` is called once a reduction that looks at every layer first has seen layer
+    /// `i` (see `SnapshotEncoder.surveyed`).
     public func pack(_ snapshot: Snapshot, policy: Policy, record: [String: String] = [:],
                      members: (@Sendable (Int) -> [Int32]?)? = nil,
+                     surveyed: ((Int) -> Void)? = nil,
                      done: @escaping @Sendable (Int, PackedLayer) -> Void = { _, _ in }) throws -> PackedBlob {
         var encoder = SnapshotEncoder(snapshot: snapshot, policy: policy)
         do { try encoder.checkRetention() } catch { throw StoreError.badPolicy(error) }
         let temp = try root.newTempFile()
         let writer = try PackWriter(file: temp)
         encoder.inputMembers = members
+        encoder.surveyed = surveyed
         let codec = policy.codec
         try OrderedPipeline.run(
             count: snapshot.layerCount, inFlight: inFlight,

@@ -70,7 +70,12 @@ public struct Ingestor {
         var packer = BlobPacker(root: root)
         packer.inFlight = inFlight
         let fidelity = IngestFidelity(snapshot: snapshot, policy: policy, mode: fidelityMode)
-        let blob = try packer.pack(snapshot, policy: policy, done: { i, packed in
+        let blob = try packer.pack(snapshot, policy: policy, surveyed: { i in
+            // Surveyed before compression: let its pages go until the layer is compressed.
+            let l = snapshot.layers[i]
+            file.release(l.key.range)
+            file.release(l.value.range)
+        }, done: { i, packed in
             fidelity.measure(layer: i, packed: packed)
             // The layer is encoded; let its pages go so memory stays near a few layers.
             let l = snapshot.layers[i]
