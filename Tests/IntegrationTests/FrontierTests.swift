@@ -49,20 +49,12 @@ final class FrontierTests: XCTestCase {
         let r = try s.cli.run("ingest", "--policy", "airmerge20+int4g128m0t0r1", snap)
         XCTAssertEqual(r.status, 0, r.stderr)
         let id = r.stdout.trimmingCharacters(in: .whitespacesAndNewlines)
-        let merged = s.path + "/m.safetensors", expanded = s.path + "/x.safetensors"
-        XCTAssertEqual(try s.cli.run("fetch", id, "-o", merged).status, 0)
-        let e = try s.cli.run("fetch", id, "--expand", "-o", expanded)
-        XCTAssertEqual(e.status, 0, e.stderr)
-        let m = try Data(contentsOf: URL(fileURLWithPath: merged)), x = try Data(contentsOf: URL(fileURLWithPath: expanded))
-        try m.withUnsafeBytes { mb in
-            try x.withUnsafeBytes { xb in
-                let before = try Snapshot(bytes: mb), after = try Snapshot(bytes: xb)
-                for i in 0..<before.layerCount {
-                    let sizes = before.sizes(layer: i), positions = after.positions(layer: i)
-                    XCTAssertEqual(positions.count, sizes.reduce(0) { $0 + Int($1) }, "one expanded entry per member")
-                    XCTAssertEqual(positions, positions.sorted(), "ascending")
-                    XCTAssertEqual(Set(positions).count, positions.count, "no position twice")
-                }
+        try s.withFetchedAndExpanded(id) { before, after in
+            for i in 0..<before.layerCount {
+                let sizes = before.sizes(layer: i), positions = after.positions(layer: i)
+                XCTAssertEqual(positions.count, sizes.reduce(0) { $0 + Int($1) }, "one expanded entry per member")
+                XCTAssertEqual(positions, positions.sorted(), "ascending")
+                XCTAssertEqual(Set(positions).count, positions.count, "no position twice")
             }
         }
     }
