@@ -6,7 +6,7 @@
 #   bash scripts/frontier.sh [KVSTORE_BINARY] [OUT_DIR]      (or: make frontier)
 #
 # Writes OUT_DIR/frontier.md (the table) and OUT_DIR/frontier-SHAPE.svg (the plots); snapshots
-# stay in OUT_DIR. About 5 (qwen), 12 (llava) and 10 (video) minutes on the 2-core machine.
+# are temporary. About 3 (llava), 3 (qwen) and 4 (video) minutes on the 2-core machine.
 set -euo pipefail
 BIN=${1:-.build/release/kvstore}
 OUT=${2:-docs/frontier}

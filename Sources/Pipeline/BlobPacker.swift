@@ -49,15 +49,19 @@ public struct BlobPacker {
     ///
     /// `entry()` gives the index row's facts written into the header (for `kvstore repair`);
     /// it is called once every layer is done, so it may report what `done` measured.
+    /// `surveyed(i)` is called once a reduction that looks at every layer first has seen layer
+    /// `i` (see `SnapshotEncoder.surveyed`).
     public func pack(_ snapshot: Snapshot, policy: Policy, record: [String: String] = [:],
                      members: (@Sendable (Int) -> [Int32]?)? = nil,
                      entry: () -> PackEntry? = { nil },
+                     surveyed: ((Int) -> Void)? = nil,
                      done: @escaping @Sendable (Int, PackedLayer) -> Void = { _, _ in }) throws -> PackedBlob {
         var encoder = SnapshotEncoder(snapshot: snapshot, policy: policy)
         do { try encoder.checkRetention() } catch { throw StoreError.badPolicy(error) }
         let temp = try root.newTempFile()
         let writer = try PackWriter(file: temp)
         encoder.inputMembers = members
+        encoder.surveyed = surveyed
         let codec = policy.codec
         try OrderedPipeline.run(
             count: snapshot.layerCount, inFlight: Self.inFlight(inFlight, largestLayer: snapshot.largestLayerBytes),

@@ -74,6 +74,11 @@ public struct Ingestor {
         let bytesIn = file.bytes.count
         let blob = try packer.pack(snapshot, policy: policy, entry: {
             PackEntry(id: id, bytesIn: bytesIn, createdAt: now, fidelity: fidelity.summaryJSON())
+        }, surveyed: { i in
+            // Surveyed before compression: let its pages go until the layer is compressed.
+            let l = snapshot.layers[i]
+            file.release(l.key.range)
+            file.release(l.value.range)
         }, done: { i, packed in
             fidelity.measure(layer: i, packed: packed)
             // The layer is encoded; let its pages go so memory stays near a few layers.

@@ -93,6 +93,19 @@ final class Scratch {
         return file
     }
 
+    /// Fetches entry `id` as stored and with `--expand`, then hands both files to `body`.
+    func withFetchedAndExpanded(_ id: String, _ body: (_ merged: Snapshot, _ expanded: Snapshot) throws -> Void) throws {
+        let merged = path + "/merged.safetensors", expanded = path + "/expanded.safetensors"
+        let f = try cli.run("fetch", id, "-o", merged)
+        guard f.status == 0 else { throw CocoaError(.fileReadUnknown, userInfo: [NSLocalizedDescriptionKey: f.stderr]) }
+        let e = try cli.run("fetch", id, "--expand", "-o", expanded)
+        guard e.status == 0 else { throw CocoaError(.fileReadUnknown, userInfo: [NSLocalizedDescriptionKey: e.stderr]) }
+        let m = try Data(contentsOf: URL(fileURLWithPath: merged)), x = try Data(contentsOf: URL(fileURLWithPath: expanded))
+        try m.withUnsafeBytes { mb in
+            try x.withUnsafeBytes { xb in try body(try Snapshot(bytes: mb), try Snapshot(bytes: xb)) }
+        }
+    }
+
     func write(_ name: String, _ bytes: [UInt8]) throws -> String {
         let file = path + "/" + name
         try Data(bytes).write(to: URL(fileURLWithPath: file))

@@ -88,19 +88,11 @@ final class CompactTests: XCTestCase {
         let repack = try s.cli.run("compact", "--cold-days", "0", "--cold-policy", "lightkv25+int8", "--json")
         XCTAssertEqual(repack.status, 0, repack.stderr)
         XCTAssertEqual(try report(repack)["repacked"] as? [String], [id])
-        let merged = s.path + "/merged.safetensors", expanded = s.path + "/expanded.safetensors"
-        XCTAssertEqual(try s.cli.run("fetch", id, "-o", merged).status, 0)
-        let e = try s.cli.run("fetch", id, "--expand", "-o", expanded)
-        XCTAssertEqual(e.status, 0, e.stderr)
-        let m = try Data(contentsOf: URL(fileURLWithPath: merged)), x = try Data(contentsOf: URL(fileURLWithPath: expanded))
-        try m.withUnsafeBytes { mb in
-            try x.withUnsafeBytes { xb in
-                let before = try Snapshot(bytes: mb), after = try Snapshot(bytes: xb)
-                XCTAssertLessThan(before.layers[3].count, 20, "the cold policy merged further")
-                for i in 0..<4 {
-                    XCTAssertEqual(after.positions(layer: i), (0..<26).map { Int32($0) }, "layer \(i)")
-                    XCTAssertEqual(after.sizes(layer: i), Array(repeating: 1, count: 26))
-                }
+        try s.withFetchedAndExpanded(id) { before, after in
+            XCTAssertLessThan(before.layers[3].count, 20, "the cold policy merged further")
+            for i in 0..<4 {
+                XCTAssertEqual(after.positions(layer: i), (0..<26).map { Int32($0) }, "layer \(i)")
+                XCTAssertEqual(after.sizes(layer: i), Array(repeating: 1, count: 26))
             }
         }
     }

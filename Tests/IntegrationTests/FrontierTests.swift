@@ -1,5 +1,6 @@
 import Foundation
 import XCTest
+import LightKV
 
 /// `kvstore eval --frontier` and requested-vs-kept retention, as users run them.
 final class FrontierTests: XCTestCase {
@@ -39,5 +40,22 @@ final class FrontierTests: XCTestCase {
         let ingest = try s.cli.run("ingest", "--policy", "lightkv1", snap)
         XCTAssertEqual(ingest.status, 1, ingest.stderr)
         XCTAssertEqual(try s.cli.run("ls", "--json").stdout.filter { !$0.isWhitespace }, "[]", "nothing stored")
+    }
+
+    func testAirmergeIngestsAndFetchesExpandedWithEveryKeptMemberAtItsPosition() throws {
+        let s = try Scratch()
+        let snap = s.path + "/tiny.safetensors"
+        XCTAssertEqual(try s.cli.run("synth", "--preset", "tiny", "-o", snap).status, 0)
+        let r = try s.cli.run("ingest", "--policy", "airmerge20+int4g128m0t0r1", snap)
+        XCTAssertEqual(r.status, 0, r.stderr)
+        let id = r.stdout.trimmingCharacters(in: .whitespacesAndNewlines)
+        try s.withFetchedAndExpanded(id) { before, after in
+            for i in 0..<before.layerCount {
+                let sizes = before.sizes(layer: i), positions = after.positions(layer: i)
+                XCTAssertEqual(positions.count, sizes.reduce(0) { $0 + Int($1) }, "one expanded entry per member")
+                XCTAssertEqual(positions, positions.sorted(), "ascending")
+                XCTAssertEqual(Set(positions).count, positions.count, "no position twice")
+            }
+        }
     }
 }

@@ -15,7 +15,7 @@ public enum PolicyCatalog {
         ("int8", "no merging; keys int8 per channel, values int8 per token, groups of 32"),
         ("lightkv+int8", "lightkv, then int8 (text, 4 sink tokens and entries of size >= 8 kept in f16)"),
         ("lightkv+int4", "lightkv, then int4, two codes a byte, same keep rules"),
-        ("lightkv+int4g128m0t0", "lightkv, then int4 in groups of 128 with only the sink tokens in f16: the smallest"),
+        ("lightkv+int4g128m0t0", "lightkv, then int4 in groups of 128 with only the sink tokens in f16"),
         ("lightkv+int8+lz4", "lightkv + int8 packed with lz4 for the fastest fetch"),
         ("airmerge20+int4g128m0t0r1", "airmerge20, then int4 in groups of 128, keys Hadamard-rotated: >= 10x smaller than F16 (docs/FIDELITY.md)"),
     ]

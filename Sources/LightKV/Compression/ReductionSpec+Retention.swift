@@ -1,9 +1,14 @@
 /// What a reduction will keep on an input of a given shape, and the refusal of targets it
 /// cannot reach: a policy that asks for 10% keeps 10%, or says why not.
 extension ReductionSpec {
-    /// How far the average vision retention may land from the requested one (one percentage
-    /// point: what integer entry counts and at least one entry per frame allow on small inputs).
+    /// How far the average vision retention may land from the requested one: one percentage
+    /// point, or half an entry per layer where an input has so few vision tokens (under 50)
+    /// that one entry is worth more than two points.
     public static let retentionTolerance = 0.01
+
+    public static func retentionTolerance(visionTokens n: Int) -> Double {
+        max(retentionTolerance, 0.5 / Double(max(n, 1)))
+    }
 
     /// The requested average vision retention (0…1), nil where the reduction asks for none
     /// (`none`, `lightkv` with explicit stages or the reference schedule's own ratio).
@@ -53,13 +58,13 @@ extension ReductionSpec {
         return Double(perLayer.reduce(0, +)) / Double(layerCount * n)
     }
 
-    /// Refuses a requested retention this reduction cannot reach within `retentionTolerance`
+    /// Refuses a requested retention this reduction cannot reach within `retentionTolerance(visionTokens:)`
     /// on an input of this shape, naming the policy, the shape and what it would keep instead.
     public func checkRetention(layerCount: Int, spans: [Span]) throws(PolicyError) {
         guard let requested = requestedRetention else { return }
         let predicted = predictedRetention(layerCount: layerCount, spans: spans)
-        guard abs(predicted - requested) > Self.retentionTolerance else { return }
         let n = spans.visionTokenCount
+        guard abs(predicted - requested) > Self.retentionTolerance(visionTokens: n) else { return }
         let frames = VisionLayout(spans: spans, seqLen: spans.last?.end ?? 0).frames.count
         throw .unreachable(policy: name, why: String(
             format: "asks for %.0f%% of the vision tokens on average but would keep %.1f%% of %d vision tokens in %d frame(s) over %d layer(s) (at least one entry per frame, and a merge stage keeps at least 5%% of what stands)",

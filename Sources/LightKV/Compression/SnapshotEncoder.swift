@@ -53,6 +53,11 @@ public struct SnapshotEncoder {
         return context
     }
 
+    /// Called after a surveying compressor (`CacheCompressor.surveysLayers`) has seen layer
+    /// `i`, so a caller streaming from a memory map can let that layer's pages go until the
+    /// layer is compressed.
+    public var surveyed: ((Int) -> Void)?
+
     /// Member positions of an already-merged input's layers, which a kvsnap cannot carry (a
     /// re-pack reads them from the old pack): with them, further merges keep tracking members.
     public var inputMembers: ((Int) -> [Int32]?)?
@@ -67,6 +72,7 @@ public struct SnapshotEncoder {
                 let started = DispatchTime.now().uptimeNanoseconds
                 compressor.survey(layer, context: ctx)
                 reduceNanoseconds += DispatchTime.now().uptimeNanoseconds - started
+                surveyed?(j)
             }
         }
         let layer = input(i)
