@@ -37,13 +37,13 @@ class Server:
             self.process.stdout.close()
 
 
-def serve(kvstore_bin: str, d: Path) -> Server:
+def serve(kvstore_bin: str, d: Path, *args: str) -> Server:
     """`kvstore serve --listen 127.0.0.1:0 --tokens FILE`, ready once it prints its address."""
     d.mkdir(parents=True, exist_ok=True)
     (d / "tokens").write_text(f"# scopes\n{READER} read\n{WRITER} write\n")
     cli = CLI(kvstore_bin, d / "store")
     process = subprocess.Popen([kvstore_bin, "serve", "--store", str(cli.store), "--listen", "127.0.0.1:0",
-                                "--tokens", str(d / "tokens")], stdout=subprocess.PIPE,
+                                "--tokens", str(d / "tokens"), *args], stdout=subprocess.PIPE,
                                stderr=open(d / "serve.err", "w"), text=True)
     assert process.stdout is not None
     line = process.stdout.readline()
@@ -57,7 +57,7 @@ def serve(kvstore_bin: str, d: Path) -> Server:
 
 @pytest.fixture(scope="module")
 def server(kvstore_bin: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    s = serve(kvstore_bin, tmp_path_factory.mktemp("serve"))
+    s = serve(kvstore_bin, tmp_path_factory.mktemp("serve"), "--max-upload", "1MB")
     try:
         yield s
     finally:
@@ -166,6 +166,11 @@ def test_errors_map_to_the_named_exceptions(server: Server, snapshots: list[Path
     with pytest.raises(kvstore.CorruptError) as c:
         store.ingest(bad)
     assert c.value.status == 422 and c.value.code == "invalid"
+    huge = tmp_path / "huge.safetensors"
+    huge.write_bytes(b"\0" * (3 << 20))
+    with pytest.raises(kvstore.UsageError) as t:
+        store.ingest(huge)
+    assert t.value.status == 413 and t.value.code == "too_large"
     assert WRITER not in str(c.value) and READER not in str(f.value)
 
 
@@ -199,30 +204,100 @@ def test_a_damaged_entry_never_arrives_whole(kvstore_bin: str, tmp_path: Path) -
         server.stop()
 
 
+class Stub:
+    """A socket on 127.0.0.1 that answers each connection with the next canned response: for
+    what the real server does only by accident (a connection cut mid-stream, a busy index)."""
+
+    def __init__(self, *responses: bytes) -> None:
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.url = f"http://127.0.0.1:{self.listener.getsockname()[1]}"
+        self.thread = threading.Thread(target=self._answer, args=(responses,), daemon=True)
+        self.thread.start()
+
+    def _answer(self, responses: tuple[bytes, ...]) -> None:
+        for response in responses:
+            conn, _ = self.listener.accept()
+            with conn:
+                conn.recv(65536)
+                conn.sendall(response)
+
+    def close(self) -> None:
+        self.thread.join(timeout=10)
+        self.listener.close()
+
+
 def test_a_transfer_cut_short_raises_and_leaves_nothing(tmp_path: Path) -> None:
     """A server that stops mid-stream (as `kvstore serve` does when a layer fails to decode
     after the first byte): a socket that promises 1000 bytes and sends 10."""
-    listener = socket.create_server(("127.0.0.1", 0))
-    port = listener.getsockname()[1]
-
-    def answer() -> None:
-        for _ in range(2):
-            conn, _ = listener.accept()
-            with conn:
-                conn.recv(65536)
-                conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 1000\r\nConnection: close\r\n\r\n" + b"k" * 10)
-
-    thread = threading.Thread(target=answer, daemon=True)
-    thread.start()
+    short = b"HTTP/1.1 200 OK\r\nContent-Length: 1000\r\nConnection: close\r\n\r\n" + b"k" * 10
+    stub = Stub(short, short)
     try:
-        store = kvstore.Client(f"http://127.0.0.1:{port}", token=READER, timeout=10)
-        for name in ("a.safetensors", "b.kvpack"):
-            with pytest.raises(kvstore.CorruptError, match="after 10 of 1000 bytes"):
-                if name.endswith(".kvpack"):
-                    store.fetch_raw("ab12", tmp_path / name)
-                else:
-                    store.fetch("ab12", tmp_path / name)
+        store = kvstore.Client(stub.url, token=READER, timeout=10)
+        with pytest.raises(kvstore.CorruptError, match="after 10 of 1000 bytes"):
+            store.fetch("ab12", tmp_path / "a.safetensors")
+        with pytest.raises(kvstore.CorruptError, match="after 10 of 1000 bytes"):
+            store.fetch_raw("ab12", tmp_path / "b.kvpack")
         assert not list(tmp_path.iterdir()), "no partial file"
     finally:
-        thread.join(timeout=10)
-        listener.close()
+        stub.close()
+
+
+def test_a_busy_server_says_when_to_retry() -> None:
+    body = b'{"error": "database is locked", "code": "transient"}'
+    stub = Stub(b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\nRetry-After: 5\r\n"
+                b"Content-Length: %d\r\nConnection: close\r\n\r\n%s" % (len(body), body))
+    try:
+        with pytest.raises(kvstore.TransientError, match="database is locked") as e:
+            kvstore.Client(stub.url, timeout=10).ls()
+        assert e.value.retry_after == 5 and e.value.status == 503 and e.value.returncode == 4
+    finally:
+        stub.close()
+
+
+def test_bad_arguments_are_refused_before_any_request() -> None:
+    with pytest.raises(ValueError, match="expected http"):
+        kvstore.Client("http://")
+    with pytest.raises(TypeError, match="binary"):
+        kvstore.Client("http://127.0.0.1:1", binary="/bin/kvstore")
+    with pytest.raises(TypeError, match="token"):
+        kvstore.Client("/var/lib/kvstore", token=READER)
+
+
+def test_a_repack_mid_read_restarts_or_refuses_to_mix_packs(kvstore_bin: str, tmp_path: Path,
+                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    server = serve(kvstore_bin, tmp_path / "serve")
+    try:
+        snap = server.cli.synth(tmp_path / "s.safetensors", "--preset", "tiny", "--layers", "4")
+        entry = server.cli.ingest(snap, "none")
+        store = server.client(READER)
+
+        def repack(policy: str) -> None:  # what nightly compaction does to a cold entry
+            server.cli.run("compact", "--cold-days", "0", "--cold-policy", policy, "--verify-sample", "0")
+
+        read_layout = kvstore.HTTPClient._layout
+        tags: list[str] = []
+
+        def layout_then_repack(self: kvstore.HTTPClient, path: str) -> object:
+            pack = read_layout(self, path)
+            if not tags:
+                repack("none+lz4")
+            tags.append(pack.tag)
+            return pack
+
+        monkeypatch.setattr(kvstore.HTTPClient, "_layout", layout_then_repack)
+        layers = list(store.fetch_layers(entry, dtype="f16"))
+        monkeypatch.undo()
+        assert len(tags) == 2 and tags[0] != tags[1], "412 before the first layer: the layout is read again"
+        server.cli.run("fetch", entry, "--raw", "-o", str(tmp_path / "now.kvpack"))
+        with kvstore.read_pack(tmp_path / "now.kvpack") as pack:
+            assert pack.header.layers[0].codec == "lz4"
+            for i, layer in enumerate(layers):
+                assert np.array_equal(layer.key, pack.layer(i, "f16").key)
+        reading = store.fetch_layers(entry)
+        next(reading)
+        repack("none+zstd19")
+        with pytest.raises(kvstore.TransientError, match="re-packed") as e:
+            next(reading)
+        assert e.value.status == 412
+    finally:
+        server.stop()
