@@ -7,19 +7,23 @@
         layer = pack.layer(0, dtype="f32")
     kvstore.unpack("entry.kvpack", "cache.safetensors")  # the bytes `kvstore fetch` writes
     store = kvstore.Client()                          # the `kvstore` binary on the PATH
+    store = kvstore.Client("http://store:8750", token=token)  # `kvstore serve`: same methods
 
 The Hugging Face adapter is `kvstore.hf` and GPU-side decoding `kvstore.torch`; both need
 torch and are imported only when used.
 """
 from .client import Client, Entry
-from .errors import (CommandError, CorruptError, ExpandError, KVStoreError, ModelMismatchError, NotFoundError,
-                     PackError, SnapshotError, TransientError, UsageError)
+from .errors import (AccessError, CommandError, CorruptError, ExpandError, ForbiddenError, KVStoreError,
+                     ModelMismatchError, NotFoundError, PackError, SnapshotError, TransientError, UnauthorizedError,
+                     UsageError)
 from .pack import Pack, PackHeader, PackLayer, Section, read_pack, unpack
+from .remote import HTTPClient
 from .snapshot import Layer, Snapshot, Span, read, write
 
 __all__ = [
-    "Client", "CommandError", "CorruptError", "Entry", "ExpandError", "KVStoreError", "Layer", "ModelMismatchError",
-    "NotFoundError", "Pack", "PackError", "PackHeader", "PackLayer", "Section", "Snapshot", "SnapshotError", "Span",
-    "TransientError", "UsageError", "read", "read_pack", "unpack", "write",
+    "AccessError", "Client", "CommandError", "CorruptError", "Entry", "ExpandError", "ForbiddenError", "HTTPClient",
+    "KVStoreError", "Layer", "ModelMismatchError", "NotFoundError", "Pack", "PackError", "PackHeader", "PackLayer",
+    "Section", "Snapshot", "SnapshotError", "Span", "TransientError", "UnauthorizedError", "UsageError", "read",
+    "read_pack", "unpack", "write",
 ]
 __version__ = "0.1.0"

@@ -1,5 +1,6 @@
-"""`Client`: a local store driven through the `kvstore` binary, with typed errors mapped from
-its exit codes (1 usage, 2 not found, 3 invalid or corrupt, 4 transient)."""
+"""`Client`: a store, local or remote. `Client(path)` drives the `kvstore` binary, with typed
+errors mapped from its exit codes (1 usage, 2 not found, 3 invalid or corrupt, 4 transient);
+`Client("http://host:8750", token=...)` is an `HTTPClient` (remote.py) with the same methods."""
 from __future__ import annotations
 
 import json
@@ -8,9 +9,10 @@ import shutil
 import subprocess
 import tempfile
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any, Iterator, Sequence
 
 from .errors import CommandError, CorruptError, NotFoundError, TransientError, UsageError
+from .pack import PackLayer, read_pack
 from .snapshot import Snapshot, Span, read
 
 _ERRORS = {1: UsageError, 2: NotFoundError, 3: CorruptError, 4: TransientError}
@@ -18,7 +20,10 @@ _ERRORS = {1: UsageError, 2: NotFoundError, 3: CorruptError, 4: TransientError}
 
 @dataclass(frozen=True)
 class Entry:
-    """One stored entry, as `kvstore ls --json` lists it."""
+    """One stored entry, as `kvstore ls --json` lists it.
+
+    `spans` and `compression` are None in an HTTP listing (`HTTPClient.ls`), which carries
+    the summary only; `show` has them."""
 
     id: str
     model: str
@@ -33,14 +38,15 @@ class Entry:
     bytes_in: int
     bytes_out: int
     input_dtype: str
-    spans: list[Span]
-    compression: dict[str, str]
+    spans: list[Span] | None
+    compression: dict[str, str] | None
     fidelity: dict[str, Any] | None
     pinned: bool
 
     @property
     def sources(self) -> list[str]:
-        return [s.source for s in self.spans if s.source is not None]
+        """The spans' sources (empty when the listing carried no spans)."""
+        return [s.source for s in self.spans or [] if s.source is not None]
 
     @staticmethod
     def from_json(o: dict[str, Any]) -> "Entry":
@@ -51,6 +57,22 @@ class Entry:
                      spans=[Span.from_json(s, i) for i, s in enumerate(json.loads(o["spans"]))],
                      compression=json.loads(o["compression"]),
                      fidelity=json.loads(o["fidelity"]) if o.get("fidelity") else None, pinned=o.get("pinned", False))
+
+    @staticmethod
+    def from_api(o: dict[str, Any]) -> "Entry":
+        """From `kvstore serve`'s JSON (docs/openapi.yaml, `Entry` and `EntryDetail`)."""
+        spans = o.get("spans")
+        return Entry(id=o["id"], model=o["model"], policy=o["policy"], producer_key=o.get("key"),
+                     seq_len=o["seq_len"], layers=o["layers"], kv_heads=o["kv_heads"], head_dim=o["head_dim"],
+                     v_head_dim=o["v_head_dim"], entries_kept=o["entries_kept"], bytes_in=o["bytes_in"],
+                     bytes_out=o["bytes_out"], input_dtype=o["input_dtype"],
+                     spans=None if spans is None else [Span.from_json(s, i) for i, s in enumerate(spans)],
+                     compression=o.get("compression"), fidelity=o.get("fidelity"), pinned=o.get("pinned", False))
+
+
+def is_url(target: object) -> bool:
+    """An http(s) URL names a `kvstore serve`; anything else a local store folder."""
+    return isinstance(target, str) and target.lower().startswith(("http://", "https://"))
 
 
 def find_binary(binary: str | None = None) -> str:
@@ -63,20 +85,38 @@ def find_binary(binary: str | None = None) -> str:
 
 
 class Client:
-    """A local store through the `kvstore` binary.
+    """A store: a local one through the `kvstore` binary, or `kvstore serve` at an http(s) URL
+    (then an `HTTPClient`, same methods).
 
         store = kvstore.Client(store="/var/lib/kvstore")
+        store = kvstore.Client("http://store:8750", token=os.environ["KVSTORE_TOKEN"])
         entry_id = store.ingest("chat.safetensors", policy="lightkv+int8")
         snap = store.fetch_snapshot(entry_id)            # or store.fetch(entry_id, "out.safetensors")
+
+    `timeout`: seconds a command may run (local), or a network read may wait (HTTP); None: no limit.
     """
 
-    def __init__(self, store: str | os.PathLike[str] | None = None, binary: str | None = None) -> None:
+    def __new__(cls, store: str | os.PathLike[str] | None = None, binary: str | None = None, *,
+                token: str | None = None, timeout: float | None = None) -> "Client":
+        if cls is Client and is_url(store):
+            from .remote import HTTPClient
+            cls = HTTPClient
+        return super().__new__(cls)
+
+    def __init__(self, store: str | os.PathLike[str] | None = None, binary: str | None = None, *,
+                 token: str | None = None, timeout: float | None = None) -> None:
+        if token is not None:
+            raise TypeError("token is for a `kvstore serve` URL (http:// or https://), not a local store")
         self.binary = find_binary(binary)
         self.store = os.fspath(store) if store is not None else None
+        self.timeout = timeout
 
     def _run(self, args: list[str]) -> str:
         full = [args[0]] + (["--store", self.store] if self.store is not None else []) + args[1:]
-        done = subprocess.run([self.binary, *full], capture_output=True, text=True)
+        try:
+            done = subprocess.run([self.binary, *full], capture_output=True, text=True, timeout=self.timeout)
+        except subprocess.TimeoutExpired:
+            raise TransientError(full, 4, f"still running after {self.timeout} s (timeout): stopped") from None
         if done.returncode != 0:
             raise _ERRORS.get(done.returncode, CommandError)(full, done.returncode, done.stderr)
         return done.stdout
@@ -116,6 +156,19 @@ class Client:
                 for name in ("key", "value", "positions", "sizes"):
                     setattr(layer, name, getattr(layer, name).copy())
             return snap
+
+    def fetch_layers(self, entry: str, dtype: str = "f32", expand: bool = False,
+                     by_key: bool = False) -> Iterator[PackLayer]:
+        """The entry's layers decoded one at a time, as `read_pack(...).layer(i, dtype)` (or
+        `.expanded_layer`) gives them."""
+        with tempfile.TemporaryDirectory(prefix="kvstore-") as d:
+            with read_pack(self.fetch_raw(entry, os.path.join(d, "entry.kvpack"), by_key=by_key)) as pack:
+                yield from pack.layers(dtype, expand)
+
+    def show(self, entry: str, by_key: bool = False) -> Entry:
+        """One entry in full (an id, unique prefix, or producer key with `by_key`)."""
+        out = self._run(["show", "--json", entry, *(["--key"] if by_key else [])])
+        return Entry.from_json(json.loads(out)["entry"])
 
     def ls(self, source: str | None = None) -> list[Entry]:
         """Every stored entry (those holding `source`, e.g. sha256:<hex>, when given)."""

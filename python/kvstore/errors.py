@@ -37,39 +37,67 @@ class ExpandError(KVStoreError, ValueError):
 
 
 class CommandError(KVStoreError):
-    """The `kvstore` binary failed. Subclasses follow its exit codes (README, "Exit codes")."""
+    """The store refused or failed a request: the `kvstore` binary exited non-zero, or
+    `kvstore serve` answered an error. Subclasses follow the exit codes (README, "Exit codes")
+    and the HTTP error codes (docs/openapi.yaml, `Error.code`).
+
+    Over HTTP, `status` is the HTTP status, `code` the error code, `stderr` the server's
+    message, `retry_after` the seconds `Retry-After` asks for (None when absent), and
+    `returncode` the exit code the CLI gives the same failure.
+    """
 
     exit_code = -1
 
-    def __init__(self, args: list[str], returncode: int, stderr: str) -> None:
+    def __init__(self, args: list[str], returncode: int, stderr: str, status: int | None = None,
+                 code: str | None = None, retry_after: float | None = None) -> None:
         self.args_ = args
         self.returncode = returncode
         self.stderr = stderr.strip()
-        super().__init__(f"kvstore {' '.join(args)} exited with {returncode}: {self.stderr}")
+        self.status, self.code, self.retry_after = status, code, retry_after
+        if status is None:
+            super().__init__(f"kvstore {' '.join(args)} exited with {returncode}: {self.stderr}")
+        else:
+            super().__init__(f"{' '.join(args)}: {status} {code}: {self.stderr}")
 
 
 class UsageError(CommandError):
-    """Exit code 1: an unknown flag, a bad value, a bad policy string."""
+    """Exit code 1 (HTTP 400, 413, 416): an unknown flag, a bad value, a bad policy string,
+    an upload past the server's `--max-upload`."""
 
     exit_code = 1
 
 
 class NotFoundError(CommandError, LookupError):
-    """Exit code 2: no entry matches the id, prefix or key (or the prefix is ambiguous)."""
+    """Exit code 2 (HTTP 404, 409): no entry matches the id, prefix or key (or the prefix is
+    ambiguous)."""
 
     exit_code = 2
 
 
 class CorruptError(CommandError):
-    """Exit code 3: a malformed snapshot, a damaged or missing blob."""
+    """Exit code 3 (HTTP 422, 500 `corrupt`): a malformed snapshot, a damaged or missing
+    blob, a transfer that ended short of its `Content-Length`."""
 
     exit_code = 3
 
 
 class TransientError(CommandError):
-    """Exit code 4: disk full, database busy; retry later."""
+    """Exit code 4 (HTTP 503): disk full, database busy; retry later (`retry_after` seconds
+    when the server says)."""
 
     exit_code = 4
+
+
+class AccessError(CommandError, PermissionError):
+    """`kvstore serve` refused the token (HTTP 401 or 403)."""
+
+
+class UnauthorizedError(AccessError):
+    """HTTP 401: no token, or one the server does not know."""
+
+
+class ForbiddenError(AccessError):
+    """HTTP 403: the token's scope does not allow this (a read token uploading or deleting)."""
 
 
 class ModelMismatchError(KVStoreError, ValueError):

@@ -120,6 +120,14 @@ class Pack:
             raise self._corrupt("header checksum mismatch", field="header_checksum")
         try:
             j = json.loads(bytes(text).decode("utf-8"))
+        except ValueError as e:
+            raise self._corrupt(f"header JSON: {e}", field="header") from None
+        return self._header_from_json(j, offset)
+
+    def _header_from_json(self, j: Any, header_offset: int) -> PackHeader:
+        """The header's JSON checked: types, bounds, and sections laid end to end from byte 8
+        up to `header_offset`."""
+        try:
             header = PackHeader(
                 format=_int(j, "format"), metadata=_strings(j, "metadata"), seq_len=_int(j, "seq_len"),
                 kv_heads=_int(j, "kv_heads"), head_dim=_int(j, "head_dim"), v_head_dim=_int(j, "v_head_dim"),
@@ -140,7 +148,7 @@ class Pack:
                 raise self._corrupt(f"count {d.count} is outside 0...seq_len ({header.seq_len})", i, "count")
         nxt = 8
         for i, d in enumerate(header.layers):
-            if d.offset != nxt or d.stored_length < 0 or d.stored_length > offset - d.offset:
+            if d.offset != nxt or d.stored_length < 0 or d.stored_length > header_offset - d.offset:
                 raise self._corrupt(f"section at {d.offset}+{d.stored_length} is not where the previous one ended "
                                     f"({nxt}) or runs past the header", i, "offset")
             kl, vl = _int(d.keys, "length"), _int(d.values, "length")
@@ -148,8 +156,8 @@ class Pack:
                 raise self._corrupt(f"raw_length {d.raw_length} does not match its blocks and count {d.count}",
                                     i, "raw_length")
             nxt = d.offset + d.stored_length
-        if nxt != offset:
-            raise self._corrupt(f"sections end at {nxt} but the header starts at {offset}", field="layers")
+        if nxt != header_offset:
+            raise self._corrupt(f"sections end at {nxt} but the header starts at {header_offset}", field="layers")
         return header
 
     @property
@@ -159,10 +167,14 @@ class Pack:
     def stored_section(self, i: int) -> memoryview:
         """The stored bytes of layer `i`, checksum-verified."""
         d = self._descriptor(i)
-        stored = self._bytes[d.offset:d.offset + d.stored_length]
+        stored = self._stored(i, d)
         if _hex(stored) != d.checksum:
             raise self._corrupt("section checksum mismatch", i, "checksum")
         return stored
+
+    def _stored(self, i: int, d: Section) -> memoryview:
+        """Layer `i`'s stored bytes, unverified (a remote pack reads them with a range request)."""
+        return self._bytes[d.offset:d.offset + d.stored_length]
 
     def raw_section(self, i: int) -> np.ndarray:
         """Layer `i`'s section verified, decompressed and range-checked, as bytes (uint8)."""

@@ -1,0 +1,308 @@
+"""`HTTPClient`: a store served by `kvstore serve` (docs/openapi.yaml), with the methods of
+the local `Client`, over the standard library's http.client. Bodies stream both ways in
+1 MiB chunks: no snapshot is ever held in memory whole."""
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import urllib.parse
+from typing import Any, BinaryIO, Iterator, Sequence
+
+from .client import Client, Entry, is_url
+from .errors import (CommandError, CorruptError, ForbiddenError, NotFoundError, TransientError, UnauthorizedError,
+                     UsageError)
+from .pack import Pack, PackLayer, Section
+
+CHUNK = 1 << 20
+# A compaction re-packing the entry between `/layout` and the ranges: read the layout again.
+REPACK_ATTEMPTS = 3
+
+_CODES: dict[str, type[CommandError]] = {
+    "bad_request": UsageError, "method_not_allowed": UsageError, "length_required": UsageError,
+    "too_large": UsageError, "range_not_satisfiable": UsageError, "unauthorized": UnauthorizedError,
+    "forbidden": ForbiddenError, "not_found": NotFoundError, "ambiguous": NotFoundError, "invalid": CorruptError,
+    "corrupt": CorruptError, "transient": TransientError,
+}
+_STATUSES: dict[int, type[CommandError]] = {
+    400: UsageError, 401: UnauthorizedError, 403: ForbiddenError, 404: NotFoundError, 409: NotFoundError,
+    413: UsageError, 416: UsageError, 422: CorruptError, 502: TransientError, 503: TransientError,
+    504: TransientError,
+}
+
+
+class _Repacked(Exception):
+    """412: the entry's pack is no longer the one the layout described."""
+
+
+class HTTPClient(Client):
+    """`kvstore serve` at `url`; usually made as `kvstore.Client(url, token=...)`.
+
+        store = kvstore.Client("http://store:8750", token=os.environ["KVSTORE_TOKEN"])
+        entry_id = store.ingest("chat.safetensors", policy="lightkv+int8")
+        for layer in store.fetch_layers(entry_id, dtype="f16"):  # one ranged read per layer
+            ...
+
+    Errors: the server's `{error, code}` becomes the exception of that code (`NotFoundError`,
+    `UnauthorizedError`, `ForbiddenError`, `CorruptError`, `TransientError` with
+    `retry_after`, ...); a body that ends short of its `Content-Length` is a `CorruptError`;
+    a server that cannot be reached raises the `OSError` the socket gave.
+    """
+
+    def __init__(self, store: str | os.PathLike[str] | None = None, binary: str | None = None, *,
+                 token: str | None = None, timeout: float | None = None) -> None:
+        if binary is not None:
+            raise TypeError("binary is for a local store; an http(s) URL needs none")
+        if not is_url(store):
+            raise ValueError(f"{store!r} is not an http:// or https:// URL")
+        url = urllib.parse.urlsplit(str(store))
+        if not url.hostname or url.query or url.fragment:
+            raise ValueError(f"{store!r}: expected http(s)://HOST[:PORT][/PATH]")
+        self.url = str(store).rstrip("/")
+        self.store = self.url
+        self.token, self.timeout = token, timeout
+        self._https, self._host, self._port = url.scheme.lower() == "https", url.hostname, url.port
+        self._base = url.path.rstrip("/")
+
+    # ------------------------------------------------------------------ requests
+
+    def _connect(self) -> http.client.HTTPConnection:
+        kind = http.client.HTTPSConnection if self._https else http.client.HTTPConnection
+        return kind(self._host, self._port, timeout=self.timeout, blocksize=CHUNK)
+
+    def _target(self, path: str, query: dict[str, Any] | None = None) -> str:
+        q = {k: v for k, v in (query or {}).items() if v is not None}
+        return self._base + path + ("?" + urllib.parse.urlencode(q) if q else "")
+
+    def _request(self, method: str, target: str, headers: dict[str, str] | None = None,
+                 body: BinaryIO | None = None,
+                 length: int | None = None) -> tuple[http.client.HTTPConnection, http.client.HTTPResponse]:
+        """Sends the request; the caller reads the response and closes the connection."""
+        h = {"Accept": "application/json, application/octet-stream"}
+        if self.token is not None:
+            h["Authorization"] = f"Bearer {self.token}"
+        if body is not None:
+            h.update({"Content-Type": "application/octet-stream", "Content-Length": str(length)})
+        h.update(headers or {})
+        conn = self._connect()
+        try:
+            try:
+                conn.request(method, target, body=body, headers=h)
+            except (BrokenPipeError, ConnectionResetError):
+                if body is None:
+                    raise
+                # The server answered before taking the whole body (413, 401, 403): read that answer.
+            return conn, conn.getresponse()
+        except BaseException:
+            conn.close()
+            raise
+
+    def _error(self, method: str, target: str, resp: http.client.HTTPResponse) -> CommandError:
+        raw = resp.read(1 << 16)
+        try:
+            j = json.loads(raw)
+            message, code = str(j["error"]), str(j["code"])
+        except (ValueError, KeyError, TypeError):
+            message, code = raw.decode("utf-8", "replace").strip() or resp.reason, None
+        cls = _CODES.get(code or "") or _STATUSES.get(resp.status) or CommandError
+        retry = resp.getheader("Retry-After")
+        return cls([method, self.url + target[len(self._base):]], cls.exit_code, message, status=resp.status,
+                   code=code or str(resp.status), retry_after=float(retry) if retry and retry.isdigit() else None)
+
+    def _json(self, method: str, path: str, query: dict[str, Any] | None = None,
+              ok: tuple[int, ...] = (200,), body: BinaryIO | None = None,
+              length: int | None = None) -> tuple[Any, http.client.HTTPResponse]:
+        target = self._target(path, query)
+        conn, resp = self._request(method, target, body=body, length=length)
+        try:
+            if resp.status not in ok:
+                raise self._error(method, target, resp)
+            return json.loads(self._body(method, target, resp)), resp
+        finally:
+            conn.close()
+
+    def _body(self, method: str, target: str, resp: http.client.HTTPResponse, sink: BinaryIO | None = None) -> bytes:
+        """The whole body (into `sink` when given), checked against `Content-Length`."""
+        expected = resp.getheader("Content-Length")
+        parts: list[bytes] = []
+        got = 0
+        try:
+            while chunk := resp.read(CHUNK):
+                got += len(chunk)
+                if sink is None:
+                    parts.append(chunk)
+                else:
+                    sink.write(chunk)
+        except (http.client.IncompleteRead, OSError) as e:
+            raise self._short(method, target, got, expected, f" ({type(e).__name__}: {e})") from None
+        if expected is not None and got != int(expected):
+            raise self._short(method, target, got, expected, "")
+        return b"".join(parts)
+
+    def _short(self, method: str, target: str, got: int, expected: str | None, why: str) -> CorruptError:
+        of = f" of {expected}" if expected is not None else ""
+        return CorruptError([method, self.url + target[len(self._base):]], 3,
+                            f"the transfer ended after {got}{of} bytes{why}: the server failed mid-stream (a damaged "
+                            "entry) or the connection was cut", status=200, code="incomplete")
+
+    def _download(self, path: str, query: dict[str, Any], output: str | os.PathLike[str],
+                  etag: str | None = None) -> str | None:
+        """Streams a body to `output` (complete or not at all); its ETag, or None on 304."""
+        output = os.fspath(output)
+        target = self._target(path, query)
+        conn, resp = self._request("GET", target, headers={"If-None-Match": etag} if etag else None)
+        try:
+            if resp.status == 304:
+                return None
+            if resp.status != 200:
+                raise self._error("GET", target, resp)
+            temp = f"{output}.{os.getpid()}.tmp"
+            try:
+                with open(temp, "wb") as f:
+                    self._body("GET", target, resp, f)
+                os.replace(temp, output)
+            except BaseException:
+                if os.path.exists(temp):
+                    os.remove(temp)
+                raise
+            return resp.getheader("ETag") or ""
+        finally:
+            conn.close()
+
+    @staticmethod
+    def _segment(value: str) -> str:
+        return urllib.parse.quote(value, safe="")
+
+    def _entry_path(self, entry: str, by_key: bool) -> str:
+        """`/v1/entries/ID`; a producer key is looked up first (its newest entry)."""
+        return "/v1/entries/" + self._segment(self.show(entry, by_key=True).id if by_key else entry)
+
+    # ------------------------------------------------------------------ the store
+
+    def ingest(self, path: str | os.PathLike[str], policy: str = "none", policies: str | None = None) -> str:
+        """Uploads a kvsnap file (streamed, with its size as `Content-Length`) and stores it
+        with `policy`; returns the entry's id, new (201) or already stored (200)."""
+        if policies is not None:
+            raise TypeError("policies (a policy file) is for a local store; over HTTP pass a policy string")
+        with open(path, "rb") as f:
+            size = os.fstat(f.fileno()).st_size
+            answer, _ = self._json("PUT", "/v1/snapshots", {"policy": policy}, ok=(200, 201), body=f, length=size)
+        return str(answer["id"])
+
+    def ingest_many(self, paths: Sequence[str | os.PathLike[str]], policy: str = "none",
+                    policies: str | None = None) -> list[str]:
+        """Uploads several kvsnap files in order; the first failure raises (files before it are stored)."""
+        return [self.ingest(p, policy, policies) for p in paths]
+
+    def fetch(self, entry: str, output: str | os.PathLike[str], dtype: str = "f16", expand: bool = False,
+              by_key: bool = False) -> str:
+        """Writes the entry as a kvsnap file, the bytes `kvstore fetch` writes (complete or not at all)."""
+        self.fetch_if_changed(entry, output, None, dtype, expand, by_key)
+        return os.fspath(output)
+
+    def fetch_if_changed(self, entry: str, output: str | os.PathLike[str], etag: str | None = None,
+                         dtype: str = "f16", expand: bool = False, by_key: bool = False) -> str | None:
+        """`fetch` unless `etag` (returned by an earlier call for `output`) is still current:
+        then `output` is left as it is and None returned; else the new ETag."""
+        return self._download(self._entry_path(entry, by_key) + "/kvsnap",
+                              {"dtype": dtype, "expand": "1" if expand else None}, output, etag)
+
+    def fetch_raw(self, entry: str, output: str | os.PathLike[str], by_key: bool = False) -> str:
+        """Writes the stored kvpack file itself (read it with `kvstore.read_pack`)."""
+        self._download(self._entry_path(entry, by_key) + "/pack", {}, output)
+        return os.fspath(output)
+
+    def fetch_layers(self, entry: str, dtype: str = "f32", expand: bool = False,
+                     by_key: bool = False) -> Iterator[PackLayer]:
+        """The entry's layers, one ranged read and checksum-verified decode per layer, equal to
+        `read_pack(...).layer(i, dtype)` (`.expanded_layer` with `expand`) of the stored pack.
+
+        Every range names the layout's pack (`If-Match`). If compaction re-packs the entry
+        before the first layer arrived, the layout is read again; after, layers of two packs
+        would mix, so that raises a `TransientError`: read the entry again."""
+        path = self._entry_path(entry, by_key)
+        for _ in range(REPACK_ATTEMPTS):
+            pack = self._layout(path)
+            done = 0
+            try:
+                for i in range(pack.num_layers):
+                    layer = pack.expanded_layer(i, dtype) if expand else pack.layer(i, dtype)
+                    yield layer
+                    done += 1
+                return
+            except _Repacked:
+                if done:
+                    raise TransientError(["GET", pack.path], 4, f"the entry was re-packed by compaction after {done} "
+                                         f"of {pack.num_layers} layers were read: read it again",
+                                         status=412, code="precondition_failed") from None
+        raise TransientError(["GET", self.url + path], 4,
+                             f"the entry was re-packed {REPACK_ATTEMPTS} times while its layout was read",
+                             status=412, code="precondition_failed")
+
+    def _layout(self, path: str) -> "_RemotePack":
+        layout, resp = self._json("GET", path + "/layout")
+        return _RemotePack(self, layout, resp.getheader("ETag") or f'"{layout["blob"]}"')
+
+    def show(self, entry: str, by_key: bool = False) -> Entry:
+        """One entry in full: an id or unique prefix, or the newest entry with producer key `entry`."""
+        path = ("/v1/keys/" if by_key else "/v1/entries/") + self._segment(entry)
+        return Entry.from_api(self._json("GET", path)[0])
+
+    def ls(self, source: str | None = None, *, model: str | None = None, key: str | None = None,
+           page_size: int = 100) -> list[Entry]:
+        """Every entry (of `model`, holding `source`, with producer `key`), in id order, read a
+        page of `page_size` at a time. Summaries: `spans` and `compression` are in `show`."""
+        entries: list[Entry] = []
+        after: str | None = None
+        while True:
+            page, _ = self._json("GET", "/v1/entries", {"model": model, "source": source, "key": key,
+                                                        "limit": page_size, "after": after})
+            entries += [Entry.from_api(o) for o in page["entries"]]
+            after = page["next"]
+            if after is None:
+                return entries
+
+    def remove(self, *entries: str) -> None:
+        for entry in entries:
+            self._json("DELETE", "/v1/entries/" + self._segment(entry))
+
+
+class _RemotePack(Pack):
+    """A pack read through `/layout` and ranged `/pack` reads: the header comes from the
+    layout (checked as a file's is), each section's stored bytes from one range request."""
+
+    def __init__(self, client: HTTPClient, layout: dict[str, Any], tag: str) -> None:
+        self.client, self.tag = client, tag
+        self.target = client._target(f"/v1/entries/{client._segment(str(layout['id']))}/pack")
+        self.path = client.url + self.target[len(client._base):]
+        self._map = None
+        self._bytes = memoryview(b"")
+        self.header = self._header_from_json(layout["header"], int(layout["header_offset"]))
+        listed = [(int(l["offset"]), int(l["length"]), int(l["count"])) for l in layout["layers"]]
+        if listed != [(d.offset, d.stored_length, d.count) for d in self.header.layers]:
+            raise self._corrupt("the layout's layer ranges disagree with its header", field="layers")
+
+    def _stored(self, i: int, d: Section) -> memoryview:
+        if d.stored_length == 0:
+            return memoryview(b"")
+        c = self.client
+        last = d.offset + d.stored_length - 1
+        conn, resp = c._request("GET", self.target, headers={"Range": f"bytes={d.offset}-{last}", "If-Match": self.tag})
+        try:
+            if resp.status == 412:
+                raise _Repacked()
+            if resp.status != 206:
+                if resp.status < 300:
+                    raise self._corrupt(f"asked for bytes {d.offset}-{last}, got status {resp.status} instead of 206",
+                                        i, "range")
+                raise c._error("GET", self.target, resp)
+            span = resp.getheader("Content-Range", "")
+            if not span.startswith(f"bytes {d.offset}-{last}/"):
+                raise self._corrupt(f"asked for bytes {d.offset}-{last}, got Content-Range {span!r}", i, "range")
+            data = c._body("GET", self.target, resp)
+        finally:
+            conn.close()
+        if len(data) != d.stored_length:
+            raise self._corrupt(f"the range read returned {len(data)} of {d.stored_length} bytes", i, "stored_length")
+        return memoryview(data)
+

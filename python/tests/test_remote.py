@@ -1,0 +1,303 @@
+"""`Client(url)` against the real `kvstore serve` on 127.0.0.1 (a port the system picks), with a
+tokens file: every answer is checked against what the CLI gives for the same store."""
+from __future__ import annotations
+
+import json
+import re
+import socket
+import subprocess
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+import pytest
+
+import kvstore
+from conftest import CLI
+
+READER, WRITER = "r3ad-0123456789abcdef", "wr1te-0123456789abcdef"
+
+
+@dataclass
+class Server:
+    url: str
+    cli: CLI
+    process: subprocess.Popen[str]
+
+    def client(self, token: str | None = WRITER) -> kvstore.Client:
+        return kvstore.Client(self.url, token=token, timeout=30)
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+        assert self.process.wait(timeout=30) == 0, "SIGTERM stops the server with status 0"
+        if self.process.stdout is not None:
+            self.process.stdout.close()
+
+
+def serve(kvstore_bin: str, d: Path, *args: str) -> Server:
+    """`kvstore serve --listen 127.0.0.1:0 --tokens FILE`, ready once it prints its address."""
+    d.mkdir(parents=True, exist_ok=True)
+    (d / "tokens").write_text(f"# scopes\n{READER} read\n{WRITER} write\n")
+    cli = CLI(kvstore_bin, d / "store")
+    process = subprocess.Popen([kvstore_bin, "serve", "--store", str(cli.store), "--listen", "127.0.0.1:0",
+                                "--tokens", str(d / "tokens"), *args], stdout=subprocess.PIPE,
+                               stderr=open(d / "serve.err", "w"), text=True)
+    assert process.stdout is not None
+    line = process.stdout.readline()
+    found = re.search(r"listening on (http://\S+)", line)
+    if not found:
+        process.kill()
+        process.wait()
+        pytest.fail(f"kvstore serve did not start: {line!r} {(d / 'serve.err').read_text()}")
+    return Server(found.group(1), cli, process)
+
+
+@pytest.fixture(scope="module")
+def server(kvstore_bin: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    s = serve(kvstore_bin, tmp_path_factory.mktemp("serve"), "--max-upload", "1MB")
+    try:
+        yield s
+    finally:
+        s.stop()
+
+
+@pytest.fixture(scope="module")
+def snapshots(server: Server, tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
+    d = tmp_path_factory.mktemp("snaps")
+    image = ("--preset", "tiny", "--layers", "4", "--grid", "8x8", "--head-dim", "40")
+    return [server.cli.synth(d / f"s{seed}.safetensors", *image, "--seed", str(seed)) for seed in range(3)]
+
+
+def test_ingest_then_fetch_gives_the_cli_bytes(server: Server, snapshots: list[Path], tmp_path: Path) -> None:
+    store = server.client()
+    assert isinstance(store, kvstore.HTTPClient)
+    entry = store.ingest(snapshots[0], policy="lightkv+int8")
+    assert store.ingest(snapshots[0], policy="lightkv+int8") == entry  # 200: already stored
+    for dtype, expand in (("f16", False), ("bf16", True)):
+        got = store.fetch(entry[:10], tmp_path / f"http-{dtype}.safetensors", dtype=dtype, expand=expand)
+        want = tmp_path / f"cli-{dtype}.safetensors"
+        server.cli.run("fetch", entry, "-o", str(want), "--dtype", dtype, *(["--expand"] if expand else []))
+        assert Path(got).read_bytes() == want.read_bytes()
+    raw = store.fetch_raw(entry, tmp_path / "http.kvpack")
+    server.cli.run("fetch", entry, "--raw", "-o", str(tmp_path / "cli.kvpack"))
+    assert Path(raw).read_bytes() == (tmp_path / "cli.kvpack").read_bytes()
+    snap = store.fetch_snapshot(entry, dtype="f32")
+    assert len(snap.layers) == 4 and snap.layers[0].key.dtype == np.float32
+    # Caching: the ETag of the copy on disk answers 304 and leaves the file alone.
+    out = tmp_path / "cached.safetensors"
+    tag = store.fetch_if_changed(entry, out)
+    assert tag and out.read_bytes() == (tmp_path / "cli-f16.safetensors").read_bytes()
+    out.write_bytes(b"mine")
+    assert store.fetch_if_changed(entry, out, etag=tag) is None and out.read_bytes() == b"mine"
+    assert store.fetch_if_changed(entry, out, etag=tag, dtype="f32") not in (None, tag)
+
+
+def test_fetch_layers_equals_the_raw_pack_layer_by_layer(server: Server, snapshots: list[Path],
+                                                        tmp_path: Path) -> None:
+    store = server.client(READER)
+    entry = server.cli.ingest(snapshots[1], "airmerge20")
+    raw = tmp_path / "entry.kvpack"
+    server.cli.run("fetch", entry, "--raw", "-o", str(raw))
+    with kvstore.read_pack(raw) as pack:
+        for dtype, expand in (("f16", False), ("f32", True)):
+            layers = list(store.fetch_layers(entry[:12], dtype=dtype, expand=expand))
+            assert len(layers) == pack.num_layers == 4
+            for i, got in enumerate(layers):
+                want = pack.expanded_layer(i, dtype) if expand else pack.layer(i, dtype)
+                for name in ("key", "value", "positions", "sizes"):
+                    a, b = getattr(got, name), getattr(want, name)
+                    assert a.dtype == b.dtype and np.array_equal(a, b), (i, name)
+                assert (got.members is None) == (want.members is None)
+                if want.members is not None:
+                    assert np.array_equal(got.members, want.members)
+    assert any(layer.count < 64 for layer in store.fetch_layers(entry)), "the policy merged something"
+
+
+def test_ls_pages_and_show(server: Server, snapshots: list[Path]) -> None:
+    store = server.client(READER)
+    ids = {server.cli.ingest(p, "none") for p in snapshots}  # some may be stored already: same ids
+    listed = store.ls(page_size=1)
+    assert len(listed) >= 3, "three pages at least"
+    cli = json.loads(server.cli.run("ls", "--json").stdout)
+    assert [e.id for e in listed] == sorted(o["id"] for o in cli) and ids <= {e.id for e in listed}
+    assert [e.id for e in store.ls(page_size=2)] == [e.id for e in listed] == [e.id for e in store.ls()]
+    assert all(e.spans is None for e in listed), "a listing carries summaries"
+    entry = next(e for e in listed if e.id == min(ids))
+    shown = store.show(entry.id[:8])
+    assert shown.id == entry.id and shown.spans and shown.compression is not None and shown.layers == 4
+    local = kvstore.Client(server.cli.store, binary=server.cli.binary).show(entry.id)
+    assert (shown.spans, shown.compression, shown.producer_key, shown.bytes_out) == \
+        (local.spans, local.compression, local.producer_key, local.bytes_out)
+    by_source = json.loads(server.cli.run("ls", "--json", "--source", shown.sources[0]).stdout)
+    assert [e.id for e in store.ls(source=shown.sources[0], page_size=1)] == sorted(o["id"] for o in by_source)
+    assert entry.id in {o["id"] for o in by_source}
+    assert store.ls(model="no/such-model") == []
+    assert shown.producer_key and store.show(shown.producer_key, by_key=True).producer_key == shown.producer_key
+    keyed = store.ls(key=shown.producer_key)
+    assert keyed and all(e.producer_key == shown.producer_key for e in keyed)
+
+
+def test_errors_map_to_the_named_exceptions(server: Server, snapshots: list[Path], tmp_path: Path) -> None:
+    with pytest.raises(kvstore.UnauthorizedError) as e:
+        server.client(None).ls()
+    assert e.value.status == 401 and e.value.code == "unauthorized"
+    with pytest.raises(kvstore.UnauthorizedError):
+        server.client(READER + "x").show("0")
+    with pytest.raises(kvstore.ForbiddenError) as f:
+        server.client(READER).ingest(snapshots[2])
+    assert f.value.status == 403 and isinstance(f.value, PermissionError)
+    store = server.client()
+    with pytest.raises(kvstore.NotFoundError) as n:
+        store.show("ffff")
+    assert n.value.status == 404 and n.value.returncode == 2 and "ffff" in str(n.value)
+    with pytest.raises(kvstore.NotFoundError):
+        store.fetch("ffff", tmp_path / "x.safetensors")
+    assert not list(tmp_path.iterdir()), "a failed fetch leaves nothing behind"
+    with pytest.raises(kvstore.NotFoundError):
+        list(store.fetch_layers("no-such-key", by_key=True))
+    with pytest.raises(kvstore.UsageError) as u:
+        store.ingest(snapshots[2], policy="lightkv+int7")
+    assert u.value.status == 400 and "int7" in str(u.value)
+    bad = tmp_path / "bad.safetensors"
+    bad.write_bytes(b"\x10" + b"\0" * 7 + b"{}")
+    with pytest.raises(kvstore.CorruptError) as c:
+        store.ingest(bad)
+    assert c.value.status == 422 and c.value.code == "invalid"
+    huge = tmp_path / "huge.safetensors"
+    huge.write_bytes(b"\0" * (3 << 20))
+    with pytest.raises(kvstore.UsageError) as t:
+        store.ingest(huge)
+    assert t.value.status == 413 and t.value.code == "too_large"
+    assert WRITER not in str(c.value) and READER not in str(f.value)
+
+
+def test_a_damaged_entry_never_arrives_whole(kvstore_bin: str, tmp_path: Path) -> None:
+    server = serve(kvstore_bin, tmp_path / "serve")
+    try:
+        big = server.cli.synth(tmp_path / "big.safetensors", "--preset", "tiny", "--layers", "6", "--grid", "8x8",
+                               "--head-dim", "64")
+        entry = server.cli.ingest(big, "none")
+        blob = Path(json.loads(server.cli.run("show", "--json", entry).stdout)["blobPath"])
+        store = server.client(READER)
+        layout = store._layout(f"/v1/entries/{entry}")
+        last = layout.header.layers[-1]
+        data = bytearray(blob.read_bytes())
+        data[last.offset + last.stored_length // 2] ^= 0xFF
+        blob.chmod(0o644)
+        blob.write_bytes(bytes(data))
+        out = tmp_path / "out"
+        out.mkdir()
+        with pytest.raises(kvstore.CorruptError) as c:
+            store.fetch(entry, out / "x.safetensors")  # the server checks the blob's content name first
+        assert c.value.status == 500 and c.value.code == "corrupt"
+        assert not list(out.iterdir()), "nothing half-written"
+        layers = store.fetch_layers(entry, dtype="f16")
+        for _ in range(len(layout.header.layers) - 1):
+            next(layers)  # the intact layers arrive
+        with pytest.raises(kvstore.PackError) as p:
+            next(layers)
+        assert p.value.layer == len(layout.header.layers) - 1 and p.value.field == "checksum"
+    finally:
+        server.stop()
+
+
+class Stub:
+    """A socket on 127.0.0.1 that answers each connection with the next canned response: for
+    what the real server does only by accident (a connection cut mid-stream, a busy index)."""
+
+    def __init__(self, *responses: bytes) -> None:
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.url = f"http://127.0.0.1:{self.listener.getsockname()[1]}"
+        self.thread = threading.Thread(target=self._answer, args=(responses,), daemon=True)
+        self.thread.start()
+
+    def _answer(self, responses: tuple[bytes, ...]) -> None:
+        for response in responses:
+            conn, _ = self.listener.accept()
+            with conn:
+                conn.recv(65536)
+                conn.sendall(response)
+
+    def close(self) -> None:
+        self.thread.join(timeout=10)
+        self.listener.close()
+
+
+def test_a_transfer_cut_short_raises_and_leaves_nothing(tmp_path: Path) -> None:
+    """A server that stops mid-stream (as `kvstore serve` does when a layer fails to decode
+    after the first byte): a socket that promises 1000 bytes and sends 10."""
+    short = b"HTTP/1.1 200 OK\r\nContent-Length: 1000\r\nConnection: close\r\n\r\n" + b"k" * 10
+    stub = Stub(short, short)
+    try:
+        store = kvstore.Client(stub.url, token=READER, timeout=10)
+        with pytest.raises(kvstore.CorruptError, match="after 10 of 1000 bytes"):
+            store.fetch("ab12", tmp_path / "a.safetensors")
+        with pytest.raises(kvstore.CorruptError, match="after 10 of 1000 bytes"):
+            store.fetch_raw("ab12", tmp_path / "b.kvpack")
+        assert not list(tmp_path.iterdir()), "no partial file"
+    finally:
+        stub.close()
+
+
+def test_a_busy_server_says_when_to_retry() -> None:
+    body = b'{"error": "database is locked", "code": "transient"}'
+    stub = Stub(b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\nRetry-After: 5\r\n"
+                b"Content-Length: %d\r\nConnection: close\r\n\r\n%s" % (len(body), body))
+    try:
+        with pytest.raises(kvstore.TransientError, match="database is locked") as e:
+            kvstore.Client(stub.url, timeout=10).ls()
+        assert e.value.retry_after == 5 and e.value.status == 503 and e.value.returncode == 4
+    finally:
+        stub.close()
+
+
+def test_bad_arguments_are_refused_before_any_request() -> None:
+    with pytest.raises(ValueError, match="expected http"):
+        kvstore.Client("http://")
+    with pytest.raises(TypeError, match="binary"):
+        kvstore.Client("http://127.0.0.1:1", binary="/bin/kvstore")
+    with pytest.raises(TypeError, match="token"):
+        kvstore.Client("/var/lib/kvstore", token=READER)
+
+
+def test_a_repack_mid_read_restarts_or_refuses_to_mix_packs(kvstore_bin: str, tmp_path: Path,
+                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    server = serve(kvstore_bin, tmp_path / "serve")
+    try:
+        snap = server.cli.synth(tmp_path / "s.safetensors", "--preset", "tiny", "--layers", "4")
+        entry = server.cli.ingest(snap, "none")
+        store = server.client(READER)
+
+        def repack(policy: str) -> None:  # what nightly compaction does to a cold entry
+            server.cli.run("compact", "--cold-days", "0", "--cold-policy", policy, "--verify-sample", "0")
+
+        read_layout = kvstore.HTTPClient._layout
+        tags: list[str] = []
+
+        def layout_then_repack(self: kvstore.HTTPClient, path: str) -> object:
+            pack = read_layout(self, path)
+            if not tags:
+                repack("none+lz4")
+            tags.append(pack.tag)
+            return pack
+
+        monkeypatch.setattr(kvstore.HTTPClient, "_layout", layout_then_repack)
+        layers = list(store.fetch_layers(entry, dtype="f16"))
+        monkeypatch.undo()
+        assert len(tags) == 2 and tags[0] != tags[1], "412 before the first layer: the layout is read again"
+        server.cli.run("fetch", entry, "--raw", "-o", str(tmp_path / "now.kvpack"))
+        with kvstore.read_pack(tmp_path / "now.kvpack") as pack:
+            assert pack.header.layers[0].codec == "lz4"
+            for i, layer in enumerate(layers):
+                assert np.array_equal(layer.key, pack.layer(i, "f16").key)
+        reading = store.fetch_layers(entry)
+        next(reading)
+        repack("none+zstd19")
+        with pytest.raises(kvstore.TransientError, match="re-packed") as e:
+            next(reading)
+        assert e.value.status == 412
+    finally:
+        server.stop()
