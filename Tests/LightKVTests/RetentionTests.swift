@@ -3,7 +3,7 @@ import XCTest
 
 /// Every reduction keeps the average vision retention it asks for, on any depth, or refuses.
 final class RetentionTests: XCTestCase {
-    static let methods = ["lightkv", "tome", "uniform", "random", "prompt-topk", "prompt-topk%:profile=flat",
+    static let methods = ["lightkv", "lightkv%:budget=adaptive", "tome", "uniform", "random", "prompt-topk", "prompt-topk%:profile=flat",
                           "prompt-topk%:profile=adaptive", "aircache", "airmerge"]
 
     func token(_ method: String, _ percent: Int) -> String {

@@ -39,6 +39,36 @@ public struct LightKVCompressor: CacheCompressor {
         self.method = "tome"
     }
 
+    /// Per layer, the prompt attention of its vision entries, for `budget=adaptive`.
+    private var surveyed: [[Float]] = []
+    /// Entries standing after each stage (by stage layer), for `budget=adaptive`.
+    private var adaptiveTargets: [Int: Int] = [:]
+
+    public var surveysLayers: Bool { settings.budget == .adaptive && settings.stages == nil }
+
+    public mutating func survey(_ layer: KVLayer, context: LayerContext) {
+        prepare(context)
+        let layout = layout!
+        let vision = (0..<layer.count).filter { layout.isVision(layer.positions[$0]) }
+        surveyed.append(PromptAttention.guide(settings.guidance, layer: layer, promptQuery: context.promptQuery,
+                                              promptRange: layout.promptRange, entries: vision).weights)
+        if surveyed.count == context.layerCount, let schedule {
+            let reference = schedule.stages.map { standingTarget($0, layout: layout) ?? layout.visionTokenCount }
+            let counts = StageBudget.counts(stageLayers: schedule.stages.map(\.layer), referenceCounts: reference,
+                                            layerCount: context.layerCount, importance: surveyed,
+                                            floor: layout.frames.count, ceiling: layout.visionTokenCount)
+            adaptiveTargets = Dictionary(uniqueKeysWithValues: zip(schedule.stages.map(\.layer), counts))
+            surveyed = []
+        }
+    }
+
+    private mutating func prepare(_ context: LayerContext) {
+        guard layout == nil else { return }
+        layout = VisionLayout(spans: context.spans, seqLen: context.seqLen)
+        schedule = settings.mergeSchedule(layerCount: context.layerCount)
+        representative = (0..<Int32(context.seqLen)).map { $0 }
+    }
+
     public var record: [String: String] {
         var r = ["method": method,
                  "guidance": sources.isEmpty ? "unused" : sources.sorted().joined(separator: "; "),
@@ -47,6 +77,9 @@ public struct LightKVCompressor: CacheCompressor {
                  "renorm": settings.renormalise ? "on" : "off",
                  "windows": settings.windowed ? "per frame, shrunk to >= 8 entries per window" : "none (whole frame)",
                  "reference": settings.schedule.rawValue]
+        if !adaptiveTargets.isEmpty {
+            r["budget"] = "adaptive: " + adaptiveTargets.sorted { $0.key < $1.key }.map { "\($0.key)/\($0.value)" }.joined(separator: ",")
+        }
         if let s = schedule {
             r["schedule"] = s.summary
             r["nominal_retention"] = String(format: "%.4f", s.nominalAverageRetention)
@@ -55,11 +88,7 @@ public struct LightKVCompressor: CacheCompressor {
     }
 
     public mutating func compress(_ layer: KVLayer, context: LayerContext) -> KVLayer {
-        if layout == nil {
-            layout = VisionLayout(spans: context.spans, seqLen: context.seqLen)
-            schedule = settings.mergeSchedule(layerCount: context.layerCount)
-            representative = (0..<Int32(context.seqLen)).map { $0 }
-        }
+        prepare(context)
         let layout = layout!
         let stagesNow = schedule!.stages(upTo: context.index)
         guard !stagesNow.isEmpty else { return layer }
@@ -118,6 +147,7 @@ public struct LightKVCompressor: CacheCompressor {
     /// none: they merge `⌊P·n⌋` in each window, as written.
     private func standingTarget(_ stage: MergeSchedule.Stage, layout: VisionLayout) -> Int? {
         guard settings.stages == nil, let schedule else { return nil }
+        if let adaptive = adaptiveTargets[stage.layer] { return adaptive }
         let f = schedule.nominalKeepFraction(layer: stage.layer)
         return max(layout.frames.count, Int((f * Double(layout.visionTokenCount)).rounded()))
     }

@@ -45,6 +45,15 @@ public struct LightKVSettings: Sendable, Equatable {
     public var renormalise = false
     /// Merge only inside spatial windows; false merges over a whole frame (the `tome` baseline).
     public var windowed = true
+    /// How many entries each stage leaves standing: the reference schedule's share
+    /// (`schedule`), or the same total divided over stages by need (`adaptive`,
+    /// `StageBudget`).
+    public var budget: Budget = .schedule
+
+    public enum Budget: String, Sendable, Equatable, CaseIterable {
+        case schedule
+        case adaptive
+    }
 
     public init() {}
 

@@ -9,7 +9,7 @@
 ///     stage     := layer "/" windowsPerSide "/" ratio                  e.g. 12/4/0.5
 ///
 /// `lightkv` options: `groups=reuse|rematch`, `key=mean|rep`, `renorm=on|off`,
-/// `guide=query|keys|none`, `windows=on|off` (off: match over whole frames). `aircache`/`airmerge` options:
+/// `guide=query|keys|none`, `windows=on|off` (off: match over whole frames), `budget=schedule|adaptive`. `aircache`/`airmerge` options:
 /// `observers=K`, `agreement=on|off`, `budget=adaptive|flat`, `floor=F`; `airmerge` also `protect=F`,
 /// `evict=F`. Baseline options: `profile=schedule|flat|adaptive` (not `tome`; adaptive: `prompt-topk`),
 /// `seed=N` (`random` only). Examples: `lightkv`, `lightkv@qwen`, `lightkv35:key=rep`,
@@ -37,6 +37,7 @@ public enum ReductionSpec: Sendable, Equatable {
             if s.renormalise != d.renormalise { options.append("renorm=\(s.renormalise ? "on" : "off")") }
             if s.guidance != d.guidance { options.append("guide=\(s.guidance.rawValue)") }
             if s.windowed != d.windowed { options.append("windows=\(s.windowed ? "on" : "off")") }
+            if s.budget != d.budget { options.append("budget=\(s.budget.rawValue)") }
             if let stages = s.stages {
                 let st = stages.map { "\($0.layer)/\($0.windowsPerSide)/\($0.ratio)" }.joined(separator: ",")
                 return (["lightkv@" + st] + options).joined(separator: ":")
@@ -165,10 +166,13 @@ extension ReductionSpec {
                 case "groups": s.groups = try choice(key, value, LightKVSettings.Groups.self)
                 case "key": s.keyRule = try choice(key, value, LightKVSettings.KeyRule.self)
                 case "guide": s.guidance = try choice(key, value, LightKVSettings.Guidance.self)
+                case "budget":
+                    s.budget = try choice(key, value, LightKVSettings.Budget.self)
+                    if s.budget == .adaptive && s.stages != nil { throw bad("budget=adaptive divides a reference schedule's total; explicit stages are used as written") }
                 case "renorm", "windows":
                     guard value == "on" || value == "off" else { throw bad("\(key)=\(value): expected on or off") }
                     if key == "renorm" { s.renormalise = value == "on" } else { s.windowed = value == "on" }
-                default: throw bad("unknown lightkv option \"\(key)\" (groups, key, renorm, guide, windows)")
+                default: throw bad("unknown lightkv option \"\(key)\" (groups, key, renorm, guide, windows, budget)")
                 }
             }
             self = .lightkv(s)
