@@ -43,12 +43,13 @@ public struct Repairer {
 
     /// Opens the store at `path` for repair. An index SQLite cannot open or finds damaged
     /// (`PRAGMA quick_check`) is moved aside, with its -wal and -shm, to
-    /// `index.sqlite.damaged-<time>` and a new one is created, for `repair` to fill.
-    public static func open(path: String) throws -> (root: StoreRoot, movedAside: String?) {
+    /// `index.sqlite.damaged-<time>` and a new one is created, for `repair` to fill. `blobs`
+    /// as for `StoreRoot`.
+    public static func open(path: String, blobs: (any BlobStore)? = nil) throws -> (root: StoreRoot, movedAside: String?) {
         let index = path + "/index.sqlite"
         let problem: String
         do {
-            let root = try StoreRoot(path: path)
+            let root = try StoreRoot(path: path, blobs: blobs)
             let check = try root.index.quickCheck()
             if check == "ok" { return (root, nil) }
             problem = check
@@ -62,7 +63,7 @@ public struct Repairer {
                 throw StoreError.io(path: index + suffix, operation: "move the damaged index (\(problem)) aside", errno: errno)
             }
         }
-        return (try StoreRoot(path: path), aside)
+        return (try StoreRoot(path: path, blobs: blobs), aside)
     }
 
     public func repair(dryRun: Bool = false) throws -> RepairReport {

@@ -12,10 +12,20 @@ public final class StoreRoot: @unchecked Sendable {
     public let index: EntryIndex
     public let blobs: any BlobStore
 
-    /// Opens the store at `path`, creating its directories and index as needed.
-    public init(path: String) throws {
+    /// Opens the store at `path`, creating its directories and index as needed. With
+    /// `blobs`, the blobs live there and `path` holds the index alone.
+    public init(path: String, blobs: (any BlobStore)? = nil) throws {
+        // A store URL is not a directory: never create one named "s3:".
+        if path.contains("://") {
+            throw StoreError.io(path: path, operation: "open (a store URL is accepted by the commands that take --index and --cache only)", errno: EINVAL)
+        }
         self.path = path
-        blobs = try LocalBlobStore(root: path)
+        if let blobs {
+            try FileSystem.makeDirectories(path)
+            self.blobs = blobs
+        } else {
+            self.blobs = try LocalBlobStore(root: path)
+        }
         index = try EntryIndex(path: path + "/index.sqlite")
     }
 
