@@ -23,6 +23,8 @@ let package = Package(
         .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.28.1", traits: []),
         .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.13.0"),
         .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.4.1"),
+        // S3 blob stores only (the SharedStore target).
+        .package(url: "https://github.com/swift-server/async-http-client", from: "1.37.0"),
     ],
     targets: [
         .systemLibrary(name: "CZstd", pkgConfig: "libzstd", providers: [.apt(["libzstd-dev"])]),
@@ -41,6 +43,10 @@ let package = Package(
             dependencies: ["Store", "LightKV", "CLinux", .product(name: "Logging", package: "swift-log")],
             swiftSettings: fastMath),
         .target(
+            name: "SharedStore",
+            dependencies: ["Store", .product(name: "AsyncHTTPClient", package: "async-http-client")],
+            swiftSettings: fastMath),
+        .target(
             name: "Server",
             dependencies: ["Pipeline", "Store", "LightKV",
                            .product(name: "Hummingbird", package: "hummingbird"),
@@ -52,11 +58,12 @@ let package = Package(
             swiftSettings: fastMath),
         .executableTarget(
             name: "kvstore",
-            dependencies: ["Pipeline", "Store", "LightKV", "Server", "CLinux",
+            dependencies: ["Pipeline", "Store", "LightKV", "Server", "SharedStore", "CLinux",
                            .product(name: "ArgumentParser", package: "swift-argument-parser")],
             swiftSettings: fastMath),
         .testTarget(name: "LightKVTests", dependencies: ["LightKV"], swiftSettings: fastMath),
         .testTarget(name: "PipelineTests", dependencies: ["Pipeline", "Store", "LightKV"], swiftSettings: fastMath),
+        .testTarget(name: "SharedStoreTests", dependencies: ["SharedStore", "Store"], swiftSettings: fastMath),
         .testTarget(name: "IntegrationTests", dependencies: ["LightKV", "Store", "kvstore"], swiftSettings: fastMath),
     ],
     swiftLanguageModes: [.v5]

@@ -2,10 +2,11 @@ import Foundation
 import LightKV
 import Store
 
-/// A pack file published under blobs/, durable, and not yet named by any index row.
+/// A pack file published in the store's blobs, durable, and not yet named by any index row.
 public struct PackedBlob: Sendable {
     /// Content name (XXH3-128 of the file), which is also its checksum.
     public var name: String
+    /// A local file holding it (`BlobStore.publish`).
     public var path: String
     public var header: PackHeader
     public var bytes: Int
@@ -58,7 +59,7 @@ public struct BlobPacker {
                      done: @escaping @Sendable (Int, PackedLayer) -> Void = { _, _ in }) throws -> PackedBlob {
         var encoder = SnapshotEncoder(snapshot: snapshot, policy: policy)
         do { try encoder.checkRetention() } catch { throw StoreError.badPolicy(error) }
-        let temp = try root.newTempFile()
+        let temp = try root.blobs.newTempFile()
         let writer = try PackWriter(file: temp)
         encoder.inputMembers = members
         encoder.surveyed = surveyed
@@ -94,8 +95,8 @@ public struct BlobPacker {
         // The header and footer must parse back (every section was decoded as it was sealed)
         // before the file is published under its name.
         _ = try PackReader(path: temp.tempPath)
-        let path = root.blobPath(name)
-        do { try temp.commit(to: path) } catch StoreError.io(let failed, _, ENOENT) where failed == path {
+        let path: String
+        do { path = try root.blobs.publish(temp, as: name) } catch StoreError.io(let failed, _, ENOENT) where failed == root.blobs.location(name) {
             // The temporary file vanished before its rename: a `compact --grace-seconds 0`
             // took it in the instant between close and rename. Nothing is lost; try again.
             throw StoreError.io(path: temp.tempPath, operation: "publish (the temporary file was collected)", errno: EAGAIN)

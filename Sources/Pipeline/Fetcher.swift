@@ -40,7 +40,7 @@ public struct Fetcher {
         var record = record
         for attempt in 0..<3 {
             do {
-                let pack = try PackReader(path: root.blobPath(record.blob))
+                let pack = try PackReader(path: root.blobs.readablePath(record.blob))
                 if let owner = pack.header.entry?.id, owner != record.id {
                     throw StoreError.corrupt(path: pack.path, problem: "the pack belongs to entry \(owner.prefix(80)), not \(record.id) (another entry's blob in its place)")
                 }

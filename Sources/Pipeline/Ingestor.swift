@@ -95,7 +95,7 @@ public struct Ingestor {
             compression: Self.json(blob.compression), fidelity: fidelity.summaryJSON(), bytesIn: file.bytes.count,
             bytesOut: blob.bytes, blob: blob.name, checksum: blob.name, createdAt: now, lastAccessed: now)
         let sources = snapshot.metadata.spans.enumerated().compactMap { i, s in s.source.map { (source: $0, span: i) } }
-        if try !root.index.insert(record, sources: sources, blobPath: blob.path) {
+        if try !root.index.insert(record, sources: sources, blobs: root.blobs) {
             // Another ingest of the same snapshot won the race; keep its row and blob.
             let winner = try root.index.entry(id: id)
             if winner?.blob != blob.name { try? root.collectBlob(blob.name) }

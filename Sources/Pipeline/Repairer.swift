@@ -43,12 +43,13 @@ public struct Repairer {
 
     /// Opens the store at `path` for repair. An index SQLite cannot open or finds damaged
     /// (`PRAGMA quick_check`) is moved aside, with its -wal and -shm, to
-    /// `index.sqlite.damaged-<time>` and a new one is created, for `repair` to fill.
-    public static func open(path: String) throws -> (root: StoreRoot, movedAside: String?) {
+    /// `index.sqlite.damaged-<time>` and a new one is created, for `repair` to fill. `blobs`
+    /// as for `StoreRoot`.
+    public static func open(path: String, blobs: (any BlobStore)? = nil) throws -> (root: StoreRoot, movedAside: String?) {
         let index = path + "/index.sqlite"
         let problem: String
         do {
-            let root = try StoreRoot(path: path)
+            let root = try StoreRoot(path: path, blobs: blobs)
             let check = try root.index.quickCheck()
             if check == "ok" { return (root, nil) }
             problem = check
@@ -62,7 +63,7 @@ public struct Repairer {
                 throw StoreError.io(path: index + suffix, operation: "move the damaged index (\(problem)) aside", errno: errno)
             }
         }
-        return (try StoreRoot(path: path), aside)
+        return (try StoreRoot(path: path, blobs: blobs), aside)
     }
 
     public func repair(dryRun: Bool = false) throws -> RepairReport {
@@ -70,12 +71,12 @@ public struct Repairer {
         report.dryRun = dryRun
         let verifier = Verifier(root: root)
         let referenced = try root.index.referencedBlobs()
-        for name in root.blobNames().sorted() {
+        for name in try root.blobs.names().sorted() {
             report.blobs += 1
             if referenced.contains(name) { report.alreadyIndexed += 1; continue }
-            let path = root.blobPath(name)
+            let path = root.blobs.location(name)
             let record: EntryRecord
-            do { record = try Self.record(fromBlob: path, name: name) } catch {
+            do { record = try Self.record(fromBlob: root.blobs.readablePath(name), name: name) } catch {
                 report.unrecoverable.append(.init(blob: path, problem: "\(error)"))
                 continue
             }
@@ -84,21 +85,21 @@ public struct Repairer {
                 continue
             }
             if let existing = try root.index.entry(id: record.id) {
-                if FileSystem.exists(root.blobPath(existing.blob)) {
+                if try root.blobs.attributes(existing.blob) != nil {
                     report.superseded.append(path)
                 } else {
-                    if !dryRun { _ = try root.index.replaceBlob(id: record.id, oldBlob: existing.blob, with: record, blobPath: path) }
+                    if !dryRun { _ = try root.index.replaceBlob(id: record.id, oldBlob: existing.blob, with: record, blobs: root.blobs) }
                     report.relinked.append(record.id)
                 }
                 continue
             }
             if !dryRun {
                 let sources = try Self.sources(record)
-                guard try root.index.insert(record, sources: sources, blobPath: path) else { continue }
+                guard try root.index.insert(record, sources: sources, blobs: root.blobs) else { continue }
             }
             report.recovered.append(record.id)
         }
-        for record in try root.index.all() where !FileSystem.exists(root.blobPath(record.blob)) {
+        for record in try root.index.all() where try root.blobs.attributes(record.blob) == nil {
             if !report.relinked.contains(record.id) { report.missingBlobs.append(record.id) }
         }
         // The rebuilt index began with its oldest entry, so the blobs it indexes are not

@@ -22,9 +22,9 @@ public struct StoreStats: Sendable, Codable {
         pinned = all.filter(\.pinned).count
         bytesIn = all.reduce(0) { $0 + $1.bytesIn }
         bytesOut = all.reduce(0) { $0 + $1.bytesOut }
-        let blobs = root.blobNames()
+        let blobs = try root.blobs.names()
         blobFiles = blobs.count
-        blobBytes = blobs.reduce(0) { $0 + (FileSystem.size(root.blobPath($1)) ?? 0) }
+        blobBytes = try blobs.reduce(0) { $0 + (try root.blobs.attributes($1)?.bytes ?? 0) }
         indexBytes = ["", "-wal", "-shm"].reduce(0) { $0 + (FileSystem.size(root.path + "/index.sqlite" + $1) ?? 0) }
         models = Dictionary(all.map { ($0.model, 1) }, uniquingKeysWith: +)
         policies = Dictionary(all.map { ($0.policy, 1) }, uniquingKeysWith: +)

@@ -38,8 +38,8 @@ public struct Verifier {
         }
         if all {
             let referenced = try root.index.referencedBlobs()
-            report.orphans = root.blobNames().filter { !referenced.contains($0) }.map(root.blobPath)
-            report.temporaryFiles = FileSystem.list(root.tempDirectory).map { "\(root.tempDirectory)/\($0)" }
+            report.orphans = try root.blobs.names().filter { !referenced.contains($0) }.map(root.blobs.location)
+            report.temporaryFiles = FileSystem.list(root.blobs.tempDirectory).map { "\(root.blobs.tempDirectory)/\($0)" }
         }
         return report
     }
@@ -63,10 +63,10 @@ public struct Verifier {
 
     /// The first problem with one entry's blob, or nil when it reads back intact.
     public func check(_ record: EntryRecord) -> String? {
-        let path = root.blobPath(record.blob)
-        guard FileSystem.exists(path) else { return "blob \(path) is missing" }
+        let path = root.blobs.location(record.blob)
         do {
-            let pack = try PackReader(path: path)
+            guard try root.blobs.attributes(record.blob) != nil else { return "blob \(path) is missing" }
+            let pack = try PackReader(path: root.blobs.readablePath(record.blob))
             try pack.checkContent(named: record.checksum)
             guard pack.header.layers.count == record.layers else {
                 return "blob \(path) holds \(pack.header.layers.count) layers, the index expects \(record.layers)"

@@ -20,4 +20,19 @@ public final class ContentDigest {
     }
 
     deinit { XXH3_freeState(state) }
+
+    /// The content name of a whole mapped file, read in chunks whose pages are dropped after
+    /// hashing, so memory stays flat.
+    public static func name(of file: MappedFile) -> String {
+        let digest = ContentDigest()
+        let chunk = 8 << 20
+        var offset = 0
+        while offset < file.bytes.count {
+            let end = min(offset + chunk, file.bytes.count)
+            digest.update(UnsafeRawBufferPointer(rebasing: file.bytes[offset..<end]))
+            file.release(offset..<end)
+            offset = end
+        }
+        return digest.hex
+    }
 }

@@ -5,7 +5,7 @@ import Foundation
 /// The rule that makes it safe beside concurrent ingests, re-packs and fetches: a blob is
 /// unlinked only inside a write transaction that found no row naming it, and a row is
 /// written only inside a write transaction that found its blob present
-/// (`EntryIndex.insert(_:sources:blobPath:)`, `replaceBlob`). The two can never both
+/// (`EntryIndex.insert(_:sources:blobs:)`, `replaceBlob`). The two can never both
 /// succeed for one blob, so no row ever names a collected blob.
 extension StoreRoot {
     /// Removes an entry: the row first, then its blob through the collector, so a crash in
@@ -22,12 +22,11 @@ extension StoreRoot {
     /// modified more than that many seconds ago. Returns the bytes freed, nil when kept.
     @discardableResult
     public func collectBlob(_ name: String, minimumAge: Double? = nil, now: Double = Date().timeIntervalSince1970) throws -> Int? {
-        let path = blobPath(name)
-        return try index.db.transaction {
-            guard try !index.isReferenced(blob: name), let size = FileSystem.size(path) else { return nil }
-            if let minimumAge, let mtime = FileSystem.modified(path), now - mtime < minimumAge { return nil }
-            try FileSystem.remove(path)
-            return size
+        try index.db.transaction {
+            guard try !index.isReferenced(blob: name), let blob = try blobs.attributes(name) else { return nil }
+            if let minimumAge, now - blob.modified < minimumAge { return nil }
+            try blobs.delete(name)
+            return blob.bytes
         }
     }
 
@@ -35,8 +34,8 @@ extension StoreRoot {
     /// writing by anyone (an ingest holds its temporary pack open until it publishes it),
     /// with their sizes.
     public func staleTemporaryFiles(minimumAge: Double, now: Double = Date().timeIntervalSince1970) -> [(path: String, bytes: Int)] {
-        FileSystem.list(tempDirectory).compactMap { name in
-            let path = tempDirectory + "/" + name
+        FileSystem.list(blobs.tempDirectory).compactMap { name in
+            let path = blobs.tempDirectory + "/" + name
             guard let mtime = FileSystem.modified(path), now - mtime >= minimumAge else { return nil }
             guard WriteProbe.isOpenForWriting(path) != true else { return nil }
             return (path, FileSystem.size(path) ?? 0)
@@ -47,13 +46,11 @@ extension StoreRoot {
     /// The listing comes first and the references second, so a blob published during the
     /// listing is young and skipped rather than mistaken for an orphan.
     public func orphanBlobs(minimumAge: Double, now: Double = Date().timeIntervalSince1970) throws -> [(name: String, bytes: Int, modified: Double)] {
-        let names = blobNames()
+        let names = try blobs.names()
         let referenced = try index.referencedBlobs()
-        return names.compactMap { name in
-            guard !referenced.contains(name) else { return nil }
-            let path = blobPath(name)
-            guard let mtime = FileSystem.modified(path), now - mtime >= minimumAge else { return nil }
-            return (name, FileSystem.size(path) ?? 0, mtime)
+        return try names.compactMap { name in
+            guard !referenced.contains(name), let blob = try blobs.attributes(name), now - blob.modified >= minimumAge else { return nil }
+            return (name, blob.bytes, blob.modified)
         }
     }
 }

@@ -5,15 +5,27 @@ import Foundation
 ///     ROOT/index.sqlite          the SQLite index (plus -wal and -shm beside it)
 ///     ROOT/blobs/ab/<name>.kvpack one kvpack file per entry, named by its content (XXH3-128)
 ///     ROOT/tmp/                   files being written; anything here after a crash is garbage
+///
+/// Blobs are reached only through `blobs` (`BlobStore`), the index only through `index`.
 public final class StoreRoot: @unchecked Sendable {
     public let path: String
     public let index: EntryIndex
+    public let blobs: any BlobStore
 
-    /// Opens the store at `path`, creating its directories and index as needed.
-    public init(path: String) throws {
+    /// Opens the store at `path`, creating its directories and index as needed. With
+    /// `blobs`, the blobs live there and `path` holds the index alone.
+    public init(path: String, blobs: (any BlobStore)? = nil) throws {
+        // A store URL is not a directory: never create one named "s3:".
+        if path.contains("://") {
+            throw StoreError.io(path: path, operation: "open (a store URL is accepted by the commands that take --index and --cache only)", errno: EINVAL)
+        }
         self.path = path
-        try FileSystem.makeDirectories(path + "/blobs")
-        try FileSystem.makeDirectories(path + "/tmp")
+        if let blobs {
+            try FileSystem.makeDirectories(path)
+            self.blobs = blobs
+        } else {
+            self.blobs = try LocalBlobStore(root: path)
+        }
         index = try EntryIndex(path: path + "/index.sqlite")
     }
 
@@ -22,24 +34,5 @@ public final class StoreRoot: @unchecked Sendable {
         if let explicit, !explicit.isEmpty { return explicit }
         if let env = ProcessInfo.processInfo.environment["KVSTORE_HOME"], !env.isEmpty { return env }
         return NSHomeDirectory() + "/.kvstore"
-    }
-
-    public var tempDirectory: String { path + "/tmp" }
-
-    public func blobPath(_ name: String) -> String {
-        "\(path)/blobs/\(name.prefix(2))/\(name).kvpack"
-    }
-
-    /// A new temporary file for a blob; its final name is set when its content is known.
-    public func newTempFile(suffix: String = ".kvpack") throws -> AtomicFile {
-        let name = "\(tempDirectory)/\(UUID().uuidString.lowercased())\(suffix).tmp"
-        return try AtomicFile(finalPath: name, tempPath: name)
-    }
-
-    /// Every blob file present, by content name.
-    public func blobNames() -> [String] {
-        FileSystem.list(path + "/blobs").flatMap { dir in
-            FileSystem.list("\(path)/blobs/\(dir)").filter { $0.hasSuffix(".kvpack") }.map { String($0.dropLast(7)) }
-        }
     }
 }

@@ -8,8 +8,7 @@ struct FetchCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "fetch", abstract: "Write a stored entry back as a kvsnap file (positions and sizes included).")
 
-    @Option(name: .long, help: "Store root (default: $KVSTORE_HOME, else ~/.kvstore).")
-    var store: String?
+    @OptionGroup var location: StoreLocation
 
     @Argument(help: "Entry id, or any unique prefix of it (a producer key with --key).")
     var id: String
@@ -38,7 +37,7 @@ struct FetchCommand: ParsableCommand {
     }
 
     func run() throws {
-        let root = try StoreRoot(path: StoreRoot.defaultPath(store))
+        let root = try location.open()
         let record = try root.index.resolve(id, key: key)
         let sink = try OutputSink(path: output)
         do {

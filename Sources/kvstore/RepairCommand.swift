@@ -21,8 +21,8 @@ struct RepairCommand: ParsableCommand {
     var dryRun = false
 
     func run() throws {
-        let path = StoreRoot.defaultPath(options.store)
-        let (root, aside) = dryRun ? (try StoreRoot(path: path), nil) : try Repairer.open(path: path)
+        let (path, blobs) = try options.location.resolve()
+        let (root, aside) = dryRun ? (try StoreRoot(path: path, blobs: blobs), nil) : try Repairer.open(path: path, blobs: blobs)
         var report = try Repairer(root: root).repair(dryRun: dryRun)
         report.damagedIndexMovedTo = aside
         if options.json {

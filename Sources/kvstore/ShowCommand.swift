@@ -19,7 +19,7 @@ struct ShowCommand: ParsableCommand {
         let sources = try root.index.sources(of: r.id)
         if options.json {
             struct Shown: Encodable { var entry: EntryRecord; var sources: [String]; var blobPath: String }
-            Terminal.json(Shown(entry: r, sources: sources, blobPath: root.blobPath(r.blob)))
+            Terminal.json(Shown(entry: r, sources: sources, blobPath: root.blobs.location(r.blob)))
             return
         }
         let rows: [(String, String)] = [
@@ -28,7 +28,7 @@ struct ShowCommand: ParsableCommand {
             ("entries kept", "\(r.entriesKept) of \(r.layers * r.seqLen) (\(String(format: "%.1f%%", 100 * Double(r.entriesKept) / Double(max(1, r.layers * r.seqLen)))))"),
             ("policy", r.policy), ("compression", r.compression), ("fidelity", Self.describeFidelity(r.fidelity)),
             ("bytes", "\(Terminal.bytes(r.bytesIn)) in, \(Terminal.bytes(r.bytesOut)) stored (\(String(format: "%.2f×", r.ratio)))"),
-            ("blob", root.blobPath(r.blob)),
+            ("blob", root.blobs.location(r.blob)),
             ("created", Terminal.date(r.createdAt)), ("last fetched", r.accessCount > 0 ? Terminal.date(r.lastAccessed) : "never"),
             ("fetches", String(r.accessCount)), ("pinned", r.pinned ? "yes" : "no"),
             ("spans", r.spans), ("sources", sources.isEmpty ? "-" : sources.joined(separator: ", ")),

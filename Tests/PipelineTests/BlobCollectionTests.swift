@@ -11,7 +11,7 @@ final class BlobCollectionTests: XCTestCase {
         let f = try StoreFixture()
         let record = try f.ingest(try f.snapshotFile()).record
         XCTAssertNil(try f.root.collectBlob(record.blob))
-        XCTAssertTrue(FileSystem.exists(f.root.blobPath(record.blob)))
+        XCTAssertTrue(FileSystem.exists(f.root.blobs.location(record.blob)))
         XCTAssertEqual(try f.root.orphanBlobs(minimumAge: 0).count, 0)
     }
 
@@ -20,7 +20,7 @@ final class BlobCollectionTests: XCTestCase {
         var record = try f.ingest(try f.snapshotFile()).record
         record.id = String(repeating: "ab", count: 32)
         record.blob = String(repeating: "cd", count: 16)
-        XCTAssertThrowsError(try f.root.index.insert(record, sources: [], blobPath: f.root.blobPath(record.blob))) { error in
+        XCTAssertThrowsError(try f.root.index.insert(record, sources: [], blobs: f.root.blobs)) { error in
             XCTAssertTrue((error as? StoreError)?.isTransient == true, "\(error): the ingest retries")
         }
         XCTAssertNil(try f.root.index.entry(id: record.id))
@@ -34,7 +34,7 @@ final class BlobCollectionTests: XCTestCase {
         XCTAssertNil(try f.root.collectBlob(record.blob, minimumAge: 3600))
         XCTAssertEqual(try f.root.orphanBlobs(minimumAge: 0).map(\.name), [record.blob])
         XCTAssertEqual(try f.root.collectBlob(record.blob, minimumAge: 0), record.bytesOut)
-        XCTAssertFalse(FileSystem.exists(f.root.blobPath(record.blob)))
+        XCTAssertFalse(FileSystem.exists(f.root.blobs.location(record.blob)))
     }
 
     func testRepackKeepsTheIdAndTheTensorsAndCollectsTheOldBlob() throws {
@@ -46,7 +46,7 @@ final class BlobCollectionTests: XCTestCase {
         let after = try XCTUnwrap(try f.root.index.entry(id: record.id))
         XCTAssertEqual(after.policy, "none+lz4")
         XCTAssertNotEqual(after.blob, record.blob)
-        XCTAssertFalse(FileSystem.exists(f.root.blobPath(record.blob)), "the old blob is collected after the swap")
+        XCTAssertFalse(FileSystem.exists(f.root.blobs.location(record.blob)), "the old blob is collected after the swap")
         let fetched = try f.fetch(record.id)
         for i in 0..<3 {
             XCTAssertEqual(Array(before.snapshot.data(before.snapshot.layers[i].key)), Array(fetched.snapshot.data(fetched.snapshot.layers[i].key)))
@@ -54,7 +54,7 @@ final class BlobCollectionTests: XCTestCase {
         }
         XCTAssertEqual(try f.root.index.cold(before: Date().timeIntervalSince1970 + 1, notPolicy: "none+lz4").count, 0,
                        "an entry already in the cold policy is not re-packed again")
-        XCTAssertEqual(FileSystem.list(f.root.tempDirectory), [], "no temporary file is left")
+        XCTAssertEqual(FileSystem.list(f.root.blobs.tempDirectory), [], "no temporary file is left")
     }
 
     func testARepackOfAnEntryRemovedMeanwhileChangesNothing() throws {

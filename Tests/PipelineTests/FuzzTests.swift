@@ -105,7 +105,7 @@ final class FuzzTests: XCTestCase {
         for (k, policy) in ["none", "lightkv+int8", "lightkv+int4g128m0t0"].enumerated() {
             let record = try f.ingest(try f.snapshotFile(name: "in-\(k)", seed: k), policy: policy).record
             let good = try f.fetch(record.id, dtype: .f32).bytes
-            let path = f.root.blobPath(record.blob)
+            let path = f.root.blobs.location(record.blob)
             let intact = Array(try Data(contentsOf: URL(fileURLWithPath: path)))
             for n in 0..<80 {
                 var b = intact

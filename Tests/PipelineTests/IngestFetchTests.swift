@@ -49,7 +49,7 @@ final class IngestFetchTests: XCTestCase {
         XCTAssertTrue(second.alreadyStored)
         XCTAssertEqual(first.record.id, second.record.id)
         XCTAssertEqual(try f.root.index.all().count, 1)
-        XCTAssertEqual(f.root.blobNames().count, 1)
+        XCTAssertEqual(try f.root.blobs.names().count, 1)
     }
 
     func testIdsResolveByUniquePrefixAndByKey() throws {
@@ -89,8 +89,8 @@ final class IngestFetchTests: XCTestCase {
         try Data([1, 2, 3, 4, 5, 6, 7, 8, 9]).write(to: URL(fileURLWithPath: path))
         XCTAssertThrowsError(try f.ingest(path)) { XCTAssertTrue("\($0)".contains("bad.safetensors"), "\($0)") }
         XCTAssertEqual(try f.root.index.all().count, 0)
-        XCTAssertEqual(f.root.blobNames(), [])
-        XCTAssertEqual(FileSystem.list(f.root.tempDirectory), [])
+        XCTAssertEqual(try f.root.blobs.names(), [])
+        XCTAssertEqual(FileSystem.list(f.root.blobs.tempDirectory), [])
     }
 
     func testLz4PolicyRoundTrips() throws {
@@ -110,9 +110,9 @@ final class IngestFetchTests: XCTestCase {
         let f = try StoreFixture()
         let r = try f.ingest(try f.snapshotFile()).record
         XCTAssertNotNil(try f.root.index.remove(r.id))
-        try FileSystem.remove(f.root.blobPath(r.blob))
+        try FileSystem.remove(f.root.blobs.location(r.blob))
         XCTAssertThrowsError(try f.root.index.resolve(r.id))
-        XCTAssertEqual(f.root.blobNames(), [])
+        XCTAssertEqual(try f.root.blobs.names(), [])
     }
 }
 
@@ -199,7 +199,7 @@ final class UnquantizedStorageTests: XCTestCase {
         let f = try StoreFixture()
         let path = try f.snapshotFile(dtype: .bf16, layers: 4)
         let r = try f.ingest(path, policy: "lightkv").record
-        let pack = try PackReader(path: f.root.blobPath(r.blob))
+        let pack = try PackReader(path: f.root.blobs.location(r.blob))
         XCTAssertEqual(pack.header.layers[0].keys.encoding.scheme, "bf16", "stored in the input's dtype")
         let fetched = try f.fetch(r.id, dtype: .bf16).snapshot
         let original = try Data(contentsOf: URL(fileURLWithPath: path))

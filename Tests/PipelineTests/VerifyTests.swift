@@ -23,13 +23,13 @@ final class VerifyTests: XCTestCase {
         XCTAssertThrowsError(try f.root.index.resolve(r.id))
         let report = try Verifier(root: f.root).verify()
         XCTAssertTrue(report.ok, "an orphan is garbage, not damage")
-        XCTAssertEqual(report.orphans, [f.root.blobPath(r.blob)])
+        XCTAssertEqual(report.orphans, [f.root.blobs.location(r.blob)])
     }
 
     func testMissingBlobFailsVerify() throws {
         let f = try StoreFixture()
         let r = try f.ingest(try f.snapshotFile()).record
-        try FileSystem.remove(f.root.blobPath(r.blob))
+        try FileSystem.remove(f.root.blobs.location(r.blob))
         let report = try Verifier(root: f.root).verify()
         XCTAssertFalse(report.ok)
         XCTAssertTrue(report.failures[0].problem.contains("missing"), report.failures[0].problem)
@@ -54,7 +54,7 @@ final class VerifyTests: XCTestCase {
         moved.checksum = moved.blob
         // A second row pointing at an intact blob, the way a compaction swap leaves it.
         _ = try f.root.index.replaceBlob(id: old.id, oldBlob: old.blob, with: moved)
-        try FileSystem.remove(f.root.blobPath(old.blob))
+        try FileSystem.remove(f.root.blobs.location(old.blob))
         let report = try Verifier(root: f.root).verify([old])
         XCTAssertEqual(report.checked, 1)
         XCTAssertTrue(report.ok, "\(report.failures.map(\.problem))")
@@ -63,7 +63,7 @@ final class VerifyTests: XCTestCase {
     func testEveryFlippedByteIsCaught() throws {
         let f = try StoreFixture()
         let r = try f.ingest(try f.snapshotFile()).record
-        let path = f.root.blobPath(r.blob)
+        let path = f.root.blobs.location(r.blob)
         let original = try Data(contentsOf: URL(fileURLWithPath: path))
         // Flip one byte at a spread of offsets: magic, sections, header, footer.
         let offsets = Array(stride(from: 0, to: original.count, by: max(1, original.count / 97))) + [original.count - 1]
@@ -79,7 +79,7 @@ final class VerifyTests: XCTestCase {
     func testSectionChecksumNamesTheLayer() throws {
         let f = try StoreFixture()
         let r = try f.ingest(try f.snapshotFile()).record
-        let path = f.root.blobPath(r.blob)
+        let path = f.root.blobs.location(r.blob)
         let pack = try PackReader(path: path)
         var data = try Data(contentsOf: URL(fileURLWithPath: path))
         data[pack.header.layers[1].offset + 3] ^= 1
@@ -92,7 +92,7 @@ final class VerifyTests: XCTestCase {
     func testTruncatedPackIsCorrupt() throws {
         let f = try StoreFixture()
         let r = try f.ingest(try f.snapshotFile()).record
-        let path = f.root.blobPath(r.blob)
+        let path = f.root.blobs.location(r.blob)
         let data = try Data(contentsOf: URL(fileURLWithPath: path))
         try data.prefix(data.count - 5).write(to: URL(fileURLWithPath: path))
         XCTAssertThrowsError(try PackReader(path: path)) { XCTAssertTrue("\($0)".contains("corrupt"), "\($0)") }
@@ -123,7 +123,7 @@ final class CraftedPackTests: XCTestCase {
     func testCraftedHeadersWithHugeNumbersAreCorruptNotACrash() throws {
         let f = try StoreFixture()
         let r = try f.ingest(try f.snapshotFile()).record
-        let path = f.root.blobPath(r.blob)
+        let path = f.root.blobs.location(r.blob)
         let original = try Data(contentsOf: URL(fileURLWithPath: path))
         let edits: [(String, String)] = [
             ("\"count\":26", "\"count\":4611686018427387904"),

@@ -34,7 +34,7 @@ struct EntryRepacker {
         // damage permanent: the content must be the row's.
         try pack.checkContent(named: current.checksum)
         let dtype = DType(rawValue: pack.header.inputDType).flatMap { $0.isFloat ? $0 : nil } ?? .f16
-        let temp = "\(root.tempDirectory)/\(UUID().uuidString.lowercased()).repack.safetensors"
+        let temp = "\(root.blobs.tempDirectory)/\(UUID().uuidString.lowercased()).repack.safetensors"
         defer { try? FileSystem.remove(temp) }
         let sink = try OutputSink(path: temp)
         do {
@@ -64,7 +64,7 @@ struct EntryRepacker {
         updated.policy = policy.name
         updated.compression = SafetensorsLayout.canonicalJSON(blob.compression)
         updated.entriesKept = blob.header.entryCount
-        if try root.index.replaceBlob(id: current.id, oldBlob: current.blob, with: updated, blobPath: blob.path) {
+        if try root.index.replaceBlob(id: current.id, oldBlob: current.blob, with: updated, blobs: root.blobs) {
             try root.collectBlob(current.blob)
             return .swapped(oldBytes: current.bytesOut, newBytes: blob.bytes)
         }

@@ -47,6 +47,8 @@ public final class InboxDaemon: @unchecked Sendable {
     public enum State: String, Sendable { case starting, recovering, running, draining, stopped }
 
     public let storePath: String
+    /// Where the store's blobs live when not under `storePath` (an S3 store).
+    public let blobs: (any BlobStore)?
     public let layout: InboxLayout
     public let settings: WatchSettings
     private let logger: Logger
@@ -59,8 +61,9 @@ public final class InboxDaemon: @unchecked Sendable {
     /// Why the daemon stopped itself, if it did.
     private var fatal: Error?
 
-    public init(storePath: String, layout: InboxLayout, settings: WatchSettings, logger: Logger) {
+    public init(storePath: String, blobs: (any BlobStore)? = nil, layout: InboxLayout, settings: WatchSettings, logger: Logger) {
         self.storePath = storePath
+        self.blobs = blobs
         self.layout = layout
         self.settings = settings
         self.logger = logger
@@ -95,7 +98,7 @@ public final class InboxDaemon: @unchecked Sendable {
         let claim = try InboxClaim(folders: folders)
         let disposal = InputDisposal(folders: folders)
         // Open the store once up front so a bad store path fails before any claim.
-        _ = try StoreRoot(path: storePath)
+        _ = try StoreRoot(path: storePath, blobs: blobs)
         let watcher = InboxWatcher(inbox: folders.inbox, settle: settings.settle, interval: settings.interval,
                                    forcePolling: settings.forcePolling)
         logger.info("watching", metadata: .fields([
@@ -105,7 +108,7 @@ public final class InboxDaemon: @unchecked Sendable {
         ]))
 
         let workers = try (0..<max(1, settings.jobs)).map { _ in
-            Worker(daemon: self, root: try StoreRoot(path: storePath), claim: claim, disposal: disposal)
+            Worker(daemon: self, root: try StoreRoot(path: storePath, blobs: blobs), claim: claim, disposal: disposal)
         }
         let group = DispatchGroup()
         for worker in workers {

@@ -15,15 +15,15 @@ public final class EntryIndex: @unchecked Sendable {
     /// Inserts an entry and its sources; returns false (and changes nothing) when an entry
     /// with the same id already exists.
     ///
-    /// With `blobPath`, the blob is checked to exist while the write lock is held: blobs are
+    /// With `blobs`, the record's blob is checked to exist there while the write lock is held: blobs are
     /// only ever unlinked under that lock after finding no row that names them
     /// (`StoreRoot.collectBlob`), so a blob present here stays until its row is removed. If
     /// a concurrent collection took it, nothing is inserted and the ingest is retried
     /// (EAGAIN, a transient error).
-    public func insert(_ record: EntryRecord, sources: [(source: String, span: Int)], blobPath: String? = nil) throws -> Bool {
+    public func insert(_ record: EntryRecord, sources: [(source: String, span: Int)], blobs: (any BlobStore)? = nil) throws -> Bool {
         try db.transaction {
-            if let blobPath, !FileSystem.exists(blobPath) {
-                throw StoreError.io(path: blobPath, operation: "index (the blob was collected while being published)", errno: EAGAIN)
+            if let blobs, try blobs.attributes(record.blob) == nil {
+                throw StoreError.io(path: blobs.location(record.blob), operation: "index (the blob was collected while being published)", errno: EAGAIN)
             }
             let placeholders = Array(repeating: "?", count: record.sqlValues.count).joined(separator: ", ")
             try db.query("INSERT OR IGNORE INTO entries (\(EntryRecord.columns)) VALUES (\(placeholders))", record.sqlValues)
@@ -118,11 +118,11 @@ public final class EntryIndex: @unchecked Sendable {
     }
 
     /// Points an entry at a re-packed blob, only if it still names `oldBlob` (compaction's swap).
-    /// With `blobPath`, the new blob must exist while the lock is held (see `insert`).
-    public func replaceBlob(id: String, oldBlob: String, with record: EntryRecord, blobPath: String? = nil) throws -> Bool {
+    /// With `blobs`, the record's new blob must exist there while the lock is held (see `insert`).
+    public func replaceBlob(id: String, oldBlob: String, with record: EntryRecord, blobs: (any BlobStore)? = nil) throws -> Bool {
         try db.transaction {
-            if let blobPath, !FileSystem.exists(blobPath) {
-                throw StoreError.io(path: blobPath, operation: "swap (the blob was collected while being published)", errno: EAGAIN)
+            if let blobs, try blobs.attributes(record.blob) == nil {
+                throw StoreError.io(path: blobs.location(record.blob), operation: "swap (the blob was collected while being published)", errno: EAGAIN)
             }
             try db.query("""
                 UPDATE entries SET blob = ?, checksum = ?, bytes_out = ?, policy = ?, compression = ?, entries_kept = ?, fidelity = ?

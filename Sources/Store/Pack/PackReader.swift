@@ -26,17 +26,9 @@ public final class PackReader: @unchecked Sendable {
     /// (another entry's blob copied over this one is internally consistent). Read in chunks
     /// whose pages are dropped after hashing, so memory stays flat.
     public func checkContent(named expected: String) throws {
-        let digest = ContentDigest()
-        let chunk = 8 << 20
-        var offset = 0
-        while offset < file.bytes.count {
-            let end = min(offset + chunk, file.bytes.count)
-            digest.update(UnsafeRawBufferPointer(rebasing: file.bytes[offset..<end]))
-            file.release(offset..<end)
-            offset = end
-        }
-        guard digest.hex == expected else {
-            throw StoreError.corrupt(path: path, problem: "content is \(digest.hex), the index expects \(expected) (a damaged file, or another entry's blob in its place)")
+        let content = ContentDigest.name(of: file)
+        guard content == expected else {
+            throw StoreError.corrupt(path: path, problem: "content is \(content), the index expects \(expected) (a damaged file, or another entry's blob in its place)")
         }
     }
 

@@ -1,0 +1,57 @@
+import Foundation
+import Store
+
+/// Blobs in an S3 bucket under a prefix, `PREFIX/blobs/ab/<name>.kvpack`, read through the
+/// node's `BlobCache` (docs/DESIGN.md, "Shared stores").
+///
+/// A pack is written to the cache's tmp/, PUT with its SHA-256 signed, confirmed by a HEAD
+/// of the same size, and only then kept as the cache's copy: a row may name it once
+/// `publish` returns. Readers get the cache's verified copy, downloaded on a miss.
+public struct S3BlobStore: BlobStore {
+    public let client: S3Client
+    public let cache: BlobCache
+
+    public init(client: S3Client, cache: BlobCache) {
+        self.client = client; self.cache = cache
+    }
+
+    public var tempDirectory: String { cache.tempDirectory }
+
+    public func newTempFile() throws -> AtomicFile {
+        let name = "\(tempDirectory)/\(UUID().uuidString.lowercased()).kvpack.tmp"
+        return try AtomicFile(finalPath: name, tempPath: name)
+    }
+
+    public func publish(_ temp: AtomicFile, as name: String) throws -> String {
+        let key = key(name)
+        try client.put(key, file: temp.tempPath)
+        let local = FileSystem.size(temp.tempPath)
+        guard let stored = try client.head(key), stored.bytes == local else {
+            throw StoreError.io(path: location(name), operation: "confirm the upload (HEAD does not show \(local ?? 0) bytes)", errno: EAGAIN)
+        }
+        return try cache.adopt(temp, as: name)
+    }
+
+    public func readablePath(_ name: String) throws -> String {
+        if let copy = cache.verifiedCopy(name) { return copy }
+        return try cache.fill(name, source: location(name)) { try client.get(key(name), to: $0) }
+    }
+
+    public func location(_ name: String) -> String { client.location.url(ofKey: key(name)) }
+
+    public func attributes(_ name: String) throws -> BlobAttributes? { try client.head(key(name)) }
+
+    public func names() throws -> [String] {
+        try client.list(prefix: client.location.key("blobs/")).compactMap { object in
+            guard object.key.hasSuffix(".kvpack") else { return nil }
+            return String(object.key.split(separator: "/").last!.dropLast(7))
+        }
+    }
+
+    public func delete(_ name: String) throws {
+        try client.delete(key(name))
+        cache.remove(name)
+    }
+
+    func key(_ name: String) -> String { client.location.key("blobs/\(name.prefix(2))/\(name).kvpack") }
+}

@@ -1,0 +1,155 @@
+import AsyncHTTPClient
+import Foundation
+import NIOCore
+import NIOHTTP1
+import Store
+
+/// The five S3 requests a blob store needs — PUT, GET (whole or a byte range), HEAD,
+/// DELETE and LIST (ListObjectsV2) — path-style and signed with `SigV4`, as blocking calls
+/// for the store's synchronous callers.
+///
+/// Failures are `StoreError.io` naming the object's s3:// URL: ENOENT for 404, EAGAIN (exit
+/// code 4, retried by the daemon) for 5xx, 429 and an unreachable server, EACCES for 403,
+/// EIO for any other refusal.
+public struct S3Client: Sendable {
+    public let location: S3Location
+    let signer: SigV4
+    let http: HTTPClient
+
+    /// One PUT carries at most this much (the S3 limit for a single PUT is 5 GiB; a
+    /// multipart upload is not implemented, docs/DESIGN.md "Shared stores").
+    public static let singlePutLimit = 5 << 30
+
+    /// A request that has not finished by then fails as transient.
+    static let deadline: TimeAmount = .minutes(10)
+
+    public init(location: S3Location) {
+        self.location = location
+        signer = SigV4(accessKeyID: location.accessKeyID, secretAccessKey: location.secretAccessKey, region: location.region)
+        http = s3HTTPClient
+    }
+
+    /// Uploads the file at `path` as object `key`, with its SHA-256 signed so the server
+    /// refuses a body damaged on the way.
+    public func put(_ key: String, file path: String) throws {
+        let file = try MappedFile(path: path)
+        guard file.bytes.count <= Self.singlePutLimit else {
+            throw StoreError.io(path: location.url(ofKey: key), operation: "PUT of \(file.bytes.count) bytes (over the single-PUT limit of 5 GiB)", errno: EFBIG)
+        }
+        let hash = SHA256Hasher.digest(file.bytes).hexString
+        // The map outlives the request: `send` waits for it to finish.
+        let body = file.bytes.baseAddress.map { Data(bytesNoCopy: UnsafeMutableRawPointer(mutating: $0), count: file.bytes.count, deallocator: .none) } ?? Data()
+        try withExtendedLifetime(file) {
+            _ = try send("PUT", key: key, payloadHash: hash, body: .bytes(body))
+        }
+    }
+
+    /// Downloads object `key` (or the bytes in `range`) into a new file at `path`.
+    public func get(_ key: String, to path: String, range: ClosedRange<Int>? = nil) throws {
+        var headers: [String: String] = [:]
+        if let range { headers["range"] = "bytes=\(range.lowerBound)-\(range.upperBound)" }
+        let request = try self.request("GET", key: key, headers: headers)
+        let url = location.url(ofKey: key)
+        let progress: FileDownloadDelegate.Progress
+        do {
+            let delegate = try FileDownloadDelegate(path: path)
+            progress = try http.execute(request: request, delegate: delegate, deadline: .now() + Self.deadline).futureResult.wait()
+        } catch {
+            try? FileSystem.remove(path)
+            throw Self.unreachable(url, "GET", error)
+        }
+        let status = progress.head.status.code
+        guard (200..<300).contains(status) else {
+            let text = (try? String(contentsOfFile: path, encoding: .utf8)) ?? ""
+            try? FileSystem.remove(path)
+            throw Self.refused(url, "GET", status: Int(status), body: text)
+        }
+        // A 0-byte body creates no file.
+        if !FileSystem.exists(path) { try Data().write(to: URL(fileURLWithPath: path)) }
+    }
+
+    /// The object's size and Last-Modified, or nil when there is none.
+    public func head(_ key: String) throws -> BlobAttributes? {
+        let response: HTTPClient.Response
+        do { response = try send("HEAD", key: key) } catch StoreError.io(_, _, ENOENT) { return nil }
+        guard let bytes = response.headers.first(name: "content-length").flatMap(Int.init),
+              let modified = response.headers.first(name: "last-modified").flatMap(S3Dates.httpDate) else {
+            throw StoreError.io(path: location.url(ofKey: key), operation: "HEAD (no Content-Length or Last-Modified in the answer)", errno: EIO)
+        }
+        return BlobAttributes(bytes: bytes, modified: modified.timeIntervalSince1970)
+    }
+
+    /// Deletes object `key`; deleting a missing object succeeds, as in S3.
+    public func delete(_ key: String) throws {
+        _ = try send("DELETE", key: key)
+    }
+
+    /// Every object whose key starts with `prefix`, a page of up to 1,000 at a time.
+    public func list(prefix: String) throws -> [S3Listing.Object] {
+        var objects: [S3Listing.Object] = []
+        var token: String?
+        repeat {
+            var query = [("list-type", "2"), ("prefix", prefix)]
+            if let token { query.append(("continuation-token", token)) }
+            let response = try send("GET", key: nil, query: query)
+            let page = try S3Listing(xml: response.body.map { String(buffer: $0) } ?? "", url: location.url(ofKey: prefix))
+            objects += page.objects
+            token = page.nextToken
+        } while token != nil
+        return objects
+    }
+
+    /// Signs and sends one request and waits for its answer; a status outside 2xx throws.
+    func send(_ method: String, key: String?, query: [(String, String)] = [], headers: [String: String] = [:],
+              payloadHash: String = SigV4.sha256Hex(""), body: HTTPClient.Body? = nil) throws -> HTTPClient.Response {
+        let request = try self.request(method, key: key, query: query, headers: headers, payloadHash: payloadHash, body: body)
+        let url = location.url(ofKey: key ?? "")
+        let response: HTTPClient.Response
+        do { response = try http.execute(request: request, deadline: .now() + Self.deadline).wait() } catch {
+            throw Self.unreachable(url, method, error)
+        }
+        guard (200..<300).contains(response.status.code) else {
+            throw Self.refused(url, method, status: Int(response.status.code), body: response.body.map { String(buffer: $0) } ?? "")
+        }
+        return response
+    }
+
+    func request(_ method: String, key: String?, query: [(String, String)] = [], headers extra: [String: String] = [:],
+                 payloadHash: String = SigV4.sha256Hex(""), body: HTTPClient.Body? = nil) throws -> HTTPClient.Request {
+        let path = "/" + SigV4.encode(location.bucket) + (key.map { "/" + SigV4.encode($0, keepSlash: true) } ?? "")
+        var headers = extra
+        headers["host"] = location.hostHeader
+        headers["x-amz-date"] = SigV4.amzDate(Date())
+        headers["x-amz-content-sha256"] = payloadHash
+        if let token = location.sessionToken { headers["x-amz-security-token"] = token }
+        headers["authorization"] = signer.authorization(method: method, path: path, query: query, headers: headers, payloadHash: payloadHash)
+        let queryText = query.map { "\(SigV4.encode($0.0))=\(SigV4.encode($0.1))" }.joined(separator: "&")
+        let url = location.endpoint.absoluteString + path + (queryText.isEmpty ? "" : "?" + queryText)
+        return try HTTPClient.Request(url: url, method: HTTPMethod(rawValue: method), headers: HTTPHeaders(Array(headers)), body: body)
+    }
+
+    static func unreachable(_ url: String, _ method: String, _ error: Error) -> StoreError {
+        if let error = error as? StoreError { return error }
+        return StoreError.io(path: url, operation: "\(method) (the S3 server did not answer: \(error))", errno: EAGAIN)
+    }
+
+    static func refused(_ url: String, _ method: String, status: Int, body: String) -> StoreError {
+        let code = S3Listing.firstValue(of: "Code", in: body).map { " \($0)" } ?? ""
+        let errno: Int32 = switch status {
+        case 404: ENOENT
+        case 403: EACCES
+        case 429, 500...: EAGAIN
+        default: EIO
+        }
+        return StoreError.io(path: url, operation: "\(method) (HTTP \(status)\(code))", errno: errno)
+    }
+}
+
+/// One client for the process, never shut down. A refused connection fails its request at
+/// once (exit 4, the caller retries) rather than being retried until the deadline.
+private let s3HTTPClient: HTTPClient = {
+    var configuration = HTTPClient.Configuration()
+    configuration.connectionPool.retryConnectionEstablishment = false
+    configuration.timeout = .init(connect: .seconds(10), read: .seconds(120))
+    return HTTPClient(eventLoopGroupProvider: .singleton, configuration: configuration)
+}()

@@ -1,0 +1,45 @@
+/// Where a store keeps its pack files: content-addressed, immutable, each named by the
+/// XXH3-128 of its bytes (docs/DESIGN.md, "Shared stores").
+///
+/// Packs are written to a local temporary file and published from it, and read through a
+/// local file that `PackReader` maps, so everything above this protocol (ingest, fetch,
+/// verify, repair, compaction, `serve`) is the same whatever holds the blobs.
+public protocol BlobStore: Sendable {
+    /// Local directory for files being written: packs before they are published, entries
+    /// read back for re-packing. Anything left here after a crash is garbage.
+    var tempDirectory: String { get }
+
+    /// A new temporary file for a blob; its final name is set when its content is known.
+    func newTempFile() throws -> AtomicFile
+
+    /// Makes the finished `temp` durable as blob `name`, and returns a local file that
+    /// holds it. A row may name the blob once this returns.
+    func publish(_ temp: AtomicFile, as name: String) throws -> String
+
+    /// A local file holding blob `name`, for a reader to open. A missing blob is
+    /// `StoreError.io` with ENOENT, here or when the file is opened.
+    func readablePath(_ name: String) throws -> String
+
+    /// Where blob `name` lives, for messages and for people: a path or a URL.
+    func location(_ name: String) -> String
+
+    /// The blob's size and last modification, or nil when it is absent.
+    func attributes(_ name: String) throws -> BlobAttributes?
+
+    /// Every blob present, by name.
+    func names() throws -> [String]
+
+    /// Deletes blob `name`; callers decide when that is safe (`StoreRoot.collectBlob`).
+    func delete(_ name: String) throws
+}
+
+/// What a blob store knows of one blob without reading it.
+public struct BlobAttributes: Sendable, Equatable {
+    public var bytes: Int
+    /// Seconds since 1970, by the clock of whatever holds the blob.
+    public var modified: Double
+
+    public init(bytes: Int, modified: Double) {
+        self.bytes = bytes; self.modified = modified
+    }
+}
