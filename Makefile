@@ -40,11 +40,12 @@ install: build
 
 ## test: the whole suite: Swift (unit + integration tests that spawn the built binary), then the
 ## Python package's tests (pytest, in the venv scripts/python-env.sh keeps outside the checkout).
-## Both always run; the target fails if either does.
+## The venv also holds SeaweedFS's `weed`, on PATH for the S3 store tests. Both suites always
+## run; the target fails if either does.
 test: deps test-deps
-	@status=0; swift test || status=$$?; \
+	@status=0; venv=$$(bash scripts/python-env.sh) || exit 1; \
+	PATH="$$venv/bin:$$PATH" swift test || status=$$?; \
 	swift build --product kvstore || status=1; \
-	venv=$$(bash scripts/python-env.sh) || exit 1; \
 	KVSTORE_BIN="$(CURDIR)/.build/debug/kvstore" "$$venv/bin/python" -m pytest -q python/tests; py=$$?; \
 	if [ $$py = 5 ]; then echo "pytest: no Python tests were collected under python/tests" >&2; fi; \
 	[ $$py = 0 ] || status=$$py; exit $$status
