@@ -18,8 +18,8 @@ deps:
 	@python3 -c "import safetensors, numpy" 2>/dev/null || python3 -m pip install -q --disable-pip-version-check safetensors numpy \
 	  || python3 -m pip install -q --disable-pip-version-check --break-system-packages safetensors numpy
 
-## test-deps: what only the tests need: Debian's chromium, for the web page test (headless)
-TEST_APT_PACKAGES := chromium
+## test-deps: what only the tests need: chromium (the web page test, headless), curl (the S3 test server script)
+TEST_APT_PACKAGES := chromium curl
 test-deps:
 	@missing=""; for p in $(TEST_APT_PACKAGES); do \
 	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q 'install ok installed' || missing="$$missing $$p"; done; \
