@@ -47,7 +47,15 @@ enum Migrations {
         """),
     ]
 
+    /// Applies what is missing. An index that is up to date is only read (WAL readers never
+    /// wait for a writer), so opening a store never queues on another process's write lock:
+    /// a daemon starting while an ingest holds the lock starts at once.
     static func apply(to db: Database) throws {
+        let known = try !db.query("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'migrations'").isEmpty
+        if known {
+            let applied = Set(try db.query("SELECT name FROM migrations").compactMap { $0.text("name") })
+            if all.allSatisfy({ applied.contains($0.name) }) { return }
+        }
         try db.execute("CREATE TABLE IF NOT EXISTS migrations (name TEXT PRIMARY KEY, applied_at REAL NOT NULL)")
         for (name, sql) in all {
             try db.transaction {
