@@ -31,10 +31,13 @@ public struct Verifier {
         let all = records == nil
         let entries = try records ?? root.index.all()
         for record in entries {
-            // nil: removed while it was checked, which is not damage.
-            guard let outcome = try recheckedProblem(record) else { continue }
-            report.checked += 1
-            if let problem = outcome { report.failures.append(.init(id: record.id, problem: problem)) }
+            switch try recheck(record) {
+            case .removed: continue
+            case .intact: report.checked += 1
+            case .damaged(let problem):
+                report.checked += 1
+                report.failures.append(.init(id: record.id, problem: problem))
+            }
         }
         if all {
             let referenced = try root.index.referencedBlobs()
@@ -44,21 +47,26 @@ public struct Verifier {
         return report
     }
 
-    /// The problem with an entry as it stands once the check is over: `.some(nil)` when it
-    /// reads back intact, `.some(problem)` when damaged, nil when the entry was removed while
-    /// it was checked (a `rm` or an eviction is not damage).
-    ///
-    /// A failed check is repeated on the row read afresh: compaction may have swapped the
-    /// entry to a new blob and collected the old one in between.
-    func recheckedProblem(_ record: EntryRecord) throws -> String?? {
+    /// What checking an entry found, once changes made meanwhile are accounted for.
+    enum EntryCheck: Equatable {
+        case intact
+        case damaged(String)
+        /// Removed or evicted while it was checked: not damage.
+        case removed
+    }
+
+    /// Checks an entry as it stands once the check is over. A failed check is repeated on
+    /// the row read afresh: a `rm` or an eviction may have removed it, compaction may have
+    /// swapped it to a new blob and collected the old one in between.
+    func recheck(_ record: EntryRecord) throws -> EntryCheck {
         var record = record
         for _ in 0..<3 {
-            guard let problem = check(record) else { return .some(nil) }
-            guard let fresh = try root.index.entry(id: record.id) else { return nil }
-            if fresh.blob == record.blob { return .some(problem) }
+            guard let problem = check(record) else { return .intact }
+            guard let fresh = try root.index.entry(id: record.id) else { return .removed }
+            if fresh.blob == record.blob { return .damaged(problem) }
             record = fresh
         }
-        return .some(check(record))
+        return check(record).map(EntryCheck.damaged) ?? .intact
     }
 
     /// The first problem with one entry's blob, or nil when it reads back intact.

@@ -5,7 +5,7 @@ import Hummingbird
 extension StoreResponder {
     func health() async throws -> Response {
         struct Health: Encodable { var status = "ok"; var entries: Int }
-        let n = try await pool.run { root in try root.index.db.query("SELECT COUNT(*) AS n FROM entries").first?.int("n") ?? 0 }
+        let n = try await pool.run { root in try root.index.count() }
         return try Self.json(Health(entries: n))
     }
 

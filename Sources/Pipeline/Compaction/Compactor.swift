@@ -43,7 +43,7 @@ public struct Compactor {
         let now = Date().timeIntervalSince1970
         var report = CompactionReport()
         report.dryRun = settings.dryRun
-        report.entriesBefore = try root.index.all().count
+        report.entriesBefore = try root.index.count()
         report.bytesBefore = try root.index.storedBytes()
 
         for file in root.staleTemporaryFiles(minimumAge: settings.grace, now: now) {
@@ -53,7 +53,7 @@ public struct Compactor {
         }
         let orphans = try root.orphanBlobs(minimumAge: settings.grace, now: now)
         if !settings.force, !orphans.isEmpty,
-           let objection = LostIndexGuard(rows: try root.index.count(), indexCreatedAt: try root.index.createdAt()).objection(orphans: orphans) {
+           let objection = LostIndexGuard(rows: report.entriesBefore, indexCreatedAt: try root.index.createdAt()).objection(orphans: orphans) {
             throw objection
         }
         for orphan in orphans {
@@ -116,14 +116,10 @@ public struct Compactor {
         for (i, record) in sample.enumerated() {
             progress("verifying \(i + 1)/\(sample.count)")
             report.verified += 1
-            guard var problem = verifier.check(record) else { continue }
-            // A concurrent remove or re-pack changes the row under us: check what it names now.
-            guard let fresh = try root.index.entry(id: record.id) else { continue }
-            if fresh.blob != record.blob {
-                guard let again = verifier.check(fresh) else { continue }
-                problem = again
+            // A concurrent remove or re-pack changes the row under us: `recheck` follows it.
+            if case .damaged(let problem) = try verifier.recheck(record) {
+                report.verifyFailures.append(.init(id: record.id, problem: problem))
             }
-            report.verifyFailures.append(.init(id: record.id, problem: problem))
         }
         report.entriesAfter = settings.dryRun ? report.entriesBefore - report.evicted.count : all.count
         report.bytesAfter = settings.dryRun ? report.bytesBefore - report.evictedBytes : try root.index.storedBytes()
