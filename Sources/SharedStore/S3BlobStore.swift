@@ -4,9 +4,10 @@ import Store
 /// Blobs in an S3 bucket under a prefix, `PREFIX/blobs/ab/<name>.kvpack`, read through the
 /// node's `BlobCache` (docs/DESIGN.md, "Shared stores").
 ///
-/// A pack is written to the cache's tmp/, PUT with its SHA-256 signed, confirmed by a HEAD
-/// of the same size, and only then kept as the cache's copy: a row may name it once
-/// `publish` returns. Readers get the cache's verified copy, downloaded on a miss.
+/// A pack is written to the cache's tmp/, PUT with its SHA-256 signed (in parts above the
+/// client's `multipartThreshold`), confirmed by a HEAD of the same size, and only then kept
+/// as the cache's copy: a row may name it once `publish` returns. Readers get the cache's
+/// verified copy, downloaded on a miss, or read one layer by ranges (`remotePack`).
 public struct S3BlobStore: BlobStore {
     public let client: S3Client
     public let cache: BlobCache
@@ -51,6 +52,26 @@ public struct S3BlobStore: BlobStore {
     public func delete(_ name: String) throws {
         try client.delete(key(name))
         cache.remove(name)
+    }
+
+    /// Blob `name` opened for ranged reads of single layers, without downloading it.
+    public func remotePack(_ name: String) throws -> RemotePack { try RemotePack(client: client, key: key(name)) }
+
+    /// Aborts the multipart uploads under `PREFIX/blobs/` started more than `minimumAge`
+    /// seconds ago by the server's clock: what an ingest that died mid-upload left. A live
+    /// upload that old fails with exit 4 and is retried. Returns how many were (with
+    /// `dryRun`, would be) aborted; one completed or aborted meanwhile is not counted.
+    public func abortStaleUploads(minimumAge: Double, dryRun: Bool) throws -> Int {
+        let (uploads, serverTime) = try client.listMultipartUploads(prefix: client.location.key("blobs/"))
+        let now = serverTime ?? Date().timeIntervalSince1970
+        var aborted = 0
+        for upload in uploads where now - upload.initiated >= minimumAge {
+            if !dryRun {
+                do { try client.abortMultipartUpload(upload.key, uploadID: upload.uploadID) } catch StoreError.io(_, _, ENOENT) { continue }
+            }
+            aborted += 1
+        }
+        return aborted
     }
 
     func key(_ name: String) -> String { client.location.key("blobs/\(name.prefix(2))/\(name).kvpack") }

@@ -4,9 +4,9 @@ import NIOCore
 import NIOHTTP1
 import Store
 
-/// The five S3 requests a blob store needs — PUT, GET (whole or a byte range), HEAD,
-/// DELETE and LIST (ListObjectsV2) — path-style and signed with `SigV4`, as blocking calls
-/// for the store's synchronous callers.
+/// The S3 requests a blob store needs — PUT (single or multipart), GET (whole or a byte
+/// range), HEAD, DELETE, LIST (ListObjectsV2) and ListMultipartUploads — path-style and
+/// signed with `SigV4`, as blocking calls for the store's synchronous callers.
 ///
 /// Failures are `StoreError.io` naming the object's s3:// URL: ENOENT for 404, EAGAIN (exit
 /// code 4, retried by the daemon) for 5xx, 429 and an unreachable server, EACCES for 403,
@@ -16,8 +16,13 @@ public struct S3Client: Sendable {
     let signer: SigV4
     let http: HTTPClient
 
-    /// One PUT carries at most this much (the S3 limit for a single PUT is 5 GiB; a
-    /// multipart upload is not implemented, docs/DESIGN.md "Shared stores").
+    /// Files larger than this go up as a multipart upload (`S3Client+Multipart.swift`).
+    public var multipartThreshold = 64 << 20
+    /// Bytes per part of a multipart upload (the last part may be smaller). S3 takes 5 MiB to
+    /// 5 GiB per part and at most 10,000 parts, so 64 MiB parts carry blobs up to 625 GiB.
+    public var partSize = 64 << 20
+
+    /// The most one PUT may carry (S3's limit); larger files always go up in parts.
     public static let singlePutLimit = 5 << 30
 
     /// A request that has not finished by then fails as transient.
@@ -29,19 +34,24 @@ public struct S3Client: Sendable {
         http = s3HTTPClient
     }
 
-    /// Uploads the file at `path` as object `key`, with its SHA-256 signed so the server
-    /// refuses a body damaged on the way.
+    /// Uploads the file at `path` as object `key`, with each request's SHA-256 signed so the
+    /// server refuses a body damaged on the way: in one PUT up to `multipartThreshold`, in
+    /// parts above it. The object appears whole or not at all.
     public func put(_ key: String, file path: String) throws {
         let file = try MappedFile(path: path)
-        guard file.bytes.count <= Self.singlePutLimit else {
-            throw StoreError.io(path: location.url(ofKey: key), operation: "PUT of \(file.bytes.count) bytes (over the single-PUT limit of 5 GiB)", errno: EFBIG)
+        if file.bytes.count > min(multipartThreshold, Self.singlePutLimit) {
+            return try putMultipart(key, file: file)
         }
         let hash = SHA256Hasher.digest(file.bytes).hexString
         // The map outlives the request: `send` waits for it to finish.
-        let body = file.bytes.baseAddress.map { Data(bytesNoCopy: UnsafeMutableRawPointer(mutating: $0), count: file.bytes.count, deallocator: .none) } ?? Data()
         try withExtendedLifetime(file) {
-            _ = try send("PUT", key: key, payloadHash: hash, body: .bytes(body))
+            _ = try send("PUT", key: key, payloadHash: hash, body: .bytes(Self.view(file.bytes)))
         }
+    }
+
+    /// `bytes` as Data without copying them; valid only while their owner lives.
+    static func view(_ bytes: UnsafeRawBufferPointer) -> Data {
+        bytes.baseAddress.map { Data(bytesNoCopy: UnsafeMutableRawPointer(mutating: $0), count: bytes.count, deallocator: .none) } ?? Data()
     }
 
     /// Downloads object `key` (or the bytes in `range`) into a new file at `path`.

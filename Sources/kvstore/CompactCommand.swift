@@ -79,6 +79,7 @@ struct CompactCommand: ParsableCommand {
             print("evicted      \(report.evicted.count) entries \(verb("evicted")) (\(Terminal.bytes(report.evictedBytes)))")
             print("orphans      \(report.orphansRemoved) blobs \(verb("deleted")) (\(Terminal.bytes(report.orphanBytes)))")
             print("temporary    \(report.temporaryFilesRemoved) files \(verb("deleted")) (\(Terminal.bytes(report.temporaryBytes)))")
+            if report.uploadsAborted > 0 { print("uploads      \(report.uploadsAborted) incomplete uploads \(verb("aborted"))") }
             print("freed        \(Terminal.bytes(report.bytesFreed))\(report.dryRun ? " (re-pack savings not estimated)" : "")")
             print("after        \(report.entriesAfter) entries, \(Terminal.bytes(report.bytesAfter))")
             if report.overBudgetPinned { print("note         still over budget: the rest is pinned") }

@@ -18,6 +18,9 @@ public struct CompactionReport: Sendable, Codable {
     public var orphanBytes = 0
     public var temporaryFilesRemoved = 0
     public var temporaryBytes = 0
+    /// Multipart uploads (S3) started more than the grace period ago and never completed,
+    /// aborted: what an ingest that died mid-upload left.
+    public var uploadsAborted = 0
     /// Entries left over budget because they are pinned.
     public var overBudgetPinned = false
     public var entriesAfter = 0

@@ -28,9 +28,9 @@ public struct CompactionSettings: Sendable {
 /// Keeps a store within its budget and tidy; safe while `watch` ingests and fetches run.
 ///
 /// Steps, in order (docs/DESIGN.md, "Compaction, step by step"): delete stale
-/// temporary files; delete orphan blobs; re-pack cold entries (`EntryRepacker`); evict
-/// least-recently-fetched unpinned entries until under budget (row first, then blob);
-/// checkpoint and optimise SQLite; verify a random sample. Every deletion of a blob goes
+/// temporary files; delete orphan blobs; abort stale uploads (S3); re-pack cold entries
+/// (`EntryRepacker`); evict least-recently-fetched unpinned entries until under budget
+/// (row first, then blob); checkpoint and optimise SQLite; verify a random sample. Every deletion of a blob goes
 /// through `StoreRoot.collectBlob`, which never removes a blob a row names.
 public struct Compactor {
     public let root: StoreRoot
@@ -65,6 +65,7 @@ public struct Compactor {
                 report.orphanBytes += freed
             }
         }
+        report.uploadsAborted = try root.blobs.abortStaleUploads(minimumAge: settings.grace, dryRun: settings.dryRun)
 
         if let days = settings.coldDays, let policy = settings.coldPolicy {
             let cold = try root.index.cold(before: now - days * 86_400, notPolicy: policy.name)

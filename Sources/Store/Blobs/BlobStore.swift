@@ -31,6 +31,16 @@ public protocol BlobStore: Sendable {
 
     /// Deletes blob `name`; callers decide when that is safe (`StoreRoot.collectBlob`).
     func delete(_ name: String) throws
+
+    /// Aborts uploads that were started more than `minimumAge` seconds ago and never
+    /// finished (an S3 multipart upload whose process died), for compaction; returns how
+    /// many were (with `dryRun`, would be) aborted. A store whose writes cannot be left
+    /// half-done has none.
+    func abortStaleUploads(minimumAge: Double, dryRun: Bool) throws -> Int
+}
+
+extension BlobStore {
+    public func abortStaleUploads(minimumAge: Double, dryRun: Bool) throws -> Int { 0 }
 }
 
 /// What a blob store knows of one blob without reading it.

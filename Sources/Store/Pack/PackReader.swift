@@ -33,72 +33,19 @@ public final class PackReader: @unchecked Sendable {
     }
 
     private static func readHeader(_ b: UnsafeRawBufferPointer, path: String) throws -> PackHeader {
-        let footerLength = PackHeader.footerLength
-        guard b.count >= PackHeader.magic.count + footerLength else {
+        guard b.count >= PackHeader.magic.count + PackHeader.footerLength else {
             throw StoreError.corrupt(path: path, problem: "\(b.count) bytes is too short for a kvpack file")
         }
         guard Array(b[0..<8]) == PackHeader.magic else { throw StoreError.corrupt(path: path, problem: "bad magic at offset 0") }
-        let footer = b.count - footerLength
-        guard Array(b[(footer + 24)..<b.count]) == PackHeader.footerMagic else {
-            throw StoreError.corrupt(path: path, problem: "bad footer magic (truncated file?)")
-        }
-        let offset = UInt64(littleEndian: b.loadUnaligned(fromByteOffset: footer, as: UInt64.self))
-        let length = UInt64(littleEndian: b.loadUnaligned(fromByteOffset: footer + 8, as: UInt64.self))
-        let checksum = UInt64(littleEndian: b.loadUnaligned(fromByteOffset: footer + 16, as: UInt64.self))
-        guard offset >= 8, length <= UInt64(b.count), offset + length == UInt64(footer) else {
-            throw StoreError.corrupt(path: path, problem: "footer says header at \(offset) with length \(length), which does not end at the footer (\(footer))")
-        }
-        // Headers hold the input's metadata (bounded by KVSnapLimits) and a descriptor per
-        // layer: far below this, so a crafted length cannot make the decoder allocate much.
-        guard length <= UInt64(PackHeader.maximumLength) else {
-            throw StoreError.corrupt(path: path, problem: "header of \(length) bytes is over the limit of \(PackHeader.maximumLength)")
-        }
-        let json = UnsafeRawBufferPointer(rebasing: b[Int(offset)..<footer])
-        guard Checksum.xxh3(json) == checksum else {
-            throw StoreError.corrupt(path: path, problem: "header checksum mismatch")
-        }
-        let header: PackHeader
-        do { header = try JSONDecoder().decode(PackHeader.self, from: Data(json)) } catch {
-            throw StoreError.corrupt(path: path, problem: "header JSON: \(error)")
-        }
-        guard header.format == 1 else { throw StoreError.corrupt(path: path, problem: "format \(header.format) is not supported") }
-        for (field, value) in [("kv_heads", header.kvHeads), ("head_dim", header.headDim), ("v_head_dim", header.vHeadDim)]
-        where !(1...(1 << 16)).contains(value) {
-            throw StoreError.corrupt(path: path, problem: "header \(field) \(value) is outside 1...65536")
-        }
-        // Bounds keep every product of shape fields (heads · entries · dim · 4 < 2^58) from overflowing.
-        guard (0...(1 << 24)).contains(header.seqLen) else {
-            throw StoreError.corrupt(path: path, problem: "header seq_len \(header.seqLen) is outside 0...2^24")
-        }
-        for (i, d) in header.layers.enumerated() where !(0...header.seqLen).contains(d.count) {
-            throw StoreError.corrupt(path: path, problem: "layer \(i): count \(d.count) is outside 0...seq_len (\(header.seqLen))")
-        }
-        var next = 8
-        for (i, d) in header.layers.enumerated() {
-            let where_ = "layer \(i)"
-            guard d.offset == next, d.storedLength >= 0, d.storedLength <= Int(offset) - d.offset else {
-                throw StoreError.corrupt(path: path, problem: "\(where_): section at \(d.offset)+\(d.storedLength) is not where the previous one ended (\(next)) or runs past the header")
-            }
-            // Bounded before any arithmetic, so a crafted header cannot overflow a sum.
-            let limit = 1 << 48
-            guard d.count >= 0, d.keys.length >= 0, d.values.length >= 0, d.members >= 0,
-                  [d.count, d.keys.length, d.values.length, d.members, d.rawLength].allSatisfy({ $0 < limit }),
-                  d.rawLength == d.keys.length + d.values.length + 8 * d.count + 4 * d.members else {
-                throw StoreError.corrupt(path: path, problem: "\(where_): raw_length \(d.rawLength) does not match its blocks and count \(d.count)")
-            }
-            next = d.offset + d.storedLength
-        }
-        guard next == Int(offset) else { throw StoreError.corrupt(path: path, problem: "sections end at \(next) but the header starts at \(offset)") }
-        return header
+        let footer = try PackFooter(UnsafeRawBufferPointer(rebasing: b[(b.count - PackHeader.footerLength)...]), fileSize: b.count, path: path)
+        return try PackHeader(json: UnsafeRawBufferPointer(rebasing: b[footer.headerRange]), footer: footer, path: path)
     }
 
     /// The stored bytes of layer `i`, checksum-verified.
     public func storedSection(_ i: Int) throws -> UnsafeRawBufferPointer {
         let d = header.layers[i]
         let stored = UnsafeRawBufferPointer(rebasing: file.bytes[d.offset..<(d.offset + d.storedLength)])
-        guard Checksum.hex(Checksum.xxh3(stored)) == d.checksum else {
-            throw StoreError.corrupt(path: path, problem: "layer \(i): section checksum mismatch")
-        }
+        try Self.checkStored(stored, layer: i, of: header, path: path)
         return stored
     }
 
@@ -106,6 +53,23 @@ public final class PackReader: @unchecked Sendable {
     public func section(_ i: Int) throws -> Section {
         let d = header.layers[i]
         let stored = try storedSection(i)
+        // The stored bytes are read; drop their pages so a fetch holds about one layer's worth.
+        defer { file.release(d.offset..<(d.offset + d.storedLength)) }
+        return try Self.decompress(stored, layer: i, of: header, path: path)
+    }
+
+    /// Checks layer `i`'s stored bytes against the checksum `header` holds for them; `stored`
+    /// may come from a mapped file or from a ranged read of a remote blob.
+    public static func checkStored(_ stored: UnsafeRawBufferPointer, layer i: Int, of header: PackHeader, path: String) throws {
+        let d = header.layers[i]
+        guard stored.count == d.storedLength, Checksum.hex(Checksum.xxh3(stored)) == d.checksum else {
+            throw StoreError.corrupt(path: path, problem: "layer \(i): section checksum mismatch")
+        }
+    }
+
+    /// Decompresses layer `i`'s checked stored bytes and checks what comes out.
+    public static func decompress(_ stored: UnsafeRawBufferPointer, layer i: Int, of header: PackHeader, path: String) throws -> Section {
+        let d = header.layers[i]
         // Every byte is written by the codec (or the section is rejected), so no zero fill.
         var problem: String?
         let raw = [UInt8](unsafeUninitializedCapacity: d.rawLength) { r, initialized in
@@ -114,8 +78,6 @@ public final class PackReader: @unchecked Sendable {
             if problem != nil, d.rawLength > 0 { memset(r.baseAddress!, 0, d.rawLength) }
             initialized = d.rawLength
         }
-        // The stored bytes are read; drop their pages so a fetch holds about one layer's worth.
-        file.release(d.offset..<(d.offset + d.storedLength))
         if let problem { throw StoreError.corrupt(path: path, problem: "layer \(i): \(problem)") }
         guard Checksum.hex(raw.withUnsafeBytes { Checksum.xxh3($0) }) == d.rawChecksum else {
             throw StoreError.corrupt(path: path, problem: "layer \(i): raw checksum mismatch after \(d.codec)")
