@@ -27,18 +27,39 @@ extension S3Client {
         }
         let uploadID = try createMultipartUpload(key)
         do {
-            var etags: [String] = []
-            for number in 1...parts {
-                let range = (number - 1) * partSize..<min(number * partSize, size)
-                etags.append(try uploadPart(key, uploadID: uploadID, number: number, bytes: UnsafeRawBufferPointer(rebasing: file.bytes[range])))
-                // Sent: drop the part's pages so a large upload holds about one part.
-                file.release(range)
-            }
+            let etags = try uploadParts(key, uploadID: uploadID, file: file, count: parts)
             try completeMultipartUpload(key, uploadID: uploadID, etags: etags)
         } catch {
             try? abortMultipartUpload(key, uploadID: uploadID)
             throw Self.uploadGone(error)
         }
+    }
+
+    /// Uploads the `count` parts of `file`, `partsInFlight` at a time (one request waiting
+    /// on the server while the next is hashed and sent); returns their ETags in order. The
+    /// first failure stops the parts not yet started and is thrown once all have stopped.
+    func uploadParts(_ key: String, uploadID: String, file: MappedFile, count: Int) throws -> [String] {
+        let parts = PartQueue(count: count)
+        let group = DispatchGroup()
+        for _ in 0..<min(max(1, partsInFlight), count) {
+            group.enter()
+            Thread.detachNewThread {
+                defer { group.leave() }
+                while let number = parts.take() {
+                    let range = (number - 1) * partSize..<min(number * partSize, file.bytes.count)
+                    do {
+                        parts.finish(number, etag: try uploadPart(key, uploadID: uploadID, number: number,
+                                                                  bytes: UnsafeRawBufferPointer(rebasing: file.bytes[range])))
+                    } catch {
+                        parts.fail(error)
+                    }
+                    // Sent (or failed): drop the part's pages so an upload holds about `partsInFlight` parts.
+                    file.release(range)
+                }
+            }
+        }
+        group.wait()
+        return try parts.etags()
     }
 
     /// Starts an upload of object `key`; returns its upload id.
@@ -108,6 +129,34 @@ extension S3Client {
     static func uploadGone(_ error: Error) -> Error {
         guard case StoreError.io(let url, let operation, ENOENT) = error else { return error }
         return StoreError.io(path: url, operation: "\(operation): the upload was aborted (by a compaction collecting stale uploads?)", errno: EAGAIN)
+    }
+
+    /// Parts handed out to the upload threads, and what came back.
+    private final class PartQueue: @unchecked Sendable {
+        private let lock = NSLock()
+        private var next = 1
+        private var tags: [String?]
+        private var failure: Error?
+
+        init(count: Int) { tags = Array(repeating: nil, count: count) }
+
+        /// The next part number to upload; nil when all are handed out or one failed.
+        func take() -> Int? {
+            lock.lock(); defer { lock.unlock() }
+            guard failure == nil, next <= tags.count else { return nil }
+            next += 1
+            return next - 1
+        }
+
+        func finish(_ number: Int, etag: String) { lock.lock(); tags[number - 1] = etag; lock.unlock() }
+
+        func fail(_ error: Error) { lock.lock(); if failure == nil { failure = error }; lock.unlock() }
+
+        func etags() throws -> [String] {
+            lock.lock(); defer { lock.unlock() }
+            if let failure { throw failure }
+            return tags.map { $0! }
+        }
     }
 
     static func xmlEscaped(_ text: String) -> String {

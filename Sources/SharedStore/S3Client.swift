@@ -21,6 +21,9 @@ public struct S3Client: Sendable {
     /// Bytes per part of a multipart upload (the last part may be smaller). S3 takes 5 MiB to
     /// 5 GiB per part and at most 10,000 parts, so 64 MiB parts carry blobs up to 625 GiB.
     public var partSize = 64 << 20
+    /// Parts sent at once: while one waits for the server to store it, the next is hashed
+    /// and sent (docs/BENCHMARKS.md).
+    public var partsInFlight = 4
 
     /// The most one PUT may carry (S3's limit); larger files always go up in parts.
     public static let singlePutLimit = 5 << 30
