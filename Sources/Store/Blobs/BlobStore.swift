@@ -31,6 +31,14 @@ public protocol BlobStore: Sendable {
 
     /// Deletes blob `name`; callers decide when that is safe (`StoreRoot.collectBlob`).
     func delete(_ name: String) throws
+
+    /// True when other hosts read these blobs (an object store): a blob losing its last row
+    /// is then doomed and deleted only after a grace period, never at once.
+    var isShared: Bool { get }
+}
+
+extension BlobStore {
+    public var isShared: Bool { false }
 }
 
 /// What a blob store knows of one blob without reading it.
