@@ -25,6 +25,8 @@ let package = Package(
         .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.4.1"),
         // S3 blob stores only (the SharedStore target).
         .package(url: "https://github.com/swift-server/async-http-client", from: "1.37.0"),
+        // PostgreSQL indexes only (the SharedStore target).
+        .package(url: "https://github.com/vapor/postgres-nio", from: "1.33.2"),
     ],
     targets: [
         .systemLibrary(name: "CZstd", pkgConfig: "libzstd", providers: [.apt(["libzstd-dev"])]),
@@ -44,7 +46,8 @@ let package = Package(
             swiftSettings: fastMath),
         .target(
             name: "SharedStore",
-            dependencies: ["Store", .product(name: "AsyncHTTPClient", package: "async-http-client")],
+            dependencies: ["Store", .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                           .product(name: "PostgresNIO", package: "postgres-nio")],
             swiftSettings: fastMath),
         .target(
             name: "Server",

@@ -3,7 +3,8 @@
 # `weed`) on 127.0.0.1, behaving like AWS on buckets (none created on PUT, none deleted
 # while not empty), with one access key and one bucket.
 #
-#   scripts/seaweedfs.sh start DIR PORT BUCKET   start, wait until it answers, create BUCKET;
+#   scripts/seaweedfs.sh start DIR PORT BUCKET   start, wait until it answers, create BUCKET
+#                                                (a restart on the same DIR keeps its objects);
 #                                                prints the AWS_* settings to reach it
 #   scripts/seaweedfs.sh stop DIR                stop it, remove its /tmp sockets
 #
@@ -44,7 +45,8 @@ start)
     [[ $code == 403 ]] || { echo "seaweedfs.sh: no answer on port $port after 30 s; see $dir/log/weed.out" >&2; exit 1; }
     code=$(curl -s -o "$dir/log/bucket.out" -w '%{http_code}' -X PUT --aws-sigv4 "aws:amz:us-east-1:s3" \
         --user "$key:$secret" "http://127.0.0.1:$port/$bucket")
-    [[ $code == 200 ]] || { echo "seaweedfs.sh: creating bucket $bucket answered $code: $(cat "$dir/log/bucket.out")" >&2; exit 1; }
+    # 409 BucketAlreadyOwnedByYou: a restart on the same DIR keeps its bucket and objects.
+    [[ $code == 200 || $code == 409 ]] || { echo "seaweedfs.sh: creating bucket $bucket answered $code: $(cat "$dir/log/bucket.out")" >&2; exit 1; }
     echo "AWS_ENDPOINT_URL_S3=http://127.0.0.1:$port"
     echo "AWS_ACCESS_KEY_ID=$key"
     echo "AWS_SECRET_ACCESS_KEY=$secret"

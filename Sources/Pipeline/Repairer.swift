@@ -41,15 +41,15 @@ public struct Repairer {
 
     public init(root: StoreRoot) { self.root = root }
 
-    /// Opens the store at `path` for repair. An index SQLite cannot open or finds damaged
-    /// (`PRAGMA quick_check`) is moved aside, with its -wal and -shm, to
-    /// `index.sqlite.damaged-<time>` and a new one is created, for `repair` to fill. `blobs`
-    /// as for `StoreRoot`.
-    public static func open(path: String, blobs: (any BlobStore)? = nil) throws -> (root: StoreRoot, movedAside: String?) {
-        let index = path + "/index.sqlite"
+    /// Opens a store for repair. An SQLite index (`sqliteIndex`, the file) that SQLite
+    /// cannot open or finds damaged (`PRAGMA quick_check`) is moved aside, with its -wal and
+    /// -shm, to `index.sqlite.damaged-<time>` and a new one is created, for `repair` to fill.
+    /// A PostgreSQL index (`sqliteIndex` nil) is opened as it is.
+    public static func open(sqliteIndex index: String?, _ open: () throws -> StoreRoot) throws -> (root: StoreRoot, movedAside: String?) {
+        guard let index else { return (try open(), nil) }
         let problem: String
         do {
-            let root = try StoreRoot(path: path, blobs: blobs)
+            let root = try open()
             let check = try root.index.quickCheck()
             if check == "ok" { return (root, nil) }
             problem = check
@@ -63,7 +63,12 @@ public struct Repairer {
                 throw StoreError.io(path: index + suffix, operation: "move the damaged index (\(problem)) aside", errno: errno)
             }
         }
-        return (try StoreRoot(path: path, blobs: blobs), aside)
+        return (try open(), aside)
+    }
+
+    /// `open(sqliteIndex:_:)` for the local store at `path`.
+    public static func open(path: String) throws -> (root: StoreRoot, movedAside: String?) {
+        try open(sqliteIndex: path + "/index.sqlite") { try StoreRoot(path: path) }
     }
 
     public func repair(dryRun: Bool = false) throws -> RepairReport {

@@ -26,7 +26,7 @@ public struct KVServer: Sendable {
         var logger = Logger(label: "kvstore.serve")
         logger.logLevel = .info
         let policies = try configuration.policyFile.map { try PolicyFile.load(path: $0) }
-        let responder = StoreResponder(configuration: configuration, pool: try StorePool(path: configuration.storePath),
+        let responder = StoreResponder(configuration: configuration, pool: try StorePool(open: configuration.openStore),
                                        metrics: ServerMetrics(), logger: logger, policies: policies)
         let host = configuration.host
         let app = Application(

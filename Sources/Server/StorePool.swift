@@ -4,13 +4,18 @@ import Store
 /// Open handles on one store, one per concurrent request: an index connection serves one
 /// thread at a time, and SQLite in WAL mode lets several read while one writes.
 final class StorePool: @unchecked Sendable {
-    let path: String
+    private let open: @Sendable () throws -> StoreRoot
     private let lock = NSLock()
     private var idle: [StoreRoot] = []
+    /// Where uploads are received: the store's own temporary folder, so an upload's file
+    /// is on the disk its pack is written to.
+    let tempDirectory: String
 
-    init(path: String) throws {
-        self.path = path
-        idle.append(try StoreRoot(path: path))
+    init(open: @escaping @Sendable () throws -> StoreRoot) throws {
+        self.open = open
+        let first = try open()
+        tempDirectory = first.blobs.tempDirectory
+        idle.append(first)
     }
 
     /// Runs `body` with a handle no other thread holds.
@@ -46,7 +51,7 @@ final class StorePool: @unchecked Sendable {
         lock.lock()
         if let root = idle.popLast() { lock.unlock(); return root }
         lock.unlock()
-        return try StoreRoot(path: path)
+        return try open()
     }
 
     func give(_ root: StoreRoot) {

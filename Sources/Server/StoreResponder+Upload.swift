@@ -16,7 +16,7 @@ extension StoreResponder {
         let limit = configuration.maxUpload
         if let length = request.headers[.contentLength].flatMap({ Int($0) }), length > limit { throw Self.tooLarge(limit) }
 
-        let temp = UploadFile(directory: pool.path + "/tmp")
+        let temp = UploadFile(directory: pool.tempDirectory)
         defer { temp.remove() }
         let received = try await temp.receive(request.body, limit: limit)
 

@@ -18,6 +18,8 @@ public struct S3BlobStore: BlobStore {
 
     public var tempDirectory: String { cache.tempDirectory }
 
+    public var isShared: Bool { true }
+
     public func newTempFile() throws -> AtomicFile {
         let name = "\(tempDirectory)/\(UUID().uuidString.lowercased()).kvpack.tmp"
         return try AtomicFile(finalPath: name, tempPath: name)

@@ -6,16 +6,41 @@ import Foundation
 /// unlinked only inside a write transaction that found no row naming it, and a row is
 /// written only inside a write transaction that found its blob present
 /// (`EntryIndex.insert(_:sources:blobs:)`, `replaceBlob`). The two can never both
-/// succeed for one blob, so no row ever names a collected blob.
+/// succeed for one blob, so no row ever names a collected blob. On a shared store
+/// (`defersDeletion`) both also take the blob's transaction lock, and a blob that loses its
+/// row is doomed, then collected by compaction after the grace period.
 extension StoreRoot {
     /// Removes an entry: the row first, then its blob through the collector, so a crash in
     /// between leaves an orphan that compaction collects, and a concurrent ingest of the same
-    /// snapshot that already re-published the blob keeps it. Returns the row removed.
+    /// snapshot that already re-published the blob keeps it. On a shared store the blob is
+    /// doomed in the row's transaction instead. Returns the row removed.
     @discardableResult
     public func removeEntry(_ id: String) throws -> EntryRecord? {
-        guard let removed = try index.remove(id) else { return nil }
-        try collectBlob(removed.blob)
+        guard let removed = try index.remove(id, doom: defersDeletion) else { return nil }
+        if !defersDeletion { try collectBlob(removed.blob) }
         return removed
+    }
+
+    /// Blob `name` may have lost its last row: collected now, or on a shared store doomed.
+    public func retireBlob(_ name: String) throws {
+        if defersDeletion { try index.doom(name) } else { try collectBlob(name) }
+    }
+
+    /// Deletes doomed blobs doomed at least `grace` seconds ago (by the index's clock) that no
+    /// row names, and forgets them. Returns how many were deleted and their bytes.
+    public func collectDoomed(grace: Double, dryRun: Bool = false) throws -> (count: Int, bytes: Int) {
+        var collected = (count: 0, bytes: 0)
+        for doomed in try index.doomed() where doomed.age >= grace {
+            if dryRun {
+                if try !index.isReferenced(blob: doomed.blob), let blob = try blobs.attributes(doomed.blob) {
+                    collected.count += 1; collected.bytes += blob.bytes
+                }
+                continue
+            }
+            if let freed = try collectBlob(doomed.blob) { collected.count += 1; collected.bytes += freed }
+            try index.forgetDoomed(doomed.blob)
+        }
+        return collected
     }
 
     /// Deletes blob `name` when no row names it and (with `minimumAge`) it was last
@@ -23,6 +48,7 @@ extension StoreRoot {
     @discardableResult
     public func collectBlob(_ name: String, minimumAge: Double? = nil, now: Double = Date().timeIntervalSince1970) throws -> Int? {
         try index.db.transaction {
+            try index.db.transactionLock(name)
             guard try !index.isReferenced(blob: name), let blob = try blobs.attributes(name) else { return nil }
             if let minimumAge, now - blob.modified < minimumAge { return nil }
             try blobs.delete(name)
@@ -42,12 +68,13 @@ extension StoreRoot {
         }
     }
 
-    /// Blob files no row names and last modified more than `minimumAge` seconds ago.
-    /// The listing comes first and the references second, so a blob published during the
-    /// listing is young and skipped rather than mistaken for an orphan.
+    /// Blob files no row names, not doomed (`collectDoomed` times those), and last modified
+    /// more than `minimumAge` seconds ago. The listing comes first and the references
+    /// second, so a blob published during the listing is young and skipped rather than
+    /// mistaken for an orphan.
     public func orphanBlobs(minimumAge: Double, now: Double = Date().timeIntervalSince1970) throws -> [(name: String, bytes: Int, modified: Double)] {
         let names = try blobs.names()
-        let referenced = try index.referencedBlobs()
+        let referenced = try index.referencedBlobs().union(try index.doomed().map(\.blob))
         return try names.compactMap { name in
             guard !referenced.contains(name), let blob = try blobs.attributes(name), now - blob.modified >= minimumAge else { return nil }
             return (name, blob.bytes, blob.modified)

@@ -6,11 +6,22 @@ import Foundation
 ///     ROOT/blobs/ab/<name>.kvpack one kvpack file per entry, named by its content (XXH3-128)
 ///     ROOT/tmp/                   files being written; anything here after a crash is garbage
 ///
-/// Blobs are reached only through `blobs` (`BlobStore`), the index only through `index`.
+/// Blobs are reached only through `blobs` (`BlobStore`), the index only through `index`;
+/// either may live elsewhere (docs/DESIGN.md, "Shared stores").
 public final class StoreRoot: @unchecked Sendable {
+    /// The directory of the SQLite index, or where the index is (a redacted URL).
     public let path: String
     public let index: EntryIndex
     public let blobs: any BlobStore
+
+    /// Blobs and index opened elsewhere; `path` names the index for messages.
+    public init(index: EntryIndex, blobs: any BlobStore, path: String) {
+        self.index = index; self.blobs = blobs; self.path = path
+    }
+
+    /// True when a blob that loses its last row must outlive a grace period before it is
+    /// deleted: other hosts may hold its row, or read it, a moment longer.
+    public var defersDeletion: Bool { index.isShared || blobs.isShared }
 
     /// Opens the store at `path`, creating its directories and index as needed. With
     /// `blobs`, the blobs live there and `path` holds the index alone.

@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import Pipeline
+import SharedStore
 import Store
 
 /// `kvstore job run|check FILE`: the specs in jobs/ (docs/JOBS.md).
@@ -31,9 +32,9 @@ struct JobRunCommand: ParsableCommand {
     func run() throws {
         switch try load(file) {
         case .ingest(let job):
-            try WatchCommand.runDaemon(store: StoreRoot.defaultPath(job.store), layout: job.layout, settings: job.settings, json: json)
+            try WatchCommand.runDaemon(store: try StoreSpec(store: job.store), layout: job.layout, settings: job.settings, json: json)
         case .compact(let job):
-            try CompactCommand.compact(store: try StoreRoot(path: StoreRoot.defaultPath(job.store)), settings: job.settings, json: json)
+            try CompactCommand.compact(store: try StoreSpec(store: job.store).open(), settings: job.settings, json: json)
         }
     }
 }

@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import Pipeline
+import SharedStore
 import Store
 
 struct RepairCommand: ParsableCommand {
@@ -21,8 +22,8 @@ struct RepairCommand: ParsableCommand {
     var dryRun = false
 
     func run() throws {
-        let (path, blobs) = try options.location.resolve()
-        let (root, aside) = dryRun ? (try StoreRoot(path: path, blobs: blobs), nil) : try Repairer.open(path: path, blobs: blobs)
+        let store = try options.location.spec()
+        let (root, aside) = dryRun ? (try store.open(), nil) : try Repairer.open(sqliteIndex: store.sqliteIndexFile) { try store.open() }
         var report = try Repairer(root: root).repair(dryRun: dryRun)
         report.damagedIndexMovedTo = aside
         if options.json {

@@ -3,6 +3,7 @@ import CLinux
 import Foundation
 import Pipeline
 import Server
+import SharedStore
 import Store
 
 struct ServeCommand: ParsableCommand {
@@ -10,8 +11,7 @@ struct ServeCommand: ParsableCommand {
         commandName: "serve", abstract: "Serve the store over HTTP (API in docs/openapi.yaml, a web page at /).",
         discussion: "SIGTERM or SIGINT: stop accepting connections, finish requests in flight, exit 0.")
 
-    @Option(name: .long, help: "Store root (default: $KVSTORE_HOME, else ~/.kvstore).")
-    var store: String?
+    @OptionGroup var location: StoreLocation
 
     @Option(name: .long, help: "HOST:PORT to listen on (port 0: any free port, printed on start).")
     var listen = "127.0.0.1:8750"
@@ -33,9 +33,11 @@ struct ServeCommand: ParsableCommand {
         // Many streams at once for hours: give memory back when a stream ends (Main's
         // setting keeps it, which suits one fetch and exit).
         kvstore_return_freed_memory()
+        let store = try location.spec()
         let server = try KVServer(configuration: ServerConfiguration(
-            storePath: StoreRoot.defaultPath(store), host: address.host, port: address.port,
-            tokens: try tokens.map { try TokenTable.load(path: $0) }, maxUpload: limit, policyFile: policyFile.policies))
+            storePath: store.description, host: address.host, port: address.port,
+            tokens: try tokens.map { try TokenTable.load(path: $0) }, maxUpload: limit, policyFile: policyFile.policies,
+            openStore: { try store.open() }))
         try server.runBlocking { bound in
             print("listening on http://\(bound)")
             fflush(stdout)

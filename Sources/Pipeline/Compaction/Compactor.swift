@@ -41,6 +41,10 @@ public struct Compactor {
     public func run(_ settings: CompactionSettings, progress: (String) -> Void = { _ in }) throws -> CompactionReport {
         let start = DispatchTime.now()
         let now = Date().timeIntervalSince1970
+        // One compactor per store, on any host; a dry run changes nothing and needs no lock.
+        if !settings.dryRun, try !root.index.tryCompactionLock() {
+            throw StoreError.io(path: root.path, operation: "compact (another compaction holds this store's compaction lock)", errno: EAGAIN)
+        }
         var report = CompactionReport()
         report.dryRun = settings.dryRun
         report.entriesBefore = try root.index.count()
@@ -51,6 +55,9 @@ public struct Compactor {
             report.temporaryFilesRemoved += 1
             report.temporaryBytes += file.bytes
         }
+        let doomed = try root.collectDoomed(grace: settings.grace, dryRun: settings.dryRun)
+        report.doomedRemoved = doomed.count
+        report.doomedBytes = doomed.bytes
         let orphans = try root.orphanBlobs(minimumAge: settings.grace, now: now)
         if !settings.force, !orphans.isEmpty,
            let objection = LostIndexGuard(rows: report.entriesBefore, indexCreatedAt: try root.index.createdAt()).objection(orphans: orphans) {
@@ -93,12 +100,13 @@ public struct Compactor {
                     stored -= record.bytesOut
                     continue
                 }
-                // Row first, then blob: a crash in between leaves an orphan, never a row
-                // without its blob. A fetch that already opened the blob keeps its mapping.
-                guard let removed = try root.index.remove(record.id) else { continue }
+                // Row first, then blob (or its doom): a crash in between leaves an orphan,
+                // never a row without its blob. A fetch that already opened the blob keeps
+                // its mapping.
+                guard let removed = try root.removeEntry(record.id) else { continue }
                 stored -= removed.bytesOut
                 report.evicted.append(removed.id)
-                report.evictedBytes += try root.collectBlob(removed.blob) ?? 0
+                report.evictedBytes += removed.bytesOut
             }
             report.overBudgetPinned = stored > budget
         }

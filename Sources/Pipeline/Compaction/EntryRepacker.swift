@@ -64,11 +64,11 @@ struct EntryRepacker {
         updated.policy = policy.name
         updated.compression = SafetensorsLayout.canonicalJSON(blob.compression)
         updated.entriesKept = blob.header.entryCount
-        if try root.index.replaceBlob(id: current.id, oldBlob: current.blob, with: updated, blobs: root.blobs) {
-            try root.collectBlob(current.blob)
+        if try root.index.replaceBlob(id: current.id, oldBlob: current.blob, with: updated, blobs: root.blobs, doom: root.defersDeletion) {
+            if !root.defersDeletion { try root.collectBlob(current.blob) }
             return .swapped(oldBytes: current.bytesOut, newBytes: blob.bytes)
         }
-        try root.collectBlob(blob.name)
+        try root.retireBlob(blob.name)
         return .raced
     }
 }

@@ -46,9 +46,10 @@ public struct WatchSummary: Sendable, Codable {
 public final class InboxDaemon: @unchecked Sendable {
     public enum State: String, Sendable { case starting, recovering, running, draining, stopped }
 
-    public let storePath: String
-    /// Where the store's blobs live when not under `storePath` (an S3 store).
-    public let blobs: (any BlobStore)?
+    /// The store, for logs.
+    public let storeName: String
+    /// Opens a handle on the store (one per worker).
+    private let openStore: @Sendable () throws -> StoreRoot
     public let layout: InboxLayout
     public let settings: WatchSettings
     private let logger: Logger
@@ -61,12 +62,19 @@ public final class InboxDaemon: @unchecked Sendable {
     /// Why the daemon stopped itself, if it did.
     private var fatal: Error?
 
-    public init(storePath: String, blobs: (any BlobStore)? = nil, layout: InboxLayout, settings: WatchSettings, logger: Logger) {
-        self.storePath = storePath
-        self.blobs = blobs
+    /// A daemon for the store `openStore` opens (any backend); `storeName` names it in logs.
+    public init(storeName: String, openStore: @escaping @Sendable () throws -> StoreRoot, layout: InboxLayout,
+                settings: WatchSettings, logger: Logger) {
+        self.storeName = storeName
+        self.openStore = openStore
         self.layout = layout
         self.settings = settings
         self.logger = logger
+    }
+
+    /// A daemon for the local store at `storePath`.
+    public convenience init(storePath: String, layout: InboxLayout, settings: WatchSettings, logger: Logger) {
+        self.init(storeName: storePath, openStore: { try StoreRoot(path: storePath) }, layout: layout, settings: settings, logger: logger)
     }
 
     public var state: State {
@@ -98,17 +106,17 @@ public final class InboxDaemon: @unchecked Sendable {
         let claim = try InboxClaim(folders: folders)
         let disposal = InputDisposal(folders: folders)
         // Open the store once up front so a bad store path fails before any claim.
-        _ = try StoreRoot(path: storePath, blobs: blobs)
+        _ = try openStore()
         let watcher = InboxWatcher(inbox: folders.inbox, settle: settings.settle, interval: settings.interval,
                                    forcePolling: settings.forcePolling)
         logger.info("watching", metadata: .fields([
-            "inbox": layout.inbox, "store": storePath, "policy": settings.policy.name,
+            "inbox": layout.inbox, "store": storeName, "policy": settings.policy.name,
             "jobs": "\(settings.jobs)", "mode": watcher.mode.rawValue, "work": claim.folder.path,
             "done": layout.done ?? "(delete)",
         ]))
 
         let workers = try (0..<max(1, settings.jobs)).map { _ in
-            Worker(daemon: self, root: try StoreRoot(path: storePath, blobs: blobs), claim: claim, disposal: disposal)
+            Worker(daemon: self, root: try openStore(), claim: claim, disposal: disposal)
         }
         let group = DispatchGroup()
         for worker in workers {

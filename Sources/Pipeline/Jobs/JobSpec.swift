@@ -1,4 +1,5 @@
 import Foundation
+import Store
 import LightKV
 
 /// A job spec from `jobs/`: what `kvstore job run FILE` does (docs/JOBS.md).

@@ -32,6 +32,10 @@ public protocol BlobStore: Sendable {
     /// Deletes blob `name`; callers decide when that is safe (`StoreRoot.collectBlob`).
     func delete(_ name: String) throws
 
+    /// True when other hosts read these blobs (an object store): a blob losing its last row
+    /// is then doomed and deleted only after a grace period, never at once.
+    var isShared: Bool { get }
+
     /// Aborts uploads that were started more than `minimumAge` seconds ago and never
     /// finished (an S3 multipart upload whose process died), for compaction; returns how
     /// many were (with `dryRun`, would be) aborted. A store whose writes cannot be left
@@ -40,6 +44,7 @@ public protocol BlobStore: Sendable {
 }
 
 extension BlobStore {
+    public var isShared: Bool { false }
     public func abortStaleUploads(minimumAge: Double, dryRun: Bool) throws -> Int { 0 }
 }
 

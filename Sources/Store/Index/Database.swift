@@ -4,9 +4,14 @@ import Glibc
 #endif
 
 /// A connection to the SQLite index: the few calls the store needs, errors as `StoreError`.
-public final class Database: @unchecked Sendable {
+public final class Database: IndexConnection, @unchecked Sendable {
     private var handle: OpaquePointer?
     public let path: String
+    /// The open `PATH.compact-lock` while this connection holds the compaction lock.
+    private var compactionLock: Int32 = -1
+
+    public var dialect: SQLDialect { .sqlite }
+    public var location: String { path }
 
     /// Milliseconds a writer waits for the lock before "database is locked" (a transient
     /// error): `$KVSTORE_BUSY_TIMEOUT_MS`, else 10 000.
@@ -30,7 +35,10 @@ public final class Database: @unchecked Sendable {
         try execute("PRAGMA foreign_keys=ON")
     }
 
-    deinit { sqlite3_close_v2(handle) }
+    deinit {
+        sqlite3_close_v2(handle)
+        if compactionLock >= 0 { close(compactionLock) }
+    }
 
     /// Runs one or more statements that return no rows.
     public func execute(_ sql: String) throws {
@@ -85,15 +93,27 @@ public final class Database: @unchecked Sendable {
     /// Runs `body` in an immediate transaction (takes the write lock up front, so two
     /// writers queue on the busy timeout instead of deadlocking), rolling back on error.
     public func transaction<T>(_ body: () throws -> T) throws -> T {
-        try execute("BEGIN IMMEDIATE")
-        do {
-            let result = try body()
-            try execute("COMMIT")
-            return result
-        } catch {
-            try? execute("ROLLBACK")
-            throw error
+        try runTransaction(begin: "BEGIN IMMEDIATE", body)
+    }
+
+    /// The write lock every transaction takes (`BEGIN IMMEDIATE`) already serialises them.
+    public func transactionLock(_ name: String) throws {}
+
+    /// An exclusive `flock` on `PATH.compact-lock`, released when the connection closes or
+    /// the process dies.
+    public func tryCompactionLock() throws -> Bool {
+        if compactionLock >= 0 { return true }
+        let lockPath = path + ".compact-lock"
+        let fd = open(lockPath, O_RDWR | O_CREAT | O_CLOEXEC, 0o644)
+        guard fd >= 0 else { throw StoreError.io(path: lockPath, operation: "open the compaction lock", errno: errno) }
+        guard flock(fd, LOCK_EX | LOCK_NB) == 0 else {
+            let e = errno
+            close(fd)
+            if e == EWOULDBLOCK { return false }
+            throw StoreError.io(path: lockPath, operation: "lock for compaction", errno: e)
         }
+        compactionLock = fd
+        return true
     }
 
     private var lastError: String { String(cString: sqlite3_errmsg(handle)) }
@@ -118,6 +138,8 @@ public enum SQLValue: Sendable, Equatable {
 /// One result row, by column name.
 public struct Row: Sendable {
     public var columns: [String: SQLValue] = [:]
+
+    public init(columns: [String: SQLValue] = [:]) { self.columns = columns }
 
     public func int(_ name: String) -> Int? {
         if case .int(let n) = columns[name] { return n }

@@ -13,7 +13,7 @@ extension EntryIndex {
 
     /// Bytes of every entry's blob, as indexed.
     public func storedBytes() throws -> Int {
-        try db.query("SELECT COALESCE(SUM(bytes_out), 0) AS n FROM entries").first?.int("n") ?? 0
+        try db.query("SELECT CAST(COALESCE(SUM(bytes_out), 0) AS BIGINT) AS n FROM entries").first?.int("n") ?? 0
     }
 
     /// True when some row names `blob`.
@@ -23,15 +23,17 @@ extension EntryIndex {
 
     /// `PRAGMA wal_checkpoint(TRUNCATE)`: copies the WAL into the database and empties it.
     /// Returns SQLite's (busy, log frames, checkpointed frames); busy = 1 when a reader kept
-    /// it from finishing (harmless; the next run finishes it).
+    /// it from finishing (harmless; the next run finishes it). PostgreSQL checkpoints itself.
     public func checkpoint() throws -> (busy: Int, log: Int, checkpointed: Int) {
+        guard db.dialect == .sqlite else { return (0, 0, 0) }
         let row = try db.query("PRAGMA wal_checkpoint(TRUNCATE)").first
         return (row?.int("busy") ?? 0, row?.int("log") ?? 0, row?.int("checkpointed") ?? 0)
     }
 
-    /// `PRAGMA optimize`: refreshes the query planner's statistics where they are stale.
+    /// Refreshes the query planner's statistics where they are stale (`PRAGMA optimize`;
+    /// PostgreSQL: `ANALYZE`, which neither blocks nor waits for readers and writers).
     public func optimize() throws {
-        try db.execute("PRAGMA optimize")
+        try db.execute(db.dialect == .sqlite ? "PRAGMA optimize" : "ANALYZE entries, sources, doomed")
     }
 
     /// When this index file began (seconds since the epoch): see migration 0002.
@@ -48,13 +50,40 @@ extension EntryIndex {
     /// After a rebuild: the index began with its oldest entry (or now, when it has none).
     public func resetCreatedAtToOldestEntry() throws {
         try db.query("""
-            UPDATE store_meta SET value = (SELECT COALESCE(MIN(created_at), (julianday('now') - 2440587.5) * 86400.0) FROM entries)
+            UPDATE store_meta SET value = (SELECT CAST(COALESCE(MIN(created_at), \(db.dialect.now)) AS TEXT) FROM entries)
             WHERE key = 'index_created_at'
             """)
     }
 
-    /// SQLite's own structural check: "ok", or what it found.
+    /// SQLite's own structural check: "ok", or what it found. PostgreSQL guards its own pages
+    /// (WAL, checksums) and is not checked from here.
     public func quickCheck() throws -> String {
-        try db.query("PRAGMA quick_check").compactMap { $0.text("quick_check") }.joined(separator: "; ")
+        guard db.dialect == .sqlite else { return "ok" }
+        return try db.query("PRAGMA quick_check").compactMap { $0.text("quick_check") }.joined(separator: "; ")
     }
+
+    /// Records that blob `name` may have lost its last row, by the index server's clock;
+    /// compaction deletes it once no row names it and the grace period has passed.
+    public func doom(_ name: String) throws {
+        try db.query("""
+            INSERT INTO doomed (blob, doomed_at) VALUES (?, \(db.dialect.now))
+            ON CONFLICT (blob) DO UPDATE SET doomed_at = excluded.doomed_at
+            """, [.text(name)])
+    }
+
+    /// Doomed blobs, with how many seconds ago (by the index server's clock) each was doomed.
+    public func doomed() throws -> [(blob: String, age: Double)] {
+        try db.query("SELECT blob, \(db.dialect.now) - doomed_at AS age FROM doomed ORDER BY blob").compactMap { row in
+            row.text("blob").map { ($0, row.double("age") ?? 0) }
+        }
+    }
+
+    /// Forgets a doomed blob (collected, or named by a row again).
+    public func forgetDoomed(_ name: String) throws {
+        try db.query("DELETE FROM doomed WHERE blob = ?", [.text(name)])
+    }
+
+    /// Takes the store's compaction lock for as long as this index is open; false when
+    /// another process holds it.
+    public func tryCompactionLock() throws -> Bool { try db.tryCompactionLock() }
 }

@@ -1,16 +1,32 @@
 import Foundation
 
-/// The SQLite index of stored entries and the image sources they hold.
+/// The index of stored entries and the image sources they hold, in SQLite (one host) or
+/// PostgreSQL (a fleet), through one `IndexConnection`.
 ///
 /// A row is inserted only after its blob is durable, and deleted before its blob is
 /// unlinked, so every row names an existing blob unless the disk itself lost it.
 public final class EntryIndex: @unchecked Sendable {
-    public let db: Database
+    public let db: any IndexConnection
+    /// Fetches not yet written (see `touch`).
+    private var accesses: AccessBatch
 
-    public init(path: String) throws {
-        db = try Database(path: path)
+    /// The SQLite index at `path`.
+    public convenience init(path: String) throws {
+        try self.init(connection: try Database(path: path))
+    }
+
+    /// The index behind `connection`, migrated to the current schema. Accesses are written
+    /// at once to SQLite and every `AccessBatch.sharedInterval` seconds to a shared index.
+    public init(connection: any IndexConnection) throws {
+        db = connection
+        accesses = AccessBatch(interval: connection.dialect == .sqlite ? 0 : AccessBatch.sharedInterval)
         try Migrations.apply(to: db)
     }
+
+    deinit { try? flushAccesses() }
+
+    /// True when other hosts share this index (PostgreSQL).
+    public var isShared: Bool { db.dialect != .sqlite }
 
     /// Inserts an entry and its sources; returns false (and changes nothing) when an entry
     /// with the same id already exists.
@@ -22,16 +38,20 @@ public final class EntryIndex: @unchecked Sendable {
     /// (EAGAIN, a transient error).
     public func insert(_ record: EntryRecord, sources: [(source: String, span: Int)], blobs: (any BlobStore)? = nil) throws -> Bool {
         try db.transaction {
-            if let blobs, try blobs.attributes(record.blob) == nil {
-                throw StoreError.io(path: blobs.location(record.blob), operation: "index (the blob was collected while being published)", errno: EAGAIN)
+            if let blobs {
+                try db.transactionLock(record.blob)
+                if try blobs.attributes(record.blob) == nil {
+                    throw StoreError.io(path: blobs.location(record.blob), operation: "index (the blob was collected while being published)", errno: EAGAIN)
+                }
             }
             let placeholders = Array(repeating: "?", count: record.sqlValues.count).joined(separator: ", ")
-            try db.query("INSERT OR IGNORE INTO entries (\(EntryRecord.columns)) VALUES (\(placeholders))", record.sqlValues)
+            try db.query("INSERT INTO entries (\(EntryRecord.columns)) VALUES (\(placeholders)) ON CONFLICT DO NOTHING", record.sqlValues)
             guard db.changes == 1 else { return false }
             for s in sources {
-                try db.query("INSERT OR IGNORE INTO sources (source, entry_id, span_index) VALUES (?, ?, ?)",
+                try db.query("INSERT INTO sources (source, entry_id, span_index) VALUES (?, ?, ?) ON CONFLICT DO NOTHING",
                              [.text(s.source), .text(record.id), .int(s.span)])
             }
+            try db.query("DELETE FROM doomed WHERE blob = ?", [.text(record.blob)])
             return true
         }
     }
@@ -81,9 +101,11 @@ public final class EntryIndex: @unchecked Sendable {
     /// (case-insensitive); all entries when `text` is empty.
     public func search(_ text: String, limit: Int) throws -> [EntryRecord] {
         let t = SQLValue.text(text.lowercased())
+        let d = db.dialect
         return try db.query("""
-            SELECT * FROM entries WHERE ? = '' OR instr(lower(coalesce(producer_key, '')), ?) > 0 OR instr(lower(model), ?) > 0
-              OR instr(id, ?) = 1 OR id IN (SELECT entry_id FROM sources WHERE instr(lower(source), ?) > 0)
+            SELECT * FROM entries WHERE ? = '' OR \(d.position(of: "?", in: "lower(coalesce(producer_key, ''))")) > 0
+              OR \(d.position(of: "?", in: "lower(model)")) > 0 OR \(d.position(of: "?", in: "id")) = 1
+              OR id IN (SELECT entry_id FROM sources WHERE \(d.position(of: "?", in: "lower(source)")) > 0)
             ORDER BY created_at DESC LIMIT ?
             """, [t, t, t, t, t, .int(limit)]).map(EntryRecord.init(row:))
     }
@@ -98,31 +120,50 @@ public final class EntryIndex: @unchecked Sendable {
         try db.query("SELECT source FROM sources WHERE entry_id = ? ORDER BY span_index", [.text(id)]).compactMap { $0.text("source") }
     }
 
-    /// Records a fetch.
+    /// Records a fetch. Fetches are counted in memory and written together, in one
+    /// statement, once the batch's interval has passed and when the index is closed: a busy
+    /// node writes its statistics every few seconds, not once per fetch (LRU needs an order,
+    /// not an exact count).
     public func touch(_ id: String, at time: Double = Date().timeIntervalSince1970) throws {
-        try db.query("UPDATE entries SET last_accessed = ?, access_count = access_count + 1 WHERE id = ?",
-                     [.double(time), .text(id)])
+        accesses.record(id, at: time)
+        if accesses.isDue(now: time) { try flushAccesses(now: time) }
+    }
+
+    /// Writes the fetches `touch` has counted.
+    public func flushAccesses(now: Double = Date().timeIntervalSince1970) throws {
+        guard let (values, rows) = accesses.take(now: now) else { return }
+        try db.query("""
+            UPDATE entries SET access_count = access_count + v.column2, last_accessed = v.column3
+            FROM (VALUES \(Array(repeating: "(?, ?, ?)", count: rows).joined(separator: ", "))) AS v
+            WHERE entries.id = v.column1
+            """, values)
     }
 
     public func setPinned(_ id: String, _ pinned: Bool) throws {
         try db.query("UPDATE entries SET pinned = ? WHERE id = ?", [.int(pinned ? 1 : 0), .text(id)])
     }
 
-    /// Deletes the row (and its sources); returns the record it held.
-    public func remove(_ id: String) throws -> EntryRecord? {
+    /// Deletes the row (and its sources); returns the record it held. With `doom`, its blob
+    /// is recorded as doomed in the same transaction (see `doom`).
+    public func remove(_ id: String, doom: Bool = false) throws -> EntryRecord? {
         try db.transaction {
             guard let record = try entry(id: id) else { return nil }
             try db.query("DELETE FROM entries WHERE id = ?", [.text(id)])
+            if doom { try self.doom(record.blob) }
             return record
         }
     }
 
     /// Points an entry at a re-packed blob, only if it still names `oldBlob` (compaction's swap).
     /// With `blobs`, the record's new blob must exist there while the lock is held (see `insert`).
-    public func replaceBlob(id: String, oldBlob: String, with record: EntryRecord, blobs: (any BlobStore)? = nil) throws -> Bool {
+    /// With `doom`, the old blob is doomed in the same transaction when the swap happens.
+    public func replaceBlob(id: String, oldBlob: String, with record: EntryRecord, blobs: (any BlobStore)? = nil, doom: Bool = false) throws -> Bool {
         try db.transaction {
-            if let blobs, try blobs.attributes(record.blob) == nil {
-                throw StoreError.io(path: blobs.location(record.blob), operation: "swap (the blob was collected while being published)", errno: EAGAIN)
+            if let blobs {
+                try db.transactionLock(record.blob)
+                if try blobs.attributes(record.blob) == nil {
+                    throw StoreError.io(path: blobs.location(record.blob), operation: "swap (the blob was collected while being published)", errno: EAGAIN)
+                }
             }
             try db.query("""
                 UPDATE entries SET blob = ?, checksum = ?, bytes_out = ?, policy = ?, compression = ?, entries_kept = ?, fidelity = ?
@@ -130,7 +171,10 @@ public final class EntryIndex: @unchecked Sendable {
                 """, [.text(record.blob), .text(record.checksum), .int(record.bytesOut), .text(record.policy),
                       .text(record.compression), .int(record.entriesKept), record.fidelity.map(SQLValue.text) ?? .null,
                       .text(id), .text(oldBlob)])
-            return db.changes == 1
+            guard db.changes == 1 else { return false }
+            try db.query("DELETE FROM doomed WHERE blob = ?", [.text(record.blob)])
+            if doom { try self.doom(oldBlob) }
+            return true
         }
     }
 

@@ -1,6 +1,15 @@
 /// The index schema, as named migrations applied in order and never edited once shipped.
+/// SQLite and PostgreSQL apply the same names; PostgreSQL spells the types it needs
+/// (64-bit integers, double precision, byte-wise ordering of ids).
 enum Migrations {
-    static let all: [(name: String, sql: String)] = [
+    static func all(_ dialect: SQLDialect) -> [(name: String, sql: String)] {
+        switch dialect {
+        case .sqlite: sqlite
+        case .postgres: postgres
+        }
+    }
+
+    static let sqlite: [(name: String, sql: String)] = [
         ("0001_entries", """
         CREATE TABLE entries (
             id TEXT PRIMARY KEY,            -- SHA-256 of the canonical input, hex
@@ -45,24 +54,80 @@ enum Migrations {
         INSERT INTO store_meta (key, value)
             SELECT 'index_created_at', COALESCE(MIN(created_at), (julianday('now') - 2440587.5) * 86400.0) FROM entries;
         """),
+        // Blobs whose last row went, on a store whose blobs other hosts may still be reading
+        // (docs/DESIGN.md, "Semantics across hosts"): collected once older than the grace period.
+        ("0003_doomed", """
+        CREATE TABLE doomed (blob TEXT PRIMARY KEY, doomed_at REAL NOT NULL);
+        """),
+    ]
+
+    static let postgres: [(name: String, sql: String)] = [
+        ("0001_entries", """
+        CREATE TABLE entries (
+            id TEXT COLLATE "C" PRIMARY KEY,
+            producer_key TEXT,
+            model TEXT NOT NULL,
+            spans TEXT NOT NULL,
+            layers BIGINT NOT NULL,
+            kv_heads BIGINT NOT NULL,
+            head_dim BIGINT NOT NULL,
+            v_head_dim BIGINT NOT NULL,
+            seq_len BIGINT NOT NULL,
+            input_dtype TEXT NOT NULL,
+            entries_kept BIGINT NOT NULL,
+            policy TEXT NOT NULL,
+            compression TEXT NOT NULL,
+            fidelity TEXT,
+            bytes_in BIGINT NOT NULL,
+            bytes_out BIGINT NOT NULL,
+            blob TEXT COLLATE "C" NOT NULL,
+            checksum TEXT NOT NULL,
+            created_at DOUBLE PRECISION NOT NULL,
+            last_accessed DOUBLE PRECISION NOT NULL,
+            access_count BIGINT NOT NULL DEFAULT 0,
+            pinned BIGINT NOT NULL DEFAULT 0
+        );
+        CREATE INDEX entries_producer_key ON entries(producer_key);
+        CREATE INDEX entries_lru ON entries(pinned, last_accessed);
+        CREATE INDEX entries_blob ON entries(blob);
+        CREATE TABLE sources (
+            source TEXT NOT NULL,
+            entry_id TEXT COLLATE "C" NOT NULL REFERENCES entries(id) ON DELETE CASCADE,
+            span_index BIGINT NOT NULL,
+            PRIMARY KEY (source, entry_id, span_index)
+        );
+        CREATE INDEX sources_entry ON sources(entry_id);
+        """),
+        ("0002_store_meta", """
+        CREATE TABLE store_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+        INSERT INTO store_meta (key, value)
+            SELECT 'index_created_at', COALESCE(MIN(created_at), extract(epoch from now())::double precision)::text FROM entries;
+        """),
+        ("0003_doomed", """
+        CREATE TABLE doomed (blob TEXT COLLATE "C" PRIMARY KEY, doomed_at DOUBLE PRECISION NOT NULL);
+        """),
     ]
 
     /// Applies what is missing. An index that is up to date is only read (WAL readers never
     /// wait for a writer), so opening a store never queues on another process's write lock:
-    /// a daemon starting while an ingest holds the lock starts at once.
-    static func apply(to db: Database) throws {
-        let known = try !db.query("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'migrations'").isEmpty
-        if known {
-            let applied = Set(try db.query("SELECT name FROM migrations").compactMap { $0.text("name") })
-            if all.allSatisfy({ applied.contains($0.name) }) { return }
+    /// a daemon starting while an ingest holds the lock starts at once. Processes that
+    /// migrate at the same moment take turns (`transactionLock`) and the second finds
+    /// nothing left to do.
+    static func apply(to db: any IndexConnection) throws {
+        let migrations = all(db.dialect)
+        func applied() throws -> Set<String> {
+            guard try !db.query(db.dialect.tableExists, [.text("migrations")]).isEmpty else { return [] }
+            return Set(try db.query("SELECT name FROM migrations").compactMap { $0.text("name") })
         }
-        try db.execute("CREATE TABLE IF NOT EXISTS migrations (name TEXT PRIMARY KEY, applied_at REAL NOT NULL)")
-        for (name, sql) in all {
-            try db.transaction {
-                if try db.query("SELECT 1 FROM migrations WHERE name = ?", [.text(name)]).isEmpty {
-                    try db.execute(sql)
-                    try db.query("INSERT INTO migrations (name, applied_at) VALUES (?, julianday('now'))", [.text(name)])
-                }
+        let present = try applied()
+        if migrations.allSatisfy({ present.contains($0.name) }) { return }
+        try db.transaction {
+            try db.transactionLock("migrations")
+            try db.execute("CREATE TABLE IF NOT EXISTS migrations (name TEXT PRIMARY KEY, applied_at \(db.dialect == .sqlite ? "REAL" : "DOUBLE PRECISION") NOT NULL)")
+            let done = try applied()
+            for (name, sql) in migrations where !done.contains(name) {
+                try db.execute(sql)
+                try db.query("INSERT INTO migrations (name, applied_at) VALUES (?, \(db.dialect.now))", [.text(name)])
             }
         }
     }
