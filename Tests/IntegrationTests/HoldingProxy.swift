@@ -15,7 +15,9 @@ final class HoldingProxy: @unchecked Sendable {
 
     init(upstreamPort: Int) throws {
         upstream = upstreamPort
-        listener = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        // A local first: the closures below may not capture `self` before `port` is set.
+        let listener = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        self.listener = listener
         var one: Int32 = 1
         setsockopt(listener, SOL_SOCKET, SO_REUSEADDR, &one, socklen_t(MemoryLayout<Int32>.size))
         var address = Self.loopback(port: 0)
