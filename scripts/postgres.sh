@@ -27,9 +27,13 @@ start)
         as_owner "$bindir/initdb" -D "$dir/data" -A trust -U postgres -E UTF8 --locale=C >"$dir/initdb.log" 2>&1 \
             || { echo "postgres.sh: initdb failed; see $dir/initdb.log" >&2; exit 1; }
     fi
-    as_owner "$bindir/pg_ctl" -D "$dir/data" -l "$dir/server.log" -w -t 60 start \
-        -o "-p $port -k $dir/sock -c listen_addresses=127.0.0.1 -c max_connections=200" >/dev/null \
-        || { echo "postgres.sh: the server did not start; see $dir/server.log" >&2; exit 1; }
+    # The server keeps no descriptor of its starter: a caller waiting for this script (by a
+    # pipe, or by a descriptor it watches for exit) must not wait for the server too.
+    (
+        for fd in /proc/self/fd/*; do fd=${fd##*/}; (( fd > 2 )) && eval "exec $fd>&-"; done
+        as_owner "$bindir/pg_ctl" -D "$dir/data" -l "$dir/server.log" -w -t 60 start \
+            -o "-p $port -k $dir/sock -c listen_addresses=127.0.0.1 -c max_connections=200"
+    ) </dev/null >/dev/null 2>&1 || { echo "postgres.sh: the server did not start; see $dir/server.log" >&2; exit 1; }
     echo "$port" >"$dir/port"
     if ! as_owner psql -h "$dir/sock" -p "$port" -U postgres -d postgres -Atqc "SELECT 1 FROM pg_database WHERE datname = 'kvstore'" | grep -q 1; then
         as_owner psql -h "$dir/sock" -p "$port" -U postgres -d postgres -qc "CREATE DATABASE kvstore" >/dev/null

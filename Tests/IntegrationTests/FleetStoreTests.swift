@@ -209,15 +209,14 @@ final class FleetStoreTests: XCTestCase {
 
         // Nodes 2 and 3 fetch every entry over and over while node 1 re-packs them all and,
         // with no grace period, deletes the objects they were read from.
-        let stop = NSLock(), results = NSLock()
-        var stopped = false, outcomes: [(node: Int, index: Int, result: CLI.Result)] = []
+        let fetches = FetchLog()
         let group = DispatchGroup()
         for node in [2, 3] {
-            DispatchQueue.global().async(group: group) {
-                while (stop.withLock { !stopped }) {
+            DispatchQueue.global().async(group: group) { [ids] in
+                while !fetches.stopped {
                     for (i, id) in ids.enumerated() {
                         let r = try! self.kv(["fetch", id, "-o", "-"], node: node)
-                        results.withLock { outcomes.append((node, i, r)) }
+                        fetches.append((node, i, r))
                     }
                 }
             }
@@ -228,8 +227,9 @@ final class FleetStoreTests: XCTestCase {
             XCTAssertEqual(compacted.status, 0, compacted.stderr)
         }
         sleep(1)
-        stop.withLock { stopped = true }
+        fetches.stop()
         group.wait()
+        let outcomes = fetches.outcomes
 
         var after: [Data] = []
         for id in ids { after.append(try kv(["fetch", id, "-o", "-"], node: 4).stdoutBytes) }
@@ -271,4 +271,16 @@ final class FleetStoreTests: XCTestCase {
         XCTAssertTrue(try wait(timeout: 10) { try kv(["compact", "--grace-seconds", "0"], node: 2).status == 0 })
         XCTAssertEqual(try blobFiles(), 0, "collected after the grace period")
     }
+}
+
+/// Fetches made from several threads, and when to stop making them.
+private final class FetchLog: @unchecked Sendable {
+    private let lock = NSLock()
+    private var _stopped = false
+    private var _outcomes: [(node: Int, index: Int, result: CLI.Result)] = []
+
+    var stopped: Bool { lock.withLock { _stopped } }
+    var outcomes: [(node: Int, index: Int, result: CLI.Result)] { lock.withLock { _outcomes } }
+    func stop() { lock.withLock { _stopped = true } }
+    func append(_ outcome: (node: Int, index: Int, result: CLI.Result)) { lock.withLock { _outcomes.append(outcome) } }
 }
