@@ -2,8 +2,9 @@ import Foundation
 
 /// A TCP proxy on 127.0.0.1 in front of a server that forwards every byte both ways, and
 /// holds a client's request once it sees one starting with a given method: the request
-/// stops there (the server never sees it) until `release()`. A test kills a process at
-/// that exact step, e.g. after its PUT was answered and before its confirming HEAD.
+/// stops there until `release()`, and the server never sees it (its connection is cut). A
+/// test kills a process at that exact step, e.g. after its PUT was answered and before its
+/// confirming HEAD.
 final class HoldingProxy: @unchecked Sendable {
     let port: Int
     private let upstream: Int
@@ -78,7 +79,7 @@ final class HoldingProxy: @unchecked Sendable {
         while true {
             let n = read(source, &buffer, buffer.count)
             guard n > 0 else { break }
-            if inspect { waitIfHeld(buffer[0..<n]) }
+            if inspect, wasHeld(buffer[0..<n]) { break }
             var sent = 0
             while sent < n {
                 let w = buffer[sent..<n].withUnsafeBytes { write(destination, $0.baseAddress, $0.count) }
@@ -91,12 +92,14 @@ final class HoldingProxy: @unchecked Sendable {
         shutdown(source, Int32(SHUT_RD))
     }
 
-    private func waitIfHeld(_ bytes: ArraySlice<UInt8>) {
+    /// True (after `release()`) when `bytes` begin the request to hold.
+    private func wasHeld(_ bytes: ArraySlice<UInt8>) -> Bool {
         condition.lock(); defer { condition.unlock() }
-        guard let method = holdMethod, bytes.starts(with: Array((method + " ").utf8)) else { return }
+        guard let method = holdMethod, bytes.starts(with: Array((method + " ").utf8)) else { return false }
         held = true
         condition.broadcast()
         while !released { condition.wait() }
+        return true
     }
 
     private static func loopback(port: Int) -> sockaddr_in {
