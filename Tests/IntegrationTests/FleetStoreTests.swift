@@ -244,6 +244,20 @@ final class FleetStoreTests: XCTestCase {
         XCTAssertEqual([v.checked, v.failures, v.orphans], [4, 0, 0], "the old objects are gone")
     }
 
+    func testServeOnOneNodeServesAndStoresForTheWholeFleet() throws {
+        let input = try scratch.snapshot("in.safetensors", seed: 3)
+        let id = try kv(["ingest", input]).stdout.trimmingCharacters(in: .whitespacesAndNewlines)
+        let server = try ServerProcess(scratch, store(node: 2), environment: servers.environment)
+        let served = try server.get("/v1/entries/\(id)/kvsnap")
+        XCTAssertEqual(served.status, 200, served.text + server.stderr)
+        XCTAssertEqual(served.body, try kv(["fetch", id, "-o", "-"], node: 3).stdoutBytes, "the HTTP stream is what fetch writes")
+
+        let upload = try server.request("PUT", "/v1/snapshots", body: try Data(contentsOf: URL(fileURLWithPath: try scratch.snapshot("up.safetensors", seed: 4))))
+        XCTAssertEqual(upload.status, 201, upload.text + server.stderr)
+        XCTAssertEqual(try keys(node: 3), ["key-3", "key-4"], "an upload to one node is in the fleet's index")
+        XCTAssertEqual(server.stop(), 0)
+    }
+
     func testRemovalWaitsOutTheGracePeriodAndOneCompactorRunsAtATime() throws {
         let id = try kv(["ingest", try scratch.snapshot("in.safetensors")]).stdout.trimmingCharacters(in: .whitespacesAndNewlines)
         XCTAssertEqual(try kv(["rm", id]).status, 0)
