@@ -27,6 +27,7 @@ FLEET="--store s3://bench/fleet --index $KVSTORE_TEST_POSTGRES --cache $DIR/flee
 echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs); $(psql --version); weed $(weed version 2>/dev/null | head -1)"
 echo "input $(stat -c %s "$IN") bytes, policy $POLICY"
 
+"$BIN" ls $FLEET >/dev/null  # creates the tables
 # 1. One ingest, then fetches. Each ingest starts from an empty index (the object is
 # overwritten with the same bytes; in PostgreSQL the tables are emptied).
 hyperfine -N -r "$RUNS" --export-markdown "$DIR/ingest.md" \

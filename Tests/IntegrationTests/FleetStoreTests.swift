@@ -2,26 +2,47 @@ import Foundation
 import XCTest
 
 /// A fleet on one shared store: blobs in a live S3 server (SeaweedFS), the index in a live
-/// PostgreSQL, each "node" a separate kvstore process with its own cache (docs/DESIGN.md,
-/// "Semantics across hosts"). Processes stand in for hosts: they share nothing but the two
-/// servers, as hosts would.
+/// PostgreSQL, each node a kvstore process with its own cache (docs/DESIGN.md, "Semantics
+/// across hosts"). Nodes 1-4 run on test hosts of their own, network namespaces that reach
+/// the servers over a veth link (`TestHosts`); where namespaces cannot be made, processes on
+/// this machine stand in for hosts. Either way they share nothing but the two servers.
 final class FleetStoreTests: XCTestCase {
     private var scratch: Scratch!
+    private var hosts: TestHosts!
     private var servers: FleetServers!
 
     override func setUpWithError() throws {
         scratch = try Scratch()
-        servers = try FleetServers(scratch, postgres: true)
+        hosts = TestHosts(count: 4)
+        servers = try FleetServers(scratch, postgres: true, listenEverywhere: hosts.isolated)
     }
 
     override func tearDownWithError() throws {
         servers = nil
+        hosts = nil
         scratch = nil
     }
 
+    private func host(_ node: Int) -> TestHosts.Host { hosts.hosts[node - 1] }
+
     /// The store as node `node` names it: shared blobs and index, its own cache.
     private func store(node: Int) -> [String] {
-        ["--store", "s3://\(FleetServers.bucket)/fleet", "--index", servers.postgres!, "--cache", scratch.path + "/node\(node)/cache"]
+        ["--store", "s3://\(FleetServers.bucket)/fleet", "--index", servers.postgres(at: host(node).serverAddress)!,
+         "--cache", scratch.path + "/node\(node)/cache"]
+    }
+
+    /// Starts `kvstore ARGS` on node `node`'s host.
+    private func start(_ args: [String], node: Int, stdout: FileHandle, stderr: FileHandle, environment extra: [String: String]) throws -> Process {
+        let (executable, arguments) = hosts.command(on: host(node), CLI.binary, args + store(node: node))
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: executable)
+        p.arguments = arguments
+        p.environment = ProcessInfo.processInfo.environment.merging(servers.environment(at: host(node).serverAddress)) { $1 }
+            .merging(extra) { $1 }
+        p.standardOutput = stdout
+        p.standardError = stderr
+        try p.run()
+        return p
     }
 
     /// `kvstore ARGS` on node `node` (outputs through files: a pipe would be held by nothing
@@ -30,8 +51,8 @@ final class FleetStoreTests: XCTestCase {
         let out = scratch.path + "/out-\(UUID().uuidString)", err = out + ".err"
         FileManager.default.createFile(atPath: out, contents: nil)
         FileManager.default.createFile(atPath: err, contents: nil)
-        let p = try scratch.cli.start(args + store(node: node), stdout: FileHandle(forWritingAtPath: out),
-                                      stderr: FileHandle(forWritingAtPath: err), environment: servers.environment.merging(extra) { $1 })
+        let p = try start(args, node: node, stdout: FileHandle(forWritingAtPath: out)!, stderr: FileHandle(forWritingAtPath: err)!,
+                          environment: extra)
         p.waitUntilExit()
         let bytes = try Data(contentsOf: URL(fileURLWithPath: out))
         return CLI.Result(status: p.terminationStatus, stdout: String(decoding: bytes, as: UTF8.self),
@@ -43,9 +64,8 @@ final class FleetStoreTests: XCTestCase {
         let log = scratch.path + "/node\(node)/watch.log"
         try FileManager.default.createDirectory(atPath: scratch.path + "/node\(node)", withIntermediateDirectories: true)
         FileManager.default.createFile(atPath: log, contents: nil)
-        return try scratch.cli.start(["watch", inbox, "--settle", "0.2", "--interval", "0.2"] + args + store(node: node),
-                                     stdout: FileHandle.nullDevice, stderr: FileHandle(forWritingAtPath: log),
-                                     environment: servers.environment.merging(extra) { $1 })
+        return try start(["watch", inbox, "--settle", "0.2", "--interval", "0.2"] + args, node: node,
+                         stdout: FileHandle.nullDevice, stderr: FileHandle(forWritingAtPath: log)!, environment: extra)
     }
 
     private func log(node: Int) -> String {
@@ -99,6 +119,7 @@ final class FleetStoreTests: XCTestCase {
     }
 
     func testTwoDaemonsAndAFetcherShareOneStoreAndEveryInputIsStoredOnce() throws {
+        print("FleetStoreTests: nodes run \(hosts.isolated ? "in network namespaces of their own" : "as processes on this machine")")
         // Seeds 2...5 are dropped into both inboxes: the same snapshot on two hosts.
         let a = try inbox("inbox-a", seeds: Array(0...5)), b = try inbox("inbox-b", seeds: Array(2...7))
         let first = try daemon(a, node: 1, ["--once", "--jobs", "2"]), second = try daemon(b, node: 2, ["--once", "--jobs", "2"])
@@ -127,7 +148,7 @@ final class FleetStoreTests: XCTestCase {
     func testADaemonKilledMidUploadLeavesNoRowAndCompactionCollectsWhatItLeft() throws {
         let s3Port = Int(URL(string: servers.environment["AWS_ENDPOINT_URL_S3"]!)!.port!)
         let proxy = try HoldingProxy(upstreamPort: s3Port)
-        let viaProxy = ["AWS_ENDPOINT_URL_S3": "http://127.0.0.1:\(proxy.port)"]
+        let viaProxy = ["AWS_ENDPOINT_URL_S3": "http://\(host(1).serverAddress):\(proxy.port)"]
         let inbox = try inbox("inbox", seeds: [1])
 
         // Killed while its PUT is on the way: S3 stores nothing of it, the index no row.
@@ -247,7 +268,7 @@ final class FleetStoreTests: XCTestCase {
     func testServeOnOneNodeServesAndStoresForTheWholeFleet() throws {
         let input = try scratch.snapshot("in.safetensors", seed: 3)
         let id = try kv(["ingest", input]).stdout.trimmingCharacters(in: .whitespacesAndNewlines)
-        let server = try ServerProcess(scratch, store(node: 2), environment: servers.environment)
+        let server = try ServerProcess(scratch, store(node: 2), environment: servers.environment(at: host(2).serverAddress))
         let served = try server.get("/v1/entries/\(id)/kvsnap")
         XCTAssertEqual(served.status, 200, served.text + server.stderr)
         XCTAssertEqual(served.body, try kv(["fetch", id, "-o", "-"], node: 3).stdoutBytes, "the HTTP stream is what fetch writes")

@@ -1,6 +1,7 @@
 import Foundation
 
-/// A TCP proxy on 127.0.0.1 in front of a server that forwards every byte both ways, and
+/// A TCP proxy (on every address: test hosts in network namespaces reach it) in front of a
+/// server on 127.0.0.1 that forwards every byte both ways, and
 /// holds a client's request once it sees one starting with a given method: the request
 /// stops there until `release()`, and the server never sees it (its connection is cut). A
 /// test kills a process at that exact step, e.g. after its PUT was answered and before its
@@ -20,6 +21,7 @@ final class HoldingProxy: @unchecked Sendable {
         var one: Int32 = 1
         setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, socklen_t(MemoryLayout<Int32>.size))
         var address = Self.loopback(port: 0)
+        address.sin_addr.s_addr = INADDR_ANY
         let bound = withUnsafePointer(to: &address) {
             $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
         }
