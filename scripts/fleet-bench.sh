@@ -36,7 +36,7 @@ hyperfine -N -r "$RUNS" --export-markdown "$DIR/ingest.md" \
     --prepare "$PSQL -c 'TRUNCATE entries, sources, doomed'" -n "ingest, S3 + PostgreSQL index" "$BIN ingest --fidelity off --policy $POLICY $IN $FLEET"
 ID=$("$BIN" ls --json $FLEET | python3 -c 'import json,sys; print(json.load(sys.stdin)[0]["id"])')
 hyperfine -N -r "$RUNS" --export-markdown "$DIR/fetch.md" \
-    -n "fetch, local store" "$BIN fetch $ID -o $DIR/fetched.safetensors $LOCAL" \
+    --prepare "true" -n "fetch, local store" "$BIN fetch $ID -o $DIR/fetched.safetensors $LOCAL" \
     --prepare "rm -rf $DIR/fleet-cache" -n "fetch, S3 + PostgreSQL, empty node cache" "$BIN fetch $ID -o $DIR/fetched.safetensors $FLEET" \
     --prepare "true" -n "fetch, S3 + PostgreSQL, from the node cache" "$BIN fetch $ID -o $DIR/fetched.safetensors $FLEET"
 "$BIN" rm "$ID" $FLEET >/dev/null; "$BIN" rm "$ID" $LOCAL >/dev/null

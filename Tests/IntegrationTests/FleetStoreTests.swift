@@ -277,6 +277,10 @@ final class FleetStoreTests: XCTestCase {
         XCTAssertEqual(upload.status, 201, upload.text + server.stderr)
         XCTAssertEqual(try keys(node: 3), ["key-3", "key-4"], "an upload to one node is in the fleet's index")
         XCTAssertEqual(server.stop(), 0)
+        // Fetches are counted in memory and written in batches: at the latest when the
+        // process (the CLI fetch, the server) ends.
+        let counts = try entries(node: 4).filter { $0["id"] as? String == id }.compactMap { $0["accessCount"] as? Int }
+        XCTAssertEqual(counts, [2], "one HTTP stream and one CLI fetch")
     }
 
     func testRemovalWaitsOutTheGracePeriodAndOneCompactorRunsAtATime() throws {
