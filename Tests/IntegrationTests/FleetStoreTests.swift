@@ -276,6 +276,12 @@ final class FleetStoreTests: XCTestCase {
         let upload = try server.request("PUT", "/v1/snapshots", body: try Data(contentsOf: URL(fileURLWithPath: try scratch.snapshot("up.safetensors", seed: 4))))
         XCTAssertEqual(upload.status, 201, upload.text + server.stderr)
         XCTAssertEqual(try keys(node: 3), ["key-3", "key-4"], "an upload to one node is in the fleet's index")
+        let page = try server.get("/v1/entries?limit=1")
+        XCTAssertEqual(page.status, 200, page.text)
+        XCTAssertEqual((page.json["entries"] as? [Any])?.count, 1, page.text)
+        let search = try server.get("/?q=KEY-3")
+        XCTAssertEqual(search.status, 200)
+        XCTAssertTrue(search.text.contains(String(id.prefix(12))), "the web page's search runs on PostgreSQL too")
         XCTAssertEqual(server.stop(), 0)
         // Fetches are counted in memory and written in batches: at the latest when the
         // process (the CLI fetch, the server) ends.
