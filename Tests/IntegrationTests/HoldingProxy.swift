@@ -1,9 +1,11 @@
 import Foundation
 
-/// A TCP proxy on 127.0.0.1 in front of a server that forwards every byte both ways, and
+/// A TCP proxy (on every address: test hosts in network namespaces reach it) in front of a
+/// server on 127.0.0.1 that forwards every byte both ways, and
 /// holds a client's request once it sees one starting with a given method: the request
-/// stops there (the server never sees it) until `release()`. A test kills a process at
-/// that exact step, e.g. after its PUT was answered and before its confirming HEAD.
+/// stops there until `release()`, and the server never sees it (its connection is cut). A
+/// test kills a process at that exact step, e.g. after its PUT was answered and before its
+/// confirming HEAD.
 final class HoldingProxy: @unchecked Sendable {
     let port: Int
     private let upstream: Int
@@ -15,20 +17,23 @@ final class HoldingProxy: @unchecked Sendable {
 
     init(upstreamPort: Int) throws {
         upstream = upstreamPort
-        // A local first: the closures below may not capture `self` before `port` is set.
-        let listener = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        self.listener = listener
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
         var one: Int32 = 1
-        setsockopt(listener, SOL_SOCKET, SO_REUSEADDR, &one, socklen_t(MemoryLayout<Int32>.size))
+        setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, socklen_t(MemoryLayout<Int32>.size))
         var address = Self.loopback(port: 0)
+        address.sin_addr.s_addr = INADDR_ANY
         let bound = withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(listener, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
         }
-        guard bound == 0, listen(listener, 64) == 0 else { throw POSIXError(POSIXErrorCode(rawValue: errno) ?? .EIO) }
+        guard bound == 0, listen(fd, 64) == 0 else {
+            close(fd)
+            throw POSIXError(POSIXErrorCode(rawValue: errno) ?? .EIO)
+        }
         var length = socklen_t(MemoryLayout<sockaddr_in>.size)
         _ = withUnsafeMutablePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(listener, $0, &length) }
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &length) }
         }
+        listener = fd
         port = Int(UInt16(bigEndian: address.sin_port))
         Thread.detachNewThread { [self] in acceptLoop() }
     }
@@ -76,7 +81,7 @@ final class HoldingProxy: @unchecked Sendable {
         while true {
             let n = read(source, &buffer, buffer.count)
             guard n > 0 else { break }
-            if inspect { waitIfHeld(buffer[0..<n]) }
+            if inspect, wasHeld(buffer[0..<n]) { break }
             var sent = 0
             while sent < n {
                 let w = buffer[sent..<n].withUnsafeBytes { write(destination, $0.baseAddress, $0.count) }
@@ -89,12 +94,14 @@ final class HoldingProxy: @unchecked Sendable {
         shutdown(source, Int32(SHUT_RD))
     }
 
-    private func waitIfHeld(_ bytes: ArraySlice<UInt8>) {
+    /// True (after `release()`) when `bytes` begin the request to hold.
+    private func wasHeld(_ bytes: ArraySlice<UInt8>) -> Bool {
         condition.lock(); defer { condition.unlock() }
-        guard let method = holdMethod, bytes.starts(with: Array((method + " ").utf8)) else { return }
+        guard let method = holdMethod, bytes.starts(with: Array((method + " ").utf8)) else { return false }
         held = true
         condition.broadcast()
         while !released { condition.wait() }
+        return true
     }
 
     private static func loopback(port: Int) -> sockaddr_in {
