@@ -8,7 +8,9 @@ import Store
 ///
 /// The footer, header and each section are checked exactly as `PackReader` checks a local
 /// file (the same code): the header's checksum and invariants, then each section's stored
-/// and raw checksums. What a ranged read cannot check is the whole file's content name.
+/// and raw checksums. What a ranged read cannot check is the whole file's content name: a
+/// caller holding the index row compares `header.entry?.id` with it, as `Fetcher.open` does,
+/// so another entry's blob in this one's place is refused.
 public struct RemotePack: Sendable {
     public let client: S3Client
     public let key: String
