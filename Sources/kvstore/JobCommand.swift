@@ -57,18 +57,26 @@ struct JobCheckCommand: ParsableCommand {
         switch try load(file) {
         case .ingest(let job):
             let s = job.settings
+            let spec = try store(job.store)
             print("\(file): ingest job")
             print("  inbox   \(job.layout.inbox)")
-            print("  store   \(try store(job.store).description)")
+            describe(spec)
             print("  policy  \(s.policy.name), \(s.jobs) job\(s.jobs == 1 ? "" : "s"), \(s.forcePolling ? "polling" : "inotify")\(s.once ? ", once" : "")")
             print("  inputs  \(job.layout.done.map { "moved to \($0)" } ?? "deleted") once stored; failures to \(job.layout.failed)")
         case .compact(let job):
             let s = job.settings
+            let spec = try store(job.store)
             print("\(file): compact job")
-            print("  store   \(try store(job.store).description)")
+            describe(spec)
             print("  budget  \(s.budget.map { ByteSize(bytes: $0).description } ?? "none")")
             print("  cold    \(s.coldPolicy.map { "re-pack after \(s.coldDays!) days with \($0.name)" } ?? "no re-packing")")
             print("  verify  \(s.verifySample) sampled; grace \(s.grace) s\(s.dryRun ? "; dry run" : "")")
         }
+    }
+
+    /// The store as it will be opened (nothing is connected to), and an S3 store's node cache.
+    private func describe(_ spec: StoreSpec) {
+        print("  store   \(spec.description)")
+        if case .s3 = spec.blobs { print("  cache   \(spec.cacheDirectory), up to \(ByteSize(bytes: spec.cacheCapacity))") }
     }
 }

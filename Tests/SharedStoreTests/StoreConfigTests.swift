@@ -61,6 +61,13 @@ final class StoreConfigTests: XCTestCase {
         XCTAssertEqual(spec.cacheCapacity, 20_000_000_000)
     }
 
+    func testTheShippedExampleIsValid() throws {
+        let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent().path
+        let spec = try spec(root + "/jobs/store.toml")
+        XCTAssertEqual(spec.description, "s3://kv-fleet/prod (index postgresql://kvstore@10.0.0.6:5432/kvstore)")
+        XCTAssertEqual(spec.cacheCapacity, 20_000_000_000)
+    }
+
     func testWhatTheFileLeavesOutComesFromTheEnvironment() throws {
         let path = try file("[blobs]\nurl = \"s3://kv-fleet\"\n[index]\nurl = \"index\"\n")
         let spec = try spec(path)
