@@ -107,9 +107,41 @@ final class S3StoreTests: XCTestCase {
         XCTAssertEqual(try kv(["ls"]).stdout.split(separator: "\n").count, 2, "header and the one entry: nothing half-written")
     }
 
+    func testAStoreConfigNamesTheS3StoreAndItsSettingsWinOverTheEnvironment() throws {
+        let config = scratch.path + "/store.toml"
+        try """
+            [blobs]
+            url = "s3://kvtest/configured"
+            endpoint = "\(environment["AWS_ENDPOINT_URL_S3"]!)"
+            region = "\(environment["AWS_REGION"]!)"
+            access_key_id = "\(environment["AWS_ACCESS_KEY_ID"]!)"
+            secret_access_key = "\(environment["AWS_SECRET_ACCESS_KEY"]!)"
+            [index]
+            url = "config-index"
+            [cache]
+            dir = "config-cache"
+            size = "1GB"
+            """.write(toFile: config, atomically: true, encoding: .utf8)
+        try FileManager.default.setAttributes([.posixPermissions: 0o600], ofItemAtPath: config)
+        // The environment names another server and another key: the file's settings must win.
+        let misleading = ["AWS_ENDPOINT_URL_S3": "http://127.0.0.1:1", "AWS_ACCESS_KEY_ID": "WRONG", "AWS_SECRET_ACCESS_KEY": "wrong",
+                          "AWS_SESSION_TOKEN": "wrong"]
+        let input = try scratch.snapshot("in.safetensors")
+        let ingest = try scratch.cli.run(["ingest", input, "--store-config", config], environment: misleading)
+        XCTAssertEqual(ingest.status, 0, ingest.stderr)
+        XCTAssertEqual(ingest.stderr, "", "a file only its owner reads is not warned about")
+        let id = ingest.stdout.trimmingCharacters(in: .whitespacesAndNewlines)
+        try FileManager.default.removeItem(atPath: scratch.path + "/config-cache")  // the fetch downloads
+        let fetched = try scratch.cli.run(["fetch", id, "-o", "-", "--store-config", config], environment: misleading)
+        XCTAssertEqual(fetched.status, 0, fetched.stderr)
+        XCTAssertEqual(try scratch.cli.run("ingest", input).stdout, ingest.stdout, "the same id as a local store's")
+        XCTAssertEqual(try scratch.cli.run("fetch", id, "-o", "-").stdoutBytes, fetched.stdoutBytes, "bit-identical to the local store's")
+        XCTAssertTrue(FileManager.default.fileExists(atPath: scratch.path + "/config-index/index.sqlite"))
+    }
+
     /// Runs a script to completion. Its output goes through a file, not a pipe: the server it
     /// starts would hold a pipe open for as long as it runs.
-    private static func shell(_ args: [String]) throws -> (status: Int32, output: String) {
+    static func shell(_ args: [String]) throws -> (status: Int32, output: String) {
         let log = NSTemporaryDirectory() + "kvstore-script-\(UUID().uuidString).out"
         FileManager.default.createFile(atPath: log, contents: nil)
         defer { try? FileManager.default.removeItem(atPath: log) }

@@ -103,4 +103,35 @@ final class StoreConfigCLITests: XCTestCase {
         XCTAssertEqual(both.status, 1)
         XCTAssertTrue(both.stderr.contains("\(spec):3: store: set, but store_config names the store"), both.stderr)
     }
+
+    func testAStoreConfigMayKeepTheIndexInPostgreSQL() throws {
+        guard ((try? FileManager.default.contentsOfDirectory(atPath: "/usr/lib/postgresql")) ?? []).contains(where: {
+            FileManager.default.isExecutableFile(atPath: "/usr/lib/postgresql/\($0)/bin/pg_ctl")
+        }) else { throw XCTSkip("PostgreSQL is not installed (apt-get install postgresql)") }
+        let script = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+            .deletingLastPathComponent().appendingPathComponent("scripts/postgres.sh").path
+        let server = scratch.path + "/pg"
+        // Above the ports the S3 tests' servers take (at most 59994).
+        let port = 60_000 + Int(getpid() % 5_000)
+        // The server must not inherit this process's descriptors, or waiting for the script
+        // would wait for the server too: close them before the script starts it.
+        let detached = "for fd in /proc/self/fd/*; do fd=${fd##*/}; (( fd > 2 )) && eval \"exec $fd>&-\"; done; exec bash \"$0\" \"$@\""
+        let started = try S3StoreTests.shell(["-c", detached, script, "start", server, String(port)])
+        defer { _ = try? S3StoreTests.shell([script, "stop", server]) }
+        XCTAssertEqual(started.status, 0, started.output)
+        guard let url = started.output.split(separator: "\n").first(where: { $0.hasPrefix("KVSTORE_TEST_POSTGRES=") })?.dropFirst(22) else {
+            return XCTFail(started.output)
+        }
+        try "[blobs]\nurl = \"pg-blobs\"\n[index]\nurl = \"\(url)\"\n".write(toFile: config, atomically: true, encoding: .utf8)
+        let input = try scratch.snapshot("x.safetensors")
+        let ingest = try scratch.cli.run("ingest", input, "--store-config", config)
+        XCTAssertEqual(ingest.status, 0, ingest.stderr)
+        let id = ingest.stdout.trimmingCharacters(in: .whitespacesAndNewlines)
+        XCTAssertFalse(FileManager.default.fileExists(atPath: scratch.path + "/etc/pg-blobs/index.sqlite"), "the index is in PostgreSQL")
+        XCTAssertEqual(try ids(try scratch.cli.run("ls", "--json", "--store-config", config)), [id])
+        XCTAssertEqual(try scratch.cli.run("ingest", input).stdout, ingest.stdout, "the same id as a local store's")
+        let fetched = try scratch.cli.run("fetch", id, "-o", "-", "--store-config", config)
+        XCTAssertEqual(fetched.status, 0, fetched.stderr)
+        XCTAssertEqual(fetched.stdoutBytes, try scratch.cli.run("fetch", id, "-o", "-").stdoutBytes, "bit-identical to the local store's")
+    }
 }
