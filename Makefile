@@ -18,8 +18,9 @@ deps:
 	@python3 -c "import safetensors, numpy" 2>/dev/null || python3 -m pip install -q --disable-pip-version-check safetensors numpy \
 	  || python3 -m pip install -q --disable-pip-version-check --break-system-packages safetensors numpy
 
-## test-deps: what only the tests need: chromium (the web page test, headless), curl (the S3 test server script)
-TEST_APT_PACKAGES := chromium curl
+## test-deps: what only the tests need: chromium (the web page test, headless), curl (the S3 test
+## server script), PostgreSQL (the shared-index tests start their own servers: scripts/postgres.sh)
+TEST_APT_PACKAGES := chromium curl postgresql
 test-deps:
 	@missing=""; for p in $(TEST_APT_PACKAGES); do \
 	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q 'install ok installed' || missing="$$missing $$p"; done; \
@@ -27,7 +28,7 @@ test-deps:
 	  echo "installing:$$missing"; \
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
 	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing \
-	    || echo "test-deps: could not install$$missing; the web page test will skip" >&2; \
+	    || echo "test-deps: could not install$$missing; the web page test will skip, the shared-store tests fail" >&2; \
 	fi
 
 build: deps

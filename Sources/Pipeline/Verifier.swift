@@ -40,7 +40,8 @@ public struct Verifier {
             }
         }
         if all {
-            let referenced = try root.index.referencedBlobs()
+            // A doomed blob waits out its grace period (shared stores): expected, not an orphan.
+            let referenced = try root.index.referencedBlobs().union(try root.index.doomed().map(\.blob))
             report.orphans = try root.blobs.names().filter { !referenced.contains($0) }.map(root.blobs.location)
             report.temporaryFiles = FileSystem.list(root.blobs.tempDirectory).map { "\(root.blobs.tempDirectory)/\($0)" }
         }

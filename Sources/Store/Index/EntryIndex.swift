@@ -131,12 +131,13 @@ public final class EntryIndex: @unchecked Sendable {
 
     /// Writes the fetches `touch` has counted.
     public func flushAccesses(now: Double = Date().timeIntervalSince1970) throws {
-        guard let (values, rows) = accesses.take(now: now) else { return }
+        guard let (values, rows) = accesses.pendingValues() else { return }
         try db.query("""
             UPDATE entries SET access_count = access_count + v.column2, last_accessed = v.column3
             FROM (VALUES \(Array(repeating: "(?, ?, ?)", count: rows).joined(separator: ", "))) AS v
             WHERE entries.id = v.column1
             """, values)
+        accesses.written(at: now)
     }
 
     public func setPinned(_ id: String, _ pinned: Bool) throws {
