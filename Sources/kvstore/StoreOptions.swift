@@ -20,7 +20,7 @@ struct StoreOptions: ParsableArguments {
 /// `--store`, `--index`, and for an s3:// store this node's cache, or all of them from
 /// `--store-config FILE` (docs/DESIGN.md, "Store URL and config").
 struct StoreLocation: ParsableArguments {
-    @Option(name: .long, help: "Store root, or s3://BUCKET/PREFIX for blobs in S3 (default: $KVSTORE_HOME, else ~/.kvstore).")
+    @Option(name: .long, help: "Store root, or s3://BUCKET/PREFIX for blobs in S3 (default: the store $KVSTORE_CONFIG names, else $KVSTORE_HOME, else ~/.kvstore).")
     var store: String?
 
     @Option(name: .long, help: "The index: a directory for SQLite (one host), or postgresql://USER@HOST[:PORT]/DB (a fleet). Required with an s3:// store; default: the store root.")
