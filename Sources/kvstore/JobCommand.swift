@@ -19,6 +19,13 @@ private func load(_ file: String) throws -> JobSpec {
     }
 }
 
+/// The store a spec names, else the environment's; a value it cannot use is exit 1 naming
+/// the file, the line and the key.
+private func store(_ settings: StoreSettings?) throws -> StoreSpec {
+    guard let settings else { return try StoreSpec.named(store: nil, index: nil, cache: nil, cacheSize: nil, storeConfig: nil) }
+    return try StoreSpec.named(by: settings)
+}
+
 struct JobRunCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "run", abstract: "Run a spec once: an ingest spec runs the daemon (until SIGTERM, or once), a compact spec compacts.")
@@ -32,9 +39,9 @@ struct JobRunCommand: ParsableCommand {
     func run() throws {
         switch try load(file) {
         case .ingest(let job):
-            try WatchCommand.runDaemon(store: try StoreSpec(store: job.store), layout: job.layout, settings: job.settings, json: json)
+            try WatchCommand.runDaemon(store: try store(job.store), layout: job.layout, settings: job.settings, json: json)
         case .compact(let job):
-            try CompactCommand.compact(store: try StoreSpec(store: job.store).open(), settings: job.settings, json: json)
+            try CompactCommand.compact(store: try store(job.store).open(), settings: job.settings, json: json)
         }
     }
 }
@@ -50,18 +57,26 @@ struct JobCheckCommand: ParsableCommand {
         switch try load(file) {
         case .ingest(let job):
             let s = job.settings
+            let spec = try store(job.store)
             print("\(file): ingest job")
             print("  inbox   \(job.layout.inbox)")
-            print("  store   \(StoreRoot.defaultPath(job.store))")
+            describe(spec)
             print("  policy  \(s.policy.name), \(s.jobs) job\(s.jobs == 1 ? "" : "s"), \(s.forcePolling ? "polling" : "inotify")\(s.once ? ", once" : "")")
             print("  inputs  \(job.layout.done.map { "moved to \($0)" } ?? "deleted") once stored; failures to \(job.layout.failed)")
         case .compact(let job):
             let s = job.settings
+            let spec = try store(job.store)
             print("\(file): compact job")
-            print("  store   \(StoreRoot.defaultPath(job.store))")
+            describe(spec)
             print("  budget  \(s.budget.map { ByteSize(bytes: $0).description } ?? "none")")
             print("  cold    \(s.coldPolicy.map { "re-pack after \(s.coldDays!) days with \($0.name)" } ?? "no re-packing")")
             print("  verify  \(s.verifySample) sampled; grace \(s.grace) s\(s.dryRun ? "; dry run" : "")")
         }
+    }
+
+    /// The store as it will be opened (nothing is connected to), and an S3 store's node cache.
+    private func describe(_ spec: StoreSpec) {
+        print("  store   \(spec.description)")
+        if case .s3 = spec.blobs { print("  cache   \(spec.cacheDirectory), up to \(ByteSize(bytes: spec.cacheCapacity))") }
     }
 }

@@ -3,6 +3,7 @@ import CLinux
 import Foundation
 import LightKV
 import Pipeline
+import SharedStore
 import Store
 
 /// The `kvstore` command: keeps the KV caches of vision-language models small and ready for reuse.
@@ -12,7 +13,7 @@ struct KVStoreCommand: ParsableCommand {
         abstract: "Compress, store and serve back the KV caches of vision-language models.",
         discussion: """
         Exit codes: 0 ok, 1 usage error, 2 not found, 3 invalid or corrupt data, 4 transient failure (retry).
-        The store lives at --store, else $KVSTORE_HOME, else ~/.kvstore.
+        The store is named by --store-config FILE, else --store, else $KVSTORE_CONFIG, else $KVSTORE_HOME, else ~/.kvstore.
         """,
         subcommands: [
             IngestCommand.self, FetchCommand.self, ListCommand.self, ShowCommand.self, RemoveCommand.self,
@@ -38,7 +39,7 @@ enum Exit {
             case .io, .database: return e.isTransient ? transient : invalid
             }
         case is KVSnapError, is BlockError, is FetchError, is ExpandError, is PackError, is CompactionError, is InboxError: return invalid
-        case is PolicyError, is JobSpecError: return usage
+        case is PolicyError, is ConfigFileError, is StoreSpecError, is S3SettingError, is StoreOptionConflict: return usage
         default: return nil
         }
     }

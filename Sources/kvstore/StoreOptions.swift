@@ -17,10 +17,10 @@ struct StoreOptions: ParsableArguments {
     func open() throws -> StoreRoot { try location.open() }
 }
 
-/// `--store`, `--index`, and for an s3:// store this node's cache (docs/DESIGN.md,
-/// "Store URL and config").
+/// `--store`, `--index`, and for an s3:// store this node's cache, or all of them from
+/// `--store-config FILE` (docs/DESIGN.md, "Store URL and config").
 struct StoreLocation: ParsableArguments {
-    @Option(name: .long, help: "Store root, or s3://BUCKET/PREFIX for blobs in S3 (default: $KVSTORE_HOME, else ~/.kvstore).")
+    @Option(name: .long, help: "Store root, or s3://BUCKET/PREFIX for blobs in S3 (default: the store $KVSTORE_CONFIG names, else $KVSTORE_HOME, else ~/.kvstore).")
     var store: String?
 
     @Option(name: .long, help: "The index: a directory for SQLite (one host), or postgresql://USER@HOST[:PORT]/DB (a fleet). Required with an s3:// store; default: the store root.")
@@ -32,8 +32,11 @@ struct StoreLocation: ParsableArguments {
     @Option(name: .long, help: "With an s3:// store: the size the blob cache is kept under, e.g. 20GB (default 10GB).")
     var cacheSize: String?
 
+    @Option(name: .long, help: "A store config file naming the blobs, the index and the cache (docs/DESIGN.md, \"Store URL and config\"), instead of --store, --index, --cache and --cache-size (default: $KVSTORE_CONFIG when --store is not given).")
+    var storeConfig: String?
+
     func spec() throws -> StoreSpec {
-        try StoreSpec(store: store, index: index, cache: cache, cacheSize: cacheSize)
+        try StoreSpec.named(store: store, index: index, cache: cache, cacheSize: cacheSize, storeConfig: storeConfig)
     }
 
     func open() throws -> StoreRoot { try spec().open() }

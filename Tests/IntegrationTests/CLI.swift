@@ -40,9 +40,9 @@ struct CLI {
     @discardableResult
     func run(_ args: String...) throws -> Result { try run(args) }
 
-    func run(_ args: [String]) throws -> Result {
+    func run(_ args: [String], environment: [String: String] = [:]) throws -> Result {
         let out = Pipe(), err = Pipe()
-        let p = try start(args, stdout: out.fileHandleForWriting, stderr: err.fileHandleForWriting)
+        let p = try start(args, stdout: out.fileHandleForWriting, stderr: err.fileHandleForWriting, environment: environment)
         out.fileHandleForWriting.closeFile()
         err.fileHandleForWriting.closeFile()
         var outData = Data(), errData = Data()

@@ -1,4 +1,5 @@
 import XCTest
+import Store
 @testable import Pipeline
 import Store
 
@@ -15,7 +16,7 @@ final class JobSpecTests: XCTestCase {
         XCTAssertEqual(compact.settings.budget, 50_000_000_000)
         XCTAssertEqual(compact.settings.coldDays, 30)
         XCTAssertEqual(compact.settings.coldPolicy?.name, "none+zstd19")
-        XCTAssertEqual(compact.store, "/var/lib/kvstore")
+        XCTAssertEqual(compact.store?.store.value, "/var/lib/kvstore")
     }
 
     func testTOMLSubsetValuesCommentsAndTables() throws {
@@ -74,9 +75,52 @@ final class JobSpecTests: XCTestCase {
         guard case .ingest(let job) = try JobSpec.parse("kind = \"ingest\"\nstore = \"s\"\n[ingest]\ninbox = \"in\"\ninputs = \"delete\"\n", file: "/etc/kvstore/i.toml") else {
             return XCTFail()
         }
-        XCTAssertEqual(job.store, "/etc/kvstore/s")
+        XCTAssertEqual(job.store?.store.value, "/etc/kvstore/s")
         XCTAssertEqual(job.layout.inbox, "/etc/kvstore/in")
         XCTAssertNil(job.layout.done)
+    }
+
+    func testAJobNamesASharedStoreByItsPartsOrByAStoreConfig() throws {
+        guard case .compact(let job) = try JobSpec.parse("""
+            kind = "compact"
+            store = "s3://kv-fleet/prod"
+            index = "postgresql://kvstore@db/kvstore"
+            cache = "cache"
+            cache_size = "20GB"
+            """, file: "/etc/kvstore/c.toml") else { return XCTFail() }
+        XCTAssertEqual(job.store?.store, StoreSettings.Setting(value: "s3://kv-fleet/prod", line: 2, key: "store"))
+        XCTAssertEqual(job.store?.index?.value, "postgresql://kvstore@db/kvstore")
+        XCTAssertEqual(job.store?.cacheDirectory?.value, "/etc/kvstore/cache")
+        XCTAssertEqual(job.store?.cacheSize, StoreSettings.Setting(value: "20GB", line: 5, key: "cache_size"))
+
+        let directory = NSTemporaryDirectory() + "kvstore-job-" + UUID().uuidString
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        try "[blobs]\nurl = \"blobs\"\n[index]\nurl = \"index\"\n".write(toFile: directory + "/store.toml", atomically: true, encoding: .utf8)
+        guard case .ingest(let ingest) = try JobSpec.parse("kind = \"ingest\"\nstore_config = \"store.toml\"\n[ingest]\ninbox = \"in\"\n",
+                                                          file: directory + "/i.toml") else { return XCTFail() }
+        XCTAssertEqual(ingest.store?.file, directory + "/store.toml")
+        XCTAssertEqual(ingest.store?.store, StoreSettings.Setting(value: directory + "/blobs", line: 2, key: "blobs.url"))
+        XCTAssertEqual(ingest.store?.index?.value, directory + "/index")
+        guard case .compact(let plain) = try JobSpec.parse("kind = \"compact\"\n", file: "c.toml") else { return XCTFail() }
+        XCTAssertNil(plain.store, "no store named: the environment's")
+    }
+
+    func testStoreConfigExcludesTheOtherStoreKeys() {
+        let cases: [(String, JobSpecError)] = [
+            ("kind = \"compact\"\nstore_config = \"s.toml\"\nindex = \"/i\"\n",
+             .badValue(file: "j.toml", line: 3, key: "index", problem: "set, but store_config names the store: give one or the other")),
+            ("kind = \"compact\"\ncache = \"/c\"\n", .badValue(file: "j.toml", line: 2, key: "cache", problem: "set without store")),
+            ("kind = \"compact\"\nstore = 3\n", .badValue(file: "j.toml", line: 2, key: "store", problem: "expected a string, got an integer")),
+        ]
+        for (text, expected) in cases {
+            XCTAssertThrowsError(try JobSpec.parse(text, file: "j.toml"), text) { error in
+                XCTAssertEqual(error as? JobSpecError, expected, text)
+            }
+        }
+        XCTAssertThrowsError(try JobSpec.parse("kind = \"compact\"\nstore_config = \"/nonexistent/s.toml\"\n", file: "j.toml")) { error in
+            XCTAssertTrue("\(error)".hasPrefix("/nonexistent/s.toml: cannot read"), "\(error)")
+        }
     }
 
     func testByteSizes() {

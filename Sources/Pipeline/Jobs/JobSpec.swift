@@ -5,7 +5,7 @@ import LightKV
 /// A job spec from `jobs/`: what `kvstore job run FILE` does (docs/JOBS.md).
 ///
 ///     kind = "ingest"                 # or "compact"
-///     store = "/var/lib/kvstore"      # optional: else $KVSTORE_HOME, else ~/.kvstore
+///     store = "/var/lib/kvstore"      # optional (or store_config = "FILE"); see JobSpec+Store
 ///     [ingest]                        # or [compact]
 ///     inbox = "/var/spool/kvstore/inbox"
 ///     policy = "none+zstd3"
@@ -18,46 +18,45 @@ public enum JobSpec: Sendable {
 
     /// `kvstore watch` as a spec.
     public struct IngestJob: Sendable {
-        public var store: String?
+        /// nil: the store of the environment (`$KVSTORE_CONFIG`, else `$KVSTORE_HOME`, else `~/.kvstore`).
+        public var store: StoreSettings?
         public var layout: InboxLayout
         public var settings: WatchSettings
     }
 
     /// `kvstore compact` as a spec.
     public struct CompactJob: Sendable {
-        public var store: String?
+        public var store: StoreSettings?
         public var settings: CompactionSettings
     }
 
-    static let topKeys = ["kind", "store", "policies"]
+    static let topKeys = ["kind", "policies"] + storeKeys
     static let ingestKeys = ["inbox", "policy", "jobs", "inputs", "done", "poll", "once", "settle_seconds", "interval_seconds", "max_backoff_seconds"]
     static let compactKeys = ["budget", "cold_days", "cold_policy", "verify_sample", "grace_seconds", "dry_run"]
 
     /// Reads and checks a spec; every problem names the file, line and key.
     public static func load(path: String) throws(JobSpecError) -> JobSpec {
-        let text: String
-        do { text = try String(contentsOfFile: path, encoding: .utf8) } catch {
-            throw .unreadable(file: path, problem: "cannot read: \(error.localizedDescription)")
-        }
-        return try parse(text, file: path)
+        try read(TOMLReader(path: path))
     }
 
     public static func parse(_ text: String, file: String) throws(JobSpecError) -> JobSpec {
-        let toml = try TOMLSubset(parsing: text, file: file)
-        var reader = Reader(toml: toml, file: file, base: (file as NSString).deletingLastPathComponent)
+        try read(TOMLReader(toml: TOMLSubset(parsing: text, file: file), file: file))
+    }
+
+    private static func read(_ reader: TOMLReader) throws(JobSpecError) -> JobSpec {
+        let file = reader.file
         try reader.onlyKnown("", topKeys)
         // Named policies (docs/DESIGN.md, "Policy files") that `policy` and `cold_policy` may use.
-        if let policies = try reader.path("", "policies") { reader.policyFile = try PolicyFile.load(path: policies) }
+        var policyFile: PolicyFile?
+        if let policies = try reader.path("", "policies") { policyFile = try PolicyFile.load(path: policies) }
         let kind = try reader.string("", "kind", required: true)!
-        let store = try reader.path("", "store")
+        let store = try storeSettings(reader)
         switch kind {
         case "ingest":
-            for t in toml.tables.keys where t != "" && t != "ingest" {
-                throw .unknownKey(file: file, line: toml.tableLines[t] ?? 0, key: "[\(t)]", known: ["[ingest]"])
-            }
+            try reader.onlyTables(["ingest"])
             try reader.onlyKnown("ingest", ingestKeys)
             let inbox = try reader.path("ingest", "inbox", required: true)!
-            var settings = WatchSettings(policy: try reader.policy("ingest", "policy") ?? Policy(reduction: .none, quantization: .none, codec: .zstd(level: 3)))
+            var settings = WatchSettings(policy: try reader.policy("ingest", "policy", in: policyFile) ?? Policy(reduction: .none, quantization: .none, codec: .zstd(level: 3)))
             settings.jobs = try reader.int("ingest", "jobs", min: 1) ?? 1
             settings.forcePolling = try reader.bool("ingest", "poll") ?? false
             settings.once = try reader.bool("ingest", "once") ?? false
@@ -79,9 +78,7 @@ public enum JobSpec: Sendable {
             }
             return .ingest(IngestJob(store: store, layout: InboxLayout(inbox: inbox, done: done), settings: settings))
         case "compact":
-            for t in toml.tables.keys where t != "" && t != "compact" {
-                throw .unknownKey(file: file, line: toml.tableLines[t] ?? 0, key: "[\(t)]", known: ["[compact]"])
-            }
+            try reader.onlyTables(["compact"])
             try reader.onlyKnown("compact", compactKeys)
             var settings = CompactionSettings()
             if let budget = try reader.string("compact", "budget") {
@@ -91,7 +88,7 @@ public enum JobSpec: Sendable {
                 settings.budget = size.bytes
             }
             settings.coldDays = try reader.double("compact", "cold_days", min: 0)
-            settings.coldPolicy = try reader.policy("compact", "cold_policy")
+            settings.coldPolicy = try reader.policy("compact", "cold_policy", in: policyFile)
             if (settings.coldDays == nil) != (settings.coldPolicy == nil) {
                 let present = settings.coldDays == nil ? "cold_policy" : "cold_days"
                 throw .badValue(file: file, line: reader.line("compact", present), key: "compact.\(present)",
@@ -103,76 +100,6 @@ public enum JobSpec: Sendable {
             return .compact(CompactJob(store: store, settings: settings))
         default:
             throw .badValue(file: file, line: reader.line("", "kind"), key: "kind", problem: "\"\(kind)\" is not \"ingest\" or \"compact\"")
-        }
-    }
-
-    /// Typed access to a parsed spec with errors that name file, line and key.
-    private struct Reader {
-        let toml: TOMLSubset
-        let file: String
-        let base: String
-        var policyFile: PolicyFile?
-
-        func line(_ table: String, _ key: String) -> Int { toml.tables[table]?[key]?.line ?? toml.tableLines[table] ?? 0 }
-
-        func onlyKnown(_ table: String, _ keys: [String]) throws(JobSpecError) {
-            for (key, entry) in (toml.tables[table] ?? [:]).sorted(by: { $0.value.line < $1.value.line }) where !keys.contains(key) {
-                throw .unknownKey(file: file, line: entry.line, key: toml.qualified(table, key), known: keys.map { toml.qualified(table, $0) })
-            }
-        }
-
-        private func entry(_ table: String, _ key: String, required: Bool) throws(JobSpecError) -> TOMLSubset.Entry? {
-            if let e = toml.tables[table]?[key] { return e }
-            if required { throw .missing(file: file, key: toml.qualified(table, key) + (toml.tables[table] == nil && !table.isEmpty ? " (no [\(table)] table)" : "")) }
-            return nil
-        }
-
-        private func wrongType(_ table: String, _ key: String, _ e: TOMLSubset.Entry, _ wanted: String) -> JobSpecError {
-            .badValue(file: file, line: e.line, key: toml.qualified(table, key), problem: "expected \(wanted), got \(e.value.typeName)")
-        }
-
-        func string(_ table: String, _ key: String, required: Bool = false) throws(JobSpecError) -> String? {
-            guard let e = try entry(table, key, required: required) else { return nil }
-            guard case .string(let s) = e.value else { throw wrongType(table, key, e, "a string") }
-            return s
-        }
-
-        func path(_ table: String, _ key: String, required: Bool = false) throws(JobSpecError) -> String? {
-            guard let s = try string(table, key, required: required) else { return nil }
-            guard !s.isEmpty else { throw .badValue(file: file, line: line(table, key), key: toml.qualified(table, key), problem: "empty path") }
-            return s.hasPrefix("/") || base.isEmpty ? s : base + "/" + s
-        }
-
-        func int(_ table: String, _ key: String, min: Int) throws(JobSpecError) -> Int? {
-            guard let e = try entry(table, key, required: false) else { return nil }
-            guard case .integer(let n) = e.value else { throw wrongType(table, key, e, "an integer") }
-            guard n >= min else { throw .badValue(file: file, line: e.line, key: toml.qualified(table, key), problem: "\(n) is below \(min)") }
-            return n
-        }
-
-        func double(_ table: String, _ key: String, min: Double) throws(JobSpecError) -> Double? {
-            guard let e = try entry(table, key, required: false) else { return nil }
-            let d: Double
-            switch e.value {
-            case .integer(let n): d = Double(n)
-            case .float(let f): d = f
-            default: throw wrongType(table, key, e, "a number")
-            }
-            guard d >= min else { throw .badValue(file: file, line: e.line, key: toml.qualified(table, key), problem: "\(d) is below \(min)") }
-            return d
-        }
-
-        func bool(_ table: String, _ key: String) throws(JobSpecError) -> Bool? {
-            guard let e = try entry(table, key, required: false) else { return nil }
-            guard case .bool(let b) = e.value else { throw wrongType(table, key, e, "true or false") }
-            return b
-        }
-
-        func policy(_ table: String, _ key: String) throws(JobSpecError) -> Policy? {
-            guard let s = try string(table, key) else { return nil }
-            do { return try Policy.resolve(s, in: policyFile) } catch {
-                throw .badValue(file: file, line: line(table, key), key: toml.qualified(table, key), problem: "\(error)")
-            }
         }
     }
 }

@@ -1,5 +1,6 @@
 import Foundation
 import LightKV
+import Store
 
 /// Named compression policies kept in a file, so job specs and commands can say `hot` or
 /// `cold` instead of spelling a policy out (docs/DESIGN.md, "Policy files"):

@@ -1,6 +1,7 @@
 import Foundation
 
-/// The small part of TOML that job specs use, parsed without a dependency.
+/// The small part of TOML that job specs, policy files and store configs use, parsed without
+/// a dependency.
 ///
 /// Accepted (docs/JOBS.md, "Format"):
 /// - `# comments`, on their own line or after a value; blank lines;
@@ -39,7 +40,7 @@ public struct TOMLSubset: Sendable {
     /// Line of each table header.
     public private(set) var tableLines: [String: Int] = [:]
 
-    public init(parsing text: String, file: String) throws(JobSpecError) {
+    public init(parsing text: String, file: String) throws(ConfigFileError) {
         var table = ""
         for (index, raw) in text.split(separator: "\n", omittingEmptySubsequences: false).enumerated() {
             let line = index + 1
@@ -81,7 +82,7 @@ public struct TOMLSubset: Sendable {
     }
 
     /// The line without a trailing comment (a `#` outside strings).
-    static func stripComment(_ line: String, file: String, line number: Int) throws(JobSpecError) -> String {
+    static func stripComment(_ line: String, file: String, line number: Int) throws(ConfigFileError) -> String {
         var quote: Character?
         var escaped = false
         for (i, c) in zip(line.indices, line) {
@@ -97,7 +98,7 @@ public struct TOMLSubset: Sendable {
         return line
     }
 
-    static func value(_ text: String, file: String, line: Int, key: String) throws(JobSpecError) -> Value {
+    static func value(_ text: String, file: String, line: Int, key: String) throws(ConfigFileError) -> Value {
         if text.isEmpty { throw .syntax(file: file, line: line, problem: "\(key) has no value") }
         if text.hasPrefix("\"") {
             guard text.count >= 2, text.hasSuffix("\"") else { throw .syntax(file: file, line: line, problem: "\(key): unterminated string") }
