@@ -75,10 +75,23 @@ public struct Verifier {
         let path = root.blobs.location(record.blob)
         do {
             guard try root.blobs.attributes(record.blob) != nil else { return "blob \(path) is missing" }
-            let pack = try PackReader(path: root.blobs.readablePath(record.blob))
+            return try Self.damage(inPack: root.blobs.readablePath(record.blob), of: record, location: path)
+        } catch {
+            return "\(error)"
+        }
+    }
+
+    /// The first damage in the pack file at `file` read as `record`'s blob (at `location`,
+    /// for messages): its whole-file XXH3-128 against the record's checksum, its layer
+    /// count, every layer decoded. Nil when it reads back intact. A transient failure
+    /// (`StoreError.isTransient`: memory, a full disk) is thrown instead, so a caller can
+    /// tell a damaged blob from one it could not check now.
+    public static func damage(inPack file: String, of record: EntryRecord, location: String) throws -> String? {
+        do {
+            let pack = try PackReader(path: file)
             try pack.checkContent(named: record.checksum)
             guard pack.header.layers.count == record.layers else {
-                return "blob \(path) holds \(pack.header.layers.count) layers, the index expects \(record.layers)"
+                return "blob \(location) holds \(pack.header.layers.count) layers, the index expects \(record.layers)"
             }
             // Decoded as the input's dtype: this checks the stored numbers, not whether they
             // fit the F16 a default fetch asks for.
@@ -91,6 +104,8 @@ public struct Verifier {
                 }
             }
             return problems.compactMap { $0 }.first
+        } catch let error as StoreError where error.isTransient {
+            throw error
         } catch {
             return "\(error)"
         }
