@@ -21,7 +21,9 @@ final class MigrateTests: XCTestCase {
 
         let migrated = try scratch.cli.run("migrate", "--from", a, "--to", b)
         XCTAssertEqual(migrated.status, 0, migrated.stdout + migrated.stderr)
-        XCTAssertEqual(migrated.stdout.split(separator: "\n").filter { $0.hasPrefix("copied ") }.count, 3, migrated.stdout)
+        XCTAssertEqual(migrated.stdout.split(separator: "\n").filter { $0.hasPrefix("copied ") && $0.contains("/3  ") }.count, 3,
+                       "a progress line per entry\n" + migrated.stdout)
+        XCTAssertTrue(migrated.stdout.contains("already there 0 entries"), migrated.stdout)
         try MigrationFixture.assertSameEntries(a, b, ids: ids, scratch: scratch)
         for id in ids {
             let original = try scratch.cli.run("fetch", id, "-o", "-", "--store", a)
@@ -92,7 +94,9 @@ enum MigrationFixture {
     static func populate(_ store: String, scratch: Scratch, count: Int, environment: [String: String] = [:],
                          extra: [String] = []) throws -> [String] {
         let dir = scratch.path + "/snaps-\(UUID().uuidString)"
-        let synth = try scratch.cli.run("synth", "--preset", "tiny", "--count", String(count), "-o", dir)
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        // One snapshot is written to a file, several into a directory.
+        let synth = try scratch.cli.run("synth", "--preset", "tiny", "--count", String(count), "-o", count == 1 ? dir + "/0.safetensors" : dir)
         XCTAssertEqual(synth.status, 0, synth.stderr)
         var ids: [String] = []
         for file in try FileManager.default.contentsOfDirectory(atPath: dir).sorted() {
@@ -133,6 +137,7 @@ enum MigrationFixture {
                                   file: StaticString = #filePath, line: UInt = #line) throws {
         for id in ids {
             let original = try show(id, in: a, scratch: scratch), copy = try show(id, in: b, scratch: scratch)
+            XCTAssertNotNil(original["entry"] as? NSDictionary, "show --json prints the row", file: file, line: line)
             XCTAssertEqual(copy["entry"] as? NSDictionary, original["entry"] as? NSDictionary, "the row of \(id)", file: file, line: line)
         }
         let sql = "SELECT source, entry_id, span_index FROM sources ORDER BY entry_id, span_index, source"

@@ -43,7 +43,7 @@ final class SharedMigrateTests: XCTestCase {
         XCTAssertEqual(down.status, 4, "S3 does not answer: transient\n" + down.stdout + down.stderr)
         XCTAssertTrue(down.stderr.contains("run the same command again"), down.stderr)
         let none = try kv(["ls", "--json"] + shared)
-        XCTAssertEqual(try JSONSerialization.jsonObject(with: none.stdoutBytes) as? [Any] ?? [1], [], "no row without its blob\n" + none.stderr)
+        XCTAssertEqual((try JSONSerialization.jsonObject(with: none.stdoutBytes) as? [Any])?.count, 0, "no row without its blob\n" + none.stderr)
 
         let up = try MigrationFixture.report(kv(toShared + ["--json"]))
         XCTAssertEqual([up.copied, up.alreadyThere, up.damaged], [3, 0, 0])
