@@ -71,18 +71,20 @@ public struct Migrator {
         guard !dryRun, let destination else { return .wouldCopy(bytes: record.bytesOut) }
 
         let location = source.blobs.location(record.blob)
-        let path: String
+        let blob: MappedFile
         do {
             guard try source.blobs.attributes(record.blob) != nil else { return .damaged("blob \(location) is missing") }
             // From S3: a download hashed against the name, refused as corrupt if it differs.
-            path = try source.blobs.readablePath(record.blob)
+            let path = try source.blobs.readablePath(record.blob)
+            if let problem = try Verifier.damage(inPack: path, of: record, location: location) { return .damaged(problem) }
+            // Kept open from here: a blob collected meanwhile stays readable to this copy.
+            blob = try MappedFile(path: path)
         } catch let error as StoreError where !error.isTransient {
             return .damaged("\(error)")
         }
-        if let problem = try Verifier.damage(inPack: path, of: record, location: location) { return .damaged(problem) }
 
         let temp = try destination.blobs.newTempFile()
-        let copied = try Self.copy(path, into: temp)
+        let copied = try Self.copy(blob, into: temp)
         guard copied.name == record.blob else {
             temp.abandon()
             return .damaged("blob \(location) changed while it was copied: its content is now \(copied.name)")
@@ -97,13 +99,12 @@ public struct Migrator {
         let winner = try destination.index.entry(id: record.id)
         if winner?.blob == record.blob { return .alreadyThere }
         try? destination.retireBlob(record.blob)
-        return winner.map { .keptDifferent(destinationBlob: $0.blob) } ?? .removed
+        return .keptDifferent(destinationBlob: winner?.blob ?? "none: removed there meanwhile")
     }
 
-    /// Copies the file at `path` into `temp`, hashing what is written: the content name of
-    /// the copy, and its bytes. Pages are dropped as they are copied, so memory stays flat.
-    static func copy(_ path: String, into temp: AtomicFile) throws -> (name: String, bytes: Int) {
-        let file = try MappedFile(path: path)
+    /// Copies `file` into `temp`, hashing what is written: the content name of the copy, and
+    /// its bytes. Pages are dropped as they are copied, so memory stays flat.
+    static func copy(_ file: MappedFile, into temp: AtomicFile) throws -> (name: String, bytes: Int) {
         let digest = ContentDigest()
         let chunk = 8 << 20
         var offset = 0
