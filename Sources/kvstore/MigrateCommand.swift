@@ -11,7 +11,8 @@ struct MigrateCommand: ParsableCommand {
         commandName: "migrate",
         abstract: "Copy every entry of one store into another, verifying every blob (resumable).",
         discussion: """
-        Each source entry, in id order: its blob is checked whole (content against its name, every layer
+        Each side is a directory or s3://BUCKET/PREFIX with its index (--from-index, --to-index), or a store
+        config file (--from-config, --to-config; e.g. two S3 endpoints). Each source entry, in id order: its blob is checked whole (content against its name, every layer
         decoded), copied and made durable in the destination, then its row is inserted with the same record
         (created, last accessed, access count, pinned) and image sources. Ids the destination already holds
         are skipped, so running the same command again after a failure or a kill does only what is left.
@@ -20,16 +21,22 @@ struct MigrateCommand: ParsableCommand {
         """)
 
     @Option(name: .long, help: "The store to copy from: a directory, or s3://BUCKET/PREFIX (with --from-index).")
-    var from: String
+    var from: String?
 
     @Option(name: .customLong("from-index"), help: "The source's index: a directory (SQLite) or postgresql://USER@HOST[:PORT]/DB. Required with an s3:// source; default: the source directory.")
     var fromIndex: String?
 
+    @Option(name: .customLong("from-config"), help: "The source as a store config file (docs/DESIGN.md, \"Store URL and config\"), instead of --from.")
+    var fromConfig: String?
+
     @Option(name: .long, help: "The store to copy into: a directory, or s3://BUCKET/PREFIX (with --to-index).")
-    var to: String
+    var to: String?
 
     @Option(name: .customLong("to-index"), help: "The destination's index, as --from-index.")
     var toIndex: String?
+
+    @Option(name: .customLong("to-config"), help: "The destination as a store config file, instead of --to.")
+    var toConfig: String?
 
     @Option(name: .long, help: "For the s3:// side(s): this node's blob cache (default: $XDG_CACHE_HOME/kvstore, else ~/.cache/kvstore).")
     var cache: String?
@@ -44,16 +51,26 @@ struct MigrateCommand: ParsableCommand {
     var json = false
 
     func validate() throws {
-        // An empty name would fall back to $KVSTORE_HOME: a migration names both stores.
-        if from.isEmpty || to.isEmpty { throw ValidationError("--from and --to each name a store (a directory or s3://BUCKET/PREFIX)") }
-        if (cache != nil || cacheSize != nil) && !from.hasPrefix("s3://") && !to.hasPrefix("s3://") {
-            throw ValidationError("--cache and --cache-size apply to an s3:// side, and neither --from nor --to is one")
+        for (name, url, index, config) in [("from", from, fromIndex, fromConfig), ("to", to, toIndex, toConfig)] {
+            // An empty name would fall back to $KVSTORE_HOME: a migration names both stores.
+            switch (url, config) {
+            case (nil, nil): throw ValidationError("--\(name) or --\(name)-config names the store to copy \(name)")
+            case (_?, _?): throw ValidationError("--\(name) and --\(name)-config both name a store: give one")
+            case ("", _), (_, ""): throw ValidationError("--\(name) or --\(name)-config: an empty name")
+            default: break
+            }
+            if config != nil && index != nil {
+                throw ValidationError("--\(name)-index cannot be combined with --\(name)-config: the config file names the whole store")
+            }
+        }
+        if (cache != nil || cacheSize != nil) && from?.hasPrefix("s3://") != true && to?.hasPrefix("s3://") != true {
+            throw ValidationError("--cache and --cache-size apply to an s3:// --from or --to (a config file names its own cache)")
         }
     }
 
     func run() throws {
-        let source = try spec(from, index: fromIndex)
-        let destination = try spec(to, index: toIndex)
+        let source = try spec(from, index: fromIndex, config: fromConfig)
+        let destination = try spec(to, index: toIndex, config: toConfig)
         if source.blobPlace == destination.blobPlace || source.indexPlace == destination.indexPlace {
             let part = source.blobPlace == destination.blobPlace ? "blobs" : "index"
             Terminal.error("--from and --to name the same store (the same \(part): \(source.description)); a migration copies between two stores")
@@ -61,7 +78,7 @@ struct MigrateCommand: ParsableCommand {
         }
         // A source that does not exist is a typo, not an empty store: never create it.
         if let file = source.sqliteIndexFile, !FileSystem.exists(file) {
-            Terminal.error("--from \(from): no store there (no \(file))")
+            Terminal.error("--from \(source.description): no store there (no \(file))")
             throw ExitCode(Exit.notFound)
         }
         // A dry run creates nothing: a destination not created yet holds nothing.
@@ -86,8 +103,11 @@ struct MigrateCommand: ParsableCommand {
         if !report.damaged.isEmpty { throw ExitCode(Exit.invalid) }
     }
 
-    /// One side: the cache options go to an s3:// side only.
-    func spec(_ store: String, index: String?) throws -> StoreSpec {
+    /// One side, named by a URL or directory (the cache options go to an s3:// side only) or
+    /// by a config file. Neither `$KVSTORE_CONFIG` nor `$KVSTORE_HOME` is consulted.
+    func spec(_ store: String?, index: String?, config: String?) throws -> StoreSpec {
+        if let config { return try StoreSpec.named(by: StoreSettings(configFile: config)) }
+        let store = store ?? ""
         let s3 = store.hasPrefix("s3://")
         return try StoreSpec(store: store, index: index, cache: s3 ? cache : nil, cacheSize: s3 ? cacheSize : nil)
     }

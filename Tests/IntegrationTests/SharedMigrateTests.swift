@@ -3,7 +3,7 @@ import XCTest
 
 /// `kvstore migrate` from a local store into a shared one (live SeaweedFS + PostgreSQL,
 /// started by scripts/seaweedfs.sh and scripts/postgres.sh) and back into another local
-/// store: records, sources and fetches come through unchanged; an S3 server that does not
+/// store (named by a store config file): records, sources and fetches come through unchanged; an S3 server that does not
 /// answer stops the run with exit 4 and the re-run completes it. Neither server missing is
 /// skipped: the test fails saying what to install.
 final class SharedMigrateTests: XCTestCase {
@@ -47,8 +47,19 @@ final class SharedMigrateTests: XCTestCase {
 
         let up = try MigrationFixture.report(kv(toShared + ["--json"]))
         XCTAssertEqual([up.copied, up.alreadyThere, up.damaged], [3, 0, 0])
-        let back = try MigrationFixture.report(kv(["migrate", "--from", "s3://kvtest/fleet", "--from-index", postgres, "--to", c,
-                                                   "--cache", scratch.path + "/cache-c", "--json"]))
+        // Back through a store config file, whose endpoint wins over a misleading variable.
+        let config = scratch.path + "/fleet.toml"
+        try """
+            [blobs]
+            url = "s3://kvtest/fleet"
+            endpoint = "\(servers.environment["AWS_ENDPOINT_URL_S3"] ?? "")"
+            [index]
+            url = "\(postgres)"
+            [cache]
+            dir = "\(scratch.path)/cache-c"
+            """.write(toFile: config, atomically: true, encoding: .utf8)
+        let back = try MigrationFixture.report(kv(["migrate", "--from-config", config, "--to", c, "--json"],
+                                                  environment: ["AWS_ENDPOINT_URL_S3": "http://127.0.0.1:9"]))
         XCTAssertEqual([back.copied, back.alreadyThere, back.damaged], [3, 0, 0])
         try MigrationFixture.assertSameEntries(a, c, ids: ids, scratch: scratch)
 
