@@ -10,12 +10,35 @@ final class StorePool: @unchecked Sendable {
     /// Where uploads are received: the store's own temporary folder, so an upload's file
     /// is on the disk its pack is written to.
     let tempDirectory: String
+    /// Writes the fetch counts idle handles hold (`flushIdle`).
+    private var flusher: DispatchSourceTimer?
 
     init(open: @escaping @Sendable () throws -> StoreRoot) throws {
         self.open = open
         let first = try open()
         tempDirectory = first.blobs.tempDirectory
         idle.append(first)
+        let timer = DispatchSource.makeTimerSource(queue: .global(qos: .utility))
+        timer.schedule(deadline: .now() + EntryIndex.sharedAccessInterval, repeating: EntryIndex.sharedAccessInterval)
+        timer.setEventHandler { [weak self] in self?.flushIdle() }
+        timer.resume()
+        flusher = timer
+    }
+
+    deinit { flusher?.cancel() }
+
+    /// Writes the fetch counts that idle handles still hold: a handle batches its fetches on a
+    /// shared index and writes them with a later fetch, so without this an idle server would
+    /// keep its last ones until it stops.
+    func flushIdle() {
+        lock.lock()
+        let handles = idle
+        idle.removeAll()
+        lock.unlock()
+        for root in handles {
+            try? root.index.flushAccesses()
+            give(root)
+        }
     }
 
     /// Runs `body` with a handle no other thread holds.

@@ -25,6 +25,9 @@ public final class EntryIndex: @unchecked Sendable {
 
     deinit { try? flushAccesses() }
 
+    /// Seconds between writes of a shared index's access statistics.
+    public static let sharedAccessInterval = AccessBatch.sharedInterval
+
     /// True when other hosts share this index (PostgreSQL).
     public var isShared: Bool { db.dialect != .sqlite }
 
