@@ -22,10 +22,10 @@ public struct StoreStats: Sendable, Codable {
         pinned = all.filter(\.pinned).count
         bytesIn = all.reduce(0) { $0 + $1.bytesIn }
         bytesOut = all.reduce(0) { $0 + $1.bytesOut }
-        let blobs = try root.blobs.names()
+        let blobs = try root.blobs.inventory()
         blobFiles = blobs.count
-        blobBytes = try blobs.reduce(0) { $0 + (try root.blobs.attributes($1)?.bytes ?? 0) }
-        indexBytes = ["", "-wal", "-shm"].reduce(0) { $0 + (FileSystem.size(root.path + "/index.sqlite" + $1) ?? 0) }
+        blobBytes = blobs.values.reduce(0) { $0 + $1.bytes }
+        indexBytes = try root.index.storageBytes()
         models = Dictionary(all.map { ($0.model, 1) }, uniquingKeysWith: +)
         policies = Dictionary(all.map { ($0.policy, 1) }, uniquingKeysWith: +)
         sources = try root.index.db.query("SELECT COUNT(DISTINCT source) AS n FROM sources").first?.int("n") ?? 0

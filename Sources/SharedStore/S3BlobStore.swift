@@ -44,10 +44,17 @@ public struct S3BlobStore: BlobStore {
 
     public func attributes(_ name: String) throws -> BlobAttributes? { try client.head(key(name)) }
 
-    public func names() throws -> [String] {
+    public func names() throws -> [String] { try listing().map(\.name) }
+
+    public func inventory() throws -> [String: BlobAttributes] {
+        Dictionary(try listing().map { ($0.name, BlobAttributes(bytes: $0.object.bytes, modified: $0.object.modified)) }) { a, _ in a }
+    }
+
+    /// The pack objects under `PREFIX/blobs/`, with their blob names.
+    private func listing() throws -> [(name: String, object: S3Listing.Object)] {
         try client.list(prefix: client.location.key("blobs/")).compactMap { object in
             guard object.key.hasSuffix(".kvpack") else { return nil }
-            return String(object.key.split(separator: "/").last!.dropLast(7))
+            return (String(object.key.split(separator: "/").last!.dropLast(7)), object)
         }
     }
 

@@ -73,11 +73,9 @@ extension StoreRoot {
     /// second, so a blob published during the listing is young and skipped rather than
     /// mistaken for an orphan.
     public func orphanBlobs(minimumAge: Double, now: Double = Date().timeIntervalSince1970) throws -> [(name: String, bytes: Int, modified: Double)] {
-        let names = try blobs.names()
+        let inventory = try blobs.inventory()
         let referenced = try index.referencedBlobs().union(try index.doomed().map(\.blob))
-        return try names.compactMap { name in
-            guard !referenced.contains(name), let blob = try blobs.attributes(name), now - blob.modified >= minimumAge else { return nil }
-            return (name, blob.bytes, blob.modified)
-        }
+        return inventory.filter { !referenced.contains($0.key) && now - $0.value.modified >= minimumAge }
+            .map { ($0.key, $0.value.bytes, $0.value.modified) }.sorted { $0.name < $1.name }
     }
 }

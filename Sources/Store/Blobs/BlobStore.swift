@@ -29,6 +29,10 @@ public protocol BlobStore: Sendable {
     /// Every blob present, by name.
     func names() throws -> [String]
 
+    /// Every blob present with its size and last modification: one LIST on S3 instead of a
+    /// HEAD per blob.
+    func inventory() throws -> [String: BlobAttributes]
+
     /// Deletes blob `name`; callers decide when that is safe (`StoreRoot.collectBlob`).
     func delete(_ name: String) throws
 
@@ -45,6 +49,12 @@ public protocol BlobStore: Sendable {
 
 extension BlobStore {
     public var isShared: Bool { false }
+
+    public func inventory() throws -> [String: BlobAttributes] {
+        var found: [String: BlobAttributes] = [:]
+        for name in try names() { found[name] = try attributes(name) }
+        return found
+    }
     public func abortStaleUploads(minimumAge: Double, dryRun: Bool) throws -> Int { 0 }
 }
 

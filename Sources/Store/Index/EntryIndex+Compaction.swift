@@ -42,6 +42,19 @@ extension EntryIndex {
         return row?.text("value").flatMap(Double.init) ?? row?.double("value") ?? 0
     }
 
+    /// Bytes the index takes where it lives: the SQLite file with its -wal and -shm, or the
+    /// PostgreSQL tables with their indexes and TOAST.
+    public func storageBytes() throws -> Int {
+        switch db.dialect {
+        case .sqlite:
+            return ["", "-wal", "-shm"].reduce(0) { $0 + (FileSystem.size(db.location + $1) ?? 0) }
+        case .postgres:
+            return try db.query("""
+                SELECT CAST(pg_total_relation_size('entries') + pg_total_relation_size('sources') + pg_total_relation_size('doomed') AS BIGINT) AS n
+                """).first?.int("n") ?? 0
+        }
+    }
+
     /// Number of entries.
     public func count() throws -> Int {
         try db.query("SELECT COUNT(*) AS n FROM entries").first?.int("n") ?? 0
