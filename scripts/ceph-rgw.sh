@@ -43,6 +43,10 @@ start)
     done
     (( port >= 1024 && port <= 65533 )) || { echo "ceph-rgw.sh: PORT $port is not in 1024..65533" >&2; exit 1; }
     [[ $(id -u) == 0 ]] || { echo "ceph-rgw.sh: run as root (the daemons keep their data under DIR as root)" >&2; exit 1; }
+    for name in mon osd rgw; do
+        [[ -f $dir/$name.pid ]] && kill -0 "$(cat "$dir/$name.pid")" 2>/dev/null \
+            && { echo "ceph-rgw.sh: a cluster already runs in $dir ($name, pid $(cat "$dir/$name.pid")); stop it first" >&2; exit 1; }
+    done
     mkdir -p "$dir/mon" "$dir/osd" "$dir/rgw" "$dir/log" "$dir/run" "$dir/crash"
     if [[ ! -f $dir/ceph.conf ]]; then
         fsid=$(cat /proc/sys/kernel/random/uuid)
