@@ -33,6 +33,19 @@ launch() {
     echo $! >"$dir/$name.pid"
 }
 
+# Stops the daemons of the cluster in $dir, the last started first.
+stop_daemons() {
+    for name in rgw osd mon; do
+        [[ -f $dir/$name.pid ]] || continue
+        pid=$(cat "$dir/$name.pid")
+        kill "$pid" 2>/dev/null || true
+        for _ in $(seq 1 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+        kill -9 "$pid" 2>/dev/null || true
+        rm -f "$dir/$name.pid"
+    done
+    rm -f "$dir"/run/*.asok
+}
+
 alive() { kill -0 "$(cat "$dir/$1.pid")" 2>/dev/null || { echo "ceph-rgw.sh: $1 exited; see $dir/log/$1.out and $dir/log/" >&2; exit 1; }; }
 
 case "${1:-}" in
@@ -47,6 +60,13 @@ start)
         [[ -f $dir/$name.pid ]] && kill -0 "$(cat "$dir/$name.pid")" 2>/dev/null \
             && { echo "ceph-rgw.sh: a cluster already runs in $dir ($name, pid $(cat "$dir/$name.pid")); stop it first" >&2; exit 1; }
     done
+    # A client of this cluster would reach another one listening on these ports (and an
+    # `osd new` would change it).
+    for p in "$port" $((port + 1)) $((port + 2)); do
+        (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null && { echo "ceph-rgw.sh: port $p is already in use; choose another PORT" >&2; exit 1; }
+    done
+    # A start that fails stops what it started.
+    trap '[[ $? == 0 ]] || stop_daemons' EXIT
     mkdir -p "$dir/mon" "$dir/osd" "$dir/rgw" "$dir/log" "$dir/run" "$dir/crash"
     if [[ ! -f $dir/ceph.conf ]]; then
         fsid=$(cat /proc/sys/kernel/random/uuid)
@@ -145,15 +165,7 @@ EOF
     ;;
 stop)
     dir=$2
-    for name in rgw osd mon; do
-        [[ -f $dir/$name.pid ]] || continue
-        pid=$(cat "$dir/$name.pid")
-        kill "$pid" 2>/dev/null || true
-        for _ in $(seq 1 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-        kill -9 "$pid" 2>/dev/null || true
-        rm -f "$dir/$name.pid"
-    done
-    rm -f "$dir"/run/*.asok
+    stop_daemons
     ;;
 *)
     echo "usage: $0 start DIR PORT BUCKET | stop DIR" >&2
