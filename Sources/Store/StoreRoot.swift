@@ -23,21 +23,15 @@ public final class StoreRoot: @unchecked Sendable {
     /// deleted: other hosts may hold its row, or read it, a moment longer.
     public var defersDeletion: Bool { index.isShared || blobs.isShared }
 
-    /// Opens the store at `path`, creating its directories and index as needed. With
-    /// `blobs`, the blobs live there and `path` holds the index alone.
-    public init(path: String, blobs: (any BlobStore)? = nil) throws {
+    /// Opens the local store at `path` (blobs and SQLite index in one directory), creating
+    /// its directories and index as needed. Other stores open through `StoreSpec`.
+    public convenience init(path: String) throws {
         // A store URL is not a directory: never create one named "s3:".
         if path.contains("://") {
-            throw StoreError.io(path: path, operation: "open (a store URL is accepted by the commands that take --index and --cache only)", errno: EINVAL)
+            throw StoreError.io(path: path, operation: "open (a URL, not a directory: a shared store is opened with --store and --index)", errno: EINVAL)
         }
-        self.path = path
-        if let blobs {
-            try FileSystem.makeDirectories(path)
-            self.blobs = blobs
-        } else {
-            self.blobs = try LocalBlobStore(root: path)
-        }
-        index = try EntryIndex(path: path + "/index.sqlite")
+        let blobs = try LocalBlobStore(root: path)
+        self.init(index: try EntryIndex(path: path + "/index.sqlite"), blobs: blobs, path: path)
     }
 
     /// The store root from `--store`, else `$KVSTORE_HOME`, else `~/.kvstore`.

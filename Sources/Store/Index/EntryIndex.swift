@@ -119,8 +119,18 @@ public final class EntryIndex: @unchecked Sendable {
             .compactMap { $0.text("entry_id") }
     }
 
+    /// An entry's span sources with the index of the span each belongs to, as ingest stored
+    /// them: what a copy of the row (`migrate`) must carry.
+    public func spanSources(of id: String) throws -> [(source: String, span: Int)] {
+        try db.query("SELECT source, span_index FROM sources WHERE entry_id = ? ORDER BY span_index, source", [.text(id)])
+            .compactMap { row in
+                guard let source = row.text("source"), let span = row.int("span_index") else { return nil }
+                return (source, span)
+            }
+    }
+
     public func sources(of id: String) throws -> [String] {
-        try db.query("SELECT source FROM sources WHERE entry_id = ? ORDER BY span_index", [.text(id)]).compactMap { $0.text("source") }
+        try spanSources(of: id).map(\.source)
     }
 
     /// Records a fetch. Fetches are counted in memory and written together, in one
