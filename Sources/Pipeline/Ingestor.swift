@@ -62,7 +62,10 @@ public struct Ingestor {
             throw StoreError.invalidSnapshot(path: path, error)
         }
         stage = .index
-        if let existing = try root.index.entry(id: id) {
+        // A row whose blob is gone (an index restored from a backup older than an `rm`) does
+        // not hold the entry: store it again and point the row at the new blob.
+        let dangling = try root.index.entry(id: id)
+        if let existing = dangling, try root.blobs.attributes(existing.blob) != nil {
             return IngestOutcome(record: existing, alreadyStored: true, milliseconds: Self.elapsed(since: start))
         }
 
@@ -95,6 +98,10 @@ public struct Ingestor {
             compression: Self.json(blob.compression), fidelity: fidelity.summaryJSON(), bytesIn: file.bytes.count,
             bytesOut: blob.bytes, blob: blob.name, checksum: blob.name, createdAt: now, lastAccessed: now)
         let sources = snapshot.metadata.spans.enumerated().compactMap { i, s in s.source.map { (source: $0, span: i) } }
+        if let dangling, try root.index.replaceBlob(id: id, oldBlob: dangling.blob, with: record, blobs: root.blobs) {
+            try root.collectBlob(dangling.blob)  // forgets the tombstone the swap left
+            return IngestOutcome(record: record, alreadyStored: false, milliseconds: Self.elapsed(since: start))
+        }
         if try !root.index.insert(record, sources: sources, blobs: root.blobs) {
             // Another ingest of the same snapshot won the race; keep its row and blob.
             let winner = try root.index.entry(id: id)

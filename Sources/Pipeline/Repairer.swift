@@ -22,6 +22,13 @@ public struct RepairReport: Sendable, Codable {
     public var unrecoverable: [Problem] = []
     /// Entries whose blob is missing and was not found (ids): `kvstore rm` them.
     public var missingBlobs: [String] = []
+    /// Blobs left unindexed because they were removed on purpose (a tombstone at least as new
+    /// as the file), for compaction to delete.
+    public var removed: [String] = []
+    /// Things under the blobs that are not blobs in their place (skipped, never opened).
+    public var strays: [BlobStray] = []
+    /// Packs found in the wrong fan-out folder and moved to their own (paths they had).
+    public var reshelved: [String] = []
     /// Where a damaged index file was moved before a new one was built.
     public var damagedIndexMovedTo: String?
     public var dryRun = false
@@ -45,13 +52,17 @@ public struct Repairer {
     /// cannot open or finds damaged (`PRAGMA quick_check`) is moved aside, with its -wal and
     /// -shm, to `index.sqlite.damaged-<time>` and a new one is created, for `repair` to fill.
     /// A PostgreSQL index (`sqliteIndex` nil) is opened as it is.
-    public static func open(sqliteIndex index: String?, _ open: () throws -> StoreRoot) throws -> (root: StoreRoot, movedAside: String?) {
-        guard let index else { return (try open(), nil) }
+    ///
+    /// The store's `IndexLock` is taken exclusively first and held by the returned `lock`
+    /// until repair is done: no other process has the index open meanwhile.
+    public static func open(sqliteIndex index: String?, _ open: () throws -> StoreRoot) throws -> (root: StoreRoot, movedAside: String?, lock: IndexLock?) {
+        guard let index else { return (try open(), nil, nil) }
+        let lock = try IndexLock(indexPath: index, mode: .exclusive)
         let problem: String
         do {
             let root = try open()
             let check = try root.index.quickCheck()
-            if check == "ok" { return (root, nil) }
+            if check == "ok" { return (root, nil, lock) }
             problem = check
         } catch let e as StoreError where !e.isTransient {
             guard case .database(let message) = e else { throw e }
@@ -63,63 +74,62 @@ public struct Repairer {
                 throw StoreError.io(path: index + suffix, operation: "move the damaged index (\(problem)) aside", errno: errno)
             }
         }
-        return (try open(), aside)
+        return (try open(), aside, lock)
     }
 
     /// `open(sqliteIndex:_:)` for the local store at `path`.
-    public static func open(path: String) throws -> (root: StoreRoot, movedAside: String?) {
+    public static func open(path: String) throws -> (root: StoreRoot, movedAside: String?, lock: IndexLock?) {
         try open(sqliteIndex: path + "/index.sqlite") { try StoreRoot(path: path) }
     }
 
     public func repair(dryRun: Bool = false) throws -> RepairReport {
         var report = RepairReport()
         report.dryRun = dryRun
-        let verifier = Verifier(root: root)
+        report.strays = try root.blobs.strays()
+        if !dryRun {
+            for stray in report.strays where try root.blobs.reshelve(stray) { report.reshelved.append(stray.path) }
+            report.strays.removeAll { report.reshelved.contains($0.path) }
+        }
+        let adopter = OrphanAdopter(root: root, deletes: false, dryRun: dryRun)
         let referenced = try root.index.referencedBlobs()
         for name in try root.blobs.names().sorted() {
             report.blobs += 1
             if referenced.contains(name) { report.alreadyIndexed += 1; continue }
             let path = root.blobs.location(name)
-            let record: EntryRecord
-            do { record = try Self.record(fromBlob: root.blobs.readablePath(name), name: name) } catch {
-                report.unrecoverable.append(.init(blob: path, problem: "\(error)"))
-                continue
+            switch try adopter.settle(name) {
+            case .adopted(let id): report.recovered.append(id)
+            case .relinked(let id): report.relinked.append(id)
+            case .superseded: report.superseded.append(path)
+            case .damaged(let problem, _): report.unrecoverable.append(.init(blob: path, problem: problem))
+            case .unrecognised(let problem): report.unrecoverable.append(.init(blob: path, problem: problem))
+            case .tombstoned: report.removed.append(path)
+            case .settledElsewhere: report.alreadyIndexed += 1
             }
-            if let problem = verifier.check(record) {
-                report.unrecoverable.append(.init(blob: path, problem: problem))
-                continue
-            }
-            if let existing = try root.index.entry(id: record.id) {
-                if try root.blobs.attributes(existing.blob) != nil {
-                    report.superseded.append(path)
-                } else {
-                    if !dryRun { _ = try root.index.replaceBlob(id: record.id, oldBlob: existing.blob, with: record, blobs: root.blobs) }
-                    report.relinked.append(record.id)
-                }
-                continue
-            }
-            if !dryRun {
-                let sources = try Self.sources(record)
-                guard try root.index.insert(record, sources: sources, blobs: root.blobs) else { continue }
-            }
-            report.recovered.append(record.id)
         }
         for record in try root.index.all() where try root.blobs.attributes(record.blob) == nil {
             if !report.relinked.contains(record.id) { report.missingBlobs.append(record.id) }
         }
-        // The rebuilt index began with its oldest entry, so the blobs it indexes are not
-        // "older than the index" to compaction's lost-index guard.
+        // The rebuilt index began with its oldest entry.
         if !dryRun { try root.index.resetCreatedAtToOldestEntry() }
         return report
+    }
+
+    /// Why a pack's header gives no index row.
+    enum RecordError: Error, CustomStringConvertible {
+        case predatesEntryRecords(path: String)
+
+        var description: String {
+            switch self {
+            case .predatesEntryRecords(let path): "\(path): the pack predates entry records in pack headers; its entry id cannot be recovered"
+            }
+        }
     }
 
     /// The index row a pack file describes, read from its header alone.
     static func record(fromBlob path: String, name: String) throws -> EntryRecord {
         let pack = try PackReader(path: path)
         let h = pack.header
-        guard let entry = h.entry else {
-            throw StoreError.corrupt(path: path, problem: "the pack predates entry records in pack headers; its entry id cannot be recovered")
-        }
+        guard let entry = h.entry else { throw RecordError.predatesEntryRecords(path: path) }
         guard entry.id.count == 64, entry.id.allSatisfy({ $0.isHexDigit && !$0.isUppercase }) else {
             throw StoreError.corrupt(path: path, problem: "header entry id \"\(entry.id.prefix(80))\" is not 64 lowercase hex digits")
         }

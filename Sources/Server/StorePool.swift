@@ -42,10 +42,25 @@ final class StorePool: @unchecked Sendable {
     }
 
     /// Runs `body` with a handle no other thread holds.
+    ///
+    /// When the index file was replaced or removed (a repair, a restore from a backup), every
+    /// handle names the old one: they are dropped, and `body` runs once more on a handle
+    /// opened afresh (docs/DESIGN.md, "A replaced index is fenced").
     func with<T>(_ body: (StoreRoot) throws -> T) throws -> T {
         let root = try take()
-        defer { give(root) }
-        return try body(root)
+        do {
+            let result = try body(root)
+            give(root)
+            return result
+        } catch let error as StoreError where error.isIndexReplaced {
+            lock.lock(); idle.removeAll(); lock.unlock()
+            let fresh = try open()
+            defer { give(fresh) }
+            return try body(fresh)
+        } catch {
+            give(root)
+            throw error
+        }
     }
 
     /// Runs `body` off the threads that serve connections (it blocks: SQLite, decoding, fsync).

@@ -30,10 +30,28 @@ public enum StoreError: Error, CustomStringConvertible {
         }
     }
 
-    /// True for failures worth retrying later (disk full, database busy).
+    /// True for a failed system call (`io`): the file could not be read, which says nothing
+    /// about its bytes.
+    public var isIO: Bool {
+        if case .io = self { return true }
+        return false
+    }
+
+    /// The index file this process opened was removed or replaced (`Database`'s fence).
+    public static func indexReplaced(_ path: String) -> StoreError {
+        .io(path: path, operation: "write (the index file was removed or replaced since this process opened it, so nothing more is written into the old one; reopen the store)", errno: ESTALE)
+    }
+
+    /// True for `indexReplaced`: reopening the store is the remedy.
+    public var isIndexReplaced: Bool {
+        if case .io(_, _, ESTALE) = self { return true }
+        return false
+    }
+
+    /// True for failures worth retrying later (disk full, database busy, index replaced).
     public var isTransient: Bool {
         switch self {
-        case .io(_, _, let e): e == ENOSPC || e == EAGAIN || e == EINTR || e == EDQUOT
+        case .io(_, _, let e): e == ENOSPC || e == EAGAIN || e == EINTR || e == EDQUOT || e == ESTALE
         case .database(let m): m.contains("locked") || m.contains("busy") || m.contains("disk is full")
         default: false
         }

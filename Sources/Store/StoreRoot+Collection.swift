@@ -10,48 +10,67 @@ import Foundation
 /// (`defersDeletion`) both also take the blob's transaction lock, and a blob that loses its
 /// row is doomed, then collected by compaction after the grace period.
 extension StoreRoot {
-    /// Removes an entry: the row first, then its blob through the collector, so a crash in
-    /// between leaves an orphan that compaction collects, and a concurrent ingest of the same
-    /// snapshot that already re-published the blob keeps it. On a shared store the blob is
-    /// doomed in the row's transaction instead. Returns the row removed.
+    /// Removes an entry: the row and a tombstone for its blob in one transaction, then (on a
+    /// local store) the blob through the collector. A crash in between leaves a tombstoned
+    /// blob that compaction deletes, never an untombstoned orphan that compaction would adopt
+    /// (docs/DESIGN.md, "The orphan rule"). A concurrent ingest of the same snapshot that
+    /// already re-published the blob keeps it. On a shared store the tombstone waits out the
+    /// grace period. Returns the row removed.
     @discardableResult
     public func removeEntry(_ id: String) throws -> EntryRecord? {
-        guard let removed = try index.remove(id, doom: defersDeletion) else { return nil }
+        guard let removed = try index.remove(id) else { return nil }
         if !defersDeletion { try collectBlob(removed.blob) }
         return removed
     }
 
-    /// Blob `name` may have lost its last row: collected now, or on a shared store doomed.
+    /// Blob `name` may have lost its last row: tombstoned, then (locally) collected now.
     public func retireBlob(_ name: String) throws {
-        if defersDeletion { try index.doom(name) } else { try collectBlob(name) }
+        try index.doom(name)
+        if !defersDeletion { try collectBlob(name) }
     }
 
-    /// Deletes doomed blobs doomed at least `grace` seconds ago (by the index's clock) that no
-    /// row names, and forgets them. Returns how many were deleted and their bytes.
+    /// Deletes tombstoned blobs tombstoned at least `grace` seconds ago (by the index's clock)
+    /// that no row names and that were not published again since (a blob newer than its
+    /// tombstone is an entry ingested anew: it is left for adoption), and forgets them.
+    /// Returns how many were deleted and their bytes.
     public func collectDoomed(grace: Double, dryRun: Bool = false) throws -> (count: Int, bytes: Int) {
         var collected = (count: 0, bytes: 0)
         for doomed in try index.doomed() where doomed.age >= grace {
             if dryRun {
-                if try !index.isReferenced(blob: doomed.blob), let blob = try blobs.attributes(doomed.blob) {
+                if try !index.isReferenced(blob: doomed.blob), let blob = try blobs.attributes(doomed.blob),
+                   blob.modified <= doomed.doomedAt {
                     collected.count += 1; collected.bytes += blob.bytes
                 }
                 continue
             }
-            if let freed = try collectBlob(doomed.blob) { collected.count += 1; collected.bytes += freed }
-            try index.forgetDoomed(doomed.blob)
+            if let freed = try collectBlob(doomed.blob, doomedBefore: doomed.doomedAt) {
+                collected.count += 1; collected.bytes += freed
+            }
         }
         return collected
     }
 
-    /// Deletes blob `name` when no row names it and (with `minimumAge`) it was last
-    /// modified more than that many seconds ago. Returns the bytes freed, nil when kept.
+    /// Deletes blob `name` when no row names it and (with `minimumAge`) it was last modified
+    /// more than that many seconds ago, or (with `doomedBefore`) not after its tombstone;
+    /// forgets its tombstone once the file is gone. Returns the bytes freed, nil when kept.
     @discardableResult
-    public func collectBlob(_ name: String, minimumAge: Double? = nil, now: Double = Date().timeIntervalSince1970) throws -> Int? {
+    public func collectBlob(_ name: String, minimumAge: Double? = nil, doomedBefore: Double? = nil,
+                            now: Double = Date().timeIntervalSince1970) throws -> Int? {
         try index.db.transaction {
             try index.db.transactionLock(name)
-            guard try !index.isReferenced(blob: name), let blob = try blobs.attributes(name) else { return nil }
+            // Named by a row: live, whatever an older tombstone says.
+            guard try !index.isReferenced(blob: name) else { try index.forgetDoomed(name); return nil }
+            guard let blob = try blobs.attributes(name) else {
+                try index.forgetDoomed(name)
+                return nil
+            }
             if let minimumAge, now - blob.modified < minimumAge { return nil }
+            if let doomedBefore {
+                // Published again after its tombstone: no longer the blob that was removed.
+                guard blob.modified <= doomedBefore else { try index.forgetDoomed(name); return nil }
+            }
             try blobs.delete(name)
+            try index.forgetDoomed(name)
             return blob.bytes
         }
     }

@@ -10,8 +10,10 @@ struct CompactCommand: ParsableCommand {
         commandName: "compact",
         abstract: "Evict, re-pack cold entries, collect garbage, checkpoint, verify a sample (exit 3 if it fails).",
         discussion: """
-        Safe while `watch` runs and while fetches happen. Steps: delete temporary files and orphan blobs older
-        than --grace-seconds; re-pack entries not fetched for --cold-days with --cold-policy (same id, blob
+        Safe while `watch` runs and while fetches happen. Steps: delete temporary files older than \
+        --grace-seconds and blobs removed on purpose (rm, eviction, re-pack); adopt orphan blobs (no row) older \
+        than --grace-seconds that read back whole (their row rebuilt from the pack, as `repair` does), delete \
+        damaged ones and superseded copies; re-pack entries not fetched for --cold-days with --cold-policy (same id, blob
         swapped atomically); evict least-recently-fetched unpinned entries until stored bytes ≤ --budget;
         checkpoint and optimise SQLite; verify --verify-sample random entries. --dry-run changes nothing.
         """)
@@ -37,9 +39,6 @@ struct CompactCommand: ParsableCommand {
     @Option(name: .long, help: "Age in seconds before an unreferenced blob or temporary file is deleted.")
     var graceSeconds = 3600.0
 
-    @Flag(name: .long, help: "Delete orphan blobs even when the index looks lost (older than they are, or far fewer rows); run `kvstore repair` first.")
-    var force = false
-
     func validate() throws {
         if (coldDays == nil) != (coldPolicy == nil) { throw ValidationError("--cold-days and --cold-policy go together") }
         if let budget, ByteSize(parsing: budget) == nil {
@@ -59,7 +58,6 @@ struct CompactCommand: ParsableCommand {
         settings.grace = graceSeconds
         settings.verifySample = verifySample
         settings.dryRun = dryRun
-        settings.force = force
         try Self.compact(store: options.open(), settings: settings, json: options.json)
     }
 
@@ -77,7 +75,13 @@ struct CompactCommand: ParsableCommand {
             print("\(report.dryRun ? "dry run: " : "")\(report.entriesBefore) entries, \(Terminal.bytes(report.bytesBefore)) before")
             print("re-packed    \(report.repacked.count) entries \(verb("re-packed")), \(report.repackBytesSaved >= 0 ? "saving" : "growing by") \(Terminal.bytes(abs(report.repackBytesSaved)))")
             print("evicted      \(report.evicted.count) entries \(verb("evicted")) (\(Terminal.bytes(report.evictedBytes)))")
-            print("orphans      \(report.orphansRemoved) blobs \(verb("deleted")) (\(Terminal.bytes(report.orphanBytes)))")
+            print("removed      \(report.doomedRemoved) blobs of removed entries \(verb("deleted")) (\(Terminal.bytes(report.doomedBytes)))")
+            print("orphans      \(report.orphansAdopted.count) adopted, \(report.orphansRemoved) damaged or superseded blobs \(verb("deleted")) (\(Terminal.bytes(report.orphanBytes)))")
+            for id in report.orphansAdopted { print("adopted      \(id) (its blob had no row; indexed again from the pack)") }
+            for f in report.damagedOrphans { print("DAMAGED      \(f.id): \(f.problem)") }
+            for f in report.orphansKept { print("kept         \(f.id): \(f.problem)") }
+            for stray in report.strays { print("skipped      \(stray.path): \(stray.problem)") }
+            for path in report.reshelved { print("moved        \(path) to its own fan-out folder") }
             print("temporary    \(report.temporaryFilesRemoved) files \(verb("deleted")) (\(Terminal.bytes(report.temporaryBytes)))")
             if report.uploadsAborted > 0 { print("uploads      \(report.uploadsAborted) incomplete uploads \(verb("aborted"))") }
             print("freed        \(Terminal.bytes(report.bytesFreed))\(report.dryRun ? " (re-pack savings not estimated)" : "")")

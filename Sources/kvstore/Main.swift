@@ -38,7 +38,7 @@ enum Exit {
             case .badPolicy: return usage
             case .io, .database: return e.isTransient ? transient : invalid
             }
-        case is KVSnapError, is BlockError, is FetchError, is ExpandError, is PackError, is CompactionError, is InboxError: return invalid
+        case is KVSnapError, is BlockError, is FetchError, is ExpandError, is PackError, is InboxError: return invalid
         case is PolicyError, is ConfigFileError, is StoreSpecError, is S3SettingError, is StoreOptionConflict: return usage
         default: return nil
         }

@@ -23,8 +23,8 @@ struct RepairCommand: ParsableCommand {
 
     func run() throws {
         let store = try options.location.spec()
-        let (root, aside) = dryRun ? (try store.open(), nil) : try Repairer.open(sqliteIndex: store.sqliteIndexFile) { try store.open() }
-        var report = try Repairer(root: root).repair(dryRun: dryRun)
+        let (root, aside, lock) = dryRun ? (try store.open(), nil, nil) : try Repairer.open(sqliteIndex: store.sqliteIndexFile) { try store.open() }
+        var report = try withExtendedLifetime(lock) { try Repairer(root: root).repair(dryRun: dryRun) }
         report.damagedIndexMovedTo = aside
         if options.json {
             Terminal.json(report)
@@ -35,6 +35,9 @@ struct RepairCommand: ParsableCommand {
             for id in report.relinked { print("relinked  \(id) (its row named a missing blob)") }
             for p in report.unrecoverable { print("UNRECOVERABLE \(p.blob): \(p.problem)") }
             for id in report.missingBlobs { print("MISSING   \(id): its blob is gone and was not found (kvstore rm it)") }
+            for path in report.removed { print("removed   \(path): tombstoned by rm, eviction or re-pack; compact deletes it") }
+            for stray in report.strays { print("SKIPPED   \(stray.path): \(stray.problem)") }
+            for path in report.reshelved { print("moved     \(path) to its own fan-out folder") }
             print("\(report.blobs) blobs: \(report.alreadyIndexed) already indexed, \(report.recovered.count) \(verb)recovered, \(report.relinked.count) \(verb)relinked, \(report.superseded.count) superseded (left for compact), \(report.unrecoverable.count) unrecoverable; \(report.missingBlobs.count) rows without a blob")
         }
         if !report.unrecoverable.isEmpty || !report.missingBlobs.isEmpty { throw ExitCode(Exit.invalid) }

@@ -25,25 +25,6 @@ final class RepairTests: XCTestCase {
         for suffix in ["", "-wal", "-shm"] { try? FileManager.default.removeItem(atPath: s.path + "/store/index.sqlite" + suffix) }
     }
 
-    func testCompactionRefusesToCollectBlobsWhenTheIndexWasLostOrEmptied() throws {
-        let s = try Scratch()
-        _ = try populatedStore(s)
-        let blobs = blobFiles(s)
-        XCTAssertEqual(blobs.count, 3)
-        sleep(2)  // the blobs are older than any index made from now on
-        for damage in ["deleted", "emptied"] {
-            try removeIndex(s)
-            if damage == "emptied" { FileManager.default.createFile(atPath: s.path + "/store/index.sqlite", contents: Data()) }
-            let r = try s.cli.run("compact", "--grace-seconds", "0")
-            XCTAssertEqual(r.status, 3, "\(damage): \(r.stdout) \(r.stderr)")
-            XCTAssertTrue(r.stderr.contains("kvstore repair"), r.stderr)
-            XCTAssertEqual(blobFiles(s), blobs, "\(damage): no blob deleted")
-        }
-        let forced = try s.cli.run("compact", "--grace-seconds", "0", "--force")
-        XCTAssertEqual(forced.status, 0, forced.stderr)
-        XCTAssertEqual(blobFiles(s), [], "--force collects them as orphans")
-    }
-
     func testRepairRebuildsEveryRowFromTheBlobs() throws {
         let s = try Scratch()
         let fetched = try populatedStore(s)

@@ -61,6 +61,20 @@ final class StoreConfigTests: XCTestCase {
         XCTAssertEqual(spec.cacheCapacity, 20_000_000_000)
     }
 
+    func testAFileWithWindowsLineEndingsReadsLikeOneWithout() throws {
+        let path = try file("# written on Windows\r\n[blobs]\r\nurl = \"s3://kv-fleet/prod\"\r\n[index]\r\nurl = \"index\"\r\n", "crlf.toml")
+        let spec = try spec(path)
+        guard case .s3(let s3) = spec.blobs else { return XCTFail("\(spec.blobs)") }
+        XCTAssertEqual(s3.bucket, "kv-fleet")
+        XCTAssertEqual(s3.prefix, "prod")
+        do {
+            _ = try self.spec(try file("[blobs]\r\nurl = 5\r\n", "bad.toml"))
+            XCTFail("a number is not a URL")
+        } catch {
+            XCTAssertTrue("\(error)".contains("bad.toml:2"), "the error names the second line: \(error)")
+        }
+    }
+
     func testTheShippedExampleIsValid() throws {
         let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent().path
         let spec = try spec(root + "/jobs/store.toml")

@@ -1,3 +1,5 @@
+import Store
+
 /// What a compaction did (or, dry, would do).
 public struct CompactionReport: Sendable, Codable {
     public struct Failure: Sendable, Codable {
@@ -17,8 +19,19 @@ public struct CompactionReport: Sendable, Codable {
     /// Blobs doomed past the grace period (shared stores) deleted, and their bytes.
     public var doomedRemoved = 0
     public var doomedBytes = 0
+    /// Orphans deleted (damaged, or copies of entries another intact blob serves), and bytes.
     public var orphansRemoved = 0
     public var orphanBytes = 0
+    /// Entries whose orphan blob was adopted (indexed from its own record) or relinked.
+    public var orphansAdopted: [String] = []
+    /// Orphans deleted (or, dry, to be) because they do not read back: blob name and problem.
+    public var damagedOrphans: [Failure] = []
+    /// Orphans kept because nothing says which entry they are (packs without entry records).
+    public var orphansKept: [Failure] = []
+    /// What lies under the blobs without being a blob in its place (skipped), and packs
+    /// moved from a wrong fan-out folder to their own.
+    public var strays: [BlobStray] = []
+    public var reshelved: [String] = []
     public var temporaryFilesRemoved = 0
     public var temporaryBytes = 0
     /// Multipart uploads (S3) started more than the grace period ago and never completed,

@@ -19,8 +19,6 @@ public struct CompactionSettings: Sendable {
     public var verifySample = 8
     /// Report what would be done and change nothing.
     public var dryRun = false
-    /// Collect orphan blobs even when the index looks lost (`LostIndexGuard`).
-    public var force = false
 
     public init() {}
 }
@@ -58,18 +56,25 @@ public struct Compactor {
         let doomed = try root.collectDoomed(grace: settings.grace, dryRun: settings.dryRun)
         report.doomedRemoved = doomed.count
         report.doomedBytes = doomed.bytes
-        let orphans = try root.orphanBlobs(minimumAge: settings.grace, now: now)
-        if !settings.force, !orphans.isEmpty,
-           let objection = LostIndexGuard(rows: report.entriesBefore, indexCreatedAt: try root.index.createdAt()).objection(orphans: orphans) {
-            throw objection
+        // The orphan rule (docs/DESIGN.md): adopt every orphan that reads back whole; delete
+        // only damaged files and superseded copies.
+        report.strays = try root.blobs.strays()
+        if !settings.dryRun {
+            for stray in report.strays where try root.blobs.reshelve(stray) { report.reshelved.append(stray.path) }
+            report.strays.removeAll { report.reshelved.contains($0.path) }
         }
-        for orphan in orphans {
-            if settings.dryRun {
-                report.orphansRemoved += 1
-                report.orphanBytes += orphan.bytes
-            } else if let freed = try root.collectBlob(orphan.name, minimumAge: settings.grace, now: now) {
-                report.orphansRemoved += 1
-                report.orphanBytes += freed
+        let adopter = OrphanAdopter(root: root, deletes: true, dryRun: settings.dryRun)
+        for orphan in try root.orphanBlobs(minimumAge: settings.grace, now: now) {
+            switch try adopter.settle(orphan.name, minimumAge: settings.grace, now: now) {
+            case .adopted(let id): report.orphansAdopted.append(id)
+            case .relinked(let id): report.orphansAdopted.append(id)
+            case .superseded(_, let deleted):
+                if deleted || settings.dryRun { report.orphansRemoved += 1; report.orphanBytes += orphan.bytes }
+            case .damaged(let problem, let deleted):
+                if deleted || settings.dryRun { report.orphansRemoved += 1; report.orphanBytes += orphan.bytes }
+                report.damagedOrphans.append(.init(id: orphan.name, problem: problem))
+            case .unrecognised(let problem): report.orphansKept.append(.init(id: orphan.name, problem: problem))
+            case .tombstoned, .settledElsewhere: break
             }
         }
         report.uploadsAborted = try root.blobs.abortStaleUploads(minimumAge: settings.grace, dryRun: settings.dryRun)

@@ -64,7 +64,7 @@ struct EntryRepacker {
         updated.policy = policy.name
         updated.compression = SafetensorsLayout.canonicalJSON(blob.compression)
         updated.entriesKept = blob.header.entryCount
-        if try root.index.replaceBlob(id: current.id, oldBlob: current.blob, with: updated, blobs: root.blobs, doom: root.defersDeletion) {
+        if try root.index.replaceBlob(id: current.id, oldBlob: current.blob, with: updated, blobs: root.blobs) {
             if !root.defersDeletion { try root.collectBlob(current.blob) }
             return .swapped(oldBytes: current.bytesOut, newBytes: blob.bytes)
         }

@@ -205,7 +205,7 @@ public final class InboxDaemon: @unchecked Sendable {
     /// between threads), ingesting one file at a time.
     private final class Worker: @unchecked Sendable {
         let daemon: InboxDaemon
-        let ingestor: Ingestor
+        var ingestor: Ingestor
         let claim: InboxClaim
         let disposal: InputDisposal
 
@@ -283,7 +283,9 @@ public final class InboxDaemon: @unchecked Sendable {
                 log.warning("claimed input vanished from the work folder", metadata: .fields(["file": name, "folder": folder.path]))
             } catch let error as StoreError where error.isTransient {
                 // Disk full, database busy: the input goes back to the inbox untouched and is
-                // tried again after a growing delay.
+                // tried again after a growing delay. An index file replaced under the daemon
+                // (a repair, a restore) is reopened first: its rows must go to the new one.
+                if error.isIndexReplaced { reopenStore() }
                 daemon.record { $0.retried += 1 }
                 let message = described(error)
                 returnToInbox(claimed, in: folder, name: name, after: error, described: message, message: "transient failure, will retry",
@@ -304,6 +306,19 @@ public final class InboxDaemon: @unchecked Sendable {
                                   message: "failed, and could not move the input to failed/; will retry",
                                   fields: ["stage": stage.rawValue, "ingest_error": message])
                 }
+            }
+        }
+
+        /// Opens the store again, for an index file replaced or removed since it was opened.
+        private func reopenStore() {
+            do {
+                let root = try daemon.openStore()
+                let inFlight = ingestor.inFlight
+                ingestor = Ingestor(root: root)
+                ingestor.inFlight = inFlight
+                daemon.logger.warning("the index file was replaced or removed; reopened the store", metadata: .fields(["index": root.path]))
+            } catch {
+                daemon.logger.error("the index file was replaced or removed, and reopening the store failed; will retry", metadata: .fields(["error": "\(error)"]))
             }
         }
 

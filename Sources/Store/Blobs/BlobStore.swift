@@ -45,6 +45,29 @@ public protocol BlobStore: Sendable {
     /// many were (with `dryRun`, would be) aborted. A store whose writes cannot be left
     /// half-done has none.
     func abortStaleUploads(minimumAge: Double, dryRun: Bool) throws -> Int
+
+    /// What lies among the blobs without being one in its place (see `BlobStray`); an
+    /// object store holds objects only, and has none.
+    func strays() throws -> [BlobStray]
+
+    /// Moves a stray pack (`BlobStray.name` set) to its blob's place unless something is
+    /// there; true when moved.
+    func reshelve(_ stray: BlobStray) throws -> Bool
+}
+
+/// Something under the blobs that is not a blob in its place: reported by `verify`, `repair`
+/// and `compact`, never opened blocking and never fatal.
+public struct BlobStray: Sendable, Codable, Equatable {
+    /// Where it is.
+    public var path: String
+    /// What is wrong with it.
+    public var problem: String
+    /// The blob name, when it is a pack file in the wrong folder (`reshelve` moves it home).
+    public var name: String?
+
+    public init(path: String, problem: String, name: String? = nil) {
+        self.path = path; self.problem = problem; self.name = name
+    }
 }
 
 extension BlobStore {
@@ -56,6 +79,8 @@ extension BlobStore {
         return found
     }
     public func abortStaleUploads(minimumAge: Double, dryRun: Bool) throws -> Int { 0 }
+    public func strays() throws -> [BlobStray] { [] }
+    public func reshelve(_ stray: BlobStray) throws -> Bool { false }
 }
 
 /// What a blob store knows of one blob without reading it.

@@ -42,7 +42,7 @@ public struct TOMLSubset: Sendable {
 
     public init(parsing text: String, file: String) throws(ConfigFileError) {
         var table = ""
-        for (index, raw) in text.split(separator: "\n", omittingEmptySubsequences: false).enumerated() {
+        for (index, raw) in text.split(omittingEmptySubsequences: false, whereSeparator: { $0 == "\n" || $0 == "\r\n" }).enumerated() {
             let line = index + 1
             let content = try Self.stripComment(String(raw), file: file, line: line).trimmingCharacters(in: .whitespaces)
             if content.isEmpty { continue }

@@ -9,6 +9,13 @@ public final class Database: IndexConnection, @unchecked Sendable {
     public let path: String
     /// The open `PATH.compact-lock` while this connection holds the compaction lock.
     private var compactionLock: Int32 = -1
+    /// `PATH.lock`, held shared while this connection is open (`IndexLock`).
+    private let storeLock: IndexLock?
+    /// The index file this connection opened (device, inode), and whether it has since
+    /// found the path naming another file or none: the fence (docs/DESIGN.md, "A replaced
+    /// index is fenced").
+    private var identity: (dev: UInt, ino: UInt)?
+    private var fenced = false
 
     public var dialect: SQLDialect { .sqlite }
     public var location: String { path }
@@ -23,12 +30,14 @@ public final class Database: IndexConnection, @unchecked Sendable {
     /// milliseconds for other writers instead of failing at once.
     public init(path: String, busyTimeout: Int32 = Database.defaultBusyTimeout) throws {
         self.path = path
+        storeLock = try IndexLock(indexPath: path, mode: .shared, waitMilliseconds: busyTimeout)
         let flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX
         guard sqlite3_open_v2(path, &handle, flags, nil) == SQLITE_OK else {
             let error = failure("\(path): \(handle.map { String(cString: sqlite3_errmsg($0)) } ?? "cannot open")")
             sqlite3_close(handle)
             throw error
         }
+        identity = Self.identity(of: path)
         sqlite3_busy_timeout(handle, busyTimeout)
         try execute("PRAGMA journal_mode=WAL")
         try execute("PRAGMA synchronous=FULL")
@@ -40,8 +49,26 @@ public final class Database: IndexConnection, @unchecked Sendable {
         if compactionLock >= 0 { close(compactionLock) }
     }
 
+    /// Throws `indexReplaced` once the path no longer names the file this connection
+    /// opened, and for every statement after: rows written into a file no other process
+    /// reads are lost to the store.
+    public func checkFence() throws {
+        guard !fenced else { throw StoreError.indexReplaced(path) }
+        guard let identity else { return }
+        if let now = Self.identity(of: path), now == identity { return }
+        fenced = true
+        _ = kvstore_sqlite_no_checkpoint_on_close(handle)
+        throw StoreError.indexReplaced(path)
+    }
+
+    private static func identity(of path: String) -> (dev: UInt, ino: UInt)? {
+        var st = stat()
+        return stat(path, &st) == 0 ? (UInt(st.st_dev), UInt(st.st_ino)) : nil
+    }
+
     /// Runs one or more statements that return no rows.
     public func execute(_ sql: String) throws {
+        if sql != "ROLLBACK" { try checkFence() }  // a fence met mid-transaction still rolls back
         var error: UnsafeMutablePointer<CChar>?
         if sqlite3_exec(handle, sql, nil, nil, &error) != SQLITE_OK {
             let message = error.map { String(cString: $0) } ?? "unknown error"
@@ -53,6 +80,7 @@ public final class Database: IndexConnection, @unchecked Sendable {
     /// Runs a statement with bound values and returns its rows.
     @discardableResult
     public func query(_ sql: String, _ values: [SQLValue] = []) throws -> [Row] {
+        try checkFence()
         var stmt: OpaquePointer?
         guard sqlite3_prepare_v2(handle, sql, -1, &stmt, nil) == SQLITE_OK else {
             throw failure("\(lastError) (in: \(sql.prefix(80)))")

@@ -70,9 +70,14 @@ extension EntryIndex {
 
     /// SQLite's own structural check: "ok", or what it found. PostgreSQL guards its own pages
     /// (WAL, checksums) and is not checked from here.
+    /// A table the migrations created but someone dropped counts as damage too: every query
+    /// would fail on it.
     public func quickCheck() throws -> String {
         guard db.dialect == .sqlite else { return "ok" }
-        return try db.query("PRAGMA quick_check").compactMap { $0.text("quick_check") }.joined(separator: "; ")
+        let check = try db.query("PRAGMA quick_check").compactMap { $0.text("quick_check") }.joined(separator: "; ")
+        guard check == "ok" else { return check }
+        let missing = try ["entries", "sources", "store_meta", "doomed"].filter { try db.query(db.dialect.tableExists, [.text($0)]).isEmpty }
+        return missing.isEmpty ? "ok" : "table\(missing.count > 1 ? "s" : "") \(missing.joined(separator: ", ")) missing, though the index's migrations created \(missing.count > 1 ? "them" : "it")"
     }
 
     /// Records that blob `name` may have lost its last row, by the index server's clock;
@@ -84,11 +89,17 @@ extension EntryIndex {
             """, [.text(name)])
     }
 
-    /// Doomed blobs, with how many seconds ago (by the index server's clock) each was doomed.
-    public func doomed() throws -> [(blob: String, age: Double)] {
-        try db.query("SELECT blob, \(db.dialect.now) - doomed_at AS age FROM doomed ORDER BY blob").compactMap { row in
-            row.text("blob").map { ($0, row.double("age") ?? 0) }
+    /// Tombstoned blobs: when each was tombstoned (by the index server's clock) and how many
+    /// seconds ago.
+    public func doomed() throws -> [(blob: String, doomedAt: Double, age: Double)] {
+        try db.query("SELECT blob, doomed_at, \(db.dialect.now) - doomed_at AS age FROM doomed ORDER BY blob").compactMap { row in
+            row.text("blob").map { ($0, row.double("doomed_at") ?? 0, row.double("age") ?? 0) }
         }
+    }
+
+    /// True when blob `name` carries a tombstone.
+    public func isDoomed(_ name: String) throws -> Bool {
+        !(try db.query("SELECT 1 FROM doomed WHERE blob = ?", [.text(name)])).isEmpty
     }
 
     /// Forgets a doomed blob (collected, or named by a row again).

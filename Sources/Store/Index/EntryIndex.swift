@@ -39,13 +39,23 @@ public final class EntryIndex: @unchecked Sendable {
     /// (`StoreRoot.collectBlob`), so a blob present here stays until its row is removed. If
     /// a concurrent collection took it, nothing is inserted and the ingest is retried
     /// (EAGAIN, a transient error).
-    public func insert(_ record: EntryRecord, sources: [(source: String, span: Int)], blobs: (any BlobStore)? = nil) throws -> Bool {
+    ///
+    /// With `adoptingBlobModified` (an orphan being adopted, last modified then), nothing is
+    /// inserted while the blob carries a tombstone at least as new as the file: it was
+    /// removed on purpose (docs/DESIGN.md, "The orphan rule").
+    public func insert(_ record: EntryRecord, sources: [(source: String, span: Int)], blobs: (any BlobStore)? = nil,
+                       adoptingBlobModified: Double? = nil) throws -> Bool {
         try db.transaction {
             if let blobs {
                 try db.transactionLock(record.blob)
                 if try blobs.attributes(record.blob) == nil {
                     throw StoreError.io(path: blobs.location(record.blob), operation: "index (the blob was collected while being published)", errno: EAGAIN)
                 }
+            }
+            if let modified = adoptingBlobModified,
+               let tombstone = try db.query("SELECT doomed_at FROM doomed WHERE blob = ?", [.text(record.blob)]).first,
+               (tombstone.double("doomed_at") ?? 0) >= modified {
+                return false
             }
             let placeholders = Array(repeating: "?", count: record.sqlValues.count).joined(separator: ", ")
             try db.query("INSERT INTO entries (\(EntryRecord.columns)) VALUES (\(placeholders)) ON CONFLICT DO NOTHING", record.sqlValues)
@@ -157,21 +167,21 @@ public final class EntryIndex: @unchecked Sendable {
         try db.query("UPDATE entries SET pinned = ? WHERE id = ?", [.int(pinned ? 1 : 0), .text(id)])
     }
 
-    /// Deletes the row (and its sources); returns the record it held. With `doom`, its blob
-    /// is recorded as doomed in the same transaction (see `doom`).
-    public func remove(_ id: String, doom: Bool = false) throws -> EntryRecord? {
+    /// Deletes the row (and its sources) and tombstones its blob in the same transaction
+    /// (see `doom`); returns the record it held.
+    public func remove(_ id: String) throws -> EntryRecord? {
         try db.transaction {
             guard let record = try entry(id: id) else { return nil }
             try db.query("DELETE FROM entries WHERE id = ?", [.text(id)])
-            if doom { try self.doom(record.blob) }
+            try self.doom(record.blob)
             return record
         }
     }
 
     /// Points an entry at a re-packed blob, only if it still names `oldBlob` (compaction's swap).
     /// With `blobs`, the record's new blob must exist there while the lock is held (see `insert`).
-    /// With `doom`, the old blob is doomed in the same transaction when the swap happens.
-    public func replaceBlob(id: String, oldBlob: String, with record: EntryRecord, blobs: (any BlobStore)? = nil, doom: Bool = false) throws -> Bool {
+    /// The old blob is tombstoned in the same transaction when the swap happens.
+    public func replaceBlob(id: String, oldBlob: String, with record: EntryRecord, blobs: (any BlobStore)? = nil) throws -> Bool {
         try db.transaction {
             if let blobs {
                 try db.transactionLock(record.blob)
@@ -187,7 +197,7 @@ public final class EntryIndex: @unchecked Sendable {
                       .text(id), .text(oldBlob)])
             guard db.changes == 1 else { return false }
             try db.query("DELETE FROM doomed WHERE blob = ?", [.text(record.blob)])
-            if doom { try self.doom(oldBlob) }
+            if oldBlob != record.blob { try self.doom(oldBlob) }
             return true
         }
     }

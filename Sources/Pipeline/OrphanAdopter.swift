@@ -1,0 +1,97 @@
+import Foundation
+import LightKV
+import Store
+
+/// What became of one orphan blob (a blob no row names).
+public enum OrphanFate: Sendable, Equatable {
+    /// Indexed from its own record: the entry `id` is served again.
+    case adopted(id: String)
+    /// Its entry's row named a missing or damaged blob and now names this one.
+    case relinked(id: String)
+    /// Another intact blob already serves its entry; `deleted` when it was collected.
+    case superseded(id: String, deleted: Bool)
+    /// It does not read back (content against name, every layer); `deleted` when collected.
+    case damaged(problem: String, deleted: Bool)
+    /// A pack that predates entry records: nothing says which entry it is, so it is kept.
+    case unrecognised(problem: String)
+    /// It carries a tombstone at least as new as the file: removed on purpose, left for the
+    /// tombstone's collection.
+    case tombstoned
+    /// Gone, named by a row, or published too recently, by the time it was looked at.
+    case settledElsewhere
+}
+
+/// Decides every orphan's fate by the orphan rule (docs/DESIGN.md, "The orphan rule"): a
+/// valid blob is never deleted because a row is missing. Orphans that read back whole are
+/// adopted (their row rebuilt from the pack's own record, as `repair` does); only damaged
+/// files and superseded copies may be deleted, and only through `StoreRoot.collectBlob`
+/// (which never deletes a blob a row names). `repair` adopts and deletes nothing;
+/// compaction adopts and deletes.
+public struct OrphanAdopter {
+    public let root: StoreRoot
+    /// Whether damaged files and superseded copies are deleted (compaction) or only reported.
+    public var deletes: Bool
+    /// Report what would happen; change nothing.
+    public var dryRun: Bool
+
+    public init(root: StoreRoot, deletes: Bool, dryRun: Bool = false) {
+        self.root = root; self.deletes = deletes; self.dryRun = dryRun
+    }
+
+    /// Settles orphan `name`, last modified at `modified`, if it is older than `minimumAge`
+    /// seconds at `now` (an ingest publishes its blob a moment before its row). A transient
+    /// failure (a full disk, an unreachable object store) is thrown: nothing is decided
+    /// about a blob that could not be read.
+    public func settle(_ name: String, minimumAge: Double = 0, now: Double = Date().timeIntervalSince1970) throws -> OrphanFate {
+        guard let attributes = try root.blobs.attributes(name), now - attributes.modified >= minimumAge,
+              try !root.index.isReferenced(blob: name) else { return .settledElsewhere }
+        if let tombstone = try root.index.doomed().first(where: { $0.blob == name }), tombstone.doomedAt >= attributes.modified {
+            return .tombstoned
+        }
+        let location = root.blobs.location(name)
+        let record: EntryRecord
+        do {
+            record = try Repairer.record(fromBlob: try root.blobs.readablePath(name), name: name)
+        } catch let error as StoreError where error.isTransient || error.isIO {
+            throw error  // not read, so not judged
+        } catch Repairer.RecordError.predatesEntryRecords(let path) {
+            return .unrecognised(problem: "\(path): the pack predates entry records in pack headers; its entry id cannot be recovered")
+        } catch {
+            return try damaged(name, "\(error)", minimumAge: minimumAge, now: now)
+        }
+        if let problem = try Verifier.damage(inPack: root.blobs.readablePath(name), of: record, location: location) {
+            return try damaged(name, problem, minimumAge: minimumAge, now: now)
+        }
+        if let existing = try root.index.entry(id: record.id) {
+            var intact = try root.blobs.attributes(existing.blob) != nil
+            if intact {
+                intact = try Verifier.damage(inPack: root.blobs.readablePath(existing.blob), of: existing,
+                                             location: root.blobs.location(existing.blob)) == nil
+            }
+            if intact {
+                let deleted = try deletes && !dryRun && root.collectBlob(name, minimumAge: minimumAge, now: now) != nil
+                return .superseded(id: record.id, deleted: deleted)
+            }
+            if !dryRun {
+                guard try root.index.replaceBlob(id: record.id, oldBlob: existing.blob, with: record, blobs: root.blobs) else {
+                    return .settledElsewhere
+                }
+                if !root.defersDeletion { try root.collectBlob(existing.blob) }
+            }
+            return .relinked(id: record.id)
+        }
+        if !dryRun {
+            let sources = try Repairer.sources(record)
+            guard try root.index.insert(record, sources: sources, blobs: root.blobs, adoptingBlobModified: attributes.modified) else {
+                return try root.index.entry(id: record.id) == nil ? .tombstoned : .settledElsewhere
+            }
+        }
+        return .adopted(id: record.id)
+    }
+
+    /// A damaged orphan: collected when this adopter deletes.
+    private func damaged(_ name: String, _ problem: String, minimumAge: Double, now: Double) throws -> OrphanFate {
+        let deleted = try deletes && !dryRun && root.collectBlob(name, minimumAge: minimumAge, now: now) != nil
+        return .damaged(problem: problem, deleted: deleted)
+    }
+}
