@@ -88,7 +88,9 @@ public struct Fetcher {
             try sink.write(plan.pack.bytes)
         }
         try sink.finish()
-        try root.index.touch(plan.record.id)
+        // The entry is delivered: a full disk, a busy or a replaced index costs the LRU one
+        // access, never the fetch (a fetch must work on a full disk).
+        do { try root.index.touch(plan.record.id) } catch let error as StoreError where error.isTransient {}
     }
 
     /// The kvsnap layout of a pack: per layer key, value, positions, sizes.

@@ -70,6 +70,32 @@ final class DiskFullTests: XCTestCase {
         try filler.close()
     }
 
+    func testReadsOfAHealthyStoreWorkOnAFullDisk() throws {
+        let s = try Scratch()
+        let store = s.path + "/store"
+        try FileManager.default.createDirectory(atPath: store, withIntermediateDirectories: true)
+        guard getuid() == 0, mount(["-t", "tmpfs", "-o", "size=2m", "tmpfs", store]) == 0 else {
+            throw XCTSkip("mounting a small tmpfs needs root and mount permission")
+        }
+        defer { Self.unmount(store) }
+        let ingest = try s.cli.run("ingest", "--policy", "lightkv+int8", try s.snapshot("x.safetensors"))
+        XCTAssertEqual(ingest.status, 0, ingest.stderr)
+        let id = ingest.stdout.trimmingCharacters(in: .whitespacesAndNewlines)
+        let before = try s.cli.run("fetch", id, "-o", "-").stdoutBytes
+        let fillerPath = store + "/filler"
+        _ = FileManager.default.createFile(atPath: fillerPath, contents: nil)
+        let filler = FileHandle(forWritingAtPath: fillerPath)!
+        while (try? filler.write(contentsOf: Data(count: 4096))) != nil {}
+        try filler.close()
+        for args in [["ls"], ["show", id], ["verify"], ["stats"]] {
+            let r = try s.cli.run(args)
+            XCTAssertEqual(r.status, 0, "\(args) on a full disk: \(r.stderr)")
+        }
+        let fetch = try s.cli.run("fetch", id, "-o", "-")
+        XCTAssertEqual(fetch.status, 0, fetch.stderr)
+        XCTAssertEqual(fetch.stdoutBytes, before, "a fetch to a stream needs no space in the store")
+    }
+
     private static func unmount(_ path: String) {
         let p = Process()
         p.executableURL = URL(fileURLWithPath: "/bin/umount")

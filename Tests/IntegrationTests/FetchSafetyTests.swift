@@ -46,6 +46,28 @@ final class FetchSafetyTests: XCTestCase {
         }
     }
 
+    /// F32 values that BF16 would round to infinity (≥ 3.3961e38, up to F32's largest) are
+    /// stored exactly or refused, under every policy; never turned into Inf.
+    func testEveryPolicyKeepsTheLargestF32ValuesFinite() throws {
+        let s = try Scratch()
+        for peak: Float in [3.3961e38, .greatestFiniteMagnitude] {
+            let input = try s.snapshot("huge.safetensors", dtype: .f32, peak: peak)
+            for policy in ["none", "lightkv", "int8", "int4", "lightkv+int8", "lightkv+int4g128m0t0", "uniform55+int2", "airmerge20+int4g128m0t0r1"] {
+                let store = "\(s.path)/store-\(peak)-\(policy)"
+                let ingest = try s.cli.run("ingest", "--store", store, "--policy", policy, input)
+                if ingest.status == 3 { continue }  // refused, input untouched: allowed
+                XCTAssertEqual(ingest.status, 0, "\(peak) \(policy): \(ingest.stderr)")
+                let out = "\(s.path)/out.safetensors"
+                let fetch = try s.cli.run("fetch", "--store", store, id(ingest), "--dtype", "f32", "-o", out)
+                XCTAssertEqual(fetch.status, 0, "\(peak) \(policy): \(fetch.stderr)")
+                let data = try Data(contentsOf: URL(fileURLWithPath: out))
+                let keys = try data.withUnsafeBytes { b in try Snapshot(bytes: b).floatLayer(0).keys }
+                XCTAssertTrue(keys.allSatisfy(\.isFinite), "\(peak) \(policy): a finite input value came back infinite")
+                XCTAssertGreaterThan(keys.map(abs).max()!, peak / 8, "\(peak) \(policy): the large value is kept")
+            }
+        }
+    }
+
     func testF16FetchOfValuesBeyondF16IsRefusedWithTheWayOut() throws {
         let s = try Scratch()
         let entry = id(try s.cli.run("ingest", "--policy", "none", try s.snapshot("big.safetensors", dtype: .f32, peak: 1e5)))

@@ -39,6 +39,11 @@ public final class Database: IndexConnection, @unchecked Sendable {
         }
         identity = Self.identity(of: path)
         sqlite3_busy_timeout(handle, busyTimeout)
+        // Keep -wal and -shm on disk when the last connection closes: a reader that finds
+        // them there needs no free space, so `ls`, `show`, `fetch` and `serve` work on a full
+        // disk (creating them would need space). Compaction truncates the WAL.
+        var persist: Int32 = 1
+        sqlite3_file_control(handle, "main", SQLITE_FCNTL_PERSIST_WAL, &persist)
         try execute("PRAGMA journal_mode=WAL")
         try execute("PRAGMA synchronous=FULL")
         try execute("PRAGMA foreign_keys=ON")
