@@ -23,6 +23,8 @@ let package = Package(
         .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.28.1", traits: []),
         .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.13.0"),
         .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.4.1"),
+        // The server's connection handlers (already in the build through Hummingbird).
+        .package(url: "https://github.com/apple/swift-nio", from: "2.81.0"),
         // S3 blob stores only (the SharedStore target).
         .package(url: "https://github.com/swift-server/async-http-client", from: "1.37.0"),
         // PostgreSQL indexes only (the SharedStore target).
@@ -54,6 +56,8 @@ let package = Package(
             dependencies: ["Pipeline", "Store", "LightKV",
                            .product(name: "Hummingbird", package: "hummingbird"),
                            .product(name: "HummingbirdCore", package: "hummingbird"),
+                           .product(name: "NIOCore", package: "swift-nio"),
+                           .product(name: "NIOHTTP1", package: "swift-nio"),
                            .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                            .product(name: "Prometheus", package: "swift-prometheus"),
                            .product(name: "Logging", package: "swift-log")],

@@ -13,11 +13,32 @@ import Store
 /// included) finish, and returns.
 public struct KVServer: Sendable {
     public let configuration: ServerConfiguration
+    /// Connections held at once: `--max-connections`, or as many as the descriptor limit
+    /// allows (at most `ConnectionLimits.defaultMaxConnections`).
+    public let maxConnections: Int
+    /// What the setup let pass but the operator should know (printed by the CLI).
+    public let warnings: [String]
 
+    /// Raises the soft descriptor limit to the hard one, and refuses a `--max-connections` it
+    /// cannot serve.
     public init(configuration: ServerConfiguration) throws(ServeSetupError) {
         let address = ListenAddress(host: configuration.host, port: configuration.port)
         if configuration.tokens == nil && !address.isLoopback { throw .openNonLoopback(address) }
         self.configuration = configuration
+        let descriptors = DescriptorBudget.raiseLimit()
+        let fits = DescriptorBudget.connections(within: descriptors)
+        if let asked = configuration.connections.maxConnections {
+            if asked > fits { throw .tooManyConnections(asked: asked, descriptors: descriptors, fits: fits) }
+            maxConnections = asked
+            warnings = []
+        } else if fits < ConnectionLimits.defaultMaxConnections {
+            maxConnections = max(1, fits)
+            warnings = ["warning: the descriptor limit (\(descriptors), `ulimit -n`, systemd's LimitNOFILE) allows \(maxConnections) connections, "
+                        + "not \(ConnectionLimits.defaultMaxConnections): raise it for more"]
+        } else {
+            maxConnections = ConnectionLimits.defaultMaxConnections
+            warnings = []
+        }
     }
 
     /// Serves until a signal asks it to stop; `ready` gets the address actually bound
@@ -31,7 +52,8 @@ public struct KVServer: Sendable {
         let host = configuration.host
         let app = Application(
             responder: responder,
-            server: .http1(continuing: { responder.acceptsBody($0) }),
+            server: .kvstore(continuing: { responder.acceptsBody($0) }, limits: configuration.connections,
+                             table: ConnectionTable(limit: maxConnections)),
             configuration: .init(address: .hostname(host, port: configuration.port), serverName: "kvstore"),
             onServerRunning: { channel in ready(ListenAddress(host: host, port: channel.localAddress?.port ?? 0)) },
             logger: logger)

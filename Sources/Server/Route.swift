@@ -88,6 +88,14 @@ enum Route: Equatable {
         }
     }
 
+    /// The entry id (or id prefix) the route names, if it names one.
+    var entryID: String? {
+        switch self {
+        case .entryPage(let id), .entry(let id), .kvsnap(let id), .pack(let id), .layout(let id), .pin(let id): id
+        default: nil
+        }
+    }
+
     /// A web page (for people, in a browser) rather than an API resource.
     var isPage: Bool {
         switch self {

@@ -1,7 +1,8 @@
 import Foundation
 import Store
 
-/// How `kvstore serve` runs: where it listens, who may do what, how large an upload may be.
+/// How `kvstore serve` runs: where it listens, who may do what, how large an upload may be,
+/// how long a client may take.
 public struct ServerConfiguration: Sendable {
     /// The store, for logs and the web page: a root directory, or a shared store's description.
     public var storePath: String
@@ -17,6 +18,8 @@ public struct ServerConfiguration: Sendable {
     public var maxUpload: Int
     /// Where named policies come from (`--policies FILE`), if anywhere.
     public var policyFile: String?
+    /// Timeouts and the connection limit.
+    public var connections = ConnectionLimits()
 
     public init(storePath: String, host: String = "127.0.0.1", port: Int = 8750, tokens: TokenTable? = nil,
                 maxUpload: Int = 4 << 30, policyFile: String? = nil, openStore: (@Sendable () throws -> StoreRoot)? = nil) {

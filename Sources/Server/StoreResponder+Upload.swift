@@ -14,6 +14,7 @@ extension StoreResponder {
     func upload(_ request: Request, _ query: Query) async throws -> Response {
         let policy = try resolvePolicy(query["policy"] ?? "none")
         let limit = configuration.maxUpload
+        try Self.checkFraming(request.headers)
         if let length = request.headers[.contentLength].flatMap({ Int($0) }), length > limit { throw Self.tooLarge(limit) }
 
         let temp = UploadFile(directory: pool.tempDirectory)
@@ -40,9 +41,23 @@ extension StoreResponder {
     /// pass (for `Expect: 100-continue`).
     func acceptsBody(_ request: Request) -> Bool {
         guard request.method == .put, let route = try? Route(path: request.uri.path), route == .upload,
-              (try? authorize(request, route: route)) != nil else { return false }
+              (try? authorize(request, route: route)) != nil, (try? Self.checkFraming(request.headers)) != nil else { return false }
         let length = request.headers[.contentLength].flatMap { Int($0) } ?? 0
         return length <= configuration.maxUpload
+    }
+
+    /// An upload says how long it is: `Content-Length`, or `Transfer-Encoding: chunked` alone
+    /// (a body without either would read as empty; a compressed one is not decoded here).
+    static func checkFraming(_ headers: HTTPFields) throws {
+        if let coding = headers[.transferEncoding] {
+            guard coding.trimmingCharacters(in: .whitespaces).lowercased() == "chunked" else {
+                throw APIError(status: .notImplemented, code: "not_implemented",
+                               message: "Transfer-Encoding \"\(coding.prefix(80))\" is not supported: send the kvsnap file as it is, with Content-Length or chunked")
+            }
+        } else if headers[.contentLength] == nil {
+            throw APIError(status: .lengthRequired, code: "length_required",
+                           message: "an upload needs Content-Length (or Transfer-Encoding: chunked)")
+        }
     }
 
     func resolvePolicy(_ text: String) throws -> Policy {

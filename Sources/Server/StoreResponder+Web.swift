@@ -22,6 +22,6 @@ extension StoreResponder {
     }
 
     static func html(_ text: String) -> Response {
-        Response(status: .ok, headers: [.contentType: "text/html; charset=utf-8"], body: .init(byteBuffer: ByteBuffer(string: text)))
+        Response(status: .ok, headers: [.contentType: "text/html; charset=utf-8", .contentSecurityPolicy: HTML.securityPolicy], body: .init(byteBuffer: ByteBuffer(string: text)))
     }
 }

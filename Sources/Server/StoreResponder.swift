@@ -20,7 +20,7 @@ struct StoreResponder: HTTPResponder {
 
     func respond(to request: Request, context: Context) async throws -> Response {
         let started = ContinuousClock.now
-        var label = "unmatched", streams = false
+        var label = "unmatched", streams = false, entry: String?
         var response: Response
         do {
             guard let route = try Route(path: request.uri.path) else {
@@ -28,6 +28,7 @@ struct StoreResponder: HTTPResponder {
             }
             label = route.template
             streams = route.streams
+            entry = route.entryID
             // HEAD is GET without the body: same status and headers, nothing decoded or sent.
             let method = request.method == .head ? HTTPRequest.Method.get : request.method
             guard route.methods.contains(method) else {
@@ -43,14 +44,15 @@ struct StoreResponder: HTTPResponder {
                 if let length { response.headers[.contentLength] = String(length) }
             }
         } catch {
-            let e = APIError.from(error)
+            let e = APIError.from(error, entry: entry)
             if e.status.code >= 500 {
-                logger.error("\(request.method) \(label) \(e.status.code): \(e.message)")
+                logger.error("\(request.method) \(label) \(e.status.code): \(error)")
             }
             response = Self.error(e)
             // A body the handler did not read is not read either: close rather than drain it.
             if request.method == .put || request.method == .post { response.headers[.connection] = "close" }
         }
+        response.headers[.xContentTypeOptions] = "nosniff"
         metrics.request(route: label, method: request.method.rawValue, status: response.status.code)
         // Streams count their bytes as they go; the rest are counted whole here.
         if !streams || !(response.status == .ok || response.status == .partialContent) {

@@ -1,4 +1,5 @@
 import Foundation
+import Store
 
 /// What a token may do. `write` includes `read`.
 public enum Scope: String, Sendable, Comparable {
@@ -8,8 +9,13 @@ public enum Scope: String, Sendable, Comparable {
 
 /// The bearer tokens of `--tokens FILE`: one `TOKEN SCOPE` per line, `#` comments and blank
 /// lines ignored. Tokens are compared in constant time and never printed.
+///
+///     let table = try TokenTable.load(path: "/etc/kvstore/tokens")
+///     table.warnings.forEach { print($0) }  // the file can be read by its group or others
 public struct TokenTable: Sendable {
     private let tokens: [(token: [UInt8], scope: Scope)]
+    /// What `load` noticed but let pass: the file can be read by its group or others.
+    public private(set) var warnings: [String] = []
 
     public init(_ entries: [(String, Scope)]) {
         tokens = entries.map { (Array($0.0.utf8), $0.1) }
@@ -21,6 +27,7 @@ public struct TokenTable: Sendable {
             throw .unreadableTokens(path: path, problem: "cannot read: \((error as NSError).localizedDescription)")
         }
         var entries: [(String, Scope)] = []
+        var firstLine: [Substring: (line: Int, scope: Scope)] = [:]
         for (n, raw) in text.split(separator: "\n", omittingEmptySubsequences: false).enumerated() {
             let line = raw.trimmingCharacters(in: .whitespaces)
             if line.isEmpty || line.hasPrefix("#") { continue }
@@ -34,10 +41,18 @@ public struct TokenTable: Sendable {
             guard fields[0].utf8.count >= 16 else {
                 throw .badTokens(path: path, line: n + 1, problem: "the token is \(fields[0].utf8.count) characters; use at least 16 (e.g. `openssl rand -hex 32`)")
             }
+            if let first = firstLine[fields[0]], first.scope != scope {
+                throw .badTokens(path: path, line: n + 1, problem: "the token of line \(first.line) again, now with scope \(scope.rawValue) "
+                                 + "instead of \(first.scope.rawValue): a token has one scope, remove one of the lines")
+            }
+            firstLine[fields[0]] = firstLine[fields[0]] ?? (n + 1, scope)
             entries.append((String(fields[0]), scope))
         }
         guard !entries.isEmpty else { throw .unreadableTokens(path: path, problem: "holds no tokens") }
-        return TokenTable(entries)
+        var table = TokenTable(entries)
+        table.warnings = StoreSettings.exposedSecretWarning(path: path, secrets: ["bearer tokens"],
+                                                             remedy: "so that only the server's user can read it").map { [$0] } ?? []
+        return table
     }
 
     /// The scope of `presented`, or nil. Every stored token is compared in full whatever

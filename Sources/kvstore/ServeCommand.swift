@@ -22,22 +22,58 @@ struct ServeCommand: ParsableCommand {
     @Option(name: .long, help: "Largest upload accepted, e.g. 2GB or 500MB.")
     var maxUpload = "4GB"
 
+    @Option(name: .long, help: "Seconds a connection may wait between requests (or before its first).")
+    var idleTimeout: Double = 30
+
+    @Option(name: .long, help: "Seconds a request head may take to arrive, from its first byte.")
+    var headerTimeout: Double = 10
+
+    @Option(name: .long, help: "Seconds an upload's body may stall (no byte arriving) before the connection is closed.")
+    var bodyTimeout: Double = 30
+
+    @Option(name: .long, help: "Connections held at once (default: as many as the descriptor limit allows, at most 1000); past it the longest-idle one is closed.")
+    var maxConnections: Int?
+
     @OptionGroup var policyFile: PolicyFileOption
+
+    /// The timeouts and connection limit, checked.
+    func connectionLimits() throws -> ConnectionLimits {
+        var limits = ConnectionLimits()
+        for (flag, seconds) in [("--idle-timeout", idleTimeout), ("--header-timeout", headerTimeout), ("--body-timeout", bodyTimeout)] {
+            guard seconds.isFinite, seconds > 0, seconds <= 86_400 else {
+                throw ValidationError("\(flag) \(seconds): expected seconds, more than 0 and at most 86400")
+            }
+        }
+        limits.idleTimeout = .milliseconds(Int64(idleTimeout * 1000))
+        limits.headerTimeout = .milliseconds(Int64(headerTimeout * 1000))
+        limits.bodyTimeout = .milliseconds(Int64(bodyTimeout * 1000))
+        if let maxConnections, maxConnections < 1 {
+            throw ValidationError("--max-connections \(maxConnections): expected at least 1")
+        }
+        limits.maxConnections = maxConnections
+        return limits
+    }
 
     func run() throws {
         let address = try ListenAddress(parsing: listen)
         guard let limit = ByteSize(parsing: maxUpload)?.bytes, limit > 0 else {
             throw ValidationError("--max-upload \(maxUpload): expected a size such as 500MB or 4GB")
         }
+        let limits = try connectionLimits()
         _ = try policyFile.file()  // a bad policy file fails now, not on the first upload
         // Many streams at once for hours: give memory back when a stream ends (Main's
         // setting keeps it, which suits one fetch and exit).
         kvstore_return_freed_memory()
         let store = try location.spec()
-        let server = try KVServer(configuration: ServerConfiguration(
+        let tokenTable = try tokens.map { try TokenTable.load(path: $0) }
+        tokenTable?.warnings.forEach { Terminal.error($0) }
+        var configuration = ServerConfiguration(
             storePath: store.description, host: address.host, port: address.port,
-            tokens: try tokens.map { try TokenTable.load(path: $0) }, maxUpload: limit, policyFile: policyFile.policies,
-            openStore: { try store.open() }))
+            tokens: tokenTable, maxUpload: limit, policyFile: policyFile.policies,
+            openStore: { try store.open() })
+        configuration.connections = limits
+        let server = try KVServer(configuration: configuration)
+        server.warnings.forEach { Terminal.error($0) }
         try server.runBlocking { bound in
             print("listening on http://\(bound)")
             fflush(stdout)

@@ -21,11 +21,17 @@ struct CLI {
     }
 
     /// Starts `kvstore ARGS` without waiting.
+    /// With `descriptorLimit`, under `ulimit -n` of that many (soft and hard).
     func start(_ args: [String], stdout: FileHandle? = nil, stderr: FileHandle? = nil,
-               environment: [String: String] = [:]) throws -> Process {
+               environment: [String: String] = [:], descriptorLimit: Int? = nil) throws -> Process {
         let p = Process()
-        p.executableURL = URL(fileURLWithPath: Self.binary)
-        p.arguments = args
+        if let descriptorLimit {
+            p.executableURL = URL(fileURLWithPath: "/bin/sh")
+            p.arguments = ["-c", "ulimit -n \(descriptorLimit) && exec \"$0\" \"$@\"", Self.binary] + args
+        } else {
+            p.executableURL = URL(fileURLWithPath: Self.binary)
+            p.arguments = args
+        }
         var env = ProcessInfo.processInfo.environment
         env["KVSTORE_HOME"] = store
         env.merge(environment) { $1 }

@@ -7,13 +7,13 @@ import XCTest
 /// to the same numbers, uploads are atomic, bad requests touch nothing, tokens are enforced,
 /// and SIGTERM lets a stream finish.
 final class ServeTests: XCTestCase {
-    private func ingested(_ s: Scratch, policy: String = "lightkv+int8", seed: Int = 0) throws -> String {
+    func ingested(_ s: Scratch, policy: String = "lightkv+int8", seed: Int = 0) throws -> String {
         let r = try s.cli.run("ingest", "--policy", policy, try s.snapshot("in\(seed).safetensors", seed: seed))
         XCTAssertEqual(r.status, 0, r.stderr)
         return r.stdout.trimmingCharacters(in: .whitespacesAndNewlines)
     }
 
-    private func cliFetch(_ s: Scratch, _ args: String...) throws -> Data {
+    func cliFetch(_ s: Scratch, _ args: String...) throws -> Data {
         let out = s.path + "/cli-\(UUID().uuidString)"
         let r = try s.cli.run(["fetch"] + args + ["-o", out])
         XCTAssertEqual(r.status, 0, r.stderr)

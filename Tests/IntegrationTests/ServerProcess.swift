@@ -7,13 +7,15 @@ final class ServerProcess {
     let port: Int
     private let stderrFile: String
 
-    /// Starts the server and waits for its "listening on" line.
-    init(_ scratch: Scratch, _ args: [String] = [], environment: [String: String] = [:]) throws {
+    /// Starts the server (with `descriptorLimit`: under `ulimit -n` of that many) and waits
+    /// for its "listening on" line.
+    init(_ scratch: Scratch, _ args: [String] = [], environment: [String: String] = [:], descriptorLimit: Int? = nil) throws {
         let out = Pipe()
         stderrFile = scratch.path + "/serve-\(UUID().uuidString).err"
         FileManager.default.createFile(atPath: stderrFile, contents: nil)
         process = try scratch.cli.start(["serve", "--listen", "127.0.0.1:0"] + args, stdout: out.fileHandleForWriting,
-                                        stderr: FileHandle(forWritingAtPath: stderrFile), environment: environment)
+                                        stderr: FileHandle(forWritingAtPath: stderrFile), environment: environment,
+                                        descriptorLimit: descriptorLimit)
         out.fileHandleForWriting.closeFile()
         var line = Data()
         while !line.contains(0x0A) {
@@ -78,6 +80,29 @@ final class HTTPConnection {
     }
 
     deinit { close(fd) }
+
+    /// Gives up on a read after `seconds` (it then reads as the end of the stream).
+    func setReadTimeout(_ seconds: Int) {
+        var t = timeval(tv_sec: seconds, tv_usec: 0)
+        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &t, socklen_t(MemoryLayout<timeval>.size))
+    }
+
+    /// How many of `connections` the server has closed (or answered and closed) within `seconds`.
+    static func closedCount(_ connections: [HTTPConnection], within seconds: Double) -> Int {
+        var open = Set(connections.indices)
+        let end = Date().addingTimeInterval(seconds)
+        while !open.isEmpty, Date() < end {
+            var fds = open.sorted().map { pollfd(fd: connections[$0].fd, events: Int16(POLLIN), revents: 0) }
+            guard poll(&fds, nfds_t(fds.count), 100) > 0 else { continue }
+            for p in fds where p.revents != 0 {
+                // Readable: the end of the stream, or an answer (a refusal) before it.
+                var byte: UInt8 = 0, n = 0
+                repeat { n = recv(p.fd, &byte, 1, Int32(MSG_DONTWAIT)) } while n > 0
+                if n == 0 || errno != EAGAIN { open.remove(connections.firstIndex { $0.fd == p.fd }!) }
+            }
+        }
+        return connections.count - open.count
+    }
 
     func write(_ data: Data) throws {
         try data.withUnsafeBytes { b in

@@ -7,21 +7,29 @@ final class WebPageTests: XCTestCase {
         ["/usr/bin/chromium", "/usr/bin/chromium-browser"].first { FileManager.default.isExecutableFile(atPath: $0) }
     }
 
-    /// Runs headless Chromium on `url` with `args`; returns what it printed.
+    /// Runs headless Chromium on `url` with `args`; returns what it printed. The page's
+    /// console goes to its log, which must report no `Content-Security-Policy` refusal (a
+    /// style the policy blocks would leave the page unstyled).
     private func chromium(_ args: [String], _ url: String, scratch: Scratch) throws -> String {
         guard let binary = Self.chromium else {
             throw XCTSkip("headless Chromium is not installed (apt-get install chromium): the web page test is skipped")
         }
         let p = Process()
         p.executableURL = URL(fileURLWithPath: binary)
-        p.arguments = ["--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars", "--user-data-dir=\(scratch.path)/chromium"] + args + [url]
+        p.arguments = ["--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars", "--user-data-dir=\(scratch.path)/chromium",
+                       "--enable-logging=stderr", "--v=0"] + args + [url]
         let out = Pipe()
+        let log = scratch.path + "/chromium-\(UUID().uuidString).log"
+        FileManager.default.createFile(atPath: log, contents: nil)
         p.standardOutput = out
-        p.standardError = FileHandle(forWritingAtPath: "/dev/null")
+        p.standardError = FileHandle(forWritingAtPath: log)
         try p.run()
         let data = out.fileHandleForReading.readDataToEndOfFile()
         p.waitUntilExit()
         XCTAssertEqual(p.terminationStatus, 0)
+        let console = try String(contentsOfFile: log, encoding: .utf8)
+        XCTAssertFalse(console.contains("Content Security Policy") || console.contains("Content-Security-Policy"),
+                       "the page's policy refused something: \(console.split(separator: "\n").filter { $0.contains("Security Policy") }.prefix(3))")
         return String(decoding: data, as: UTF8.self)
     }
 

@@ -76,8 +76,8 @@ struct EntryPage {
         var out = """
             <p class="legend">Each cell is one vision token of the original grid (a video: one grid per frame), coloured by the
             kept entry it was merged into; consecutive layers that kept the same groups are drawn once.
-            <span style="background:#e4e4e7"></span>kept alone<span style="background:hsl(137,65%,52%)"></span>merged (one colour per group)
-            <span style="background:#27272a"></span>dropped<span style="background:#a1a1aa"></span>merged, members not recorded</p>
+            <span class="alone"></span>kept alone<span class="merged"></span>merged (one colour per group)
+            <span class="dropped"></span>dropped<span class="unrecorded"></span>merged, members not recorded</p>
             """
         for (i, span) in vision.enumerated() {
             out += "<h3>\(span.kind.rawValue) \(i + 1): \(span.rows)×\(span.cols)\(span.kind == .video ? " × \(span.frameCount) frames" : "")</h3><div class=\"maps\">"

@@ -1,4 +1,5 @@
 import Foundation
+import Store
 
 /// The few pieces of HTML the web pages are made of. Everything from the store is escaped.
 enum HTML {
@@ -23,12 +24,9 @@ enum HTML {
         text.addingPercentEncoding(withAllowedCharacters: .alphanumerics) ?? ""
     }
 
-    static func page(title: String, _ body: String) -> String {
-        """
-        <!doctype html>
-        <html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
-        <title>\(escape(title))</title>
-        <style>
+    /// The pages' only style: one `<style>` element, allowed by its hash in `securityPolicy`
+    /// (no `style` attributes, no script, nothing loaded from elsewhere).
+    static let stylesheet = """
         body{font:14px/1.45 system-ui,sans-serif;margin:0;color:#18181b;background:#fafafa}
         header{background:#18181b;color:#fafafa;padding:10px 24px}header a{color:#fafafa;text-decoration:none;font-weight:600}
         main{padding:16px 24px;max-width:1200px}h1{font-size:20px;margin:8px 0 12px}h2{font-size:16px;margin:24px 0 8px}
@@ -40,7 +38,23 @@ enum HTML {
         .maps{display:flex;gap:18px;flex-wrap:wrap}.map{background:#fff;border:1px solid #e4e4e7;padding:8px;margin:0}h3{font-size:14px;margin:14px 0 6px}
         .legend span{display:inline-block;width:12px;height:12px;vertical-align:middle;margin:0 4px 0 12px}
         .muted{color:#71717a}
-        </style></head>
+        .legend .alone{background:#e4e4e7}.legend .merged{background:hsl(137,65%,52%)}.legend .dropped{background:#27272a}.legend .unrecorded{background:#a1a1aa}
+        """
+
+    /// `Content-Security-Policy` of every page: nothing runs, nothing is fetched, the page
+    /// cannot be framed; the stylesheet above is allowed by its SHA-256.
+    static let securityPolicy: String = {
+        let hash = Array(stylesheet.utf8).withUnsafeBytes { SHA256Hasher.digest($0) }
+        return "default-src 'none'; style-src 'sha256-\(Data(hash).base64EncodedString())'; img-src 'self' data:; "
+            + "form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
+    }()
+
+    static func page(title: String, _ body: String) -> String {
+        """
+        <!doctype html>
+        <html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
+        <title>\(escape(title))</title>
+        <style>\(stylesheet)</style></head>
         <body><header><a href="/">kvstore</a></header><main>
         \(body)
         </main></body></html>

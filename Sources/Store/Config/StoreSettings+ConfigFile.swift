@@ -48,11 +48,12 @@ extension StoreSettings {
     }
 
     /// A warning when a file holding secrets can be read by its group or by others; kvstore
-    /// goes on (the operator may have a reason), but says so.
-    static func exposedSecretWarning(path: String, secrets: [String]) -> String? {
+    /// goes on (the operator may have a reason), but says so. `remedy` follows the chmod hint.
+    public static func exposedSecretWarning(path: String, secrets: [String],
+                                            remedy: String = "or leave the credentials to the environment") -> String? {
         guard !secrets.isEmpty, let mode = (try? FileManager.default.attributesOfItem(atPath: path))?[.posixPermissions] as? Int,
               mode & 0o044 != 0 else { return nil }
         return "warning: \(path) holds a secret (\(secrets.joined(separator: ", "))) and can be read by its group or others "
-            + "(mode \(String(mode & 0o777, radix: 8))): chmod 600 \(path), or leave the credentials to the environment"
+            + "(mode \(String(mode & 0o777, radix: 8))): chmod 600 \(path), \(remedy)"
     }
 }

@@ -1,0 +1,153 @@
+import NIOCore
+import NIOHTTP1
+
+/// One connection's deadlines (`ConnectionLimits`): between requests the idle timeout runs;
+/// once a request's first byte arrives, its head must be complete within the header timeout;
+/// while its body arrives, each gap must be shorter than the body timeout; while a response
+/// is written, none runs (a stream waits on its client by back-pressure). A missed deadline
+/// closes the connection.
+///
+/// Lives on the connection's event loop: `RawBytes` (first in the pipeline) reports bytes as
+/// they arrive, `RequestPhases` (after the HTTP decoder) reports heads, ends and responses.
+final class ConnectionWatch {
+    private let limits: ConnectionLimits
+    private let channel: any Channel
+    private let table: ConnectionTable
+    /// When the head now arriving began, if one is.
+    private var headStarted: NIODeadline?
+    /// When the body now arriving last grew, if one is.
+    private var bodyGrew: NIODeadline?
+    /// Requests whose head arrived and whose response has not ended.
+    private var inProgress = 0
+    private var idleSince = NIODeadline.now()
+    private var timer: Scheduled<Void>?
+    private var timerDeadline: NIODeadline?
+
+    init(limits: ConnectionLimits, channel: any Channel, table: ConnectionTable) {
+        self.limits = limits; self.channel = channel; self.table = table
+    }
+
+    func start() { rearm() }
+
+    func bytesArrived() {
+        if bodyGrew != nil {
+            bodyGrew = .now()
+        } else if headStarted == nil {
+            headStarted = .now()
+            rearm()
+        }
+    }
+
+    func headArrived() {
+        headStarted = nil
+        bodyGrew = .now()
+        inProgress += 1
+        if inProgress == 1 { table.mark(channel, busy: true) }
+        rearm()
+    }
+
+    func requestEnded() {
+        bodyGrew = nil
+    }
+
+    func responseEnded() {
+        inProgress = max(0, inProgress - 1)
+        if inProgress == 0 {
+            bodyGrew = nil
+            idleSince = .now()
+            table.mark(channel, busy: false)
+        }
+        rearm()
+    }
+
+    func stop() {
+        timer?.cancel()
+        timer = nil
+    }
+
+    /// The deadline now in force, if any.
+    private var deadline: NIODeadline? {
+        if let headStarted { return headStarted + .nanoseconds(limits.headerTimeout.nanoseconds) }
+        if let bodyGrew { return bodyGrew + .nanoseconds(limits.bodyTimeout.nanoseconds) }
+        if inProgress > 0 { return nil }
+        return idleSince + .nanoseconds(limits.idleTimeout.nanoseconds)
+    }
+
+    /// Makes sure a timer fires no later than the deadline; a timer that fires early (the
+    /// deadline moved on since) looks again and sets the next one.
+    private func rearm() {
+        guard let deadline else { return }
+        if let timerDeadline, timerDeadline <= deadline { return }
+        timer?.cancel()
+        timerDeadline = deadline
+        timer = channel.eventLoop.assumeIsolated().scheduleTask(deadline: deadline) { [self] in fire() }
+    }
+
+    private func fire() {
+        timer = nil
+        timerDeadline = nil
+        guard let deadline else { return }
+        if deadline <= .now() { channel.close(promise: nil) } else { rearm() }
+    }
+
+    /// First in the pipeline: sees every byte a client sends.
+    final class RawBytes: ChannelInboundHandler, RemovableChannelHandler {
+        typealias InboundIn = ByteBuffer
+        let watch: ConnectionWatch
+        private var context: ChannelHandlerContext?
+        init(_ watch: ConnectionWatch) { self.watch = watch }
+
+        func handlerAdded(context: ChannelHandlerContext) { self.context = context }
+        func handlerRemoved(context: ChannelHandlerContext) { self.context = nil }
+
+        /// Answers 503 straight to the socket (past the HTTP encoder) and closes.
+        func refuse() {
+            guard let context else { return }
+            let body = #"{"code":"busy","error":"the server is at its connection limit and every connection is busy: retry shortly"}"# + "\n"
+            let head = "HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\nContent-Length: \(body.utf8.count)\r\n"
+                + "Retry-After: 1\r\nConnection: close\r\n\r\n"
+            context.writeAndFlush(NIOAny(ByteBuffer(string: head + body)), promise: nil)
+            context.close(promise: nil)
+        }
+
+        func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+            watch.bytesArrived()
+            context.fireChannelRead(data)
+        }
+
+        func channelInactive(context: ChannelHandlerContext) {
+            watch.stop()
+            context.fireChannelInactive()
+        }
+    }
+
+    /// After the HTTP/1 decoder: sees each request's head and end, and each response's end.
+    final class RequestPhases: ChannelDuplexHandler, RemovableChannelHandler {
+        typealias InboundIn = HTTPServerRequestPart
+        typealias OutboundIn = HTTPServerResponsePart
+        let watch: ConnectionWatch
+        init(_ watch: ConnectionWatch) { self.watch = watch }
+
+        func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+            switch unwrapInboundIn(data) {
+            case .head: watch.headArrived()
+            case .body: break
+            case .end: watch.requestEnded()
+            }
+            context.fireChannelRead(data)
+        }
+
+        func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
+            if case .end = unwrapOutboundIn(data) { watch.responseEnded() }
+            context.write(data, promise: promise)
+        }
+    }
+}
+
+extension Duration {
+    /// The whole duration in nanoseconds.
+    var nanoseconds: Int64 {
+        let (seconds, attoseconds) = components
+        return seconds * 1_000_000_000 + attoseconds / 1_000_000_000
+    }
+}

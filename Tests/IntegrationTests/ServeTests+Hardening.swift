@@ -1,0 +1,143 @@
+import Foundation
+import XCTest
+
+/// `kvstore serve` facing careless or hostile clients: connections that never finish, bodies
+/// framed wrongly, damaged blobs, a tokens file that says two things.
+extension ServeTests {
+    func testIdleConnectionsPastTheDescriptorLimitLeaveTheServerAnswering() throws {
+        let s = try Scratch()
+        let id = try ingested(s)
+        // 192 descriptors serve (192 - 64) / 5 = 25 connections; 240 are opened and held.
+        let server = try ServerProcess(s, descriptorLimit: 192)
+        XCTAssertTrue(server.stderr.contains("allows 25 connections"), server.stderr)
+        var held: [HTTPConnection] = []
+        for i in 0..<240 {
+            let c = try HTTPConnection(port: server.port)
+            if i % 8 == 0 { try c.write(Data("GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: ".utf8)) }  // a head half sent
+            held.append(c)
+        }
+        let health = try HTTPConnection(port: server.port)
+        health.setReadTimeout(10)
+        XCTAssertEqual(try health.send("GET", "/healthz").status, 200, "answered while 240 connections are held")
+        let fetch = try HTTPConnection(port: server.port)
+        fetch.setReadTimeout(10)
+        let reply = try fetch.send("GET", "/v1/entries/\(id)/kvsnap")
+        XCTAssertEqual(reply.status, 200)
+        XCTAssertEqual(reply.body, try cliFetch(s, id), "a real fetch, byte for byte")
+        // The longest-idle connections made room: closed at once, not after a timeout.
+        XCTAssertGreaterThanOrEqual(HTTPConnection.closedCount(held, within: 2), 240 - 25)
+        XCTAssertEqual(server.stop(), 0)
+    }
+
+    func testIdleHalfSentAndStalledConnectionsAreClosedAfterTheirTimeouts() throws {
+        let s = try Scratch()
+        let input = try Data(contentsOf: URL(fileURLWithPath: try s.snapshot("x.safetensors", layers: 8)))
+        let server = try ServerProcess(s, ["--idle-timeout", "1", "--header-timeout", "1", "--body-timeout", "1"])
+        let idle = try HTTPConnection(port: server.port)
+        let half = try HTTPConnection(port: server.port)
+        try half.write(Data("GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n".utf8))
+        let stalled = try HTTPConnection(port: server.port)
+        try stalled.write(stalled.head("PUT", "/v1/snapshots", headers: [:], length: input.count) + input.prefix(100))
+        XCTAssertEqual(HTTPConnection.closedCount([idle, half, stalled], within: 0.5), 0, "not closed before the timeout")
+        // A slow but steady upload is not cut: each gap is shorter than the body timeout.
+        let steady = try HTTPConnection(port: server.port)
+        try steady.write(steady.head("PUT", "/v1/snapshots", headers: [:], length: input.count))
+        let piece = input.count / 4 + 1
+        for start in stride(from: 0, to: input.count, by: piece) {
+            usleep(600_000)
+            try steady.write(input[start..<min(input.count, start + piece)])
+        }
+        XCTAssertEqual(try steady.readReply().status, 201, "an upload that keeps arriving is stored")
+        XCTAssertEqual(HTTPConnection.closedCount([idle, half, stalled], within: 5), 3)
+        // A kept-alive connection is closed once it has been idle a second after its answer.
+        let kept = try HTTPConnection(port: server.port)
+        kept.setReadTimeout(10)
+        try kept.write(Data("GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n".utf8))
+        let asked = Date()
+        XCTAssertEqual(try kept.readReply().status, 200)
+        XCTAssertLessThan(Date().timeIntervalSince(asked), 5, "closed by the idle timeout")
+        let tmp = s.path + "/store/tmp"
+        for _ in 0..<100 where !(try FileManager.default.contentsOfDirectory(atPath: tmp)).isEmpty { usleep(50_000) }
+        XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: tmp), [], "the stalled upload's file is removed")
+        for (flag, value) in [("--idle-timeout", "0"), ("--body-timeout", "x"), ("--max-connections", "0")] {
+            let r = try s.cli.run("serve", "--listen", "127.0.0.1:0", flag, value)
+            XCTAssertEqual(r.status, 1, "\(flag) \(value)")
+            XCTAssertTrue(r.stderr.contains(flag), r.stderr)
+        }
+        let r = try s.cli.run("serve", "--listen", "127.0.0.1:0", "--max-connections", "100000000")
+        XCTAssertEqual(r.status, 1)
+        XCTAssertTrue(r.stderr.contains("descriptor limit"), r.stderr)
+    }
+
+    func testBodiesFramedWronglyGet4xxWithAJSONError() throws {
+        let s = try Scratch()
+        let server = try ServerProcess(s)
+        let cases: [(String, Int, String)] = [
+            ("Transfer-Encoding: chunked\r\n\r\nzz\r\nabc\r\n0\r\n\r\n", 400, "bad_request"),
+            ("Transfer-Encoding: gzip\r\n\r\nabc", 501, "not_implemented"),
+            ("Transfer-Encoding: gzip, chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n", 501, "not_implemented"),
+            ("\r\n", 411, "length_required"),
+        ]
+        for (rest, status, code) in cases {
+            let c = try HTTPConnection(port: server.port)
+            try c.write(Data("PUT /v1/snapshots HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\(rest)".utf8))
+            let reply = try c.readReply()
+            XCTAssertEqual(reply.status, status, "\(rest.debugDescription): \(reply.text)")
+            XCTAssertEqual(reply.json["code"] as? String, code, reply.text)
+            XCTAssertNotNil(reply.json["error"] as? String)
+        }
+        XCTAssertEqual(try server.get("/healthz").status, 200)
+        XCTAssertTrue(server.stderr.isEmpty || !server.stderr.contains(" 500"), server.stderr)
+    }
+
+    func testADamagedBlobIsNamedByItsEntryAndItsPathStaysInTheLog() throws {
+        let s = try Scratch()
+        let id = try ingested(s)
+        let rows = try JSONSerialization.jsonObject(with: try s.cli.run("ls", "--json").stdoutBytes) as! [[String: Any]]
+        let name = try XCTUnwrap(rows.first?["blob"] as? String)
+        let path = "\(s.path)/store/blobs/\(name.prefix(2))/\(name).kvpack"
+        var bytes = try Data(contentsOf: URL(fileURLWithPath: path))
+        bytes[bytes.count / 3] ^= 0x20
+        try FileManager.default.removeItem(atPath: path)
+        try bytes.write(to: URL(fileURLWithPath: path))
+        let server = try ServerProcess(s)
+        let reply = try server.get("/v1/entries/\(id)/pack")
+        XCTAssertEqual(reply.status, 500)
+        XCTAssertEqual(reply.json["code"] as? String, "corrupt")
+        let message = try XCTUnwrap(reply.json["error"] as? String)
+        XCTAssertTrue(message.contains(id) && message.contains("damaged"), message)
+        XCTAssertFalse(reply.text.contains(s.path) || reply.text.contains(name), "no path of the server's: \(reply.text)")
+        XCTAssertTrue(server.stderr.contains(path), "the log has the file: \(server.stderr)")
+    }
+
+    func testEveryAnswerSaysNosniffAndPagesCarryAPolicyWithoutUnsafeInline() throws {
+        let s = try Scratch()
+        let server = try ServerProcess(s)
+        for target in ["/", "/healthz", "/v1/entries", "/v1/entries/zz"] {
+            XCTAssertEqual(try server.get(target).header("x-content-type-options"), "nosniff", target)
+        }
+        let policy = try XCTUnwrap(try server.get("/").header("content-security-policy"))
+        XCTAssertTrue(policy.contains("default-src 'none'") && policy.contains("style-src 'sha256-"), policy)
+        XCTAssertFalse(policy.contains("unsafe-inline"), policy)
+    }
+
+    func testATokenGivenTwoScopesIsRefusedAndAnExposedTokensFileIsWarnedAbout() throws {
+        let s = try Scratch()
+        let token = "tw1ce-0123456789abcdef"
+        let twice = try s.write("tokens", Array("# team\n\(token) read\nother-0123456789abcdef write\n\(token) write\n".utf8))
+        chmod(twice, 0o600)
+        let r = try s.cli.run("serve", "--listen", "127.0.0.1:0", "--tokens", twice)
+        XCTAssertEqual(r.status, 1)
+        XCTAssertTrue(r.stderr.contains("tokens:4") && r.stderr.contains("line 2"), r.stderr)
+        XCTAssertFalse(r.stderr.contains(token), "the token is never printed")
+        let tokens = try s.write("tokens-ok", Array("\(token) read\n\(token) read\n".utf8))
+        chmod(tokens, 0o600)
+        let closed = try ServerProcess(s, ["--tokens", tokens])
+        XCTAssertFalse(closed.stderr.contains("warning"), closed.stderr)
+        XCTAssertEqual(closed.stop(), 0)
+        chmod(tokens, 0o644)
+        let exposed = try ServerProcess(s, ["--tokens", tokens])
+        XCTAssertTrue(exposed.stderr.contains("\(tokens) holds a secret") && exposed.stderr.contains("chmod 600"), exposed.stderr)
+        XCTAssertEqual(exposed.stop(), 0)
+    }
+}
