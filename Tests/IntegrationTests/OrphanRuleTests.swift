@@ -195,6 +195,24 @@ final class OrphanRuleTests: XCTestCase {
         XCTAssertEqual(try inbox.storedKeys().sorted(), (0..<6).map { "key-\($0)" })
     }
 
+    func testAServerWhoseIndexIsReplacedServesTheNewOne() throws {
+        let s = try Scratch()
+        let a = try ingest(s, seed: 1)
+        try copyIndex(from: index(s), to: s.path + "/backup.sqlite")  // holds a only
+        let server = try ServerProcess(s)
+        defer { _ = server.stop() }
+        XCTAssertEqual(try server.get("/v1/entries/\(a)").status, 200)
+        let b = try ingest(s, seed: 2)
+        XCTAssertEqual(try server.get("/v1/entries/\(b)").status, 200)
+        // A restore from the backup replaces the file the server has open.
+        deleteIndex(s)
+        try copyIndex(from: s.path + "/backup.sqlite", to: index(s))
+        XCTAssertEqual(try server.get("/v1/entries/\(b)").status, 404, "the server reads the restored index, not the old file")
+        XCTAssertEqual(try server.get("/v1/entries/\(a)").status, 200)
+        XCTAssertEqual(try s.cli.run("compact", "--grace-seconds", "0").status, 0)
+        XCTAssertEqual(try server.get("/v1/entries/\(b)").status, 200, "b's blob, an orphan in the restored index, is adopted")
+    }
+
     /// Over seeded random interleavings of ingest, rm, index backup / restore / deletion,
     /// repair and compaction, some killed (SIGKILL) at a random moment: every entry ingested
     /// and not removed fetches bit-identically after the next compaction, and no removed
