@@ -64,6 +64,7 @@ public struct BlobPacker {
         encoder.inputMembers = members
         encoder.surveyed = surveyed
         let codec = policy.codec
+        let prefixEnd = snapshot.metadata.prefixEnd(seqLen: snapshot.seqLen)
         try OrderedPipeline.run(
             count: snapshot.layerCount, inFlight: Self.inFlight(inFlight, largestLayer: snapshot.largestLayerBytes),
             stage: { i in
@@ -78,7 +79,7 @@ public struct BlobPacker {
                         try packed.checkReadsBack(kvHeads: snapshot.kvHeads, headDim: snapshot.headDim, vHeadDim: snapshot.vHeadDim)
                     } catch let error as ReadBackError { throw PackError.unreadable(layer: i, error) }
                     done(i, packed)
-                    return PackWriter.seal(packed, codec: codec)
+                    return PackWriter.seal(packed, codec: codec, prefixEnd: prefixEnd)
                 }
             },
             consume: { try writer.append($0) })
@@ -91,7 +92,8 @@ public struct BlobPacker {
         let (header, name) = try writer.finish(
             metadata: snapshot.metadata.raw.filter { $0.key != SnapshotMetadata.compressionKey && $0.key != SnapshotMetadata.seqLenKey },
             seqLen: snapshot.seqLen, kvHeads: snapshot.kvHeads, headDim: snapshot.headDim, vHeadDim: snapshot.vHeadDim,
-            inputDType: snapshot.dtype, compression: compression, entry: entry())
+            inputDType: snapshot.dtype, compression: compression, entry: entry(),
+            inputIDs: snapshot.tokenIDs().map { PackInputIDs(dtype: snapshot.inputIDs!.dtype.rawValue, ids: $0) })
         // The header and footer must parse back (every section was decoded as it was sealed)
         // before the file is published under its name.
         _ = try PackReader(path: temp.tempPath)

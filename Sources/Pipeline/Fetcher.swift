@@ -12,11 +12,14 @@ public struct FetchOptions: Sendable {
     /// Repeat each merged entry once per member, at the members' own positions with size 1,
     /// for engines that cannot add log(size) to a logit (KVLayer.expanded()).
     public var expand = false
+    /// Write the shareable prefix alone (KVSNAP.md, "The shareable prefix"): the entries at
+    /// positions before the first prompt span, for a serving node that asks a new question.
+    public var prefix = false
     /// Layers decoded ahead of the one being written to a stream (memory: about this many
     /// decoded layers).
     public var inFlight = 3
-    public init(dtype: DType = .f16, raw: Bool = false, expand: Bool = false, inFlight: Int = 3) {
-        self.dtype = dtype; self.raw = raw; self.expand = expand; self.inFlight = max(1, inFlight)
+    public init(dtype: DType = .f16, raw: Bool = false, expand: Bool = false, prefix: Bool = false, inFlight: Int = 3) {
+        self.dtype = dtype; self.raw = raw; self.expand = expand; self.prefix = prefix; self.inFlight = max(1, inFlight)
     }
 }
 
@@ -76,8 +79,24 @@ public struct Fetcher {
                 }
             }
         }
+        let counts = options.prefix ? try Self.prefixCounts(pack, expand: options.expand) : nil
         return FetchPlan(record: record, pack: pack, options: options,
-                         layout: Self.layout(pack.header, dtype: options.dtype, expand: options.expand))
+                         layout: Self.layout(pack.header, dtype: options.dtype, expand: options.expand,
+                                             prefixOf: options.prefix ? record.id : nil, counts: counts))
+    }
+
+    /// Entries of each layer before the shareable prefix's end, as the output holds them (one
+    /// per member with `expand`). Packs record the count (`SectionDescriptor.prefix`); older
+    /// ones, and expanded output, count from the section's positions and sizes.
+    static func prefixCounts(_ pack: PackReader, expand: Bool) throws -> [Int] {
+        let end = pack.header.prefixEnd
+        return try pack.header.layers.indices.map { i in
+            let d = pack.header.layers[i]
+            if let k = d.prefix, !expand || d.members == 0 { return k }
+            let section = try pack.section(i)
+            let k = d.prefix ?? section.positions.prefix { Int($0) < end }.count
+            return expand && d.members > 0 ? section.sizes.prefix(k).reduce(0) { $0 + Int($1) } : k
+        }
     }
 
     /// Writes a planned fetch to `sink`, finishes it and records the access.
@@ -93,21 +112,60 @@ public struct Fetcher {
         do { try root.index.touch(plan.record.id) } catch let error as StoreError where error.isTransient {}
     }
 
-    /// The kvsnap layout of a pack: per layer key, value, positions, sizes.
-    /// With `expand`, each layer holds one entry per member.
-    public static func layout(_ header: PackHeader, dtype: DType, expand: Bool = false) -> SafetensorsLayout {
+    /// The kvsnap layout of a pack: per layer key, value, positions, sizes, then `input_ids`
+    /// when the input carried them. With `expand`, each layer holds one entry per member.
+    /// With `prefixOf` (the entry's id) and `counts`, the shareable prefix alone: each layer's
+    /// first `counts[i]` entries, the spans before the prompt, `seq_len` the prefix's length,
+    /// and `kvsnap.prefix_of` naming the entry; the producer's key and next position, which
+    /// describe the whole request, are left out.
+    public static func layout(_ header: PackHeader, dtype: DType, expand: Bool = false,
+                              prefixOf entry: String? = nil, counts: [Int]? = nil) -> SafetensorsLayout {
         var entries: [SafetensorsLayout.Entry] = []
         for (i, d) in header.layers.enumerated() {
-            let n = expand && d.members > 0 ? d.members : d.count
+            let n = counts?[i] ?? (expand && d.members > 0 ? d.members : d.count)
             entries.append(.init("layers.\(i).key", dtype, [header.kvHeads, n, header.headDim]))
             entries.append(.init("layers.\(i).value", dtype, [header.kvHeads, n, header.vHeadDim]))
             entries.append(.init("layers.\(i).positions", .i32, [n]))
             entries.append(.init("layers.\(i).sizes", .i32, [n]))
         }
+        let length = entry == nil ? header.seqLen : header.prefixEnd
+        if let ids = header.inputIDs, let dtype = DType(rawValue: ids.dtype) {
+            entries.append(.init(Snapshot.inputIDsName, dtype, [length]))
+        }
         var metadata = header.metadata
         metadata[SnapshotMetadata.compressionKey] = SafetensorsLayout.canonicalJSON(header.compression)
-        metadata[SnapshotMetadata.seqLenKey] = String(header.seqLen)
+        metadata[SnapshotMetadata.seqLenKey] = String(length)
+        if let entry, let parsed = try? SnapshotMetadata(parsing: header.metadata) {
+            metadata[SnapshotMetadata.spansKey] = SnapshotMetadata.encode(parsed.spans.filter { $0.end <= length })
+            metadata[SnapshotMetadata.keyKey] = nil
+            metadata[SnapshotMetadata.nextPositionKey] = nil
+            metadata[SnapshotMetadata.prefixOfKey] = entry
+        }
         return SafetensorsLayout(entries: entries, metadata: metadata)
+    }
+
+    /// The `input_ids` tensor's bytes as the layout holds them (empty when it has none).
+    static func inputIDBytes(_ header: PackHeader, layout: SafetensorsLayout) -> [UInt8] {
+        guard let ids = header.inputIDs, let entry = layout.entries.last, entry.name == Snapshot.inputIDsName else { return [] }
+        let kept = ids.ids.prefix(entry.shape[0])
+        if ids.dtype == "I32" { return kept.map { Int32(truncatingIfNeeded: $0).littleEndian }.withUnsafeBytes { Array($0) } }
+        return kept.map(\.littleEndian).withUnsafeBytes { Array($0) }
+    }
+
+    /// The first `k` of a decoded layer's `n` entries (keys, values, positions, sizes as the
+    /// output file lays them out): the shareable prefix, whose entries come first.
+    static func firstEntries(_ layer: [UInt8], of n: Int, keeping k: Int, heads: Int, headDim: Int, vHeadDim: Int, dtype: DType) -> [UInt8] {
+        guard k < n else { return layer }
+        var out = [UInt8](); out.reserveCapacity(heads * k * (headDim + vHeadDim) * dtype.size + 8 * k)
+        var offset = 0
+        for dim in [headDim, vHeadDim] {
+            let row = n * dim * dtype.size, kept = k * dim * dtype.size
+            for h in 0..<heads { out += layer[(offset + h * row)..<(offset + h * row + kept)] }
+            offset += heads * row
+        }
+        out += layer[offset..<(offset + 4 * k)]  // positions
+        out += layer[(offset + 4 * n)..<(offset + 4 * n + 4 * k)]  // sizes
+        return out
     }
 
     func writeSnapshot(_ pack: PackReader, layout: SafetensorsLayout, options: FetchOptions, to sink: some FetchSink) throws {
@@ -115,8 +173,14 @@ public struct Fetcher {
         let (dtype, expand) = (options.dtype, options.expand)
         try layout.header.withUnsafeBytes { try sink.write($0) }
         let decode: (Int) throws -> [UInt8] = { i in
-            expand ? try Self.expandLayer(pack, i, dtype: dtype) : try Self.decodeLayer(pack, i, dtype: dtype)
+            let layer = expand ? try Self.expandLayer(pack, i, dtype: dtype) : try Self.decodeLayer(pack, i, dtype: dtype)
+            guard options.prefix else { return layer }
+            let d = header.layers[i]
+            return Self.firstEntries(layer, of: expand && d.members > 0 ? d.members : d.count,
+                                     keeping: layout.entries[4 * i].shape[1], heads: header.kvHeads,
+                                     headDim: header.headDim, vHeadDim: header.vHeadDim, dtype: dtype)
         }
+        let ids = Self.inputIDBytes(header, layout: layout)
         if sink.isPositional {
             // Every layer's place in the file is known from the layout: each worker decodes a
             // layer and writes it there itself, so the page-cache copies run on all cores too.
@@ -136,11 +200,13 @@ public struct Fetcher {
                 } catch { failures.record(error) }
             }
             if let error = failures.error { throw error }
+            if !ids.isEmpty { try ids.withUnsafeBytes { try sink.write($0, at: offsets[header.layers.count]) } }
         } else {
             // A stream: decode on the other cores while the calling thread writes in order.
             try OrderedPipeline.run(
                 count: header.layers.count, inFlight: options.inFlight, stage: { i in { try decode(i) } },
                 consume: { chunk in try chunk.withUnsafeBytes { try sink.write($0) } })
+            if !ids.isEmpty { try ids.withUnsafeBytes { try sink.write($0) } }
         }
     }
 

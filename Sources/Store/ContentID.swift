@@ -21,6 +21,7 @@ public enum ContentID {
         for l in snapshot.layers {
             tensors += [l.key, l.value, l.promptQuery, l.probeQuery, l.positions, l.sizes].compactMap { $0 }
         }
+        if let ids = snapshot.inputIDs { tensors.append(ids) }
         tensors.sort { $0.name < $1.name }
         let digests = UnsafeMutableBufferPointer<[UInt8]>.allocate(capacity: tensors.count)
         digests.initialize(repeating: [])

@@ -28,9 +28,13 @@ struct FetchCommand: ParsableCommand {
     @Flag(name: .long, help: "Repeat each merged entry at every member's position with size 1, for engines without a log(size) logit bias.")
     var expand = false
 
+    @Flag(name: .long, help: "Write the shareable prefix alone (positions before the first prompt span: system text and media), to ask a new question of it.")
+    var prefix = false
+
     func validate() throws {
         guard DType(userName: dtype) != nil else { throw ValidationError("--dtype \(dtype): expected f16, bf16 or f32") }
         if raw && expand { throw ValidationError("--raw and --expand exclude each other: --raw writes the pack as stored") }
+        if raw && prefix { throw ValidationError("--raw and --prefix exclude each other: --raw writes the pack as stored") }
         if output == nil && Terminal.isInteractive {
             throw ValidationError("refusing to write binary data to a terminal: give -o FILE (or -o - to force)")
         }
@@ -41,7 +45,7 @@ struct FetchCommand: ParsableCommand {
         let record = try root.index.resolve(id, key: key)
         let sink = try OutputSink(path: output)
         do {
-            try Fetcher(root: root).fetch(record, options: FetchOptions(dtype: DType(userName: dtype)!, raw: raw, expand: expand), to: sink)
+            try Fetcher(root: root).fetch(record, options: FetchOptions(dtype: DType(userName: dtype)!, raw: raw, expand: expand, prefix: prefix), to: sink)
         } catch {
             sink.abandon()
             throw error

@@ -141,7 +141,7 @@ public enum QuantizedBlock {
         case (.token, .f16): write(ValueQuantizer.self, F16Output.self)
         case (.token, .bf16): write(ValueQuantizer.self, BF16Output.self)
         case (.token, .f32): write(ValueQuantizer.self, F32Output.self)
-        case (_, .i32): throw .unsupportedOutput(scheme: scheme, dtype: dtype.rawValue)
+        case (_, .i32), (_, .i64): throw .unsupportedOutput(scheme: scheme, dtype: dtype.rawValue)
         }
 
         func write<Q: GroupQuantizer, O: DequantizedOutput>(_: Q.Type, _: O.Type) {

@@ -10,7 +10,7 @@ public enum UnquantizedStorage {
     public static func dtype(input: DType, keys: [Float], values: [Float]) -> DType {
         switch input {
         case .f16, .bf16: return input
-        case .f32, .i32:
+        case .f32, .i32, .i64:
             let peak = max(peak(keys), peak(values))
             return peak <= f16Max.bitPattern ? .f16 : peak < bf16RoundsFinite ? .bf16 : .f32
         }

@@ -23,6 +23,12 @@ public struct KVSnapBuilder {
         tensors.append((.init(name, .i32, shape), bytes))
     }
 
+    /// Adds the `input_ids` tensor (I64, as Hugging Face processors give them).
+    public mutating func addInputIDs(_ ids: [Int64]) {
+        let bytes = ids.map(\.littleEndian).withUnsafeBytes { Array($0) }
+        tensors.append((.init(Snapshot.inputIDsName, .i64, [ids.count]), bytes))
+    }
+
     /// Adds a tensor from raw little-endian bytes, as given.
     public mutating func add(_ name: String, dtype: DType, shape: [Int], bytes: [UInt8]) {
         tensors.append((.init(name, dtype, shape), bytes))

@@ -28,6 +28,11 @@ public struct Snapshot: @unchecked Sendable {
     public let seqLen: Int
     /// True when some layer carries `positions`/`sizes` (an already-compressed input).
     public let isCompressed: Bool
+    /// The token ids of the cached positions (`input_ids`, I32 or I64), when the producer wrote them.
+    public let inputIDs: TensorInfo?
+
+    /// The name of the token-ids tensor (KVSNAP.md).
+    public static let inputIDsName = "input_ids"
 
     public var layerCount: Int { layers.count }
 
@@ -45,10 +50,10 @@ public struct Snapshot: @unchecked Sendable {
         var layerCount = 0
         while t["layers.\(layerCount).key"] != nil || t["layers.\(layerCount).value"] != nil { layerCount += 1 }
         guard layerCount > 0 else { throw .missingTensor("layers.0.key") }
-        for name in t.keys {
+        for name in t.keys where name != Self.inputIDsName {
             let parts = name.split(separator: ".", omittingEmptySubsequences: false)
             guard parts.count >= 3, parts[0] == "layers", let i = Int(parts[1]), i >= 0, String(i) == parts[1] else {
-                throw .badTensor(name: name, problem: "not a kvsnap tensor name (expected layers.{i}.key, value, prompt_query, probe_query, positions or sizes)")
+                throw .badTensor(name: name, problem: "not a kvsnap tensor name (expected input_ids or layers.{i}.key, value, prompt_query, probe_query, positions or sizes)")
             }
             guard i < layerCount else { throw .missingTensor("layers.\(layerCount).key (layer \(i) exists, so every layer below it must too)") }
             let suffix = parts.dropFirst(2).joined(separator: ".")
@@ -124,6 +129,15 @@ public struct Snapshot: @unchecked Sendable {
             metadata.seqLen = nil
         }
         try metadata.spans.validate(seqLen: seqLen)
+        if let ids = t[Self.inputIDsName] {
+            guard ids.dtype == .i32 || ids.dtype == .i64 else {
+                throw .badTensor(name: ids.name, problem: "dtype \(ids.dtype.rawValue) is not I32 or I64")
+            }
+            guard ids.shape == [seqLen] else {
+                throw .shapeMismatch("\(ids.name) has shape \(ids.shape), expected [\(seqLen)] (one id per cached position)")
+            }
+        }
+        inputIDs = t[Self.inputIDsName]
 
         self.metadata = metadata
         self.layers = layers
@@ -151,6 +165,16 @@ public struct Snapshot: @unchecked Sendable {
     /// The raw bytes of a tensor.
     public func data(_ info: TensorInfo) -> UnsafeRawBufferPointer {
         UnsafeRawBufferPointer(rebasing: bytes[info.range])
+    }
+
+    /// The token ids, widened to Int64; nil when the file has none.
+    public func tokenIDs() -> [Int64]? {
+        guard let info = inputIDs else { return nil }
+        let d = data(info)
+        return (0..<info.elementCount).map { i in
+            info.dtype == .i64 ? Int64(littleEndian: d.loadUnaligned(fromByteOffset: i * 8, as: Int64.self))
+                               : Int64(Int32(littleEndian: d.loadUnaligned(fromByteOffset: i * 4, as: Int32.self)))
+        }
     }
 
     public func int32s(_ info: TensorInfo) -> [Int32] {

@@ -9,6 +9,8 @@ public struct SnapshotMetadata: Sendable, Equatable {
     public static let nextPositionKey = "kvsnap.next_position"
     public static let seqLenKey = "kvsnap.seq_len"
     public static let compressionKey = "kvsnap.compression"
+    /// Written by `fetch --prefix`: the entry whose shareable prefix the file holds.
+    public static let prefixOfKey = "kvsnap.prefix_of"
 
     public var model: String
     public var spans: [Span]
@@ -45,6 +47,13 @@ public struct SnapshotMetadata: Sendable, Equatable {
         key = raw[Self.keyKey]
         nextPosition = try Self.integer(raw, Self.nextPositionKey)
         seqLen = try Self.integer(raw, Self.seqLenKey)
+    }
+
+    /// The end of the shareable prefix (KVSNAP.md, "The shareable prefix"): the start of the
+    /// first span with role `prompt`, else `seqLen`. Positions before it depend only on the
+    /// tokens before it, whatever the question that follows.
+    public func prefixEnd(seqLen: Int) -> Int {
+        spans.first { $0.role == .prompt }?.start ?? seqLen
     }
 
     public static func encode(_ spans: [Span]) -> String {

@@ -25,6 +25,8 @@ public enum Conversion {
         case .i32:
             let s = source.assumingMemoryBound(to: Int32.self)
             for i in 0..<count { destination[i] = Float(s[i]) }
+        case .i64:
+            for i in 0..<count { destination[i] = Float(Int64(littleEndian: source.loadUnaligned(fromByteOffset: i * 8, as: Int64.self))) }
         }
     }
 
@@ -50,6 +52,8 @@ public enum Conversion {
         case .i32:
             let d = destination.assumingMemoryBound(to: Int32.self)
             for i in 0..<count { d[i] = Int32(source[i].rounded()) }
+        case .i64:
+            for i in 0..<count { destination.storeBytes(of: Int64(source[i].rounded()).littleEndian, toByteOffset: i * 8, as: Int64.self) }
         }
     }
 
@@ -119,7 +123,7 @@ public enum Conversion {
             if bad != SIMD8<UInt32>(repeating: 0) { return false }
             while i < count { if s[i] & mask == mask { return false }; i += 1 }
             return true
-        case .i32:
+        case .i32, .i64:
             return true
         }
     }

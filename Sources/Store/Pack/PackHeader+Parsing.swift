@@ -24,6 +24,19 @@ extension PackHeader {
         for (i, d) in header.layers.enumerated() where !(0...header.seqLen).contains(d.count) {
             throw StoreError.corrupt(path: path, problem: "layer \(i): count \(d.count) is outside 0...seq_len (\(header.seqLen))")
         }
+        for (i, d) in header.layers.enumerated() {
+            if let p = d.prefix, !(0...d.count).contains(p) {
+                throw StoreError.corrupt(path: path, problem: "layer \(i): prefix \(p) is outside 0...count (\(d.count))")
+            }
+        }
+        if let ids = header.inputIDs {
+            guard ids.dtype == "I32" || ids.dtype == "I64" else {
+                throw StoreError.corrupt(path: path, problem: "input_ids dtype \"\(ids.dtype.prefix(16))\" is not I32 or I64")
+            }
+            guard ids.ids.count == header.seqLen else {
+                throw StoreError.corrupt(path: path, problem: "input_ids holds \(ids.ids.count) ids, seq_len is \(header.seqLen)")
+            }
+        }
         let end = footer.headerOffset
         var next = 8
         for (i, d) in header.layers.enumerated() {

@@ -19,15 +19,32 @@ public struct PackHeader: Codable, Sendable {
     public var layers: [SectionDescriptor]
     /// The index row's facts, for `kvstore repair` (absent in packs written before it).
     public var entry: PackEntry?
+    /// The input's token ids, when it carried them (docs/FORMAT.md).
+    public var inputIDs: PackInputIDs?
 
     enum CodingKeys: String, CodingKey {
         case format, metadata, compression, layers, entry
+        case inputIDs = "input_ids"
         case seqLen = "seq_len", kvHeads = "kv_heads", headDim = "head_dim", vHeadDim = "v_head_dim"
         case inputDType = "input_dtype"
     }
 
     /// Entries kept over all layers.
     public var entryCount: Int { layers.reduce(0) { $0 + $1.count } }
+
+    /// The end of the shareable prefix, from the metadata's spans (`SnapshotMetadata.prefixEnd`).
+    public var prefixEnd: Int {
+        (try? SnapshotMetadata(parsing: metadata))?.prefixEnd(seqLen: seqLen) ?? seqLen
+    }
+}
+
+/// The token ids of a snapshot, as its producer gave them (`input_ids`).
+public struct PackInputIDs: Codable, Sendable, Equatable {
+    /// `I32` or `I64`: the dtype fetch writes them back in.
+    public var dtype: String
+    public var ids: [Int64]
+
+    public init(dtype: String, ids: [Int64]) { self.dtype = dtype; self.ids = ids }
 }
 
 /// Where one layer's section lies and how to read it.
@@ -49,9 +66,12 @@ public struct SectionDescriptor: Codable, Sendable {
     public var values: Block
     /// Member positions stored after the sizes (Σ sizes of them, or 0 when not tracked).
     public var members: Int
+    /// Entries at positions before the shareable prefix's end (the first `prefix` ones);
+    /// absent in packs written before it.
+    public var prefix: Int?
 
     enum CodingKeys: String, CodingKey {
-        case count, offset, codec, level, checksum, keys, values, members
+        case count, offset, codec, level, checksum, keys, values, members, prefix
         case storedLength = "stored_length", rawLength = "raw_length", rawChecksum = "raw_checksum"
     }
 
@@ -75,6 +95,7 @@ public struct SectionDescriptor: Codable, Sendable {
         keys = try c.decode(Block.self, forKey: .keys)
         values = try c.decode(Block.self, forKey: .values)
         members = try c.decodeIfPresent(Int.self, forKey: .members) ?? 0
+        prefix = try c.decodeIfPresent(Int.self, forKey: .prefix)
     }
 
     /// Offset of the positions within the raw section.

@@ -25,7 +25,8 @@ public final class PackWriter {
     }
 
     /// Lays out, compresses and checksums one layer's section (thread-safe; no I/O).
-    public static func seal(_ layer: PackedLayer, codec: CodecSpec) -> SealedSection {
+    /// `prefixEnd`: the shareable prefix's end, to record how many entries lie before it.
+    public static func seal(_ layer: PackedLayer, codec: CodecSpec, prefixEnd: Int? = nil) -> SealedSection {
         let keyLength = layer.keys.bytes.count, valueLength = layer.values.bytes.count
         let members = layer.memberPositions ?? []
         // The raw section is keys, values, then positions, sizes and members; it is hashed and
@@ -41,12 +42,13 @@ public final class PackWriter {
             }
         }
         let (name, level) = SectionCodec.describe(codec)
-        let descriptor = SectionDescriptor(
+        var descriptor = SectionDescriptor(
             count: layer.count, offset: 0, storedLength: stored.count, rawLength: rawLength,
             codec: name, level: level, checksum: Checksum.hex(stored.withUnsafeBytes { Checksum.xxh3($0) }),
             rawChecksum: Checksum.hex(rawChecksum),
             keys: .init(encoding: layer.keys.encoding, length: keyLength),
             values: .init(encoding: layer.values.encoding, length: valueLength), members: members.count)
+        if let prefixEnd { descriptor.prefix = layer.positions.prefix { Int($0) < prefixEnd }.count }
         return SealedSection(stored: stored, descriptor: descriptor)
     }
 
@@ -61,11 +63,11 @@ public final class PackWriter {
     /// Writes header and footer; returns the header and the blob's content name.
     public func finish(
         metadata: [String: String], seqLen: Int, kvHeads: Int, headDim: Int, vHeadDim: Int,
-        inputDType: DType, compression: [String: String], entry: PackEntry? = nil
+        inputDType: DType, compression: [String: String], entry: PackEntry? = nil, inputIDs: PackInputIDs? = nil
     ) throws -> (header: PackHeader, contentName: String) {
         let header = PackHeader(format: 1, metadata: metadata, seqLen: seqLen, kvHeads: kvHeads, headDim: headDim,
                                 vHeadDim: vHeadDim, inputDType: inputDType.rawValue, compression: compression,
-                                layers: descriptors, entry: entry)
+                                layers: descriptors, entry: entry, inputIDs: inputIDs)
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys]
         let json: [UInt8]

@@ -1,0 +1,121 @@
+import Foundation
+import LightKV
+import XCTest
+
+/// The shareable prefix (KVSNAP.md): `input_ids` stored and fetched back, and `fetch --prefix`
+/// writing the positions before the first prompt span alone.
+final class PrefixFetchTests: XCTestCase {
+    /// 4 system tokens, a 4×4 image, `prompt` prompt tokens; ids 1000+position in the prefix and
+    /// `question`-dependent ids in the prompt, as a processor would give them.
+    private func snapshot(_ s: Scratch, _ name: String, question: Int, prompt: Int = 6, seed: Int = 0,
+                          ids: Bool = true, dtype: DType = .f16) throws -> String {
+        let n = 20 + prompt
+        let spans: [Span] = [.text(0, 4, role: .system), .image(4, rows: 4, cols: 4, source: "sha256:" + String(repeating: "ab", count: 32)),
+                             .text(20, n, role: .prompt)]
+        var b = KVSnapBuilder(metadata: SnapshotMetadata(model: "test/model", spans: spans, key: "q\(question)", nextPosition: n))
+        for i in 0..<2 {
+            // The prefix's keys and values are the same for every question (causal attention).
+            var keys = (0..<(2 * n * 16)).map { Float(sin(Double($0 % (n * 16) + 7 * i + seed))) }
+            var values = (0..<(2 * n * 16)).map { Float(cos(Double($0 % (n * 16) + 3 * i + seed))) }
+            for h in 0..<2 { for t in 20..<n { for d in 0..<16 {
+                keys[(h * n + t) * 16 + d] = Float(question) / 10 + Float(d) / 100
+                values[(h * n + t) * 16 + d] = -Float(question) / 10
+            } } }
+            b.add("layers.\(i).key", dtype: dtype, shape: [2, n, 16], floats: keys)
+            b.add("layers.\(i).value", dtype: dtype, shape: [2, n, 16], floats: values)
+            b.add("layers.\(i).prompt_query", dtype: dtype, shape: [4, 2, 16], floats: (0..<128).map { Float(sin(Double($0 * (question + 2)))) })
+        }
+        let tokens: [Int64] = (0..<n).map { (t: Int) -> Int64 in t < 20 ? Int64(1000 + t) : Int64(5000 + 10 * question + t) }
+        if ids { b.addInputIDs(tokens) }
+        let file = s.path + "/" + name
+        try Data(b.bytes()).write(to: URL(fileURLWithPath: file))
+        return file
+    }
+
+    private func read(_ data: Data) throws -> (Snapshot, Data) {
+        let snap = try data.withUnsafeBytes { try Snapshot(bytes: $0) }
+        return (snap, data)
+    }
+
+    func testInputIDsAreStoredAndFetchedBackInTheirDtype() throws {
+        let s = try Scratch()
+        let input = try snapshot(s, "a.safetensors", question: 1)
+        for policy in ["none", "lightkv+int8"] {
+            let id = try s.cli.run("ingest", "--policy", policy, input).stdout.trimmingCharacters(in: .whitespacesAndNewlines)
+            let out = try s.cli.run("fetch", id, "-o", "-")
+            XCTAssertEqual(out.status, 0, out.stderr)
+            try out.stdoutBytes.withUnsafeBytes { b in
+                let snap = try Snapshot(bytes: b)
+                XCTAssertEqual(snap.inputIDs?.dtype, .i64, policy)
+                let expected: [Int64] = (0..<26).map { (t: Int) -> Int64 in t < 20 ? Int64(1000 + t) : Int64(5010 + t) }
+                XCTAssertEqual(snap.tokenIDs(), expected, policy)
+            }
+        }
+    }
+
+    func testTheSameSnapshotWithAndWithoutIdsAreTwoEntries() throws {
+        let s = try Scratch()
+        let a = try s.cli.run("ingest", try snapshot(s, "a.safetensors", question: 1)).stdout
+        let b = try s.cli.run("ingest", try snapshot(s, "b.safetensors", question: 1, ids: false)).stdout
+        XCTAssertNotEqual(a, b, "the ids are part of what was cached")
+    }
+
+    func testAPrefixFetchHoldsThePositionsBeforeThePromptAndIsTheSameForEveryQuestion() throws {
+        let s = try Scratch()
+        var prefixes: [Data] = []
+        for (question, prompt) in [(1, 6), (2, 9)] {
+            let input = try snapshot(s, "q\(question).safetensors", question: question, prompt: prompt)
+            let id = try s.cli.run("ingest", "--policy", "none", input).stdout.trimmingCharacters(in: .whitespacesAndNewlines)
+            let r = try s.cli.run("fetch", id, "--prefix", "-o", "-")
+            XCTAssertEqual(r.status, 0, r.stderr)
+            try r.stdoutBytes.withUnsafeBytes { b in
+                let snap = try Snapshot(bytes: b)
+                XCTAssertEqual(snap.seqLen, 20)
+                XCTAssertEqual(snap.layers.map(\.count), [20, 20])
+                XCTAssertEqual(snap.metadata.spans.count, 2, "the system text and the image; the prompt is left out")
+                XCTAssertNil(snap.metadata.key, "the producer's key names the whole request")
+                XCTAssertNil(snap.metadata.nextPosition)
+                XCTAssertEqual(snap.metadata.raw[SnapshotMetadata.prefixOfKey], id)
+                let expected: [Int64] = (0..<20).map { (t: Int) -> Int64 in Int64(1000 + t) }
+                XCTAssertEqual(snap.tokenIDs(), expected)
+                XCTAssertEqual(snap.positions(layer: 1), (0..<20).map(Int32.init))
+            }
+            // The prefix's tensors equal the first 20 positions of the whole fetch.
+            let whole = try s.cli.run("fetch", id, "-o", "-").stdoutBytes
+            try whole.withUnsafeBytes { w in
+                try r.stdoutBytes.withUnsafeBytes { p in
+                    let full = try Snapshot(bytes: w), prefix = try Snapshot(bytes: p)
+                    for i in 0..<2 {
+                        let fk = try full.floatLayer(i).keys, pk = try prefix.floatLayer(i).keys
+                        let n = 20 + prompt
+                        for h in 0..<2 { XCTAssertEqual(Array(pk[(h * 20 * 16)..<((h + 1) * 20 * 16)]), Array(fk[(h * n * 16)..<(h * n * 16 + 20 * 16)])) }
+                    }
+                }
+            }
+            let file = s.path + "/prefix\(question).safetensors"
+            XCTAssertEqual(try s.cli.run("fetch", id, "--prefix", "-o", file).status, 0, "to a file (positional writes) too")
+            XCTAssertEqual(try Data(contentsOf: URL(fileURLWithPath: file)), r.stdoutBytes)
+            prefixes.append(r.stdoutBytes)
+        }
+        XCTAssertEqual(prefixes[0].count, prefixes[1].count)
+    }
+
+    func testAPrefixFetchOfAMergedEntryKeepsWholeGroupsAndExpands() throws {
+        let s = try Scratch()
+        let id = try s.cli.run("ingest", "--policy", "lightkv", try snapshot(s, "a.safetensors", question: 1, dtype: .f32))
+            .stdout.trimmingCharacters(in: .whitespacesAndNewlines)
+        for args in [["--prefix"], ["--prefix", "--expand"]] {
+            let r = try s.cli.run(["fetch", id, "-o", "-"] + args)
+            XCTAssertEqual(r.status, 0, "\(args): \(r.stderr)")
+            try r.stdoutBytes.withUnsafeBytes { b in
+                let snap = try Snapshot(bytes: b)
+                for i in 0..<2 {
+                    XCTAssertTrue(snap.positions(layer: i).allSatisfy { $0 < 20 }, "\(args)")
+                    let covered = snap.sizes(layer: i).reduce(0) { $0 + Int($1) }
+                    XCTAssertEqual(covered, 20, "\(args): the kept entries stand for every prefix token")
+                }
+            }
+        }
+        XCTAssertEqual(try s.cli.run("fetch", id, "--prefix", "--raw", "-o", "-").status, 1, "--raw writes the pack as stored")
+    }
+}
