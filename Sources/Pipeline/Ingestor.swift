@@ -90,13 +90,16 @@ public struct Ingestor {
         })
 
         stage = .index
+        let prefix = PrefixDigest.of(model: snapshot.metadata.model, ids: snapshot.tokenIDs(),
+                                     metadata: snapshot.metadata, seqLen: snapshot.seqLen)
         let record = EntryRecord(
             id: id, producerKey: snapshot.metadata.key, model: snapshot.metadata.model,
             spans: snapshot.metadata.raw[SnapshotMetadata.spansKey] ?? "[]", layers: snapshot.layerCount,
             kvHeads: snapshot.kvHeads, headDim: snapshot.headDim, vHeadDim: snapshot.vHeadDim, seqLen: snapshot.seqLen,
             inputDType: snapshot.dtype.rawValue, entriesKept: blob.header.entryCount, policy: policy.name,
             compression: Self.json(blob.compression), fidelity: fidelity.summaryJSON(), bytesIn: file.bytes.count,
-            bytesOut: blob.bytes, blob: blob.name, checksum: blob.name, createdAt: now, lastAccessed: now)
+            bytesOut: blob.bytes, blob: blob.name, checksum: blob.name, createdAt: now, lastAccessed: now,
+            prefixLength: prefix?.length, prefixDigest: prefix?.digest)
         let sources = snapshot.metadata.spans.enumerated().compactMap { i, s in s.source.map { (source: $0, span: i) } }
         if let dangling, try root.index.replaceBlob(id: id, oldBlob: dangling.blob, with: record, blobs: root.blobs) {
             try root.collectBlob(dangling.blob)  // forgets the tombstone the swap left

@@ -138,6 +138,7 @@ public struct Repairer {
             throw StoreError.corrupt(path: path, problem: "header metadata: \(error)")
         }
         let mtime = FileSystem.modified(path) ?? entry.createdAt
+        let prefix = PrefixDigest.of(model: metadata.model, ids: h.inputIDs?.ids, metadata: metadata, seqLen: h.seqLen)
         return EntryRecord(
             id: entry.id, producerKey: metadata.key, model: metadata.model,
             spans: h.metadata[SnapshotMetadata.spansKey] ?? "[]", layers: h.layers.count,
@@ -145,7 +146,7 @@ public struct Repairer {
             inputDType: h.inputDType, entriesKept: h.entryCount, policy: h.compression["policy"] ?? "unknown",
             compression: SafetensorsLayout.canonicalJSON(h.compression), fidelity: entry.fidelity, bytesIn: entry.bytesIn,
             bytesOut: pack.size, blob: name, checksum: name, createdAt: entry.createdAt,
-            lastAccessed: max(entry.createdAt, mtime))
+            lastAccessed: max(entry.createdAt, mtime), prefixLength: prefix?.length, prefixDigest: prefix?.digest)
     }
 
     /// The image sources of a rebuilt row, as ingest records them.

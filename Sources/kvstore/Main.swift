@@ -17,7 +17,7 @@ struct KVStoreCommand: ParsableCommand {
         """,
         subcommands: [
             IngestCommand.self, FetchCommand.self, ListCommand.self, ShowCommand.self, RemoveCommand.self,
-            PinCommand.self, VerifyCommand.self, RepairCommand.self, StatsCommand.self, PoliciesCommand.self,
+            PinCommand.self, VerifyCommand.self, RepairCommand.self, StatsCommand.self, PoliciesCommand.self, MatchCommand.self,
         ] + ExtraCommands.all)
 }
 

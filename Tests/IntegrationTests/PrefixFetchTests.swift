@@ -118,4 +118,39 @@ final class PrefixFetchTests: XCTestCase {
         }
         XCTAssertEqual(try s.cli.run("fetch", id, "--prefix", "--raw", "-o", "-").status, 1, "--raw writes the pack as stored")
     }
+
+    func testMatchFindsTheLongestStoredPrefixOfARequest() throws {
+        let s = try Scratch()
+        let id = try s.cli.run("ingest", try snapshot(s, "q1.safetensors", question: 1)).stdout.trimmingCharacters(in: .whitespacesAndNewlines)
+        _ = try s.cli.run("ingest", try snapshot(s, "noids.safetensors", question: 3, seed: 5, ids: false))
+        // A new question about the same image: the same 20 prefix ids, then others.
+        let request: [Int64] = (0..<31).map { (t: Int) -> Int64 in t < 20 ? Int64(1000 + t) : Int64(9000 + t) }
+        let ids = s.path + "/ids.json"
+        try JSONEncoder().encode(request).write(to: URL(fileURLWithPath: ids))
+        let image = "sha256:" + String(repeating: "ab", count: 32), other = "sha256:" + String(repeating: "cd", count: 32)
+
+        let byIDs = try s.cli.run("match", "--model", "test/model", "--ids", ids, "--json")
+        XCTAssertEqual(byIDs.status, 0, byIDs.stderr)
+        let found = try JSONSerialization.jsonObject(with: byIDs.stdoutBytes) as! [String: Any]
+        XCTAssertEqual(found["id"] as? String, id)
+        XCTAssertEqual(found["length"] as? Int, 20)
+        let withSource = try s.cli.run("match", "--model", "test/model", "--ids", ids, "--source", image)
+        XCTAssertTrue(withSource.stdout.contains("input_ids and 1 media source"), withSource.stdout)
+        XCTAssertEqual(try s.cli.run("match", "--model", "test/model", "--ids", ids, "--source", other).status, 2,
+                       "the same ids with another image are not the same prefix")
+        XCTAssertEqual(try s.cli.run("match", "--model", "other/model", "--ids", ids).status, 2)
+        var shorter = request; shorter[7] = 1
+        try JSONEncoder().encode(shorter).write(to: URL(fileURLWithPath: ids))
+        XCTAssertEqual(try s.cli.run("match", "--model", "test/model", "--ids", ids).status, 2, "one id differs inside the prefix")
+        try Data("[1, 2.5]".utf8).write(to: URL(fileURLWithPath: ids))
+        let bad = try s.cli.run("match", "--model", "test/model", "--ids", ids)
+        XCTAssertEqual(bad.status, 1)
+        XCTAssertTrue(bad.stderr.contains("not a JSON array of integer token ids"), bad.stderr)
+
+        // Rows rebuilt from the blobs alone match too.
+        for suffix in ["", "-wal", "-shm"] { try? FileManager.default.removeItem(atPath: s.path + "/store/index.sqlite" + suffix) }
+        XCTAssertEqual(try s.cli.run("repair").status, 0)
+        try JSONEncoder().encode(request).write(to: URL(fileURLWithPath: ids))
+        XCTAssertTrue(try s.cli.run("match", "--model", "test/model", "--ids", ids).stdout.hasPrefix(id))
+    }
 }

@@ -22,26 +22,32 @@ public struct EntryRecord: Sendable, Codable, Equatable {
     public var lastAccessed: Double
     public var accessCount: Int
     public var pinned: Bool
+    /// The shareable prefix's length and `PrefixDigest`, when the input carried `input_ids`.
+    public var prefixLength: Int?
+    public var prefixDigest: String?
 
     public init(id: String, producerKey: String?, model: String, spans: String, layers: Int, kvHeads: Int,
                 headDim: Int, vHeadDim: Int, seqLen: Int, inputDType: String, entriesKept: Int, policy: String,
                 compression: String, fidelity: String?, bytesIn: Int, bytesOut: Int, blob: String, checksum: String,
-                createdAt: Double, lastAccessed: Double, accessCount: Int = 0, pinned: Bool = false) {
+                createdAt: Double, lastAccessed: Double, accessCount: Int = 0, pinned: Bool = false,
+                prefixLength: Int? = nil, prefixDigest: String? = nil) {
         self.id = id; self.producerKey = producerKey; self.model = model; self.spans = spans; self.layers = layers
         self.kvHeads = kvHeads; self.headDim = headDim; self.vHeadDim = vHeadDim; self.seqLen = seqLen
         self.inputDType = inputDType; self.entriesKept = entriesKept; self.policy = policy
         self.compression = compression; self.fidelity = fidelity; self.bytesIn = bytesIn; self.bytesOut = bytesOut
         self.blob = blob; self.checksum = checksum; self.createdAt = createdAt; self.lastAccessed = lastAccessed
         self.accessCount = accessCount; self.pinned = pinned
+        self.prefixLength = prefixLength; self.prefixDigest = prefixDigest
     }
 
-    static let columns = "id, producer_key, model, spans, layers, kv_heads, head_dim, v_head_dim, seq_len, input_dtype, entries_kept, policy, compression, fidelity, bytes_in, bytes_out, blob, checksum, created_at, last_accessed, access_count, pinned"
+    static let columns = "id, producer_key, model, spans, layers, kv_heads, head_dim, v_head_dim, seq_len, input_dtype, entries_kept, policy, compression, fidelity, bytes_in, bytes_out, blob, checksum, created_at, last_accessed, access_count, pinned, prefix_length, prefix_digest"
 
     var sqlValues: [SQLValue] {
         [.text(id), producerKey.map(SQLValue.text) ?? .null, .text(model), .text(spans), .int(layers), .int(kvHeads),
          .int(headDim), .int(vHeadDim), .int(seqLen), .text(inputDType), .int(entriesKept), .text(policy),
          .text(compression), fidelity.map(SQLValue.text) ?? .null, .int(bytesIn), .int(bytesOut), .text(blob),
-         .text(checksum), .double(createdAt), .double(lastAccessed), .int(accessCount), .int(pinned ? 1 : 0)]
+         .text(checksum), .double(createdAt), .double(lastAccessed), .int(accessCount), .int(pinned ? 1 : 0),
+         prefixLength.map(SQLValue.int) ?? .null, prefixDigest.map(SQLValue.text) ?? .null]
     }
 
     init(row: Row) {
@@ -53,7 +59,8 @@ public struct EntryRecord: Sendable, Codable, Equatable {
                   fidelity: row.text("fidelity"), bytesIn: row.int("bytes_in") ?? 0, bytesOut: row.int("bytes_out") ?? 0,
                   blob: row.text("blob") ?? "", checksum: row.text("checksum") ?? "",
                   createdAt: row.double("created_at") ?? 0, lastAccessed: row.double("last_accessed") ?? 0,
-                  accessCount: row.int("access_count") ?? 0, pinned: (row.int("pinned") ?? 0) != 0)
+                  accessCount: row.int("access_count") ?? 0, pinned: (row.int("pinned") ?? 0) != 0,
+                  prefixLength: row.int("prefix_length"), prefixDigest: row.text("prefix_digest"))
     }
 
     /// Stored bytes over input bytes.

@@ -59,6 +59,13 @@ enum Migrations {
         ("0003_doomed", """
         CREATE TABLE doomed (blob TEXT PRIMARY KEY, doomed_at REAL NOT NULL);
         """),
+        // The shareable prefix (KVSNAP.md): its length and `PrefixDigest` of the model and
+        // its token ids, for `kvstore match`; NULL for entries whose input had no input_ids.
+        ("0004_prefixes", """
+        ALTER TABLE entries ADD COLUMN prefix_length INTEGER;
+        ALTER TABLE entries ADD COLUMN prefix_digest TEXT;
+        CREATE INDEX entries_prefix ON entries(model, prefix_digest);
+        """),
     ]
 
     static let postgres: [(name: String, sql: String)] = [
@@ -105,6 +112,11 @@ enum Migrations {
         """),
         ("0003_doomed", """
         CREATE TABLE doomed (blob TEXT COLLATE "C" PRIMARY KEY, doomed_at DOUBLE PRECISION NOT NULL);
+        """),
+        ("0004_prefixes", """
+        ALTER TABLE entries ADD COLUMN prefix_length BIGINT;
+        ALTER TABLE entries ADD COLUMN prefix_digest TEXT;
+        CREATE INDEX entries_prefix ON entries(model, prefix_digest);
         """),
     ]
 

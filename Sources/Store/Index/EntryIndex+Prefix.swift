@@ -1,0 +1,55 @@
+import Foundation
+import LightKV
+
+/// A stored prefix found for a request (`EntryIndex.longestPrefix`).
+public struct PrefixMatch: Sendable, Codable, Equatable {
+    /// The entry whose prefix it is (`fetch ID --prefix` writes it).
+    public var id: String
+    /// Tokens the prefix covers: the request prefills from here on.
+    public var length: Int
+    /// Media sources inside the prefix that were compared with the request's and agree;
+    /// 0 when the match rests on the token ids alone (the request gave no sources, or the
+    /// stored spans carry none).
+    public var sourcesChecked: Int
+}
+
+/// The lookup a serving node makes before prefill: the longest stored prefix of its request.
+extension EntryIndex {
+    /// The longest stored shareable prefix of `model` whose token ids start `ids`, and whose
+    /// media sources, where both sides name them, equal `sources` in order. Among entries
+    /// sharing that prefix the most recently fetched wins. Nil when none matches.
+    public func longestPrefix(model: String, ids: [Int64], sources: [String] = []) throws -> PrefixMatch? {
+        let lengths = try db.query("""
+            SELECT DISTINCT prefix_length FROM entries
+            WHERE model = ? AND prefix_digest IS NOT NULL AND prefix_length > 0 AND prefix_length <= ?
+            ORDER BY prefix_length DESC
+            """, [.text(model), .int(ids.count)]).compactMap { $0.int("prefix_length") }
+        for length in lengths {
+            let digest = PrefixDigest.of(model: model, ids: ids[0..<length])
+            let candidates = try db.query("""
+                SELECT * FROM entries WHERE model = ? AND prefix_digest = ? AND prefix_length = ?
+                ORDER BY last_accessed DESC, id
+                """, [.text(model), .text(digest), .int(length)]).map(EntryRecord.init(row:))
+            for record in candidates {
+                if let checked = Self.sourcesAgree(record, length: length, request: sources) {
+                    return PrefixMatch(id: record.id, length: length, sourcesChecked: checked)
+                }
+            }
+        }
+        return nil
+    }
+
+    /// How many media sources inside the prefix agree with the request's, or nil when one
+    /// differs: the i-th media span of the prefix is compared with `request[i]` where both exist.
+    static func sourcesAgree(_ record: EntryRecord, length: Int, request: [String]) -> Int? {
+        let spans = (try? JSONDecoder().decode([Span].self, from: Data(record.spans.utf8))) ?? []
+        let stored = spans.filter { $0.kind != .text && $0.end <= length }.map(\.source)
+        var checked = 0
+        for (mine, theirs) in zip(stored, request) {
+            guard let mine else { continue }
+            guard mine == theirs else { return nil }
+            checked += 1
+        }
+        return checked
+    }
+}
