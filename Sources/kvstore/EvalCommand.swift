@@ -37,6 +37,9 @@ struct EvalCommand: ParsableCommand {
     @Option(name: .customLong("hold-out"), help: "Prompt queries held out as probes when a snapshot has no probe_query.")
     var holdOut = 4
 
+    @Flag(name: .long, help: "Questions about one prefix: the snapshots share it (kvstore synth --questions N); each is compressed guided by its own question, then every question is measured over that prefix with its own prompt exact: the same question and the new ones.")
+    var cross = false
+
     @Flag(name: .long, help: "Sweep every method over retentions, with and without quantization: a table, and an SVG plot (--svg) of × smaller than F16 against relative error.")
     var frontier = false
 
@@ -63,6 +66,8 @@ struct EvalCommand: ParsableCommand {
                 throw ValidationError("--svg, --methods, --retentions and --quantizations go with --frontier")
             }
         }
+        if cross && frontier { throw ValidationError("--cross and --frontier exclude each other") }
+        if cross && perLayer { throw ValidationError("--cross reports means over layers; --per-layer goes with plain eval") }
         guard holdOut >= 1 else { throw ValidationError("--hold-out must be at least 1, got \(holdOut)") }
     }
 
@@ -91,6 +96,7 @@ struct EvalCommand: ParsableCommand {
 
     func run() throws {
         if frontier { return try runFrontier() }
+        if cross { return try runCross() }
         let policies = try policy.map { try policyFile.resolve($0) }
         var results: [Result] = []
         for path in snapshots {
@@ -132,6 +138,48 @@ struct EvalCommand: ParsableCommand {
                          Terminal.bytes(l.encodedBytes)]
                     })
             }
+        }
+    }
+
+    func runCross() throws {
+        let policies = try policy.map { try policyFile.resolve($0) }
+        // Every snapshot is held open (mapped) while they are compared.
+        var files: [Data] = []
+        for path in snapshots {
+            do { files.append(try Data(contentsOf: URL(fileURLWithPath: path), options: .alwaysMapped)) } catch {
+                Terminal.error("\(path): cannot read: \(error.localizedDescription)")
+                throw ExitCode(FileManager.default.fileExists(atPath: path) ? Exit.invalid : Exit.notFound)
+            }
+        }
+        let results: [CrossEvaluation] = try Self.withSnapshots(files, paths: snapshots) { parsed in
+            try policies.map { p in
+                do { return try CrossEvaluation(snapshots: parsed, policy: p) } catch {
+                    Terminal.error("\(error)")
+                    if case .evaluation(let e)? = error as? CrossEvaluationError, Self.isPolicyRefusal(e) { throw ExitCode(Exit.usage) }
+                    if case .tooFew? = error as? CrossEvaluationError { throw ExitCode(Exit.usage) }
+                    throw ExitCode(Exit.invalid)
+                }
+            }
+        }
+        if json { Terminal.json(results); return }
+        print("\(snapshots.count) questions about one prefix; relative attention-output error (proportional), mean over layers and questions")
+        Terminal.table(["policy", "prefix vision kept", "same question", "new question", "new / same"], results.map { r in
+            [r.policy, Self.percent(r.visionRetention), Self.fixed(r.same.relativeError), Self.fixed(r.new.relativeError),
+             r.ratio.isFinite ? String(format: "%.2f×", r.ratio) : "-"]
+        })
+    }
+
+    /// Parses every mapped file as a snapshot (exit 3 naming the bad one) and hands them to `body`.
+    static func withSnapshots<T>(_ files: [Data], paths: [String], parsed: [Snapshot] = [], _ body: ([Snapshot]) throws -> T) throws -> T {
+        guard parsed.count < files.count else { return try body(parsed) }
+        let i = parsed.count
+        return try files[i].withUnsafeBytes { raw in
+            let snapshot: Snapshot
+            do { snapshot = try Snapshot(bytes: raw) } catch {
+                Terminal.error("\(paths[i]): \(error)")
+                throw ExitCode(Exit.invalid)
+            }
+            return try withSnapshots(files, paths: paths, parsed: parsed + [snapshot], body)
         }
     }
 

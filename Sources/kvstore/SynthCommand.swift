@@ -32,6 +32,8 @@ struct SynthCommand: ParsableCommand {
     @Option(help: "Number of snapshots to write; more than 1 makes -o a directory.") var count = 1
     @Flag(name: .customLong("same-image"), help: "Reuse the first snapshot's image in every snapshot (repeated-image demos).")
     var sameImage = false
+    @Option(help: "Write N snapshots that share one prefix (system text and image, bit-identical, input_ids too) and differ in their prompt: N questions about one image (sets --count N and --same-image).")
+    var questions: Int?
     @Flag(help: "Print realism statistics of each snapshot's layers (slower).") var stats = false
     @Option(name: .shortAndLong, help: "Output file, or directory when --count > 1 (default: synth-PRESET-SEED.safetensors).")
     var output: String?
@@ -72,7 +74,7 @@ struct SynthCommand: ParsableCommand {
         }
         spec.dtype = type
         spec.seed = seed &+ UInt64(index)
-        if sameImage { spec.imageSeed = seed }
+        if sameImage || questions != nil { spec.imageSeed = seed }
         do { try spec.validate() } catch {
             throw ValidationError("\(Self.flag(for: error)): \(error)")
         }
@@ -89,24 +91,31 @@ struct SynthCommand: ParsableCommand {
         return "\(flags[field] ?? field) \(value)"
     }
 
+    /// Snapshots to write: `--questions`, else `--count`.
+    var total: Int { questions ?? count }
+
     func validate() throws {
         guard count >= 1 else { throw ValidationError("--count \(count): must be at least 1") }
+        if let questions {
+            guard questions >= 1 else { throw ValidationError("--questions \(questions): must be at least 1") }
+            guard count == 1 else { throw ValidationError("--questions sets the count; give --questions or --count, not both") }
+        }
         _ = try spec(index: 0)
     }
 
     /// Where the `index`-th snapshot goes.
     func path(index: Int, spec: SynthSpec) -> String {
-        if count == 1 { return output ?? "synth-\(spec.preset)-\(spec.seed).safetensors" }
+        if total == 1 { return output ?? "synth-\(spec.preset)-\(spec.seed).safetensors" }
         let directory = output ?? "synth-\(preset)"
         let number = String(index + 1)
         return directory + "/synth-\(preset)-" + String(repeating: "0", count: max(0, 4 - number.count)) + number + ".safetensors"
     }
 
     func run() throws {
-        if count > 1 {
+        if total > 1 {
             try FileManager.default.createDirectory(atPath: output ?? "synth-\(preset)", withIntermediateDirectories: true)
         }
-        for index in 0..<count {
+        for index in 0..<total {
             let spec = try spec(index: index)
             let synth = try SnapshotSynthesizer(spec: spec)
             let path = path(index: index, spec: spec)

@@ -153,4 +153,55 @@ final class PrefixFetchTests: XCTestCase {
         try JSONEncoder().encode(request).write(to: URL(fileURLWithPath: ids))
         XCTAssertTrue(try s.cli.run("match", "--model", "test/model", "--ids", ids).stdout.hasPrefix(id))
     }
+
+    func testSynthQuestionsShareOnePrefixThatFetchAndMatchFind() throws {
+        let s = try Scratch()
+        let r = try s.cli.run("synth", "--preset", "tiny", "--questions", "3", "-o", s.path + "/qs")
+        XCTAssertEqual(r.status, 0, r.stderr)
+        let files = try FileManager.default.contentsOfDirectory(atPath: s.path + "/qs").sorted().map { s.path + "/qs/" + $0 }
+        XCTAssertEqual(files.count, 3)
+        var prefixes: Set<[[UInt8]]> = [], ids: [String] = []
+        for file in files {
+            let id = try s.cli.run("ingest", "--policy", "none", file).stdout.trimmingCharacters(in: .whitespacesAndNewlines)
+            ids.append(id)
+            // Every tensor of the prefix (the metadata names the entry and the synthetic request).
+            let prefix = try s.cli.run("fetch", id, "--prefix", "-o", "-").stdoutBytes
+            prefixes.insert(try prefix.withUnsafeBytes { b in
+                let snap = try Snapshot(bytes: b)
+                return snap.layers.flatMap { [$0.key, $0.value, $0.positions!, $0.sizes!] }.map { Array(snap.data($0)) }
+                    + [Array(snap.data(snap.inputIDs!))]
+            })
+        }
+        XCTAssertEqual(Set(ids).count, 3, "three questions, three entries")
+        XCTAssertEqual(prefixes.count, 1, "one prefix, bit for bit")
+        // A fourth question's ids find one of them.
+        let request = try Data(contentsOf: URL(fileURLWithPath: files[0])).withUnsafeBytes { b in try Snapshot(bytes: b).tokenIDs()! }
+        let path = s.path + "/ids.json"
+        try JSONEncoder().encode(Array(request.prefix(68)) + [7, 8, 9]).write(to: URL(fileURLWithPath: path))
+        let match = try s.cli.run("match", "--model", "synth/tiny", "--ids", path)
+        XCTAssertEqual(match.status, 0, match.stderr + match.stdout)
+        XCTAssertTrue(ids.contains(String(match.stdout.prefix(64))), match.stdout)
+    }
+
+    func testEvalCrossMeasuresTheSameAndANewQuestion() throws {
+        let s = try Scratch()
+        XCTAssertEqual(try s.cli.run("synth", "--preset", "tiny", "--questions", "3", "-o", s.path + "/qs").status, 0)
+        let files = try FileManager.default.contentsOfDirectory(atPath: s.path + "/qs").sorted().map { s.path + "/qs/" + $0 }
+        let r = try s.cli.run(["eval", "--cross", "--json", "--policy", "none", "--policy", "tome55", "--policy", "aircache35"] + files)
+        XCTAssertEqual(r.status, 0, r.stderr)
+        let rows = try JSONSerialization.jsonObject(with: r.stdoutBytes) as! [[String: Any]]
+        func error(_ row: [String: Any], _ which: String) -> Double { ((row[which] as! [String: Any])["relativeError"] ?? (row[which] as! [String: Any])["relative_error"]) as! Double }
+        XCTAssertEqual(error(rows[0], "same"), 0, accuracy: 1e-6, "none loses nothing")
+        XCTAssertEqual(error(rows[0], "new"), 0, accuracy: 1e-6)
+        XCTAssertEqual(error(rows[1], "same"), error(rows[1], "new"), accuracy: 0.02, "no guidance: no question is favoured")
+        XCTAssertGreaterThan(error(rows[2], "new"), error(rows[2], "same"), "guided by one question, worse for the others")
+
+        let one = try s.cli.run("eval", "--cross", "--policy", "none", files[0])
+        XCTAssertEqual(one.status, 1)
+        XCTAssertTrue(one.stderr.contains("at least 2 snapshots"), one.stderr)
+        XCTAssertEqual(try s.cli.run("synth", "--preset", "tiny", "--seed", "9", "-o", s.path + "/other.safetensors").status, 0)
+        let unrelated = try s.cli.run("eval", "--cross", "--policy", "none", files[0], s.path + "/other.safetensors")
+        XCTAssertEqual(unrelated.status, 3)
+        XCTAssertTrue(unrelated.stderr.contains("does not share the first one's prefix"), unrelated.stderr)
+    }
 }

@@ -50,7 +50,7 @@ final class SynthTests: XCTestCase {
         var chunks = 0
         synth.write { streamed.append(contentsOf: $0); chunks += 1 }
         XCTAssertEqual(streamed, synth.bytes())
-        XCTAssertEqual(chunks, 1 + 3 * 4, "header, then key, value, prompt_query, probe_query per layer")
+        XCTAssertEqual(chunks, 1 + 3 * 4 + 1, "header, then key, value, prompt_query, probe_query per layer, then input_ids")
     }
 
     func testSpansTileTheSequenceAndVisionSpansHoldRowsTimesColsTimesFrames() throws {

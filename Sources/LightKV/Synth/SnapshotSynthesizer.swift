@@ -36,6 +36,8 @@ public struct SnapshotSynthesizer: Sendable {
     /// Per token, the identity its noise is drawn from: system text and images depend only on
     /// their own content, so two requests sharing a prefix or an image share those bytes.
     let tokenIdentity: [UInt64]
+    /// The `input_ids` written after the layers.
+    public let inputIDs: [Int64]
 
     /// Noise added to each pre-RoPE key entry at head_dim 128 (signal entries have std ≈ 1–1.5).
     static let keyNoise: Float = 0.35
@@ -131,6 +133,14 @@ public struct SnapshotSynthesizer: Sendable {
         }
         baseFeatures = features
         tokenIdentity = identity
+        // Token ids as a processor gives them: every image or video token is the one
+        // placeholder id, text tokens are words of the vocabulary (from their identity), so
+        // two requests about one image share their ids up to the prompt.
+        var vision = [Bool](repeating: false, count: seqLen)
+        for span in spans where span.kind != .text { for t in span.start..<span.end { vision[t] = true } }
+        inputIDs = (0..<seqLen).map { t in
+            vision[t] ? SynthSpec.imageTokenID : Int64(3 + identity[t] % UInt64(SynthSpec.imageTokenID - 3))
+        }
 
         var entries: [SafetensorsLayout.Entry] = []
         for l in 0..<spec.layers {
@@ -143,6 +153,7 @@ public struct SnapshotSynthesizer: Sendable {
                 entries.append(.init("layers.\(l).probe_query", spec.dtype, [spec.qHeads, spec.probeQueryCount, spec.headDim]))
             }
         }
+        entries.append(.init(Snapshot.inputIDsName, .i64, [seqLen]))
         let key = "synth-\(spec.preset)-\(spec.seed)"
         let description = "preset=\(spec.preset) seed=\(spec.seed) image_seed=\(spec.effectiveImageSeed) focus=image\(image)/object\(object)"
         metadata = SnapshotMetadata(model: spec.model, spans: spans, key: key, extra: ["synth.spec": description])
@@ -168,6 +179,7 @@ public struct SnapshotSynthesizer: Sendable {
                 }
             }
         }
+        try inputIDs.map(\.littleEndian).withUnsafeBytes { try sink($0) }
     }
 
     /// The whole file in memory (for tests and small snapshots).

@@ -94,6 +94,10 @@ public struct SynthSpec: Sendable, Equatable {
     public var seqLen: Int {
         systemTokens + images * tokensPerImage + (images - 1) * Self.separatorTokens + promptTokens
     }
+    /// The id of every image and video token in `input_ids` (LLaVA's `<image>` is 32000);
+    /// text tokens take ids below it.
+    public static let imageTokenID: Int64 = 32000
+
     /// The seed of the image content.
     public var effectiveImageSeed: UInt64 { imageSeed ?? seed }
 
