@@ -142,7 +142,43 @@ extension ServeTests {
         XCTAssertTrue(metrics.contains("kvstore_build_info{api_version=\"1\",swift=\""), metrics)
         XCTAssertTrue(metrics.contains("kvstore_fetch_duration_seconds_count{route=\"/v1/entries/{id}/kvsnap\",policy=\"\(policy)\"} 1"), metrics)
         XCTAssertTrue(metrics.contains("kvstore_fetch_duration_seconds_count{route=\"/v1/entries/{id}/pack\",policy=\"\(policy)\"} 1"), metrics)
-        XCTAssertTrue(metrics.contains("kvstore_ingest_duration_seconds_count{policy=\"none\"} 1"), metrics)
+        XCTAssertTrue(metrics.contains("kvstore_ingest_duration_seconds_count{policy=\"none+"), metrics)
         XCTAssertTrue(metrics.contains("kvstore_http_request_duration_seconds_count{route=\"/v1/snapshots\"} 1"), metrics)
+    }
+
+    func testThePagesButtonsPinAndRemoveOnlyFromTheServersOwnPagesAndOnlyForAWriteToken() throws {
+        let s = try Scratch()
+        let id = try ingested(s)
+        let (reader, writer) = ("r3ad-0123456789abcdef", "wr1te-0123456789abcdef")
+        let tokens = try s.write("tokens", Array("\(reader) read\n\(writer) write\n".utf8))
+        let server = try ServerProcess(s, ["--tokens", tokens])
+        func basic(_ token: String) -> String { "Basic " + Data("any:\(token)".utf8).base64EncodedString() }
+        let host = "127.0.0.1:\(server.port)"
+        XCTAssertFalse(try server.get("/", headers: ["Authorization": basic(reader)]).text.contains("action=\"/entries/"), "no buttons for a read token")
+        XCTAssertTrue(try server.get("/", headers: ["Authorization": basic(writer)]).text.contains("action=\"/entries/\(id)/pin\""))
+        XCTAssertTrue(try server.get("/entries/\(id)", headers: ["Authorization": basic(writer)]).text.contains("action=\"/entries/\(id)/remove\""))
+        func post(_ path: String, _ headers: [String: String], _ body: String) throws -> HTTPReply {
+            try server.request("POST", path, headers: ["Host": host, "Content-Type": "application/x-www-form-urlencoded"].merging(headers) { $1 },
+                               body: Data(body.utf8))
+        }
+        let own = ["Authorization": basic(writer), "Origin": "http://\(host)"]
+        XCTAssertEqual(try post("/entries/\(id)/pin", ["Authorization": basic(writer), "Origin": "http://evil.example"], "pinned=1").status, 403)
+        XCTAssertEqual(try post("/entries/\(id)/pin", ["Authorization": basic(writer), "Origin": "http://127.0.0.1:1"], "pinned=1").status, 403)
+        XCTAssertEqual(try post("/entries/\(id)/pin", ["Authorization": basic(writer)], "pinned=1").status, 403, "no Origin, no Sec-Fetch-Site")
+        XCTAssertEqual(try post("/entries/\(id)/pin", ["Authorization": basic(reader), "Origin": "http://\(host)"], "pinned=1").status, 403)
+        XCTAssertEqual(try post("/entries/\(id)/pin", ["Origin": "http://\(host)"], "pinned=1").status, 401)
+        XCTAssertEqual(try server.get("/v1/entries/\(id)", headers: ["Authorization": "Bearer \(reader)"]).json["pinned"] as? Bool, false, "nothing changed")
+        let pinned = try post("/entries/\(id)/pin", own, "pinned=1&back=%2F%3Fsort%3Din")
+        XCTAssertEqual(pinned.status, 303)
+        XCTAssertEqual(pinned.header("location"), "/?sort=in")
+        XCTAssertEqual(try server.get("/v1/entries/\(id)", headers: ["Authorization": "Bearer \(reader)"]).json["pinned"] as? Bool, true)
+        let sameSite = try post("/entries/\(id)/pin", ["Authorization": basic(writer), "Sec-Fetch-Site": "same-origin"], "pinned=0&back=%2F%2Fevil.example")
+        XCTAssertEqual(sameSite.status, 303)
+        XCTAssertEqual(sameSite.header("location"), "/entries/\(id)", "only a path on this server is followed back")
+        XCTAssertEqual(try server.get("/v1/entries/\(id)", headers: ["Authorization": "Bearer \(reader)"]).json["pinned"] as? Bool, false)
+        let removed = try post("/entries/\(id)/remove", own, "back=%2F")
+        XCTAssertEqual(removed.status, 303)
+        XCTAssertEqual(try server.get("/v1/entries/\(id)", headers: ["Authorization": "Bearer \(reader)"]).status, 404)
+        XCTAssertEqual(server.stop(), 0)
     }
 }

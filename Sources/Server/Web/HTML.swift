@@ -34,7 +34,7 @@ enum HTML {
         table{border-collapse:collapse;background:#fff}td,th{border:1px solid #e4e4e7;padding:4px 8px;text-align:left;vertical-align:top}
         th{background:#f4f4f5;font-weight:600}td.n{text-align:right;font-variant-numeric:tabular-nums;white-space:nowrap}
         th a{color:inherit}th a.on{text-decoration:none}.facts th{width:9em}.facts td{overflow-wrap:anywhere}
-        .wide{overflow-x:auto;max-width:100%}
+        .wide{overflow-x:auto;max-width:100%}.wide td,.wide th{white-space:nowrap}
         code,.id{font-family:ui-monospace,monospace;font-size:13px}.cards{display:flex;gap:12px;flex-wrap:wrap;align-items:flex-start}
         .card{background:#fff;border:1px solid #e4e4e7;padding:10px 14px;min-width:130px}.card b{display:block;font-size:20px}
         form{margin:12px 0}input[type=search]{padding:5px 8px;width:min(320px,100%)}button{padding:5px 12px}
