@@ -25,6 +25,8 @@ let package = Package(
         .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.4.1"),
         // The server's connection handlers (already in the build through Hummingbird).
         .package(url: "https://github.com/apple/swift-nio", from: "2.81.0"),
+        // `kvstore serve --tls-cert` (already in the build through async-http-client and HummingbirdTLS).
+        .package(url: "https://github.com/apple/swift-nio-ssl", from: "2.29.0"),
         // S3 blob stores only (the SharedStore target).
         .package(url: "https://github.com/swift-server/async-http-client", from: "1.37.0"),
         // PostgreSQL indexes only (the SharedStore target).
@@ -56,6 +58,9 @@ let package = Package(
             dependencies: ["Pipeline", "Store", "LightKV",
                            .product(name: "Hummingbird", package: "hummingbird"),
                            .product(name: "HummingbirdCore", package: "hummingbird"),
+                           // `--tls-cert`: swift-nio-ssl is in the build already (async-http-client).
+                           .product(name: "HummingbirdTLS", package: "hummingbird"),
+                           .product(name: "NIOSSL", package: "swift-nio-ssl"),
                            .product(name: "NIOCore", package: "swift-nio"),
                            .product(name: "NIOHTTP1", package: "swift-nio"),
                            .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),

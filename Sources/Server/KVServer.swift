@@ -1,5 +1,8 @@
 import Foundation
 import Hummingbird
+import HummingbirdCore
+import HummingbirdTLS
+import NIOSSL
 import Logging
 import Pipeline
 import ServiceLifecycle
@@ -18,6 +21,8 @@ public struct KVServer: Sendable {
     public let maxConnections: Int
     /// What the setup let pass but the operator should know (printed by the CLI).
     public let warnings: [String]
+    /// From `configuration.tls`, loaded (and checked) at once.
+    let tlsConfiguration: TLSConfiguration?
 
     /// Raises the soft descriptor limit to the hard one, and refuses a `--max-connections` it
     /// cannot serve.
@@ -25,6 +30,7 @@ public struct KVServer: Sendable {
         let address = ListenAddress(host: configuration.host, port: configuration.port)
         if configuration.tokens == nil && !address.isLoopback { throw .openNonLoopback(address) }
         self.configuration = configuration
+        if let tls = configuration.tls { tlsConfiguration = try Self.load(tls) } else { tlsConfiguration = nil }
         let descriptors = DescriptorBudget.raiseLimit()
         let fits = DescriptorBudget.connections(within: descriptors)
         if let asked = configuration.connections.maxConnections {
@@ -48,16 +54,31 @@ public struct KVServer: Sendable {
         logger.logLevel = .info
         let policies = try configuration.policyFile.map { try PolicyFile.load(path: $0) }
         let responder = StoreResponder(configuration: configuration, pool: try StorePool(open: configuration.openStore),
-                                       metrics: ServerMetrics(), logger: logger, policies: policies)
+                                       metrics: ServerMetrics(), logger: logger, policies: policies,
+                                       accessLog: configuration.accessLog ? AccessLog(logger: logger) : nil)
         let host = configuration.host
+        let http = HTTPServerBuilder.kvstore(continuing: { responder.acceptsBody($0) }, limits: configuration.connections,
+                                             table: ConnectionTable(limit: maxConnections))
         let app = Application(
             responder: responder,
-            server: .kvstore(continuing: { responder.acceptsBody($0) }, limits: configuration.connections,
-                             table: ConnectionTable(limit: maxConnections)),
+            server: try tlsConfiguration.map { try HTTPServerBuilder.tls(http, tlsConfiguration: $0) } ?? http,
             configuration: .init(address: .hostname(host, port: configuration.port), serverName: "kvstore"),
             onServerRunning: { channel in ready(ListenAddress(host: host, port: channel.localAddress?.port ?? 0)) },
             logger: logger)
         try await app.runService()
+    }
+
+    /// The server's TLS settings from its PEM files, naming the file that cannot be used.
+    static func load(_ files: ServerConfiguration.TLSFiles) throws(ServeSetupError) -> TLSConfiguration {
+        let chain: [NIOSSLCertificate], key: NIOSSLPrivateKey
+        do { chain = try NIOSSLCertificate.fromPEMFile(files.certificateChain) } catch {
+            throw .badTLS(path: files.certificateChain, problem: "--tls-cert: not a readable PEM certificate (\(error))")
+        }
+        guard !chain.isEmpty else { throw .badTLS(path: files.certificateChain, problem: "--tls-cert: holds no certificate") }
+        do { key = try NIOSSLPrivateKey(file: files.privateKey, format: .pem) } catch {
+            throw .badTLS(path: files.privateKey, problem: "--tls-key: not a readable PEM private key (\(error))")
+        }
+        return TLSConfiguration.makeServerConfiguration(certificateChain: chain.map { .certificate($0) }, privateKey: .privateKey(key))
     }
 
     /// `run` from synchronous code (the CLI), blocking until the server has stopped.

@@ -7,6 +7,8 @@ import Hummingbird
 /// no request names a file outside the store.
 enum Route: Equatable {
     case overview, entryPage(String), openapi, health, metrics
+    /// The web pages' buttons: plain HTML form posts (docs/design/serve.md, "Web pages").
+    case pinForm(String), removeForm(String)
     case list, entry(String), key(String), kvsnap(String), pack(String), layout(String), pin(String), upload
 
     init?(path: String) throws {
@@ -20,7 +22,9 @@ enum Route: Equatable {
             }
             segments.append(s)
         }
-        if segments.last == "" && segments.count > 1 { segments.removeLast() }  // a trailing slash
+        // A page's trailing slash is dropped; the API's is not, so `/v1/entries/` names an
+        // entry with an empty id (400), never the list.
+        if segments.last == "" && segments.count > 1 && segments.first != "v1" { segments.removeLast() }
         switch segments.count {
         case 1:
             switch segments[0] {
@@ -40,6 +44,12 @@ enum Route: Equatable {
         case 3:
             switch (segments[0], segments[1]) {
             case ("v1", "entries"): self = .entry(try Self.id(segments[2]))
+            case ("entries", let id):
+                switch segments[2] {
+                case "pin": self = .pinForm(try Self.id(id))
+                case "remove": self = .removeForm(try Self.id(id))
+                default: return nil
+                }
             case ("v1", "keys"):
                 guard !segments[2].isEmpty, segments[2].utf8.count <= 1024 else {
                     throw APIError.badRequest("key of \(segments[2].utf8.count) bytes: expected 1 to 1024")
@@ -74,6 +84,8 @@ enum Route: Equatable {
         switch self {
         case .overview: "/"
         case .entryPage: "/entries/{id}"
+        case .pinForm: "/entries/{id}/pin"
+        case .removeForm: "/entries/{id}/remove"
         case .openapi: "/openapi.yaml"
         case .health: "/healthz"
         case .metrics: "/metrics"
@@ -91,7 +103,7 @@ enum Route: Equatable {
     /// The entry id (or id prefix) the route names, if it names one.
     var entryID: String? {
         switch self {
-        case .entryPage(let id), .entry(let id), .kvsnap(let id), .pack(let id), .layout(let id), .pin(let id): id
+        case .entryPage(let id), .pinForm(let id), .removeForm(let id), .entry(let id), .kvsnap(let id), .pack(let id), .layout(let id), .pin(let id): id
         default: nil
         }
     }
@@ -99,7 +111,7 @@ enum Route: Equatable {
     /// A web page (for people, in a browser) rather than an API resource.
     var isPage: Bool {
         switch self {
-        case .overview, .entryPage: true
+        case .overview, .entryPage, .pinForm, .removeForm: true
         default: false
         }
     }
@@ -116,7 +128,7 @@ enum Route: Equatable {
     var methods: [HTTPRequest.Method] {
         switch self {
         case .entry: [.get, .delete]
-        case .pin: [.post]
+        case .pin, .pinForm, .removeForm: [.post]
         case .upload: [.put]
         default: [.get]
         }

@@ -20,6 +20,27 @@ public struct ServerConfiguration: Sendable {
     public var policyFile: String?
     /// Timeouts and the connection limit.
     public var connections = ConnectionLimits()
+    /// A line per request in the log (`--no-access-log` turns it off).
+    public var accessLog = true
+    /// Serve HTTPS with this certificate and key (`--tls-cert`, `--tls-key`); nil: plain HTTP.
+    public var tls: TLSFiles?
+
+    /// The PEM files of `--tls-cert` (the certificate chain, leaf first) and `--tls-key`.
+    public struct TLSFiles: Sendable {
+        public var certificateChain: String
+        public var privateKey: String
+        public init(certificateChain: String, privateKey: String) { self.certificateChain = certificateChain; self.privateKey = privateKey }
+    }
+
+    /// Said at start when tokens would cross the network in clear text: a non-loopback
+    /// address with tokens and no TLS (right only behind a reverse proxy on the same host
+    /// that terminates TLS, docs/design/serve.md).
+    public var plaintextWarning: String? {
+        let address = ListenAddress(host: host, port: port)
+        guard tokens != nil, tls == nil, !address.isLoopback else { return nil }
+        return "warning: serving \(address) over plain HTTP: tokens cross the network in clear text. Use --tls-cert and --tls-key, "
+            + "or bind a loopback address behind a reverse proxy that terminates TLS (docs/design/serve.md)"
+    }
 
     public init(storePath: String, host: String = "127.0.0.1", port: Int = 8750, tokens: TokenTable? = nil,
                 maxUpload: Int = 4 << 30, policyFile: String? = nil, openStore: (@Sendable () throws -> StoreRoot)? = nil) {

@@ -55,7 +55,7 @@ extension StoreResponder {
                 throw error
             }
             try await writer.finish(nil)
-            metrics.fetched(ContinuousClock.now - started)
+            metrics.fetched(ContinuousClock.now - started, route: Route.kvsnap(id).template, policy: plan.record.policy)
         }
         return Response(status: .ok, headers: [.contentType: "application/octet-stream", .eTag: tag,
                                                .contentDisposition: "attachment; filename=\"\(plan.record.id.prefix(16)).safetensors\""],
@@ -100,7 +100,7 @@ extension StoreResponder {
                 offset += n
             }
             try await writer.finish(nil)
-            metrics.fetched(ContinuousClock.now - started)
+            metrics.fetched(ContinuousClock.now - started, route: Route.pack(id).template, policy: record.policy)
         }
         return Response(status: range == nil ? .ok : .partialContent, headers: headers, body: body)
     }
@@ -110,7 +110,7 @@ extension StoreResponder {
         struct Layout: Encodable {
             var id: String; var blob: String; var size: Int
             var header_offset: Int; var header_length: Int
-            var layers: [Layer]; var header: PackHeader
+            var layers: [Layer]; var header: LayoutHeader
         }
         let layout = try await pool.run { root in
             let (record, pack) = try Fetcher(root: root).open(try root.index.resolve(id))
@@ -120,7 +120,7 @@ extension StoreResponder {
             return Layout(id: record.id, blob: record.blob, size: pack.size, header_offset: headerOffset,
                           header_length: pack.size - PackHeader.footerLength - headerOffset,
                           layers: h.layers.enumerated().map { Layer(index: $0, offset: $1.offset, length: $1.storedLength, count: $1.count) },
-                          header: h)
+                          header: LayoutHeader(h))
         }
         return try Self.json(layout, headers: [.eTag: "\"\(layout.blob)\""])
     }
@@ -138,6 +138,38 @@ extension StoreResponder {
             let t = t.trimmingCharacters(in: .whitespaces)
             return t == "*" || t == tag || t == "W/" + tag
         }
+    }
+}
+
+/// A pack header as `/layout` answers it: the file's header, except that the entry's
+/// fidelity, a JSON document the pack stores as a string, is the JSON object itself.
+struct LayoutHeader: Encodable {
+    var header: PackHeader
+    init(_ header: PackHeader) { self.header = header }
+
+    enum Key: String, CodingKey {
+        case format, metadata, compression, layers, entry, seq_len, kv_heads, head_dim, v_head_dim, input_dtype
+        case id, bytes_in, created_at, fidelity
+    }
+
+    func encode(to encoder: Encoder) throws {
+        var c = encoder.container(keyedBy: Key.self)
+        let h = header
+        try c.encode(h.format, forKey: .format)
+        try c.encode(h.metadata, forKey: .metadata)
+        try c.encode(h.seqLen, forKey: .seq_len)
+        try c.encode(h.kvHeads, forKey: .kv_heads)
+        try c.encode(h.headDim, forKey: .head_dim)
+        try c.encode(h.vHeadDim, forKey: .v_head_dim)
+        try c.encode(h.inputDType, forKey: .input_dtype)
+        try c.encode(h.compression, forKey: .compression)
+        try c.encode(h.layers, forKey: .layers)
+        guard let entry = h.entry else { return }
+        var e = c.nestedContainer(keyedBy: Key.self, forKey: .entry)
+        try e.encode(entry.id, forKey: .id)
+        try e.encode(entry.bytesIn, forKey: .bytes_in)
+        try e.encode(entry.createdAt, forKey: .created_at)
+        try e.encodeIfPresent(entry.fidelity.flatMap { JSONValue(json: $0) }, forKey: .fidelity)
     }
 }
 

@@ -9,6 +9,9 @@ import Store
 extension StoreResponder {
     struct Ingested: Encodable {
         var id: String; var already_stored: Bool; var bytes_in: Int; var bytes_out: Int; var policy: String; var milliseconds: Double
+        /// The policy the entry was stored under, when it was already stored under another
+        /// than the one asked for (the upload does not re-pack it); absent otherwise.
+        var stored_policy: String?
     }
 
     func upload(_ request: Request, _ query: Query) async throws -> Response {
@@ -29,11 +32,13 @@ extension StoreResponder {
                 throw StoreError.invalidSnapshot(path: "upload of \(received) bytes", e)
             }
         }
-        metrics.ingested(ContinuousClock.now - started)
+        metrics.ingested(ContinuousClock.now - started, policy: outcome.record.policy)
         let r = outcome.record
+        let storedPolicy = outcome.alreadyStored && r.policy != policy.name ? r.policy : nil
         logger.info("stored \(r.id)\(outcome.alreadyStored ? " (already stored)" : ""): \(r.bytesIn) -> \(r.bytesOut) bytes, \(r.policy), \(Int(outcome.milliseconds)) ms")
         return try Self.json(Ingested(id: r.id, already_stored: outcome.alreadyStored, bytes_in: r.bytesIn, bytes_out: r.bytesOut,
-                                      policy: r.policy, milliseconds: (outcome.milliseconds * 10).rounded() / 10),
+                                      policy: r.policy, milliseconds: (outcome.milliseconds * 10).rounded() / 10,
+                                      stored_policy: storedPolicy),
                              status: outcome.alreadyStored ? .ok : .created, headers: [.location: "/v1/entries/\(r.id)"])
     }
 

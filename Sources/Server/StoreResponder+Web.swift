@@ -1,24 +1,76 @@
 import Foundation
 import Hummingbird
+import NIOCore
 import Pipeline
 import Store
 
-/// The web pages: HTML and SVG rendered here, no script needed.
+/// The web pages: HTML and SVG rendered here, no script needed; their buttons are plain
+/// HTML forms that post to `/entries/{id}/pin` and `/entries/{id}/remove`.
 extension StoreResponder {
-    func overviewPage(_ query: Query) async throws -> Response {
-        let q = String((query["q"] ?? "").trimmingCharacters(in: .whitespaces).prefix(1024))
+    func overviewPage(_ query: Query, canWrite: Bool) async throws -> Response {
+        let listing = EntryListing(query: query)
         let html = try await pool.run { root in
-            OverviewPage(stats: try StoreStats(root: root), query: q, entries: try root.index.search(q, limit: 500), limit: 500).html
+            let (entries, total) = try listing.run(root.index)
+            return OverviewPage(stats: try StoreStats(root: root), listing: listing, entries: entries, total: total, canWrite: canWrite).html
         }
         return Self.html(html)
     }
 
-    func entryPage(_ id: String) async throws -> Response {
+    func entryPage(_ id: String, canWrite: Bool) async throws -> Response {
         let html = try await pool.run { root in
             let (record, pack) = try Fetcher(root: root).open(try root.index.resolve(id))
-            return EntryPage(record: record, sources: try root.index.sources(of: record.id), map: try RetentionMap(pack: pack)).html
+            return EntryPage(record: record, sources: try root.index.sources(of: record.id), map: try RetentionMap(pack: pack),
+                             canWrite: canWrite).html
         }
         return Self.html(html)
+    }
+
+    /// The pin button: `pinned=1` or `0`, then back to the page it was pressed on.
+    func pinForm(_ id: String, _ request: Request) async throws -> Response {
+        let form = try await Self.form(request)
+        _ = try await pin(id, ["pinned": form["pinned"] == "0" ? "false" : "true"])
+        return Self.seeOther(form["back"], otherwise: "/entries/\(id)")
+    }
+
+    /// The remove button, then back to the index (or the page it was pressed on).
+    func removeForm(_ id: String, _ request: Request) async throws -> Response {
+        let form = try await Self.form(request)
+        _ = try await remove(id)
+        return Self.seeOther(form["back"], otherwise: "/")
+    }
+
+    /// A form post's fields, once it is shown to come from this server's own pages.
+    ///
+    /// A browser sends the credentials it holds for this server (HTTP Basic) with a form
+    /// posted from any site, so the post must say where it comes from: `Origin` naming this
+    /// server (as the request's `Host` does), or without one `Sec-Fetch-Site: same-origin`.
+    /// Every browser sends one of the two with a form post; a post from elsewhere is 403.
+    static func form(_ request: Request) async throws -> [String: String] {
+        let host = request.head.authority ?? ""
+        let sameOrigin: Bool
+        if let origin = request.headers[.origin] {
+            sameOrigin = origin.split(separator: "/", omittingEmptySubsequences: true).dropFirst().first.map(String.init) == host
+                && (origin.hasPrefix("http://") || origin.hasPrefix("https://"))
+        } else {
+            sameOrigin = request.headers.first { $0.name.canonicalName == "sec-fetch-site" }?.value == "same-origin"
+        }
+        guard sameOrigin, !host.isEmpty else {
+            throw APIError(status: .forbidden, code: "forbidden",
+                           message: "a form post is accepted only from this server's own pages (Origin or Sec-Fetch-Site); use the API (/v1) elsewhere")
+        }
+        var fields: [String: String] = [:]
+        let body = try await request.body.collect(upTo: 4096)
+        for pair in String(buffer: body).split(separator: "&") {
+            let parts = pair.split(separator: "=", maxSplits: 1).map { $0.replacingOccurrences(of: "+", with: " ").removingPercentEncoding ?? "" }
+            if let name = parts.first, fields[name] == nil { fields[name] = parts.count > 1 ? parts[1] : "" }
+        }
+        return fields
+    }
+
+    /// 303 to `back` when it is a path on this server, else to `otherwise`.
+    static func seeOther(_ back: String?, otherwise: String) -> Response {
+        let safe = back.flatMap { $0.hasPrefix("/") && !$0.hasPrefix("//") && !$0.contains("\\") && !$0.contains("\r") && !$0.contains("\n") ? $0 : nil }
+        return Response(status: .seeOther, headers: [.location: safe ?? otherwise])
     }
 
     static func html(_ text: String) -> Response {

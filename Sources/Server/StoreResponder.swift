@@ -8,15 +8,18 @@ import Store
 typealias Query = [String: String]
 
 /// Answers every request of `kvstore serve`: parses the route, checks the token, runs the
-/// handler, turns errors into `{"error", "code"}` and counts the request in the metrics.
+/// handler, turns errors into `{"error", "code"}`, counts the request in the metrics and
+/// writes its access log line.
 struct StoreResponder: HTTPResponder {
-    typealias Context = BasicRequestContext
+    typealias Context = ServeRequestContext
 
     let configuration: ServerConfiguration
     let pool: StorePool
     let metrics: ServerMetrics
     let logger: Logger
     let policies: PolicyFile?
+    /// nil with `--no-access-log`.
+    let accessLog: AccessLog?
 
     func respond(to request: Request, context: Context) async throws -> Response {
         let started = ContinuousClock.now
@@ -37,7 +40,7 @@ struct StoreResponder: HTTPResponder {
                                headers: [.allow: (route.methods + (route.methods.contains(.get) ? [.head] : [])).map(\.rawValue).joined(separator: ", ")])
             }
             try authorize(request, route: route)
-            response = try await handle(route, request, started: started)
+            response = try await handle(route, request, started: started, context: context)
             if request.method == .head {
                 let length = response.body.contentLength
                 response.body = ResponseBody()
@@ -55,13 +58,22 @@ struct StoreResponder: HTTPResponder {
         response.headers[.xContentTypeOptions] = "nosniff"
         metrics.request(route: label, method: request.method.rawValue, status: response.status.code)
         // Streams count their bytes as they go; the rest are counted whole here.
-        if !streams || !(response.status == .ok || response.status == .partialContent) {
+        let streaming = streams && (response.status == .ok || response.status == .partialContent) && request.method != .head
+        if !streaming {
             metrics.bytesOut(route: label, response.body.contentLength ?? 0)
+            metrics.answered(route: label, ContinuousClock.now - started)
         }
+        guard let accessLog else { return response }
+        let target = AccessLog.target(request.uri)
+        if streaming {
+            return accessLog.logging(response, client: context.client, method: request.method, target: target, started: started)
+        }
+        accessLog.write(client: context.client, method: request.method, target: target, status: response.status.code,
+                        bytes: request.method == .head ? 0 : response.body.contentLength ?? 0, since: started)
         return response
     }
 
-    func handle(_ route: Route, _ request: Request, started: ContinuousClock.Instant) async throws -> Response {
+    func handle(_ route: Route, _ request: Request, started: ContinuousClock.Instant, context: Context) async throws -> Response {
         var query: Query = [:]
         for (k, v) in request.uri.queryParameters where query[String(k)] == nil { query[String(k)] = String(v) }
         switch route {
@@ -77,8 +89,10 @@ struct StoreResponder: HTTPResponder {
         case .health: return try await health()
         case .metrics: return try await metricsPage()
         case .openapi: return Self.openapi()
-        case .overview: return try await overviewPage(query)
-        case .entryPage(let id): return try await entryPage(id)
+        case .overview: return try await overviewPage(query, canWrite: canWrite(request))
+        case .entryPage(let id): return try await entryPage(id, canWrite: canWrite(request))
+        case .pinForm(let id): return try await pinForm(id, request)
+        case .removeForm(let id): return try await removeForm(id, request)
         }
     }
 
@@ -102,6 +116,13 @@ struct StoreResponder: HTTPResponder {
             throw APIError(status: .forbidden, code: "forbidden",
                            message: "\(request.method) \(route.template) needs a \(needed.rawValue) token; this one may only \(scope.rawValue)")
         }
+    }
+
+    /// Whether the request may write: the server has no tokens (it then serves loopback only),
+    /// or the request presents a write token. The pages show their buttons only then.
+    func canWrite(_ request: Request) -> Bool {
+        guard let tokens = configuration.tokens else { return true }
+        return Self.presentedToken(request.headers[.authorization]).flatMap { tokens.scope(of: $0) } == .write
     }
 
     /// The token of `Bearer TOKEN`, or the password of `Basic base64(USER:TOKEN)`.

@@ -34,6 +34,15 @@ struct ServeCommand: ParsableCommand {
     @Option(name: .long, help: "Connections held at once (default: as many as the descriptor limit allows, at most 1000); past it the longest-idle one is closed.")
     var maxConnections: Int?
 
+    @Option(name: .long, help: "Serve HTTPS with this PEM certificate chain (leaf first); needs --tls-key.")
+    var tlsCert: String?
+
+    @Option(name: .long, help: "The PEM private key of --tls-cert.")
+    var tlsKey: String?
+
+    @Flag(name: .long, help: "Write no line per request (stores, removals, pins and errors are still logged).")
+    var noAccessLog = false
+
     @OptionGroup var policyFile: PolicyFileOption
 
     /// The timeouts and connection limit, checked.
@@ -72,10 +81,18 @@ struct ServeCommand: ParsableCommand {
             tokens: tokenTable, maxUpload: limit, policyFile: policyFile.policies,
             openStore: { try store.open() })
         configuration.connections = limits
+        configuration.accessLog = !noAccessLog
+        switch (tlsCert, tlsKey) {
+        case let (cert?, key?): configuration.tls = .init(certificateChain: cert, privateKey: key)
+        case (nil, nil): break
+        default: throw ValidationError("--tls-cert and --tls-key go together: give both or neither")
+        }
+        if let warning = configuration.plaintextWarning { Terminal.error(warning) }
         let server = try KVServer(configuration: configuration)
         server.warnings.forEach { Terminal.error($0) }
+        let scheme = configuration.tls == nil ? "http" : "https"
         try server.runBlocking { bound in
-            print("listening on http://\(bound)")
+            print("listening on \(scheme)://\(bound)")
             fflush(stdout)
         }
     }

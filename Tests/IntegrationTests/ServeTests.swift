@@ -54,7 +54,7 @@ final class ServeTests: XCTestCase {
         let metrics = try server.get("/metrics").text
         XCTAssertTrue(metrics.contains("kvstore_http_requests_total{route=\"/v1/entries/{id}/kvsnap\",method=\"GET\",status=\"200\"} 4"), metrics)
         XCTAssertTrue(metrics.contains("kvstore_store_entries 1"), metrics)
-        XCTAssertTrue(metrics.contains("kvstore_fetch_duration_seconds_count 4"), metrics)
+        XCTAssertTrue(metrics.contains("kvstore_fetch_duration_seconds_count{route=\"/v1/entries/{id}/kvsnap\",policy=\"\(show["policy"] as? String ?? "")\"} 4"), metrics)
         XCTAssertTrue(metrics.contains("kvstore_http_response_bytes_total{route=\"/v1/entries/{id}/kvsnap\"}"), metrics)
         XCTAssertEqual(server.stop(), 0)
     }

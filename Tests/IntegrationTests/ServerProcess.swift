@@ -116,7 +116,7 @@ final class HTTPConnection {
     }
 
     func head(_ method: String, _ target: String, headers: [String: String], length: Int?) -> Data {
-        var text = "\(method) \(target) HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n"
+        var text = "\(method) \(target) HTTP/1.1\r\n\(headers["Host"] == nil ? "Host: 127.0.0.1\r\n" : "")Connection: close\r\n"
         if let length { text += "Content-Length: \(length)\r\n" }
         for (k, v) in headers { text += "\(k): \(v)\r\n" }
         return Data((text + "\r\n").utf8)

@@ -4,11 +4,12 @@ import Pipeline
 import Store
 
 /// `/entries/{id}`: one entry with its spans, compression record, recorded fidelity and the
-/// retention map of each stage.
+/// retention map of each stage; with `canWrite`, pin and remove buttons.
 struct EntryPage {
     var record: EntryRecord
     var sources: [String]
     var map: RetentionMap
+    var canWrite = false
 
     var spans: [Span] { (try? JSONDecoder().decode([Span].self, from: Data(record.spans.utf8))) ?? [] }
 
@@ -29,7 +30,12 @@ struct EntryPage {
             ("sources", sources.isEmpty ? "–" : sources.map { "<a href=\"/?q=\(HTML.urlComponent($0))\"><code>\(HTML.escape($0))</code></a>" }.joined(separator: "<br>")),
             ("download", "<a href=\"/v1/entries/\(r.id)/kvsnap\">kvsnap (F16)</a> · <a href=\"/v1/entries/\(r.id)/kvsnap?expand=1\">expanded</a> · <a href=\"/v1/entries/\(r.id)/pack\">kvpack</a> · <a href=\"/v1/entries/\(r.id)/layout\">layout</a>"),
         ]
-        body += HTML.table(["", ""], facts.map { ["<b>\($0.0)</b>", $0.1] })
+        body += HTML.facts(facts)
+        if canWrite {
+            body += "<p>" + HTML.button(r.pinned ? "unpin" : "pin", action: "/entries/\(r.id)/pin",
+                                        fields: [("pinned", r.pinned ? "0" : "1"), ("back", "/entries/\(r.id)")])
+                + HTML.button("remove", action: "/entries/\(r.id)/remove", fields: [("back", "/")]) + "</p>"
+        }
 
         body += "<h2>Fidelity recorded at ingest</h2>" + fidelity
         body += "<h2>Retention map</h2>" + retention
@@ -76,14 +82,14 @@ struct EntryPage {
         var out = """
             <p class="legend">Each cell is one vision token of the original grid (a video: one grid per frame), coloured by the
             kept entry it was merged into; consecutive layers that kept the same groups are drawn once.
-            <span class="alone"></span>kept alone<span class="merged"></span>merged (one colour per group)
+            <span class="alone"></span>kept alone<span class="merged"></span>merged (a colour per group, neighbours never alike)
             <span class="dropped"></span>dropped<span class="unrecorded"></span>merged, members not recorded</p>
             """
         for (i, span) in vision.enumerated() {
             out += "<h3>\(span.kind.rawValue) \(i + 1): \(span.rows)×\(span.cols)\(span.kind == .video ? " × \(span.frameCount) frames" : "")</h3><div class=\"maps\">"
             for stage in map.stages {
                 let name = stage.layers.count == 1 ? "layer \(stage.layers.lowerBound)" : "layers \(stage.layers.lowerBound)–\(stage.layers.upperBound)"
-                out += "<figure class=\"map\">\(RetentionMap.svg(stage, span: span))<figcaption>\(name)</figcaption></figure>"
+                out += "<figure class=\"map\">\(RetentionMap.drawing(stage, span: span))<figcaption>\(name)</figcaption></figure>"
             }
             out += "</div>"
         }
