@@ -59,7 +59,7 @@ struct InboxFixture {
     func storedKeys() throws -> [String] {
         let ls = try scratch.cli.run("ls", "--json")
         let entries = try JSONSerialization.jsonObject(with: Data(ls.stdout.utf8)) as! [[String: Any]]
-        return entries.compactMap { $0["producerKey"] as? String }.sorted()
+        return entries.compactMap { $0["key"] as? String }.sorted()
     }
 
     /// `verify --json`: failures (a row without its blob, a damaged blob) and orphans.
