@@ -27,7 +27,7 @@ final class FirstUseTests: XCTestCase {
 
         let repack = try s.cli.run("repack", String(id.prefix(8)), "--policy", "none")
         XCTAssertEqual(repack.status, 0, repack.stderr)
-        XCTAssertTrue(repack.stdout.contains("\(stored) -> none+zstd3") && repack.stdout.contains(" B -> "), repack.stdout)
+        XCTAssertTrue(repack.stdout.contains("\(stored) -> none+zstd3") && repack.stdout.contains("B -> "), repack.stdout)
         let entries = try json(try s.cli.run("ls", "--json")) as! [[String: Any]]
         XCTAssertEqual(entries.map { $0["id"] as? String }, [id], "the same id")
         XCTAssertEqual(entries[0]["policy"] as? String, "none+zstd3")

@@ -25,7 +25,8 @@ def test_ingest_ls_fetch_round_trip(cli: CLI, tmp_path: Path) -> None:
             assert np.array_equal(layer.key, fetched.layers[i].key)
     by_key = store.fetch("synth-tiny-0", tmp_path / "k.safetensors", by_key=True)
     assert kvstore.read(by_key).layers[2].count == fetched.layers[2].count
-    assert store.ingest_many([snap_path]) == [entry]  # already stored: same id
+    with pytest.warns(UserWarning, match="already stored"):
+        assert store.ingest_many([snap_path]) == [entry]  # already stored with another policy: same id
     shown = store.show(entry[:8])
     assert shown == listed and store.show("synth-tiny-0", by_key=True).id == entry
     with kvstore.read_pack(tmp_path / "e.kvpack") as pack:
