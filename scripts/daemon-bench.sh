@@ -11,7 +11,7 @@ for policy in none+zstd3 lightkv+int8; do
     KVSTORE_HOME=$PWD/store /usr/bin/time -f "$policy jobs=$jobs wall %e s, user %U s, sys %S s, maxrss %M KB" \
       $K watch inbox --once --jobs $jobs --policy $policy --settle 0 --json > run-$policy-$jobs.json 2> run-$policy-$jobs.log
     tail -1 run-$policy-$jobs.log >> results.txt
-    grep -E '"bytesOut"|"ingested"' run-$policy-$jobs.json | tr -d '\n' >> results.txt; echo >> results.txt
+    grep -E '"bytes_out"|"ingested"' run-$policy-$jobs.json | tr -d '\n' >> results.txt; echo >> results.txt
     mv inbox/done/* inbox/
   done
 done

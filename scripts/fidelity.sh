@@ -39,8 +39,8 @@ for shape in shapes:
             method, target, options = re.match(r"^([a-z-]+?)(\d+)(.*)$", e["policy"].split("+")[0]).groups()
             method += options
             o = e["overall"]
-            print(f"| {shape} | {target}% | {method} | {100*o['visionRetention']:.1f}% "
-                  f"| {o['proportional']['relativeError']:.4f} | {o['proportional']['cosine']:.5f} "
-                  f"| {o['plain']['relativeError']:.4f} | {o['plain']['cosine']:.5f} "
-                  f"| {100*o['encodedBytes']/o['inputBytes']:.1f}% |")
+            print(f"| {shape} | {target}% | {method} | {100*o['vision_retention']:.1f}% "
+                  f"| {o['proportional']['relative_error']:.4f} | {o['proportional']['cosine']:.5f} "
+                  f"| {o['plain']['relative_error']:.4f} | {o['plain']['cosine']:.5f} "
+                  f"| {100*o['encoded_bytes']/o['input_bytes']:.1f}% |")
 PY

@@ -82,7 +82,7 @@ rm -rf "$DIR/compact-local"; $PSQL -c 'TRUNCATE entries, sources, doomed'
 COMPACT_SHARED="--store s3://bench/compact --index $KVSTORE_TEST_POSTGRES --cache $DIR/compact-cache"
 "$BIN" ingest --policy none "$DIR"/k/* --store "$DIR/compact-local" >/dev/null
 "$BIN" ingest --policy none "$DIR"/k/* $COMPACT_SHARED >/dev/null
-half=$(( $("$BIN" stats --json --store "$DIR/compact-local" | python3 -c 'import json,sys; print(json.load(sys.stdin)["bytesOut"])') / 2 ))
+half=$(( $("$BIN" stats --json --store "$DIR/compact-local" | python3 -c 'import json,sys; print(json.load(sys.stdin)["bytes_out"])') / 2 ))
 {
     echo "| step (1,000 entries) | local store | S3 + PostgreSQL |"
     echo "| --- | --- | --- |"

@@ -92,7 +92,7 @@ for n in range(cases):
     if code != 0:
         continue
     entry = out.decode().strip()
-    stored_dtype = json.loads(run("show", entry, "--json")[1])["entry"]["inputDType"].lower()
+    stored_dtype = json.loads(run("show", entry, "--json")[1])["input_dtype"].lower()
     fcode, _, ferr = run("fetch", entry, "--dtype", stored_dtype, "-o", os.path.join(work, "out.safetensors"))
     record("fetch-accepted", fcode, f"case {n}: {ferr[-300:]}")
     vcode, vout, _ = run("verify", entry)
@@ -104,7 +104,7 @@ for n in range(cases):
 
 # Damaged blobs: each damage either fails or serves the intact bytes.
 for entry in accepted[: max(1, cases // 50)]:
-    path = json.loads(run("show", entry, "--json")[1])["blobPath"]
+    path = json.loads(run("show", entry, "--json")[1])["blob_path"]
     intact = open(path, "rb").read()
     good_raw, good = run("fetch", entry, "--raw", "-o", "-")[1], run("fetch", entry, "--dtype", "f32", "-o", "-")[1]
     for k in range(20):

@@ -36,7 +36,7 @@ for _ in $(seq "$RUNS"); do
     np_total+=("$(awk '{print $11}' "$log.out")")
     np_wall+=("$(tail -1 "$log")")
     # Swift: the compressor alone (eval's reduce seconds), and ingest's wall time
-    sw_reduce+=("$("$BIN" eval "$IN" --policy lightkv --json | awk -F': ' '/"reduceSeconds"/{gsub(/[ ,]/, "", $2); print $2}')")
+    sw_reduce+=("$("$BIN" eval "$IN" --policy lightkv --json | awk -F': ' '/"reduce_seconds"/{gsub(/[ ,]/, "", $2); print $2}')")
     STORE=$(mktemp -d)
     KVSTORE_HOME=$STORE /usr/bin/time -o "$log" -f "%e" "$BIN" ingest --policy lightkv --fidelity off "$IN" > /dev/null
     sw_ingest+=("$(tail -1 "$log")")

@@ -27,7 +27,7 @@ for shape in "${SHAPES[@]}"; do
     store="$WORK/store-$shape"
     rm -rf "$store"
     KVSTORE_HOME="$store" "$BIN" ingest --fidelity off --policy "$p" "$snap" > /dev/null
-    out=$(KVSTORE_HOME="$store" "$BIN" ls --json | python3 -c 'import json,sys; print(json.load(sys.stdin)[0]["bytesOut"])')
+    out=$(KVSTORE_HOME="$store" "$BIN" ls --json | python3 -c 'import json,sys; print(json.load(sys.stdin)[0]["bytes_out"])')
     echo "$p $out" >> "$WORK/$shape-bytes.txt"
   done
   python3 - "$snap" "$WORK/$shape-quant.json" "$WORK/$shape-bytes.txt" "$shape" <<'PY'
@@ -40,9 +40,9 @@ quants = len(results) // 2  # policies come as (none, lightkv) × quantizations,
 for i, (p, e) in enumerate(zip(stored, results)):
     o = e["overall"]
     out = int(stored[p])
-    base = results[(i // quants) * quants]["overall"]["proportional"]["relativeError"]
-    delta = o["proportional"]["relativeError"] - base
-    print(f"| {shape} | {p} | {100*out/size:.1f}% | {size/out:.2f}× | {o['proportional']['relativeError']:.4f} "
-          f"| {o['proportional']['cosine']:.5f} | {o['plain']['relativeError']:.4f} | {delta:+.4f} |")
+    base = results[(i // quants) * quants]["overall"]["proportional"]["relative_error"]
+    delta = o["proportional"]["relative_error"] - base
+    print(f"| {shape} | {p} | {100*out/size:.1f}% | {size/out:.2f}× | {o['proportional']['relative_error']:.4f} "
+          f"| {o['proportional']['cosine']:.5f} | {o['plain']['relative_error']:.4f} | {delta:+.4f} |")
 PY
 done

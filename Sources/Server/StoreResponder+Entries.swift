@@ -1,5 +1,6 @@
 import Foundation
 import Hummingbird
+import Pipeline
 import Store
 
 /// Metadata: list, show, remove, pin.

@@ -20,13 +20,17 @@ struct IngestCommand: ParsableCommand {
     @Argument(help: "kvsnap (.safetensors) files.")
     var files: [String]
 
-    struct Line: Codable {
+    /// One file's result in `--json`: the fields of the HTTP API's `Ingested` (docs/openapi.yaml;
+    /// `policy` is the stored entry's) and the entry as `show --json` prints it, or the error.
+    struct Line: Encodable {
         var file: String
         var id: String?
         var alreadyStored: Bool?
         var bytesIn: Int?
         var bytesOut: Int?
+        var policy: String?
         var milliseconds: Double?
+        var entry: EntryDocument?
         var error: String?
     }
 
@@ -38,7 +42,7 @@ struct IngestCommand: ParsableCommand {
 
     func run() throws {
         let policy = try policyFile.resolve(self.policy)
-        let root = try options.open()
+        let root = try options.openCreating()
         var ingestor = Ingestor(root: root)
         ingestor.fidelityMode = IngestFidelity.Mode(rawValue: fidelity)!
         var worst: Int32 = 0
@@ -47,8 +51,12 @@ struct IngestCommand: ParsableCommand {
             do {
                 let outcome = try ingestor.ingest(path: file, policy: policy)
                 let r = outcome.record
-                lines.append(Line(file: file, id: r.id, alreadyStored: outcome.alreadyStored, bytesIn: r.bytesIn,
-                                  bytesOut: r.bytesOut, milliseconds: outcome.milliseconds))
+                if outcome.alreadyStored && r.policy != policy.name {
+                    Terminal.error("\(file): already stored as \(r.id) with policy \(r.policy), kept as it is (not \(policy.name)); to change it: kvstore repack \(r.id.prefix(12)) --policy \(policy.name)")
+                }
+                lines.append(Line(file: file, id: r.id, alreadyStored: outcome.alreadyStored, bytesIn: r.bytesIn, bytesOut: r.bytesOut,
+                                  policy: r.policy, milliseconds: outcome.milliseconds,
+                                  entry: options.json ? try EntryDocument.local(r, in: root) : nil))
                 if !options.json {
                     print(r.id)
                     if Terminal.isInteractive || isatty(2) == 1 {

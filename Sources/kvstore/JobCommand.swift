@@ -41,7 +41,7 @@ struct JobRunCommand: ParsableCommand {
         case .ingest(let job):
             try WatchCommand.runDaemon(store: try store(job.store), layout: job.layout, settings: job.settings, json: json)
         case .compact(let job):
-            try CompactCommand.compact(store: try store(job.store).open(), settings: job.settings, json: json)
+            try CompactCommand.compact(store: try store(job.store).openExisting(), settings: job.settings, json: json)
         }
     }
 }

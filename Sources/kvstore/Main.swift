@@ -15,9 +15,11 @@ struct KVStoreCommand: ParsableCommand {
         Exit codes: 0 ok, 1 usage error, 2 not found, 3 invalid or corrupt data, 4 transient failure (retry).
         The store is named by --store-config FILE, else --store, else $KVSTORE_CONFIG, else $KVSTORE_HOME, else ~/.kvstore.
         """,
+        version: KVStoreVersion.current,
         subcommands: [
             IngestCommand.self, FetchCommand.self, ListCommand.self, ShowCommand.self, RemoveCommand.self,
-            PinCommand.self, VerifyCommand.self, RepairCommand.self, StatsCommand.self, PoliciesCommand.self, MatchCommand.self,
+            PinCommand.self, RepackCommand.self, VerifyCommand.self, RepairCommand.self, StatsCommand.self, PoliciesCommand.self,
+            MatchCommand.self,
         ] + ExtraCommands.all)
 }
 
@@ -39,6 +41,7 @@ enum Exit {
             case .io, .database: return e.isTransient ? transient : invalid
             }
         case is KVSnapError, is BlockError, is FetchError, is ExpandError, is PackError, is InboxError: return invalid
+        case is StoreMissing: return notFound
         case is PolicyError, is ConfigFileError, is StoreSpecError, is S3SettingError, is StoreOptionConflict: return usage
         default: return nil
         }
@@ -64,7 +67,7 @@ enum Main {
         } catch {
             let code = KVStoreCommand.exitCode(for: error)
             if code == .success { KVStoreCommand.exit(withError: error) }
-            Terminal.error(KVStoreCommand.fullMessage(for: error))
+            Terminal.usageError(message: KVStoreCommand.message(for: error), full: KVStoreCommand.fullMessage(for: error))
             Foundation.exit(Exit.usage)
         }
     }

@@ -23,6 +23,7 @@ struct RepairCommand: ParsableCommand {
 
     func run() throws {
         let store = try options.location.spec()
+        try store.requirePresent()
         let (root, aside, lock) = dryRun ? (try store.open(), nil, nil) : try Repairer.open(sqliteIndex: store.sqliteIndexFile) { try store.open() }
         var report = try withExtendedLifetime(lock) { try Repairer(root: root).repair(dryRun: dryRun) }
         report.damagedIndexMovedTo = aside

@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import Pipeline
 import Store
 
 struct ShowCommand: ParsableCommand {
@@ -16,12 +17,8 @@ struct ShowCommand: ParsableCommand {
     func run() throws {
         let root = try options.open()
         let r = try root.index.resolve(id, key: key)
+        if options.json { Terminal.json(try EntryDocument.local(r, in: root)); return }
         let sources = try root.index.sources(of: r.id)
-        if options.json {
-            struct Shown: Encodable { var entry: EntryRecord; var sources: [String]; var blobPath: String }
-            Terminal.json(Shown(entry: r, sources: sources, blobPath: root.blobs.location(r.blob)))
-            return
-        }
         let rows: [(String, String)] = [
             ("id", r.id), ("key", r.producerKey ?? "-"), ("model", r.model),
             ("shape", "\(r.layers) layers × \(r.kvHeads) kv heads × head_dim \(r.headDim) (v \(r.vHeadDim)), seq_len \(r.seqLen), \(r.inputDType)"),

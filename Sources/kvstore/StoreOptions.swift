@@ -14,7 +14,11 @@ struct StoreOptions: ParsableArguments {
 
     var store: String? { location.store }
 
+    /// The store, which must be there already (`StoreMissing`, exit 2, otherwise).
     func open() throws -> StoreRoot { try location.open() }
+
+    /// The store, created when it is not there yet: for commands that write.
+    func openCreating() throws -> StoreRoot { try location.openCreating() }
 }
 
 /// `--store`, `--index`, and for an s3:// store this node's cache, or all of them from
@@ -39,7 +43,11 @@ struct StoreLocation: ParsableArguments {
         try StoreSpec.named(store: store, index: index, cache: cache, cacheSize: cacheSize, storeConfig: storeConfig)
     }
 
-    func open() throws -> StoreRoot { try spec().open() }
+    /// The store, which must be there already: a mistyped path creates nothing.
+    func open() throws -> StoreRoot { try spec().openExisting() }
+
+    /// The store, created when it is not there yet (`ingest`).
+    func openCreating() throws -> StoreRoot { try spec().open() }
 }
 
 /// `--policies FILE`: named policies (docs/DESIGN.md, "Policy files") that `--policy` and

@@ -10,6 +10,16 @@ enum Terminal {
         FileHandle.standardError.write(Data("kvstore: \(oneLine(message))\n".utf8))
     }
 
+    /// An argument-parsing error: its message on one line as `error` prints it (it quotes what
+    /// was typed), then the usage lines the parser wrote below it, as lines.
+    static func usageError(message: String, full: String) {
+        error(message)
+        let lead = "Error: \(message)\n"
+        guard full.hasPrefix(lead) else { return }
+        let usage = full.dropFirst(lead.count).trimmingCharacters(in: .whitespacesAndNewlines)
+        if !usage.isEmpty { note(usage) }
+    }
+
     static func oneLine(_ text: String) -> String {
         var out = String.UnicodeScalarView()
         for c in text.unicodeScalars {
@@ -43,10 +53,17 @@ enum Terminal {
         }
     }
 
+    /// Prints `value` in the one JSON dialect of kvstore (README, "JSON"): snake_case keys,
+    /// nested objects rather than JSON in strings, slashes unescaped, keys sorted.
     static func json<T: Encodable>(_ value: T) {
+        print(String(decoding: try! jsonEncoder.encode(value), as: UTF8.self))
+    }
+
+    static var jsonEncoder: JSONEncoder {
         let encoder = JSONEncoder()
-        encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
-        print(String(decoding: try! encoder.encode(value), as: UTF8.self))
+        encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
+        encoder.keyEncodingStrategy = .convertToSnakeCase
+        return encoder
     }
 
     static func bytes(_ n: Int) -> String {

@@ -92,7 +92,7 @@ final class CommandTests: XCTestCase {
         XCTAssertEqual(try s.cli.run("verify").status, 0)
         let blob = { (id: String) throws -> String in
             let shown = try JSONSerialization.jsonObject(with: Data(try s.cli.run("show", id, "--json").stdout.utf8)) as! [String: Any]
-            return shown["blobPath"] as! String
+            return shown["blob_path"] as! String
         }
         let pathA = try blob(a), pathB = try blob(b)
         var data = try Data(contentsOf: URL(fileURLWithPath: pathA))
@@ -112,14 +112,15 @@ final class CommandTests: XCTestCase {
     func testTwoProcessesIngestingTheSameFileLeaveOneEntry() throws {
         let s = try Scratch()
         let files = try (0..<4).map { try s.snapshot("f\($0).safetensors", seed: $0, layers: 6) }
-        _ = try s.cli.run("stats")  // create the store first so both racers open the same one
+        // Create the store first so both racers open the same one.
+        XCTAssertEqual(try s.cli.run("ingest", try s.snapshot("first.safetensors", seed: 9)).status, 0)
         for file in files {
             let racers = try (0..<2).map { _ in try s.cli.start(["ingest", file], stdout: FileHandle.nullDevice, stderr: FileHandle.nullDevice) }
             for r in racers { r.waitUntilExit(); XCTAssertEqual(r.terminationStatus, 0) }
         }
         let ls = try s.cli.run("ls", "--json")
         let entries = try JSONSerialization.jsonObject(with: Data(ls.stdout.utf8)) as! [[String: Any]]
-        XCTAssertEqual(entries.count, 4)
+        XCTAssertEqual(entries.count, 5)
         let verify = try s.cli.run("verify", "--json")
         let report = try JSONSerialization.jsonObject(with: Data(verify.stdout.utf8)) as! [String: Any]
         XCTAssertEqual(verify.status, 0)

@@ -100,7 +100,7 @@ final class CompactTests: XCTestCase {
     func testEvictsLeastRecentlyFetchedUnpinnedEntriesUntilUnderBudget() throws {
         let s = try Scratch()
         let ids = try ingest(s, 0..<5)
-        let sizes = Dictionary(uniqueKeysWithValues: try entries(s).map { ($0["id"] as! String, $0["bytesOut"] as! Int) })
+        let sizes = Dictionary(uniqueKeysWithValues: try entries(s).map { ($0["id"] as! String, $0["bytes_out"] as! Int) })
         XCTAssertEqual(try s.cli.run("pin", ids[0]).status, 0)
         usleep(20_000)
         for id in [ids[4], ids[3]] { XCTAssertEqual(try s.cli.run("fetch", id, "-o", s.path + "/o").status, 0); usleep(20_000) }
@@ -116,9 +116,9 @@ final class CompactTests: XCTestCase {
         XCTAssertEqual(r.status, 0, r.stderr)
         let rep = try report(r)
         XCTAssertEqual(Set(rep["evicted"] as! [String]), [ids[1], ids[2]], "oldest unpinned first")
-        XCTAssertEqual(rep["evictedBytes"] as? Int, sizes[ids[1]]! + sizes[ids[2]]!)
+        XCTAssertEqual(rep["evicted_bytes"] as? Int, sizes[ids[1]]! + sizes[ids[2]]!)
         XCTAssertEqual(Set(try entries(s).map { $0["id"] as! String }), [ids[0], ids[3], ids[4]])
-        XCTAssertLessThanOrEqual(rep["bytesAfter"] as! Int, budget)
+        XCTAssertLessThanOrEqual(rep["bytes_after"] as! Int, budget)
 
         let human = try s.cli.run("compact", "--budget", "1")
         XCTAssertEqual(human.status, 0)
@@ -132,7 +132,7 @@ final class CompactTests: XCTestCase {
     func testOrphansAndTemporaryFilesAreDeletedOnlyAfterTheGracePeriod() throws {
         let s = try Scratch()
         let ids = try ingest(s, 0..<2)
-        let blob = (try JSONSerialization.jsonObject(with: Data(try s.cli.run("show", ids[0], "--json").stdout.utf8)) as! [String: Any])["blobPath"] as! String
+        let blob = (try JSONSerialization.jsonObject(with: Data(try s.cli.run("show", ids[0], "--json").stdout.utf8)) as! [String: Any])["blob_path"] as! String
         // A blob no row names, where a crash between publishing and indexing leaves one.
         try FileManager.default.createDirectory(atPath: s.path + "/store/blobs/00", withIntermediateDirectories: true)
         let orphan = s.path + "/store/blobs/00/00orphan.kvpack"
@@ -141,18 +141,18 @@ final class CompactTests: XCTestCase {
         try Data(repeating: 7, count: 100).write(to: URL(fileURLWithPath: temp))
 
         let young = try report(try s.cli.run("compact", "--json"))
-        XCTAssertEqual(young["orphansRemoved"] as? Int, 0, "young files may belong to an ingest in flight")
-        XCTAssertEqual(young["temporaryFilesRemoved"] as? Int, 0)
+        XCTAssertEqual(young["orphans_removed"] as? Int, 0, "young files may belong to an ingest in flight")
+        XCTAssertEqual(young["temporary_files_removed"] as? Int, 0)
         XCTAssertTrue(FileManager.default.fileExists(atPath: orphan))
 
         let dry = try report(try s.cli.run("compact", "--grace-seconds", "0", "--dry-run", "--json"))
-        XCTAssertEqual(dry["orphansRemoved"] as? Int, 1)
+        XCTAssertEqual(dry["orphans_removed"] as? Int, 1)
         XCTAssertTrue(FileManager.default.fileExists(atPath: orphan), "a dry run deletes nothing")
 
         let r = try report(try s.cli.run("compact", "--grace-seconds", "0", "--json"))
-        XCTAssertEqual(r["orphansRemoved"] as? Int, 1)
-        XCTAssertEqual(r["temporaryFilesRemoved"] as? Int, 1)
-        XCTAssertEqual(r["temporaryBytes"] as? Int, 100)
+        XCTAssertEqual(r["orphans_removed"] as? Int, 1)
+        XCTAssertEqual(r["temporary_files_removed"] as? Int, 1)
+        XCTAssertEqual(r["temporary_bytes"] as? Int, 100)
         XCTAssertFalse(FileManager.default.fileExists(atPath: orphan))
         XCTAssertFalse(FileManager.default.fileExists(atPath: temp))
         XCTAssertTrue(FileManager.default.fileExists(atPath: blob), "a referenced blob is never collected")

@@ -91,7 +91,7 @@ final class FleetStoreTests: XCTestCase {
         return (try JSONSerialization.jsonObject(with: ls.stdoutBytes) as? [[String: Any]]) ?? []
     }
 
-    private func keys(node: Int = 1) throws -> [String] { try entries(node: node).compactMap { $0["producerKey"] as? String }.sorted() }
+    private func keys(node: Int = 1) throws -> [String] { try entries(node: node).compactMap { $0["key"] as? String }.sorted() }
 
     private func verify(node: Int = 1) throws -> (status: Int32, checked: Int, failures: Int, orphans: Int) {
         let r = try kv(["verify", "--json"], node: node)
@@ -102,7 +102,7 @@ final class FleetStoreTests: XCTestCase {
     /// Objects in the bucket, as `stats` counts them.
     private func blobFiles() throws -> Int {
         let stats = try JSONSerialization.jsonObject(with: try kv(["stats", "--json"]).stdoutBytes) as? [String: Any]
-        return stats?["blobFiles"] as? Int ?? -1
+        return stats?["blob_files"] as? Int ?? -1
     }
 
     private func wait(timeout: Double, _ condition: () throws -> Bool) rethrows -> Bool {
@@ -284,7 +284,7 @@ final class FleetStoreTests: XCTestCase {
         XCTAssertTrue(search.text.contains(String(id.prefix(12))), "the web page's search runs on PostgreSQL too")
         // Fetches are counted in memory and written in batches: the CLI fetch's when its
         // process ends, the server's HTTP stream within 10 s although the server stays idle.
-        let count = { try self.entries(node: 4).filter { $0["id"] as? String == id }.compactMap { $0["accessCount"] as? Int }.first }
+        let count = { try self.entries(node: 4).filter { $0["id"] as? String == id }.compactMap { $0["access_count"] as? Int }.first }
         XCTAssertTrue(try wait(timeout: 20) { try count() == 2 }, "one HTTP stream and one CLI fetch: \(String(describing: try? count()))")
         XCTAssertEqual(server.stop(), 0)
     }

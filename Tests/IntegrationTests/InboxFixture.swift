@@ -13,7 +13,12 @@ struct InboxFixture {
         self.scratch = scratch
         try FileManager.default.createDirectory(atPath: scratch.path + "/inbox", withIntermediateDirectories: true)
         try FileManager.default.createDirectory(atPath: scratch.path + "/staging", withIntermediateDirectories: true)
-        _ = try scratch.cli.run("stats")  // create the store up front so concurrent daemons open the same one
+        // Create the store up front (a daemon on an empty inbox of its own, once) so concurrent
+        // daemons open the same one.
+        let empty = scratch.path + "/empty-inbox"
+        try FileManager.default.createDirectory(atPath: empty, withIntermediateDirectories: true)
+        let created = try scratch.cli.run("watch", empty, "--once")
+        XCTAssertEqual(created.status, 0, created.stderr)
     }
 
     /// Writes a snapshot elsewhere and renames it in, as a well-behaved producer does.
@@ -59,7 +64,7 @@ struct InboxFixture {
     func storedKeys() throws -> [String] {
         let ls = try scratch.cli.run("ls", "--json")
         let entries = try JSONSerialization.jsonObject(with: Data(ls.stdout.utf8)) as! [[String: Any]]
-        return entries.compactMap { $0["producerKey"] as? String }.sorted()
+        return entries.compactMap { $0["key"] as? String }.sorted()
     }
 
     /// `verify --json`: failures (a row without its blob, a damaged blob) and orphans.

@@ -106,7 +106,7 @@ final class OrphanRuleTests: XCTestCase {
         XCTAssertNil(try fetched(s, a), "the restored row names a blob rm deleted: never served")
         let again = try s.cli.run("ingest", "--json", try s.snapshot("in1.safetensors", seed: 1))
         XCTAssertEqual(again.status, 0, again.stderr)
-        XCTAssertFalse(again.stdout.contains("\"alreadyStored\" : true"), again.stdout)
+        XCTAssertFalse(again.stdout.contains("\"already_stored\" : true"), again.stdout)
         XCTAssertEqual(try fetched(s, a), bytes)
     }
 

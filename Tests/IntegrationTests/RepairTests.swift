@@ -40,9 +40,15 @@ final class RepairTests: XCTestCase {
         // Rows as they were, less access statistics.
         let rows = { (data: Data) throws -> [[String: String]] in
             let all = try JSONSerialization.jsonObject(with: data) as! [[String: Any]]
-            let kept: Set = ["id", "model", "spans", "policy", "compression", "blob", "bytesIn", "bytesOut", "entriesKept",
-                             "fidelity", "createdAt", "producerKey"]
-            return all.map { row in Dictionary(uniqueKeysWithValues: row.filter { kept.contains($0.key) }.map { ($0.key, "\($0.value)") }) }
+            let kept: Set = ["id", "model", "spans", "policy", "compression", "blob", "bytes_in", "bytes_out", "entries_kept",
+                             "fidelity", "created_at", "key"]
+            // Nested objects (spans, compression, fidelity) compared as sorted JSON text.
+            let text = { (value: Any) -> String in
+                guard JSONSerialization.isValidJSONObject(value),
+                      let data = try? JSONSerialization.data(withJSONObject: value, options: [.sortedKeys]) else { return "\(value)" }
+                return String(decoding: data, as: UTF8.self)
+            }
+            return all.map { row in Dictionary(uniqueKeysWithValues: row.filter { kept.contains($0.key) }.map { ($0.key, text($0.value)) }) }
                 .sorted { $0["id", default: ""] < $1["id", default: ""] }
         }
         let rebuilt = try rows(try s.cli.run("ls", "--json").stdoutBytes)

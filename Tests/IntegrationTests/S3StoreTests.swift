@@ -68,16 +68,16 @@ final class S3StoreTests: XCTestCase {
         XCTAssertTrue(started.output.contains("<UploadId>"), started.output)
         let young = try kv(["compact", "--json"])
         XCTAssertEqual(young.status, 0, young.stderr)
-        XCTAssertEqual((try JSONSerialization.jsonObject(with: young.stdoutBytes) as? [String: Any])?["uploadsAborted"] as? Int, 0,
+        XCTAssertEqual((try JSONSerialization.jsonObject(with: young.stdoutBytes) as? [String: Any])?["uploads_aborted"] as? Int, 0,
                        "the upload is younger than the default grace period")
         Thread.sleep(forTimeInterval: 1.1)  // the server's clock (its Date header) counts whole seconds
         let compacted = try kv(["compact", "--grace-seconds", "0", "--json"])
         XCTAssertEqual(compacted.status, 0, compacted.stderr)
-        XCTAssertEqual((try JSONSerialization.jsonObject(with: compacted.stdoutBytes) as? [String: Any])?["uploadsAborted"] as? Int, 1,
+        XCTAssertEqual((try JSONSerialization.jsonObject(with: compacted.stdoutBytes) as? [String: Any])?["uploads_aborted"] as? Int, 1,
                        "the stale upload is aborted\n" + compacted.stdout)
         let stats = try JSONSerialization.jsonObject(with: try kv(["stats", "--json"]).stdoutBytes) as! [String: Any]
         XCTAssertEqual(stats["entries"] as? Int, 2)
-        XCTAssertEqual(stats["blobFiles"] as? Int, 2, "the object of the removed entry is gone from the bucket")
+        XCTAssertEqual(stats["blob_files"] as? Int, 2, "the object of the removed entry is gone from the bucket")
     }
 
     func testTheCacheNeverServesADamagedCopyAndADownServerIsTransient() throws {

@@ -145,6 +145,11 @@ final class ServeTests: XCTestCase {
         let again = try server.request("PUT", "/v1/snapshots", body: input)
         XCTAssertEqual(again.status, 200)
         XCTAssertEqual(again.json["already_stored"] as? Bool, true)
+        // One document for an entry: the HTTP API's is the CLI's, less where the blob lies.
+        let id = entries[0]["id"] as! String
+        var shown = try JSONSerialization.jsonObject(with: try s.cli.run("show", id, "--json").stdoutBytes) as! [String: Any]
+        XCTAssertNotNil(shown.removeValue(forKey: "blob_path"))
+        XCTAssertEqual(try server.request("GET", "/v1/entries/\(id)").json as NSDictionary, shown as NSDictionary)
     }
 
     func testExpectContinueIsAnsweredBeforeTheBodyAndOnlyWhenItWillBeRead() throws {

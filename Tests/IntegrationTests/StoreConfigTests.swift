@@ -50,7 +50,9 @@ final class StoreConfigCLITests: XCTestCase {
         let verify = try scratch.cli.run(["verify"], environment: ["KVSTORE_CONFIG": config])
         XCTAssertEqual(verify.status, 0, verify.stderr + verify.stdout)
         let empty = scratch.path + "/empty"
-        XCTAssertEqual(try ids(try scratch.cli.run(["ls", "--json", "--store", empty], environment: ["KVSTORE_CONFIG": config])), [])
+        let named = try scratch.cli.run(["ls", "--json", "--store", empty], environment: ["KVSTORE_CONFIG": config])
+        XCTAssertEqual(named.status, 2, "--store wins, and names no store yet")
+        XCTAssertTrue(named.stderr.contains("no store at \(empty)"), named.stderr)
     }
 
     func testOptionsThatNameAPartOfTheStoreAreRefusedBesideAConfig() throws {

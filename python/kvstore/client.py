@@ -3,11 +3,13 @@ errors mapped from its exit codes (1 usage, 2 not found, 3 invalid or corrupt, 4
 `Client("http://host:8750", token=...)` is an `HTTPClient` (remote.py) with the same methods."""
 from __future__ import annotations
 
+import errno
 import json
 import os
 import shutil
 import subprocess
 import tempfile
+import warnings
 from dataclasses import dataclass
 from typing import Any, Iterator, Sequence
 
@@ -20,7 +22,8 @@ _ERRORS = {1: UsageError, 2: NotFoundError, 3: CorruptError, 4: TransientError}
 
 @dataclass(frozen=True)
 class Entry:
-    """One stored entry, as `kvstore ls --json` lists it.
+    """One stored entry, as `kvstore show --json` and `GET /v1/entries/{id}` give it (the one
+    JSON document of an entry, README "JSON").
 
     `spans` and `compression` are None in an HTTP listing (`HTTPClient.ls`), which carries
     the summary only; `show` has them."""
@@ -50,17 +53,8 @@ class Entry:
 
     @staticmethod
     def from_json(o: dict[str, Any]) -> "Entry":
-        return Entry(id=o["id"], model=o["model"], policy=o["policy"], producer_key=o.get("producerKey"),
-                     seq_len=o["seqLen"], layers=o["layers"], kv_heads=o["kvHeads"], head_dim=o["headDim"],
-                     v_head_dim=o["vHeadDim"], entries_kept=o["entriesKept"], bytes_in=o["bytesIn"],
-                     bytes_out=o["bytesOut"], input_dtype=o["inputDType"],
-                     spans=[Span.from_json(s, i) for i, s in enumerate(json.loads(o["spans"]))],
-                     compression=json.loads(o["compression"]),
-                     fidelity=json.loads(o["fidelity"]) if o.get("fidelity") else None, pinned=o.get("pinned", False))
-
-    @staticmethod
-    def from_api(o: dict[str, Any]) -> "Entry":
-        """From `kvstore serve`'s JSON (docs/openapi.yaml, `Entry` and `EntryDetail`)."""
+        """From an entry document: `kvstore ls/show/ingest --json` or `kvstore serve`'s JSON
+        (docs/openapi.yaml, `Entry` and `EntryDetail`)."""
         spans = o.get("spans")
         return Entry(id=o["id"], model=o["model"], policy=o["policy"], producer_key=o.get("key"),
                      seq_len=o["seq_len"], layers=o["layers"], kv_heads=o["kv_heads"], head_dim=o["head_dim"],
@@ -68,6 +62,45 @@ class Entry:
                      bytes_out=o["bytes_out"], input_dtype=o["input_dtype"],
                      spans=None if spans is None else [Span.from_json(s, i) for i, s in enumerate(spans)],
                      compression=o.get("compression"), fidelity=o.get("fidelity"), pinned=o.get("pinned", False))
+
+
+class Ingested(str):
+    """What `ingest` returns: the entry's id (a `str`, usable wherever an id is), and what
+    happened. `already_stored`: the store held this snapshot already and wrote nothing; then
+    `policy` is the stored entry's, which may differ from the one asked for (`repack` changes
+    it). `entry` is the stored entry in full when the answer carried it (local stores)."""
+
+    already_stored: bool
+    policy: str
+    bytes_in: int
+    bytes_out: int
+    entry: Entry | None
+
+    def __new__(cls, answer: dict[str, Any]) -> "Ingested":
+        self = super().__new__(cls, str(answer["id"]))
+        self.already_stored = bool(answer["already_stored"])
+        self.policy, self.bytes_in, self.bytes_out = str(answer["policy"]), int(answer["bytes_in"]), int(answer["bytes_out"])
+        self.entry = Entry.from_json(answer["entry"]) if answer.get("entry") else None
+        return self
+
+    @property
+    def id(self) -> str:
+        return str(self)
+
+
+def check_entry(entry: str) -> str:
+    """An entry name must be non-empty: an empty one would name the whole listing."""
+    if not isinstance(entry, str) or not entry:
+        raise UsageError(["entry"], UsageError.exit_code, f"an entry id, unique prefix or key is needed, got {entry!r}")
+    return entry
+
+
+def check_input(path: str | os.PathLike[str]) -> str:
+    """A snapshot to ingest must exist: FileNotFoundError naming it, as `kvstore.read` raises."""
+    path = os.fspath(path)
+    if not os.path.exists(path):
+        raise FileNotFoundError(errno.ENOENT, f"{os.strerror(errno.ENOENT)}: {path}", path)
+    return path
 
 
 def is_url(target: object) -> bool:
@@ -111,40 +144,55 @@ class Client:
         self.store = os.fspath(store) if store is not None else None
         self.timeout = timeout
 
-    def _run(self, args: list[str]) -> str:
+    def _run(self, args: list[str], ok: tuple[int, ...] = (0,)) -> subprocess.CompletedProcess[str]:
         full = [args[0]] + (["--store", self.store] if self.store is not None else []) + args[1:]
         try:
             done = subprocess.run([self.binary, *full], capture_output=True, text=True, timeout=self.timeout)
         except subprocess.TimeoutExpired:
             raise TransientError(full, 4, f"still running after {self.timeout} s (timeout): stopped") from None
-        if done.returncode != 0:
+        if done.returncode not in ok:
             raise _ERRORS.get(done.returncode, CommandError)(full, done.returncode, done.stderr)
-        return done.stdout
+        return done
 
-    def ingest(self, path: str | os.PathLike[str], policy: str = "none", policies: str | None = None) -> str:
-        """Stores a kvsnap file with `policy`; returns the entry's id."""
+    def _out(self, args: list[str]) -> str:
+        return self._run(args).stdout
+
+    def ingest(self, path: str | os.PathLike[str], policy: str = "none", policies: str | None = None) -> Ingested:
+        """Stores a kvsnap file with `policy`; returns the entry's id, an `Ingested` (a `str`)
+        that also says whether the store held it already, and with which policy."""
         return self.ingest_many([path], policy, policies)[0]
 
     def ingest_many(self, paths: Sequence[str | os.PathLike[str]], policy: str = "none",
-                    policies: str | None = None) -> list[str]:
+                    policies: str | None = None) -> list[Ingested]:
         """Stores several kvsnap files; returns their ids in order. The first failure raises
-        (files before it are stored)."""
+        (files before it are stored). A snapshot already stored with another policy keeps it:
+        the binary's note on that becomes a `UserWarning`; `repack` changes the policy."""
         extra = ["--policies", policies] if policies else []
-        out = self._run(["ingest", "--json", "--policy", policy, *extra, *map(os.fspath, paths)])
-        return [line["id"] for line in json.loads(out)]
+        done = self._run(["ingest", "--json", "--policy", policy, *extra, *map(check_input, paths)])
+        for note in done.stderr.splitlines():
+            warnings.warn(note, stacklevel=3)
+        return [Ingested(line) for line in json.loads(done.stdout)]
+
+    def repack(self, *entries: str, policy: str, policies: str | None = None) -> list[dict[str, Any]]:
+        """Re-packs entries with another policy in place (same ids, blobs swapped atomically);
+        per entry `{id, old_policy, policy, old_bytes, new_bytes, outcome}`, outcome
+        `repacked` or `unchanged`."""
+        extra = ["--policies", policies] if policies else []
+        return list(json.loads(self._out(["repack", "--json", "--policy", policy, *extra,
+                                          *map(check_entry, entries)])))
 
     def fetch(self, entry: str, output: str | os.PathLike[str], dtype: str = "f16", expand: bool = False,
               by_key: bool = False) -> str:
         """Writes the entry (an id, unique prefix, or producer key with `by_key`) as a kvsnap file."""
         output = os.fspath(output)
-        self._run(["fetch", entry, "-o", output, "--dtype", dtype, *(["--expand"] if expand else []),
+        self._run(["fetch", check_entry(entry), "-o", output, "--dtype", dtype, *(["--expand"] if expand else []),
                    *(["--key"] if by_key else [])])
         return output
 
     def fetch_raw(self, entry: str, output: str | os.PathLike[str], by_key: bool = False) -> str:
         """Writes the stored kvpack file itself (read it with `kvstore.read_pack`)."""
         output = os.fspath(output)
-        self._run(["fetch", entry, "--raw", "-o", output, *(["--key"] if by_key else [])])
+        self._run(["fetch", check_entry(entry), "--raw", "-o", output, *(["--key"] if by_key else [])])
         return output
 
     def fetch_snapshot(self, entry: str, dtype: str = "f32", expand: bool = False, by_key: bool = False) -> Snapshot:
@@ -157,7 +205,7 @@ class Client:
                     setattr(layer, name, getattr(layer, name).copy())
             return snap
 
-    def fetch_layers(self, entry: str, dtype: str = "f32", expand: bool = False,
+    def fetch_layers(self, entry: str, dtype: str = "f16", expand: bool = False,
                      by_key: bool = False) -> Iterator[PackLayer]:
         """The entry's layers decoded one at a time, as `read_pack(...).layer(i, dtype)` (or
         `.expanded_layer`) gives them."""
@@ -167,13 +215,35 @@ class Client:
 
     def show(self, entry: str, by_key: bool = False) -> Entry:
         """One entry in full (an id, unique prefix, or producer key with `by_key`)."""
-        out = self._run(["show", "--json", entry, *(["--key"] if by_key else [])])
-        return Entry.from_json(json.loads(out)["entry"])
+        return Entry.from_json(json.loads(self._out(["show", "--json", check_entry(entry), *(["--key"] if by_key else [])])))
 
-    def ls(self, source: str | None = None) -> list[Entry]:
-        """Every stored entry (those holding `source`, e.g. sha256:<hex>, when given)."""
-        out = self._run(["ls", "--json", *(["--source", source] if source else [])])
+    def ls(self, source: str | None = None, *, model: str | None = None, key: str | None = None,
+           limit: int | None = None) -> list[Entry]:
+        """Stored entries, oldest first: those holding `source` (e.g. sha256:<hex>), of `model`,
+        with producer `key`, at most `limit`, when given."""
+        filters = {"--source": source, "--model": model, "--key": key, "--limit": None if limit is None else str(limit)}
+        out = self._out(["ls", "--json", *[a for flag, v in filters.items() if v is not None for a in (flag, v)]])
         return [Entry.from_json(o) for o in json.loads(out)]
 
     def remove(self, *entries: str) -> None:
-        self._run(["rm", *entries])
+        self._run(["rm", *map(check_entry, entries)])
+
+    def pin(self, *entries: str, pinned: bool = True) -> None:
+        """Pins entries so compaction never evicts or re-packs them (`pinned=False` unpins)."""
+        self._run(["pin", *([] if pinned else ["--off"]), *map(check_entry, entries)])
+
+    def stats(self) -> dict[str, Any]:
+        """Totals over the store, as `kvstore stats --json` gives them (`entries`, `bytes_in`,
+        `bytes_out`, `models`, `policies`, ...)."""
+        return dict(json.loads(self._out(["stats", "--json"])))
+
+    def verify(self, entry: str | None = None) -> dict[str, Any]:
+        """Reads every stored entry (or `entry`) back and checks it; the report of
+        `kvstore verify --json` (`checked`, `failures`, `orphans`, ...). A failure raises
+        `CorruptError` naming each entry and its problem."""
+        done = self._run(["verify", "--json", *([check_entry(entry)] if entry is not None else [])], ok=(0, 3))
+        report = dict(json.loads(done.stdout)) if done.stdout.strip() else {}
+        if done.returncode != 0:
+            problems = "; ".join(f"{f['id']}: {f['problem']}" for f in report.get("failures", [])) or done.stderr
+            raise CorruptError(["verify", *([entry] if entry else [])], 3, problems)
+        return report

@@ -201,7 +201,7 @@ class Pack:
 
     def _descriptor(self, i: int) -> Section:
         if not 0 <= i < self.num_layers:
-            raise IndexError(f"{self.path}: layer {i} is outside 0..<{self.num_layers}")
+            raise IndexError(f"{self.path}: layer {i} is outside 0 to {self.num_layers - 1}")
         return self.header.layers[i]
 
     def _check_entries(self, i: int, d: Section, raw: np.ndarray) -> None:
@@ -251,7 +251,7 @@ class Pack:
         p = d.keys["length"] + d.values["length"]
         return keys.tobytes() + values.tobytes() + raw[p:p + 8 * d.count].tobytes()
 
-    def layer(self, i: int, dtype: str = "f32") -> PackLayer:
+    def layer(self, i: int, dtype: str = "f16") -> PackLayer:
         """Layer `i` decoded: F16 gives float16 arrays, F32 and BF16 float32 arrays."""
         dtype = user_dtype(dtype)
         h, d = self.header, self._descriptor(i)
@@ -262,7 +262,7 @@ class Pack:
                          from_bits(values, dtype).reshape(h.kv_heads, d.count, h.v_head_dim),
                          positions.copy(), sizes.copy(), None if members is None else members.copy())
 
-    def expanded_layer(self, i: int, dtype: str = "f32") -> PackLayer:
+    def expanded_layer(self, i: int, dtype: str = "f16") -> PackLayer:
         """Layer `i` with every merged entry repeated at each member's position, size 1
         (plain attention over it equals proportional attention over the merged layer)."""
         dtype = user_dtype(dtype)
@@ -273,7 +273,7 @@ class Pack:
                          from_bits(to_bits(value, dtype), dtype).reshape(value.shape),
                          positions, ones, None if merged.members is None else positions.copy())
 
-    def layers(self, dtype: str = "f32", expand: bool = False) -> Iterator[PackLayer]:
+    def layers(self, dtype: str = "f16", expand: bool = False) -> Iterator[PackLayer]:
         for i in range(self.num_layers):
             yield self.expanded_layer(i, dtype) if expand else self.layer(i, dtype)
 

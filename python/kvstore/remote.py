@@ -9,7 +9,7 @@ import os
 import urllib.parse
 from typing import Any, BinaryIO, Iterator, Sequence
 
-from .client import Client, Entry, is_url
+from .client import Client, Entry, Ingested, check_entry, is_url
 from .errors import (CommandError, CorruptError, ForbiddenError, NotFoundError, TransientError, UnauthorizedError,
                      UsageError)
 from .pack import Pack, PackLayer, Section
@@ -175,22 +175,23 @@ class HTTPClient(Client):
 
     def _entry_path(self, entry: str, by_key: bool) -> str:
         """`/v1/entries/ID`; a producer key is looked up first (its newest entry)."""
-        return "/v1/entries/" + self._segment(self.show(entry, by_key=True).id if by_key else entry)
+        return "/v1/entries/" + self._segment(self.show(entry, by_key=True).id if by_key else check_entry(entry))
 
     # ------------------------------------------------------------------ the store
 
-    def ingest(self, path: str | os.PathLike[str], policy: str = "none", policies: str | None = None) -> str:
+    def ingest(self, path: str | os.PathLike[str], policy: str = "none", policies: str | None = None) -> Ingested:
         """Uploads a kvsnap file (streamed, with its size as `Content-Length`) and stores it
-        with `policy`; returns the entry's id, new (201) or already stored (200)."""
+        with `policy`; returns the entry's id, an `Ingested` (a `str`) saying whether it was
+        new (201) or already stored (200, with the stored entry's `policy`)."""
         if policies is not None:
             raise TypeError("policies (a policy file) is for a local store; over HTTP pass a policy string")
         with open(path, "rb") as f:
             size = os.fstat(f.fileno()).st_size
             answer, _ = self._json("PUT", "/v1/snapshots", {"policy": policy}, ok=(200, 201), body=f, length=size)
-        return str(answer["id"])
+        return Ingested(answer)
 
     def ingest_many(self, paths: Sequence[str | os.PathLike[str]], policy: str = "none",
-                    policies: str | None = None) -> list[str]:
+                    policies: str | None = None) -> list[Ingested]:
         """Uploads several kvsnap files in order; the first failure raises (files before it are stored)."""
         return [self.ingest(p, policy, policies) for p in paths]
 
@@ -212,7 +213,7 @@ class HTTPClient(Client):
         self._download(self._entry_path(entry, by_key) + "/pack", {}, output)
         return os.fspath(output)
 
-    def fetch_layers(self, entry: str, dtype: str = "f32", expand: bool = False,
+    def fetch_layers(self, entry: str, dtype: str = "f16", expand: bool = False,
                      by_key: bool = False) -> Iterator[PackLayer]:
         """The entry's layers, one ranged read and checksum-verified decode per layer, equal to
         `read_pack(...).layer(i, dtype)` (`.expanded_layer` with `expand`) of the stored pack.
@@ -245,26 +246,48 @@ class HTTPClient(Client):
 
     def show(self, entry: str, by_key: bool = False) -> Entry:
         """One entry in full: an id or unique prefix, or the newest entry with producer key `entry`."""
-        path = ("/v1/keys/" if by_key else "/v1/entries/") + self._segment(entry)
-        return Entry.from_api(self._json("GET", path)[0])
+        path = ("/v1/keys/" if by_key else "/v1/entries/") + self._segment(check_entry(entry))
+        return Entry.from_json(self._json("GET", path)[0])
 
     def ls(self, source: str | None = None, *, model: str | None = None, key: str | None = None,
-           page_size: int = 100) -> list[Entry]:
-        """Every entry (of `model`, holding `source`, with producer `key`), in id order, read a
-        page of `page_size` at a time. Summaries: `spans` and `compression` are in `show`."""
+           limit: int | None = None, page_size: int = 100) -> list[Entry]:
+        """Entries (of `model`, holding `source`, with producer `key`, at most `limit`), in id
+        order, read a page of `page_size` at a time. Summaries: `spans` and `compression` are
+        in `show`."""
         entries: list[Entry] = []
         after: str | None = None
-        while True:
+        while limit is None or len(entries) < limit:
+            size = page_size if limit is None else min(page_size, limit - len(entries))
             page, _ = self._json("GET", "/v1/entries", {"model": model, "source": source, "key": key,
-                                                        "limit": page_size, "after": after})
-            entries += [Entry.from_api(o) for o in page["entries"]]
+                                                        "limit": size, "after": after})
+            entries += [Entry.from_json(o) for o in page["entries"]]
             after = page["next"]
             if after is None:
-                return entries
+                break
+        return entries
 
     def remove(self, *entries: str) -> None:
-        for entry in entries:
+        for entry in map(check_entry, entries):
             self._json("DELETE", "/v1/entries/" + self._segment(entry))
+
+    def pin(self, *entries: str, pinned: bool = True) -> None:
+        """`POST /v1/entries/{id}/pin` (`?pinned=false` with `pinned=False`)."""
+        for entry in map(check_entry, entries):
+            self._json("POST", f"/v1/entries/{self._segment(entry)}/pin", {"pinned": "true" if pinned else "false"})
+
+    def stats(self) -> dict[str, Any]:
+        raise self._not_offered("stats")
+
+    def verify(self, entry: str | None = None) -> dict[str, Any]:
+        raise self._not_offered("verify")
+
+    def repack(self, *entries: str, policy: str, policies: str | None = None) -> list[dict[str, Any]]:
+        raise self._not_offered("repack")
+
+    @staticmethod
+    def _not_offered(command: str) -> NotImplementedError:
+        return NotImplementedError(f"{command}: kvstore serve's API (docs/openapi.yaml) does not offer it; "
+                                   f"run `kvstore {command}` on the store's host, or use a local Client")
 
 
 class _RemotePack(Pack):

@@ -1,6 +1,7 @@
 """`Client` over the `kvstore` binary: ingest, fetch, fetch raw, ls, and typed errors."""
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -24,7 +25,8 @@ def test_ingest_ls_fetch_round_trip(cli: CLI, tmp_path: Path) -> None:
             assert np.array_equal(layer.key, fetched.layers[i].key)
     by_key = store.fetch("synth-tiny-0", tmp_path / "k.safetensors", by_key=True)
     assert kvstore.read(by_key).layers[2].count == fetched.layers[2].count
-    assert store.ingest_many([snap_path]) == [entry]  # already stored: same id
+    with pytest.warns(UserWarning, match="already stored"):
+        assert store.ingest_many([snap_path]) == [entry]  # already stored with another policy: same id
     shown = store.show(entry[:8])
     assert shown == listed and store.show("synth-tiny-0", by_key=True).id == entry
     with kvstore.read_pack(tmp_path / "e.kvpack") as pack:
@@ -52,3 +54,68 @@ def test_missing_binary_is_a_clear_error(tmp_path: Path, monkeypatch: pytest.Mon
     monkeypatch.setenv("PATH", str(tmp_path))
     with pytest.raises(FileNotFoundError, match="KVSTORE_BIN"):
         kvstore.Client()
+
+
+def test_ingest_again_with_another_policy_says_so_and_repack_changes_it(cli: CLI, tmp_path: Path) -> None:
+    snap_path = cli.synth(tmp_path / "t.safetensors", "--preset", "tiny")
+    store = kvstore.Client(store=tmp_path / "store", binary=cli.binary)
+    first = store.ingest(snap_path, policy="lightkv+int8")
+    assert not first.already_stored and first.entry is not None and first.entry.id == first
+    with pytest.warns(UserWarning, match=f"already stored as {first}.*kvstore repack"):
+        again = store.ingest(snap_path, policy="none")
+    assert again == first and again.already_stored and again.policy == first.policy
+    [done] = store.repack(first[:8], policy="none")
+    assert (done["id"], done["old_policy"], done["policy"], done["outcome"]) == (first, first.policy, "none+zstd3", "repacked")
+    assert done["new_bytes"] > done["old_bytes"] and store.show(first).policy == "none+zstd3"
+    assert [e.id for e in store.ls()] == [first]
+
+
+def test_a_missing_store_is_not_found_and_not_created(kvstore_bin: str, tmp_path: Path) -> None:
+    typo = tmp_path / "typo"
+    store = kvstore.Client(store=typo, binary=kvstore_bin)
+    for call in (store.ls, store.stats, store.verify, lambda: store.show("ab"), lambda: store.pin("ab")):
+        with pytest.raises(kvstore.NotFoundError, match=f"no store at {typo}"):
+            call()
+    assert not typo.exists()
+
+
+def test_usage_errors_read_as_lines(cli: CLI, tmp_path: Path) -> None:
+    store = kvstore.Client(store=tmp_path / "store", binary=cli.binary)
+    store.ingest(cli.synth(tmp_path / "t.safetensors", "--preset", "tiny"))
+    with pytest.raises(kvstore.UsageError) as e:
+        store.fetch("ab", tmp_path / "x", dtype="f64")
+    assert "\\n" not in str(e.value) and "--dtype f64: expected f16, bf16 or f32\nUsage: kvstore fetch" in str(e.value)
+    with pytest.raises(kvstore.UsageError, match="an entry id"):
+        store.show("")
+
+
+def test_a_missing_input_is_file_not_found_naming_it(kvstore_bin: str, tmp_path: Path) -> None:
+    missing = tmp_path / "nope.safetensors"
+    store = kvstore.Client(store=tmp_path / "store", binary=kvstore_bin)
+    for call in (lambda: store.ingest(missing), lambda: kvstore.read(missing)):
+        with pytest.raises(FileNotFoundError, match=str(missing)) as e:
+            call()
+        assert e.value.filename == str(missing)
+
+
+def test_pin_stats_verify_and_ls_filters(cli: CLI, tmp_path: Path) -> None:
+    store = kvstore.Client(store=tmp_path / "store", binary=cli.binary)
+    ids = [store.ingest(cli.synth(tmp_path / f"t{i}.safetensors", "--preset", "tiny", "--seed", str(i))) for i in range(2)]
+    store.pin(ids[0][:8])
+    assert [e.pinned for e in map(store.show, ids)] == [True, False]
+    store.pin(ids[0], pinned=False)
+    assert not store.show(ids[0]).pinned
+    stats = store.stats()
+    assert stats["entries"] == 2 and stats["bytes_in"] == sum(store.show(i).bytes_in for i in ids)
+    assert store.verify()["checked"] == 2 and store.verify(ids[1])["checked"] == 1
+    model = store.show(ids[0]).model
+    assert {e.id for e in store.ls(model=model)} == set(ids) and store.ls(model="no/such-model") == []
+    assert len(store.ls(limit=1)) == 1
+    key = store.show(ids[1]).producer_key
+    assert key and [e.id for e in store.ls(key=key)] == [ids[1]]
+    blob = Path(json.loads(cli.run("show", "--json", ids[1]).stdout)["blob_path"])
+    data = bytearray(blob.read_bytes())
+    data[len(data) // 2] ^= 1
+    blob.write_bytes(bytes(data))
+    with pytest.raises(kvstore.CorruptError, match=ids[1]):
+        store.verify()

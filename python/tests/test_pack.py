@@ -60,6 +60,9 @@ def test_layers_decode_to_what_fetch_returns(stored: tuple[CLI, Path, dict[str, 
             assert np.array_equal(snap.layers[i].key, want.key)
         # layers really differ in length after merging
         assert len({layer.count for layer in fetched.layers}) > 1
+        assert pack.layer(0).key.dtype == np.float16, "F16 unless asked, as fetch"
+        with pytest.raises(IndexError, match=f"layer {pack.num_layers} is outside 0 to {pack.num_layers - 1}$"):
+            pack.layer(pack.num_layers)
         assert snap.metadata["kvsnap.compression"] == fetched.metadata["kvsnap.compression"]
         assert snap.spans == fetched.spans and snap.seq_len == fetched.seq_len
 

@@ -75,7 +75,8 @@ def test_ingest_then_fetch_gives_the_cli_bytes(server: Server, snapshots: list[P
     store = server.client()
     assert isinstance(store, kvstore.HTTPClient)
     entry = store.ingest(snapshots[0], policy="lightkv+int8")
-    assert store.ingest(snapshots[0], policy="lightkv+int8") == entry  # 200: already stored
+    again = store.ingest(snapshots[0], policy="none")  # 200: already stored, with its own policy
+    assert again == entry and again.already_stored and again.policy == entry.policy != "none+zstd3"
     for dtype, expand in (("f16", False), ("bf16", True)):
         got = store.fetch(entry[:10], tmp_path / f"http-{dtype}.safetensors", dtype=dtype, expand=expand)
         want = tmp_path / f"cli-{dtype}.safetensors"
@@ -180,7 +181,7 @@ def test_a_damaged_entry_never_arrives_whole(kvstore_bin: str, tmp_path: Path) -
         big = server.cli.synth(tmp_path / "big.safetensors", "--preset", "tiny", "--layers", "6", "--grid", "8x8",
                                "--head-dim", "64")
         entry = server.cli.ingest(big, "none")
-        blob = Path(json.loads(server.cli.run("show", "--json", entry).stdout)["blobPath"])
+        blob = Path(json.loads(server.cli.run("show", "--json", entry).stdout)["blob_path"])
         store = server.client(READER)
         layout = store._layout(f"/v1/entries/{entry}")
         last = layout.header.layers[-1]
@@ -301,3 +302,25 @@ def test_a_repack_mid_read_restarts_or_refuses_to_mix_packs(kvstore_bin: str, tm
         assert e.value.status == 412
     finally:
         server.stop()
+
+
+def test_pin_over_http_and_what_the_api_does_not_offer(server: Server, snapshots: list[Path]) -> None:
+    store = server.client()
+    entry = store.ingest(snapshots[1])
+    store.pin(entry[:8])
+    assert store.show(entry).pinned
+    store.pin(entry, pinned=False)
+    assert not store.show(entry).pinned
+    with pytest.raises(kvstore.ForbiddenError):
+        server.client(READER).pin(entry)
+    for call in (store.stats, store.verify, lambda: store.repack(entry, policy="none")):
+        with pytest.raises(NotImplementedError, match="docs/openapi.yaml"):
+            call()
+    assert [e.id for e in store.ls(limit=2, page_size=1)] == [e.id for e in store.ls()][:2]
+
+
+def test_an_empty_entry_name_is_refused_before_any_request() -> None:
+    store = kvstore.Client("http://127.0.0.1:9", timeout=1)  # nothing listens there
+    for call in (lambda: store.show(""), lambda: store.fetch("", "out"), lambda: store.remove("")):
+        with pytest.raises(kvstore.UsageError, match="an entry id"):
+            call()

@@ -3,6 +3,7 @@ validation (every file Python rejects, `kvstore ingest` rejects too, with the sa
 from __future__ import annotations
 
 import copy
+import json
 from pathlib import Path
 
 import numpy as np
@@ -47,7 +48,8 @@ def test_write_then_read_round_trips_and_safetensors_reads_it(cli: CLI, tiny: kv
 def test_an_unchanged_round_trip_is_the_same_entry(cli: CLI, tiny: kvstore.Snapshot, tmp_path: Path) -> None:
     kvstore.write(tiny, tmp_path / "copy.safetensors")
     original = cli.ingest(tmp_path / "tiny.safetensors")
-    assert cli.run("ingest", "--json", str(tmp_path / "copy.safetensors")).stdout.count(original) == 1
+    [line] = json.loads(cli.run("ingest", "--json", str(tmp_path / "copy.safetensors")).stdout)
+    assert line["id"] == original and line["already_stored"]
 
 
 def _bad(snap: kvstore.Snapshot, case: str) -> str:

@@ -2,7 +2,10 @@ import Foundation
 import LightKV
 import Store
 
-/// Re-packs one stored entry with another policy, keeping its id, and swaps the blob.
+/// Re-packs one stored entry with another policy, keeping its id, and swaps the blob
+/// (`kvstore repack`, and compaction's cold re-pack).
+///
+///     let outcome = try EntryRepacker(root: root).repack(record, policy: try Policy(parsing: "none+zstd19"))
 ///
 /// The pack is read back as a kvsnap under tmp/ (the layout `fetch` writes: keys and values
 /// in the input dtype, with positions and sizes), which is an already-compressed input
@@ -14,10 +17,12 @@ import Store
 ///
 /// Member positions (what `fetch --expand` needs) survive a re-pack: the old pack's are
 /// handed to the encoder, and a cold policy that merges further extends them.
-struct EntryRepacker {
-    let root: StoreRoot
+public struct EntryRepacker {
+    public let root: StoreRoot
 
-    enum Outcome: Equatable {
+    public init(root: StoreRoot) { self.root = root }
+
+    public enum Outcome: Equatable, Sendable {
         /// The entry now points at a new blob; bytes before and after.
         case swapped(oldBytes: Int, newBytes: Int)
         /// The entry changed (removed, re-packed, fetched and re-packed by someone else)
@@ -27,7 +32,7 @@ struct EntryRepacker {
         case unchanged
     }
 
-    func repack(_ record: EntryRecord, policy: Policy) throws -> Outcome {
+    public func repack(_ record: EntryRecord, policy: Policy) throws -> Outcome {
         let fetcher = Fetcher(root: root)
         let (current, pack) = try fetcher.open(record)
         // Re-packing another entry's blob (or a damaged one) under this id would make the

@@ -2,20 +2,32 @@ import Foundation
 import LightKV
 import Store
 
-/// An entry as the API answers it (docs/openapi.yaml, `Entry` and `EntryDetail`): the index
-/// row with its JSON columns (spans, compression, fidelity) as JSON, not strings in strings.
-struct EntryDocument: Encodable {
-    var record: EntryRecord
+/// An entry as the HTTP API and the CLI's `--json` answer it (docs/openapi.yaml, `Entry` and
+/// `EntryDetail`; README, "JSON"): the index row with its JSON columns (spans, compression,
+/// fidelity) as JSON, not strings in strings.
+///
+///     EntryDocument(record: r)                                   // a listing's summary
+///     EntryDocument(record: r, sources: try index.sources(of: r.id))  // in full
+public struct EntryDocument: Encodable, Sendable {
+    public var record: EntryRecord
     /// Present in the detailed form only.
-    var sources: [String]?
+    public var sources: [String]?
+    /// Where the blob lies on this host (`kvstore show --json`); the HTTP API names no file.
+    public var blobPath: String?
+
+    public init(record: EntryRecord, sources: [String]? = nil, blobPath: String? = nil) {
+        self.record = record
+        self.sources = sources
+        self.blobPath = blobPath
+    }
 
     enum Key: String, CodingKey {
         case id, key, model, policy, layers, kv_heads, head_dim, v_head_dim, seq_len, input_dtype, entries_kept
         case bytes_in, bytes_out, ratio, created_at, last_accessed, access_count, pinned
-        case spans, compression, fidelity, sources, blob
+        case spans, compression, fidelity, sources, blob, blob_path
     }
 
-    func encode(to encoder: Encoder) throws {
+    public func encode(to encoder: Encoder) throws {
         var c = encoder.container(keyedBy: Key.self)
         let r = record
         try c.encode(r.id, forKey: .id)
@@ -42,19 +54,20 @@ struct EntryDocument: Encodable {
         try c.encode(r.fidelity.flatMap { JSONValue(json: $0) }, forKey: .fidelity)
         try c.encode(sources, forKey: .sources)
         try c.encode(r.blob, forKey: .blob)
+        try c.encodeIfPresent(blobPath, forKey: .blob_path)
     }
 }
 
 /// Any JSON value, to pass a stored JSON document through unchanged.
-enum JSONValue: Codable {
+public enum JSONValue: Codable, Sendable {
     case null, bool(Bool), number(Double), string(String), array([JSONValue]), object([String: JSONValue])
 
-    init?(json: String) {
+    public init?(json: String) {
         guard let v = try? JSONDecoder().decode(JSONValue.self, from: Data(json.utf8)) else { return nil }
         self = v
     }
 
-    init(from decoder: Decoder) throws {
+    public init(from decoder: Decoder) throws {
         let c = try decoder.singleValueContainer()
         if c.decodeNil() { self = .null }
         else if let b = try? c.decode(Bool.self) { self = .bool(b) }
@@ -64,7 +77,7 @@ enum JSONValue: Codable {
         else { self = .object(try c.decode([String: JSONValue].self)) }
     }
 
-    func encode(to encoder: Encoder) throws {
+    public func encode(to encoder: Encoder) throws {
         var c = encoder.singleValueContainer()
         switch self {
         case .null: try c.encodeNil()
@@ -74,5 +87,13 @@ enum JSONValue: Codable {
         case .array(let a): try c.encode(a)
         case .object(let o): try c.encode(o)
         }
+    }
+}
+
+extension EntryDocument {
+    /// An entry in full, with where its blob lies on this host: what the CLI's `show`,
+    /// `ls` and `ingest` print with `--json`.
+    public static func local(_ record: EntryRecord, in root: StoreRoot) throws -> EntryDocument {
+        EntryDocument(record: record, sources: try root.index.sources(of: record.id), blobPath: root.blobs.location(record.blob))
     }
 }
