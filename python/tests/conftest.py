@@ -1,5 +1,6 @@
 """Fixtures: the built `kvstore` binary ($KVSTORE_BIN, else the checkout's build, else the
-PATH), a scratch store, and synthetic snapshots written by `kvstore synth`."""
+PATH), a scratch store, and synthetic snapshots written by `kvstore synth` (with `input_ids`,
+I64 and I32, for the image and video shapes)."""
 from __future__ import annotations
 
 import os
@@ -7,7 +8,10 @@ import shutil
 import subprocess
 from pathlib import Path
 
+import numpy as np
 import pytest
+
+import kvstore
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -70,6 +74,9 @@ SHAPES = {
 }
 
 
+IDS = {"image": np.int64, "video": np.int32}
+
+
 @pytest.fixture(scope="session")
 def stored(kvstore_bin: str, tmp_path_factory: pytest.TempPathFactory) -> tuple[CLI, Path, dict[str, tuple[CLI, str]]]:
     """Every built-in policy ingested from each input shape and dtype, a store per policy
@@ -78,6 +85,10 @@ def stored(kvstore_bin: str, tmp_path_factory: pytest.TempPathFactory) -> tuple[
     cli = CLI(kvstore_bin, d / "synth")
     ids = {}
     inputs = {name: cli.synth(d / f"{name}.safetensors", *args) for name, args in SHAPES.items()}
+    for name, dtype in IDS.items():  # token ids as a processor gives them (the bf16/f32 inputs have none)
+        snap = kvstore.read(inputs[name])
+        snap.input_ids = (np.arange(snap.original_length) * 7919 % 151_000).astype(dtype)
+        kvstore.write(snap, inputs[name])
     for dtype in ("bf16", "f32"):
         inputs[f"image-{dtype}"] = cli.synth(d / f"image-{dtype}.safetensors", *SHAPES["image"], "--dtype", dtype)
     for n, policy in enumerate(cli.policies()):
