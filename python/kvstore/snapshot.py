@@ -212,7 +212,7 @@ class Snapshot:
         end = self.prefix_end
         layers = []
         for layer in self.layers:
-            k = end if layer.positions is None else int(np.count_nonzero(np.asarray(layer.positions) < end))
+            k = end if layer.positions is None else int((layer.positions < end).sum())  # numpy or torch
             cut = Layer(key=layer.key[:, :k], value=layer.value[:, :k])
             if layer.positions is not None:
                 cut.positions, cut.sizes = layer.positions[:k], layer.sizes[:k]
