@@ -469,7 +469,8 @@ def load(source: Any, model: torch.nn.Module, mode: str = "proportional",
         if snap.input_ids is None:
             raise SnapshotError(INPUT_IDS, "missing: a prefix load checks the new prompt against the cached token "
                                 "ids, and this snapshot has none (kvstore.hf.capture writes them)")
-        next_position = prefix_next_position(snap)
+        mrope = hasattr(getattr(model, "model", None), "rope_deltas")
+        next_position = prefix_next_position(snap) if mrope else None  # else: the prefix's length
         snap = snap.prefix()
         layers = snap.layers
         snap.next_position = next_position

@@ -85,12 +85,13 @@ def stored(kvstore_bin: str, tmp_path_factory: pytest.TempPathFactory) -> tuple[
     cli = CLI(kvstore_bin, d / "synth")
     ids = {}
     inputs = {name: cli.synth(d / f"{name}.safetensors", *args) for name, args in SHAPES.items()}
-    for name, dtype in IDS.items():  # token ids as a processor gives them (the bf16/f32 inputs have none)
-        snap = kvstore.read(inputs[name])
-        snap.input_ids = (np.arange(snap.original_length) * 7919 % 151_000).astype(dtype)
-        kvstore.write(snap, inputs[name])
     for dtype in ("bf16", "f32"):
         inputs[f"image-{dtype}"] = cli.synth(d / f"image-{dtype}.safetensors", *SHAPES["image"], "--dtype", dtype)
+    for name, path in inputs.items():  # token ids I64, I32, or none (whatever synth writes)
+        snap = kvstore.read(path)
+        dtype = IDS.get(name)
+        snap.input_ids = None if dtype is None else (np.arange(snap.original_length) * 7919 % 151_000).astype(dtype)
+        kvstore.write(snap, path)
     for n, policy in enumerate(cli.policies()):
         store = CLI(kvstore_bin, d / f"store-{n}")
         for name in ("image", "video"):

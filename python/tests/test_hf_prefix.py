@@ -108,11 +108,14 @@ def test_a_prompt_that_differs_inside_the_prefix_is_refused(asked) -> None:
 def test_m_rope_positions_continue_where_the_prefix_ends(asked) -> None:
     """The recorded position of the first prompt token equals transformers' rule over the spans
     (what a snapshot from another producer falls back on)."""
-    name, model, snap, _, _, _, _, _ = asked
-    if name.startswith("llava"):
-        assert hf.PREFIX_POSITION_KEY not in snap.metadata
+    name, model, snap, _, _, _, _, d = asked
+    cache = hf.load(d / "prefix.safetensors", model, prefix=True)
+    assert cache.seq_len == snap.prefix_end
+    if name.startswith("llava"):  # 1-D RoPE: the new tokens simply continue at the prefix's length
+        assert hf.PREFIX_POSITION_KEY not in snap.metadata and cache.next_position == snap.prefix_end
         return
     recorded = int(snap.metadata[hf.PREFIX_POSITION_KEY])
+    assert cache.next_position == recorded and int(model.model.rope_deltas[0, 0]) == recorded - snap.prefix_end
     assert recorded < snap.prefix_end  # an image or video advances the position by less than its tokens
     bare = kvstore.Snapshot(model=snap.model, spans=snap.spans, layers=snap.layers)
     assert hf.prefix_next_position(bare) == recorded

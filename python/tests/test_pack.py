@@ -259,6 +259,12 @@ def test_python_m_kvstore_unpack(stored, tmp_path: Path) -> None:
     done = subprocess.run(cmd, **run)
     assert done.returncode == 0, done.stderr
     assert got.read_bytes() == want.read_bytes()
+    cli.run("fetch", entry, "--prefix", "-o", str(want))
+    done = subprocess.run([*cmd[:7], "--prefix"], **run)
+    assert done.returncode == 0, done.stderr
+    assert got.read_bytes() == want.read_bytes() and kvstore.read(got).input_ids.dtype == np.int32
+    done = subprocess.run([*cmd[:7], "--prefix", "--entry", "e" * 64], **run)  # a pack whose header names none
+    assert done.returncode == 0 and kvstore.read(got).prefix_of == "e" * 64
 
     damaged = bytearray(pack.read_bytes())
     damaged[100] ^= 1
