@@ -1,4 +1,4 @@
-"""`python -m kvstore unpack PACK -o OUT.safetensors [--dtype f16|bf16|f32] [--expand]`:
+"""`python -m kvstore unpack PACK -o OUT.safetensors [--dtype f16|bf16|f32] [--expand] [--prefix [--entry ID]]`:
 writes exactly the bytes `kvstore fetch` writes for the entry stored in PACK."""
 from __future__ import annotations
 
@@ -18,9 +18,14 @@ def main(argv: list[str] | None = None) -> int:
     u.add_argument("--dtype", default="f16", choices=["f16", "bf16", "f32"], help="dtype of keys and values")
     u.add_argument("--expand", action="store_true",
                    help="repeat each merged entry at every member's position with size 1")
+    u.add_argument("--prefix", action="store_true",
+                   help="the shareable prefix alone (positions before the first prompt span), as fetch --prefix")
+    u.add_argument("--entry", help="with --prefix: the entry id kvsnap.prefix_of names (default: the pack header's)")
     args = parser.parse_args(argv)
+    if args.entry and not args.prefix:
+        parser.error("--entry goes with --prefix")
     try:
-        unpack(args.pack, args.output, dtype=args.dtype, expand=args.expand)
+        unpack(args.pack, args.output, dtype=args.dtype, expand=args.expand, prefix=args.prefix, entry=args.entry)
     except (PackError, ExpandError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 3

@@ -182,11 +182,12 @@ class Client:
                                           *map(check_entry, entries)])))
 
     def fetch(self, entry: str, output: str | os.PathLike[str], dtype: str = "f16", expand: bool = False,
-              by_key: bool = False) -> str:
-        """Writes the entry (an id, unique prefix, or producer key with `by_key`) as a kvsnap file."""
+              by_key: bool = False, prefix: bool = False) -> str:
+        """Writes the entry (an id, unique prefix, or producer key with `by_key`) as a kvsnap file;
+        with `prefix`, its shareable prefix alone (`fetch --prefix`)."""
         output = os.fspath(output)
         self._run(["fetch", check_entry(entry), "-o", output, "--dtype", dtype, *(["--expand"] if expand else []),
-                   *(["--key"] if by_key else [])])
+                   *(["--key"] if by_key else []), *(["--prefix"] if prefix else [])])
         return output
 
     def fetch_raw(self, entry: str, output: str | os.PathLike[str], by_key: bool = False) -> str:

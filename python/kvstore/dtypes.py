@@ -9,8 +9,9 @@ from __future__ import annotations
 import numpy as np
 
 # safetensors spelling -> (bytes per element, numpy dtype of the stored bits)
-SIZES = {"F16": 2, "BF16": 2, "F32": 4, "I32": 4}
+SIZES = {"F16": 2, "BF16": 2, "F32": 4, "I32": 4, "I64": 8}
 FLOAT_DTYPES = ("F16", "BF16", "F32")
+ID_DTYPES = ("I32", "I64")  # token ids (`input_ids`) only
 
 # `--dtype` spellings of the command line -> safetensors spelling
 USER_NAMES = {"f16": "F16", "bf16": "BF16", "f32": "F32"}
@@ -49,9 +50,11 @@ def from_bits(raw: np.ndarray | bytes | memoryview, dtype: str) -> np.ndarray:
         return buf.view("<f4")
     if dtype == "I32":
         return buf.view("<i4")
+    if dtype == "I64":
+        return buf.view("<i8")
     if dtype == "BF16":
         return bf16_to_f32(buf.view("<u2"))
-    raise ValueError(f"dtype {dtype!r} is not one of F16, BF16, F32, I32")
+    raise ValueError(f"dtype {dtype!r} is not one of F16, BF16, F32, I32, I64")
 
 
 def to_bits(values: np.ndarray, dtype: str) -> np.ndarray:
@@ -62,9 +65,11 @@ def to_bits(values: np.ndarray, dtype: str) -> np.ndarray:
         return np.asarray(values).astype("<f4", copy=False)
     if dtype == "I32":
         return np.asarray(values).astype("<i4", copy=False)
+    if dtype == "I64":
+        return np.asarray(values).astype("<i8", copy=False)
     if dtype == "BF16":
         return bf16_bits(np.asarray(values, dtype=np.float32))
-    raise ValueError(f"dtype {dtype!r} is not one of F16, BF16, F32, I32")
+    raise ValueError(f"dtype {dtype!r} is not one of F16, BF16, F32, I32, I64")
 
 
 def numpy_dtype_name(array: np.ndarray) -> str:
@@ -75,4 +80,6 @@ def numpy_dtype_name(array: np.ndarray) -> str:
         return "F32"
     if array.dtype == np.int32:
         return "I32"
-    raise ValueError(f"arrays of {array.dtype} have no kvsnap dtype (use float16, float32 or int32)")
+    if array.dtype == np.int64:
+        return "I64"
+    raise ValueError(f"arrays of {array.dtype} have no kvsnap dtype (use float16, float32, int32 or int64)")

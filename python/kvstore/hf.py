@@ -16,6 +16,24 @@ the token count after an image. Proportional attention (`log(size)` added to eac
 entry's logit) is an attention function registered as "kvstore" through transformers'
 `AttentionInterface`; it behaves exactly like SDPA unless the keys come from a loaded cache.
 Batch size 1.
+
+A new question about the same images (KVSNAP.md, "The shareable prefix"):
+
+    kvstore fetch ENTRY --prefix -o prefix.safetensors                # system text and media only
+    cache = kvstore.hf.load("prefix.safetensors", model, prefix=True)  # or any snapshot or pack, cut
+    model.generate(input_ids=new["input_ids"], attention_mask=new["attention_mask"],
+                   past_key_values=cache, max_new_tokens=64)          # the NEW prompt, whole
+
+A prefix load expects the new prompt's whole `input_ids`: the prefix's ids (`input_ids` of the
+snapshot, which `capture` writes), then at least one token of its own, text only (the prefix
+ends after the last image or video). Nothing is held back as in a whole load: the prefix ends
+where the old prompt began, so generate feeds every new token on top of it. generate checks
+the prefix's ids first (`KVStoreCache.check`; ModelMismatchError names the first position
+that differs). M-RoPE: the new tokens continue at the position the first prompt token had in
+the capture (`hf.prefix_next_position`, recorded by `capture`), which is what a fresh prefill of
+the new prompt gives it; snapshots from other producers fall back on transformers' rule (text
+positions advance by one a token, an image or video by max(rows, cols)). A snapshot without
+`input_ids` cannot be checked and is refused (SnapshotError naming `input_ids`).
 """
 from __future__ import annotations
 
@@ -32,12 +50,13 @@ from transformers.cache_utils import DynamicLayer
 from transformers.integrations.sdpa_attention import repeat_kv, sdpa_attention_forward
 from transformers.masking_utils import AttentionMaskInterface, sdpa_mask
 
-from .errors import ExpandError, ModelMismatchError
+from .errors import ExpandError, ModelMismatchError, SnapshotError
 from .pack import MAGIC, Pack
-from .snapshot import Layer, Snapshot, Span, read
+from .snapshot import INPUT_IDS, Layer, Snapshot, Span, read
 
 ATTENTION = "kvstore"
 SUPPORTED = ("llava", "qwen2_5_vl", "qwen2_vl")
+PREFIX_POSITION_KEY = "hf.prefix_next_position"  # M-RoPE position of the first token after the prefix
 _state = threading.local()
 
 
@@ -105,15 +124,60 @@ class MergedLayer(DynamicLayer):
 
 
 class KVStoreCache(Cache):
-    """A cache whose layers hold different numbers of entries (`MergedLayer`)."""
+    """A cache whose layers hold different numbers of entries (`MergedLayer`). A prefix load
+    also holds the prefix's token ids (`prefix_ids`), which `check` compares a new prompt with."""
 
-    def __init__(self, layers: list[MergedLayer], seq_len: int, next_position: int) -> None:
+    def __init__(self, layers: list[MergedLayer], seq_len: int, next_position: int,
+                 prefix_ids: torch.Tensor | None = None, vision_tokens: Sequence[int] = ()) -> None:
         super().__init__(layers=layers)
         self.seq_len, self.next_position = seq_len, next_position
+        self.prefix_ids, self.vision_tokens = prefix_ids, tuple(vision_tokens)
+        self.checked = False
 
     @property
     def entry_counts(self) -> list[int]:
         return [layer.prefix for layer in self.layers]
+
+    def check(self, input_ids: torch.Tensor) -> None:
+        """Raises ModelMismatchError unless `input_ids` ([1, L]) start with the prefix's ids, and
+        ValueError unless they go on past it with text tokens only (no pixels are fed)."""
+        if self.prefix_ids is None:
+            return
+        ids = input_ids.reshape(-1).tolist() if input_ids.shape[0] == 1 else None
+        if ids is None:
+            raise ValueError(f"a loaded kvstore cache serves batch size 1, not {input_ids.shape[0]}")
+        p = self.seq_len
+        ours = self.prefix_ids.tolist()
+        differ = next((i for i, (a, b) in enumerate(zip(ids, ours)) if a != b), None)
+        if differ is not None:
+            raise ModelMismatchError(f"the new prompt differs from the cached prefix at position {differ}: token "
+                                     f"{ids[differ]}, the prefix has {ours[differ]}")
+        if len(ids) <= p:
+            raise ValueError(f"the new prompt has {len(ids)} tokens, the cached prefix {p}: pass the whole new "
+                             "prompt (the prefix's ids, then the new question)")
+        vision = next((i for i in range(p, len(ids)) if ids[i] in self.vision_tokens), None)
+        if vision is not None:
+            raise ValueError(f"the new prompt holds an image or video placeholder at position {vision}, after the "
+                             f"cached prefix ({p} tokens): a prefix serves new text only")
+        self.checked = True
+
+
+def _check_prompts(model: torch.nn.Module) -> None:
+    """Makes `model.generate` check a prefix cache against the prompt it is given: the first
+    `prepare_inputs_for_generation` of a generate call is the one place that sees the whole
+    prompt and the cache together."""
+    original = model.prepare_inputs_for_generation
+    if getattr(original, "checks_kvstore_prefix", False):
+        return
+
+    def prepare(input_ids: torch.Tensor, *args: Any, **kwargs: Any) -> dict[str, Any]:
+        cache = kwargs.get("past_key_values")
+        if isinstance(cache, KVStoreCache) and not cache.checked:
+            cache.check(input_ids)
+        return original(input_ids, *args, **kwargs)
+
+    prepare.checks_kvstore_prefix = True  # type: ignore[attr-defined]
+    model.prepare_inputs_for_generation = prepare
 
 
 # ---------------------------------------------------------------- model facts
@@ -138,10 +202,13 @@ def model_name(model: torch.nn.Module) -> str:
     return getattr(model.config, "_name_or_path", "") or model.config.model_type
 
 
-def _attention_modules(model: torch.nn.Module) -> list[torch.nn.Module]:
+def _text_model(model: torch.nn.Module) -> torch.nn.Module:
     inner = getattr(model, "model", model)
-    text = getattr(inner, "language_model", None) or model.get_decoder()
-    return [layer.self_attn for layer in text.layers]
+    return getattr(inner, "language_model", None) or model.get_decoder()
+
+
+def _attention_modules(model: torch.nn.Module) -> list[torch.nn.Module]:
+    return [layer.self_attn for layer in _text_model(model).layers]
 
 
 def _use_kvstore_attention(model: torch.nn.Module) -> None:
@@ -230,6 +297,11 @@ def spans_of(ids: list[int], items: list[tuple[str, int, int, int, int]]) -> lis
     return spans
 
 
+def _vision_token_ids(model: torch.nn.Module) -> list[int]:
+    c = model.config
+    return [t for t in (getattr(c, "image_token_id", None), getattr(c, "video_token_id", None)) if t is not None]
+
+
 def _source(item: bytes | str | os.PathLike[str]) -> str:
     data = item if isinstance(item, (bytes, bytearray)) else open(item, "rb").read()
     return "sha256:" + hashlib.sha256(data).hexdigest()
@@ -239,11 +311,13 @@ def _source(item: bytes | str | os.PathLike[str]) -> str:
 def capture(model: torch.nn.Module, inputs: Mapping[str, Any], media: Sequence[bytes | str | os.PathLike[str]] = (),
             key: str | None = None, name: str | None = None, prompt_queries: int = 8) -> Snapshot:
     """Runs the prefill of `inputs` (a processor's output, batch 1) and returns its cache as a
-    kvsnap Snapshot: every token but the last, spans from the placeholder tokens, `source` =
-    sha256 of each image's/video's bytes in `media` (in input order), `prompt_query` = the last
-    `prompt_queries` prompt tokens' queries (RoPE applied) at each layer, `next_position` for
-    M-RoPE models, and `key` derived from model, sources and tokens unless given. The model's
-    text attention is switched to "kvstore" (SDPA with a query recorder; see `load`)."""
+    kvsnap Snapshot: every token but the last, their `input_ids` (I64, placeholders included),
+    spans from the placeholder tokens, `source` = sha256 of each image's/video's bytes in
+    `media` (in input order), `prompt_query` = the last `prompt_queries` prompt tokens' queries
+    (RoPE applied) at each layer, `next_position` and `hf.prefix_next_position` (the position
+    the first prompt token had) for M-RoPE models, and `key` derived from model, sources and
+    tokens unless given. The model's text attention is switched to "kvstore" (SDPA with a query
+    recorder; see `load`)."""
     ids = inputs["input_ids"]
     if ids.ndim != 2 or ids.shape[0] != 1:
         raise ValueError(f"capture takes one sequence (input_ids of shape [1, L]), not {list(ids.shape)}")
@@ -266,12 +340,19 @@ def capture(model: torch.nn.Module, inputs: Mapping[str, Any], media: Sequence[b
     _use_kvstore_attention(model)
     recorder = _Recorder(modules, index)
     _state.recorder = recorder
+    positions: list[torch.Tensor] = []  # what the text model's rotary embedding is given
+    rotary = getattr(_text_model(model), "rotary_emb", None)
+    hook = None if rotary is None else rotary.register_forward_pre_hook(
+        lambda module, args, kwargs: positions.append(kwargs.get("position_ids", args[-1])), with_kwargs=True)
     try:
         out = model(**inputs, use_cache=True)
     finally:
         _state.recorder = None
+        if hook is not None:
+            hook.remove()
     cache = out.past_key_values
     seq_len = length - 1
+    prefix_end = next((s.start for s in spans if s.role == "prompt"), seq_len)
     prompt.end -= 1
     if prompt.end == prompt.start:
         spans.pop()
@@ -287,9 +368,13 @@ def capture(model: torch.nn.Module, inputs: Mapping[str, Any], media: Sequence[b
         layers.append(Layer(key=array(layer.keys[0, :, :seq_len]), value=array(layer.values[0, :, :seq_len]),
                             prompt_query=None if query is None else array(query)))
     next_position = None
+    metadata = {"hf.architecture": type(model).__name__}
     deltas = getattr(getattr(model, "model", None), "rope_deltas", None)
-    if deltas is not None:
+    if deltas is not None and positions:
         next_position = seq_len + int(deltas.reshape(-1)[0])
+        # [3, 1, L] (or [4, ...] with the text row first): the first prompt token is text, one
+        # position in every row
+        metadata[PREFIX_POSITION_KEY] = str(int(positions[0][-1].reshape(-1, length)[0, prefix_end]))
     snap_name = name or model_name(model)
     if key is None:
         h = hashlib.sha256(f"kvsnap-key-v1\n{snap_name}\n".encode())
@@ -299,7 +384,7 @@ def capture(model: torch.nn.Module, inputs: Mapping[str, Any], media: Sequence[b
         h.update(np.asarray(tokens, dtype="<i8").tobytes())
         key = "sha256:" + h.hexdigest()
     return Snapshot(model=snap_name, spans=spans, layers=layers, key=key, next_position=next_position,
-                    metadata={"hf.architecture": type(model).__name__}, dtype=dtype)
+                    metadata=metadata, dtype=dtype, input_ids=np.asarray(tokens[:seq_len], dtype=np.int64))
 
 
 # ---------------------------------------------------------------- load
@@ -350,8 +435,19 @@ def check_model(snap: Snapshot, model: torch.nn.Module) -> None:
         raise ModelMismatchError("snapshot does not fit the model: " + "; ".join(problems))
 
 
+def prefix_next_position(snap: Snapshot) -> int:
+    """The M-RoPE position of the first token after the snapshot's shareable prefix: recorded by
+    `capture` (`hf.prefix_next_position`), else transformers' rule from the spans before it
+    (a text token advances the position by one, an image or video by max(rows, cols))."""
+    recorded = snap.metadata.get(PREFIX_POSITION_KEY)
+    if recorded is not None:
+        return int(recorded)
+    end = snap.prefix_end
+    return sum(s.count if not s.is_vision else max(s.grid or (0, 0)) for s in snap.spans if s.end <= end)
+
+
 def load(source: Any, model: torch.nn.Module, mode: str = "proportional",
-         device: torch.device | str | None = None) -> Cache:
+         device: torch.device | str | None = None, prefix: bool = False) -> Cache:
     """A cache `model.generate` continues from (pass the same `input_ids` as the capture, and
     `past_key_values=` this cache; no pixel values).
 
@@ -359,11 +455,25 @@ def load(source: Any, model: torch.nn.Module, mode: str = "proportional",
     natively), or a `kvstore.torch.load_pack` result (decoded on the device). `mode="proportional"` keeps merged entries merged and adds `log(size)` to their
     logits (the model's text attention becomes "kvstore", which is SDPA for everything else);
     `mode="expand"` repeats each merged entry at its members' positions, which plain attention
-    handles (a plain DynamicCache when every layer is whole again)."""
+    handles (a plain DynamicCache when every layer is whole again).
+
+    `prefix=True`: the shareable prefix alone (a `fetch --prefix` file, or any source cut to
+    its prefix), for a NEW prompt: pass generate the new prompt's whole `input_ids`, which must
+    start with the prefix's (module docstring). Always a KVStoreCache, which generate checks
+    against the prompt; a source without `input_ids` raises SnapshotError."""
     if mode not in ("proportional", "expand"):
         raise ValueError(f"mode {mode!r}: expected 'proportional' or 'expand'")
     snap, layers = _open(source, mode)
     check_model(snap, model)
+    if prefix:
+        if snap.input_ids is None:
+            raise SnapshotError(INPUT_IDS, "missing: a prefix load checks the new prompt against the cached token "
+                                "ids, and this snapshot has none (kvstore.hf.capture writes them)")
+        mrope = hasattr(getattr(model, "model", None), "rope_deltas")
+        next_position = prefix_next_position(snap) if mrope else None  # else: the prefix's length
+        snap = snap.prefix()
+        layers = snap.layers
+        snap.next_position = next_position
     param = next(model.parameters())
     device = torch.device(device) if device is not None else param.device
     dtype = param.dtype
@@ -384,10 +494,15 @@ def load(source: Any, model: torch.nn.Module, mode: str = "proportional",
     inner = getattr(model, "model", None)
     if inner is not None and hasattr(inner, "rope_deltas"):  # M-RoPE: new tokens continue at next_position
         inner.rope_deltas = torch.tensor([[next_position - seq_len]], device=device)
-    if mode == "expand" and all(k.shape[-2] == seq_len for k, _, _ in tensors):
+    if mode == "expand" and not prefix and all(k.shape[-2] == seq_len for k, _, _ in tensors):
         cache = DynamicCache()
         for i, (k, v, _) in enumerate(tensors):
             cache.update(k, v, i)
         return cache
     _use_kvstore_attention(model)
-    return KVStoreCache([MergedLayer(k, v, s.to(device), seq_len) for k, v, s in tensors], seq_len, next_position)
+    ids = None
+    if prefix:
+        ids = torch.tensor(np.array(snap.input_ids, dtype=np.int64))
+        _check_prompts(model)
+    return KVStoreCache([MergedLayer(k, v, s.to(device), seq_len) for k, v, s in tensors], seq_len, next_position,
+                        prefix_ids=ids, vision_tokens=_vision_token_ids(model))

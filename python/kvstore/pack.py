@@ -18,8 +18,8 @@ from .blocks import BlockError, decode_block
 from .dtypes import from_bits, to_bits, user_dtype
 from .errors import ExpandError, PackError
 from .safetensors_io import canonical_json, layout_header
-from .snapshot import COMPRESSION_KEY, SEQ_LEN_KEY, Layer, Snapshot, Span, _OWN_KEYS, KEY_KEY, \
-    MODEL_KEY, NEXT_POSITION_KEY, SPANS_KEY, validate_spans
+from .snapshot import COMPRESSION_KEY, INPUT_IDS, PREFIX_OF_KEY, SEQ_LEN_KEY, Layer, Snapshot, Span, _OWN_KEYS, \
+    KEY_KEY, MODEL_KEY, NEXT_POSITION_KEY, SPANS_KEY, encode_spans, prefix_end, validate_spans
 
 MAGIC = b"KVPACK\x00\x01"
 FOOTER_MAGIC = b"KVPKEND1"
@@ -41,6 +41,7 @@ class Section:
     keys: dict[str, Any]  # {"encoding": {...}, "length": n}
     values: dict[str, Any]
     members: int
+    prefix: int | None = None  # entries before the shareable prefix's end (absent in older packs)
 
 
 @dataclass(frozen=True)
@@ -54,10 +55,28 @@ class PackHeader:
     input_dtype: str
     compression: dict[str, str]
     layers: list[Section]
+    input_ids: np.ndarray | None = None  # [seq_len] int32 (I32) or int64 (I64), when the input carried them
+    entry_id: str | None = None  # the header's `entry.id` (absent in packs written before it)
 
     @property
     def entry_count(self) -> int:
         return sum(s.count for s in self.layers)
+
+    @property
+    def spans(self) -> list[Span] | None:
+        """The metadata's spans, or None when they do not parse (fetch then leaves them as stored)."""
+        try:
+            spans = [Span.from_json(o, j) for j, o in enumerate(json.loads(self.metadata[SPANS_KEY]))]
+            validate_spans(spans, self.seq_len)
+        except (KeyError, ValueError, TypeError):
+            return None
+        return spans
+
+    @property
+    def prefix_end(self) -> int:
+        """The end of the shareable prefix (KVSNAP.md): the first prompt span's start, else seq_len."""
+        spans = self.spans
+        return self.seq_len if spans is None else prefix_end(spans, self.seq_len)
 
 
 @dataclass
@@ -132,7 +151,8 @@ class Pack:
                 format=_int(j, "format"), metadata=_strings(j, "metadata"), seq_len=_int(j, "seq_len"),
                 kv_heads=_int(j, "kv_heads"), head_dim=_int(j, "head_dim"), v_head_dim=_int(j, "v_head_dim"),
                 input_dtype=_str(j, "input_dtype"), compression=_strings(j, "compression"),
-                layers=[_section(d) for d in _list(j, "layers")])
+                layers=[_section(d) for d in _list(j, "layers")], input_ids=self._input_ids(j),
+                entry_id=_entry_id(j))
         except (ValueError, KeyError, TypeError) as e:
             raise self._corrupt(f"header JSON: {e}", field="header") from None
         if header.format != 1:
@@ -146,6 +166,11 @@ class Pack:
         for i, d in enumerate(header.layers):
             if not 0 <= d.count <= header.seq_len:
                 raise self._corrupt(f"count {d.count} is outside 0...seq_len ({header.seq_len})", i, "count")
+            if d.prefix is not None and not 0 <= d.prefix <= d.count:
+                raise self._corrupt(f"prefix {d.prefix} is outside 0...count ({d.count})", i, "prefix")
+        if header.input_ids is not None and header.input_ids.size != header.seq_len:
+            raise self._corrupt(f"input_ids holds {header.input_ids.size} ids, seq_len is {header.seq_len}",
+                                field=INPUT_IDS)
         nxt = 8
         for i, d in enumerate(header.layers):
             if d.offset != nxt or d.stored_length < 0 or d.stored_length > header_offset - d.offset:
@@ -159,6 +184,19 @@ class Pack:
         if nxt != header_offset:
             raise self._corrupt(f"sections end at {nxt} but the header starts at {header_offset}", field="layers")
         return header
+
+    def _input_ids(self, j: Any) -> np.ndarray | None:
+        """The header's `input_ids` in their dtype (int32 for I32, int64 for I64), or None."""
+        if not isinstance(j, dict) or j.get(INPUT_IDS) is None:
+            return None
+        o = j[INPUT_IDS]
+        if not isinstance(o, dict) or o.get("dtype") not in ("I32", "I64") or not isinstance(o.get("ids"), list):
+            raise self._corrupt('is not {"dtype": "I32"|"I64", "ids": [...]}', field=INPUT_IDS)
+        ids = o["ids"]
+        if not all(isinstance(v, int) and not isinstance(v, bool) and -(1 << 63) <= v < 1 << 63 for v in ids):
+            raise self._corrupt("ids are not all 64-bit integers", field=INPUT_IDS)
+        # I32 ids are written back truncated to 32 bits, as the Swift side writes them
+        return np.array(ids, dtype=np.int64).astype(np.int32 if o["dtype"] == "I32" else np.int64)
 
     @property
     def num_layers(self) -> int:
@@ -291,30 +329,66 @@ class Pack:
 
     # ------------------------------------------------------------------ as a kvsnap
 
-    def fetch_metadata(self) -> dict[str, str]:
-        """The metadata `kvstore fetch` writes: the input's, plus compression and seq_len."""
+    def fetch_metadata(self, prefix_of: str | None = None) -> dict[str, str]:
+        """The metadata `kvstore fetch` writes: the input's, plus compression and seq_len. With
+        `prefix_of` (the entry id), what `fetch --prefix` writes: seq_len the prefix's length,
+        the spans that end by then, `kvsnap.prefix_of`, and no key or next position (they
+        describe the whole request)."""
         metadata = dict(self.header.metadata)
         metadata[COMPRESSION_KEY] = canonical_json(self.header.compression)
-        metadata[SEQ_LEN_KEY] = str(self.header.seq_len)
+        metadata[SEQ_LEN_KEY] = str(self.header.seq_len if prefix_of is None else self.header.prefix_end)
+        spans = self.header.spans
+        if prefix_of is not None and spans is not None:
+            end = self.header.prefix_end
+            metadata[SPANS_KEY] = encode_spans([s for s in spans if s.end <= end])
+            metadata.pop(KEY_KEY, None)
+            metadata.pop(NEXT_POSITION_KEY, None)
+            metadata[PREFIX_OF_KEY] = prefix_of
         return metadata
 
-    def snapshot(self, dtype: str = "f32", expand: bool = False) -> Snapshot:
-        """The whole entry as a Snapshot, as `kvstore fetch [--expand]` would return it."""
+    def prefix_counts(self, expand: bool = False) -> list[int]:
+        """Entries of each layer before the shareable prefix's end, as `fetch --prefix [--expand]`
+        writes them: the sections' `prefix` counts, else counted from their positions (one
+        entry per member with `expand`)."""
+        end = self.header.prefix_end
+        counts = []
+        for i, d in enumerate(self.header.layers):
+            if d.prefix is not None and (not expand or d.members == 0):
+                counts.append(d.prefix)
+                continue
+            positions, sizes, _ = _entry_arrays(d, self.raw_section(i))
+            k = d.prefix if d.prefix is not None else int(np.count_nonzero(positions < end))
+            counts.append(int(sizes[:k].astype(np.int64).sum()) if expand and d.members > 0 else k)
+        return counts
+
+    def _prefix_of(self, entry: str | None) -> str:
+        if entry is None and self.header.entry_id is None:
+            raise self._corrupt("the header names no entry (packs before the hardening release): pass the "
+                                "entry id for kvsnap.prefix_of", field="entry")
+        return entry if entry is not None else self.header.entry_id  # type: ignore[return-value]
+
+    def snapshot(self, dtype: str = "f32", expand: bool = False, prefix: bool = False,
+                 entry: str | None = None) -> Snapshot:
+        """The whole entry as a Snapshot, as `kvstore fetch [--expand] [--prefix]` would return it
+        (`entry`: the id `kvsnap.prefix_of` names, by default the header's own)."""
         if expand:
             self.check_expandable()
-        raw = self.fetch_metadata()
-        layers = [Layer(key=l.key, value=l.value, positions=l.positions, sizes=l.sizes)
-                  for l in self.layers(dtype, expand)]
+        raw = self.fetch_metadata(self._prefix_of(entry) if prefix else None)
+        seq_len = int(raw[SEQ_LEN_KEY])
+        counts = self.prefix_counts(expand) if prefix else None
+        layers = [Layer(key=l.key[:, :k], value=l.value[:, :k], positions=l.positions[:k], sizes=l.sizes[:k])
+                  for l, k in zip(self.layers(dtype, expand), counts or [None] * self.num_layers)]
         try:
             spans = [Span.from_json(o, j) for j, o in enumerate(json.loads(raw[SPANS_KEY]))]
-            validate_spans(spans, self.header.seq_len)
+            validate_spans(spans, seq_len)
         except (KeyError, ValueError, TypeError) as e:
             raise self._corrupt(f"metadata {SPANS_KEY}: {e}", field="metadata") from None
         next_position = raw.get(NEXT_POSITION_KEY)
+        ids = self.header.input_ids
         return Snapshot(model=raw.get(MODEL_KEY, ""), spans=spans, layers=layers, key=raw.get(KEY_KEY),
                         next_position=int(next_position) if next_position is not None else None,
-                        seq_len=self.header.seq_len,
-                        metadata={k: v for k, v in raw.items() if k not in _OWN_KEYS}, dtype=user_dtype(dtype))
+                        seq_len=seq_len, metadata={k: v for k, v in raw.items() if k not in _OWN_KEYS},
+                        dtype=user_dtype(dtype), input_ids=None if ids is None else ids[:seq_len].copy())
 
     def close(self) -> None:
         try:
@@ -361,34 +435,48 @@ def read_pack(path: str | os.PathLike[str]) -> Pack:
 
 
 def unpack(pack_path: str | os.PathLike[str], output: str | os.PathLike[str], dtype: str = "f16",
-           expand: bool = False) -> None:
-    """Writes exactly the bytes `kvstore fetch [--dtype D] [--expand]` writes for this entry.
-    The output appears complete or not at all."""
+           expand: bool = False, prefix: bool = False, entry: str | None = None) -> None:
+    """Writes exactly the bytes `kvstore fetch [--dtype D] [--expand] [--prefix]` writes for this
+    entry: the layers, then `input_ids` when the input carried them. With `prefix`, the
+    shareable prefix alone (`Pack.prefix_counts`, `fetch_metadata`); `entry` is the id
+    `kvsnap.prefix_of` names, by default the header's own. The output appears complete or not at all."""
     output = os.fspath(output)
     dtype = user_dtype(dtype)
     with Pack(pack_path) as pack:
         if expand:
             pack.check_expandable()
         h = pack.header
+        metadata = pack.fetch_metadata(pack._prefix_of(entry) if prefix else None)
+        counts = pack.prefix_counts(expand) if prefix else \
+            [d.members if expand and d.members > 0 else d.count for d in h.layers]
         entries = []
-        for i, d in enumerate(h.layers):
-            n = d.members if expand and d.members > 0 else d.count
+        for i, n in enumerate(counts):
             entries += [(f"layers.{i}.key", dtype, (h.kv_heads, n, h.head_dim)),
                         (f"layers.{i}.value", dtype, (h.kv_heads, n, h.v_head_dim)),
                         (f"layers.{i}.positions", "I32", (n,)), (f"layers.{i}.sizes", "I32", (n,))]
+        ids = None if h.input_ids is None else h.input_ids[:int(metadata[SEQ_LEN_KEY])]
+        if ids is not None:
+            entries.append((INPUT_IDS, "I32" if ids.dtype == np.int32 else "I64", (ids.size,)))
         temp = f"{output}.{os.getpid()}.tmp"
         try:
             with open(temp, "wb") as f:
-                f.write(layout_header(entries, pack.fetch_metadata()))
-                for i in range(pack.num_layers):
+                f.write(layout_header(entries, metadata))
+                for i, n in enumerate(counts):
                     if expand:
                         key, value, positions = expand_layer(pack.layer(i, "f32"), i)
-                        f.write(to_bits(key, dtype).tobytes())
-                        f.write(to_bits(value, dtype).tobytes())
-                        f.write(positions.astype("<i4").tobytes())
-                        f.write(np.ones(positions.size, dtype="<i4").tobytes())
+                        sizes = np.ones(positions.size, dtype="<i4")
+                        key, value = to_bits(key, dtype), to_bits(value, dtype)
+                    elif prefix:
+                        layer = pack.layer(i, dtype)
+                        key, value = to_bits(layer.key, dtype), to_bits(layer.value, dtype)
+                        positions, sizes = layer.positions, layer.sizes
                     else:
                         f.write(pack.layer_bytes(i, dtype))
+                        continue
+                    for a in (key[:, :n], value[:, :n], positions[:n].astype("<i4"), sizes[:n].astype("<i4")):
+                        f.write(np.ascontiguousarray(a).tobytes())
+                if ids is not None:
+                    f.write(ids.astype("<i4" if ids.dtype == np.int32 else "<i8").tobytes())
             os.replace(temp, output)
         except BaseException:
             if os.path.exists(temp):
@@ -424,6 +512,11 @@ def _strings(obj: Any, key: str) -> dict[str, str]:
     return dict(v)
 
 
+def _entry_id(j: Any) -> str | None:
+    entry = j.get("entry") if isinstance(j, dict) else None
+    return entry.get("id") if isinstance(entry, dict) and isinstance(entry.get("id"), str) else None
+
+
 def _section(d: Any) -> Section:
     if not isinstance(d, dict):
         raise TypeError("a section descriptor is not an object")
@@ -435,8 +528,10 @@ def _section(d: Any) -> Section:
         _str(b["encoding"], "scheme")
     level = d.get("level")
     members = d.get("members", 0)
+    prefix = d.get("prefix")
     return Section(count=_int(d, "count"), offset=_int(d, "offset"), stored_length=_int(d, "stored_length"),
                    raw_length=_int(d, "raw_length"), codec=_str(d, "codec"),
                    level=level if isinstance(level, int) else None, checksum=_str(d, "checksum"),
                    raw_checksum=_str(d, "raw_checksum"), keys=d["keys"], values=d["values"],
-                   members=members if isinstance(members, int) else _int({"members": members}, "members"))
+                   members=members if isinstance(members, int) else _int({"members": members}, "members"),
+                   prefix=None if prefix is None else _int(d, "prefix"))

@@ -64,7 +64,7 @@ def parse_header(buf: memoryview | bytes, path: str | None = None) -> Header:
             raise SnapshotError(name, "entry is not an object", path)
         dtype = entry.get("dtype")
         if dtype not in SIZES:
-            raise SnapshotError(name, f"dtype {dtype!r} is not one of F16, BF16, F32, I32", path)
+            raise SnapshotError(name, f"dtype {dtype!r} is not one of F16, BF16, F32, I32, I64", path)
         shape = entry.get("shape")
         if not _integers(shape) or any(s < 0 for s in shape):
             raise SnapshotError(name, "shape is not an array of non-negative integers", path)

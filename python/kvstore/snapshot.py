@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from .dtypes import FLOAT_DTYPES, from_bits, numpy_dtype_name, to_bits
+from .dtypes import FLOAT_DTYPES, ID_DTYPES, from_bits, numpy_dtype_name, to_bits
 from .errors import SnapshotError
 from .safetensors_io import parse_header, layout_header
 
@@ -21,6 +21,8 @@ KEY_KEY = "kvsnap.key"
 NEXT_POSITION_KEY = "kvsnap.next_position"
 SEQ_LEN_KEY = "kvsnap.seq_len"
 COMPRESSION_KEY = "kvsnap.compression"
+PREFIX_OF_KEY = "kvsnap.prefix_of"  # written by `fetch --prefix`: the entry whose prefix the file holds
+INPUT_IDS = "input_ids"
 _OWN_KEYS = (VERSION_KEY, MODEL_KEY, SPANS_KEY, KEY_KEY, NEXT_POSITION_KEY, SEQ_LEN_KEY)
 _KINDS = ("key", "value", "prompt_query", "probe_query", "positions", "sizes")
 _NAME = re.compile(r"^layers\.(0|[1-9][0-9]*)\.(.+)$")
@@ -103,8 +105,10 @@ def _is_int(v: object) -> bool:
 
 
 def encode_spans(spans: list[Span]) -> str:
-    """The `kvsnap.spans` string: a JSON array with sorted keys and no spaces."""
-    return json.dumps([s.to_json() for s in spans], sort_keys=True, separators=(",", ":"))
+    """The `kvsnap.spans` string as the Swift side encodes it (`fetch --prefix` rewrites it): a
+    JSON array with sorted keys, no spaces, non-ASCII kept as UTF-8 and "/" escaped."""
+    text = json.dumps([s.to_json() for s in spans], sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return text.replace("/", "\\/")  # a slash can only stand inside a string here
 
 
 def validate_spans(spans: list[Span], seq_len: int, path: str | None = None) -> None:
@@ -151,7 +155,8 @@ class Layer:
 class Snapshot:
     """A kvsnap file in memory. BF16 tensors are float32 arrays holding bfloat16 values
     (`dtype` says what the file holds); `metadata` carries every other metadata entry
-    (e.g. `kvsnap.compression`) unchanged."""
+    (e.g. `kvsnap.compression`) unchanged. `input_ids` ([seq_len] int32 or int64, written as
+    I32 or I64) are the token ids of the cached positions, when the producer gave them."""
 
     model: str
     spans: list[Span]
@@ -161,6 +166,7 @@ class Snapshot:
     seq_len: int | None = None
     metadata: dict[str, str] = field(default_factory=dict)
     dtype: str | None = None
+    input_ids: np.ndarray | None = None
 
     @property
     def kv_heads(self) -> int:
@@ -186,6 +192,34 @@ class Snapshot:
     @property
     def sources(self) -> list[str]:
         return [s.source for s in self.spans if s.source is not None]
+
+    @property
+    def prefix_end(self) -> int:
+        """The end of the shareable prefix (KVSNAP.md): the start of the first prompt span, else
+        `original_length`. Positions before it depend only on the tokens before it."""
+        return prefix_end(self.spans, self.original_length)
+
+    @property
+    def prefix_of(self) -> str | None:
+        """The entry whose shareable prefix this file holds (`kvsnap.prefix_of`, from `fetch --prefix`)."""
+        return self.metadata.get(PREFIX_OF_KEY)
+
+    def prefix(self) -> "Snapshot":
+        """The shareable prefix alone, as `kvstore fetch --prefix` cuts it: each layer's entries
+        at positions before `prefix_end` (whole merge groups: text is never merged), the spans
+        that end by then, `input_ids` cut to it; the producer's key and next position (which
+        describe the whole request) and the prompt's queries left out."""
+        end = self.prefix_end
+        layers = []
+        for layer in self.layers:
+            k = end if layer.positions is None else int((layer.positions < end).sum())  # numpy or torch
+            cut = Layer(key=layer.key[:, :k], value=layer.value[:, :k])
+            if layer.positions is not None:
+                cut.positions, cut.sizes = layer.positions[:k], layer.sizes[:k]
+            layers.append(cut)
+        return Snapshot(model=self.model, spans=[s for s in self.spans if s.end <= end], layers=layers,
+                        seq_len=end if self.seq_len is not None else None, metadata=dict(self.metadata),
+                        dtype=self.dtype, input_ids=None if self.input_ids is None else self.input_ids[:end])
 
     def stored_dtype(self) -> str:
         if self.dtype is not None:
@@ -280,6 +314,17 @@ class Snapshot:
                     a = getattr(layer, kind)
                     if a is not None and not np.isfinite(np.asarray(a)).all():
                         raise fail(f"layers.{i}.{kind}", "holds NaN or Inf")
+        if self.input_ids is not None:
+            ids = np.asarray(self.input_ids)
+            if ids.dtype not in (np.int32, np.int64):
+                raise fail(INPUT_IDS, f"dtype {ids.dtype} is not int32 or int64 (I32 or I64)")
+            if ids.shape != (seq_len,):
+                raise fail(INPUT_IDS, f"has shape {list(ids.shape)}, expected [{seq_len}] (one id per cached position)")
+
+
+def prefix_end(spans: list[Span], seq_len: int) -> int:
+    """The start of the first span with role "prompt", else `seq_len` (KVSNAP.md, "The shareable prefix")."""
+    return next((s.start for s in spans if s.role == "prompt"), seq_len)
 
 
 def _check_merges(p: np.ndarray, s: np.ndarray, seq_len: int, name: str, path: str | None) -> None:
@@ -338,10 +383,12 @@ def read(path: str | os.PathLike[str], check_finite: bool = True) -> Snapshot:
     if count == 0:
         raise SnapshotError("layers.0.key", "missing tensor", path)
     for name in t:
+        if name == INPUT_IDS:
+            continue
         m = _NAME.match(name)
         if not m:
-            raise SnapshotError(name, "not a kvsnap tensor name (expected layers.{i}.key, value, prompt_query, "
-                                      "probe_query, positions or sizes)", path)
+            raise SnapshotError(name, "not a kvsnap tensor name (expected input_ids or layers.{i}.key, value, "
+                                      "prompt_query, probe_query, positions or sizes)", path)
         if int(m.group(1)) >= count:
             raise SnapshotError(f"layers.{count}.key", f"missing tensor (layer {m.group(1)} exists, so every layer "
                                                        "below it must too)", path)
@@ -355,7 +402,7 @@ def read(path: str | os.PathLike[str], check_finite: bool = True) -> Snapshot:
 
     dtype = need("layers.0.key").dtype
     if dtype not in FLOAT_DTYPES:
-        raise SnapshotError("layers.0.key", "dtype I32 is not a float type", path)
+        raise SnapshotError("layers.0.key", f"dtype {dtype} is not a float type", path)
 
     def array(info: Any) -> np.ndarray:
         return from_bits(view[info.begin:info.end], info.dtype).reshape(info.shape)
@@ -374,10 +421,13 @@ def read(path: str | os.PathLike[str], check_finite: bool = True) -> Snapshot:
         need(f"layers.{i}.key")
         need(f"layers.{i}.value")
         layers.append(Layer(**parts))
+    ids = t.get(INPUT_IDS)
+    if ids is not None and ids.dtype not in ID_DTYPES:
+        raise SnapshotError(INPUT_IDS, f"dtype {ids.dtype} is not I32 or I64", path)
     extra = {k: v for k, v in raw.items() if k not in _OWN_KEYS}
     snapshot = Snapshot(model=raw[MODEL_KEY], spans=spans, layers=layers, key=raw.get(KEY_KEY),
                         next_position=integers.get(NEXT_POSITION_KEY), seq_len=integers.get(SEQ_LEN_KEY),
-                        metadata=extra, dtype=dtype)
+                        metadata=extra, dtype=dtype, input_ids=None if ids is None else array(ids))
     snapshot.validate(check_finite=check_finite, path=path)
     return snapshot
 
@@ -398,6 +448,11 @@ def write(snapshot: Snapshot, path: str | os.PathLike[str], check_finite: bool =
             bits = to_bits(np.asarray(a), kind_dtype)
             entries.append((f"layers.{i}.{kind}", kind_dtype, tuple(int(s) for s in bits.shape)))
             arrays.append(bits)
+    if snapshot.input_ids is not None:  # after the layers, as fetch writes them
+        ids = np.asarray(snapshot.input_ids)
+        kind_dtype = numpy_dtype_name(ids)
+        entries.append((INPUT_IDS, kind_dtype, (int(ids.size),)))
+        arrays.append(to_bits(ids, kind_dtype))
     header = layout_header(entries, snapshot.raw_metadata())
     temp = f"{path}.{os.getpid()}.tmp"
     try:

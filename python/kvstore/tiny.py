@@ -101,3 +101,20 @@ def qwen2_5_vl(images: int = 1, videos: int = 0, layers: int = 4, seed: int = 0,
     out.update(input_ids=torch.tensor([ids]), attention_mask=torch.ones(1, len(ids), dtype=torch.long),
                mm_token_type_ids=torch.tensor([types], dtype=torch.int32))
     return model, out, _media(rng, images + videos)
+
+
+def ask(inputs: dict[str, torch.Tensor], prefix_end: int, question: list[int]) -> dict[str, torch.Tensor]:
+    """A new request about the same images and videos: the tokens of `inputs` before
+    `prefix_end` (a snapshot's `prefix_end`), then `question`; the pixels again, which a fresh
+    prefill needs and a loaded prefix does not."""
+    ids = inputs["input_ids"][0, :prefix_end].tolist() + list(question)
+    new = dict(inputs, input_ids=torch.tensor([ids]), attention_mask=torch.ones(1, len(ids), dtype=torch.long))
+    if "mm_token_type_ids" in inputs:
+        new["mm_token_type_ids"] = torch.cat([inputs["mm_token_type_ids"][:, :prefix_end],
+                                              torch.zeros(1, len(question), dtype=torch.int32)], dim=1)
+    return new
+
+
+def tokens(text: str) -> list[int]:
+    """Text as ids of the tiny vocabulary (one a byte), for questions to the tiny models."""
+    return [1 + b % 79 for b in text.encode()]

@@ -62,7 +62,8 @@ class DevicePack:
                         layers=[Layer(key=l.key, value=l.value, positions=l.positions, sizes=l.sizes)  # type: ignore[arg-type]
                                 for l in self.layers],
                         key=m.get(KEY_KEY), next_position=int(nxt) if nxt is not None else None,
-                        seq_len=self.header.seq_len, metadata={k: v for k, v in m.items() if k not in _OWN_KEYS})
+                        seq_len=self.header.seq_len, metadata={k: v for k, v in m.items() if k not in _OWN_KEYS},
+                        input_ids=self.header.input_ids)
 
 
 def _join_planes(planes: torch.Tensor, width: int) -> torch.Tensor:

@@ -1,5 +1,6 @@
 """Fixtures: the built `kvstore` binary ($KVSTORE_BIN, else the checkout's build, else the
-PATH), a scratch store, and synthetic snapshots written by `kvstore synth`."""
+PATH), a scratch store, and synthetic snapshots written by `kvstore synth` (with `input_ids`,
+I64 and I32, for the image and video shapes)."""
 from __future__ import annotations
 
 import os
@@ -7,7 +8,10 @@ import shutil
 import subprocess
 from pathlib import Path
 
+import numpy as np
 import pytest
+
+import kvstore
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -70,6 +74,9 @@ SHAPES = {
 }
 
 
+IDS = {"image": np.int64, "video": np.int32}
+
+
 @pytest.fixture(scope="session")
 def stored(kvstore_bin: str, tmp_path_factory: pytest.TempPathFactory) -> tuple[CLI, Path, dict[str, tuple[CLI, str]]]:
     """Every built-in policy ingested from each input shape and dtype, a store per policy
@@ -80,6 +87,11 @@ def stored(kvstore_bin: str, tmp_path_factory: pytest.TempPathFactory) -> tuple[
     inputs = {name: cli.synth(d / f"{name}.safetensors", *args) for name, args in SHAPES.items()}
     for dtype in ("bf16", "f32"):
         inputs[f"image-{dtype}"] = cli.synth(d / f"image-{dtype}.safetensors", *SHAPES["image"], "--dtype", dtype)
+    for name, path in inputs.items():  # token ids I64, I32, or none (whatever synth writes)
+        snap = kvstore.read(path)
+        dtype = IDS.get(name)
+        snap.input_ids = None if dtype is None else (np.arange(snap.original_length) * 7919 % 151_000).astype(dtype)
+        kvstore.write(snap, path)
     for n, policy in enumerate(cli.policies()):
         store = CLI(kvstore_bin, d / f"store-{n}")
         for name in ("image", "video"):

@@ -100,6 +100,8 @@ def test_spans_sources_and_positions(captured) -> None:
     name, model, inputs, media, _, snap, _, _ = captured
     length = inputs["input_ids"].shape[1]
     assert snap.original_length == length - 1 and snap.layers[0].count == length - 1
+    assert snap.input_ids.dtype == np.int64  # every cached token's id, placeholders included
+    assert np.array_equal(snap.input_ids, inputs["input_ids"][0, :-1].numpy())
     vision = [s for s in snap.spans if s.is_vision]
     assert [s.source for s in vision] == ["sha256:" + hashlib.sha256(m).hexdigest() for m in media]
     assert len(set(snap.sources)) == len(media) == 2
@@ -166,7 +168,9 @@ def test_capture_checks_its_inputs(captured) -> None:
 
 
 @pytest.mark.parametrize("which", ["llava", "qwen2_5_vl"])
-def test_example_script_runs_end_to_end_through_the_binary_on_the_path(kvstore_bin: str, which: str) -> None:
+@pytest.mark.parametrize("question", [[], ["--question", "And what is on the right?"]], ids=["same", "question"])
+def test_example_script_runs_end_to_end_through_the_binary_on_the_path(kvstore_bin: str, which: str,
+                                                                       question: list[str]) -> None:
     import os
     import subprocess
     import sys
@@ -174,10 +178,11 @@ def test_example_script_runs_end_to_end_through_the_binary_on_the_path(kvstore_b
     env = dict(os.environ, PATH=f"{os.path.dirname(kvstore_bin)}{os.pathsep}{os.environ['PATH']}",
                PYTHONPATH=str(root / "python"))
     env.pop("KVSTORE_BIN", None)  # the script must find the binary on the PATH
-    done = subprocess.run([sys.executable, str(root / "examples/hf_reuse.py"), "--tiny", which],
+    done = subprocess.run([sys.executable, str(root / "examples/hf_reuse.py"), "--tiny", which, *question],
                           capture_output=True, text=True, env=env)
     assert done.returncode == 0, done.stdout + done.stderr
     assert done.stdout.strip().endswith("identical")
+    assert ("from prefix:" in done.stdout) == bool(question)
 
 
 def test_a_selection_policy_loads_in_both_modes(kvstore_bin: str, tmp_path: Path) -> None:

@@ -1,5 +1,6 @@
 """The native kvpack reader against the binary: `unpack` writes the bytes `kvstore fetch`
-writes, for every built-in policy, every output dtype and --expand; damage always raises."""
+writes, for every built-in policy, every output dtype, --expand and --prefix, with and without
+`input_ids`; damage always raises."""
 from __future__ import annotations
 
 import json
@@ -26,20 +27,23 @@ def test_every_built_in_policy_is_covered(stored: tuple[CLI, Path, dict[str, str
 def test_unpack_writes_the_bytes_fetch_writes(stored: tuple[CLI, Path, dict[str, str]], tmp_path: Path) -> None:
     _, _, ids = stored
     checked, policies = 0, set()
-    for name, (cli, entry) in ids.items():
+    dtypes = ("f16", "bf16", "f32")
+    for n, (name, (cli, entry)) in enumerate(ids.items()):
         pack = tmp_path / "entry.kvpack"
         cli.run("fetch", entry, "--raw", "-o", str(pack))
-        for dtype in ("f16", "bf16", "f32"):
-            for expand in (False, True):
-                want, got = tmp_path / "want.safetensors", tmp_path / "got.safetensors"
-                cli.run("fetch", entry, "--dtype", dtype, "-o", str(want), *(["--expand"] if expand else []))
-                kvstore.unpack(pack, got, dtype=dtype, expand=expand)
-                assert want.read_bytes() == got.read_bytes(), f"{name} --dtype {dtype} expand={expand}"
-                checked += 1
+        for prefix in (False, True):  # prefixes in one dtype an entry, each dtype in turn
+            for dtype in dtypes[n % 3:n % 3 + 1] if prefix else dtypes:
+                for expand in (False, True):
+                    want, got = tmp_path / "want.safetensors", tmp_path / "got.safetensors"
+                    cli.run("fetch", entry, "--dtype", dtype, "-o", str(want), *(["--expand"] if expand else []),
+                            *(["--prefix"] if prefix else []))
+                    kvstore.unpack(pack, got, dtype=dtype, expand=expand, prefix=prefix)
+                    assert want.read_bytes() == got.read_bytes(), f"{name} --dtype {dtype} {expand=} {prefix=}"
+                    checked += 1
         if name.endswith("/image"):
             with kvstore.read_pack(pack) as p:
                 policies.add(p.header.compression["policy"])
-    assert checked == 6 * len(ids)
+    assert checked == 8 * len(ids)
     assert len(policies) == len(stored[0].policies())  # each store really holds its own policy
 
 
@@ -65,6 +69,72 @@ def test_layers_decode_to_what_fetch_returns(stored: tuple[CLI, Path, dict[str, 
             pack.layer(pack.num_layers)
         assert snap.metadata["kvsnap.compression"] == fetched.metadata["kvsnap.compression"]
         assert snap.spans == fetched.spans and snap.seq_len == fetched.seq_len
+
+
+@pytest.mark.parametrize("key, dtype", [("lightkv+int8/image", np.int64), ("none/video", np.int32),
+                                        ("lightkv/image-f32", None)])
+def test_input_ids_and_the_prefix_read_back_as_fetch_writes_them(stored, tmp_path: Path, key: str, dtype) -> None:
+    cli, entry = stored[2][key]
+    pack, whole, prefix = tmp_path / "e.kvpack", tmp_path / "whole.safetensors", tmp_path / "prefix.safetensors"
+    cli.run("fetch", entry, "--raw", "-o", str(pack))
+    cli.run("fetch", entry, "--dtype", "f32", "-o", str(whole))
+    cli.run("fetch", entry, "--dtype", "f32", "--prefix", "-o", str(prefix))
+    fetched, cut = kvstore.read(whole), kvstore.read(prefix)
+    end = fetched.prefix_end
+    assert 0 < end < fetched.original_length == cut.original_length + (fetched.original_length - end)
+    assert cut.seq_len == cut.prefix_end == end and cut.prefix_of == entry and cut.key is None
+    assert cut.spans == [s for s in fetched.spans if s.end <= end] and "prompt" not in [s.role for s in cut.spans]
+    with kvstore.read_pack(pack) as p:
+        assert p.header.prefix_end == end and p.header.entry_id == entry
+        assert all(d.prefix is not None for d in p.header.layers)
+        assert p.prefix_counts() == [layer.count for layer in cut.layers]
+        if dtype is None:
+            assert p.header.input_ids is None and fetched.input_ids is None and cut.input_ids is None
+        else:
+            assert p.header.input_ids.dtype == dtype and fetched.input_ids.dtype == dtype
+            assert np.array_equal(p.header.input_ids, fetched.input_ids)
+            assert np.array_equal(cut.input_ids, fetched.input_ids[:end])
+        for got, want in ((p.snapshot(), fetched), (p.snapshot(prefix=True), cut), (fetched.prefix(), cut)):
+            whole = want is fetched
+            assert got.spans == want.spans and got.original_length == want.original_length
+            assert got.prefix_end == want.prefix_end and got.key == want.key
+            assert (got.input_ids is None) == (want.input_ids is None)
+            if want.input_ids is not None:
+                assert np.array_equal(got.input_ids, want.input_ids) and got.input_ids.dtype == want.input_ids.dtype
+            for a, b in zip(got.layers, want.layers):
+                assert np.array_equal(a.key, b.key) and np.array_equal(a.positions, b.positions)
+                assert np.array_equal(a.sizes, b.sizes)
+                assert whole or int(b.sizes.sum()) == end  # whole merge groups: every prefix token stood for
+    kvstore.write(cut, tmp_path / "again.safetensors")  # a prefix is a valid kvsnap file in its own right
+    assert kvstore.read(tmp_path / "again.safetensors").prefix_of == entry
+
+
+def test_input_ids_are_checked_like_the_swift_reader_checks_them(cli: CLI, tmp_path: Path) -> None:
+    snap = kvstore.read(cli.synth(tmp_path / "t.safetensors", "--preset", "tiny"))
+    n = snap.original_length
+    for ids, problem in ((np.arange(n - 1, dtype=np.int64), rf"shape \[{n - 1}\], expected \[{n}\]"),
+                         (np.arange(n, dtype=np.float32), "not int32 or int64"),
+                         (np.arange(2 * n, dtype=np.int32).reshape(2, n), "one id per cached position")):
+        snap.input_ids = ids
+        with pytest.raises(kvstore.SnapshotError, match=problem) as e:
+            kvstore.write(snap, tmp_path / "bad.safetensors")
+        assert e.value.field == "input_ids"
+    snap.input_ids = np.arange(n, dtype=np.int32)
+    kvstore.write(snap, tmp_path / "ok.safetensors")
+    assert kvstore.read(tmp_path / "ok.safetensors").input_ids.dtype == np.int32
+    assert cli.run("ingest", str(tmp_path / "ok.safetensors"), check=False).returncode == 0
+    # a file whose input_ids are F32 or the wrong length: both readers refuse it, naming the tensor
+    data = bytearray((tmp_path / "ok.safetensors").read_bytes())
+    for old, new in ((b'"input_ids":{"dtype":"I32"', b'"input_ids":{"dtype":"F32"'),
+                     (f'"input_ids":{{"dtype":"I32","shape":[{n}]'.encode(),
+                      f'"input_ids":{{"dtype":"I16","shape":[{n}]'.encode())):
+        bad = tmp_path / "bad.safetensors"
+        bad.write_bytes(bytes(data).replace(old, new))
+        with pytest.raises(kvstore.SnapshotError) as e:
+            kvstore.read(bad)
+        assert e.value.field == "input_ids"
+        done = cli.run("ingest", str(bad), check=False)
+        assert done.returncode == 3 and "input_ids" in done.stderr
 
 
 def _raw_pack(stored: tuple[CLI, Path, dict[str, str]], tmp_path: Path, key: str = "lightkv+int8/image") -> bytearray:
@@ -192,6 +262,12 @@ def test_python_m_kvstore_unpack(stored, tmp_path: Path) -> None:
     done = subprocess.run(cmd, **run)
     assert done.returncode == 0, done.stderr
     assert got.read_bytes() == want.read_bytes()
+    cli.run("fetch", entry, "--prefix", "-o", str(want))
+    done = subprocess.run([*cmd[:7], "--prefix"], **run)
+    assert done.returncode == 0, done.stderr
+    assert got.read_bytes() == want.read_bytes() and kvstore.read(got).input_ids.dtype == np.int32
+    done = subprocess.run([*cmd[:7], "--prefix", "--entry", "e" * 64], **run)  # a pack whose header names none
+    assert done.returncode == 0 and kvstore.read(got).prefix_of == "e" * 64
 
     damaged = bytearray(pack.read_bytes())
     damaged[100] ^= 1
