@@ -55,6 +55,10 @@ public struct TokenTable: Sendable {
         return table
     }
 
+    /// True when some token may write (upload, remove, pin): a server with read tokens only
+    /// never writes its store, so it must not create one.
+    public var allowsWriting: Bool { tokens.contains { $0.scope == .write } }
+
     /// The scope of `presented`, or nil. Every stored token is compared in full whatever
     /// matched, so the time taken says nothing about how much of a token was right.
     public func scope(of presented: Substring) -> Scope? {

@@ -76,6 +76,9 @@ struct ServeCommand: ParsableCommand {
         let store = try location.spec()
         let tokenTable = try tokens.map { try TokenTable.load(path: $0) }
         tokenTable?.warnings.forEach { Terminal.error($0) }
+        // Only a server that may write creates its store; one with read tokens only serves
+        // a store that is there (a mistyped --store creates nothing).
+        if let tokenTable, !tokenTable.allowsWriting { try store.requirePresent() }
         var configuration = ServerConfiguration(
             storePath: store.description, host: address.host, port: address.port,
             tokens: tokenTable, maxUpload: limit, policyFile: policyFile.policies,

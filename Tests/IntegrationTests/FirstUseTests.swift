@@ -50,6 +50,17 @@ final class FirstUseTests: XCTestCase {
             XCTAssertTrue(r.stderr.hasPrefix("kvstore: no store at \(typo)"), "\(args): \(r.stderr)")
             XCTAssertFalse(FileManager.default.fileExists(atPath: typo), "\(args) created \(typo)")
         }
+        // A server whose tokens may only read never writes, so it creates nothing either.
+        let readOnly = s.path + "/tokens"
+        try "reader-token-0123456789 read\n".write(toFile: readOnly, atomically: true, encoding: .utf8)
+        chmod(readOnly, 0o600)
+        let serve = try s.cli.start(["serve", "--store", typo, "--tokens", readOnly, "--listen", "127.0.0.1:0"],
+                                    stdout: FileHandle(forWritingAtPath: "/dev/null"), stderr: FileHandle(forWritingAtPath: "/dev/null"))
+        let deadline = Date().addingTimeInterval(20)
+        while serve.isRunning && Date() < deadline { usleep(20_000) }
+        if serve.isRunning { kill(serve.processIdentifier, SIGKILL); serve.waitUntilExit(); XCTFail("serve with read tokens started on a missing store") }
+        XCTAssertEqual(serve.terminationStatus, 2)
+        XCTAssertFalse(FileManager.default.fileExists(atPath: typo), "serve with read tokens only created \(typo)")
         XCTAssertEqual(try s.cli.run("ingest", "--store", typo, try s.snapshot("x.safetensors")).status, 0, "ingest creates it")
         XCTAssertEqual(try s.cli.run("ls", "--store", typo).status, 0)
     }
