@@ -10,6 +10,8 @@ enum Route: Equatable {
     /// The web pages' buttons: plain HTML form posts (docs/design/serve.md, "Web pages").
     case pinForm(String), removeForm(String)
     case list, entry(String), key(String), kvsnap(String), pack(String), layout(String), pin(String), upload
+    /// The longest stored prefix of a request (`kvstore match`).
+    case match
 
     init?(path: String) throws {
         var segments: [String] = []
@@ -38,6 +40,7 @@ enum Route: Equatable {
             switch (segments[0], segments[1]) {
             case ("v1", "entries"): self = .list
             case ("v1", "snapshots"): self = .upload
+            case ("v1", "match"): self = .match
             case ("entries", let id): self = .entryPage(try Self.id(id))
             default: return nil
             }
@@ -97,6 +100,7 @@ enum Route: Equatable {
         case .layout: "/v1/entries/{id}/layout"
         case .pin: "/v1/entries/{id}/pin"
         case .upload: "/v1/snapshots"
+        case .match: "/v1/match"
         }
     }
 
@@ -128,7 +132,7 @@ enum Route: Equatable {
     var methods: [HTTPRequest.Method] {
         switch self {
         case .entry: [.get, .delete]
-        case .pin, .pinForm, .removeForm: [.post]
+        case .pin, .pinForm, .removeForm, .match: [.post]
         case .upload: [.put]
         default: [.get]
         }
@@ -138,6 +142,7 @@ enum Route: Equatable {
     func scope(for method: HTTPRequest.Method) -> Scope? {
         switch self {
         case .health, .openapi: nil
+        case .match: .read  // a lookup, posted only because the ids are long
         default: method == .get || method == .head ? .read : .write
         }
     }

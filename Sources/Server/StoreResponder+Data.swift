@@ -18,8 +18,14 @@ extension StoreResponder {
         case "1", "true": expand = true
         case let v?: throw APIError.badRequest("expand \"\(v.prefix(40))\": expected 0 or 1")
         }
+        let prefix: Bool
+        switch query["prefix"] {
+        case nil, "0", "false": prefix = false
+        case "1", "true": prefix = true
+        case let v?: throw APIError.badRequest("prefix \"\(v.prefix(40))\": expected 0 or 1")
+        }
         // Two layers ahead keep both cores decoding for one client; more clients share them.
-        let options = FetchOptions(dtype: dtype, expand: expand, inFlight: 3)
+        let options = FetchOptions(dtype: dtype, expand: expand, prefix: prefix, inFlight: 3)
         let ifNoneMatch = request.headers[.ifNoneMatch]
         let outcome: (plan: FetchPlan?, record: EntryRecord) = try await pool.run { root in
             let record = try root.index.resolve(id)
@@ -128,7 +134,7 @@ extension StoreResponder {
     /// The kvsnap's entity tag: the content id, the pack it is decoded from (compaction may
     /// re-pack an entry, changing the bytes) and the representation asked for.
     static func snapshotTag(_ r: EntryRecord, _ o: FetchOptions) -> String {
-        "\"\(r.id).\(r.blob).\(o.dtype.rawValue)\(o.expand ? ".expanded" : "")\""
+        "\"\(r.id).\(r.blob).\(o.dtype.rawValue)\(o.expand ? ".expanded" : "")\(o.prefix ? ".prefix" : "")\""
     }
 
     /// `If-None-Match` holds `tag` (or `*`).

@@ -86,6 +86,7 @@ struct StoreResponder: HTTPResponder {
         case .pack(let id): return try await pack(id, request, started: started)
         case .layout(let id): return try await layout(id)
         case .upload: return try await upload(request, query)
+        case .match: return try await match(request)
         case .health: return try await health()
         case .metrics: return try await metricsPage()
         case .openapi: return Self.openapi()

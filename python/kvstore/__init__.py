@@ -12,7 +12,7 @@
 The Hugging Face adapter is `kvstore.hf` and GPU-side decoding `kvstore.torch`; both need
 torch and are imported only when used.
 """
-from .client import Client, Entry
+from .client import Client, Entry, PrefixMatch
 from .errors import (AccessError, CommandError, CorruptError, ExpandError, ForbiddenError, KVStoreError,
                      ModelMismatchError, NotFoundError, PackError, SnapshotError, TransientError, UnauthorizedError,
                      UsageError)
@@ -21,7 +21,7 @@ from .remote import HTTPClient
 from .snapshot import Layer, Snapshot, Span, read, write
 
 __all__ = [
-    "AccessError", "Client", "CommandError", "CorruptError", "Entry", "ExpandError", "ForbiddenError", "HTTPClient",
+    "AccessError", "Client", "CommandError", "CorruptError", "Entry", "PrefixMatch", "ExpandError", "ForbiddenError", "HTTPClient",
     "KVStoreError", "Layer", "ModelMismatchError", "NotFoundError", "Pack", "PackError", "PackHeader", "PackLayer",
     "Section", "Snapshot", "SnapshotError", "Span", "TransientError", "UnauthorizedError", "UsageError", "read",
     "read_pack", "unpack", "write",

@@ -88,6 +88,28 @@ class Ingested(str):
         return str(self)
 
 
+@dataclass(frozen=True)
+class PrefixMatch:
+    """The longest stored prefix of a request (`Client.match`): fetch it with
+    `fetch(id, ..., prefix=True)` and prefill the request from token `length` on."""
+    id: str
+    length: int
+    #: Media sources compared and equal; 0 when the match rests on the token ids alone.
+    sources_checked: int
+
+    @staticmethod
+    def from_json(o: dict[str, Any]) -> "PrefixMatch":
+        return PrefixMatch(id=str(o["id"]), length=int(o["length"]), sources_checked=int(o["sources_checked"]))
+
+
+def check_ids(input_ids: Sequence[int]) -> list[int]:
+    """Token ids as plain non-negative ints (numpy and torch integers included)."""
+    ids = [int(i) for i in input_ids]
+    if any(i < 0 for i in ids):
+        raise UsageError(["input_ids"], UsageError.exit_code, "token ids are non-negative")
+    return ids
+
+
 def check_entry(entry: str) -> str:
     """An entry name must be non-empty: an empty one would name the whole listing."""
     if not isinstance(entry, str) or not entry:
@@ -189,6 +211,20 @@ class Client:
         self._run(["fetch", check_entry(entry), "-o", output, "--dtype", dtype, *(["--expand"] if expand else []),
                    *(["--key"] if by_key else []), *(["--prefix"] if prefix else [])])
         return output
+
+    def match(self, model: str, input_ids: Sequence[int], sources: Sequence[str] = ()) -> PrefixMatch | None:
+        """The longest stored prefix of a request of `model` with these token ids (and media
+        `sources` in order, where known), or None: the lookup a serving node makes before prefill."""
+        with tempfile.TemporaryDirectory(prefix="kvstore-") as d:
+            path = os.path.join(d, "ids.json")
+            with open(path, "w") as f:
+                json.dump(check_ids(input_ids), f)
+            try:
+                out = self._out(["match", "--json", "--model", model, "--ids", path,
+                                 *[a for source in sources for a in ("--source", source)]])
+            except NotFoundError:
+                return None
+        return PrefixMatch.from_json(json.loads(out))
 
     def fetch_raw(self, entry: str, output: str | os.PathLike[str], by_key: bool = False) -> str:
         """Writes the stored kvpack file itself (read it with `kvstore.read_pack`)."""

@@ -9,7 +9,9 @@ import os
 import urllib.parse
 from typing import Any, BinaryIO, Iterator, Sequence
 
-from .client import Client, Entry, Ingested, check_entry, is_url
+import io
+
+from .client import Client, Entry, Ingested, PrefixMatch, check_entry, check_ids, is_url
 from .errors import (CommandError, CorruptError, ForbiddenError, NotFoundError, TransientError, UnauthorizedError,
                      UsageError)
 from .pack import Pack, PackLayer, Section
@@ -196,17 +198,29 @@ class HTTPClient(Client):
         return [self.ingest(p, policy, policies) for p in paths]
 
     def fetch(self, entry: str, output: str | os.PathLike[str], dtype: str = "f16", expand: bool = False,
-              by_key: bool = False) -> str:
-        """Writes the entry as a kvsnap file, the bytes `kvstore fetch` writes (complete or not at all)."""
-        self.fetch_if_changed(entry, output, None, dtype, expand, by_key)
+              by_key: bool = False, prefix: bool = False) -> str:
+        """Writes the entry as a kvsnap file, the bytes `kvstore fetch` writes (complete or not at all);
+        with `prefix`, its shareable prefix alone (`fetch --prefix`)."""
+        self.fetch_if_changed(entry, output, None, dtype, expand, by_key, prefix)
         return os.fspath(output)
 
     def fetch_if_changed(self, entry: str, output: str | os.PathLike[str], etag: str | None = None,
-                         dtype: str = "f16", expand: bool = False, by_key: bool = False) -> str | None:
+                         dtype: str = "f16", expand: bool = False, by_key: bool = False,
+                         prefix: bool = False) -> str | None:
         """`fetch` unless `etag` (returned by an earlier call for `output`) is still current:
         then `output` is left as it is and None returned; else the new ETag."""
         return self._download(self._entry_path(entry, by_key) + "/kvsnap",
-                              {"dtype": dtype, "expand": "1" if expand else None}, output, etag)
+                              {"dtype": dtype, "expand": "1" if expand else None, "prefix": "1" if prefix else None},
+                              output, etag)
+
+    def match(self, model: str, input_ids: Sequence[int], sources: Sequence[str] = ()) -> PrefixMatch | None:
+        """The longest stored prefix of a request (`POST /v1/match`), or None."""
+        body = json.dumps({"model": model, "input_ids": check_ids(input_ids), "sources": list(sources)}).encode()
+        try:
+            found, _ = self._json("POST", "/v1/match", body=io.BytesIO(body), length=len(body))
+        except NotFoundError:
+            return None
+        return PrefixMatch.from_json(found)
 
     def fetch_raw(self, entry: str, output: str | os.PathLike[str], by_key: bool = False) -> str:
         """Writes the stored kvpack file itself (read it with `kvstore.read_pack`)."""

@@ -324,3 +324,25 @@ def test_an_empty_entry_name_is_refused_before_any_request() -> None:
     for call in (lambda: store.show(""), lambda: store.fetch("", "out"), lambda: store.remove("")):
         with pytest.raises(kvstore.UsageError, match="an entry id"):
             call()
+
+
+def test_match_and_prefix_fetch_over_http_equal_the_cli(server: Server, tmp_path: Path) -> None:
+    """A new question about a stored image: `match` finds the prefix (HTTP and local), and the
+    prefix fetched over HTTP is the bytes `fetch --prefix` writes."""
+    d = tmp_path / "questions"
+    server.cli.run("synth", "--preset", "tiny", "--questions", "2", "--seed", "40", "-o", str(d))
+    first, second = sorted(d.iterdir())
+    remote, local = server.client(READER), kvstore.Client(server.cli.store, binary=server.cli.binary)
+    entry = server.client().ingest(first, policy="none")
+    asked = kvstore.read(second)
+    ids, sources = list(asked.input_ids), [s.source for s in asked.spans if s.source]
+    for store in (remote, local):
+        found = store.match(asked.model, ids, sources)
+        assert found == kvstore.PrefixMatch(id=entry.id, length=asked.prefix_end, sources_checked=1), store
+        assert store.match(asked.model, ids, ["sha256:" + "00" * 32]) is None, "another image is another prefix"
+        assert store.match("other/model", ids) is None
+    got = remote.fetch(entry, tmp_path / "http-prefix.safetensors", prefix=True)
+    server.cli.run("fetch", entry, "--prefix", "-o", str(tmp_path / "cli-prefix.safetensors"))
+    assert Path(got).read_bytes() == (tmp_path / "cli-prefix.safetensors").read_bytes()
+    with pytest.raises(kvstore.UsageError):
+        remote.match(asked.model, [-1])

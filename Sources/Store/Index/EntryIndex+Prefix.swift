@@ -11,6 +11,8 @@ public struct PrefixMatch: Sendable, Codable, Equatable {
     /// 0 when the match rests on the token ids alone (the request gave no sources, or the
     /// stored spans carry none).
     public var sourcesChecked: Int
+
+    enum CodingKeys: String, CodingKey { case id, length, sourcesChecked = "sources_checked" }
 }
 
 /// The lookup a serving node makes before prefill: the longest stored prefix of its request.
