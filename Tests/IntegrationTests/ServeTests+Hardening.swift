@@ -132,6 +132,8 @@ extension ServeTests {
         XCTAssertFalse(r.stderr.contains(token), "the token is never printed")
         let tokens = try s.write("tokens-ok", Array("\(token) read\n\(token) read\n".utf8))
         chmod(tokens, 0o600)
+        // A server with read tokens only serves a store that is there; it creates none.
+        XCTAssertEqual(try s.cli.run("ingest", try s.snapshot("a.safetensors")).status, 0)
         let closed = try ServerProcess(s, ["--tokens", tokens])
         XCTAssertFalse(closed.stderr.contains("warning"), closed.stderr)
         XCTAssertEqual(closed.stop(), 0)
