@@ -1,5 +1,6 @@
 import Foundation
 import LightKV
+import Store
 import XCTest
 
 /// The shareable prefix (KVSNAP.md): `input_ids` stored and fetched back, and `fetch --prefix`
@@ -203,5 +204,23 @@ final class PrefixFetchTests: XCTestCase {
         let unrelated = try s.cli.run("eval", "--cross", "--policy", "none", files[0], s.path + "/other.safetensors")
         XCTAssertEqual(unrelated.status, 3)
         XCTAssertTrue(unrelated.stderr.contains("does not share the first one's prefix"), unrelated.stderr)
+    }
+
+    func testAnIndexWrittenBeforePrefixesMigratesAndFetchesBitIdentically() throws {
+        let s = try Scratch()
+        let id = try s.cli.run("ingest", "--policy", "lightkv+int8", try snapshot(s, "a.safetensors", question: 1))
+            .stdout.trimmingCharacters(in: .whitespacesAndNewlines)
+        let before = try s.cli.run("fetch", id, "-o", "-").stdoutBytes
+        // The schema as the previous release left it: no prefix columns, no migration 0004.
+        try Database(path: s.path + "/store/index.sqlite").execute("""
+            DROP INDEX entries_prefix; ALTER TABLE entries DROP COLUMN prefix_length;
+            ALTER TABLE entries DROP COLUMN prefix_digest; DELETE FROM migrations WHERE name = '0004_prefixes'
+            """)
+        XCTAssertEqual(try s.cli.run("fetch", id, "-o", "-").stdoutBytes, before, "migrated on open, fetched as before")
+        XCTAssertEqual(try s.cli.run("verify").status, 0)
+        XCTAssertEqual(try s.cli.run("fetch", id, "--prefix", "-o", "-").status, 0)
+        let copy = s.path + "/copy"
+        XCTAssertEqual(try s.cli.run("migrate", "--from", s.path + "/store", "--to", copy).status, 0)
+        XCTAssertEqual(try s.cli.run("fetch", "--store", copy, id, "-o", "-").stdoutBytes, before)
     }
 }
