@@ -48,9 +48,9 @@ public struct CompactionReport: Sendable, Codable {
     public var verifyFailures: [Failure] = []
     public var milliseconds = 0.0
 
-    /// Bytes freed (or, on a shared store, doomed): evictions, re-pack savings, doomed
-    /// blobs, orphans, temporary files.
-    public var bytesFreed: Int { evictedBytes + repackBytesSaved + orphanBytes + temporaryBytes }
+    /// Bytes freed (or, on a shared store, doomed): evictions, re-pack savings, blobs of
+    /// removed entries collected, damaged or superseded orphans, temporary files.
+    public var bytesFreed: Int { evictedBytes + repackBytesSaved + doomedBytes + orphanBytes + temporaryBytes }
 
     public init() {}
 }
