@@ -2,15 +2,17 @@
 writes exactly the bytes `kvstore fetch` writes for the entry stored in PACK.
 
 `python -m kvstore eval-answers --model ID --media FILE... --question TEXT... --policy P...
-[--max-new-tokens N] [--store DIR|URL] [--json]` (or `--tiny llava|qwen2_5_vl` instead of
+[--max-new-tokens N] [--store DIR|URL] [--json]` ($KVSTORE_TOKEN for a URL; or `--tiny llava|qwen2_5_vl` instead of
 `--model` and `--media`): what each policy does to the model's answers (kvstore.eval). Exit
 codes as the binary's: 1 a bad argument, policy or model, 2 a file or model not found."""
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 
+from .client import Client, is_url
 from .errors import CommandError, EvalError, ExpandError, ModelMismatchError, PackError
 from .pack import unpack
 
@@ -37,7 +39,8 @@ def main(argv: list[str] | None = None) -> int:
                    help="the first is captured and stored (same question); the rest are asked on its prefix (new)")
     a.add_argument("--policy", nargs="+", default=[], metavar="P", help="policies to compare (`kvstore policies`)")
     a.add_argument("--max-new-tokens", type=int, default=16, metavar="N", help="answer tokens (default 16)")
-    a.add_argument("--store", help="a store folder or `kvstore serve` URL (default: a scratch store)")
+    a.add_argument("--store", help="a store folder, or a `kvstore serve` URL with a write token in $KVSTORE_TOKEN "
+                   "(default: a scratch store); the entries added are removed again")
     a.add_argument("--json", action="store_true", help="print the report as JSON")
     args = parser.parse_args(argv)
     if args.command == "eval-answers":
@@ -65,8 +68,9 @@ def eval_answers(args: argparse.Namespace) -> int:
             model, items = answers.tiny_items(args.tiny, args.question)
         else:
             model, items = answers.hub(args.model, args.media, args.question)
-        report = answers.evaluate(model, items, args.policy, max_new_tokens=args.max_new_tokens,
-                                  store=args.store, progress=_bar if sys.stderr.isatty() else None)
+        store = Client(args.store, token=os.environ.get("KVSTORE_TOKEN")) if is_url(args.store) else args.store
+        report = answers.evaluate(model, items, args.policy, max_new_tokens=args.max_new_tokens, store=store,
+                                  progress=_bar if sys.stderr.isatty() else None)
     except (EvalError, ModelMismatchError, ValueError) as e:
         return _fail(e, 1)
     except CommandError as e:  # the store's answer: its own message, the binary's exit code

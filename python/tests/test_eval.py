@@ -134,3 +134,21 @@ def test_the_cli_exits_without_a_traceback(kvstore_bin: str, tmp_path: Path) -> 
                           env={**os.environ, "HF_HUB_OFFLINE": "1"})
     assert done.returncode == 2 and done.stdout == ""
     assert done.stderr.strip() == f"error: No such file or directory: {tmp_path / 'gone.mp4'}"
+
+
+def test_a_kvstore_serve_store_gives_the_same_answers(kvstore_bin: str, tmp_path: Path) -> None:
+    """Through the HTTP API (prefix fetched with ?prefix=1): the numbers a scratch store gives,
+    and nothing left behind."""
+    from test_remote import serve
+    model, items = answers.tiny_items("qwen2_5_vl", QUESTIONS[:2])
+    server = serve(kvstore_bin, tmp_path / "serve")
+    try:
+        remote = answers.evaluate(model, items, ["none", "tome55"], max_new_tokens=3, store=server.client())
+        assert server.client().ls() == []
+    finally:
+        server.stop()
+    local = answers.evaluate(model, items, ["none", "tome55"], max_new_tokens=3)
+    for r, l in zip(remote.policies, local.policies):
+        assert (r.policy, r.kept, r.same.exact, r.new.exact) == (l.policy, l.kept, l.same.exact, l.new.exact)
+        assert abs(r.bytes_out - l.bytes_out) < 64  # the pack header's few varying bytes (its time) aside
+        assert abs(r.same.kl - l.same.kl) < 1e-9 and abs(r.new.kl - l.new.kl) < 1e-9
