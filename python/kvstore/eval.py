@@ -329,29 +329,35 @@ def hub(model_id: str, media: Sequence[str | os.PathLike[str]], questions: Seque
         raise EvalError("no media: give at least one image or video file")
     paths = [check_input(m) for m in media]
     from transformers import AutoConfig, AutoModelForImageTextToText, AutoProcessor
-    hf.check_supported(AutoConfig.from_pretrained(model_id))
+    hf.check_supported(AutoConfig.from_pretrained(model_id))  # the config alone, before the weights
+    pixels = [_pixels(path) for path in paths]
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     dtype = dtype or (torch.bfloat16 if device == "cuda" else torch.float32)
     processor = AutoProcessor.from_pretrained(model_id)
     model = AutoModelForImageTextToText.from_pretrained(model_id, dtype=dtype).to(device).eval()
-    return model, [_hub_item(processor, model, path, questions) for path in paths]
+    return model, [_hub_item(processor, model, path, p, questions) for path, p in zip(paths, pixels)]
 
 
-def _hub_item(processor: Any, model: torch.nn.Module, path: str, questions: Sequence[str]) -> Item:
-    video = path.lower().endswith(VIDEO_SUFFIXES)
-    if video:
-        pixels: dict[str, Any] = {"videos": [path]}
-    else:
+def _pixels(path: str) -> dict[str, Any]:
+    """The processor's media argument for one file: `videos` by suffix, else an RGB image."""
+    if path.lower().endswith(VIDEO_SUFFIXES):
+        return {"videos": [path]}
+    try:
         from PIL import Image, UnidentifiedImageError
-        try:
-            pixels = {"images": [Image.open(path).convert("RGB")]}
-        except UnidentifiedImageError:
-            raise EvalError(f"{path}: not an image (a video needs one of the suffixes {' '.join(VIDEO_SUFFIXES)})") \
-                from None
+    except ImportError:
+        raise EvalError(f"{path}: reading images needs Pillow (pip install pillow)") from None
+    try:
+        return {"images": [Image.open(path).convert("RGB")]}
+    except UnidentifiedImageError:
+        raise EvalError(f"{path}: not an image (a video needs one of the suffixes {' '.join(VIDEO_SUFFIXES)})") from None
+
+
+def _hub_item(processor: Any, model: torch.nn.Module, path: str, pixels: dict[str, Any],
+              questions: Sequence[str]) -> Item:
+    kind = "video" if "videos" in pixels else "image"
     asked = []
     for question in questions:
-        messages = [{"role": "user", "content": [{"type": "video" if video else "image"},
-                                                 {"type": "text", "text": question}]}]
+        messages = [{"role": "user", "content": [{"type": kind}, {"type": "text", "text": question}]}]
         text = processor.apply_chat_template(messages, add_generation_prompt=True)
         asked.append(dict(processor(text=text, return_tensors="pt", **pixels).to(model.device)))
     return Item(asked[0], [path], asked[1:])

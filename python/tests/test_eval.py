@@ -10,13 +10,14 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 torch = pytest.importorskip("torch")
 pytest.importorskip("transformers")
 
 import kvstore  # noqa: E402
-from kvstore import eval as answers  # noqa: E402
+from kvstore import eval as answers, tiny  # noqa: E402
 from kvstore.__main__ import main  # noqa: E402
 
 TOKENS = 6
@@ -152,3 +153,45 @@ def test_a_kvstore_serve_store_gives_the_same_answers(kvstore_bin: str, tmp_path
         assert (r.policy, r.kept, r.same.exact, r.new.exact) == (l.policy, l.kept, l.same.exact, l.new.exact)
         assert abs(r.bytes_out - l.bytes_out) < 64  # the pack header's few varying bytes (its time) aside
         assert abs(r.same.kl - l.same.kl) < 1e-9 and abs(r.new.kl - l.new.kl) < 1e-9
+
+
+def llava_folder(d: Path) -> Path:
+    """The tiny LLaVA saved as a hub model folder would hold it: weights, a word-level tokenizer
+    over its vocabulary, a CLIP image processor (32 px) and a chat template."""
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import LlavaProcessor, PreTrainedTokenizerFast
+    from transformers.models.clip.image_processing_pil_clip import CLIPImageProcessorPil
+    vocab = {w: 3 + i for i, w in enumerate("abcdefghijklmnopqrstuvwxyz")} | {"USER": 30, "ASSISTANT": 31, ":": 32}
+    special = {"<unk>": 0, "</s>": 2, "<image>": tiny.IMAGE}
+    words = Tokenizer(models.WordLevel(vocab | special, unk_token="<unk>"))
+    words.pre_tokenizer = pre_tokenizers.Whitespace()
+    words.add_special_tokens(list(special))
+    template = ("{% for m in messages %}{{ m['role'] | upper }}: {% for c in m['content'] %}{% if c['type'] == 'image' %}"
+                "<image> {% else %}{{ c['text'] }}{% endif %}{% endfor %} {% endfor %}ASSISTANT:")
+    processor = LlavaProcessor(image_processor=CLIPImageProcessorPil(size={"shortest_edge": 32},
+                                                                     crop_size={"height": 32, "width": 32}),
+                               tokenizer=PreTrainedTokenizerFast(tokenizer_object=words, unk_token="<unk>",
+                                                                 eos_token="</s>", pad_token="</s>"),
+                               patch_size=8, vision_feature_select_strategy="default", num_additional_image_tokens=1,
+                               chat_template=template)
+    tiny.llava()[0].save_pretrained(d)
+    processor.save_pretrained(d)
+    return d
+
+
+def test_a_model_folder_with_its_processor_answers_about_image_files(kvstore_bin: str, tmp_path: Path,
+                                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    """--model with --media: the chat template builds every question's prompt, one item per file."""
+    image = pytest.importorskip("PIL.Image")
+    folder = llava_folder(tmp_path / "model")
+    for n in range(2):
+        image.fromarray(np.random.default_rng(n).integers(0, 255, (40, 48, 3), dtype=np.uint8)).save(tmp_path / f"{n}.png")
+    assert main(["eval-answers", "--model", str(folder), "--media", str(tmp_path / "0.png"), str(tmp_path / "1.png"),
+                 "--question", "what is it", "is it red", "--policy", "none", "--max-new-tokens", "3", "--json"]) == 0
+    [none] = json.loads(capsys.readouterr().out)["policies"]
+    assert none["same"]["questions"] == 2 and none["new"]["questions"] == 2
+    assert none["same"]["exact"] == none["new"]["exact"] == 1.0 and max(none["same"]["kl"], none["new"]["kl"]) < 1e-6
+    (tmp_path / "notes.txt").write_text("no image")
+    assert main(["eval-answers", "--model", str(folder), "--media", str(tmp_path / "notes.txt"), "--question", "a",
+                 "--policy", "none"]) == 1
+    assert "notes.txt: not an image" in capsys.readouterr().err
