@@ -200,7 +200,14 @@ def _check(model: torch.nn.Module, items: Sequence[Item], policies: Sequence[str
     for n, item in enumerate(items):
         if "input_ids" not in item.inputs:
             raise EvalError(f"item {n}: inputs carry no input_ids (pass the processor's output for a question)")
-        hf.vision_items(model, item.inputs)
+        end = prefix_end(model, item.inputs)
+        prefix = item.inputs["input_ids"][0, :end].tolist()
+        for k, question in enumerate(item.questions):
+            ids = question["input_ids"][0].tolist()
+            if ids[:end] != prefix or len(ids) <= end:
+                raise EvalError(f"item {n}, new question {k}: its prompt does not begin with the first question's "
+                                f"{end} tokens before its prompt and go on past them (a question about the same media "
+                                "in the same chat template does)")
         for m in item.media:
             if not isinstance(m, (bytes, bytearray)):
                 check_input(m)
@@ -219,17 +226,18 @@ def evaluate(model: torch.nn.Module, items: Sequence[Item], policies: Sequence[s
     `store`: None for a scratch store (removed afterwards), a store folder, a `kvstore serve`
     URL or a `Client`; entries this call stores in a given store are removed again (each
     policy's copy carries its own `kvsnap.key`, so one store holds them all). Raises EvalError
-    (no inputs, policies or input_ids), ModelMismatchError (a model type `kvstore.hf` does not
-    support, a new question that does not begin with the item's prefix), FileNotFoundError (a
-    media file), UsageError (a policy the store does not know)."""
-    items, policies = list(items), list(policies)
-    _check(model, items, policies)
+    (no inputs, policies or input_ids, a new question that does not begin with its item's
+    prefix), ModelMismatchError (a model type `kvstore.hf` does not support), FileNotFoundError
+    (a media file), UsageError (a policy the store does not know)."""
+    items, policies = list(items), list(dict.fromkeys(policies))
     if max_new_tokens < 1:
         raise EvalError(f"max_new_tokens is {max_new_tokens}: answers need at least one token")
+    _check(model, items, policies)
     generation = model.generation_config
     eos = generation.eos_token_id
+    pad = generation.pad_token_id if generation.pad_token_id is not None else eos
     config = GenerationConfig(max_new_tokens=max_new_tokens, do_sample=False, eos_token_id=eos,
-                              pad_token_id=generation.pad_token_id if generation.pad_token_id is not None else eos,
+                              pad_token_id=pad[0] if isinstance(pad, list) else pad,
                               output_logits=True, return_dict_in_generate=True)
     dtype = FETCH_DTYPE.get(next(model.parameters()).dtype, "f16")
     tallies = {p: _PolicyTally() for p in policies}

@@ -99,6 +99,11 @@ def test_bad_inputs_raise_named_errors(kvstore_bin: str, tmp_path: Path) -> None
         answers.evaluate(model, [answers.Item(items[0].inputs, [tmp_path / "missing.png"])], ["none"])
     with pytest.raises(FileNotFoundError, match="missing.png"):  # before any download
         answers.hub("no/such-model", [tmp_path / "missing.png"], ["a"])
+    question = items[0].questions[0]
+    moved = dict(question, input_ids=question["input_ids"].clone())
+    moved["input_ids"][0, 2] += 1  # a token before the image differs
+    with pytest.raises(kvstore.EvalError, match="new question 0: its prompt does not begin with"):
+        answers.evaluate(model, [answers.Item(items[0].inputs, questions=[moved])], ["none"])
     with pytest.raises(kvstore.UsageError, match="nope"):
         answers.evaluate(model, items, ["none", "nope"], max_new_tokens=1)
     from transformers import LlamaConfig, LlamaForCausalLM
