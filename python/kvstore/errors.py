@@ -102,3 +102,8 @@ class ForbiddenError(AccessError):
 
 class ModelMismatchError(KVStoreError, ValueError):
     """A snapshot does not fit the model it is loaded into (layers, heads, dims, model name)."""
+
+
+class EvalError(KVStoreError, ValueError):
+    """An answers evaluation (`kvstore.eval`) was asked for something it cannot measure: no
+    inputs, no question, no policy, a media file that is not an image or video."""

@@ -234,12 +234,18 @@ class _Recorder:
             self.queries[i] = query[0, :, self.index.to(query.device), :].detach()
 
 
+def check_supported(config: Any) -> str:
+    """The model type of a model's config; ModelMismatchError unless this adapter supports it."""
+    kind = getattr(config, "model_type", None)
+    if kind not in SUPPORTED:
+        raise ModelMismatchError(f"model type {kind!r} is not supported by kvstore.hf (supported: {', '.join(SUPPORTED)})")
+    return kind
+
+
 def vision_items(model: torch.nn.Module, inputs: Mapping[str, Any]) -> list[tuple[str, int, int, int, int]]:
     """(kind, token id, rows, cols, frames) of every image and video, in input order per kind."""
     config = model.config
-    kind = config.model_type
-    if kind not in SUPPORTED:
-        raise ModelMismatchError(f"model type {kind!r} is not supported by kvstore.hf (supported: {', '.join(SUPPORTED)})")
+    kind = check_supported(config)
     items = []
     if kind == "llava":
         if config.vision_feature_select_strategy != "default":
