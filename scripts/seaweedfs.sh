@@ -42,7 +42,12 @@ start)
     for _ in $(seq 1 150); do
         code=$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$port/" || true)
         [[ $code == 403 ]] && break
-        kill -0 "$(cat "$dir/weed.pid")" 2>/dev/null || { echo "seaweedfs.sh: weed exited; see $dir/log/weed.out" >&2; exit 1; }
+        kill -0 "$(cat "$dir/weed.pid")" 2>/dev/null || {
+            # Its last lines say why (a port taken, most often): the directory may not outlive the caller.
+            echo "seaweedfs.sh: weed exited; see $dir/log/weed.out, which ends:" >&2
+            tail -n 8 "$dir/log/weed.out" >&2
+            exit 1
+        }
         sleep 0.2
     done
     [[ $code == 403 ]] || { echo "seaweedfs.sh: no answer on port $port after 30 s; see $dir/log/weed.out" >&2; exit 1; }

@@ -18,7 +18,12 @@ final class FleetServers {
     private static let scripts = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
         .deletingLastPathComponent().appendingPathComponent("scripts").path
     // Distinct ports per test process: seaweedfs.sh takes PORT..PORT+7 and PORT+10000..PORT+10004.
-    private static let s3Port = 20_000 + Int(getpid() % 3_000) * 10
+    // A port some other program holds at that moment (they are in the ephemeral range) makes
+    // weed exit: the first start then tries a few others, and restarts keep the one that worked.
+    private static func s3Candidates() -> [Int] {
+        (0..<4).map { 20_000 + Int((Int(getpid()) + 997 * $0) % 3_000) * 10 }
+    }
+    private var s3Port: Int?
     private static let postgresPort = 61_000 + Int(getpid() % 4_000)
 
     var s3Directory: String { scratch.path + "/seaweedfs" }
@@ -45,8 +50,13 @@ final class FleetServers {
     }
 
     func startS3() throws {
-        let started = try Self.shell([Self.scripts + "/seaweedfs.sh", "start", s3Directory, String(Self.s3Port), Self.bucket, bind])
-        guard started.status == 0 else { throw Failure("seaweedfs.sh start: \(started.output)") }
+        var started: (status: Int32, output: String)?
+        for port in s3Port.map({ [$0] }) ?? Self.s3Candidates() {
+            started = try Self.shell([Self.scripts + "/seaweedfs.sh", "start", s3Directory, String(port), Self.bucket, bind])
+            if started?.status == 0 { s3Port = port; break }
+            _ = try? Self.shell([Self.scripts + "/seaweedfs.sh", "stop", s3Directory])
+        }
+        guard let started, started.status == 0 else { throw Failure("seaweedfs.sh start: \(started?.output ?? "")") }
         s3Running = true
         for line in started.output.split(separator: "\n") {
             let parts = line.split(separator: "=", maxSplits: 1)

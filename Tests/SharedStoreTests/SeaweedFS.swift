@@ -20,8 +20,14 @@ final class SeaweedFS {
         directory = NSTemporaryDirectory() + "kvstore-seaweedfs-" + UUID().uuidString
         // The script takes PORT..PORT+7 and PORT+10000..PORT+10004: here 45000-49999 and
         // 55000-59999, away from IntegrationTests' PostgreSQL (61000-64999).
-        let port = 45_000 + Int(getpid() % 500) * 10
-        let started = try Self.shell(["start", directory, String(port), bucket])
+        // A port another program holds at that moment makes weed exit: try a few.
+        var started = (status: Int32(1), output: "")
+        for attempt in 0..<4 {
+            let port = 45_000 + Int((Int(getpid()) + 97 * attempt) % 500) * 10
+            started = try Self.shell(["start", directory, String(port), bucket])
+            if started.status == 0 { break }
+            _ = try? Self.shell(["stop", directory])
+        }
         var settings: [String: String] = [:]
         for line in started.output.split(separator: "\n") {
             let parts = line.split(separator: "=", maxSplits: 1)
