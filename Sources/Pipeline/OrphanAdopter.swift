@@ -45,9 +45,7 @@ public struct OrphanAdopter {
     public func settle(_ name: String, minimumAge: Double = 0, now: Double = Date().timeIntervalSince1970) throws -> OrphanFate {
         guard let attributes = try root.blobs.attributes(name), now - attributes.modified >= minimumAge,
               try !root.index.isReferenced(blob: name) else { return .settledElsewhere }
-        if let tombstone = try root.index.doomed().first(where: { $0.blob == name }), tombstone.doomedAt >= attributes.modified {
-            return .tombstoned
-        }
+        if let doomedAt = try root.index.tombstone(of: name), doomedAt >= attributes.modified { return .tombstoned }
         let location = root.blobs.location(name)
         let record: EntryRecord
         do {
@@ -87,6 +85,17 @@ public struct OrphanAdopter {
             }
         }
         return .adopted(id: record.id)
+    }
+
+    /// What lies under the blobs without being a blob in its place: packs in a wrong fan-out
+    /// folder are moved home (unless `dryRun`) and so become blobs like any other; the rest is
+    /// returned to be reported, never opened.
+    public func reshelveStrays() throws -> (left: [BlobStray], moved: [String]) {
+        var left: [BlobStray] = [], moved: [String] = []
+        for stray in try root.blobs.strays() {
+            if !dryRun, try root.blobs.reshelve(stray) { moved.append(stray.path) } else { left.append(stray) }
+        }
+        return (left, moved)
     }
 
     /// A damaged orphan: collected when this adopter deletes.

@@ -77,20 +77,11 @@ public struct Repairer {
         return (try open(), aside, lock)
     }
 
-    /// `open(sqliteIndex:_:)` for the local store at `path`.
-    public static func open(path: String) throws -> (root: StoreRoot, movedAside: String?, lock: IndexLock?) {
-        try open(sqliteIndex: path + "/index.sqlite") { try StoreRoot(path: path) }
-    }
-
     public func repair(dryRun: Bool = false) throws -> RepairReport {
         var report = RepairReport()
         report.dryRun = dryRun
-        report.strays = try root.blobs.strays()
-        if !dryRun {
-            for stray in report.strays where try root.blobs.reshelve(stray) { report.reshelved.append(stray.path) }
-            report.strays.removeAll { report.reshelved.contains($0.path) }
-        }
         let adopter = OrphanAdopter(root: root, deletes: false, dryRun: dryRun)
+        (report.strays, report.reshelved) = try adopter.reshelveStrays()
         let referenced = try root.index.referencedBlobs()
         for name in try root.blobs.names().sorted() {
             report.blobs += 1

@@ -154,7 +154,7 @@ struct EvalCommand: ParsableCommand {
         let results: [CrossEvaluation] = try Self.withSnapshots(files, paths: snapshots) { parsed in
             try policies.map { p in
                 do { return try CrossEvaluation(snapshots: parsed, policy: p) } catch {
-                    Terminal.error("\(error)")
+                    Terminal.error((error as? CrossEvaluationError)?.description(naming: snapshots) ?? "\(error)")
                     if case .evaluation(let e)? = error as? CrossEvaluationError, Self.isPolicyRefusal(e) { throw ExitCode(Exit.usage) }
                     if case .tooFew? = error as? CrossEvaluationError { throw ExitCode(Exit.usage) }
                     throw ExitCode(Exit.invalid)

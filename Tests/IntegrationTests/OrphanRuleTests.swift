@@ -115,7 +115,7 @@ final class OrphanRuleTests: XCTestCase {
         let a = try ingest(s, seed: 1)
         let b = try ingest(s, seed: 2)
         let blobs = blobFiles(s)
-        let aBlob = try XCTUnwrap(blobs.first { try! fetchedBlobName(s, a, in: $0) })
+        let aBlob = try XCTUnwrap(blobs.first { try! blob($0, belongsTo: a, in: s) })
         let bBlob = try XCTUnwrap(blobs.first { $0 != aBlob })
         // Both rows lost (their blobs become orphans), then a's blob damaged.
         try Database(path: index(s)).query("DELETE FROM entries")  // closed at once: repair runs alone
@@ -332,7 +332,8 @@ final class OrphanRuleTests: XCTestCase {
         return result!
     }
 
-    private func fetchedBlobName(_ s: Scratch, _ id: String, in relative: String) throws -> Bool {
+    /// True when blob file `relative` (under blobs/) is the one entry `id`'s row names.
+    private func blob(_ relative: String, belongsTo id: String, in s: Scratch) throws -> Bool {
         let show = try s.cli.run("show", id, "--json")
         return show.stdout.contains(String(URL(fileURLWithPath: relative).lastPathComponent.dropLast(7)))
     }

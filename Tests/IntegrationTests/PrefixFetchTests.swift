@@ -191,7 +191,7 @@ final class PrefixFetchTests: XCTestCase {
         let r = try s.cli.run(["eval", "--cross", "--json", "--policy", "none", "--policy", "tome55", "--policy", "aircache35"] + files)
         XCTAssertEqual(r.status, 0, r.stderr)
         let rows = try JSONSerialization.jsonObject(with: r.stdoutBytes) as! [[String: Any]]
-        func error(_ row: [String: Any], _ which: String) -> Double { ((row[which] as! [String: Any])["relativeError"] ?? (row[which] as! [String: Any])["relative_error"]) as! Double }
+        func error(_ row: [String: Any], _ which: String) -> Double { (row[which] as! [String: Any])["relative_error"] as! Double }
         XCTAssertEqual(error(rows[0], "same"), 0, accuracy: 1e-6, "none loses nothing")
         XCTAssertEqual(error(rows[0], "new"), 0, accuracy: 1e-6)
         XCTAssertEqual(error(rows[1], "same"), error(rows[1], "new"), accuracy: 0.02, "no guidance: no question is favoured")
@@ -203,7 +203,7 @@ final class PrefixFetchTests: XCTestCase {
         XCTAssertEqual(try s.cli.run("synth", "--preset", "tiny", "--seed", "9", "-o", s.path + "/other.safetensors").status, 0)
         let unrelated = try s.cli.run("eval", "--cross", "--policy", "none", files[0], s.path + "/other.safetensors")
         XCTAssertEqual(unrelated.status, 3)
-        XCTAssertTrue(unrelated.stderr.contains("does not share the first one's prefix"), unrelated.stderr)
+        XCTAssertTrue(unrelated.stderr.contains("other.safetensors does not share the first one's prefix"), unrelated.stderr)
     }
 
     func testAnIndexWrittenBeforePrefixesMigratesAndFetchesBitIdentically() throws {

@@ -5,13 +5,17 @@ public enum CrossEvaluationError: Error, Equatable, CustomStringConvertible {
     case noProbes(snapshot: Int)
     case evaluation(EvaluationError)
 
-    public var description: String {
+    public var description: String { description(naming: []) }
+
+    /// The message with each snapshot called by its name in `names` (its file), where given.
+    public func description(naming names: [String]) -> String {
+        func name(_ i: Int) -> String { i < names.count ? names[i] : "snapshot \(i + 1)" }
         switch self {
         case .tooFew(let n):
-            "--cross compares questions about one prefix: give at least 2 snapshots that share it, got \(n) (kvstore synth --questions N writes such)"
-        case .prefixDiffers(let i, let problem): "snapshot \(i + 1) does not share the first one's prefix: \(problem)"
-        case .noProbes(let i): "snapshot \(i + 1) has no probe_query: --cross measures each question with its own probe queries"
-        case .evaluation(let e): "\(e)"
+            return "--cross compares questions about one prefix: give at least 2 snapshots that share it, got \(n) (kvstore synth --questions N writes such)"
+        case .prefixDiffers(let i, let problem): return "\(name(i)) does not share the first one's prefix (\(name(0))): \(problem)"
+        case .noProbes(let i): return "\(name(i)) has no probe_query: --cross measures each question with its own probe queries"
+        case .evaluation(let e): return "\(e)"
         }
     }
 }

@@ -11,9 +11,9 @@ public struct CompactionSettings: Sendable {
     public var coldDays: Double?
     /// ... with this policy.
     public var coldPolicy: Policy?
-    /// Blobs with no row and temporary files are deleted once older than this (seconds):
-    /// an ingest publishes its blob a moment before inserting its row, and writes its
-    /// temporary file for as long as packing takes.
+    /// Blobs with no row are settled (adopted or, damaged, deleted), and temporary files
+    /// deleted, once older than this (seconds): an ingest publishes its blob a moment before
+    /// inserting its row, and writes its temporary file for as long as packing takes.
     public var grace: Double = 3600
     /// Entries whose blobs are read back fully and checked at the end.
     public var verifySample = 8
@@ -25,11 +25,13 @@ public struct CompactionSettings: Sendable {
 
 /// Keeps a store within its budget and tidy; safe while `watch` ingests and fetches run.
 ///
-/// Steps, in order (docs/DESIGN.md, "Compaction, step by step"): delete stale
-/// temporary files; delete orphan blobs; abort stale uploads (S3); re-pack cold entries
-/// (`EntryRepacker`); evict least-recently-fetched unpinned entries until under budget
-/// (row first, then blob); checkpoint and optimise SQLite; verify a random sample. Every deletion of a blob goes
-/// through `StoreRoot.collectBlob`, which never removes a blob a row names.
+/// Steps, in order (docs/DESIGN.md, "Compaction, step by step"): delete stale temporary
+/// files and the blobs of removed entries (tombstoned); settle orphan blobs by the orphan rule
+/// (`OrphanAdopter`: adopt the valid, delete the damaged and superseded); abort stale uploads
+/// (S3); re-pack cold entries (`EntryRepacker`); evict least-recently-fetched unpinned entries
+/// until under budget (row and tombstone, then blob); checkpoint and optimise SQLite; verify a
+/// random sample. Every deletion of a blob goes through `StoreRoot.collectBlob`, which never
+/// removes a blob a row names.
 public struct Compactor {
     public let root: StoreRoot
 
@@ -58,12 +60,8 @@ public struct Compactor {
         report.doomedBytes = doomed.bytes
         // The orphan rule (docs/DESIGN.md): adopt every orphan that reads back whole; delete
         // only damaged files and superseded copies.
-        report.strays = try root.blobs.strays()
-        if !settings.dryRun {
-            for stray in report.strays where try root.blobs.reshelve(stray) { report.reshelved.append(stray.path) }
-            report.strays.removeAll { report.reshelved.contains($0.path) }
-        }
         let adopter = OrphanAdopter(root: root, deletes: true, dryRun: settings.dryRun)
+        (report.strays, report.reshelved) = try adopter.reshelveStrays()
         for orphan in try root.orphanBlobs(minimumAge: settings.grace, now: now) {
             switch try adopter.settle(orphan.name, minimumAge: settings.grace, now: now) {
             case .adopted(let id): report.orphansAdopted.append(id)

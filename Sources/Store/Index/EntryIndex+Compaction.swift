@@ -97,9 +97,9 @@ extension EntryIndex {
         }
     }
 
-    /// True when blob `name` carries a tombstone.
-    public func isDoomed(_ name: String) throws -> Bool {
-        !(try db.query("SELECT 1 FROM doomed WHERE blob = ?", [.text(name)])).isEmpty
+    /// When blob `name` was tombstoned (by the index server's clock), nil when it carries none.
+    public func tombstone(of name: String) throws -> Double? {
+        try db.query("SELECT doomed_at FROM doomed WHERE blob = ?", [.text(name)]).first?.double("doomed_at")
     }
 
     /// Forgets a doomed blob (collected, or named by a row again).

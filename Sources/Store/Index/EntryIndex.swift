@@ -52,9 +52,7 @@ public final class EntryIndex: @unchecked Sendable {
                     throw StoreError.io(path: blobs.location(record.blob), operation: "index (the blob was collected while being published)", errno: EAGAIN)
                 }
             }
-            if let modified = adoptingBlobModified,
-               let tombstone = try db.query("SELECT doomed_at FROM doomed WHERE blob = ?", [.text(record.blob)]).first,
-               (tombstone.double("doomed_at") ?? 0) >= modified {
+            if let modified = adoptingBlobModified, let doomedAt = try tombstone(of: record.blob), doomedAt >= modified {
                 return false
             }
             let placeholders = Array(repeating: "?", count: record.sqlValues.count).joined(separator: ", ")
