@@ -52,19 +52,25 @@ public struct BlobPacker {
     /// it is called once every layer is done, so it may report what `done` measured.
     /// `surveyed(i)` is called once a reduction that looks at every layer first has seen layer
     /// `i` (see `SnapshotEncoder.surveyed`).
+    ///
+    /// `part` packs a segment (`.prefix`: the shared prefix, with `segment` its record) or a
+    /// segmented entry's own part (`.suffix`, with `segment` naming the segment); see
+    /// docs/design/segments.md.
     public func pack(_ snapshot: Snapshot, policy: Policy, record: [String: String] = [:],
+                     part: EncodedPart = .whole, segment: PackSegment? = nil,
                      members: (@Sendable (Int) -> [Int32]?)? = nil,
                      entry: () -> PackEntry? = { nil },
                      surveyed: ((Int) -> Void)? = nil,
                      done: @escaping @Sendable (Int, PackedLayer) -> Void = { _, _ in }) throws -> PackedBlob {
-        var encoder = SnapshotEncoder(snapshot: snapshot, policy: policy)
+        var encoder = SnapshotEncoder(snapshot: snapshot, policy: policy, part: part)
         do { try encoder.checkRetention() } catch { throw StoreError.badPolicy(error) }
         let temp = try root.blobs.newTempFile()
-        let writer = try PackWriter(file: temp)
+        let writer = try PackWriter(file: temp, segmented: segment?.name != nil)
         encoder.inputMembers = members
         encoder.surveyed = surveyed
         let codec = policy.codec
         let prefixEnd = snapshot.metadata.prefixEnd(seqLen: snapshot.seqLen)
+        let layout = Self.headerLayout(snapshot, part: part)
         try OrderedPipeline.run(
             count: snapshot.layerCount, inFlight: Self.inFlight(inFlight, largestLayer: snapshot.largestLayerBytes),
             stage: { i in
@@ -90,10 +96,10 @@ public struct BlobPacker {
         compression["quantization"] = policy.quantization.name
         compression["codec"] = policy.codec.name
         let (header, name) = try writer.finish(
-            metadata: snapshot.metadata.raw.filter { $0.key != SnapshotMetadata.compressionKey && $0.key != SnapshotMetadata.seqLenKey },
-            seqLen: snapshot.seqLen, kvHeads: snapshot.kvHeads, headDim: snapshot.headDim, vHeadDim: snapshot.vHeadDim,
-            inputDType: snapshot.dtype, compression: compression, entry: entry(),
-            inputIDs: snapshot.tokenIDs().map { PackInputIDs(dtype: snapshot.inputIDs!.dtype.rawValue, ids: $0) })
+            metadata: layout.metadata, seqLen: layout.seqLen, kvHeads: snapshot.kvHeads, headDim: snapshot.headDim,
+            vHeadDim: snapshot.vHeadDim, inputDType: snapshot.dtype, compression: compression, entry: entry(),
+            inputIDs: snapshot.tokenIDs().map { PackInputIDs(dtype: snapshot.inputIDs!.dtype.rawValue, ids: Array($0.prefix(layout.seqLen))) },
+            segment: segment)
         // The header and footer must parse back (every section was decoded as it was sealed)
         // before the file is published under its name.
         _ = try PackReader(path: temp.tempPath)
@@ -104,5 +110,38 @@ public struct BlobPacker {
             throw StoreError.io(path: temp.tempPath, operation: "publish (the temporary file was collected)", errno: EAGAIN)
         }
         return PackedBlob(name: name, path: path, header: header, bytes: temp.bytesWritten, compression: compression)
+    }
+
+    /// The metadata and length a pack of `part` records. A segment keeps only what every
+    /// snapshot sharing its prefix agrees on (version, model, the spans inside it), so that
+    /// identical prefixes pack to identical bytes whatever each request's key or prompt.
+    static func headerLayout(_ snapshot: Snapshot, part: EncodedPart) -> (metadata: [String: String], seqLen: Int) {
+        guard case .prefix(let end) = part else {
+            return (snapshot.metadata.raw.filter { $0.key != SnapshotMetadata.compressionKey && $0.key != SnapshotMetadata.seqLenKey },
+                    snapshot.seqLen)
+        }
+        var metadata = snapshot.metadata.raw.filter { [SnapshotMetadata.versionKey, SnapshotMetadata.modelKey].contains($0.key) }
+        metadata[SnapshotMetadata.spansKey] = SnapshotMetadata.encode(snapshot.metadata.spans.filter { $0.end <= end })
+        return (metadata, end)
+    }
+}
+
+/// Whether a snapshot is stored as a segment and its own part (docs/design/segments.md,
+/// "When an entry is segmented"): the prefix end when it is, nil when it is stored whole.
+public func segmentedPrefixEnd(_ snapshot: Snapshot, policy: Policy) -> Int? {
+    guard policy.reduction == .none, snapshot.inputIDs != nil else { return nil }
+    guard snapshot.metadata.raw[SnapshotMetadata.seqLenKey] == nil,
+          snapshot.layers.allSatisfy({ $0.positions == nil && $0.sizes == nil }) else { return nil }
+    let end = snapshot.metadata.prefixEnd(seqLen: snapshot.seqLen)
+    return end > 0 && end < snapshot.seqLen ? end : nil
+}
+
+extension BlobPacker {
+    /// Packs and publishes `snapshot`'s shared prefix as a segment (`segmentedPrefixEnd`).
+    public func packSegment(_ snapshot: Snapshot, policy: Policy, end: Int,
+                            done: @escaping @Sendable (Int, PackedLayer) -> Void = { _, _ in }) throws -> PackedBlob {
+        let ids = snapshot.tokenIDs() ?? []
+        let digest = PrefixDigest.of(model: snapshot.metadata.model, ids: ids[0..<end])
+        return try pack(snapshot, policy: policy, part: .prefix(end: end), segment: PackSegment(prefixDigest: digest, length: end), done: done)
     }
 }

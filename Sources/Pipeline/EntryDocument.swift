@@ -24,8 +24,11 @@ public struct EntryDocument: Encodable, Sendable {
     enum Key: String, CodingKey {
         case id, key, model, policy, layers, kv_heads, head_dim, v_head_dim, seq_len, input_dtype, entries_kept
         case bytes_in, bytes_out, ratio, created_at, last_accessed, access_count, pinned
-        case spans, compression, fidelity, sources, blob, blob_path
+        case spans, compression, fidelity, sources, blob, blob_path, segment
     }
+
+    /// A segmented entry's shared prefix (docs/design/segments.md).
+    struct Segment: Encodable { var blob: String; var bytes: Int? }
 
     public func encode(to encoder: Encoder) throws {
         var c = encoder.container(keyedBy: Key.self)
@@ -48,6 +51,7 @@ public struct EntryDocument: Encodable, Sendable {
         try c.encode(r.lastAccessed, forKey: .last_accessed)
         try c.encode(r.accessCount, forKey: .access_count)
         try c.encode(r.pinned, forKey: .pinned)
+        try c.encodeIfPresent(r.segment.map { Segment(blob: $0, bytes: r.segmentBytes) }, forKey: .segment)
         guard let sources else { return }
         try c.encode((try? JSONDecoder().decode([Span].self, from: Data(r.spans.utf8))) ?? [], forKey: .spans)
         try c.encode((try? JSONDecoder().decode([String: String].self, from: Data(r.compression.utf8))) ?? [:], forKey: .compression)

@@ -5,6 +5,8 @@ import Store
 public struct FetchPlan: @unchecked Sendable {
     public let record: EntryRecord
     public let pack: PackReader
+    /// The segment holding the entry's shared prefix, when it is segmented.
+    public let segment: PackReader?
     public let options: FetchOptions
     /// The kvsnap layout; nil when the pack itself is written (`raw`).
     public let layout: SafetensorsLayout?

@@ -57,6 +57,42 @@ public struct Fetcher {
         throw StoreError.notFound("blob of \(record.id)")
     }
 
+    /// The segment holding a segmented entry's prefix (nil for an entry stored whole), checked
+    /// against what the entry's pack says of it: the name the row and the pack agree on, the
+    /// same shape and layers, a segment's own record of the same length, and the entry's own
+    /// token ids before the seam. With `checkContent`, its content name too.
+    public func segment(of record: EntryRecord, pack: PackReader, checkContent: Bool = false) throws -> PackReader? {
+        guard let link = pack.header.segment, let name = link.name else {
+            if let named = record.segment {
+                throw StoreError.corrupt(path: pack.path, problem: "the index names segment \(named) but the pack is stored whole")
+            }
+            return nil
+        }
+        guard record.segment == name else {
+            throw StoreError.corrupt(path: pack.path, problem: "the pack continues segment \(name), the index names \(record.segment ?? "none")")
+        }
+        let segment: PackReader
+        do { segment = try PackReader(path: root.blobs.readablePath(name)) } catch StoreError.io(_, _, ENOENT) {
+            throw StoreError.corrupt(path: root.blobs.location(name), problem: "segment \(name) of entry \(record.id.prefix(16)) is missing")
+        }
+        let (h, s) = (pack.header, segment.header)
+        var problem: String?
+        if !s.isSegment || s.segment?.length != link.length || s.seqLen != link.length {
+            problem = "it is not a segment of length \(link.length)"
+        } else if s.layers.count != h.layers.count || s.kvHeads != h.kvHeads || s.headDim != h.headDim || s.vHeadDim != h.vHeadDim {
+            problem = "its shape differs from the entry's"
+        } else if let ids = h.inputIDs, s.inputIDs?.ids != Array(ids.ids.prefix(link.length)) {
+            problem = "its token ids are not the entry's before position \(link.length)"
+        } else if let digest = record.prefixDigest, record.prefixLength == link.length, s.segment?.prefixDigest != digest {
+            problem = "its prefix digest is not the entry's"
+        } else if let j = h.layers.indices.first(where: { s.layers[$0].prefix != s.layers[$0].count || h.layers[$0].prefix ?? 0 != 0 }) {
+            problem = "layer \(j) does not meet at the seam"
+        }
+        if let problem { throw StoreError.corrupt(path: segment.path, problem: "segment \(name) of entry \(record.id.prefix(16)): \(problem)") }
+        if checkContent { try segment.checkContent(named: name) }
+        return segment
+    }
+
     /// Writes `record` to `sink` and records the access.
     public func fetch(_ record: EntryRecord, options: FetchOptions, to sink: some FetchSink) throws {
         try write(plan(record, options: options), to: sink)
@@ -67,22 +103,39 @@ public struct Fetcher {
     /// stream can send its length up front and fail before it starts rather than half way.
     public func plan(_ record: EntryRecord, options: FetchOptions) throws -> FetchPlan {
         let (record, pack) = try open(record)
-        // Nothing is written before the file is proven to be this entry's blob.
+        // Nothing is written before the file is proven to be this entry's blob (and segment).
         try pack.checkContent(named: record.checksum)
-        if options.raw { return FetchPlan(record: record, pack: pack, options: options, layout: nil) }
+        let segment = try self.segment(of: record, pack: pack, checkContent: true)
+        if options.raw { return FetchPlan(record: record, pack: pack, segment: segment, options: options, layout: nil) }
         if options.expand {
             // Layers whose members were not tracked can be expanded only if nothing in them was merged.
-            for (i, d) in pack.header.layers.enumerated() where d.members == 0 {
-                let section = try pack.section(i)
-                if let j = section.sizes.firstIndex(where: { $0 != 1 }) {
-                    throw FetchError.cannotExpand(layer: i, problem: "\(ExpandError.membersUnknown(position: section.positions[j], size: section.sizes[j]))")
+            for reader in [segment, pack].compactMap({ $0 }) {
+                for (i, d) in reader.header.layers.enumerated() where d.members == 0 {
+                    let section = try reader.section(i)
+                    if let j = section.sizes.firstIndex(where: { $0 != 1 }) {
+                        throw FetchError.cannotExpand(layer: i, problem: "\(ExpandError.membersUnknown(position: section.positions[j], size: section.sizes[j]))")
+                    }
                 }
             }
         }
-        let counts = options.prefix ? try Self.prefixCounts(pack, expand: options.expand) : nil
-        return FetchPlan(record: record, pack: pack, options: options,
-                         layout: Self.layout(pack.header, dtype: options.dtype, expand: options.expand,
-                                             prefixOf: options.prefix ? record.id : nil, counts: counts))
+        return FetchPlan(record: record, pack: pack, segment: segment, options: options,
+                         layout: try Self.layout(pack, segment: segment, options: options, id: record.id))
+    }
+
+    /// The kvsnap layout a fetch of `pack` (and its `segment`) writes with `options`.
+    static func layout(_ pack: PackReader, segment: PackReader?, options: FetchOptions, id: String) throws -> SafetensorsLayout {
+        let (dtype, expand) = (options.dtype, options.expand)
+        func n(_ d: SectionDescriptor) -> Int { expand && d.members > 0 ? d.members : d.count }
+        let counts: [Int]?
+        if let segment {
+            // The prefix is the segment; the whole entry is the segment's entries, then its own.
+            counts = pack.header.layers.indices.map { i in
+                n(segment.header.layers[i]) + (options.prefix ? 0 : n(pack.header.layers[i]))
+            }
+        } else {
+            counts = options.prefix ? try prefixCounts(pack, expand: expand) : nil
+        }
+        return layout(pack.header, dtype: dtype, expand: expand, prefixOf: options.prefix ? id : nil, counts: counts)
     }
 
     /// Entries of each layer before the shareable prefix's end, as the output holds them (one
@@ -99,10 +152,25 @@ public struct Fetcher {
         }
     }
 
+    /// `fetch --raw -o FILE` of a segmented entry: its part goes to FILE, and its segment to
+    /// `<segment name>.kvpack` beside it (docs/design/segments.md), where `kvstore.read_pack`
+    /// finds it; entries fetched into one folder share one copy. Not to standard output.
+    public func fetchRaw(_ record: EntryRecord, to output: String?) throws {
+        let plan = try self.plan(record, options: FetchOptions(raw: true))
+        if let segment = plan.segment {
+            guard let output, output != "-" else { throw FetchError.segmentedRaw(id: record.id, segment: record.segment ?? "") }
+            let beside = (output as NSString).deletingLastPathComponent
+            let sink = try OutputSink(path: (beside.isEmpty ? "." : beside) + "/\(record.segment ?? "segment").kvpack")
+            do { try sink.write(segment.bytes); try sink.finish() } catch { sink.abandon(); throw error }
+        }
+        let sink = try OutputSink(path: output)
+        do { try write(plan, to: sink) } catch { sink.abandon(); throw error }
+    }
+
     /// Writes a planned fetch to `sink`, finishes it and records the access.
     public func write(_ plan: FetchPlan, to sink: some FetchSink) throws {
         if let layout = plan.layout {
-            try writeSnapshot(plan.pack, layout: layout, options: plan.options, to: sink)
+            try writeSnapshot(plan.pack, segment: plan.segment, layout: layout, options: plan.options, to: sink)
         } else {
             try sink.write(plan.pack.bytes)
         }
@@ -168,12 +236,23 @@ public struct Fetcher {
         return out
     }
 
-    func writeSnapshot(_ pack: PackReader, layout: SafetensorsLayout, options: FetchOptions, to sink: some FetchSink) throws {
+    func writeSnapshot(_ pack: PackReader, segment: PackReader?, layout: SafetensorsLayout, options: FetchOptions,
+                       to sink: some FetchSink) throws {
         let header = pack.header
         let (dtype, expand) = (options.dtype, options.expand)
         try layout.header.withUnsafeBytes { try sink.write($0) }
+        let one: (PackReader, Int) throws -> [UInt8] = { reader, i in
+            expand ? try Self.expandLayer(reader, i, dtype: dtype) : try Self.decodeLayer(reader, i, dtype: dtype)
+        }
         let decode: (Int) throws -> [UInt8] = { i in
-            let layer = expand ? try Self.expandLayer(pack, i, dtype: dtype) : try Self.decodeLayer(pack, i, dtype: dtype)
+            if let segment {
+                let shared = try one(segment, i)
+                if options.prefix { return shared }
+                return Self.joinEntries(shared, of: layout.entries[4 * i].shape[1] - (try Self.outputCount(pack, i, expand: expand)),
+                                        try one(pack, i), heads: header.kvHeads, headDim: header.headDim,
+                                        vHeadDim: header.vHeadDim, dtype: dtype)
+            }
+            let layer = try one(pack, i)
             guard options.prefix else { return layer }
             let d = header.layers[i]
             return Self.firstEntries(layer, of: expand && d.members > 0 ? d.members : d.count,
@@ -208,6 +287,33 @@ public struct Fetcher {
                 consume: { chunk in try chunk.withUnsafeBytes { try sink.write($0) } })
             if !ids.isEmpty { try ids.withUnsafeBytes { try sink.write($0) } }
         }
+    }
+
+    /// Entries layer `i` of `pack` writes (members with `expand`).
+    static func outputCount(_ pack: PackReader, _ i: Int, expand: Bool) throws -> Int {
+        let d = pack.header.layers[i]
+        return expand && d.members > 0 ? d.members : d.count
+    }
+
+    /// Two decoded layers as one, the `first`'s `n` entries then the `second`'s (keys,
+    /// values, positions, sizes as the output file lays them out): a segmented entry's layer.
+    static func joinEntries(_ first: [UInt8], of n: Int, _ second: [UInt8], heads: Int, headDim: Int, vHeadDim: Int,
+                            dtype: DType) -> [UInt8] {
+        let perEntry = heads * (headDim + vHeadDim) * dtype.size + 8
+        let m = second.count / perEntry
+        var out = [UInt8](); out.reserveCapacity(first.count + second.count)
+        var (a, b) = (0, 0)
+        for dim in [headDim, vHeadDim] {
+            let rowA = n * dim * dtype.size, rowB = m * dim * dtype.size
+            for h in 0..<heads {
+                out += first[(a + h * rowA)..<(a + (h + 1) * rowA)]
+                out += second[(b + h * rowB)..<(b + (h + 1) * rowB)]
+            }
+            a += heads * rowA; b += heads * rowB
+        }
+        out += first[a..<(a + 4 * n)]; out += second[b..<(b + 4 * m)]  // positions
+        out += first[(a + 4 * n)...]; out += second[(b + 4 * m)...]  // sizes
+        return out
     }
 
     /// One layer expanded (one entry per member) and laid out as in the output file.

@@ -1,5 +1,6 @@
 import Foundation
 import LightKV
+import Store
 
 /// The attention-output fidelity an ingest records when its input carries `probe_query`:
 /// the figures `kvstore eval` prints, measured on a sample of layers so that recording them
@@ -48,12 +49,23 @@ public final class IngestFidelity: @unchecked Sendable {
     }
 
     /// Measures layer `i` if it is in the sample (thread-safe; called from pipeline workers).
-    func measure(layer i: Int, packed: PackedLayer) {
+    /// With `segment`, `packed` is a segmented entry's own part and the layer measured is the
+    /// segment's entries followed by it: what a fetch hands back.
+    func measure(layer i: Int, packed: PackedLayer, segment: PackReader? = nil) {
         guard active, isMeasured(i), let probes = snapshot.queries(snapshot.layers[i].probeQuery) else { return }
         let l = snapshot.layers[i]
         do {
+            let input = snapshot.floatLayer(i)
+            var decoded = try PolicyEvaluation.decode(packed, like: input, layer: i)
+            var encodedBytes = packed.keys.bytes.count + packed.values.bytes.count
+            if let segment {
+                let section = try segment.section(i)
+                decoded = try section.floatLayer(kvHeads: input.kvHeads, headDim: input.headDim, vHeadDim: input.vHeadDim,
+                                                 path: segment.path).joined(decoded)
+                encodedBytes += section.descriptor.keys.length + section.descriptor.values.length
+            }
             let figures = try PolicyEvaluation.Layer(
-                measuring: i, input: snapshot.floatLayer(i), packed: packed, probes: probes, layout: layout,
+                measuring: i, input: input, decoded: decoded, encodedBytes: encodedBytes, probes: probes, layout: layout,
                 inputBytes: l.key.range.count + l.value.range.count)
             lock.lock(); layers.append(figures); lock.unlock()
         } catch {

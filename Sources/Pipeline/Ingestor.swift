@@ -75,7 +75,19 @@ public struct Ingestor {
         let fidelity = IngestFidelity(snapshot: snapshot, policy: policy, mode: fidelityMode)
         let now = Date().timeIntervalSince1970
         let bytesIn = file.bytes.count
-        let blob = try packer.pack(snapshot, policy: policy, entry: {
+        // A shared prefix is stored once, as a segment the entry names (docs/design/segments.md).
+        // Publishing it again (same bytes, same name) keeps it young while this entry is written.
+        let segmentEnd = segmentedPrefixEnd(snapshot, policy: policy)
+        let segment = try segmentEnd.map { end in
+            (blob: try packer.packSegment(snapshot, policy: policy, end: end, done: { i, _ in
+                    let l = snapshot.layers[i]
+                    file.release(l.key.range)
+                    file.release(l.value.range)
+                }), end: end)
+        }
+        let segmentReader = try segment.map { try PackReader(path: $0.blob.path) }
+        let blob = try packer.pack(snapshot, policy: policy, part: segmentEnd.map { .suffix(start: $0) } ?? .whole,
+                                   segment: segment.map { PackSegment(name: $0.blob.name, length: $0.end) }, entry: {
             PackEntry(id: id, bytesIn: bytesIn, createdAt: now, fidelity: fidelity.summaryJSON())
         }, surveyed: { i in
             // Surveyed before compression: let its pages go until the layer is compressed.
@@ -83,7 +95,7 @@ public struct Ingestor {
             file.release(l.key.range)
             file.release(l.value.range)
         }, done: { i, packed in
-            fidelity.measure(layer: i, packed: packed)
+            fidelity.measure(layer: i, packed: packed, segment: segmentReader)
             // The layer is encoded; let its pages go so memory stays near a few layers.
             let l = snapshot.layers[i]
             for t in [l.key, l.value, l.promptQuery, l.probeQuery].compactMap({ $0 }) { file.release(t.range) }
@@ -96,10 +108,11 @@ public struct Ingestor {
             id: id, producerKey: snapshot.metadata.key, model: snapshot.metadata.model,
             spans: snapshot.metadata.raw[SnapshotMetadata.spansKey] ?? "[]", layers: snapshot.layerCount,
             kvHeads: snapshot.kvHeads, headDim: snapshot.headDim, vHeadDim: snapshot.vHeadDim, seqLen: snapshot.seqLen,
-            inputDType: snapshot.dtype.rawValue, entriesKept: blob.header.entryCount, policy: policy.name,
+            inputDType: snapshot.dtype.rawValue, entriesKept: blob.header.entryCount + (segment?.blob.header.entryCount ?? 0),
+            policy: policy.name,
             compression: Self.json(blob.compression), fidelity: fidelity.summaryJSON(), bytesIn: file.bytes.count,
             bytesOut: blob.bytes, blob: blob.name, checksum: blob.name, createdAt: now, lastAccessed: now,
-            prefixLength: prefix?.length, prefixDigest: prefix?.digest)
+            prefixLength: prefix?.length, prefixDigest: prefix?.digest, segment: segment?.blob.name, segmentBytes: segment?.blob.bytes)
         let sources = snapshot.metadata.spans.enumerated().compactMap { i, s in s.source.map { (source: $0, span: i) } }
         if let dangling, try root.index.replaceBlob(id: id, oldBlob: dangling.blob, with: record, blobs: root.blobs) {
             try root.collectBlob(dangling.blob)  // forgets the tombstone the swap left
@@ -108,7 +121,7 @@ public struct Ingestor {
         if try !root.index.insert(record, sources: sources, blobs: root.blobs) {
             // Another ingest of the same snapshot won the race; keep its row and blob.
             let winner = try root.index.entry(id: id)
-            if winner?.blob != blob.name { try? root.collectBlob(blob.name) }
+            for name in record.blobs where !(winner?.blobs.contains(name) ?? false) { try? root.collectBlob(name) }
             return IngestOutcome(record: winner ?? record, alreadyStored: true, milliseconds: Self.elapsed(since: start))
         }
         return IngestOutcome(record: record, alreadyStored: false, milliseconds: Self.elapsed(since: start))

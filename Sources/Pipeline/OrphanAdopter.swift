@@ -12,8 +12,13 @@ public enum OrphanFate: Sendable, Equatable {
     case superseded(id: String, deleted: Bool)
     /// It does not read back (content against name, every layer); `deleted` when collected.
     case damaged(problem: String, deleted: Bool)
-    /// A pack that predates entry records: nothing says which entry it is, so it is kept.
+    /// A pack that predates entry records (nothing says which entry it is), or an entry's
+    /// part whose segment is missing or damaged: kept.
     case unrecognised(problem: String)
+    /// A segment (a shared prefix, docs/design/segments.md) no row names: it holds no entry by
+    /// itself. Settled after every other orphan (`settleSegments`), since adopting an entry
+    /// part may make it named again.
+    case segment
     /// It carries a tombstone at least as new as the file: removed on purpose, left for the
     /// tombstone's collection.
     case tombstoned
@@ -47,25 +52,33 @@ public struct OrphanAdopter {
               try !root.index.isReferenced(blob: name) else { return .settledElsewhere }
         if let doomedAt = try root.index.tombstone(of: name), doomedAt >= attributes.modified { return .tombstoned }
         let location = root.blobs.location(name)
-        let record: EntryRecord
+        var record: EntryRecord
         do {
             record = try Repairer.record(fromBlob: try root.blobs.readablePath(name), name: name)
         } catch let error as StoreError where error.isTransient || error.isIO {
             throw error  // not read, so not judged
         } catch Repairer.RecordError.predatesEntryRecords(let path) {
             return .unrecognised(problem: "\(path): the pack predates entry records in pack headers; its entry id cannot be recovered")
+        } catch Repairer.RecordError.segment {
+            return .segment
         } catch {
             return try damaged(name, "\(error)", minimumAge: minimumAge, now: now)
         }
         if let problem = try Verifier.damage(inPack: root.blobs.readablePath(name), of: record, location: location) {
             return try damaged(name, problem, minimumAge: minimumAge, now: now)
         }
-        if let existing = try root.index.entry(id: record.id) {
-            var intact = try root.blobs.attributes(existing.blob) != nil
-            if intact {
-                intact = try Verifier.damage(inPack: root.blobs.readablePath(existing.blob), of: existing,
-                                             location: root.blobs.location(existing.blob)) == nil
+        // An entry's part is adopted with its segment, or not at all (and then kept: the part
+        // itself is sound, and the segment may come back with a restored backup).
+        if record.segment != nil {
+            if let problem = try Verifier(root: root).segmentDamage(of: record) {
+                return .unrecognised(problem: "\(location): \(problem); the entry's own part is kept")
             }
+            let (bytes, count) = try Self.segmentFacts(record, root: root)
+            record.segmentBytes = bytes
+            record.entriesKept += count
+        }
+        if let existing = try root.index.entry(id: record.id) {
+            let intact = try Verifier(root: root).damage(of: existing) == nil
             if intact {
                 let deleted = try deletes && !dryRun && root.collectBlob(name, minimumAge: minimumAge, now: now) != nil
                 return .superseded(id: record.id, deleted: deleted)
@@ -74,7 +87,7 @@ public struct OrphanAdopter {
                 guard try root.index.replaceBlob(id: record.id, oldBlob: existing.blob, with: record, blobs: root.blobs) else {
                     return .settledElsewhere
                 }
-                if !root.defersDeletion { try root.collectBlob(existing.blob) }
+                if !root.defersDeletion { for old in existing.blobs where !record.blobs.contains(old) { try root.collectBlob(old) } }
             }
             return .relinked(id: record.id)
         }
@@ -85,6 +98,27 @@ public struct OrphanAdopter {
             }
         }
         return .adopted(id: record.id)
+    }
+
+    /// Settles segments no row named when `settle` saw them: those still unnamed now and older
+    /// than `minimumAge` are deleted when this adopter deletes (through `collectBlob`, which
+    /// keeps any a row names by then). Returns those deleted (or, in a dry run, that would be).
+    public func settleSegments(_ names: [String], minimumAge: Double, now: Double = Date().timeIntervalSince1970) throws -> [(name: String, bytes: Int)] {
+        var removed: [(name: String, bytes: Int)] = []
+        for name in names where try !root.index.isReferenced(blob: name) {
+            guard let attributes = try root.blobs.attributes(name), now - attributes.modified >= minimumAge else { continue }
+            if dryRun { removed.append((name, attributes.bytes)); continue }
+            guard deletes, let freed = try root.collectBlob(name, minimumAge: minimumAge, now: now) else { continue }
+            removed.append((name, freed))
+        }
+        return removed
+    }
+
+    /// A segmented entry's segment size and entry count, from the segment itself.
+    static func segmentFacts(_ record: EntryRecord, root: StoreRoot) throws -> (bytes: Int, count: Int) {
+        guard let name = record.segment else { return (0, 0) }
+        let segment = try PackReader(path: root.blobs.readablePath(name))
+        return (segment.size, segment.header.entryCount)
     }
 
     /// What lies under the blobs without being a blob in its place: packs in a wrong fan-out

@@ -22,6 +22,8 @@ public struct RepairReport: Sendable, Codable {
     public var unrecoverable: [Problem] = []
     /// Entries whose blob is missing and was not found (ids): `kvstore rm` them.
     public var missingBlobs: [String] = []
+    /// Segments (shared prefixes) no entry names: compaction deletes them after its grace period.
+    public var unreferencedSegments: [String] = []
     /// Blobs left unindexed because they were removed on purpose (a tombstone at least as new
     /// as the file), for compaction to delete.
     public var removed: [String] = []
@@ -83,6 +85,7 @@ public struct Repairer {
         let adopter = OrphanAdopter(root: root, deletes: false, dryRun: dryRun)
         (report.strays, report.reshelved) = try adopter.reshelveStrays()
         let referenced = try root.index.referencedBlobs()
+        var segments: [String] = []
         for name in try root.blobs.names().sorted() {
             report.blobs += 1
             if referenced.contains(name) { report.alreadyIndexed += 1; continue }
@@ -95,9 +98,14 @@ public struct Repairer {
             case .unrecognised(let problem): report.unrecoverable.append(.init(blob: path, problem: problem))
             case .tombstoned: report.removed.append(path)
             case .settledElsewhere: report.alreadyIndexed += 1
+            case .segment: segments.append(name)
             }
         }
-        for record in try root.index.all() where try root.blobs.attributes(record.blob) == nil {
+        // Segments are settled last: adopting an entry's part above may have named one again.
+        for name in segments {
+            if try root.index.isReferenced(blob: name) { report.alreadyIndexed += 1 } else { report.unreferencedSegments.append(root.blobs.location(name)) }
+        }
+        for record in try root.index.all() where try record.blobs.contains(where: { try root.blobs.attributes($0) == nil }) {
             if !report.relinked.contains(record.id) { report.missingBlobs.append(record.id) }
         }
         // The rebuilt index began with its oldest entry.
@@ -108,10 +116,13 @@ public struct Repairer {
     /// Why a pack's header gives no index row.
     enum RecordError: Error, CustomStringConvertible {
         case predatesEntryRecords(path: String)
+        /// A segment: a shared prefix that entries name, not an entry of its own.
+        case segment(path: String)
 
         var description: String {
             switch self {
             case .predatesEntryRecords(let path): "\(path): the pack predates entry records in pack headers; its entry id cannot be recovered"
+            case .segment(let path): "\(path): a segment (a shared prefix) that no entry names"
             }
         }
     }
@@ -120,6 +131,7 @@ public struct Repairer {
     static func record(fromBlob path: String, name: String) throws -> EntryRecord {
         let pack = try PackReader(path: path)
         let h = pack.header
+        if h.isSegment { throw RecordError.segment(path: path) }
         guard let entry = h.entry else { throw RecordError.predatesEntryRecords(path: path) }
         guard entry.id.count == 64, entry.id.allSatisfy({ $0.isHexDigit && !$0.isUppercase }) else {
             throw StoreError.corrupt(path: path, problem: "header entry id \"\(entry.id.prefix(80))\" is not 64 lowercase hex digits")
@@ -137,7 +149,8 @@ public struct Repairer {
             inputDType: h.inputDType, entriesKept: h.entryCount, policy: h.compression["policy"] ?? "unknown",
             compression: SafetensorsLayout.canonicalJSON(h.compression), fidelity: entry.fidelity, bytesIn: entry.bytesIn,
             bytesOut: pack.size, blob: name, checksum: name, createdAt: entry.createdAt,
-            lastAccessed: max(entry.createdAt, mtime), prefixLength: prefix?.length, prefixDigest: prefix?.digest)
+            lastAccessed: max(entry.createdAt, mtime), prefixLength: prefix?.length, prefixDigest: prefix?.digest,
+            segment: h.segment?.name)
     }
 
     /// The image sources of a rebuilt row, as ingest records them.

@@ -6,7 +6,11 @@ public struct StoreStats: Sendable, Codable {
     public var entries: Int
     public var pinned: Int
     public var bytesIn: Int
+    /// Every entry's own blob plus every segment once (docs/design/segments.md).
     public var bytesOut: Int
+    /// Shared prefixes stored once (segments rows name) and their bytes (part of `bytesOut`).
+    public var segments: Int
+    public var segmentBytes: Int
     public var blobFiles: Int
     public var blobBytes: Int
     public var indexBytes: Int
@@ -21,7 +25,8 @@ public struct StoreStats: Sendable, Codable {
         entries = all.count
         pinned = all.filter(\.pinned).count
         bytesIn = all.reduce(0) { $0 + $1.bytesIn }
-        bytesOut = all.reduce(0) { $0 + $1.bytesOut }
+        (segments, segmentBytes) = try root.index.segmentTotals()
+        bytesOut = all.reduce(0) { $0 + $1.bytesOut } + segmentBytes
         let blobs = try root.blobs.inventory()
         blobFiles = blobs.count
         blobBytes = blobs.values.reduce(0) { $0 + $1.bytes }

@@ -70,15 +70,56 @@ public struct Verifier {
         return check(record).map(EntryCheck.damaged) ?? .intact
     }
 
-    /// The first problem with one entry's blob, or nil when it reads back intact.
+    /// The first problem with one entry's blob (and segment), or nil when it reads back intact.
     public func check(_ record: EntryRecord) -> String? {
+        do { return try damage(of: record) } catch { return "\(error)" }
+    }
+
+    /// The same, throwing what could not be checked now (`StoreError.isTransient`).
+    public func damage(of record: EntryRecord) throws -> String? {
         let path = root.blobs.location(record.blob)
         do {
             guard try root.blobs.attributes(record.blob) != nil else { return "blob \(path) is missing" }
-            return try Self.damage(inPack: root.blobs.readablePath(record.blob), of: record, location: path)
+            if let problem = try Self.damage(inPack: root.blobs.readablePath(record.blob), of: record, location: path) { return problem }
+            return try segmentDamage(of: record)
+        } catch let error as StoreError where error.isTransient {
+            throw error
         } catch {
             return "\(error)"
         }
+    }
+
+    /// The first damage in a segmented entry's segment (docs/design/segments.md): missing,
+    /// not the segment the entry's pack names, content against its name, every layer decoded.
+    /// Nil for an entry stored whole, or an intact segment.
+    public func segmentDamage(of record: EntryRecord) throws -> String? {
+        guard let name = record.segment else { return nil }
+        let location = root.blobs.location(name)
+        do {
+            guard try root.blobs.attributes(name) != nil else { return "segment \(location) is missing" }
+            let pack = try PackReader(path: root.blobs.readablePath(record.blob))
+            guard let segment = try Fetcher(root: root).segment(of: record, pack: pack, checkContent: true) else { return nil }
+            return Self.firstUndecodableLayer(segment).map { "segment \(location): \($0)" }
+        } catch let error as StoreError where error.isTransient {
+            throw error
+        } catch {
+            return "\(error)"
+        }
+    }
+
+    /// The first layer of `pack` that does not decode, decoding all on every core; nil when all
+    /// do. Decoded as the input's dtype: this checks the stored numbers, not whether they fit
+    /// the F16 a default fetch asks for.
+    static func firstUndecodableLayer(_ pack: PackReader) -> String? {
+        let dtype = DType(rawValue: pack.header.inputDType) ?? .f32
+        var problems = [String?](repeating: nil, count: pack.header.layers.count)
+        problems.withUnsafeMutableBufferPointer { out in
+            let results = out
+            DispatchQueue.concurrentPerform(iterations: pack.header.layers.count) { i in
+                do { _ = try Fetcher.decodeLayer(pack, i, dtype: dtype) } catch { results[i] = "\(error)" }
+            }
+        }
+        return problems.compactMap { $0 }.first
     }
 
     /// The first damage in the pack file at `file` read as `record`'s blob (at `location`,
@@ -93,17 +134,7 @@ public struct Verifier {
             guard pack.header.layers.count == record.layers else {
                 return "blob \(location) holds \(pack.header.layers.count) layers, the index expects \(record.layers)"
             }
-            // Decoded as the input's dtype: this checks the stored numbers, not whether they
-            // fit the F16 a default fetch asks for.
-            let dtype = DType(rawValue: pack.header.inputDType) ?? .f32
-            var problems = [String?](repeating: nil, count: pack.header.layers.count)
-            problems.withUnsafeMutableBufferPointer { out in
-                let results = out
-                DispatchQueue.concurrentPerform(iterations: pack.header.layers.count) { i in
-                    do { _ = try Fetcher.decodeLayer(pack, i, dtype: dtype) } catch { results[i] = "\(error)" }
-                }
-            }
-            return problems.compactMap { $0 }.first
+            return firstUndecodableLayer(pack)
         } catch let error as StoreError where error.isTransient {
             throw error
         } catch {

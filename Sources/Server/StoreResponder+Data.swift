@@ -72,6 +72,7 @@ extension StoreResponder {
         let ifNoneMatch = request.headers[.ifNoneMatch], ifMatch = request.headers[.ifMatch], rangeHeader = request.headers[.range]
         let (file, record, range) = try await pool.run { root -> (ReadOnlyFile, EntryRecord, ByteRange?) in
             let (record, pack) = try Fetcher(root: root).open(try root.index.resolve(id))
+            try Self.refuseSegmented(record)
             let file = try ReadOnlyFile(path: pack.path)
             let range = try ByteRange.parse(rangeHeader, size: file.size)
             // The whole pack is served only once its content is proven the entry's, as
@@ -120,6 +121,7 @@ extension StoreResponder {
         }
         let layout = try await pool.run { root in
             let (record, pack) = try Fetcher(root: root).open(try root.index.resolve(id))
+            try Self.refuseSegmented(record)
             try root.index.touch(record.id)
             let h = pack.header
             let headerOffset = h.layers.last.map { $0.offset + $0.storedLength } ?? PackHeader.magic.count
@@ -129,6 +131,14 @@ extension StoreResponder {
                           header: LayoutHeader(h))
         }
         return try Self.json(layout, headers: [.eTag: "\"\(layout.blob)\""])
+    }
+
+    /// A segmented entry has no single pack to hand out (docs/design/segments.md): its pack
+    /// and layout routes answer 409, naming the kvsnap route that serves it whole.
+    static func refuseSegmented(_ record: EntryRecord) throws {
+        guard let segment = record.segment else { return }
+        throw APIError(status: .conflict, code: "segmented",
+                       message: "entry \(record.id.prefix(16)) is segmented: its shared prefix is stored once in segment \(segment) and its pack holds only the rest; fetch GET /v1/entries/\(record.id)/kvsnap instead")
     }
 
     /// The kvsnap's entity tag: the content id, the pack it is decoded from (compaction may

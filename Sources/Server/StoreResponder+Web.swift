@@ -18,8 +18,10 @@ extension StoreResponder {
 
     func entryPage(_ id: String, canWrite: Bool) async throws -> Response {
         let html = try await pool.run { root in
-            let (record, pack) = try Fetcher(root: root).open(try root.index.resolve(id))
-            return EntryPage(record: record, sources: try root.index.sources(of: record.id), map: try RetentionMap(pack: pack),
+            let fetcher = Fetcher(root: root)
+            let (record, pack) = try fetcher.open(try root.index.resolve(id))
+            let map = try RetentionMap(pack: pack, segment: try fetcher.segment(of: record, pack: pack))
+            return EntryPage(record: record, sources: try root.index.sources(of: record.id), map: map,
                              canWrite: canWrite).html
         }
         return Self.html(html)

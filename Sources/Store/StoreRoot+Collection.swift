@@ -19,7 +19,8 @@ extension StoreRoot {
     @discardableResult
     public func removeEntry(_ id: String) throws -> EntryRecord? {
         guard let removed = try index.remove(id) else { return nil }
-        if !defersDeletion { try collectBlob(removed.blob) }
+        // A segment that other entries still name is kept (`collectBlob` finds their rows).
+        if !defersDeletion { for name in removed.blobs { try collectBlob(name) } }
         return removed
     }
 

@@ -22,7 +22,7 @@ struct FetchCommand: ParsableCommand {
     @Option(name: .long, help: "Dtype of keys and values: f16, bf16 or f32.")
     var dtype = "f16"
 
-    @Flag(name: .long, help: "Write the stored kvpack file itself (docs/FORMAT.md).")
+    @Flag(name: .long, help: "Write the stored kvpack file itself (docs/FORMAT.md); a segmented entry's segment goes beside it as SEGMENT.kvpack.")
     var raw = false
 
     @Flag(name: .long, help: "Repeat each merged entry at every member's position with size 1, for engines without a log(size) logit bias.")
@@ -43,6 +43,7 @@ struct FetchCommand: ParsableCommand {
     func run() throws {
         let root = try location.open()
         let record = try root.index.resolve(id, key: key)
+        if raw { try Fetcher(root: root).fetchRaw(record, to: output); return }
         let sink = try OutputSink(path: output)
         do {
             try Fetcher(root: root).fetch(record, options: FetchOptions(dtype: DType(userName: dtype)!, raw: raw, expand: expand, prefix: prefix), to: sink)

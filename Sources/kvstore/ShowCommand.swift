@@ -19,13 +19,20 @@ struct ShowCommand: ParsableCommand {
         let r = try root.index.resolve(id, key: key)
         if options.json { Terminal.json(try EntryDocument.local(r, in: root)); return }
         let sources = try root.index.sources(of: r.id)
+        var segment: [(String, String)] = []
+        if let name = r.segment {
+            let sharers = try root.index.entries(inSegment: name).count
+            segment = [("segment", "\(root.blobs.location(name)): the shared prefix, \(Terminal.bytes(r.segmentBytes ?? 0)), named by \(sharers) entr\(sharers == 1 ? "y" : "ies")")]
+        }
         let rows: [(String, String)] = [
             ("id", r.id), ("key", r.producerKey ?? "-"), ("model", r.model),
             ("shape", "\(r.layers) layers × \(r.kvHeads) kv heads × head_dim \(r.headDim) (v \(r.vHeadDim)), seq_len \(r.seqLen), \(r.inputDType)"),
             ("entries kept", "\(r.entriesKept) of \(r.layers * r.seqLen) (\(String(format: "%.1f%%", 100 * Double(r.entriesKept) / Double(max(1, r.layers * r.seqLen)))))"),
             ("policy", r.policy), ("compression", r.compression), ("fidelity", Self.describeFidelity(r.fidelity)),
-            ("bytes", "\(Terminal.bytes(r.bytesIn)) in, \(Terminal.bytes(r.bytesOut)) stored (\(String(format: "%.2f×", r.ratio)))"),
+            ("bytes", "\(Terminal.bytes(r.bytesIn)) in, \(Terminal.bytes(r.bytesOut)) stored (\(String(format: "%.2f×", r.ratio)))"
+                + (r.segment == nil ? "" : " beside its segment")),
             ("blob", root.blobs.location(r.blob)),
+        ] + segment + [
             ("created", Terminal.date(r.createdAt)), ("last fetched", r.accessCount > 0 ? Terminal.date(r.lastAccessed) : "never"),
             ("fetches", String(r.accessCount)), ("pinned", r.pinned ? "yes" : "no"),
             ("spans", r.spans), ("sources", sources.isEmpty ? "-" : sources.joined(separator: ", ")),

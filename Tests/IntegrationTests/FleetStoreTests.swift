@@ -145,6 +145,32 @@ final class FleetStoreTests: XCTestCase {
         XCTAssertEqual(v.failures + v.orphans, 0)
     }
 
+    /// Questions about one image asked on two nodes store its prefix once in the bucket
+    /// (docs/design/segments.md); a third node fetches each as a local store would, and the
+    /// segment goes with the last entry that names it.
+    func testQuestionsOnTwoNodesShareOneSegment() throws {
+        var ids: [String] = []
+        for q in 1...3 {
+            let input = try scratch.question("q\(q).safetensors", question: q, prompt: 4 + q)
+            let r = try kv(["ingest", "--policy", "int8", input], node: q == 2 ? 2 : 1)
+            XCTAssertEqual(r.status, 0, r.stderr)
+            ids.append(r.stdout.trimmingCharacters(in: .whitespacesAndNewlines))
+            let local = try scratch.cli.run("ingest", "--policy", "int8", input)
+            XCTAssertEqual(local.stdout, r.stdout)
+        }
+        XCTAssertEqual(try blobFiles(), 4, "one segment and three parts")
+        for id in ids {
+            let shared = try kv(["fetch", id, "-o", "-"], node: 3)
+            XCTAssertEqual(shared.status, 0, shared.stderr)
+            XCTAssertEqual(shared.stdoutBytes, try scratch.cli.run("fetch", id, "-o", "-").stdoutBytes)
+        }
+        XCTAssertEqual(try verify(node: 3).failures, 0)
+        for id in ids { XCTAssertEqual(try kv(["rm", id], node: 2).status, 0) }
+        let compact = try kv(["compact", "--grace-seconds", "0"], node: 3)
+        XCTAssertEqual(compact.status, 0, compact.stdout + compact.stderr)
+        XCTAssertEqual(try blobFiles(), 0, compact.stdout)
+    }
+
     func testADaemonKilledMidUploadLeavesNoRowAndCompactionCollectsWhatItLeft() throws {
         let s3Port = Int(URL(string: servers.environment["AWS_ENDPOINT_URL_S3"]!)!.port!)
         let proxy = try HoldingProxy(upstreamPort: s3Port)

@@ -6,33 +6,6 @@ import XCTest
 /// The shareable prefix (KVSNAP.md): `input_ids` stored and fetched back, and `fetch --prefix`
 /// writing the positions before the first prompt span alone.
 final class PrefixFetchTests: XCTestCase {
-    /// 4 system tokens, a 4×4 image, `prompt` prompt tokens; ids 1000+position in the prefix and
-    /// `question`-dependent ids in the prompt, as a processor would give them.
-    private func snapshot(_ s: Scratch, _ name: String, question: Int, prompt: Int = 6, seed: Int = 0,
-                          ids: Bool = true, dtype: DType = .f16) throws -> String {
-        let n = 20 + prompt
-        let spans: [Span] = [.text(0, 4, role: .system), .image(4, rows: 4, cols: 4, source: "sha256:" + String(repeating: "ab", count: 32)),
-                             .text(20, n, role: .prompt)]
-        var b = KVSnapBuilder(metadata: SnapshotMetadata(model: "test/model", spans: spans, key: "q\(question)", nextPosition: n))
-        for i in 0..<2 {
-            // The prefix's keys and values are the same for every question (causal attention).
-            var keys = (0..<(2 * n * 16)).map { Float(sin(Double($0 % (n * 16) + 7 * i + seed))) }
-            var values = (0..<(2 * n * 16)).map { Float(cos(Double($0 % (n * 16) + 3 * i + seed))) }
-            for h in 0..<2 { for t in 20..<n { for d in 0..<16 {
-                keys[(h * n + t) * 16 + d] = Float(question) / 10 + Float(d) / 100
-                values[(h * n + t) * 16 + d] = -Float(question) / 10
-            } } }
-            b.add("layers.\(i).key", dtype: dtype, shape: [2, n, 16], floats: keys)
-            b.add("layers.\(i).value", dtype: dtype, shape: [2, n, 16], floats: values)
-            b.add("layers.\(i).prompt_query", dtype: dtype, shape: [4, 2, 16], floats: (0..<128).map { Float(sin(Double($0 * (question + 2)))) })
-        }
-        let tokens: [Int64] = (0..<n).map { (t: Int) -> Int64 in t < 20 ? Int64(1000 + t) : Int64(5000 + 10 * question + t) }
-        if ids { b.addInputIDs(tokens) }
-        let file = s.path + "/" + name
-        try Data(b.bytes()).write(to: URL(fileURLWithPath: file))
-        return file
-    }
-
     private func read(_ data: Data) throws -> (Snapshot, Data) {
         let snap = try data.withUnsafeBytes { try Snapshot(bytes: $0) }
         return (snap, data)
@@ -40,7 +13,7 @@ final class PrefixFetchTests: XCTestCase {
 
     func testInputIDsAreStoredAndFetchedBackInTheirDtype() throws {
         let s = try Scratch()
-        let input = try snapshot(s, "a.safetensors", question: 1)
+        let input = try s.question("a.safetensors", question: 1)
         for policy in ["none", "lightkv+int8"] {
             let id = try s.cli.run("ingest", "--policy", policy, input).stdout.trimmingCharacters(in: .whitespacesAndNewlines)
             let out = try s.cli.run("fetch", id, "-o", "-")
@@ -56,8 +29,8 @@ final class PrefixFetchTests: XCTestCase {
 
     func testTheSameSnapshotWithAndWithoutIdsAreTwoEntries() throws {
         let s = try Scratch()
-        let a = try s.cli.run("ingest", try snapshot(s, "a.safetensors", question: 1)).stdout
-        let b = try s.cli.run("ingest", try snapshot(s, "b.safetensors", question: 1, ids: false)).stdout
+        let a = try s.cli.run("ingest", try s.question("a.safetensors", question: 1)).stdout
+        let b = try s.cli.run("ingest", try s.question("b.safetensors", question: 1, ids: false)).stdout
         XCTAssertNotEqual(a, b, "the ids are part of what was cached")
     }
 
@@ -65,7 +38,7 @@ final class PrefixFetchTests: XCTestCase {
         let s = try Scratch()
         var prefixes: [Data] = []
         for (question, prompt) in [(1, 6), (2, 9)] {
-            let input = try snapshot(s, "q\(question).safetensors", question: question, prompt: prompt)
+            let input = try s.question("q\(question).safetensors", question: question, prompt: prompt)
             let id = try s.cli.run("ingest", "--policy", "none", input).stdout.trimmingCharacters(in: .whitespacesAndNewlines)
             let r = try s.cli.run("fetch", id, "--prefix", "-o", "-")
             XCTAssertEqual(r.status, 0, r.stderr)
@@ -103,7 +76,7 @@ final class PrefixFetchTests: XCTestCase {
 
     func testAPrefixFetchOfAMergedEntryKeepsWholeGroupsAndExpands() throws {
         let s = try Scratch()
-        let id = try s.cli.run("ingest", "--policy", "lightkv", try snapshot(s, "a.safetensors", question: 1, dtype: .f32))
+        let id = try s.cli.run("ingest", "--policy", "lightkv", try s.question("a.safetensors", question: 1, dtype: .f32))
             .stdout.trimmingCharacters(in: .whitespacesAndNewlines)
         for args in [["--prefix"], ["--prefix", "--expand"]] {
             let r = try s.cli.run(["fetch", id, "-o", "-"] + args)
@@ -122,8 +95,8 @@ final class PrefixFetchTests: XCTestCase {
 
     func testMatchFindsTheLongestStoredPrefixOfARequest() throws {
         let s = try Scratch()
-        let id = try s.cli.run("ingest", try snapshot(s, "q1.safetensors", question: 1)).stdout.trimmingCharacters(in: .whitespacesAndNewlines)
-        _ = try s.cli.run("ingest", try snapshot(s, "noids.safetensors", question: 3, seed: 5, ids: false))
+        let id = try s.cli.run("ingest", try s.question("q1.safetensors", question: 1)).stdout.trimmingCharacters(in: .whitespacesAndNewlines)
+        _ = try s.cli.run("ingest", try s.question("noids.safetensors", question: 3, seed: 5, ids: false))
         // A new question about the same image: the same 20 prefix ids, then others.
         let request: [Int64] = (0..<31).map { (t: Int) -> Int64 in t < 20 ? Int64(1000 + t) : Int64(9000 + t) }
         let ids = s.path + "/ids.json"
@@ -208,7 +181,7 @@ final class PrefixFetchTests: XCTestCase {
 
     func testAnIndexWrittenBeforePrefixesMigratesAndFetchesBitIdentically() throws {
         let s = try Scratch()
-        let id = try s.cli.run("ingest", "--policy", "lightkv+int8", try snapshot(s, "a.safetensors", question: 1))
+        let id = try s.cli.run("ingest", "--policy", "lightkv+int8", try s.question("a.safetensors", question: 1))
             .stdout.trimmingCharacters(in: .whitespacesAndNewlines)
         let before = try s.cli.run("fetch", id, "-o", "-").stdoutBytes
         // The schema as the previous release left it: no prefix columns, no migration 0004.

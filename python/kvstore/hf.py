@@ -51,7 +51,7 @@ from transformers.integrations.sdpa_attention import repeat_kv, sdpa_attention_f
 from transformers.masking_utils import AttentionMaskInterface, sdpa_mask
 
 from .errors import ExpandError, ModelMismatchError, SnapshotError
-from .pack import MAGIC, Pack
+from .pack import MAGIC, SEGMENTED_MAGIC, Pack
 from .snapshot import INPUT_IDS, Layer, Snapshot, Span, read
 
 ATTENTION = "kvstore"
@@ -405,7 +405,7 @@ def _open(source: Any, mode: str) -> tuple[Snapshot, list[Any]]:
         return snap, snap.layers
     if isinstance(source, (str, os.PathLike)):
         with open(source, "rb") as f:
-            is_pack = f.read(8) == MAGIC
+            is_pack = f.read(8) in (MAGIC, SEGMENTED_MAGIC)
         if is_pack:
             with Pack(source) as pack:
                 return _open(pack, mode)

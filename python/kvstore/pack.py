@@ -22,6 +22,8 @@ from .snapshot import COMPRESSION_KEY, INPUT_IDS, PREFIX_OF_KEY, SEQ_LEN_KEY, La
     KEY_KEY, MODEL_KEY, NEXT_POSITION_KEY, SPANS_KEY, encode_spans, prefix_end, validate_spans
 
 MAGIC = b"KVPACK\x00\x01"
+#: A segmented entry's own part (docs/FORMAT.md, "Segmented entries"): not a whole cache.
+SEGMENTED_MAGIC = b"KVPACK\x00\x02"
 FOOTER_MAGIC = b"KVPKEND1"
 FOOTER = 32
 
@@ -57,6 +59,9 @@ class PackHeader:
     layers: list[Section]
     input_ids: np.ndarray | None = None  # [seq_len] int32 (I32) or int64 (I64), when the input carried them
     entry_id: str | None = None  # the header's `entry.id` (absent in packs written before it)
+    # A segment's own record ({"prefix_digest", "length"}), or in a segmented entry's part
+    # ({"name", "length"}) the segment holding its shared prefix (docs/design/segments.md).
+    segment: dict[str, Any] | None = None
 
     @property
     def entry_count(self) -> int:
@@ -107,13 +112,42 @@ class Pack:
             layer = pack.layer(0, dtype="f32")   # checks and decodes layer 0 only
     """
 
-    def __init__(self, path: str | os.PathLike[str]) -> None:
+    def __init__(self, path: str | os.PathLike[str], segment: str | os.PathLike[str] | None = None) -> None:
         self.path = os.fspath(path)
         with open(self.path, "rb") as f:
             size = os.fstat(f.fileno()).st_size
             self._map: Any = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) if size else None
         self._bytes = memoryview(self._map) if self._map is not None else memoryview(b"")
         self.header = self._read_header()
+        #: A segmented entry's segment (its shared prefix), opened beside the part: every layer
+        #: reads as the segment's entries followed by the part's (docs/design/segments.md).
+        self.segment: Pack | None = None
+        if self.header.format == 2:
+            self.segment = self._open_segment(segment)
+
+    def _open_segment(self, given: str | os.PathLike[str] | None) -> "Pack":
+        h, link = self.header, self.header.segment or {}
+        name = link["name"]
+        path = os.fspath(given) if given is not None else os.path.join(os.path.dirname(self.path), f"{name}.kvpack")
+        if not os.path.exists(path):
+            raise self._corrupt(f"segmented entry: its segment {name} (the shared prefix) is not at {path}; "
+                                "`kvstore fetch --raw -o FILE` writes it beside FILE", field="segment")
+        segment = Pack(path)
+        s = segment.header
+        problem = None
+        if s.format != 1 or s.segment is None or "name" in s.segment or s.segment["length"] != link["length"] \
+                or s.seq_len != link["length"]:
+            problem = f"it is not a segment of length {link['length']}"
+        elif (len(s.layers), s.kv_heads, s.head_dim, s.v_head_dim) != (len(h.layers), h.kv_heads, h.head_dim,
+                                                                         h.v_head_dim):
+            problem = "its shape differs from the entry's"
+        elif h.input_ids is not None and (s.input_ids is None
+                                          or not np.array_equal(s.input_ids, h.input_ids[:link["length"]])):
+            problem = f"its token ids are not the entry's before position {link['length']}"
+        if problem is not None:
+            segment.close()
+            raise self._corrupt(f"segment {path}: {problem}", field="segment")
+        return segment
 
     # ------------------------------------------------------------------ container
 
@@ -125,7 +159,7 @@ class Pack:
         size = len(b)
         if size < len(MAGIC) + FOOTER:
             raise self._corrupt(f"{size} bytes is too short for a kvpack file")
-        if bytes(b[:8]) != MAGIC:
+        if bytes(b[:8]) not in (MAGIC, SEGMENTED_MAGIC):
             raise self._corrupt("bad magic at offset 0", field="magic")
         footer = size - FOOTER
         if bytes(b[footer + 24:]) != FOOTER_MAGIC:
@@ -141,7 +175,10 @@ class Pack:
             j = json.loads(bytes(text).decode("utf-8"))
         except ValueError as e:
             raise self._corrupt(f"header JSON: {e}", field="header") from None
-        return self._header_from_json(j, offset)
+        header = self._header_from_json(j, offset)
+        if header.format != b[7]:
+            raise self._corrupt(f"the magic says format {b[7]}, the header {header.format}", field="format")
+        return header
 
     def _header_from_json(self, j: Any, header_offset: int) -> PackHeader:
         """The header's JSON checked: types, bounds, and sections laid end to end from byte 8
@@ -152,11 +189,17 @@ class Pack:
                 kv_heads=_int(j, "kv_heads"), head_dim=_int(j, "head_dim"), v_head_dim=_int(j, "v_head_dim"),
                 input_dtype=_str(j, "input_dtype"), compression=_strings(j, "compression"),
                 layers=[_section(d) for d in _list(j, "layers")], input_ids=self._input_ids(j),
-                entry_id=_entry_id(j))
+                entry_id=_entry_id(j), segment=_segment(j))
         except (ValueError, KeyError, TypeError) as e:
             raise self._corrupt(f"header JSON: {e}", field="header") from None
-        if header.format != 1:
+        if header.format not in (1, 2):
             raise self._corrupt(f"format {header.format} is not supported", field="format")
+        seg = header.segment
+        if seg is not None and not 1 <= seg["length"] <= header.seq_len:
+            raise self._corrupt(f"segment length {seg['length']} is outside 1...seq_len ({header.seq_len})", field="segment")
+        if (header.format == 2) != (seg is not None and "name" in seg):
+            raise self._corrupt("format 2 without the segment it continues" if header.format == 2
+                                else "format 1 naming a segment", field="segment")
         for name in ("kv_heads", "head_dim", "v_head_dim"):
             value = getattr(header, name)
             if not 1 <= value <= 1 << 16:
@@ -283,14 +326,28 @@ class Pack:
     def layer_bytes(self, i: int, dtype: str = "f16") -> bytes:
         """Layer `i`'s key, value, positions and sizes tensors exactly as `kvstore fetch` writes them."""
         dtype = user_dtype(dtype)
-        d = self._descriptor(i)
+        parts = [self._layer_bits(i, dtype)] if self.segment is None else [self.segment._layer_bits(i, dtype),
+                                                                            self._layer_bits(i, dtype)]
+        joined = [np.concatenate([p[j] for p in parts], axis=1 if j < 2 else 0) for j in range(4)]
+        return b"".join(a.tobytes() for a in joined)
+
+    def _layer_bits(self, i: int, dtype: str) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """This file's part of layer `i`: keys and values as bytes [kv_heads, n, dim·width],
+        positions and sizes as bytes."""
+        h, d = self.header, self._descriptor(i)
         raw = self.raw_section(i)
         keys, values = self._blocks(i, raw, dtype)
         p = d.keys["length"] + d.values["length"]
-        return keys.tobytes() + values.tobytes() + raw[p:p + 8 * d.count].tobytes()
+        return (keys.reshape(h.kv_heads, d.count, -1), values.reshape(h.kv_heads, d.count, -1),
+                raw[p:p + 4 * d.count], raw[p + 4 * d.count:p + 8 * d.count])
 
     def layer(self, i: int, dtype: str = "f16") -> PackLayer:
         """Layer `i` decoded: F16 gives float16 arrays, F32 and BF16 float32 arrays."""
+        own = self._own_layer(i, dtype)
+        return own if self.segment is None else join_layers(self.segment._own_layer(i, dtype), own)
+
+    def _own_layer(self, i: int, dtype: str) -> PackLayer:
+        """The entries this file holds of layer `i` (a segmented entry's part holds the rest)."""
         dtype = user_dtype(dtype)
         h, d = self.header, self._descriptor(i)
         raw = self.raw_section(i)
@@ -317,6 +374,8 @@ class Pack:
 
     def check_expandable(self) -> None:
         """Raises ExpandError when a layer merged entries without recording their members."""
+        if self.segment is not None:
+            self.segment.check_expandable()
         for i, d in enumerate(self.header.layers):
             if d.members == 0:
                 positions, sizes, _ = _entry_arrays(d, self.raw_section(i))
@@ -346,10 +405,20 @@ class Pack:
             metadata[PREFIX_OF_KEY] = prefix_of
         return metadata
 
+    def entry_counts(self, expand: bool = False) -> list[int]:
+        """Entries of each layer as `fetch [--expand]` writes them (a segmented entry's segment
+        and part together)."""
+        own = [d.members if expand and d.members > 0 else d.count for d in self.header.layers]
+        if self.segment is None:
+            return own
+        return [a + b for a, b in zip(self.segment.entry_counts(expand), own)]
+
     def prefix_counts(self, expand: bool = False) -> list[int]:
         """Entries of each layer before the shareable prefix's end, as `fetch --prefix [--expand]`
         writes them: the sections' `prefix` counts, else counted from their positions (one
         entry per member with `expand`)."""
+        if self.segment is not None:  # the prefix is the segment (never merged)
+            return [d.count for d in self.segment.header.layers]
         end = self.header.prefix_end
         counts = []
         for i, d in enumerate(self.header.layers):
@@ -391,6 +460,8 @@ class Pack:
                         dtype=user_dtype(dtype), input_ids=None if ids is None else ids[:seq_len].copy())
 
     def close(self) -> None:
+        if self.segment is not None:
+            self.segment.close()
         try:
             self._bytes.release()
             if self._map is not None:
@@ -421,6 +492,17 @@ def expand_layer(layer: PackLayer, index: int = 0) -> tuple[np.ndarray, np.ndarr
     return layer.key[:, rows, :], layer.value[:, rows, :], layer.members[order].astype(np.int32)
 
 
+def join_layers(first: PackLayer, second: PackLayer) -> PackLayer:
+    """`first`'s entries followed by `second`'s: a segmented entry's layer (segment, then part)."""
+    members = None
+    if first.members is not None or second.members is not None:
+        members = np.concatenate([first.members if first.members is not None else first.positions,
+                                  second.members if second.members is not None else second.positions])
+    return PackLayer(np.concatenate([first.key, second.key], axis=1), np.concatenate([first.value, second.value], axis=1),
+                     np.concatenate([first.positions, second.positions]), np.concatenate([first.sizes, second.sizes]),
+                     members)
+
+
 def _entry_arrays(d: Section, raw: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
     p = d.keys["length"] + d.values["length"]
     positions = raw[p:p + 4 * d.count].view("<i4")
@@ -429,9 +511,11 @@ def _entry_arrays(d: Section, raw: np.ndarray) -> tuple[np.ndarray, np.ndarray, 
     return positions, sizes, members
 
 
-def read_pack(path: str | os.PathLike[str]) -> Pack:
-    """Opens a kvpack file (footer and header checked; sections are checked when read)."""
-    return Pack(path)
+def read_pack(path: str | os.PathLike[str], segment: str | os.PathLike[str] | None = None) -> Pack:
+    """Opens a kvpack file (footer and header checked; sections are checked when read). A
+    segmented entry's part opens its segment too: `segment`, else `<name>.kvpack` beside it
+    (where `kvstore fetch --raw` writes it)."""
+    return Pack(path, segment)
 
 
 def unpack(pack_path: str | os.PathLike[str], output: str | os.PathLike[str], dtype: str = "f16",
@@ -447,8 +531,7 @@ def unpack(pack_path: str | os.PathLike[str], output: str | os.PathLike[str], dt
             pack.check_expandable()
         h = pack.header
         metadata = pack.fetch_metadata(pack._prefix_of(entry) if prefix else None)
-        counts = pack.prefix_counts(expand) if prefix else \
-            [d.members if expand and d.members > 0 else d.count for d in h.layers]
+        counts = pack.prefix_counts(expand) if prefix else pack.entry_counts(expand)
         entries = []
         for i, n in enumerate(counts):
             entries += [(f"layers.{i}.key", dtype, (h.kv_heads, n, h.head_dim)),
@@ -510,6 +593,19 @@ def _strings(obj: Any, key: str) -> dict[str, str]:
     if not isinstance(v, dict) or not all(isinstance(x, str) for x in v.values()):
         raise TypeError(f'"{key}" is not an object of strings')
     return dict(v)
+
+
+def _segment(j: Any) -> dict[str, Any] | None:
+    o = j.get("segment") if isinstance(j, dict) else None
+    if o is None:
+        return None
+    if not isinstance(o, dict) or not isinstance(o.get("length"), int) or isinstance(o.get("length"), bool):
+        raise ValueError('segment is not {"length": n, ...}')
+    name = o.get("name")
+    if name is not None and not (isinstance(name, str) and len(name) == 32
+                                 and all(c in "0123456789abcdef" for c in name)):
+        raise ValueError("segment name is not a blob name")
+    return o
 
 
 def _entry_id(j: Any) -> str | None:

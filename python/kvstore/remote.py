@@ -6,15 +6,20 @@ from __future__ import annotations
 import http.client
 import json
 import os
+import tempfile
 import urllib.parse
 from typing import Any, BinaryIO, Iterator, Sequence
 
 import io
 
+import numpy as np
+
 from .client import Client, Entry, Ingested, PrefixMatch, check_entry, check_ids, is_url
 from .errors import (CommandError, CorruptError, ForbiddenError, NotFoundError, TransientError, UnauthorizedError,
                      UsageError)
+from .dtypes import user_dtype
 from .pack import Pack, PackLayer, Section
+from .snapshot import read
 
 CHUNK = 1 << 20
 # A compaction re-packing the entry between `/layout` and the ranges: read the layout again.
@@ -237,7 +242,15 @@ class HTTPClient(Client):
         would mix, so that raises a `TransientError`: read the entry again."""
         path = self._entry_path(entry, by_key)
         for _ in range(REPACK_ATTEMPTS):
-            pack = self._layout(path)
+            try:
+                pack = self._layout(path)
+            except CommandError as e:
+                if e.code != "segmented":
+                    raise
+                # Its shared prefix lies in a segment: no single pack to read by ranges
+                # (docs/design/segments.md). The kvsnap route serves it whole, checked.
+                yield from self._kvsnap_layers(path, dtype, expand)
+                return
             done = 0
             try:
                 for i in range(pack.num_layers):
@@ -253,6 +266,17 @@ class HTTPClient(Client):
         raise TransientError(["GET", self.url + path], 4,
                              f"the entry was re-packed {REPACK_ATTEMPTS} times while its layout was read",
                              status=412, code="precondition_failed")
+
+    def _kvsnap_layers(self, path: str, dtype: str, expand: bool) -> Iterator[PackLayer]:
+        """The layers of the entry's kvsnap, as `fetch_layers` yields them (no member lists)."""
+        with tempfile.TemporaryDirectory(prefix="kvstore-") as d:
+            out = os.path.join(d, "entry.safetensors")
+            self._download(path + "/kvsnap", {"dtype": dtype, "expand": "1" if expand else None}, out)
+            as_type = np.float16 if user_dtype(dtype) == "F16" else np.float32
+            for layer in read(out).layers:
+                yield PackLayer(np.asarray(layer.key, dtype=as_type).copy(), np.asarray(layer.value, dtype=as_type).copy(),
+                                np.asarray(layer.positions, dtype=np.int32).copy(), np.asarray(layer.sizes, dtype=np.int32).copy(),
+                                None)
 
     def _layout(self, path: str) -> "_RemotePack":
         layout, resp = self._json("GET", path + "/layout")
@@ -315,6 +339,7 @@ class _RemotePack(Pack):
         self._map = None
         self._bytes = memoryview(b"")
         self.header = self._header_from_json(layout["header"], int(layout["header_offset"]))
+        self.segment = None  # a segmented entry has no layout (409 `segmented`)
         listed = [(int(l["offset"]), int(l["length"]), int(l["count"])) for l in layout["layers"]]
         if listed != [(d.offset, d.stored_length, d.count) for d in self.header.layers]:
             raise self._corrupt("the layout's layer ranges disagree with its header", field="layers")

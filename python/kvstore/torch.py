@@ -195,9 +195,31 @@ def load_pack(path: str | os.PathLike[str] | Pack, device: torch.device | str = 
         raise ValueError(f"dtype {dtype}: expected torch.float16, torch.bfloat16 or torch.float32")
     pack = path if isinstance(path, Pack) else Pack(path)
     device = torch.device(device)
-    h = pack.header
     if expand:
         pack.check_expandable()
+    layers = _load_layers(pack, device, dtype, expand, threads)
+    if pack.segment is not None:  # a segmented entry: its shared prefix, then its own part
+        shared = _load_layers(pack.segment, device, dtype, expand, threads)
+        layers = [_join(a, b) for a, b in zip(shared, layers)]
+    metadata = pack.fetch_metadata()
+    if not isinstance(path, Pack):
+        pack.close()
+    return DevicePack(pack.header, layers, metadata)
+
+
+def _join(first: DeviceLayer, second: DeviceLayer) -> DeviceLayer:
+    members = None
+    if first.members is not None or second.members is not None:
+        members = torch.cat([first.members if first.members is not None else first.positions,
+                             second.members if second.members is not None else second.positions])
+    return DeviceLayer(torch.cat([first.key, second.key], 1), torch.cat([first.value, second.value], 1),
+                       torch.cat([first.positions, second.positions]), torch.cat([first.sizes, second.sizes]), members)
+
+
+def _load_layers(pack: Pack, device: torch.device, dtype: torch.dtype, expand: bool,
+                 threads: int | None) -> list[DeviceLayer]:
+    """The layers this file holds (a segmented entry's part holds the entries after its segment's)."""
+    h = pack.header
 
     def host(i: int) -> tuple[np.ndarray, list[_BlockPlan | None]]:
         raw = pack.raw_section(i)  # checksums, codec, raw checksum, positions/sizes/members
@@ -251,10 +273,7 @@ def load_pack(path: str | os.PathLike[str] | Pack, device: torch.device | str = 
                 sizes = torch.ones_like(positions)
                 members = positions
             layers.append(DeviceLayer(key, value, positions, sizes, members))
-    metadata = pack.fetch_metadata()
-    if not isinstance(path, Pack):
-        pack.close()
-    return DevicePack(h, layers, metadata)
+    return layers
 
 
 __all__ = ["DeviceLayer", "DevicePack", "load_pack"]

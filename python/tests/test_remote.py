@@ -180,7 +180,7 @@ def test_a_damaged_entry_never_arrives_whole(kvstore_bin: str, tmp_path: Path) -
     try:
         big = server.cli.synth(tmp_path / "big.safetensors", "--preset", "tiny", "--layers", "6", "--grid", "8x8",
                                "--head-dim", "64")
-        entry = server.cli.ingest(big, "none")
+        entry = server.cli.ingest(big, "lightkv")  # stored whole (docs/design/segments.md): one pack to range-read
         blob = Path(json.loads(server.cli.run("show", "--json", entry).stdout)["blob_path"])
         store = server.client(READER)
         layout = store._layout(f"/v1/entries/{entry}")
@@ -269,7 +269,7 @@ def test_a_repack_mid_read_restarts_or_refuses_to_mix_packs(kvstore_bin: str, tm
     server = serve(kvstore_bin, tmp_path / "serve")
     try:
         snap = server.cli.synth(tmp_path / "s.safetensors", "--preset", "tiny", "--layers", "4")
-        entry = server.cli.ingest(snap, "none")
+        entry = server.cli.ingest(snap, "lightkv")  # stored whole: one pack to range-read
         store = server.client(READER)
 
         def repack(policy: str) -> None:  # what nightly compaction does to a cold entry
@@ -302,6 +302,19 @@ def test_a_repack_mid_read_restarts_or_refuses_to_mix_packs(kvstore_bin: str, tm
         assert e.value.status == 412
     finally:
         server.stop()
+
+
+def test_a_segmented_entry_reads_layer_by_layer_through_its_kvsnap(server: Server, tmp_path: Path) -> None:
+    server.cli.synth(tmp_path / "q", "--preset", "tiny", "--questions", "2")
+    entry = server.cli.ingest(sorted((tmp_path / "q").glob("*.safetensors"))[0], "int8")
+    store = server.client(READER)
+    with pytest.raises(kvstore.CommandError) as e:
+        store.fetch_raw(entry, tmp_path / "raw.kvpack")
+    assert e.value.status == 409 and e.value.code == "segmented"
+    fetched = kvstore.read(store.fetch(entry, tmp_path / "e.safetensors"))
+    layers = list(store.fetch_layers(entry))
+    assert [layer.count for layer in layers] == [layer.count for layer in fetched.layers]
+    assert all(np.array_equal(a.key, b.key) for a, b in zip(layers, fetched.layers))
 
 
 def test_pin_over_http_and_what_the_api_does_not_offer(server: Server, snapshots: list[Path]) -> None:

@@ -29,9 +29,14 @@ public struct SnapshotEncoder {
     /// so `eval` and benchmarks can tell the reduction's own cost.
     public private(set) var reduceNanoseconds: UInt64 = 0
 
-    public init(snapshot: Snapshot, policy: Policy) {
+    /// Which positions are encoded (see `EncodedPart`); the whole snapshot unless set.
+    public let part: EncodedPart
+
+    public init(snapshot: Snapshot, policy: Policy, part: EncodedPart = .whole) {
+        precondition(part == .whole || policy.reduction == .none, "only a policy that does not reduce encodes a part")
         self.snapshot = snapshot
         self.policy = policy
+        self.part = part
         self.compressor = policy.reduction.makeCompressor()
     }
 
@@ -39,6 +44,11 @@ public struct SnapshotEncoder {
     public var isExact: Bool { policy.reduction == .none && policy.quantization == .none }
 
     public func context(_ i: Int) -> LayerContext {
+        if case .prefix(let end) = part {
+            // Nothing after the prefix may shape it: its own spans, no prompt queries.
+            return LayerContext(index: i, layerCount: snapshot.layerCount, spans: snapshot.metadata.spans.filter { $0.end <= end },
+                                seqLen: end, promptQuery: nil, inputDType: snapshot.dtype)
+        }
         var query = snapshot.queries(snapshot.layers[i].promptQuery)
         if withheldPromptQueries > 0, let q = query {
             let keep = q.count - withheldPromptQueries
@@ -84,7 +94,7 @@ public struct SnapshotEncoder {
 
     /// Layer `i` of the input as floats, with the member positions `inputMembers` knows.
     private func input(_ i: Int) -> KVLayer {
-        var layer = snapshot.floatLayer(i)
+        var layer = part.window(seqLen: snapshot.seqLen).map { snapshot.floatLayer(i, window: $0) } ?? snapshot.floatLayer(i)
         if let m = inputMembers?(i), m.count == layer.sizes.reduce(0, { $0 + Int($1) }) { layer.memberPositions = m }
         return layer
     }
@@ -106,11 +116,33 @@ public struct SnapshotEncoder {
             precondition(i == nextLayer, "layers must be encoded in order: asked for \(i), expected \(nextLayer)")
             nextLayer += 1
             let snapshot = self.snapshot
+            let window = part.window(seqLen: snapshot.seqLen)
             return LayerJob {
                 let l = snapshot.layers[i]
-                return PackedLayer(positions: snapshot.positions(layer: i), sizes: snapshot.sizes(layer: i),
-                                   keys: BlockCodec.encodeRaw(snapshot.data(l.key), dtype: snapshot.dtype),
-                                   values: BlockCodec.encodeRaw(snapshot.data(l.value), dtype: snapshot.dtype))
+                guard let window else {
+                    return PackedLayer(positions: snapshot.positions(layer: i), sizes: snapshot.sizes(layer: i),
+                                       keys: BlockCodec.encodeRaw(snapshot.data(l.key), dtype: snapshot.dtype),
+                                       values: BlockCodec.encodeRaw(snapshot.data(l.value), dtype: snapshot.dtype))
+                }
+                // The window's rows of every head, split into byte planes where they land: no copy
+                // of the rows first (the memory promise counts every copy of a large layer).
+                func rows(_ data: UnsafeRawBufferPointer, dim: Int) -> EncodedBlock {
+                    let width = snapshot.dtype.size, n = snapshot.seqLen, heads = snapshot.kvHeads
+                    let piece = window.count * dim, total = heads * piece
+                    let bytes = [UInt8](unsafeUninitializedCapacity: total * width) { out, initialized in
+                        if total > 0 {
+                            for h in 0..<heads {
+                                BytePlanes.split(data.baseAddress! + (h * n + window.lowerBound) * dim * width, count: piece,
+                                                 width: width, into: out.baseAddress! + h * piece, planeStride: total)
+                            }
+                        }
+                        initialized = total * width
+                    }
+                    return EncodedBlock(encoding: .raw(snapshot.dtype), bytes: bytes)
+                }
+                return PackedLayer(positions: window.map { Int32($0) }, sizes: [Int32](repeating: 1, count: window.count),
+                                   keys: rows(snapshot.data(l.key), dim: snapshot.headDim),
+                                   values: rows(snapshot.data(l.value), dim: snapshot.vHeadDim))
             }
         }
         let reduced = reduce(i)
@@ -124,6 +156,24 @@ public struct SnapshotEncoder {
 
     /// What the reduction did, for the compression record.
     public var reductionRecord: [String: String] { compressor.record }
+}
+
+/// Which positions of an uncompressed snapshot an encoder packs: all of them, the shareable
+/// prefix `[0, end)` (a segment: encoded as if nothing followed it), or the rest `[start,
+/// seq_len)` (a segmented entry's own part). docs/design/segments.md.
+public enum EncodedPart: Sendable, Equatable {
+    case whole
+    case prefix(end: Int)
+    case suffix(start: Int)
+
+    /// The positions encoded; nil for the whole snapshot.
+    public func window(seqLen: Int) -> Range<Int>? {
+        switch self {
+        case .whole: return nil
+        case .prefix(let end): return 0..<end
+        case .suffix(let start): return start..<seqLen
+        }
+    }
 }
 
 /// The order-free rest of one layer's encoding (see `SnapshotEncoder.stage`).

@@ -120,7 +120,7 @@ public struct PolicyEvaluation: Sendable, Codable {
     }
 
     /// A packed layer's blocks decoded back to floats (so quantization error counts).
-    static func decode(_ packed: PackedLayer, like input: KVLayer, layer: Int) throws(EvaluationError) -> KVLayer {
+    public static func decode(_ packed: PackedLayer, like input: KVLayer, layer: Int) throws(EvaluationError) -> KVLayer {
         let n = packed.count
         func block(_ b: EncodedBlock, dim: Int, name: String) throws(EvaluationError) -> [Float] {
             let shape = BlockShape(heads: input.kvHeads, count: n, dim: dim)
@@ -149,7 +149,15 @@ extension PolicyEvaluation.Layer {
     /// inside its own encode loop to record the same figures `eval` prints.
     public init(measuring index: Int, input: KVLayer, packed: PackedLayer, probes: QueryBlock,
                 layout: VisionLayout, inputBytes: Int) throws(EvaluationError) {
-        let decoded = try PolicyEvaluation.decode(packed, like: input, layer: index)
+        try self.init(measuring: index, input: input, decoded: try PolicyEvaluation.decode(packed, like: input, layer: index),
+                      encodedBytes: packed.keys.bytes.count + packed.values.bytes.count, probes: probes, layout: layout,
+                      inputBytes: inputBytes)
+    }
+
+    /// The same from the stored layer already decoded (a segmented entry's is its segment's
+    /// entries followed by its own) and the bytes its keys and values take encoded.
+    public init(measuring index: Int, input: KVLayer, decoded: KVLayer, encodedBytes: Int, probes: QueryBlock,
+                layout: VisionLayout, inputBytes: Int) throws(EvaluationError) {
         let reference = AttentionOutput.compute(queries: probes, layer: input, proportional: true)
         let rows = probes.heads * probes.count
         let outputs = AttentionOutput.both(queries: probes, layer: decoded)
@@ -159,7 +167,7 @@ extension PolicyEvaluation.Layer {
         self.init(layer: index, entries: decoded.count, visionEntries: vision,
                   visionRetention: layout.visionTokenCount == 0 ? 1 : Double(vision) / Double(layout.visionTokenCount),
                   proportional: prop, plain: plain,
-                  encodedBytes: packed.keys.bytes.count + packed.values.bytes.count, inputBytes: inputBytes)
+                  encodedBytes: encodedBytes, inputBytes: inputBytes)
     }
 }
 

@@ -192,6 +192,24 @@ public struct Snapshot: @unchecked Sendable {
         layers[i].sizes.map(int32s) ?? [Int32](repeating: 1, count: seqLen)
     }
 
+    /// The entries of layer `i` at positions `window` of an uncompressed snapshot (entry `j`
+    /// stands at position `j`), decoded to floats: only those rows are converted.
+    public func floatLayer(_ i: Int, window: Range<Int>) -> KVLayer {
+        let l = layers[i], n = seqLen, w = dtype.size
+        func rows(_ info: TensorInfo, dim: Int) -> [Float] {
+            let d = data(info)
+            var out = [Float](); out.reserveCapacity(kvHeads * window.count * dim)
+            for h in 0..<kvHeads {
+                out += Conversion.floats(UnsafeRawBufferPointer(rebasing: d[((h * n + window.lowerBound) * dim * w)..<((h * n + window.upperBound) * dim * w)]),
+                                         dtype: dtype)
+            }
+            return out
+        }
+        return KVLayer(kvHeads: kvHeads, headDim: headDim, vHeadDim: vHeadDim, keys: rows(l.key, dim: headDim),
+                       values: rows(l.value, dim: vHeadDim), positions: window.map { Int32($0) },
+                       sizes: [Int32](repeating: 1, count: window.count))
+    }
+
     /// Layer `i` decoded to floats, ready for a compressor.
     public func floatLayer(_ i: Int) -> KVLayer {
         let l = layers[i]

@@ -5,8 +5,12 @@
 /// memory-speed pass.
 public enum BytePlanes {
     /// Splits `count` elements of `width` bytes from `source` into planes at `destination`.
-    public static func split(_ source: UnsafeRawPointer, count: Int, width: Int, into destination: UnsafeMutableRawPointer) {
+    /// `planeStride` (default `count`) is the distance between planes: a block split piece
+    /// by piece writes each piece at its offset with the whole block's count as the stride.
+    public static func split(_ source: UnsafeRawPointer, count: Int, width: Int, into destination: UnsafeMutableRawPointer,
+                             planeStride: Int? = nil) {
         let d = destination.assumingMemoryBound(to: UInt8.self)
+        let count = count, stride = planeStride ?? count
         switch width {
         case 2:
             let s = source.assumingMemoryBound(to: UInt16.self)
@@ -14,13 +18,13 @@ public enum BytePlanes {
             while i + 16 <= count {
                 let v = UnsafeRawPointer(s + i).loadUnaligned(as: SIMD16<UInt16>.self)
                 UnsafeMutableRawPointer(d + i).storeBytes(of: SIMD16<UInt8>(truncatingIfNeeded: v), as: SIMD16<UInt8>.self)
-                UnsafeMutableRawPointer(d + count + i).storeBytes(of: SIMD16<UInt8>(truncatingIfNeeded: v &>> 8), as: SIMD16<UInt8>.self)
+                UnsafeMutableRawPointer(d + stride + i).storeBytes(of: SIMD16<UInt8>(truncatingIfNeeded: v &>> 8), as: SIMD16<UInt8>.self)
                 i += 16
             }
-            while i < count { d[i] = UInt8(truncatingIfNeeded: s[i]); d[count + i] = UInt8(s[i] >> 8); i += 1 }
+            while i < count { d[i] = UInt8(truncatingIfNeeded: s[i]); d[stride + i] = UInt8(s[i] >> 8); i += 1 }
         default:
             let s = source.assumingMemoryBound(to: UInt8.self)
-            for i in 0..<count { for b in 0..<width { d[b * count + i] = s[i * width + b] } }
+            for i in 0..<count { for b in 0..<width { d[b * stride + i] = s[i * width + b] } }
         }
     }
 

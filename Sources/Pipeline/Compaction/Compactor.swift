@@ -62,6 +62,7 @@ public struct Compactor {
         // only damaged files and superseded copies.
         let adopter = OrphanAdopter(root: root, deletes: true, dryRun: settings.dryRun)
         (report.strays, report.reshelved) = try adopter.reshelveStrays()
+        var segments: [String] = []
         for orphan in try root.orphanBlobs(minimumAge: settings.grace, now: now) {
             switch try adopter.settle(orphan.name, minimumAge: settings.grace, now: now) {
             case .adopted(let id): report.orphansAdopted.append(id)
@@ -73,7 +74,12 @@ public struct Compactor {
                 report.damagedOrphans.append(.init(id: orphan.name, problem: problem))
             case .unrecognised(let problem): report.orphansKept.append(.init(id: orphan.name, problem: problem))
             case .tombstoned, .settledElsewhere: break
+            case .segment: segments.append(orphan.name)
             }
+        }
+        // After every entry's part was settled: an unnamed segment holds no entry by itself.
+        for segment in try adopter.settleSegments(segments, minimumAge: settings.grace, now: now) {
+            report.orphansRemoved += 1; report.orphanBytes += segment.bytes
         }
         report.uploadsAborted = try root.blobs.abortStaleUploads(minimumAge: settings.grace, dryRun: settings.dryRun)
 
@@ -107,7 +113,8 @@ public struct Compactor {
                 // never a row without its blob. A fetch that already opened the blob keeps
                 // its mapping.
                 guard let removed = try root.removeEntry(record.id) else { continue }
-                stored -= removed.bytesOut
+                // A segment goes with the last entry that names it.
+                stored = removed.segment == nil ? stored - removed.bytesOut : try root.index.storedBytes()
                 report.evicted.append(removed.id)
                 report.evictedBytes += removed.bytesOut
             }

@@ -38,12 +38,15 @@ public struct EntryRepacker {
         // Re-packing another entry's blob (or a damaged one) under this id would make the
         // damage permanent: the content must be the row's.
         try pack.checkContent(named: current.checksum)
+        let segment = try fetcher.segment(of: current, pack: pack, checkContent: true)
         let dtype = DType(rawValue: pack.header.inputDType).flatMap { $0.isFloat ? $0 : nil } ?? .f16
         let temp = "\(root.blobs.tempDirectory)/\(UUID().uuidString.lowercased()).repack.safetensors"
         defer { try? FileSystem.remove(temp) }
         let sink = try OutputSink(path: temp)
         do {
-            try fetcher.writeSnapshot(pack, layout: Fetcher.layout(pack.header, dtype: dtype), options: FetchOptions(dtype: dtype), to: sink)
+            let options = FetchOptions(dtype: dtype)
+            try fetcher.writeSnapshot(pack, segment: segment, layout: Fetcher.layout(pack, segment: segment, options: options, id: current.id),
+                                      options: options, to: sink)
             try sink.finish()
         } catch {
             sink.abandon()
@@ -69,8 +72,11 @@ public struct EntryRepacker {
         updated.policy = policy.name
         updated.compression = SafetensorsLayout.canonicalJSON(blob.compression)
         updated.entriesKept = blob.header.entryCount
+        // Read back with positions, the entry is an already-compressed input: stored whole.
+        updated.segment = nil
+        updated.segmentBytes = nil
         if try root.index.replaceBlob(id: current.id, oldBlob: current.blob, with: updated, blobs: root.blobs) {
-            if !root.defersDeletion { try root.collectBlob(current.blob) }
+            if !root.defersDeletion { for name in current.blobs { try root.collectBlob(name) } }
             return .swapped(oldBytes: current.bytesOut, newBytes: blob.bytes)
         }
         try root.retireBlob(blob.name)

@@ -77,12 +77,17 @@ public struct Migrator {
             // From S3: a download hashed against the name, refused as corrupt if it differs.
             let path = try source.blobs.readablePath(record.blob)
             if let problem = try Verifier.damage(inPack: path, of: record, location: location) { return .damaged(problem) }
+            if let problem = try Verifier(root: source).segmentDamage(of: record) { return .damaged(problem) }
             // Kept open from here: a blob collected meanwhile stays readable to this copy.
             blob = try MappedFile(path: path)
         } catch let error as StoreError where !error.isTransient {
             return .damaged("\(error)")
         }
 
+        // A segmented entry's segment first (docs/design/segments.md), once per destination.
+        if let segment = record.segment {
+            if let problem = try copy(segment, to: destination) { return .damaged(problem) }
+        }
         let temp = try destination.blobs.newTempFile()
         let copied = try Self.copy(blob, into: temp)
         guard copied.name == record.blob else {
@@ -98,8 +103,23 @@ public struct Migrator {
         // Another process stored this id meanwhile: keep its row, as a losing ingest does.
         let winner = try destination.index.entry(id: record.id)
         if winner?.blob == record.blob { return .alreadyThere }
-        try? destination.retireBlob(record.blob)
+        for name in record.blobs where !(winner?.blobs.contains(name) ?? false) { try? destination.retireBlob(name) }
         return .keptDifferent(destinationBlob: winner?.blob ?? "none: removed there meanwhile")
+    }
+
+    /// Copies blob `name` (checked already) into `destination`, published again when it is
+    /// there already (a segment a row is about to name must be young, as an ingest keeps it);
+    /// the problem when its content changed on the way.
+    private func copy(_ name: String, to destination: StoreRoot) throws -> String? {
+        let file = try MappedFile(path: source.blobs.readablePath(name))
+        let temp = try destination.blobs.newTempFile()
+        let copied = try Self.copy(file, into: temp)
+        guard copied.name == name else {
+            temp.abandon()
+            return "segment \(source.blobs.location(name)) changed while it was copied: its content is now \(copied.name)"
+        }
+        _ = try destination.blobs.publish(temp, as: name)
+        return nil
     }
 
     /// Copies `file` into `temp`, hashing what is written: the content name of the copy, and

@@ -25,14 +25,20 @@ struct RetentionMap {
 
     let stages: [Stage]
 
-    /// Reads every layer's positions, sizes and member positions from the pack.
-    init(pack: PackReader) throws {
+    /// Reads every layer's positions, sizes and member positions from the pack (after its
+    /// segment's, for a segmented entry: docs/design/segments.md).
+    init(pack: PackReader, segment: PackReader? = nil) throws {
         let seqLen = pack.header.seqLen
         var stages: [Stage] = []
         var previous: (positions: [Int32], sizes: [Int32], members: [Int32]?)?
         for i in 0..<pack.header.layers.count {
             let section = try pack.section(i)
-            let current = (positions: section.positions, sizes: section.sizes, members: section.memberPositions)
+            var current = (positions: section.positions, sizes: section.sizes, members: section.memberPositions)
+            if let shared = try segment?.section(i) {
+                // A segment is never reduced: its entries stand for their own positions.
+                current = (shared.positions + current.positions, shared.sizes + current.sizes,
+                           current.members.map { shared.positions + $0 })
+            }
             if let p = previous, p.positions == current.positions, p.sizes == current.sizes, p.members == current.members {
                 stages[stages.count - 1].layers = stages[stages.count - 1].layers.lowerBound...i
                 continue

@@ -11,14 +11,29 @@ extension EntryIndex {
                      [.double(time), .text(policy)]).map(EntryRecord.init(row:))
     }
 
-    /// Bytes of every entry's blob, as indexed.
+    /// Bytes of every entry's blob and of every segment once, as indexed.
     public func storedBytes() throws -> Int {
-        try db.query("SELECT CAST(COALESCE(SUM(bytes_out), 0) AS BIGINT) AS n FROM entries").first?.int("n") ?? 0
+        let own = try db.query("SELECT CAST(COALESCE(SUM(bytes_out), 0) AS BIGINT) AS n FROM entries").first?.int("n") ?? 0
+        return own + (try segmentTotals().bytes)
     }
 
-    /// True when some row names `blob`.
+    /// Distinct segments rows name, and their bytes counted once each.
+    public func segmentTotals() throws -> (count: Int, bytes: Int) {
+        let row = try db.query("""
+            SELECT CAST(COUNT(*) AS BIGINT) AS n, CAST(COALESCE(SUM(b), 0) AS BIGINT) AS bytes
+            FROM (SELECT segment, MAX(segment_bytes) AS b FROM entries WHERE segment IS NOT NULL GROUP BY segment) AS s
+            """).first
+        return (row?.int("n") ?? 0, row?.int("bytes") ?? 0)
+    }
+
+    /// True when some row names `blob`, as its own blob or as its segment.
     public func isReferenced(blob: String) throws -> Bool {
-        !(try db.query("SELECT 1 FROM entries WHERE blob = ? LIMIT 1", [.text(blob)])).isEmpty
+        !(try db.query("SELECT 1 FROM entries WHERE blob = ? OR segment = ? LIMIT 1", [.text(blob), .text(blob)])).isEmpty
+    }
+
+    /// Entries whose prefix lies in segment `name`.
+    public func entries(inSegment name: String) throws -> [EntryRecord] {
+        try db.query("SELECT * FROM entries WHERE segment = ? ORDER BY id", [.text(name)]).map(EntryRecord.init(row:))
     }
 
     /// `PRAGMA wal_checkpoint(TRUNCATE)`: copies the WAL into the database and empties it.

@@ -46,12 +46,7 @@ public final class EntryIndex: @unchecked Sendable {
     public func insert(_ record: EntryRecord, sources: [(source: String, span: Int)], blobs: (any BlobStore)? = nil,
                        adoptingBlobModified: Double? = nil) throws -> Bool {
         try db.transaction {
-            if let blobs {
-                try db.transactionLock(record.blob)
-                if try blobs.attributes(record.blob) == nil {
-                    throw StoreError.io(path: blobs.location(record.blob), operation: "index (the blob was collected while being published)", errno: EAGAIN)
-                }
-            }
+            if let blobs { try Self.checkPresent(record.blobs, in: blobs, db: db, operation: "index") }
             if let modified = adoptingBlobModified, let doomedAt = try tombstone(of: record.blob), doomedAt >= modified {
                 return false
             }
@@ -62,8 +57,19 @@ public final class EntryIndex: @unchecked Sendable {
                 try db.query("INSERT INTO sources (source, entry_id, span_index) VALUES (?, ?, ?) ON CONFLICT DO NOTHING",
                              [.text(s.source), .text(record.id), .int(s.span)])
             }
-            try db.query("DELETE FROM doomed WHERE blob = ?", [.text(record.blob)])
+            for name in record.blobs { try db.query("DELETE FROM doomed WHERE blob = ?", [.text(name)]) }
             return true
+        }
+    }
+
+    /// Inside a write transaction: each of `names` exists in `blobs`, each checked under its
+    /// transaction lock. One collected meanwhile makes the caller retry (EAGAIN, transient).
+    static func checkPresent(_ names: [String], in blobs: any BlobStore, db: any IndexConnection, operation: String) throws {
+        for name in names {
+            try db.transactionLock(name)
+            if try blobs.attributes(name) == nil {
+                throw StoreError.io(path: blobs.location(name), operation: "\(operation) (the blob was collected while being published)", errno: EAGAIN)
+            }
         }
     }
 
@@ -171,7 +177,8 @@ public final class EntryIndex: @unchecked Sendable {
         try db.transaction {
             guard let record = try entry(id: id) else { return nil }
             try db.query("DELETE FROM entries WHERE id = ?", [.text(id)])
-            try self.doom(record.blob)
+            // A segment other rows still name stays: collection forgets its tombstone.
+            for name in record.blobs { try self.doom(name) }
             return record
         }
     }
@@ -181,27 +188,28 @@ public final class EntryIndex: @unchecked Sendable {
     /// The old blob is tombstoned in the same transaction when the swap happens.
     public func replaceBlob(id: String, oldBlob: String, with record: EntryRecord, blobs: (any BlobStore)? = nil) throws -> Bool {
         try db.transaction {
-            if let blobs {
-                try db.transactionLock(record.blob)
-                if try blobs.attributes(record.blob) == nil {
-                    throw StoreError.io(path: blobs.location(record.blob), operation: "swap (the blob was collected while being published)", errno: EAGAIN)
-                }
-            }
+            if let blobs { try Self.checkPresent(record.blobs, in: blobs, db: db, operation: "swap") }
+            let oldSegment = try db.query("SELECT segment FROM entries WHERE id = ? AND blob = ?", [.text(id), .text(oldBlob)])
+                .first?.text("segment")
             try db.query("""
-                UPDATE entries SET blob = ?, checksum = ?, bytes_out = ?, policy = ?, compression = ?, entries_kept = ?, fidelity = ?
+                UPDATE entries SET blob = ?, checksum = ?, bytes_out = ?, policy = ?, compression = ?, entries_kept = ?, fidelity = ?,
+                    segment = ?, segment_bytes = ?
                 WHERE id = ? AND blob = ?
                 """, [.text(record.blob), .text(record.checksum), .int(record.bytesOut), .text(record.policy),
                       .text(record.compression), .int(record.entriesKept), record.fidelity.map(SQLValue.text) ?? .null,
+                      record.segment.map(SQLValue.text) ?? .null, record.segmentBytes.map(SQLValue.int) ?? .null,
                       .text(id), .text(oldBlob)])
             guard db.changes == 1 else { return false }
-            try db.query("DELETE FROM doomed WHERE blob = ?", [.text(record.blob)])
+            for name in record.blobs { try db.query("DELETE FROM doomed WHERE blob = ?", [.text(name)]) }
             if oldBlob != record.blob { try self.doom(oldBlob) }
+            if let oldSegment, oldSegment != record.segment { try self.doom(oldSegment) }
             return true
         }
     }
 
-    /// Blob names some row refers to.
+    /// Blob names some row refers to, as its own blob or as its segment.
     public func referencedBlobs() throws -> Set<String> {
-        Set(try db.query("SELECT blob FROM entries").compactMap { $0.text("blob") })
+        Set(try db.query("SELECT blob FROM entries UNION SELECT segment FROM entries WHERE segment IS NOT NULL")
+            .compactMap { $0.text("blob") })
     }
 }

@@ -25,12 +25,16 @@ public struct EntryRecord: Sendable, Codable, Equatable {
     /// The shareable prefix's length and `PrefixDigest`, when the input carried `input_ids`.
     public var prefixLength: Int?
     public var prefixDigest: String?
+    /// The segment blob holding this entry's shared prefix and its size, when the entry is
+    /// segmented (docs/design/segments.md); `blob` then holds the rest.
+    public var segment: String?
+    public var segmentBytes: Int?
 
     public init(id: String, producerKey: String?, model: String, spans: String, layers: Int, kvHeads: Int,
                 headDim: Int, vHeadDim: Int, seqLen: Int, inputDType: String, entriesKept: Int, policy: String,
                 compression: String, fidelity: String?, bytesIn: Int, bytesOut: Int, blob: String, checksum: String,
                 createdAt: Double, lastAccessed: Double, accessCount: Int = 0, pinned: Bool = false,
-                prefixLength: Int? = nil, prefixDigest: String? = nil) {
+                prefixLength: Int? = nil, prefixDigest: String? = nil, segment: String? = nil, segmentBytes: Int? = nil) {
         self.id = id; self.producerKey = producerKey; self.model = model; self.spans = spans; self.layers = layers
         self.kvHeads = kvHeads; self.headDim = headDim; self.vHeadDim = vHeadDim; self.seqLen = seqLen
         self.inputDType = inputDType; self.entriesKept = entriesKept; self.policy = policy
@@ -38,16 +42,18 @@ public struct EntryRecord: Sendable, Codable, Equatable {
         self.blob = blob; self.checksum = checksum; self.createdAt = createdAt; self.lastAccessed = lastAccessed
         self.accessCount = accessCount; self.pinned = pinned
         self.prefixLength = prefixLength; self.prefixDigest = prefixDigest
+        self.segment = segment; self.segmentBytes = segmentBytes
     }
 
-    static let columns = "id, producer_key, model, spans, layers, kv_heads, head_dim, v_head_dim, seq_len, input_dtype, entries_kept, policy, compression, fidelity, bytes_in, bytes_out, blob, checksum, created_at, last_accessed, access_count, pinned, prefix_length, prefix_digest"
+    static let columns = "id, producer_key, model, spans, layers, kv_heads, head_dim, v_head_dim, seq_len, input_dtype, entries_kept, policy, compression, fidelity, bytes_in, bytes_out, blob, checksum, created_at, last_accessed, access_count, pinned, prefix_length, prefix_digest, segment, segment_bytes"
 
     var sqlValues: [SQLValue] {
         [.text(id), producerKey.map(SQLValue.text) ?? .null, .text(model), .text(spans), .int(layers), .int(kvHeads),
          .int(headDim), .int(vHeadDim), .int(seqLen), .text(inputDType), .int(entriesKept), .text(policy),
          .text(compression), fidelity.map(SQLValue.text) ?? .null, .int(bytesIn), .int(bytesOut), .text(blob),
          .text(checksum), .double(createdAt), .double(lastAccessed), .int(accessCount), .int(pinned ? 1 : 0),
-         prefixLength.map(SQLValue.int) ?? .null, prefixDigest.map(SQLValue.text) ?? .null]
+         prefixLength.map(SQLValue.int) ?? .null, prefixDigest.map(SQLValue.text) ?? .null,
+         segment.map(SQLValue.text) ?? .null, segmentBytes.map(SQLValue.int) ?? .null]
     }
 
     init(row: Row) {
@@ -60,8 +66,12 @@ public struct EntryRecord: Sendable, Codable, Equatable {
                   blob: row.text("blob") ?? "", checksum: row.text("checksum") ?? "",
                   createdAt: row.double("created_at") ?? 0, lastAccessed: row.double("last_accessed") ?? 0,
                   accessCount: row.int("access_count") ?? 0, pinned: (row.int("pinned") ?? 0) != 0,
-                  prefixLength: row.int("prefix_length"), prefixDigest: row.text("prefix_digest"))
+                  prefixLength: row.int("prefix_length"), prefixDigest: row.text("prefix_digest"),
+                  segment: row.text("segment"), segmentBytes: row.int("segment_bytes"))
     }
+
+    /// The blobs that hold this entry: its own, then its segment.
+    public var blobs: [String] { [blob] + (segment.map { [$0] } ?? []) }
 
     /// Stored bytes over input bytes.
     public var ratio: Double { bytesOut > 0 ? Double(bytesIn) / Double(bytesOut) : 0 }

@@ -66,6 +66,13 @@ enum Migrations {
         ALTER TABLE entries ADD COLUMN prefix_digest TEXT;
         CREATE INDEX entries_prefix ON entries(model, prefix_digest);
         """),
+        // Segmented entries (docs/design/segments.md): the segment blob holding the shared
+        // prefix and its size; NULL for entries stored whole.
+        ("0005_segments", """
+        ALTER TABLE entries ADD COLUMN segment TEXT;
+        ALTER TABLE entries ADD COLUMN segment_bytes INTEGER;
+        CREATE INDEX entries_segment ON entries(segment);
+        """),
     ]
 
     static let postgres: [(name: String, sql: String)] = [
@@ -117,6 +124,11 @@ enum Migrations {
         ALTER TABLE entries ADD COLUMN prefix_length BIGINT;
         ALTER TABLE entries ADD COLUMN prefix_digest TEXT;
         CREATE INDEX entries_prefix ON entries(model, prefix_digest);
+        """),
+        ("0005_segments", """
+        ALTER TABLE entries ADD COLUMN segment TEXT COLLATE "C";
+        ALTER TABLE entries ADD COLUMN segment_bytes BIGINT;
+        CREATE INDEX entries_segment ON entries(segment);
         """),
     ]
 

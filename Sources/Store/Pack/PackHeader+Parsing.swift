@@ -12,7 +12,19 @@ extension PackHeader {
         do { header = try JSONDecoder().decode(PackHeader.self, from: Data(json)) } catch {
             throw StoreError.corrupt(path: path, problem: "header JSON: \(error)")
         }
-        guard header.format == 1 else { throw StoreError.corrupt(path: path, problem: "format \(header.format) is not supported") }
+        guard header.format == 1 || header.format == 2 else { throw StoreError.corrupt(path: path, problem: "format \(header.format) is not supported") }
+        if let segment = header.segment {
+            guard (1...header.seqLen).contains(segment.length) else {
+                throw StoreError.corrupt(path: path, problem: "segment length \(segment.length) is outside 1...seq_len (\(header.seqLen))")
+            }
+            if let name = segment.name, !(name.count == 32 && name.allSatisfy(\.isHexDigit)) {
+                throw StoreError.corrupt(path: path, problem: "segment name \"\(name.prefix(40))\" is not a blob name")
+            }
+        }
+        // Format 2 is exactly a segmented entry's part; a segment is format 1.
+        guard (header.format == 2) == header.isSegmented else {
+            throw StoreError.corrupt(path: path, problem: header.format == 2 ? "format 2 without the segment it continues" : "format 1 naming a segment")
+        }
         for (field, value) in [("kv_heads", header.kvHeads), ("head_dim", header.headDim), ("v_head_dim", header.vHeadDim)]
         where !(1...(1 << 16)).contains(value) {
             throw StoreError.corrupt(path: path, problem: "header \(field) \(value) is outside 1...65536")

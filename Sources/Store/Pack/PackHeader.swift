@@ -3,6 +3,9 @@ import LightKV
 /// The JSON header of a kvpack file (docs/FORMAT.md).
 public struct PackHeader: Codable, Sendable {
     public static let magic: [UInt8] = Array("KVPACK".utf8) + [0, 1]
+    /// The magic of a segmented entry's own part (format 2): a reader that knows only format
+    /// 1 refuses it rather than serve the part as the whole entry.
+    public static let segmentedMagic: [UInt8] = Array("KVPACK".utf8) + [0, 2]
     public static let footerMagic: [UInt8] = Array("KVPKEND1".utf8)
     public static let footerLength = 32
     /// Largest header a reader accepts.
@@ -21,9 +24,17 @@ public struct PackHeader: Codable, Sendable {
     public var entry: PackEntry?
     /// The input's token ids, when it carried them (docs/FORMAT.md).
     public var inputIDs: PackInputIDs?
+    /// A segment's own record, or the segment a segmented entry's part continues
+    /// (docs/design/segments.md); absent in whole entries.
+    public var segment: PackSegment?
+
+    /// True for a segmented entry's own part (format 2), whose prefix lies in `segment.name`.
+    public var isSegmented: Bool { segment?.name != nil }
+    /// True for a segment: a shared prefix that no entry record describes.
+    public var isSegment: Bool { segment != nil && segment?.name == nil }
 
     enum CodingKeys: String, CodingKey {
-        case format, metadata, compression, layers, entry
+        case format, metadata, compression, layers, entry, segment
         case inputIDs = "input_ids"
         case seqLen = "seq_len", kvHeads = "kv_heads", headDim = "head_dim", vHeadDim = "v_head_dim"
         case inputDType = "input_dtype"
@@ -35,6 +46,26 @@ public struct PackHeader: Codable, Sendable {
     /// The end of the shareable prefix, from the metadata's spans (`SnapshotMetadata.prefixEnd`).
     public var prefixEnd: Int {
         (try? SnapshotMetadata(parsing: metadata))?.prefixEnd(seqLen: seqLen) ?? seqLen
+    }
+}
+
+/// The shared prefix of a segmented entry (docs/design/segments.md). In a segment's header
+/// `name` is absent; in an entry's part it names the segment blob.
+public struct PackSegment: Codable, Sendable, Equatable {
+    /// Content name of the segment blob (entry parts only).
+    public var name: String?
+    /// `PrefixDigest` of the prefix (segments only).
+    public var prefixDigest: String?
+    /// The prefix's length `p`: the segment holds positions `[0, p)`, the part `[p, seq_len)`.
+    public var length: Int
+
+    public init(name: String? = nil, prefixDigest: String? = nil, length: Int) {
+        self.name = name; self.prefixDigest = prefixDigest; self.length = length
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case name, length
+        case prefixDigest = "prefix_digest"
     }
 }
 

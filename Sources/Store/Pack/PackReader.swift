@@ -36,9 +36,14 @@ public final class PackReader: @unchecked Sendable {
         guard b.count >= PackHeader.magic.count + PackHeader.footerLength else {
             throw StoreError.corrupt(path: path, problem: "\(b.count) bytes is too short for a kvpack file")
         }
-        guard Array(b[0..<8]) == PackHeader.magic else { throw StoreError.corrupt(path: path, problem: "bad magic at offset 0") }
+        let magic = Array(b[0..<8])
+        guard magic == PackHeader.magic || magic == PackHeader.segmentedMagic else { throw StoreError.corrupt(path: path, problem: "bad magic at offset 0") }
         let footer = try PackFooter(UnsafeRawBufferPointer(rebasing: b[(b.count - PackHeader.footerLength)...]), fileSize: b.count, path: path)
-        return try PackHeader(json: UnsafeRawBufferPointer(rebasing: b[footer.headerRange]), footer: footer, path: path)
+        let header = try PackHeader(json: UnsafeRawBufferPointer(rebasing: b[footer.headerRange]), footer: footer, path: path)
+        guard header.format == Int(magic[7]) else {
+            throw StoreError.corrupt(path: path, problem: "the magic says format \(magic[7]), the header \(header.format)")
+        }
+        return header
     }
 
     /// The stored bytes of layer `i`, checksum-verified.

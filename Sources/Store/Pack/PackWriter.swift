@@ -18,10 +18,11 @@ public final class PackWriter {
     /// XXH3-128 state over everything written, which names the blob.
     private var digest = ContentDigest()
 
-    public init(file: AtomicFile) throws {
+    /// `segmented`: the pack is a segmented entry's own part (format 2, its own magic).
+    public init(file: AtomicFile, segmented: Bool = false) throws {
         self.file = file
         offset = PackHeader.magic.count
-        try write(PackHeader.magic)
+        try write(segmented ? PackHeader.segmentedMagic : PackHeader.magic)
     }
 
     /// Lays out, compresses and checksums one layer's section (thread-safe; no I/O).
@@ -63,11 +64,12 @@ public final class PackWriter {
     /// Writes header and footer; returns the header and the blob's content name.
     public func finish(
         metadata: [String: String], seqLen: Int, kvHeads: Int, headDim: Int, vHeadDim: Int,
-        inputDType: DType, compression: [String: String], entry: PackEntry? = nil, inputIDs: PackInputIDs? = nil
+        inputDType: DType, compression: [String: String], entry: PackEntry? = nil, inputIDs: PackInputIDs? = nil,
+        segment: PackSegment? = nil
     ) throws -> (header: PackHeader, contentName: String) {
-        let header = PackHeader(format: 1, metadata: metadata, seqLen: seqLen, kvHeads: kvHeads, headDim: headDim,
-                                vHeadDim: vHeadDim, inputDType: inputDType.rawValue, compression: compression,
-                                layers: descriptors, entry: entry, inputIDs: inputIDs)
+        let header = PackHeader(format: segment?.name == nil ? 1 : 2, metadata: metadata, seqLen: seqLen, kvHeads: kvHeads,
+                                headDim: headDim, vHeadDim: vHeadDim, inputDType: inputDType.rawValue, compression: compression,
+                                layers: descriptors, entry: entry, inputIDs: inputIDs, segment: segment)
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys]
         let json: [UInt8]

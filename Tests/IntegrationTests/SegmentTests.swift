@@ -1,0 +1,198 @@
+import Foundation
+import LightKV
+import Store
+import XCTest
+
+/// A shared prefix stored once (docs/design/segments.md): N questions about one image store one
+/// segment and N small parts; every command reads, checks, removes, repairs and copies them.
+final class SegmentTests: XCTestCase {
+    private func ingest(_ s: Scratch, _ file: String, policy: String = "none", store: String? = nil) throws -> String {
+        let r = try s.cli.run(["ingest", "--policy", policy, file] + (store.map { ["--store", $0] } ?? []))
+        XCTAssertEqual(r.status, 0, r.stderr)
+        return r.stdout.trimmingCharacters(in: .whitespacesAndNewlines)
+    }
+
+    private func blobFiles(_ store: String) -> [String] {
+        (FileManager.default.enumerator(atPath: store + "/blobs")?.allObjects as? [String] ?? []).filter { $0.hasSuffix(".kvpack") }
+    }
+
+    private func record(_ s: Scratch, _ id: String) throws -> EntryRecord {
+        try XCTUnwrap(try EntryIndex(path: s.path + "/store/index.sqlite").entry(id: id))
+    }
+
+    /// Three questions, one image: one segment, three parts; every fetch equals its input.
+    func testQuestionsAboutOneImageStoreThePrefixOnceAndFetchBitExact() throws {
+        let s = try Scratch()
+        let inputs = try (1...3).map { try s.question("q\($0).safetensors", question: $0, prompt: 4 + $0) }
+        let ids = try inputs.map { try ingest(s, $0) }
+        XCTAssertEqual(blobFiles(s.path + "/store").count, 4, "one segment and three parts")
+        let segments = Set(try ids.map { try record(s, $0).segment })
+        XCTAssertEqual(segments.count, 1)
+        XCTAssertNotNil(segments.first!)
+        for (id, input) in zip(ids, inputs) {
+            let out = try s.cli.run("fetch", id, "-o", "-")
+            XCTAssertEqual(out.status, 0, out.stderr)
+            let original = try Data(contentsOf: URL(fileURLWithPath: input))
+            try original.withUnsafeBytes { a in
+                try out.stdoutBytes.withUnsafeBytes { b in
+                    let (x, y) = (try Snapshot(bytes: a), try Snapshot(bytes: b))
+                    XCTAssertEqual(y.seqLen, x.seqLen)
+                    XCTAssertEqual(y.tokenIDs(), x.tokenIDs())
+                    for i in 0..<x.layerCount {
+                        XCTAssertEqual(Array(y.data(y.layers[i].key)), Array(x.data(x.layers[i].key)), "layer \(i) keys")
+                        XCTAssertEqual(Array(y.data(y.layers[i].value)), Array(x.data(x.layers[i].value)), "layer \(i) values")
+                        XCTAssertEqual(y.positions(layer: i), (0..<Int32(x.seqLen)).map { $0 })
+                    }
+                }
+            }
+            let prefix = try s.cli.run("fetch", id, "--prefix", "-o", "-")
+            XCTAssertEqual(prefix.status, 0, prefix.stderr)
+            try prefix.stdoutBytes.withUnsafeBytes { b in
+                let p = try Snapshot(bytes: b)
+                XCTAssertEqual(p.seqLen, 20)
+                XCTAssertEqual(p.layers.map(\.count), [20, 20])
+                XCTAssertEqual(p.metadata.raw[SnapshotMetadata.prefixOfKey], id)
+            }
+        }
+        // Raw: the part, and the segment beside it under its own name; two files, so not to stdout.
+        let segment = try XCTUnwrap(segments.first!)
+        try FileManager.default.createDirectory(atPath: s.path + "/raw", withIntermediateDirectories: true)
+        let raw = try s.cli.run("fetch", ids[0], "--raw", "-o", s.path + "/raw/a.kvpack")
+        XCTAssertEqual(raw.status, 0, raw.stderr)
+        XCTAssertEqual(try PackReader(path: s.path + "/raw/a.kvpack").header.segment?.name, segment)
+        XCTAssertTrue(try PackReader(path: s.path + "/raw/\(segment).kvpack").header.isSegment)
+        let piped = try s.cli.run("fetch", ids[0], "--raw", "-o", "-")
+        XCTAssertEqual(piped.status, 3)
+        XCTAssertTrue(piped.stderr.contains("segmented"), piped.stderr)
+        XCTAssertTrue(piped.stdoutBytes.isEmpty)
+        let stats = try s.cli.run("stats")
+        XCTAssertTrue(stats.stdout.contains("segments     1 shared prefix"), stats.stdout)
+        XCTAssertEqual(try s.cli.run("verify").status, 0)
+    }
+
+    /// The stored-bytes target: ten questions about one image store about one snapshot's bytes.
+    func testTenQuestionsStoreLittleMoreThanOne() throws {
+        let s = try Scratch()
+        let files = try (1...10).map { try s.question("q\($0).safetensors", question: $0) }
+        _ = try ingest(s, files[0], policy: "int8", store: s.path + "/one")
+        for f in files { _ = try ingest(s, f, policy: "int8") }
+        let one = try EntryIndex(path: s.path + "/one/index.sqlite").storedBytes()
+        let ten = try EntryIndex(path: s.path + "/store/index.sqlite").storedBytes()
+        let onDisk = blobFiles(s.path + "/store").reduce(0) { $0 + (FileSystem.size(s.path + "/store/blobs/" + $1) ?? 0) }
+        XCTAssertEqual(ten, onDisk, "stats count each segment once, as the disk holds it")
+        XCTAssertLessThan(Double(ten), 10 * Double(one) / 2, "ten questions: \(ten) bytes, one: \(one)")
+    }
+
+    /// A prefix is shared only where its bytes agree: another image, another policy or a
+    /// reducing policy store their own.
+    func testOnlyIdenticalPrefixesShareASegment() throws {
+        let s = try Scratch()
+        let a = try record(s, try ingest(s, try s.question("a.safetensors", question: 1), policy: "int8"))
+        let other = try record(s, try ingest(s, try s.question("b.safetensors", question: 2, seed: 5), policy: "int8"))
+        let none = try record(s, try ingest(s, try s.question("c.safetensors", question: 3)))
+        let reduced = try record(s, try ingest(s, try s.question("d.safetensors", question: 4), policy: "lightkv+int8"))
+        let noIDs = try record(s, try ingest(s, try s.question("e.safetensors", question: 5, ids: false), policy: "int8"))
+        XCTAssertEqual(Set([a.segment, other.segment, none.segment]).count, 3)
+        XCTAssertNil(reduced.segment, "a reducing policy is guided by the question: stored whole")
+        XCTAssertNil(noIDs.segment, "without input_ids nothing proves two prefixes agree")
+    }
+
+    /// `rm` keeps a segment while another entry names it and collects it with the last.
+    func testRemovingEntriesCollectsTheSegmentWithTheLast() throws {
+        let s = try Scratch()
+        let ids = try (1...2).map { try ingest(s, try s.question("q\($0).safetensors", question: $0)) }
+        let segment = try XCTUnwrap(try record(s, ids[0]).segment)
+        let store = try StoreRoot(path: s.path + "/store")
+        XCTAssertEqual(try s.cli.run("rm", ids[0]).status, 0)
+        XCTAssertNotNil(try store.blobs.attributes(segment), "still named by the second entry")
+        let fetched = try s.cli.run("fetch", ids[1], "-o", "-")
+        XCTAssertEqual(fetched.status, 0, fetched.stderr)
+        XCTAssertEqual(try s.cli.run("rm", ids[1]).status, 0)
+        XCTAssertNil(try store.blobs.attributes(segment))
+        XCTAssertEqual(blobFiles(s.path + "/store"), [])
+        XCTAssertEqual(try store.index.doomed().count, 0)
+    }
+
+    /// A damaged segment is damage to every entry that names it: verify says so for each,
+    /// fetch refuses, and nothing is served.
+    func testADamagedSegmentIsReportedForEveryEntryAndNeverServed() throws {
+        let s = try Scratch()
+        let ids = try (1...2).map { try ingest(s, try s.question("q\($0).safetensors", question: $0)) }
+        let segment = try XCTUnwrap(try record(s, ids[0]).segment)
+        let path = try StoreRoot(path: s.path + "/store").blobs.readablePath(segment)
+        var bytes = try Data(contentsOf: URL(fileURLWithPath: path))
+        bytes[40] ^= 0xFF
+        try bytes.write(to: URL(fileURLWithPath: path))
+        let verify = try s.cli.run("verify")
+        XCTAssertNotEqual(verify.status, 0)
+        for id in ids {
+            let line = verify.stdout.split(separator: "\n").first { $0.hasPrefix("FAIL \(id)") }
+            XCTAssertTrue(line?.contains(segment) ?? false, verify.stdout)
+        }
+        let fetch = try s.cli.run("fetch", ids[1], "-o", s.path + "/out.safetensors")
+        XCTAssertEqual(fetch.status, 3, fetch.stderr)
+        XCTAssertFalse(FileManager.default.fileExists(atPath: s.path + "/out.safetensors"))
+        try FileManager.default.removeItem(atPath: path)
+        let missing = try s.cli.run("fetch", ids[0], "-o", "-")
+        XCTAssertEqual(missing.status, 3)
+        XCTAssertTrue(missing.stderr.contains("segment \(segment) of entry"), missing.stderr)
+    }
+
+    /// The orphan rule with segments: a lost index is rebuilt with its segment references,
+    /// an entry's part without its segment is kept, and a segment no entry names is deleted by
+    /// compaction after the grace period.
+    func testRepairAndCompactionSettleSegmentsByTheOrphanRule() throws {
+        let s = try Scratch()
+        let ids = try (1...2).map { try ingest(s, try s.question("q\($0).safetensors", question: $0)) }
+        let segment = try XCTUnwrap(try record(s, ids[0]).segment)
+        let before = try s.cli.run("fetch", ids[0], "-o", "-").stdoutBytes
+        for suffix in ["", "-wal", "-shm"] { try? FileManager.default.removeItem(atPath: s.path + "/store/index.sqlite" + suffix) }
+        let repair = try s.cli.run("repair")
+        XCTAssertEqual(repair.status, 0, repair.stdout + repair.stderr)
+        XCTAssertEqual(try record(s, ids[0]).segment, segment)
+        XCTAssertEqual(try s.cli.run("fetch", ids[0], "-o", "-").stdoutBytes, before)
+        XCTAssertEqual(try s.cli.run("verify").status, 0)
+
+        // Rows gone, the first entry's part gone: the second part is adopted with its
+        // segment, which stays named.
+        let store = try StoreRoot(path: s.path + "/store")
+        let first = try record(s, ids[0]).blob
+        try store.index.db.execute("DELETE FROM entries")
+        try FileManager.default.removeItem(atPath: try store.blobs.readablePath(first))
+        let compact = try s.cli.run("compact", "--grace-seconds", "0")
+        XCTAssertEqual(compact.status, 0, compact.stdout + compact.stderr)
+        XCTAssertNotNil(try store.blobs.attributes(segment))
+        XCTAssertEqual(try store.index.all().map(\.id), [ids[1]])
+        XCTAssertEqual(try store.index.all().first?.segment, segment)
+
+        // Nothing names it any more: deleted, since it holds no entry by itself.
+        let part = try XCTUnwrap(try store.index.entry(id: ids[1])).blob
+        try store.index.db.execute("DELETE FROM entries")
+        try FileManager.default.removeItem(atPath: try store.blobs.readablePath(part))
+        let reported = try s.cli.run("repair", "--dry-run")
+        XCTAssertTrue(reported.stdout.contains("segment"), reported.stdout)
+        XCTAssertEqual(try s.cli.run("compact", "--grace-seconds", "0").status, 0)
+        XCTAssertNil(try store.blobs.attributes(segment))
+    }
+
+    /// `migrate` copies the segment with the entries, and a re-pack stores the entry whole.
+    func testMigrateCopiesSegmentsAndRepackStoresWhole() throws {
+        let s = try Scratch()
+        let ids = try (1...2).map { try ingest(s, try s.question("q\($0).safetensors", question: $0), policy: "int8") }
+        let before = try ids.map { try s.cli.run("fetch", $0, "-o", "-").stdoutBytes }
+        let copy = s.path + "/copy"
+        let migrate = try s.cli.run("migrate", "--from", s.path + "/store", "--to", copy)
+        XCTAssertEqual(migrate.status, 0, migrate.stdout + migrate.stderr)
+        XCTAssertEqual(blobFiles(copy).count, 3)
+        for (id, bytes) in zip(ids, before) {
+            XCTAssertEqual(try s.cli.run("fetch", "--store", copy, id, "-o", "-").stdoutBytes, bytes)
+        }
+        XCTAssertEqual(try s.cli.run("verify", "--store", copy).status, 0)
+
+        let segment = try XCTUnwrap(try record(s, ids[0]).segment)
+        for id in ids { XCTAssertEqual(try s.cli.run("repack", id, "--policy", "int4g128m0t0r1").status, 0) }
+        XCTAssertNil(try record(s, ids[0]).segment)
+        XCTAssertNil(try StoreRoot(path: s.path + "/store").blobs.attributes(segment), "collected with the last entry naming it")
+        XCTAssertEqual(try s.cli.run("verify").status, 0)
+    }
+}
