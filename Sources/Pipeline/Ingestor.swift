@@ -62,10 +62,10 @@ public struct Ingestor {
             throw StoreError.invalidSnapshot(path: path, error)
         }
         stage = .index
-        // A row whose blob is gone (an index restored from a backup older than an `rm`) does
-        // not hold the entry: store it again and point the row at the new blob.
+        // A row whose blob (or segment) is gone (an index restored from a backup older than an
+        // `rm`) does not hold the entry: store it again and point the row at the new blob.
         let dangling = try root.index.entry(id: id)
-        if let existing = dangling, try root.blobs.attributes(existing.blob) != nil {
+        if let existing = dangling, try existing.blobs.allSatisfy({ try root.blobs.attributes($0) != nil }) {
             return IngestOutcome(record: existing, alreadyStored: true, milliseconds: Self.elapsed(since: start))
         }
 

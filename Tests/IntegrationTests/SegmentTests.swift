@@ -175,6 +175,22 @@ final class SegmentTests: XCTestCase {
         XCTAssertNil(try store.blobs.attributes(segment))
     }
 
+    /// A store written before segments (no migration 0005) opens, fetches bit-identically, and
+    /// segments what it ingests from then on.
+    func testAStoreFromBeforeSegmentsMigratesAndFetchesBitIdentically() throws {
+        let s = try Scratch()
+        let id = try ingest(s, try s.question("a.safetensors", question: 1), policy: "lightkv+int8")
+        let before = try s.cli.run("fetch", id, "-o", "-").stdoutBytes
+        try Database(path: s.path + "/store/index.sqlite").execute("""
+            DROP INDEX entries_segment; ALTER TABLE entries DROP COLUMN segment;
+            ALTER TABLE entries DROP COLUMN segment_bytes; DELETE FROM migrations WHERE name = '0005_segments'
+            """)
+        XCTAssertEqual(try s.cli.run("fetch", id, "-o", "-").stdoutBytes, before, "migrated on open, fetched as before")
+        let later = try ingest(s, try s.question("b.safetensors", question: 2), policy: "int8")
+        XCTAssertNotNil(try record(s, later).segment)
+        XCTAssertEqual(try s.cli.run("verify").status, 0)
+    }
+
     /// `migrate` copies the segment with the entries, and a re-pack stores the entry whole.
     func testMigrateCopiesSegmentsAndRepackStoresWhole() throws {
         let s = try Scratch()

@@ -1,3 +1,5 @@
+import Dispatch
+
 /// ToMe's bipartite soft matching inside one window.
 ///
 /// Items alternate into A (0th, 2nd, …) and B (1st, 3rd, …) in window order; each A finds the
@@ -30,14 +32,56 @@ public enum BipartiteMatching {
         let aCount = (n + 1) / 2, bCount = n / 2
         var best = [Int](repeating: 0, count: aCount)
         var score = [Float](repeating: -.infinity, count: aCount)
-        for a in 0..<aCount {
-            let fa = features + rows[2 * a] * dim
-            for b in 0..<bCount {
-                let s = VectorKernels.dot(fa, features + rows[2 * b + 1] * dim, dim)
-                if s > score[a] { score[a] = s; best[a] = b }
-            }
-        }
+        bestPartners(features: features, dim: dim, rows: rows, best: &best, score: &score)
         let order = (0..<aCount).sorted { score[$0] > score[$1] || (score[$0] == score[$1] && $0 < $1) }
         return order.prefix(r).map { Merge(from: 2 * $0, into: 2 * best[$0] + 1) }
+    }
+
+    /// B rows compared at once per pass over the A rows: their features (64 rows of 4096
+    /// floats, 1 MB at LLaVA's width) stay in cache while every A row is compared with them.
+    static let bTile = 64
+
+    /// Each A's most similar B (the first of equals) and its similarity. A whole-frame window
+    /// (airmerge, tome) compares every A with every B: B is walked in cache-sized tiles, four
+    /// B rows per pass over an A row (`VectorKernels.dot4`), and A rows are split over two cores.
+    /// Each similarity is summed in `dot`'s order and B is visited in ascending order for every
+    /// A, so the result is exactly that of the plain double loop.
+    static func bestPartners(features: UnsafePointer<Float>, dim: Int, rows: [Int], best: inout [Int], score: inout [Float]) {
+        let aCount = best.count, bCount = rows.count / 2
+        // Two parts, as the other kernels split (the cores of ../shared/PLATFORM.md); small windows stay on one.
+        let parts = aCount * bCount * dim < 1 << 22 ? 1 : min(2, aCount)
+        let f = SharedPointer(features)
+        rows.withUnsafeBufferPointer { rowBuffer in
+            best.withUnsafeMutableBufferPointer { bestBuffer in
+                score.withUnsafeMutableBufferPointer { scoreBuffer in
+                    let (r, bestOut, scoreOut) = (SharedPointer(rowBuffer.baseAddress!), SharedPointer(bestBuffer.baseAddress!),
+                                                  SharedPointer(scoreBuffer.baseAddress!))
+                    DispatchQueue.concurrentPerform(iterations: parts) { part in
+                        func row(_ i: Int) -> UnsafePointer<Float> { UnsafePointer(f.base) + r.base[i] * dim }
+                        var tile = 0
+                        while tile < bCount {
+                            let tileEnd = min(tile + bTile, bCount)
+                            for a in (part * aCount / parts)..<((part + 1) * aCount / parts) {
+                                let fa = row(2 * a)
+                                var (top, at) = (scoreOut.base[a], bestOut.base[a])
+                                var b = tile
+                                while b + 4 <= tileEnd {
+                                    let s = VectorKernels.dot4(fa, row(2 * b + 1), row(2 * b + 3), row(2 * b + 5), row(2 * b + 7), dim)
+                                    for k in 0..<4 where s[k] > top { top = s[k]; at = b + k }
+                                    b += 4
+                                }
+                                while b < tileEnd {
+                                    let s = VectorKernels.dot(fa, row(2 * b + 1), dim)
+                                    if s > top { top = s; at = b }
+                                    b += 1
+                                }
+                                (scoreOut.base[a], bestOut.base[a]) = (top, at)
+                            }
+                            tile = tileEnd
+                        }
+                    }
+                }
+            }
+        }
     }
 }

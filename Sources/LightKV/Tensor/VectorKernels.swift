@@ -31,6 +31,45 @@ public enum VectorKernels {
         return s
     }
 
+    /// `dot(a, b[k], n)` for four rows `b` at once, each summed in exactly `dot`'s order (so
+    /// bit-identical to four calls), loading `a` once for the four.
+    @inline(__always)
+    public static func dot4(_ a: UnsafePointer<Float>, _ b0: UnsafePointer<Float>, _ b1: UnsafePointer<Float>,
+                            _ b2: UnsafePointer<Float>, _ b3: UnsafePointer<Float>, _ n: Int) -> SIMD4<Float> {
+        var lo = (SIMD8<Float>(repeating: 0), SIMD8<Float>(repeating: 0), SIMD8<Float>(repeating: 0), SIMD8<Float>(repeating: 0))
+        var hi = lo
+        let ra = UnsafeRawPointer(a)
+        let rb = (UnsafeRawPointer(b0), UnsafeRawPointer(b1), UnsafeRawPointer(b2), UnsafeRawPointer(b3))
+        var i = 0
+        while i + 16 <= n {
+            let a0 = ra.loadUnaligned(fromByteOffset: i * 4, as: SIMD8<Float>.self)
+            let a1 = ra.loadUnaligned(fromByteOffset: (i + 8) * 4, as: SIMD8<Float>.self)
+            lo.0.addProduct(a0, rb.0.loadUnaligned(fromByteOffset: i * 4, as: SIMD8<Float>.self))
+            hi.0.addProduct(a1, rb.0.loadUnaligned(fromByteOffset: (i + 8) * 4, as: SIMD8<Float>.self))
+            lo.1.addProduct(a0, rb.1.loadUnaligned(fromByteOffset: i * 4, as: SIMD8<Float>.self))
+            hi.1.addProduct(a1, rb.1.loadUnaligned(fromByteOffset: (i + 8) * 4, as: SIMD8<Float>.self))
+            lo.2.addProduct(a0, rb.2.loadUnaligned(fromByteOffset: i * 4, as: SIMD8<Float>.self))
+            hi.2.addProduct(a1, rb.2.loadUnaligned(fromByteOffset: (i + 8) * 4, as: SIMD8<Float>.self))
+            lo.3.addProduct(a0, rb.3.loadUnaligned(fromByteOffset: i * 4, as: SIMD8<Float>.self))
+            hi.3.addProduct(a1, rb.3.loadUnaligned(fromByteOffset: (i + 8) * 4, as: SIMD8<Float>.self))
+            i += 16
+        }
+        if i + 8 <= n {
+            let a0 = ra.loadUnaligned(fromByteOffset: i * 4, as: SIMD8<Float>.self)
+            lo.0.addProduct(a0, rb.0.loadUnaligned(fromByteOffset: i * 4, as: SIMD8<Float>.self))
+            lo.1.addProduct(a0, rb.1.loadUnaligned(fromByteOffset: i * 4, as: SIMD8<Float>.self))
+            lo.2.addProduct(a0, rb.2.loadUnaligned(fromByteOffset: i * 4, as: SIMD8<Float>.self))
+            lo.3.addProduct(a0, rb.3.loadUnaligned(fromByteOffset: i * 4, as: SIMD8<Float>.self))
+            i += 8
+        }
+        var s = SIMD4<Float>((lo.0 + hi.0).sum(), (lo.1 + hi.1).sum(), (lo.2 + hi.2).sum(), (lo.3 + hi.3).sum())
+        while i < n {
+            s[0] += a[i] * b0[i]; s[1] += a[i] * b1[i]; s[2] += a[i] * b2[i]; s[3] += a[i] * b3[i]
+            i += 1
+        }
+        return s
+    }
+
     /// `y[i] += alpha·x[i]` over `n` floats.
     @inline(__always)
     public static func axpy(_ alpha: Float, _ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, _ n: Int) {
