@@ -37,9 +37,10 @@ public enum BipartiteMatching {
         return order.prefix(r).map { Merge(from: 2 * $0, into: 2 * best[$0] + 1) }
     }
 
-    /// B rows compared at once per pass over the A rows: their features (64 rows of 4096
-    /// floats, 1 MB at LLaVA's width) stay in cache while every A row is compared with them.
-    static let bTile = 64
+    /// B rows compared at once per pass over the A rows: their features (16 rows of 4096
+    /// floats, 256 KB at LLaVA's width: half this machine's 512 KB L2 per core) stay in cache
+    /// while every A row is compared with them.
+    static let bTile = 16
 
     /// Each A's most similar B (the first of equals) and its similarity. A whole-frame window
     /// (airmerge, tome) compares every A with every B: B is walked in cache-sized tiles, four
