@@ -118,3 +118,60 @@ def ask(inputs: dict[str, torch.Tensor], prefix_end: int, question: list[int]) -
 def tokens(text: str) -> list[int]:
     """Text as ids of the tiny vocabulary (one a byte), for questions to the tiny models."""
     return [1 + b % 79 for b in text.encode()]
+
+
+SPECIALS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<|vision_start|>", "<|vision_end|>", "<|image_pad|>",
+            "<|video_pad|>"]
+
+
+def qwen2_vl_folder(path: str, layers: int = 2, seed: int = 0) -> str:
+    """Writes a tiny random Qwen2-VL that vLLM loads (no download): config and bf16 weights, a
+    byte-level BPE tokenizer trained here on a few sentences (`tokenizers`), and a
+    `Qwen2VLProcessor` whose image processor turns any picture into 448x448 pixels, 32x32 patches,
+    a 16x16 grid of 256 image tokens. Text: hidden 128, 4 query / 2 kv heads of head_dim 32 (vLLM's
+    CPU attention takes no less), M-RoPE sections 4/6/6. Returns `path`."""
+    import os
+
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import (PreTrainedTokenizerFast, Qwen2VLConfig, Qwen2VLForConditionalGeneration,
+                              Qwen2VLImageProcessor, Qwen2VLProcessor, Qwen2VLVideoProcessor)
+    os.makedirs(path, exist_ok=True)
+    bpe = Tokenizer(models.BPE(unk_token=None))
+    bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    bpe.decoder = decoders.ByteLevel()
+    corpus = ["Describe the picture in one sentence.", "What colour is the cat on the mat?",
+              "How many people stand near the red car?", "You are a helpful assistant that looks at images."]
+    bpe.train_from_iterator(corpus * 8, trainers.BpeTrainer(vocab_size=400, special_tokens=SPECIALS,
+                                                            initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))
+    tokenizer = PreTrainedTokenizerFast(tokenizer_object=bpe, eos_token="<|endoftext|>", pad_token="<|endoftext|>",
+                                        extra_special_tokens={"image_token": "<|image_pad|>",
+                                                              "video_token": "<|video_pad|>"})
+    ids = {t: bpe.token_to_id(t) for t in SPECIALS}
+    vocab = bpe.get_vocab_size()
+    torch.manual_seed(seed)
+    text = dict(vocab_size=vocab, hidden_size=128, intermediate_size=256, num_hidden_layers=layers,
+                num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=2048,
+                bos_token_id=None, eos_token_id=ids["<|endoftext|>"], pad_token_id=ids["<|endoftext|>"],
+                rope_parameters={"rope_type": "default", "rope_theta": 10000.0, "mrope_section": [4, 6, 6]})
+    config = Qwen2VLConfig(text_config=text, vision_config=dict(
+        depth=1, embed_dim=64, hidden_size=128, mlp_ratio=2, num_heads=2, patch_size=14, spatial_merge_size=2,
+        temporal_patch_size=2, in_chans=3), image_token_id=ids["<|image_pad|>"], video_token_id=ids["<|video_pad|>"],
+        vision_start_token_id=ids["<|vision_start|>"], vision_end_token_id=ids["<|vision_end|>"],
+        eos_token_id=ids["<|endoftext|>"], tie_word_embeddings=False)
+    model = Qwen2VLForConditionalGeneration(config).to(torch.bfloat16).eval()
+    model.save_pretrained(path)
+    pixels = 448 * 448
+    image_processor = Qwen2VLImageProcessor(min_pixels=pixels, max_pixels=pixels, patch_size=14, merge_size=2,
+                                            temporal_patch_size=2)
+    video_processor = Qwen2VLVideoProcessor(min_pixels=pixels, max_pixels=pixels, patch_size=14, merge_size=2,
+                                            temporal_patch_size=2)
+    Qwen2VLProcessor(image_processor=image_processor, tokenizer=tokenizer,
+                     video_processor=video_processor).save_pretrained(path)
+    return path
+
+
+def qwen2_vl_prompt(question: str, images: int = 1) -> str:
+    """A Qwen2-VL chat prompt for `qwen2_vl_folder`: system text, the images, then `question`."""
+    vision = "<|vision_start|><|image_pad|><|vision_end|>" * images
+    return (f"<|im_start|>system\nYou are a helpful assistant that looks at images.<|im_end|>\n"
+            f"<|im_start|>user\n{vision}{question}<|im_end|>\n<|im_start|>assistant\n")
