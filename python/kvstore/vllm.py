@@ -38,7 +38,6 @@ import json
 import logging
 import os
 import queue
-import re
 import tempfile
 import threading
 import time
