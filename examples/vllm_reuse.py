@@ -86,6 +86,8 @@ def run(model: str, image_path: str | None, questions: list[str], extra: dict[st
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--tiny", action="store_true", help="a tiny random Qwen2-VL written to a temporary folder")
+    parser.add_argument("--tiny-size", default="tiny", choices=["tiny", "small"],
+                        help="with --tiny: 2 layers of hidden 128, or 8 of hidden 1024 (kvstore.tiny.QWEN2_VL_SIZES)")
     parser.add_argument("--model", help="a vision-language model vLLM serves (hub id or folder)")
     parser.add_argument("--image", help="the image every question is about (--tiny: seeded noise)")
     parser.add_argument("--question", action="append", help="repeat: the first is stored, the others reuse it")
@@ -109,7 +111,7 @@ def main() -> int:
     if args.tiny:
         os.environ["HF_HUB_OFFLINE"] = "1"
         from kvstore.tiny import qwen2_vl_folder
-        model = qwen2_vl_folder(os.path.join(scratch.name, "tiny-qwen2-vl"))
+        model = qwen2_vl_folder(os.path.join(scratch.name, f"{args.tiny_size}-qwen2-vl"), args.tiny_size)
     questions = args.question or QUESTIONS
     store = args.store or os.path.join(scratch.name, "store")
     token = args.token or (os.environ.get("KVSTORE_TOKEN") if store.startswith("http") else None)

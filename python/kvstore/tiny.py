@@ -124,12 +124,17 @@ SPECIALS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<|vision_start|>", "
             "<|video_pad|>"]
 
 
-def qwen2_vl_folder(path: str, layers: int = 2, seed: int = 0) -> str:
+#: Text stacks of `qwen2_vl_folder`: hidden size, layers, query heads, kv heads, MLP size, M-RoPE sections.
+QWEN2_VL_SIZES = {"tiny": (128, 2, 4, 2, 256, [4, 6, 6]), "small": (1024, 8, 8, 4, 2816, [16, 24, 24])}
+
+
+def qwen2_vl_folder(path: str, size: str = "tiny", seed: int = 0) -> str:
     """Writes a tiny random Qwen2-VL that vLLM loads (no download): config and bf16 weights, a
     byte-level BPE tokenizer trained here on a few sentences (`tokenizers`), and a
     `Qwen2VLProcessor` whose image processor turns any picture into 448x448 pixels, 32x32 patches,
-    a 16x16 grid of 256 image tokens. Text: hidden 128, 4 query / 2 kv heads of head_dim 32 (vLLM's
-    CPU attention takes no less), M-RoPE sections 4/6/6. Returns `path`."""
+    a 16x16 grid of 256 image tokens. Text, `size="tiny"`: 2 layers, hidden 128, 4 query / 2 kv
+    heads of head_dim 32 (vLLM's CPU attention takes no less), M-RoPE sections 4/6/6; `"small"`:
+    8 layers, hidden 1024, 8 / 4 heads of head_dim 128 (for timings). Returns `path`."""
     import os
 
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
@@ -149,12 +154,13 @@ def qwen2_vl_folder(path: str, layers: int = 2, seed: int = 0) -> str:
     ids = {t: bpe.token_to_id(t) for t in SPECIALS}
     vocab = bpe.get_vocab_size()
     torch.manual_seed(seed)
-    text = dict(vocab_size=vocab, hidden_size=128, intermediate_size=256, num_hidden_layers=layers,
-                num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=2048,
+    hidden, layers, heads, kv_heads, mlp, sections = QWEN2_VL_SIZES[size]
+    text = dict(vocab_size=vocab, hidden_size=hidden, intermediate_size=mlp, num_hidden_layers=layers,
+                num_attention_heads=heads, num_key_value_heads=kv_heads, max_position_embeddings=2048,
                 bos_token_id=None, eos_token_id=ids["<|endoftext|>"], pad_token_id=ids["<|endoftext|>"],
-                rope_parameters={"rope_type": "default", "rope_theta": 10000.0, "mrope_section": [4, 6, 6]})
+                rope_parameters={"rope_type": "default", "rope_theta": 10000.0, "mrope_section": sections})
     config = Qwen2VLConfig(text_config=text, vision_config=dict(
-        depth=1, embed_dim=64, hidden_size=128, mlp_ratio=2, num_heads=2, patch_size=14, spatial_merge_size=2,
+        depth=1, embed_dim=64, hidden_size=hidden, mlp_ratio=2, num_heads=2, patch_size=14, spatial_merge_size=2,
         temporal_patch_size=2, in_chans=3), image_token_id=ids["<|image_pad|>"], video_token_id=ids["<|video_pad|>"],
         vision_start_token_id=ids["<|vision_start|>"], vision_end_token_id=ids["<|vision_end|>"],
         eos_token_id=ids["<|endoftext|>"], tie_word_embeddings=False)
