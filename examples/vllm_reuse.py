@@ -96,7 +96,7 @@ def main() -> int:
     parser.add_argument("--policy", default="none", help="the policy entries are stored with (default none)")
     parser.add_argument("--max-tokens", type=int, default=8)
     parser.add_argument("--check", action="store_true", help="compare with an engine without the connector")
-    parser.add_argument("--json", action="store_true", help="print the results as JSON")
+    parser.add_argument("--json", action="store_true", help="print the results as JSON (stdout's last line)")
     parser.add_argument("--child", help=argparse.SUPPRESS)  # the reference engine: JSON arguments
     args = parser.parse_args()
     if args.child:
@@ -133,7 +133,8 @@ def main() -> int:
             return 1
         reference = json.loads(lines[-1][len("RESULTS "):])
     if args.json:
-        print(json.dumps({"with_connector": results, "without": reference, "stats": stats}, indent=1))
+        # one line, the last: vLLM's own logs go to stdout too
+        print(json.dumps({"with_connector": results, "without": reference, "stats": stats}))
     else:
         print(f"{'question':42} {'prompt':>6} {'loaded':>6} {'ttft ms':>8} {'no-store ms':>11}  same")
         for i, r in enumerate(results):
