@@ -322,9 +322,13 @@ class KVStoreConnector(KVConnectorBase_V1):
             plan = self._plan(request, ids, usable, num_computed_tokens)
             if plan is None:
                 return 0, False
-            self._plans[request.request_id] = plan
-        _, start, end, _ = plan
-        return max(0, end - max(start, num_computed_tokens)), False
+        found, _, end, stored = plan
+        if end <= num_computed_tokens:
+            self._plans.pop(request.request_id, None)
+            return 0, False
+        # asked again (no room yet, or resumed after preemption): what vLLM holds may have changed
+        self._plans[request.request_id] = (found, num_computed_tokens, end, stored)
+        return end - num_computed_tokens, False
 
     def _plan(self, request: "Request", ids: list[int], usable: int,
               computed: int) -> tuple[PrefixMatch, int, int, int] | None:
@@ -396,12 +400,21 @@ class KVStoreConnector(KVConnectorBase_V1):
             self._maybe_save(meta, new.req_id, new.num_computed_tokens, scheduler_output)
         cached = scheduler_output.scheduled_cached_reqs
         for i, req_id in enumerate(cached.req_ids):
+            plan = self._plans.pop(req_id, None)
+            allocated = self._allocated.pop(req_id, None)
+            if plan is not None and allocated is not None and req_id in cached.resumed_req_ids:
+                # resumed after preemption: its blocks are new (all of them), the prefix loads again
+                found, start, end, stored = plan
+                blocks = cached.new_block_ids[i]
+                meta.loads.append(LoadSpec(req_id, found.id, start, end, list(blocks[0]) if blocks else allocated,
+                                           stored))
             tracked = self._tracked.get(req_id)
             if tracked is None:
                 continue
             added = cached.new_block_ids[i]
+            resumed = req_id in cached.resumed_req_ids
             if added is not None:
-                if req_id in cached.resumed_req_ids:
+                if resumed:
                     tracked.block_ids = list(added[0])
                 else:
                     tracked.block_ids += list(added[0])
@@ -498,7 +511,7 @@ class KVStoreConnector(KVConnectorBase_V1):
             count = len(save.token_ids)
             blocks = save.block_ids[:(count + self.block_size - 1) // self.block_size]
             key, value = layout.read(kv_layer, blocks, count)
-            self._pending.setdefault(save.req_id, {})[index] = (key.clone(), value.clone())
+            self._pending.setdefault(save.req_id, {})[index] = (key.contiguous(), value.contiguous())
 
     def wait_for_save(self) -> None:
         """Hands each request whose every layer was copied to the save thread (never waits on it)."""
