@@ -40,8 +40,8 @@ def tiny_image(seed: int = 7):
 
 def prompt_for(model: str, question: str, tiny_model: bool) -> str:
     if tiny_model:
-        from kvstore.tiny import qwen2_vl_prompt
-        return qwen2_vl_prompt(question)
+        from kvstore.tiny import folder_prompt
+        return folder_prompt(model, question)
     from transformers import AutoProcessor
     processor = AutoProcessor.from_pretrained(model)
     messages = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": question}]}]
@@ -86,8 +86,9 @@ def run(model: str, image_path: str | None, questions: list[str], extra: dict[st
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--tiny", action="store_true", help="a tiny random Qwen2-VL written to a temporary folder")
-    parser.add_argument("--tiny-size", default="tiny", choices=["tiny", "small"],
-                        help="with --tiny: 2 layers of hidden 128, or 8 of hidden 1024 (kvstore.tiny.QWEN2_VL_SIZES)")
+    parser.add_argument("--tiny-size", default="tiny", choices=["tiny", "small", "llava"],
+                        help="with --tiny: a Qwen2-VL of 2 layers of hidden 128 or 8 of hidden 1024 "
+                             "(kvstore.tiny.QWEN2_VL_SIZES), or a tiny LLaVA")
     parser.add_argument("--model", help="a vision-language model vLLM serves (hub id or folder)")
     parser.add_argument("--image", help="the image every question is about (--tiny: seeded noise)")
     parser.add_argument("--question", action="append", help="repeat: the first is stored, the others reuse it")
@@ -110,8 +111,9 @@ def main() -> int:
     model = args.model
     if args.tiny:
         os.environ["HF_HUB_OFFLINE"] = "1"
-        from kvstore.tiny import qwen2_vl_folder
-        model = qwen2_vl_folder(os.path.join(scratch.name, f"{args.tiny_size}-qwen2-vl"), args.tiny_size)
+        from kvstore.tiny import llava_folder, qwen2_vl_folder
+        folder = os.path.join(scratch.name, f"tiny-{args.tiny_size}")
+        model = llava_folder(folder) if args.tiny_size == "llava" else qwen2_vl_folder(folder, args.tiny_size)
     questions = args.question or QUESTIONS
     store = args.store or os.path.join(scratch.name, "store")
     token = args.token or (os.environ.get("KVSTORE_TOKEN") if store.startswith("http") else None)

@@ -6,6 +6,8 @@ with matching inputs: for tests, `examples/hf_reuse.py --tiny` and the reuse ben
 """
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import torch
 
@@ -124,6 +126,23 @@ SPECIALS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<|vision_start|>", "
             "<|video_pad|>"]
 
 
+def _bpe_tokenizer(specials: list[str], extra: dict[str, str]) -> tuple[Any, dict[str, int]]:
+    """A byte-level BPE trained here on a few sentences (`tokenizers`), as a transformers
+    tokenizer, and the ids of its special tokens (the first is end of text and padding)."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+    bpe = Tokenizer(models.BPE(unk_token=None))
+    bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    bpe.decoder = decoders.ByteLevel()
+    corpus = ["Describe the picture in one sentence.", "What colour is the cat on the mat?",
+              "How many people stand near the red car?", "You are a helpful assistant that looks at images."]
+    bpe.train_from_iterator(corpus * 8, trainers.BpeTrainer(vocab_size=400, special_tokens=specials,
+                                                            initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))
+    tokenizer = PreTrainedTokenizerFast(tokenizer_object=bpe, eos_token=specials[0], pad_token=specials[0],
+                                        extra_special_tokens=extra)
+    return tokenizer, {t: bpe.token_to_id(t) for t in specials}
+
+
 #: Text stacks of `qwen2_vl_folder`: hidden size, layers, query heads, kv heads, MLP size, M-RoPE sections.
 QWEN2_VL_SIZES = {"tiny": (128, 2, 4, 2, 256, [4, 6, 6]), "small": (1024, 8, 8, 4, 2816, [16, 24, 24])}
 
@@ -137,22 +156,11 @@ def qwen2_vl_folder(path: str, size: str = "tiny", seed: int = 0) -> str:
     8 layers, hidden 1024, 8 / 4 heads of head_dim 128 (for timings). Returns `path`."""
     import os
 
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-    from transformers import (PreTrainedTokenizerFast, Qwen2VLConfig, Qwen2VLForConditionalGeneration,
+    from transformers import (Qwen2VLConfig, Qwen2VLForConditionalGeneration,
                               Qwen2VLImageProcessor, Qwen2VLProcessor, Qwen2VLVideoProcessor)
     os.makedirs(path, exist_ok=True)
-    bpe = Tokenizer(models.BPE(unk_token=None))
-    bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    bpe.decoder = decoders.ByteLevel()
-    corpus = ["Describe the picture in one sentence.", "What colour is the cat on the mat?",
-              "How many people stand near the red car?", "You are a helpful assistant that looks at images."]
-    bpe.train_from_iterator(corpus * 8, trainers.BpeTrainer(vocab_size=400, special_tokens=SPECIALS,
-                                                            initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))
-    tokenizer = PreTrainedTokenizerFast(tokenizer_object=bpe, eos_token="<|endoftext|>", pad_token="<|endoftext|>",
-                                        extra_special_tokens={"image_token": "<|image_pad|>",
-                                                              "video_token": "<|video_pad|>"})
-    ids = {t: bpe.token_to_id(t) for t in SPECIALS}
-    vocab = bpe.get_vocab_size()
+    tokenizer, ids = _bpe_tokenizer(SPECIALS, {"image_token": "<|image_pad|>", "video_token": "<|video_pad|>"})
+    vocab = len(tokenizer)
     torch.manual_seed(seed)
     hidden, layers, heads, kv_heads, mlp, sections = QWEN2_VL_SIZES[size]
     text = dict(vocab_size=vocab, hidden_size=hidden, intermediate_size=mlp, num_hidden_layers=layers,
@@ -174,6 +182,53 @@ def qwen2_vl_folder(path: str, size: str = "tiny", seed: int = 0) -> str:
     Qwen2VLProcessor(image_processor=image_processor, tokenizer=tokenizer,
                      video_processor=video_processor).save_pretrained(path)
     return path
+
+
+def llava_folder(path: str, seed: int = 0) -> str:
+    """Writes a tiny random LLaVA that vLLM loads (no download): a 1-layer CLIP tower over
+    224x224 images in 14-px patches (256 image tokens), a 2-layer Llama text stack (hidden 128,
+    4 query / 2 kv heads of head_dim 32), the BPE tokenizer of `qwen2_vl_folder` with `<image>`,
+    and a `LlavaProcessor`. Prompt: `llava_prompt`. Returns `path`."""
+    import os
+
+    from transformers import (CLIPImageProcessor, CLIPVisionConfig, LlamaConfig, LlavaConfig,
+                              LlavaForConditionalGeneration, LlavaProcessor)
+    os.makedirs(path, exist_ok=True)
+    tokenizer, ids = _bpe_tokenizer(["<|endoftext|>", "<image>"], {"image_token": "<image>"})
+    torch.manual_seed(seed)
+    vision = CLIPVisionConfig(hidden_size=64, intermediate_size=128, num_hidden_layers=1, num_attention_heads=2,
+                              image_size=224, patch_size=14, projection_dim=64)
+    text = LlamaConfig(vocab_size=len(tokenizer), hidden_size=128, intermediate_size=256, num_hidden_layers=2,
+                       num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=2048,
+                       bos_token_id=None, eos_token_id=ids["<|endoftext|>"], pad_token_id=ids["<|endoftext|>"])
+    config = LlavaConfig(vision_config=vision, text_config=text, image_token_index=ids["<image>"],
+                         image_seq_length=256, vision_feature_layer=-1, vision_feature_select_strategy="default")
+    LlavaForConditionalGeneration(config).to(torch.bfloat16).eval().save_pretrained(path)
+    # transformers 5 writes the CLIP tower as `vision_tower.*`; checkpoints on the hub (and vLLM's
+    # loader) name it `vision_tower.vision_model.*`
+    from safetensors.torch import load_file, save_file
+    weights = os.path.join(path, "model.safetensors")
+    tensors = {("vision_tower.vision_model." + k[len("vision_tower."):] if k.startswith("vision_tower.") and
+                not k.startswith("vision_tower.vision_model.") else k): v for k, v in load_file(weights).items()}
+    save_file(tensors, weights, metadata={"format": "pt"})
+    image_processor = CLIPImageProcessor(size={"shortest_edge": 224}, crop_size={"height": 224, "width": 224})
+    LlavaProcessor(image_processor=image_processor, tokenizer=tokenizer, patch_size=14,
+                   vision_feature_select_strategy="default", num_additional_image_tokens=1).save_pretrained(path)
+    return path
+
+
+def llava_prompt(question: str) -> str:
+    """A LLaVA-1.5 prompt for `llava_folder`: system text, the image, then `question`."""
+    return f"You are a helpful assistant that looks at images. USER: <image>\n{question} ASSISTANT:"
+
+
+def folder_prompt(path: str, question: str) -> str:
+    """The prompt for a folder written by `qwen2_vl_folder` or `llava_folder`: one image, then `question`."""
+    import json
+    import os
+    with open(os.path.join(path, "config.json")) as f:
+        kind = json.load(f)["model_type"]
+    return llava_prompt(question) if kind == "llava" else qwen2_vl_prompt(question)
 
 
 def qwen2_vl_prompt(question: str, images: int = 1) -> str:

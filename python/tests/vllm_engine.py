@@ -8,7 +8,8 @@ and answers each with one `ENGINE {...}` line on stdout (vLLM's own logs pass th
   {"op": "generate", "question": "...", "image": SEED, "max_tokens": N}
       -> {"tokens": [...], "logprob": first token's, "prompt_tokens": n, "cached_tokens": n, "seconds": s}
   {"op": "quit"}
-The image is a seeded noise picture (448x448: 256 image tokens in the tiny Qwen2-VL)."""
+MODEL_DIR is a folder from kvstore.tiny (`qwen2_vl_folder` or `llava_folder`); the image is a
+seeded noise picture (256 image tokens in either)."""
 from __future__ import annotations
 
 import json
@@ -33,7 +34,7 @@ def main() -> None:
     model, extra = sys.argv[1], json.loads(sys.argv[2])
     from vllm import LLM, SamplingParams
 
-    from kvstore.tiny import qwen2_vl_prompt
+    from kvstore.tiny import folder_prompt
     options = {}
     if extra is not None:
         options["kv_transfer_config"] = {"kv_connector": "KVStoreConnector", "kv_connector_module_path": "kvstore.vllm",
@@ -48,7 +49,7 @@ def main() -> None:
         if command["op"] == "quit":
             break
         params = SamplingParams(temperature=0.0, max_tokens=int(command.get("max_tokens", 8)), logprobs=0)
-        request = {"prompt": qwen2_vl_prompt(command["question"]),
+        request = {"prompt": folder_prompt(model, command["question"]),
                    "multi_modal_data": {"image": image(int(command.get("image", 0)))}}
         began = time.perf_counter()
         out = llm.generate([request], params, use_tqdm=False)[0]
