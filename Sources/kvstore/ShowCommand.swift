@@ -29,8 +29,9 @@ struct ShowCommand: ParsableCommand {
             ("shape", "\(r.layers) layers × \(r.kvHeads) kv heads × head_dim \(r.headDim) (v \(r.vHeadDim)), seq_len \(r.seqLen), \(r.inputDType)"),
             ("entries kept", "\(r.entriesKept) of \(r.layers * r.seqLen) (\(String(format: "%.1f%%", 100 * Double(r.entriesKept) / Double(max(1, r.layers * r.seqLen)))))"),
             ("policy", r.policy), ("compression", r.compression), ("fidelity", Self.describeFidelity(r.fidelity)),
-            ("bytes", "\(Terminal.bytes(r.bytesIn)) in, \(Terminal.bytes(r.bytesOut)) stored (\(String(format: "%.2f×", r.ratio)))"
-                + (r.segment == nil ? "" : " beside its segment")),
+            ("bytes", "\(Terminal.bytes(r.bytesIn)) in, \(Terminal.bytes(r.bytesOut)) stored"
+                + (r.segment == nil ? "" : " beside its \(Terminal.bytes(r.segmentBytes ?? 0)) segment")
+                + " (\(String(format: "%.2f×", r.ratio)))"),
             ("blob", root.blobs.location(r.blob)),
         ] + segment + [
             ("created", Terminal.date(r.createdAt)), ("last fetched", r.accessCount > 0 ? Terminal.date(r.lastAccessed) : "never"),

@@ -20,7 +20,7 @@ struct EntryListing {
             case .layers: "layers"
             case .bytesIn: "bytes_in"
             case .stored: "bytes_out"
-            case .ratio: "(CASE WHEN bytes_out > 0 THEN 1.0 * bytes_in / bytes_out ELSE 0 END)"
+            case .ratio: "(CASE WHEN bytes_out + COALESCE(segment_bytes, 0) > 0 THEN 1.0 * bytes_in / (bytes_out + COALESCE(segment_bytes, 0)) ELSE 0 END)"
             }
         }
     }

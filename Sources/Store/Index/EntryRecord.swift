@@ -73,6 +73,10 @@ public struct EntryRecord: Sendable, Codable, Equatable {
     /// The blobs that hold this entry: its own, then its segment.
     public var blobs: [String] { [blob] + (segment.map { [$0] } ?? []) }
 
-    /// Stored bytes over input bytes.
-    public var ratio: Double { bytesOut > 0 ? Double(bytesIn) / Double(bytesOut) : 0 }
+    /// Input bytes over the bytes that hold the entry: its blob, and its segment when it has one
+    /// (shared with other entries, but needed whole to serve this one).
+    public var ratio: Double {
+        let stored = bytesOut + (segmentBytes ?? 0)
+        return stored > 0 ? Double(bytesIn) / Double(stored) : 0
+    }
 }
