@@ -15,7 +15,7 @@ so the parts are put together, each with real weights:
   projector maps each cell into the decoder's embedding space: the features standardized over
   the image, a seeded random semi-orthogonal map (1280 -> 576), each vector rescaled to the
   mean norm of the decoder's token embeddings. The decoder was never trained on such inputs, so
-  it cannot name what a photo shows; what the photos bring is real images' structure (smooth
+  it is not expected to know what a photo shows; what the photos bring is real images' structure (smooth
   regions, repeated texture, a few distinct objects: the redundancy policies exploit) at
   realistic scale, attended to by a trained decoder. A photo is 196 vision entries.
 - **Pages** (text-dense images: documents, charts, screenshots): the tower reads the page
