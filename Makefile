@@ -4,7 +4,7 @@ APT_PACKAGES := libzstd-dev liblz4-dev libsqlite3-dev libssl-dev libxxhash-dev p
 BIN := .build/release/kvstore
 DEMO := demo
 
-.PHONY: deps test-deps build install test test-vllm demo bench fidelity frontier clean
+.PHONY: deps test-deps build install test test-vllm demo bench fidelity frontier answers clean
 
 ## deps: system libraries (apt) and the Python reader the tests compare against
 deps:
@@ -79,6 +79,15 @@ fidelity: build
 ## frontier: docs/frontier/ (table and plots: bytes against error for every method, docs/FIDELITY.md)
 frontier: build
 	@bash scripts/frontier.sh $(BIN) docs/frontier
+
+## answers: the real-model answers benchmark (docs/FIDELITY.md, "Answers on a real model"): a real
+## decoder and vision encoder that PyPI packages ship (the venv `scripts/python-env.sh answers`
+## keeps outside the checkout), photos and prose documents, every built-in policy's answers through
+## kvstore.eval; prints the table and writes docs/answers/ (table.md, answers.json)
+answers: build
+	@venv=$$(bash scripts/python-env.sh answers) || exit 1; \
+	cd python && KVSTORE_BIN="$(CURDIR)/$(BIN)" "$$venv/bin/python" -m kvstore.answers \
+	  -o "$(CURDIR)/docs/answers/table.md" --json "$(CURDIR)/docs/answers/answers.json"
 
 clean:
 	rm -rf .build $(DEMO)
