@@ -93,6 +93,26 @@ public struct Fetcher {
         return segment
     }
 
+    /// The entry's pack and segment, both content names checked: nothing is written before the
+    /// files are proven to be this entry's. A segment gone missing while a compaction swapped
+    /// the entry to another blob is not damage: the row is read again and the entry reopened.
+    func openWhole(_ record: EntryRecord) throws -> (EntryRecord, PackReader, PackReader?) {
+        var record = record
+        for attempt in 0..<3 {
+            let (current, pack) = try open(record)
+            try pack.checkContent(named: current.checksum)
+            do {
+                return (current, pack, try segment(of: current, pack: pack, checkContent: true))
+            } catch StoreError.corrupt(let path, let problem) where attempt < 2 {
+                guard let fresh = try root.index.entry(id: current.id), fresh.blobs != current.blobs else {
+                    throw StoreError.corrupt(path: path, problem: problem)
+                }
+                record = fresh
+            }
+        }
+        throw StoreError.notFound("blob of \(record.id)")
+    }
+
     /// Writes `record` to `sink` and records the access.
     public func fetch(_ record: EntryRecord, options: FetchOptions, to sink: some FetchSink) throws {
         try write(plan(record, options: options), to: sink)
@@ -102,10 +122,7 @@ public struct Fetcher {
     /// output's layout and length, and (with `expand`) that the entry can be expanded, so a
     /// stream can send its length up front and fail before it starts rather than half way.
     public func plan(_ record: EntryRecord, options: FetchOptions) throws -> FetchPlan {
-        let (record, pack) = try open(record)
-        // Nothing is written before the file is proven to be this entry's blob (and segment).
-        try pack.checkContent(named: record.checksum)
-        let segment = try self.segment(of: record, pack: pack, checkContent: true)
+        let (record, pack, segment) = try openWhole(record)
         if options.raw { return FetchPlan(record: record, pack: pack, segment: segment, options: options, layout: nil) }
         if options.expand {
             // Layers whose members were not tracked can be expanded only if nothing in them was merged.

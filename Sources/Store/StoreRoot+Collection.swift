@@ -19,8 +19,11 @@ extension StoreRoot {
     @discardableResult
     public func removeEntry(_ id: String) throws -> EntryRecord? {
         guard let removed = try index.remove(id) else { return nil }
-        // A segment that other entries still name is kept (`collectBlob` finds their rows).
-        if !defersDeletion { for name in removed.blobs { try collectBlob(name) } }
+        guard !defersDeletion else { return removed }
+        try collectBlob(removed.blob)
+        // A segment that other entries still name is kept (`collectBlob` finds their rows), and
+        // so is one an ingest published again after the tombstone, for the row it is about to write.
+        if let segment = removed.segment { try collectBlob(segment, doomedBefore: try index.tombstone(of: segment)) }
         return removed
     }
 

@@ -34,11 +34,9 @@ public struct EntryRepacker {
 
     public func repack(_ record: EntryRecord, policy: Policy) throws -> Outcome {
         let fetcher = Fetcher(root: root)
-        let (current, pack) = try fetcher.open(record)
         // Re-packing another entry's blob (or a damaged one) under this id would make the
         // damage permanent: the content must be the row's.
-        try pack.checkContent(named: current.checksum)
-        let segment = try fetcher.segment(of: current, pack: pack, checkContent: true)
+        let (current, pack, segment) = try fetcher.openWhole(record)
         let dtype = DType(rawValue: pack.header.inputDType).flatMap { $0.isFloat ? $0 : nil } ?? .f16
         let temp = "\(root.blobs.tempDirectory)/\(UUID().uuidString.lowercased()).repack.safetensors"
         defer { try? FileSystem.remove(temp) }
