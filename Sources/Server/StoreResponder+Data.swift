@@ -68,23 +68,31 @@ extension StoreResponder {
                         body: body)
     }
 
-    func pack(_ id: String, _ request: Request, started: ContinuousClock.Instant) async throws -> Response {
+    /// The stored pack, or with `segment` a segmented entry's segment (docs/design/segments.md:
+    /// the part names it; a client reads both, as `fetch --raw` writes both).
+    func pack(_ id: String, _ request: Request, started: ContinuousClock.Instant, segment: Bool) async throws -> Response {
         let ifNoneMatch = request.headers[.ifNoneMatch], ifMatch = request.headers[.ifMatch], rangeHeader = request.headers[.range]
-        let (file, record, range) = try await pool.run { root -> (ReadOnlyFile, EntryRecord, ByteRange?) in
-            let (record, pack) = try Fetcher(root: root).open(try root.index.resolve(id))
-            try Self.refuseSegmented(record)
+        let (file, record, range, blob) = try await pool.run { root -> (ReadOnlyFile, EntryRecord, ByteRange?, String) in
+            let fetcher = Fetcher(root: root)
+            var (record, pack) = try fetcher.open(try root.index.resolve(id))
+            var blob = record.blob
+            if segment {
+                guard let shared = try fetcher.segment(of: record, pack: pack) else { throw Self.notSegmented(record) }
+                (pack, blob) = (shared, record.segment!)
+            }
             let file = try ReadOnlyFile(path: pack.path)
             let range = try ByteRange.parse(rangeHeader, size: file.size)
             // The whole pack is served only once its content is proven the entry's, as
             // `fetch --raw` does; a ranged read carries section checksums (in the layout) that
             // the client checks, and `open` has already refused another entry's pack.
-            if range == nil { try pack.checkContent(named: record.checksum) }
+            if range == nil { try pack.checkContent(named: blob) }
             // A client reading layer by layer makes one request per layer: count the reads
             // that start at the beginning (the whole pack, or its first range).
-            if (range?.start ?? 0) == 0 { try root.index.touch(record.id) }
-            return (file, record, range)
+            if !segment, (range?.start ?? 0) == 0 { try root.index.touch(record.id) }
+            record.blob = blob
+            return (file, record, range, blob)
         }
-        let tag = "\"\(record.blob)\""
+        let tag = "\"\(blob)\""
         // A client reading layer by layer names the pack its layout came from: if compaction
         // has re-packed the entry since, the offsets no longer fit, and it must start over.
         if let ifMatch, !Self.matches(ifMatch, tag) {
@@ -112,7 +120,7 @@ extension StoreResponder {
         return Response(status: range == nil ? .ok : .partialContent, headers: headers, body: body)
     }
 
-    func layout(_ id: String) async throws -> Response {
+    func layout(_ id: String, segment: Bool) async throws -> Response {
         struct Layer: Encodable { var index: Int; var offset: Int; var length: Int; var count: Int }
         struct Layout: Encodable {
             var id: String; var blob: String; var size: Int
@@ -120,9 +128,14 @@ extension StoreResponder {
             var layers: [Layer]; var header: LayoutHeader
         }
         let layout = try await pool.run { root in
-            let (record, pack) = try Fetcher(root: root).open(try root.index.resolve(id))
-            try Self.refuseSegmented(record)
-            try root.index.touch(record.id)
+            let fetcher = Fetcher(root: root)
+            var (record, pack) = try fetcher.open(try root.index.resolve(id))
+            if segment {
+                guard let shared = try fetcher.segment(of: record, pack: pack) else { throw Self.notSegmented(record) }
+                (pack, record.blob) = (shared, record.segment!)
+            } else {
+                try root.index.touch(record.id)
+            }
             let h = pack.header
             let headerOffset = h.layers.last.map { $0.offset + $0.storedLength } ?? PackHeader.magic.count
             return Layout(id: record.id, blob: record.blob, size: pack.size, header_offset: headerOffset,
@@ -133,12 +146,18 @@ extension StoreResponder {
         return try Self.json(layout, headers: [.eTag: "\"\(layout.blob)\""])
     }
 
-    /// A segmented entry has no single pack to hand out (docs/design/segments.md): its pack
-    /// and layout routes answer 409, naming the kvsnap route that serves it whole.
-    static func refuseSegmented(_ record: EntryRecord) throws {
-        guard let segment = record.segment else { return }
-        throw APIError(status: .conflict, code: "segmented",
-                       message: "entry \(record.id.prefix(16)) is segmented: its shared prefix is stored once in segment \(segment) and its pack holds only the rest; fetch GET /v1/entries/\(record.id)/kvsnap instead")
+    /// `segment=1`: the segmented entry's segment instead of its own pack.
+    static func segmentFlag(_ query: Query) throws -> Bool {
+        switch query["segment"] {
+        case nil, "0", "false": return false
+        case "1", "true": return true
+        case let v?: throw APIError.badRequest("segment \"\(v.prefix(40))\": expected 0 or 1")
+        }
+    }
+
+    /// `segment=1` asked of an entry stored whole.
+    static func notSegmented(_ record: EntryRecord) -> APIError {
+        APIError(status: .notFound, code: "not_found", message: "entry \(record.id.prefix(16)) is stored whole: it has no segment")
     }
 
     /// The kvsnap's entity tag: the content id, the pack it is decoded from (compaction may
@@ -164,7 +183,7 @@ struct LayoutHeader: Encodable {
     init(_ header: PackHeader) { self.header = header }
 
     enum Key: String, CodingKey {
-        case format, metadata, compression, layers, entry, seq_len, kv_heads, head_dim, v_head_dim, input_dtype
+        case format, metadata, compression, layers, entry, seq_len, kv_heads, head_dim, v_head_dim, input_dtype, segment
         case id, bytes_in, created_at, fidelity
     }
 
@@ -180,6 +199,7 @@ struct LayoutHeader: Encodable {
         try c.encode(h.inputDType, forKey: .input_dtype)
         try c.encode(h.compression, forKey: .compression)
         try c.encode(h.layers, forKey: .layers)
+        try c.encodeIfPresent(h.segment, forKey: .segment)
         guard let entry = h.entry else { return }
         var e = c.nestedContainer(keyedBy: Key.self, forKey: .entry)
         try e.encode(entry.id, forKey: .id)

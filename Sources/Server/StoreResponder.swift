@@ -83,8 +83,8 @@ struct StoreResponder: HTTPResponder {
         case .key(let key): return try await show { try $0.index.resolve(key, key: true) }
         case .pin(let id): return try await pin(id, query)
         case .kvsnap(let id): return try await kvsnap(id, query, request, started: started)
-        case .pack(let id): return try await pack(id, request, started: started)
-        case .layout(let id): return try await layout(id)
+        case .pack(let id): return try await pack(id, request, started: started, segment: try Self.segmentFlag(query))
+        case .layout(let id): return try await layout(id, segment: try Self.segmentFlag(query))
         case .upload: return try await upload(request, query)
         case .match: return try await match(request)
         case .health: return try await health()

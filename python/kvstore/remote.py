@@ -6,20 +6,15 @@ from __future__ import annotations
 import http.client
 import json
 import os
-import tempfile
 import urllib.parse
 from typing import Any, BinaryIO, Iterator, Sequence
 
 import io
 
-import numpy as np
-
 from .client import Client, Entry, Ingested, PrefixMatch, check_entry, check_ids, is_url
 from .errors import (CommandError, CorruptError, ForbiddenError, NotFoundError, TransientError, UnauthorizedError,
                      UsageError)
-from .dtypes import user_dtype
-from .pack import Pack, PackLayer, Section
-from .snapshot import read
+from .pack import SEGMENTED_MAGIC, Pack, PackLayer, Section
 
 CHUNK = 1 << 20
 # A compaction re-packing the entry between `/layout` and the ranges: read the layout again.
@@ -228,8 +223,16 @@ class HTTPClient(Client):
         return PrefixMatch.from_json(found)
 
     def fetch_raw(self, entry: str, output: str | os.PathLike[str], by_key: bool = False) -> str:
-        """Writes the stored kvpack file itself (read it with `kvstore.read_pack`)."""
-        self._download(self._entry_path(entry, by_key) + "/pack", {}, output)
+        """Writes the stored kvpack file itself (read it with `kvstore.read_pack`); a segmented
+        entry's segment goes beside it as `<segment name>.kvpack`, as `kvstore fetch --raw` writes it."""
+        path = self._entry_path(entry, by_key)
+        self._download(path + "/pack", {}, output)
+        with open(output, "rb") as f:
+            segmented = f.read(8) == SEGMENTED_MAGIC
+        if segmented:
+            layout, _ = self._json("GET", path + "/layout", {"segment": "1"})
+            beside = os.path.join(os.path.dirname(os.fspath(output)), f"{layout['blob']}.kvpack")
+            self._download(path + "/pack", {"segment": "1"}, beside)
         return os.fspath(output)
 
     def fetch_layers(self, entry: str, dtype: str = "f16", expand: bool = False,
@@ -242,15 +245,7 @@ class HTTPClient(Client):
         would mix, so that raises a `TransientError`: read the entry again."""
         path = self._entry_path(entry, by_key)
         for _ in range(REPACK_ATTEMPTS):
-            try:
-                pack = self._layout(path)
-            except CommandError as e:
-                if e.code != "segmented":
-                    raise
-                # Its shared prefix lies in a segment: no single pack to read by ranges
-                # (docs/design/segments.md). The kvsnap route serves it whole, checked.
-                yield from self._kvsnap_layers(path, dtype, expand)
-                return
+            pack = self._layout(path)
             done = 0
             try:
                 for i in range(pack.num_layers):
@@ -267,20 +262,15 @@ class HTTPClient(Client):
                              f"the entry was re-packed {REPACK_ATTEMPTS} times while its layout was read",
                              status=412, code="precondition_failed")
 
-    def _kvsnap_layers(self, path: str, dtype: str, expand: bool) -> Iterator[PackLayer]:
-        """The layers of the entry's kvsnap, as `fetch_layers` yields them (no member lists)."""
-        with tempfile.TemporaryDirectory(prefix="kvstore-") as d:
-            out = os.path.join(d, "entry.safetensors")
-            self._download(path + "/kvsnap", {"dtype": dtype, "expand": "1" if expand else None}, out)
-            as_type = np.float16 if user_dtype(dtype) == "F16" else np.float32
-            for layer in read(out).layers:
-                yield PackLayer(np.asarray(layer.key, dtype=as_type).copy(), np.asarray(layer.value, dtype=as_type).copy(),
-                                np.asarray(layer.positions, dtype=np.int32).copy(), np.asarray(layer.sizes, dtype=np.int32).copy(),
-                                None)
-
-    def _layout(self, path: str) -> "_RemotePack":
-        layout, resp = self._json("GET", path + "/layout")
-        return _RemotePack(self, layout, resp.getheader("ETag") or f'"{layout["blob"]}"')
+    def _layout(self, path: str, segment: bool = False) -> "_RemotePack":
+        """The entry's pack (with `segment`, its segment's) read by ranges; a segmented entry's
+        pack opens its segment too, so its layers read joined (docs/design/segments.md)."""
+        query = {"segment": "1"} if segment else {}
+        layout, resp = self._json("GET", path + "/layout", query)
+        pack = _RemotePack(self, layout, resp.getheader("ETag") or f'"{layout["blob"]}"', query)
+        if pack.header.format == 2:
+            pack.segment = self._layout(path, segment=True)
+        return pack
 
     def show(self, entry: str, by_key: bool = False) -> Entry:
         """One entry in full: an id or unique prefix, or the newest entry with producer key `entry`."""
@@ -332,14 +322,14 @@ class _RemotePack(Pack):
     """A pack read through `/layout` and ranged `/pack` reads: the header comes from the
     layout (checked as a file's is), each section's stored bytes from one range request."""
 
-    def __init__(self, client: HTTPClient, layout: dict[str, Any], tag: str) -> None:
+    def __init__(self, client: HTTPClient, layout: dict[str, Any], tag: str, query: dict[str, Any] | None = None) -> None:
         self.client, self.tag = client, tag
-        self.target = client._target(f"/v1/entries/{client._segment(str(layout['id']))}/pack")
+        self.target = client._target(f"/v1/entries/{client._segment(str(layout['id']))}/pack", query)
         self.path = client.url + self.target[len(client._base):]
         self._map = None
         self._bytes = memoryview(b"")
         self.header = self._header_from_json(layout["header"], int(layout["header_offset"]))
-        self.segment = None  # a segmented entry has no layout (409 `segmented`)
+        self.segment: Pack | None = None  # set by `HTTPClient._layout` for a segmented entry's part
         listed = [(int(l["offset"]), int(l["length"]), int(l["count"])) for l in layout["layers"]]
         if listed != [(d.offset, d.stored_length, d.count) for d in self.header.layers]:
             raise self._corrupt("the layout's layer ranges disagree with its header", field="layers")

@@ -304,17 +304,23 @@ def test_a_repack_mid_read_restarts_or_refuses_to_mix_packs(kvstore_bin: str, tm
         server.stop()
 
 
-def test_a_segmented_entry_reads_layer_by_layer_through_its_kvsnap(server: Server, tmp_path: Path) -> None:
+def test_a_segmented_entry_reads_by_ranges_with_its_segment(server: Server, tmp_path: Path) -> None:
     server.cli.synth(tmp_path / "q", "--preset", "tiny", "--questions", "2")
     entry = server.cli.ingest(sorted((tmp_path / "q").glob("*.safetensors"))[0], "int8")
     store = server.client(READER)
-    with pytest.raises(kvstore.CommandError) as e:
-        store.fetch_raw(entry, tmp_path / "raw.kvpack")
-    assert e.value.status == 409 and e.value.code == "segmented"
     fetched = kvstore.read(store.fetch(entry, tmp_path / "e.safetensors"))
-    layers = list(store.fetch_layers(entry))
+    out = tmp_path / "raw"
+    out.mkdir()
+    with kvstore.read_pack(store.fetch_raw(entry, out / "e.kvpack")) as pack:  # the segment lands beside it
+        assert pack.segment is not None and len(list(out.iterdir())) == 2
+        assert all(np.array_equal(pack.layer(i).key, layer.key) for i, layer in enumerate(fetched.layers))
+    layers = list(store.fetch_layers(entry))  # ranged reads of the part and of its segment, joined
     assert [layer.count for layer in layers] == [layer.count for layer in fetched.layers]
-    assert all(np.array_equal(a.key, b.key) for a, b in zip(layers, fetched.layers))
+    assert all(np.array_equal(a.key, b.key) and np.array_equal(a.positions, b.positions)
+               for a, b in zip(layers, fetched.layers))
+    whole = server.cli.ingest(server.cli.synth(tmp_path / "w.safetensors", "--preset", "tiny", "--seed", "7"), "lightkv")
+    with pytest.raises(kvstore.NotFoundError, match="stored whole"):
+        store._layout(f"/v1/entries/{whole}", segment=True)
 
 
 def test_pin_over_http_and_what_the_api_does_not_offer(server: Server, snapshots: list[Path]) -> None:
