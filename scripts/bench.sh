@@ -54,7 +54,8 @@ for P in $POLICIES; do
     # run does the whole work.
     read -r t m < <(PREP="rm -rf '$KVSTORE_HOME'" measure "$BIN" ingest --fidelity "$FIDELITY" --policy "$P" "$IN")
     ID=$("$BIN" ls --json | python3 -c 'import json,sys; print(json.load(sys.stdin)[0]["id"])')
-    OUT=$("$BIN" ls --json | python3 -c 'import json,sys; print(json.load(sys.stdin)[0]["bytes_out"])')
+    # The store's total (`stats`): a segmented entry's segment counts (docs/design/segments.md).
+    OUT=$("$BIN" stats --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["bytes_out"])')
     echo "| ingest --policy $P | $t | $(awk "BEGIN{printf \"%.0f\", $SIZE/1e6/$t}") | $((m/1024)) | $OUT | $(awk "BEGIN{printf \"%.2f\", $SIZE/$OUT}") |"
     read -r t m < <(measure "$BIN" fetch "$ID" -o "$DIR/fetched.safetensors")
     F=$(stat -c %s "$DIR/fetched.safetensors")
