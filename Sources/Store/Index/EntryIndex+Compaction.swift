@@ -47,8 +47,14 @@ extension EntryIndex {
 
     /// Refreshes the query planner's statistics where they are stale (`PRAGMA optimize`;
     /// PostgreSQL: `ANALYZE`, which neither blocks nor waits for readers and writers).
+    ///
+    /// Inside a write transaction: `PRAGMA optimize` starts reading and may then write its
+    /// statistics, and SQLite refuses that upgrade at once (no busy wait) if another process
+    /// wrote in between; taking the write lock first waits its turn like any writer.
     public func optimize() throws {
-        try db.execute(db.dialect == .sqlite ? "PRAGMA optimize" : "ANALYZE entries, sources, doomed")
+        try db.transaction {
+            try db.execute(db.dialect == .sqlite ? "PRAGMA optimize" : "ANALYZE entries, sources, doomed")
+        }
     }
 
     /// When this index file began (seconds since the epoch): see migration 0002.
