@@ -45,6 +45,9 @@ class Entry:
     compression: dict[str, str] | None
     fidelity: dict[str, Any] | None
     pinned: bool
+    #: A segmented entry's shared prefix, stored once (docs/design/segments.md): its bytes,
+    #: which `bytes_out` (the entry's own part) leaves out; 0 for an entry stored whole.
+    segment_bytes: int = 0
 
     @property
     def sources(self) -> list[str]:
@@ -61,7 +64,8 @@ class Entry:
                      v_head_dim=o["v_head_dim"], entries_kept=o["entries_kept"], bytes_in=o["bytes_in"],
                      bytes_out=o["bytes_out"], input_dtype=o["input_dtype"],
                      spans=None if spans is None else [Span.from_json(s, i) for i, s in enumerate(spans)],
-                     compression=o.get("compression"), fidelity=o.get("fidelity"), pinned=o.get("pinned", False))
+                     compression=o.get("compression"), fidelity=o.get("fidelity"), pinned=o.get("pinned", False),
+                     segment_bytes=int((o.get("segment") or {}).get("bytes") or 0))
 
 
 class Ingested(str):

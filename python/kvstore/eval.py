@@ -299,7 +299,7 @@ def _measure(model: torch.nn.Module, config: GenerationConfig, client: Client, s
     vision = sum(s.count for s in snap.spans if s.is_vision)
     tally.stored_policy = entry.policy
     tally.bytes_in += entry.bytes_in
-    tally.bytes_out += entry.bytes_out
+    tally.bytes_out += stored.bytes_out + stored.segment_bytes  # a segmented entry's prefix counts too
     tally.vision += vision * len(snap.layers)
     tally.vision_kept += stored.entries_kept - (snap.original_length - vision) * len(snap.layers)
 

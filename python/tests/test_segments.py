@@ -27,6 +27,9 @@ def questions(cli: CLI, tmp_path: Path) -> tuple[kvstore.Client, list[str]]:
 def test_raw_parts_share_one_segment_file_and_read_as_the_fetched_entry(questions: tuple[kvstore.Client, list[str]],
                                                                          tmp_path: Path) -> None:
     store, ids = questions
+    shown = [store.show(entry) for entry in ids]
+    assert shown[0].segment_bytes > 0 and shown[0].segment_bytes == shown[1].segment_bytes
+    assert all(e.bytes_out < e.segment_bytes for e in shown), "each part holds only its prompt"
     out = tmp_path / "raw"
     out.mkdir()
     for n, entry in enumerate(ids):
