@@ -19,8 +19,9 @@ deps:
 	  || python3 -m pip install -q --disable-pip-version-check --break-system-packages safetensors numpy
 
 ## test-deps: what only the tests need: chromium (the web page test, headless), curl (the S3 test
-## server script), PostgreSQL (the shared-index tests start their own servers: scripts/postgres.sh)
-TEST_APT_PACKAGES := chromium curl postgresql
+## server script), PostgreSQL (the shared-index tests start their own servers: scripts/postgres.sh),
+## GNU time (the memory test reads a child's own peak RSS from it)
+TEST_APT_PACKAGES := chromium curl postgresql time
 test-deps:
 	@missing=""; for p in $(TEST_APT_PACKAGES); do \
 	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q 'install ok installed' || missing="$$missing $$p"; done; \
