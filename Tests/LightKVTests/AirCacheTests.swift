@@ -81,12 +81,53 @@ final class AirCacheTests: XCTestCase {
         }
     }
 
+    func testNearMergesOnlyNearDuplicates() throws {
+        func visionKept(_ out: KVLayer, _ layout: VisionLayout) -> Int { out.positions.filter { layout.isVision($0) }.count }
+        // Random keys: no two are 0.99 alike, so nothing merges and a layer keeps more than its
+        // budget (all but what its observers ignore); plain airmerge merges down to the budget.
+        var f = Fixture.image(rows: 6, cols: 6), plainFixture = Fixture.image(rows: 6, cols: 6)
+        (f.layerCount, plainFixture.layerCount) = (3, 3)
+        let layout = VisionLayout(spans: f.spans, seqLen: f.seqLen)
+        var near = try spec("airmerge25:near=0.99").makeCompressor(), plain = try spec("airmerge25").makeCompressor()
+        for ((_, out), (_, base)) in zip(f.run(&near), plainFixture.run(&plain)) {
+            XCTAssertTrue(out.sizes.allSatisfy { $0 == 1 }, "no pair is a near-duplicate")
+            XCTAssertGreaterThan(visionKept(out, layout), visionKept(base, layout))
+        }
+        let nominal = try XCTUnwrap(near.record["nominal_retention"].flatMap(Double.init))
+        let kept = try XCTUnwrap(near.record["vision_retention"].flatMap(Double.init))
+        XCTAssertGreaterThan(kept, nominal, "the record says what near kept")
+        XCTAssertEqual(near.record["near"], "0.99")
+
+        // Vision entries in pairs of equal keys: the pairs merge, and a merged entry's key is the pair's.
+        var g = Fixture.image(rows: 6, cols: 6)
+        g.layerCount = 3
+        var c = try spec("airmerge25:near=0.99").makeCompressor()
+        let inputs = (0..<g.layerCount).map { _ -> (KVLayer, QueryBlock) in
+            var l = g.layer()
+            for h in 0..<l.kvHeads {
+                for j in stride(from: 3, to: 39, by: 2) {
+                    for d in 0..<l.headDim { l.keys[(h * l.count + j + 1) * l.headDim + d] = l.keys[(h * l.count + j) * l.headDim + d] }
+                }
+            }
+            return (l, g.queries(g.prompts))
+        }
+        for (i, (l, q)) in inputs.enumerated() { c.survey(l, context: g.context(i, q)) }
+        for (i, (l, q)) in inputs.enumerated() {
+            let out = c.compress(l, context: g.context(i, q))
+            XCTAssertTrue(out.sizes.contains { $0 > 1 }, "near-duplicates merge (layer \(i))")
+            XCTAssertTrue(out.sizes.allSatisfy { $0 <= 2 }, "only the equal pairs are that alike (layer \(i))")
+        }
+    }
+
     func testPolicyNamesRoundTrip() throws {
         for token in ["aircache10", "aircache5:observers=2", "airmerge20:protect=0.5:evict=0.1", "airmerge10:evict=0", "aircache10:budget=flat",
+                      "airmerge35:near=0.9",
                       "prompt-topk20:profile=adaptive", "aircache10:agreement=off:floor=0.5"] {
             XCTAssertEqual(try spec(token).name, token)
         }
         XCTAssertThrowsError(try spec("aircache10:protect=0.5"))
+        XCTAssertThrowsError(try spec("aircache10:near=0.9"), "near is airmerge's")
+        XCTAssertThrowsError(try spec("airmerge10:near=2"))
         XCTAssertThrowsError(try spec("aircache10@qwen"))
         XCTAssertThrowsError(try spec("uniform10:profile=adaptive"))
     }

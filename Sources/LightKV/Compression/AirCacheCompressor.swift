@@ -19,6 +19,8 @@ public struct AirCacheCompressor: CacheCompressor {
     private var visionPositions: [[Int32]] = []
     private var observerCounts: [Int] = []
     private var budgets: [Int]?
+    /// Vision entries each compressed layer kept (`near` may keep more than the budget).
+    private var kept: [Int] = []
     private var sources: Set<String> = []
 
     public init(settings: AirCacheSettings, method: String? = nil) {
@@ -39,6 +41,13 @@ public struct AirCacheCompressor: CacheCompressor {
             r["layer_skewness"] = importance.map { String(format: "%.2f", Self.skewness($0)) }.joined(separator: ",")
         }
         if settings.merge { r["protect"] = String(settings.protect); r["evict"] = String(settings.evict) }
+        if settings.merge, let near = settings.near {
+            r["near"] = String(near)
+            if !kept.isEmpty, let n = layout?.visionTokenCount, n > 0 {
+                // What near-duplicates allowed: above the budgets where entries were distinct.
+                r["vision_retention"] = String(format: "%.4f", Double(kept.reduce(0, +)) / Double(kept.count * n))
+            }
+        }
         return r
     }
 
@@ -115,7 +124,10 @@ public struct AirCacheCompressor: CacheCompressor {
         precondition(vision.map { layer.positions[$0] } == visionPositions[context.index], "layer \(context.index) differs from the one surveyed")
         let weights = importance[context.index]
         let budget = budgets![context.index]
-        guard budget < vision.count else { return layer }
+        guard budget < vision.count else {
+            kept.append(vision.count)
+            return layer
+        }
         let order = vision.indices.sorted { weights[$0] > weights[$1] || (weights[$0] == weights[$1] && $0 < $1) }
         guard settings.merge else {
             return layer.selecting((text + order.prefix(budget).map { vision[$0] }).sorted())
@@ -131,7 +143,8 @@ public struct AirCacheCompressor: CacheCompressor {
         for (o, j) in vision.enumerated() { full[j] = weights[o] }
         let plan = MergePlan.singletons(merged, layer: layer)
             .mergedDown(to: budget - protected, layer: layer, weights: full, layout: layout, windowsPerSide: nil,
-                        keyRule: .mean, renormalise: false)
+                        keyRule: .mean, renormalise: false, minSimilarity: settings.near.map { Float($0) } ?? -.infinity)
+        kept.append(protected + plan.groups.count)
         let exact = (text + order.prefix(protected).map { vision[$0] }).sorted()
         return plan.apply(to: layer, text: exact, weights: full, keyRule: .mean, renormalise: false)
     }

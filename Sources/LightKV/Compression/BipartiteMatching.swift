@@ -24,8 +24,10 @@ public enum BipartiteMatching {
         merges(features: features, dim: dim, rows: rows, count: mergeCount(rows.count, ratio: ratio))
     }
 
-    /// The `count` best merges (at most half the items) of the window.
-    public static func merges(features: UnsafePointer<Float>, dim: Int, rows: [Int], count: Int) -> [Merge] {
+    /// The `count` best merges (at most half the items) of the window, leaving out pairs less
+    /// alike than `minSimilarity` (cosine of the unit-norm features).
+    public static func merges(features: UnsafePointer<Float>, dim: Int, rows: [Int], count: Int,
+                              minSimilarity: Float = -.infinity) -> [Merge] {
         let n = rows.count
         let r = min(count, n / 2)
         guard r > 0 else { return [] }
@@ -34,7 +36,7 @@ public enum BipartiteMatching {
         var score = [Float](repeating: -.infinity, count: aCount)
         bestPartners(features: features, dim: dim, rows: rows, best: &best, score: &score)
         let order = (0..<aCount).sorted { score[$0] > score[$1] || (score[$0] == score[$1] && $0 < $1) }
-        return order.prefix(r).map { Merge(from: 2 * $0, into: 2 * best[$0] + 1) }
+        return order.prefix(r).prefix { score[$0] >= minSimilarity }.map { Merge(from: 2 * $0, into: 2 * best[$0] + 1) }
     }
 
     /// B rows compared at once per pass over the A rows: their features (16 rows of 4096

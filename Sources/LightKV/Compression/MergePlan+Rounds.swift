@@ -2,9 +2,11 @@
 /// `tome` and `airmerge` all merge with.
 extension MergePlan {
     /// One round: each frame's groups cut into `windowsPerSide²` spatial windows (nil: the
-    /// whole frame is one window), `counts(window sizes)` merges in each window.
+    /// whole frame is one window), `counts(window sizes)` merges in each window, each of a
+    /// pair at least `minSimilarity` alike.
     func matchingRound(layer: KVLayer, weights: [Float], layout: VisionLayout, windowsPerSide: Int?,
-                       keyRule: LightKVSettings.KeyRule, renormalise: Bool, counts: ([Int]) -> [Int]) -> MergePlan {
+                       keyRule: LightKVSettings.KeyRule, renormalise: Bool, minSimilarity: Float = -.infinity,
+                       counts: ([Int]) -> [Int]) -> MergePlan {
         let features = self.features(layer: layer, weights: weights, keyRule: keyRule, renormalise: renormalise)
         let dim = layer.kvHeads * layer.headDim
         var byFrame: [Int: [Int]] = [:]
@@ -28,7 +30,8 @@ extension MergePlan {
         var absorbed: [Int: Int] = [:]
         features.withUnsafeBufferPointer { fb in
             for (items, count) in zip(windows, r) {
-                for m in BipartiteMatching.merges(features: fb.baseAddress!, dim: dim, rows: items, count: count) {
+                for m in BipartiteMatching.merges(features: fb.baseAddress!, dim: dim, rows: items, count: count,
+                                                         minSimilarity: minSimilarity) {
                     absorbed[items[m.from]] = items[m.into]
                 }
             }
@@ -38,14 +41,15 @@ extension MergePlan {
 
     /// Rounds until exactly `target` groups stand (or every window is down to one group): each
     /// round spreads the merges still needed over windows in proportion to their size
-    /// (largest remainders first, at most half a window).
+    /// (largest remainders first, at most half a window). With `minSimilarity`, rounds stop
+    /// once no pair that alike is left: more than `target` groups may stand.
     func mergedDown(to target: Int, layer: KVLayer, weights: [Float], layout: VisionLayout, windowsPerSide: Int?,
-                    keyRule: LightKVSettings.KeyRule, renormalise: Bool) -> MergePlan {
+                    keyRule: LightKVSettings.KeyRule, renormalise: Bool, minSimilarity: Float = -.infinity) -> MergePlan {
         var plan = self
         while plan.groups.count > target {
             let before = plan.groups.count
             plan = plan.matchingRound(layer: layer, weights: weights, layout: layout, windowsPerSide: windowsPerSide,
-                                      keyRule: keyRule, renormalise: renormalise) { sizes in
+                                      keyRule: keyRule, renormalise: renormalise, minSimilarity: minSimilarity) { sizes in
                 ProportionalShares.split(before - target, weights: sizes.map(Double.init), caps: sizes.map { $0 / 2 })
             }
             if plan.groups.count == before { break }
