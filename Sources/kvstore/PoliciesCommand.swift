@@ -23,7 +23,10 @@ struct PoliciesCommand: ParsableCommand {
         }
         print("Built-in policies (parts joined by +: reduction, quantization, codec):")
         for (name, what) in PolicyCatalog.builtIn {
-            print("  " + name.padding(toLength: 26, withPad: " ", startingAt: 0) + what)
+            // A name too long for the column gets a line of its own (never cut).
+            let column = 26
+            print("  " + (name.count < column ? name.padding(toLength: column, withPad: " ", startingAt: 0)
+                                             : name + "\n  " + String(repeating: " ", count: column)) + what)
         }
         print("")
         print(PolicyCatalog.grammar)

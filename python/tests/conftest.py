@@ -58,7 +58,8 @@ class CLI:
         for line in lines[1:]:
             if not line.startswith("  "):
                 break
-            names.append(line.split()[0])
+            if not line.startswith("   "):  # deeper: the description of a name too long for its column
+                names.append(line.split()[0])
         return names
 
 
