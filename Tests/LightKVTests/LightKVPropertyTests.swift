@@ -27,11 +27,27 @@ final class LightKVPropertyTests: XCTestCase {
     }
 
     func testSizesSumPositionsAscendAndTextIsBitIdenticalForEveryMode() throws {
-        for token in ["lightkv", "lightkv:groups=rematch", "lightkv:key=rep:renorm=on", "lightkv20", "lightkv@1/2/0.5,3/1/0.4", "tome35"] {
+        for token in ["lightkv", "lightkv:groups=rematch", "lightkv:key=rep:renorm=on", "lightkv20", "lightkv@1/2/0.5,3/1/0.4", "tome35",
+                      "lightkv35:near=0.5"] {
             var f = Fixture.mixed()
             var c = try spec(token).makeCompressor()
             checkInvariants(f, f.run(&c))
         }
+    }
+
+    func testNearMergesNoPairLessAlike() throws {
+        // Random keys in 16 dimensions: no pair is 0.99 alike, so nothing merges at any stage,
+        // with a standing target (`lightkv35`) or a ratio per window (explicit stages).
+        for token in ["lightkv35:near=0.99", "lightkv@1/2/0.5,3/1/0.4:near=0.99"] {
+            var f = Fixture.mixed()
+            var c = try spec(token).makeCompressor()
+            let pairs = f.run(&c)
+            checkInvariants(f, pairs)
+            XCTAssertTrue(pairs.allSatisfy { $0.1.count == f.seqLen }, token)
+            XCTAssertEqual(c.record["near"], "0.99")
+        }
+        XCTAssertEqual(try spec("lightkv35:near=0.95").name, "lightkv35:near=0.95")
+        XCTAssertThrowsError(try spec("lightkv:near=1.5"))
     }
 
     func testEachWindowHonoursItsRatioWithinOneToken() throws {

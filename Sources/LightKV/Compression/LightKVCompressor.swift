@@ -80,6 +80,7 @@ public struct LightKVCompressor: CacheCompressor {
         if !adaptiveTargets.isEmpty {
             r["budget"] = "adaptive: " + adaptiveTargets.sorted { $0.key < $1.key }.map { "\($0.key)/\($0.value)" }.joined(separator: ",")
         }
+        if let near = settings.near { r["near"] = String(near) }
         if let s = schedule {
             r["schedule"] = s.summary
             r["nominal_retention"] = String(format: "%.4f", s.nominalAverageRetention)
@@ -157,13 +158,14 @@ public struct LightKVCompressor: CacheCompressor {
     private func runStage(_ stage: MergeSchedule.Stage, plan: MergePlan, layer: KVLayer, weights: [Float],
                           layout: VisionLayout) -> MergePlan {
         let windows = settings.windowed ? stage.windowsPerSide : nil
+        let near = settings.near.map { Float($0) } ?? -.infinity
         guard let target = standingTarget(stage, layout: layout) else {
             return plan.matchingRound(layer: layer, weights: weights, layout: layout, windowsPerSide: windows,
-                                      keyRule: settings.keyRule, renormalise: settings.renormalise) { sizes in
+                                      keyRule: settings.keyRule, renormalise: settings.renormalise, minSimilarity: near) { sizes in
                 sizes.map { BipartiteMatching.mergeCount($0, ratio: stage.ratio) }
             }
         }
         return plan.mergedDown(to: target, layer: layer, weights: weights, layout: layout, windowsPerSide: windows,
-                               keyRule: settings.keyRule, renormalise: settings.renormalise)
+                               keyRule: settings.keyRule, renormalise: settings.renormalise, minSimilarity: near)
     }
 }

@@ -49,6 +49,10 @@ public struct LightKVSettings: Sendable, Equatable {
     /// (`schedule`), or the same total divided over stages by need (`adaptive`,
     /// `StageBudget`).
     public var budget: Budget = .schedule
+    /// Merge only near-duplicates: pairs whose keys are at least this alike (cosine, every
+    /// head's); a stage stops short of its count where no such pair is left, so retention becomes
+    /// a ceiling (`AirCacheSettings.near`). nil: every stage merges its count (the reference).
+    public var near: Double?
 
     public enum Budget: String, Sendable, Equatable, CaseIterable {
         case schedule

@@ -29,7 +29,7 @@ public enum PolicyCatalog {
                     shape cannot reach it); SCHEDULE auto, llava, qwen (lightkv also
                     L/W/P,L/W/P...; not aircache/airmerge)
                     lightkv: groups=reuse|rematch key=mean|rep renorm=on|off guide=query|keys|none
-                             windows=on|off budget=schedule|adaptive
+                             windows=on|off budget=schedule|adaptive near=S
                     aircache, airmerge: observers=K agreement=on|off budget=adaptive|mass|flat
                              floor=F; airmerge also protect=F evict=F near=S
                     baselines: profile=schedule|flat (not tome), adaptive (prompt-topk), seed=N (random)

@@ -38,6 +38,7 @@ public enum ReductionSpec: Sendable, Equatable {
             if s.guidance != d.guidance { options.append("guide=\(s.guidance.rawValue)") }
             if s.windowed != d.windowed { options.append("windows=\(s.windowed ? "on" : "off")") }
             if s.budget != d.budget { options.append("budget=\(s.budget.rawValue)") }
+            if let n = s.near { options.append("near=\(Self.decimal(n))") }
             if let stages = s.stages {
                 let st = stages.map { "\($0.layer)/\($0.windowsPerSide)/\($0.ratio)" }.joined(separator: ",")
                 return (["lightkv@" + st] + options).joined(separator: ":")
@@ -173,7 +174,10 @@ extension ReductionSpec {
                 case "renorm", "windows":
                     guard value == "on" || value == "off" else { throw bad("\(key)=\(value): expected on or off") }
                     if key == "renorm" { s.renormalise = value == "on" } else { s.windowed = value == "on" }
-                default: throw bad("unknown lightkv option \"\(key)\" (groups, key, renorm, guide, windows, budget)")
+                case "near":
+                    guard let x = Double(value), (-1...1).contains(x) else { throw bad("near=\(value): expected a number from -1 to 1") }
+                    s.near = x
+                default: throw bad("unknown lightkv option \"\(key)\" (groups, key, renorm, guide, windows, budget, near)")
                 }
             }
             self = .lightkv(s)
