@@ -178,7 +178,7 @@ public struct Fetcher {
             guard let output, output != "-" else { throw FetchError.segmentedRaw(id: record.id, segment: record.segment ?? "") }
             let beside = (output as NSString).deletingLastPathComponent
             let sink = try OutputSink(path: (beside.isEmpty ? "." : beside) + "/\(record.segment ?? "segment").kvpack")
-            do { try sink.write(segment.bytes); try sink.finish() } catch { sink.abandon(); throw error }
+            do { try segment.streamWhole { try sink.write($0) }; try sink.finish() } catch { sink.abandon(); throw error }
         }
         let sink = try OutputSink(path: output)
         do { try write(plan, to: sink) } catch { sink.abandon(); throw error }
@@ -189,7 +189,7 @@ public struct Fetcher {
         if let layout = plan.layout {
             try writeSnapshot(plan.pack, segment: plan.segment, layout: layout, options: plan.options, to: sink)
         } else {
-            try sink.write(plan.pack.bytes)
+            try plan.pack.streamWhole { try sink.write($0) }
         }
         try sink.finish()
         // The entry is delivered: a full disk, a busy or a replaced index costs the LRU one

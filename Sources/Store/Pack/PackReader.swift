@@ -19,6 +19,18 @@ public final class PackReader: @unchecked Sendable {
     /// The whole file, mapped (pages are dropped again as sections are read).
     public var bytes: UnsafeRawBufferPointer { file.bytes }
 
+    /// Hands the whole file to `write` in chunks, dropping each chunk's pages once written, so
+    /// a raw copy of a large blob holds one chunk, not the file, in memory.
+    public func streamWhole(chunk: Int = 8 << 20, _ write: (UnsafeRawBufferPointer) throws -> Void) rethrows {
+        var offset = 0
+        while offset < file.bytes.count {
+            let end = min(offset + chunk, file.bytes.count)
+            try write(UnsafeRawBufferPointer(rebasing: file.bytes[offset..<end]))
+            file.release(offset..<end)
+            offset = end
+        }
+    }
+
     /// Checks that the file is the blob an index row names: its content name (XXH3-128 of
     /// every byte) must be `expected`.
     ///
