@@ -117,16 +117,31 @@ final class AirCacheTests: XCTestCase {
             XCTAssertTrue(out.sizes.contains { $0 > 1 }, "near-duplicates merge (layer \(i))")
             XCTAssertTrue(out.sizes.allSatisfy { $0 <= 2 }, "only the equal pairs are that alike (layer \(i))")
         }
+
+        // Eviction with near drops an entry only when its twin stays: of each equal pair at
+        // least one is kept, and random keys are all kept.
+        var e = try spec("aircache25:near=0.99").makeCompressor()
+        for (i, (l, q)) in inputs.enumerated() { e.survey(l, context: g.context(i, q)) }
+        for (i, (l, q)) in inputs.enumerated() {
+            let kept = Set(e.compress(l, context: g.context(i, q)).positions)
+            for j in stride(from: 3, to: 39, by: 2) {
+                XCTAssertTrue(kept.contains(Int32(j)) || kept.contains(Int32(j + 1)), "layer \(i): pair \(j) kept")
+            }
+            XCTAssertLessThan(kept.count, g.seqLen, "layer \(i): twins go")
+        }
+        var r = Fixture.image(rows: 6, cols: 6)
+        r.layerCount = 2
+        var evicting = try spec("aircache25:near=0.99").makeCompressor()
+        for (_, out) in r.run(&evicting) { XCTAssertEqual(out.count, r.seqLen, "nothing stands for a distinct entry") }
     }
 
     func testPolicyNamesRoundTrip() throws {
         for token in ["aircache10", "aircache5:observers=2", "airmerge20:protect=0.5:evict=0.1", "airmerge10:evict=0", "aircache10:budget=flat",
-                      "airmerge35:near=0.9",
+                      "airmerge35:near=0.9", "aircache35:near=0.95",
                       "prompt-topk20:profile=adaptive", "aircache10:agreement=off:floor=0.5"] {
             XCTAssertEqual(try spec(token).name, token)
         }
         XCTAssertThrowsError(try spec("aircache10:protect=0.5"))
-        XCTAssertThrowsError(try spec("aircache10:near=0.9"), "near is airmerge's")
         XCTAssertThrowsError(try spec("airmerge10:near=2"))
         XCTAssertThrowsError(try spec("aircache10@qwen"))
         XCTAssertThrowsError(try spec("uniform10:profile=adaptive"))

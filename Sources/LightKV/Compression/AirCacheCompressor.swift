@@ -41,7 +41,7 @@ public struct AirCacheCompressor: CacheCompressor {
             r["layer_skewness"] = importance.map { String(format: "%.2f", Self.skewness($0)) }.joined(separator: ",")
         }
         if settings.merge { r["protect"] = String(settings.protect); r["evict"] = String(settings.evict) }
-        if settings.merge, let near = settings.near {
+        if let near = settings.near {
             r["near"] = String(near)
             if !kept.isEmpty, let n = layout?.visionTokenCount, n > 0 {
                 // What near-duplicates allowed: above the budgets where entries were distinct.
@@ -130,7 +130,12 @@ public struct AirCacheCompressor: CacheCompressor {
         }
         let order = vision.indices.sorted { weights[$0] > weights[$1] || (weights[$0] == weights[$1] && $0 < $1) }
         guard settings.merge else {
-            return layer.selecting((text + order.prefix(budget).map { vision[$0] }).sorted())
+            var keep = Array(order.prefix(budget))
+            if let near = settings.near {
+                keep += Self.distinct(order.dropFirst(budget), from: keep, vision: vision, layer: layer, near: Float(near))
+            }
+            kept.append(keep.count)
+            return layer.selecting((text + keep.map { vision[$0] }).sorted())
         }
         // Protected: the most observed, exact. Evicted: the ignored, least observed first.
         let protected = min(budget, Int((settings.protect * Double(budget)).rounded()))
@@ -147,6 +152,24 @@ public struct AirCacheCompressor: CacheCompressor {
         kept.append(protected + plan.groups.count)
         let exact = (text + order.prefix(protected).map { vision[$0] }).sorted()
         return plan.apply(to: layer, text: exact, weights: full, keyRule: .mean, renormalise: false)
+    }
+
+    /// Of the `dropped` vision entries (indices into `vision`, most important first), those no
+    /// entry left in the cache is `near` alike to (cosine over every head's key, as merging
+    /// compares them): what eviction with `near` keeps beyond the budget. Each one kept stands
+    /// for the later ones like it, so of a cluster of near-duplicates one stays.
+    static func distinct(_ dropped: ArraySlice<Int>, from kept: [Int], vision: [Int], layer: KVLayer, near: Float) -> [Int] {
+        let features = MergePlan.singletons(vision, layer: layer)
+            .features(layer: layer, weights: [Float](repeating: 1, count: layer.count), keyRule: .mean, renormalise: false)
+        let dim = layer.kvHeads * layer.headDim
+        var standing = kept, restored: [Int] = []
+        features.withUnsafeBufferPointer { f in
+            for d in dropped where !standing.contains(where: { VectorKernels.dot(f.baseAddress! + d * dim, f.baseAddress! + $0 * dim, dim) >= near }) {
+                standing.append(d)
+                restored.append(d)
+            }
+        }
+        return restored
     }
 
     /// Sample skewness of a layer's importance (for the record: how peaked its observers are).

@@ -35,10 +35,10 @@ public struct AirCacheSettings: Sendable, Equatable {
     /// `airmerge`: entries observed less than this many times the layer's mean importance are
     /// dropped rather than merged (never more than must go).
     public var evict = 0.05
-    /// `airmerge`: merge only near-duplicates, pairs whose keys (every head's, as matching
-    /// compares them) have cosine similarity at least this; what finds no such partner stays
-    /// exact, so a layer of distinct entries (a text-dense span) keeps more than its budget.
-    /// nil: merge down to the budget whatever the similarity (the method as published).
+    /// Reduce only near-duplicates: `airmerge` merges only pairs whose keys (every head's, as
+    /// matching compares them) have cosine similarity at least this, and `aircache` drops an
+    /// entry only if a kept entry is that alike; the rest stays exact, so a layer of distinct
+    /// entries (a text-dense span) keeps more than its budget. nil: the method as published.
     public var near: Double?
 
     public init() {}

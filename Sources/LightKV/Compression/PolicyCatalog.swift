@@ -31,7 +31,7 @@ public enum PolicyCatalog {
                     lightkv: groups=reuse|rematch key=mean|rep renorm=on|off guide=query|keys|none
                              windows=on|off budget=schedule|adaptive near=S
                     aircache, airmerge: observers=K agreement=on|off budget=adaptive|mass|flat
-                             floor=F; airmerge also protect=F evict=F near=S
+                             floor=F near=S; airmerge also protect=F evict=F
                     baselines: profile=schedule|flat (not tome), adaptive (prompt-topk), seed=N (random)
       quantization: f16 | int<b>[g<G>][s<N>][m<S>][t<0|1>][r<0|1>]
                     b 8, 4 or 2; G group size, a power of two (32); s sink positions kept in

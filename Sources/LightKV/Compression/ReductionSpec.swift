@@ -11,7 +11,7 @@
 /// `lightkv` options: `groups=reuse|rematch`, `key=mean|rep`, `renorm=on|off`,
 /// `guide=query|keys|none`, `windows=on|off` (off: match over whole frames), `budget=schedule|adaptive`. `aircache`/`airmerge` options:
 /// `observers=K`, `agreement=on|off`, `budget=adaptive|flat`, `floor=F`; `airmerge` also `protect=F`,
-/// `evict=F`, `near=S`. Baseline options: `profile=schedule|flat|adaptive` (not `tome`; adaptive: `prompt-topk`),
+/// `evict=F`; both `near=S`. Baseline options: `profile=schedule|flat|adaptive` (not `tome`; adaptive: `prompt-topk`),
 /// `seed=N` (`random` only). Examples: `lightkv`, `lightkv@qwen`, `lightkv35:key=rep`,
 /// `uniform55`, `random35:seed=7`, `prompt-topk20:profile=flat`, `tome55`.
 public enum ReductionSpec: Sendable, Equatable {
@@ -58,7 +58,7 @@ public enum ReductionSpec: Sendable, Equatable {
             if a.floor != d.floor { options.append("floor=\(Self.decimal(a.floor))") }
             if a.merge && a.protect != d.protect { options.append("protect=\(Self.decimal(a.protect))") }
             if a.merge && a.evict != d.evict { options.append("evict=\(Self.decimal(a.evict))") }
-            if a.merge, let s = a.near { options.append("near=\(Self.decimal(s))") }
+            if let s = a.near { options.append("near=\(Self.decimal(s))") }
             return Self.spell(a.merge ? "airmerge" : "aircache", a.retention, .auto, options)
         }
     }
@@ -206,9 +206,9 @@ extension ReductionSpec {
                 case "floor": a.floor = try share(key, value, 0...1)
                 case "protect" where a.merge: a.protect = try share(key, value, 0...1)
                 case "evict" where a.merge: a.evict = try share(key, value, 0...100)
-                case "near" where a.merge: a.near = try share(key, value, -1...1)
+                case "near": a.near = try share(key, value, -1...1)
                 default:
-                    throw bad("unknown \(method) option \"\(key)\" (observers, agreement, budget, floor\(a.merge ? ", protect, evict, near" : ""))")
+                    throw bad("unknown \(method) option \"\(key)\" (observers, agreement, budget, floor, near\(a.merge ? ", protect, evict" : ""))")
                 }
             }
             self = .aircache(a)
