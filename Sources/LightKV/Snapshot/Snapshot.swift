@@ -196,14 +196,18 @@ public struct Snapshot: @unchecked Sendable {
     /// stands at position `j`), decoded to floats: only those rows are converted.
     public func floatLayer(_ i: Int, window: Range<Int>) -> KVLayer {
         let l = layers[i], n = seqLen, w = dtype.size
+        // Each head's window converted where it lands: no per-head array appended (a copy).
         func rows(_ info: TensorInfo, dim: Int) -> [Float] {
-            let d = data(info)
-            var out = [Float](); out.reserveCapacity(kvHeads * window.count * dim)
-            for h in 0..<kvHeads {
-                out += Conversion.floats(UnsafeRawBufferPointer(rebasing: d[((h * n + window.lowerBound) * dim * w)..<((h * n + window.upperBound) * dim * w)]),
-                                         dtype: dtype)
+            let d = data(info), piece = window.count * dim
+            return [Float](unsafeUninitializedCapacity: kvHeads * piece) { out, initialized in
+                if piece > 0, let source = d.baseAddress {
+                    for h in 0..<kvHeads {
+                        Conversion.toFloat(source + (h * n + window.lowerBound) * dim * w, dtype: dtype, count: piece,
+                                           into: out.baseAddress! + h * piece)
+                    }
+                }
+                initialized = kvHeads * piece
             }
-            return out
         }
         return KVLayer(kvHeads: kvHeads, headDim: headDim, vHeadDim: vHeadDim, keys: rows(l.key, dim: headDim),
                        values: rows(l.value, dim: vHeadDim), positions: window.map { Int32($0) },
