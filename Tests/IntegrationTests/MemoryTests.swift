@@ -39,13 +39,15 @@ final class MemoryTests: XCTestCase {
         posix_spawn_file_actions_init(&actions)
         defer { posix_spawn_file_actions_destroy(&actions) }
         posix_spawn_file_actions_addopen(&actions, 1, "/dev/null", O_WRONLY, 0)
-        XCTAssertEqual(posix_spawn(&pid, "/usr/bin/time", &actions, nil, argv, environ), 0,
-                       "GNU time (/usr/bin/time, Debian's `time`) is needed to measure a child's own peak RSS")
+        let spawned = posix_spawn(&pid, "/usr/bin/time", &actions, nil, argv, environ)
+        // A failed spawn leaves pid 0, and waitpid(0) would wait for any child of this process.
+        _ = try XCTUnwrap(spawned == 0 ? pid : nil, "/usr/bin/time: \(String(cString: strerror(spawned))) "
+                          + "(GNU time, Debian's `time`, measures a child's own peak RSS; `make test-deps` installs it)")
         var status: Int32 = 0
         XCTAssertEqual(waitpid(pid, &status, 0), pid)
         // time writes "Command exited with non-zero status N" before the figure when N != 0.
         let lines = try String(contentsOfFile: report, encoding: .utf8).split(separator: "\n")
-        let kilobytes = try XCTUnwrap(lines.last.flatMap { Int($0.trimmingCharacters(in: .whitespaces)) }, "time wrote \(lines)")
+        let kilobytes = try XCTUnwrap(lines.last.flatMap { Int($0.trimmingCharacters(in: .whitespaces)) }, "\(report): \(lines)")
         return ((status >> 8) & 0xFF, kilobytes * 1024)
     }
 

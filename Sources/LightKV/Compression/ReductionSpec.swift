@@ -158,6 +158,12 @@ extension ReductionSpec {
             }
             return v
         }
+        func share(_ key: String, _ value: String, _ range: ClosedRange<Double>) throws(PolicyError) -> Double {
+            guard let x = Double(value), range.contains(x) else {
+                throw bad("\(key)=\(value): expected a number from \(range.lowerBound) to \(range.upperBound)")
+            }
+            return x
+        }
         if method == "lightkv" {
             var s = LightKVSettings()
             s.retention = retention
@@ -174,9 +180,7 @@ extension ReductionSpec {
                 case "renorm", "windows":
                     guard value == "on" || value == "off" else { throw bad("\(key)=\(value): expected on or off") }
                     if key == "renorm" { s.renormalise = value == "on" } else { s.windowed = value == "on" }
-                case "near":
-                    guard let x = Double(value), (-1...1).contains(x) else { throw bad("near=\(value): expected a number from -1 to 1") }
-                    s.near = x
+                case "near": s.near = try share(key, value, -1...1)
                 default: throw bad("unknown lightkv option \"\(key)\" (groups, key, renorm, guide, windows, budget, near)")
                 }
             }
@@ -188,12 +192,6 @@ extension ReductionSpec {
             var a = AirCacheSettings()
             a.merge = method == "airmerge"
             if let retention { a.retention = retention }
-            func share(_ key: String, _ value: String, _ range: ClosedRange<Double>) throws(PolicyError) -> Double {
-                guard let x = Double(value), range.contains(x) else {
-                    throw bad("\(key)=\(value): expected a number from \(range.lowerBound) to \(range.upperBound)")
-                }
-                return x
-            }
             for (key, value) in options {
                 switch key {
                 case "observers":
