@@ -2,12 +2,16 @@
 # Shared prefixes stored once (docs/BENCHMARKS.md, "Shared prefixes"): N questions about one
 # image (`kvstore synth --questions N`) ingested into one store, against the first alone in
 # another, per policy; prints stored bytes (`kvstore stats --json`), their ratio and the time of
-# the N ingests. Usage: scripts/segments-bench.sh [BIN] [PRESET] [N]
-# (default: .build/release/kvstore, llava, 10).
+# the N ingests. Usage: scripts/segments-bench.sh [BIN] [PRESET] [N] [POLICY...]
+# (default: .build/release/kvstore, llava, 10, and the policies below).
 set -euo pipefail
 bin=${1:-.build/release/kvstore}
 preset=${2:-llava}
 n=${3:-10}
+shift $(( $# < 3 ? $# : 3 ))
+policies=("$@")
+[ ${#policies[@]} -gt 0 ] || policies=(none int8 int4g128m0t0r1 lightkv+int8 "lightkv:guide=none+int8"
+    "airmerge35:evict=0:near=0.95:guide=none+int4g128m0t0r1" "airmerge35:evict=0:near=0.95+int4g128m0t0r1")
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 "$bin" synth --preset "$preset" --questions "$n" -o "$work/q" >/dev/null
@@ -16,7 +20,7 @@ echo "### $preset, $n questions about one image"
 echo
 echo "| policy | one snapshot stored | $n questions stored | ratio | segments | $n ingests |"
 echo "| --- | ---: | ---: | ---: | ---: | ---: |"
-for policy in none int8 int4g128m0t0r1 lightkv+int8; do
+for policy in "${policies[@]}"; do
     first=$(ls "$work/q"/*.safetensors | head -1)
     "$bin" ingest --store "$work/one-$policy" --policy "$policy" "$first" >/dev/null
     start=$(date +%s%N)

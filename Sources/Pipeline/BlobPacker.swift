@@ -129,11 +129,15 @@ public struct BlobPacker {
 /// Whether a snapshot is stored as a segment and its own part (docs/design/segments.md,
 /// "When an entry is segmented"): the prefix end when it is, nil when it is stored whole.
 public func segmentedPrefixEnd(_ snapshot: Snapshot, policy: Policy) -> Int? {
-    guard policy.reduction == .none, snapshot.inputIDs != nil else { return nil }
+    guard !policy.reduction.readsPrompt, snapshot.inputIDs != nil else { return nil }
     guard snapshot.metadata.raw[SnapshotMetadata.seqLenKey] == nil,
           snapshot.layers.allSatisfy({ $0.positions == nil && $0.sizes == nil }) else { return nil }
     let end = snapshot.metadata.prefixEnd(seqLen: snapshot.seqLen)
-    return end > 0 && end < snapshot.seqLen ? end : nil
+    guard end > 0 && end < snapshot.seqLen else { return nil }
+    // A reduction sees the vision entries of the whole snapshot at once (budgets over all
+    // frames): it is split at the seam only when every one of them lies in the prefix.
+    if policy.reduction != .none, snapshot.metadata.spans.contains(where: { $0.isVision && $0.end > end }) { return nil }
+    return end
 }
 
 extension BlobPacker {

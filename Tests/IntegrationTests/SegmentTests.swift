@@ -93,8 +93,77 @@ final class SegmentTests: XCTestCase {
         let reduced = try record(s, try ingest(s, try s.question("d.safetensors", question: 4), policy: "lightkv+int8"))
         let noIDs = try record(s, try ingest(s, try s.question("e.safetensors", question: 5, ids: false), policy: "int8"))
         XCTAssertEqual(Set([a.segment, other.segment, none.segment]).count, 3)
-        XCTAssertNil(reduced.segment, "a reducing policy is guided by the question: stored whole")
+        XCTAssertNil(reduced.segment, "a prompt-guided reduction is guided by the question: stored whole")
         XCTAssertNil(noIDs.segment, "without input_ids nothing proves two prefixes agree")
+    }
+
+    /// A reduction that reads no prompt (`guide=none`, `tome`, `uniform`) leaves the prefix the
+    /// same for every question: it is stored once, reduced, and every fetch gives what the same
+    /// snapshot stored whole gives.
+    func testAReductionThatReadsNoPromptStoresItsPrefixOnce() throws {
+        let s = try Scratch()
+        for (n, policy) in ["airmerge50:evict=0:guide=none", "lightkv@0/2/0.5:guide=none", "uniform50+int8"].enumerated() {
+            let store = s.path + "/s\(n)"
+            let ids = try (1...3).map { try ingest(s, try s.question("q\(n)-\($0).safetensors", question: $0), policy: policy, store: store) }
+            let index = try EntryIndex(path: store + "/index.sqlite")
+            let segments = Set(try ids.map { try XCTUnwrap(index.entry(id: $0)).segment })
+            XCTAssertEqual(segments.count, 1, policy)
+            XCTAssertNotNil(segments.first!, policy)
+            XCTAssertEqual(blobFiles(store).count, 4, "\(policy): one segment, three parts")
+            let whole = try ingest(s, try s.question("w\(n).safetensors", question: 2, ids: false), policy: policy, store: store)
+            XCTAssertNil(try index.entry(id: whole)?.segment)
+            func layers(_ id: String, _ extra: [String] = []) throws -> [([UInt8], [UInt8], [Int32], [Int32])] {
+                let r = try s.cli.run(["fetch", id, "--store", store, "-o", "-"] + extra)
+                XCTAssertEqual(r.status, 0, r.stderr)
+                return try r.stdoutBytes.withUnsafeBytes { b in
+                    let x = try Snapshot(bytes: b)
+                    return (0..<x.layerCount).map { i in
+                        (Array(x.data(x.layers[i].key)), Array(x.data(x.layers[i].value)), x.positions(layer: i), x.sizes(layer: i))
+                    }
+                }
+            }
+            let segmented = try layers(ids[1]), reference = try layers(whole)
+            XCTAssertTrue(segmented.contains { $0.3.contains { $0 > 1 } } || policy.hasPrefix("uniform"), "\(policy) reduced something")
+            XCTAssertLessThan(segmented[0].2.count, 26, "\(policy) keeps fewer than every entry")
+            for i in segmented.indices {
+                XCTAssertEqual(segmented[i].0, reference[i].0, "\(policy) layer \(i) keys")
+                XCTAssertEqual(segmented[i].1, reference[i].1, "\(policy) layer \(i) values")
+                XCTAssertEqual(segmented[i].2, reference[i].2, "\(policy) layer \(i) positions")
+                XCTAssertEqual(segmented[i].3, reference[i].3, "\(policy) layer \(i) sizes")
+            }
+            // The prefix alone: the reduced entries before the first prompt, expanded on request.
+            let prefix = try layers(ids[0], ["--prefix"])
+            XCTAssertEqual(prefix[0].2, segmented[0].2.filter { $0 < 20 }, policy)
+            if !policy.hasPrefix("uniform") {
+                let expanded = try layers(ids[0], ["--prefix", "--expand"])
+                XCTAssertEqual(expanded[0].2, (0..<20).map { Int32($0) }, "\(policy): every member back in place")
+            }
+            XCTAssertEqual(try s.cli.run("verify", "--store", store).status, 0, policy)
+        }
+    }
+
+    /// A reduction guided by the prompt, or one whose vision entries continue after the prompt,
+    /// is stored whole.
+    func testPromptGuidedOrSplitReductionsAreStoredWhole() throws {
+        let s = try Scratch()
+        for policy in ["airmerge50:evict=0", "aircache50", "prompt-topk50"] {
+            let id = try ingest(s, try s.question("\(policy).safetensors", question: 1), policy: policy)
+            XCTAssertNil(try record(s, id).segment, policy)
+        }
+        // An image after the prompt: the reduction budgets over both sides of the seam.
+        let spans: [Span] = [.text(0, 4, role: .system), .text(4, 8, role: .prompt),
+                             .image(8, rows: 2, cols: 2, source: "sha256:" + String(repeating: "cd", count: 32))]
+        var b = KVSnapBuilder(metadata: SnapshotMetadata(model: "test/model", spans: spans, key: "late", nextPosition: 12))
+        for i in 0..<2 {
+            b.add("layers.\(i).key", dtype: .f16, shape: [2, 12, 16], floats: (0..<384).map { Float(sin(Double($0 + i))) })
+            b.add("layers.\(i).value", dtype: .f16, shape: [2, 12, 16], floats: (0..<384).map { Float(cos(Double($0 + i))) })
+        }
+        b.addInputIDs((0..<12).map { Int64(100 + $0) })
+        let late = s.path + "/late.safetensors"
+        try Data(b.bytes()).write(to: URL(fileURLWithPath: late))
+        XCTAssertNil(try record(s, try ingest(s, late, policy: "airmerge50:evict=0:guide=none")).segment)
+        let int8 = try ingest(s, late, policy: "int8", store: s.path + "/int8")
+        XCTAssertNotNil(try EntryIndex(path: s.path + "/int8/index.sqlite").entry(id: int8)?.segment, "a quantization alone still segments")
     }
 
     /// `rm` keeps a segment while another entry names it and collects it with the last.

@@ -417,8 +417,8 @@ class Pack:
         """Entries of each layer before the shareable prefix's end, as `fetch --prefix [--expand]`
         writes them: the sections' `prefix` counts, else counted from their positions (one
         entry per member with `expand`)."""
-        if self.segment is not None:  # the prefix is the segment (never merged)
-            return [d.count for d in self.segment.header.layers]
+        if self.segment is not None:  # the prefix is the segment (merged by a reduction that reads no prompt)
+            return self.segment.entry_counts(expand)
         end = self.header.prefix_end
         counts = []
         for i, d in enumerate(self.header.layers):

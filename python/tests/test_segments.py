@@ -66,3 +66,29 @@ def test_a_part_without_its_segment_is_refused_by_name(questions: tuple[kvstore.
     other = store.fetch_raw(ids[1], tmp_path / "other.kvpack")
     with pytest.raises(kvstore.PackError, match="is not a segment"):
         kvstore.read_pack(part, segment=other)
+
+
+def test_a_merged_prefix_stored_once_reads_as_fetched(cli: CLI, tmp_path: Path) -> None:
+    """A reduction that reads no prompt (`guide=none`) stores one reduced prefix for every
+    question; the raw part with its segment reads, expands and cuts to the prefix as `fetch` does."""
+    cli.synth(tmp_path / "q", "--preset", "tiny", "--questions", "2")
+    store = kvstore.Client(store=tmp_path / "store", binary=cli.binary)
+    policy = "airmerge35:evict=0:guide=none+int8"
+    ids = [store.ingest(p, policy=policy) for p in sorted((tmp_path / "q").glob("*.safetensors"))]
+    shown = [store.show(entry) for entry in ids]
+    assert shown[0].segment_bytes > 0 and shown[0].segment_bytes == shown[1].segment_bytes
+    part = store.fetch_raw(ids[0], tmp_path / "e.kvpack")
+    with kvstore.read_pack(part) as pack:
+        assert pack.segment is not None and pack.header.compression["method"] == "airmerge"
+        for expand in (False, True):
+            fetched = store.fetch_snapshot(ids[0], dtype="f16", expand=expand)
+            ours = pack.snapshot(dtype="f16", expand=expand)
+            assert any((layer.sizes > 1).any() for layer in fetched.layers) != expand, "merged, or expanded"
+            for a, b in zip(ours.layers, fetched.layers):
+                assert np.array_equal(a.key, b.key) and np.array_equal(a.value, b.value)
+                assert np.array_equal(a.positions, b.positions) and np.array_equal(a.sizes, b.sizes)
+            prefix_path = store.fetch(ids[0], tmp_path / f"prefix{expand}.safetensors", expand=expand, prefix=True)
+            prefix, cut = kvstore.read(prefix_path), pack.snapshot(dtype="f16", expand=expand, prefix=True)
+            assert prefix.seq_len == cut.seq_len == pack.segment.header.seq_len
+            for a, b in zip(cut.layers, prefix.layers):
+                assert np.array_equal(a.key, b.key) and np.array_equal(a.positions, b.positions)

@@ -63,6 +63,10 @@ public struct AirCacheCompressor: CacheCompressor {
     /// Observed importance of `entries`, from the elite window of `prompt_query`, else from the
     /// prompt span's keys as queries (all of them observers), else from entry sizes.
     private mutating func score(_ layer: KVLayer, context: LayerContext, entries: [Int]) -> [Float] {
+        guard settings.guided else {
+            sources.insert("none (guide=none: entry sizes)")
+            return entries.map { Float(layer.sizes[$0]) }
+        }
         if let q = context.promptQuery, q.count > 0, let range = context.promptQueryPositions {
             let rows = range.map { p in layer.positions.firstIndex(of: Int32(p)) }
             if rows.allSatisfy({ $0 != nil }) {
@@ -138,7 +142,8 @@ public struct AirCacheCompressor: CacheCompressor {
             return layer.selecting((text + keep.map { vision[$0] }).sorted())
         }
         // Protected: the most observed, exact. Evicted: the ignored, least observed first.
-        let protected = min(budget, Int((settings.protect * Double(budget)).rounded()))
+        // Unguided, no entry is more observed than another: none is protected.
+        let protected = settings.guided ? min(budget, Int((settings.protect * Double(budget)).rounded())) : 0
         let mustGo = vision.count - budget
         let mean = weights.reduce(0, +) / Float(max(weights.count, 1))
         let ignored = weights.reduce(0) { $0 + ($1 < Float(settings.evict) * mean ? 1 : 0) }

@@ -40,6 +40,12 @@ public struct AirCacheSettings: Sendable, Equatable {
     /// entry only if a kept entry is that alike; the rest stays exact, so a layer of distinct
     /// entries (a text-dense span) keeps more than its budget. nil: the method as published.
     public var near: Double?
+    /// Score entries by the prompt's observers (`guide=query`, the method as published); false
+    /// (`guide=none`): every entry weighs its size, nothing is protected, and the reduction reads
+    /// nothing after the shareable prefix, so the prefix can be stored once for every question
+    /// (docs/design/segments.md). `aircache` needs `near` then: eviction without guidance would
+    /// keep the first entries of each frame.
+    public var guided = true
 
     public init() {}
 

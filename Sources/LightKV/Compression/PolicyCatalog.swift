@@ -18,7 +18,7 @@ public enum PolicyCatalog {
         ("lightkv+int4g128m0t0", "lightkv, then int4 in groups of 128 with only the sink tokens in f16"),
         ("lightkv+int8+lz4", "lightkv + int8 packed with lz4 for the fastest fetch"),
         ("airmerge20+int4g128m0t0r1", "airmerge20, then int4 in groups of 128, keys Hadamard-rotated: >= 10x smaller than F16 (docs/FIDELITY.md)"),
-        ("airmerge35:evict=0:near=0.95+int4g128m0t0r1", "merges only near-duplicates (keys >= 0.95 alike), drops nothing, then rotated int4: answers within KL 0.009 on photos and pages, same and new question (docs/FIDELITY.md)"),
+        ("airmerge35:evict=0:near=0.95:guide=none+int4g128m0t0r1", "merges only near-duplicates (keys >= 0.95 alike), drops nothing, reads no prompt (a shared prefix is stored once), then rotated int4: answers within KL 0.0096 on photos and pages, same and new question (docs/FIDELITY.md)"),
     ]
 
     public static let grammar = """
@@ -31,7 +31,9 @@ public enum PolicyCatalog {
                     lightkv: groups=reuse|rematch key=mean|rep renorm=on|off guide=query|keys|none
                              windows=on|off budget=schedule|adaptive near=S
                     aircache, airmerge: observers=K agreement=on|off budget=adaptive|mass|flat
-                             floor=F near=S; airmerge also protect=F evict=F
+                             floor=F near=S guide=query|none; airmerge also protect=F evict=F
+                    guide=none (lightkv, airmerge; aircache with near) reads no prompt: the
+                    prefix before the first prompt is then stored once for every question
                     baselines: profile=schedule|flat (not tome), adaptive (prompt-topk), seed=N (random)
       quantization: f16 | int<b>[g<G>][s<N>][m<S>][t<0|1>][r<0|1>]
                     b 8, 4 or 2; G group size, a power of two (32); s sink positions kept in

@@ -11,7 +11,7 @@
 /// `lightkv` options: `groups=reuse|rematch`, `key=mean|rep`, `renorm=on|off`,
 /// `guide=query|keys|none`, `windows=on|off` (off: match over whole frames), `budget=schedule|adaptive`. `aircache`/`airmerge` options:
 /// `observers=K`, `agreement=on|off`, `budget=adaptive|flat`, `floor=F`; `airmerge` also `protect=F`,
-/// `evict=F`; both `near=S`. Baseline options: `profile=schedule|flat|adaptive` (not `tome`; adaptive: `prompt-topk`),
+/// `evict=F`; both `near=S` and `guide=query|none`. Baseline options: `profile=schedule|flat|adaptive` (not `tome`; adaptive: `prompt-topk`),
 /// `seed=N` (`random` only). Examples: `lightkv`, `lightkv@qwen`, `lightkv35:key=rep`,
 /// `uniform55`, `random35:seed=7`, `prompt-topk20:profile=flat`, `tome55`.
 public enum ReductionSpec: Sendable, Equatable {
@@ -59,6 +59,7 @@ public enum ReductionSpec: Sendable, Equatable {
             if a.merge && a.protect != d.protect { options.append("protect=\(Self.decimal(a.protect))") }
             if a.merge && a.evict != d.evict { options.append("evict=\(Self.decimal(a.evict))") }
             if let s = a.near { options.append("near=\(Self.decimal(s))") }
+            if !a.guided { options.append("guide=none") }
             return Self.spell(a.merge ? "airmerge" : "aircache", a.retention, .auto, options)
         }
     }
@@ -76,6 +77,18 @@ public enum ReductionSpec: Sendable, Equatable {
         if let r = retention { s += "\(Int((r * 100).rounded()))" }
         if schedule != .auto { s += "@\(schedule.rawValue)" }
         return ([s] + options).joined(separator: ":")
+    }
+
+    /// True when what the reduction keeps of the vision entries depends on the prompt (its
+    /// queries or keys): such a reduction cannot store a prefix shared by other questions
+    /// (docs/design/segments.md, "When an entry is segmented").
+    public var readsPrompt: Bool {
+        switch self {
+        case .none: return false
+        case .lightkv(let s): return s.guidance != .none
+        case .baseline(let b): return b.method == .promptTopK
+        case .aircache(let a): return a.guided
+        }
     }
 
     /// A fresh compressor for one snapshot.
@@ -205,9 +218,15 @@ extension ReductionSpec {
                 case "protect" where a.merge: a.protect = try share(key, value, 0...1)
                 case "evict" where a.merge: a.evict = try share(key, value, 0...100)
                 case "near": a.near = try share(key, value, -1...1)
+                case "guide":
+                    guard value == "query" || value == "none" else { throw bad("guide=\(value): expected query or none") }
+                    a.guided = value == "query"
                 default:
-                    throw bad("unknown \(method) option \"\(key)\" (observers, agreement, budget, floor, near\(a.merge ? ", protect, evict" : ""))")
+                    throw bad("unknown \(method) option \"\(key)\" (observers, agreement, budget, floor, near, guide\(a.merge ? ", protect, evict" : ""))")
                 }
+            }
+            if !a.guided && !a.merge && a.near == nil {
+                throw bad("aircache with guide=none needs near=S: eviction without guidance would keep the first entries of each frame (or use airmerge)")
             }
             self = .aircache(a)
             return

@@ -33,11 +33,13 @@ public struct SnapshotEncoder {
     public let part: EncodedPart
 
     public init(snapshot: Snapshot, policy: Policy, part: EncodedPart = .whole) {
-        precondition(part == .whole || policy.reduction == .none, "only a policy that does not reduce encodes a part")
+        precondition(part == .whole || !policy.reduction.readsPrompt, "only a policy that reads no prompt encodes a part")
         self.snapshot = snapshot
         self.policy = policy
         self.part = part
-        self.compressor = policy.reduction.makeCompressor()
+        // A segmented entry's own part holds no vision entries (`segmentedPrefixEnd`): the
+        // reduction, which touches only those, belongs to the segment.
+        if case .suffix = part { self.compressor = IdentityCompressor() } else { self.compressor = policy.reduction.makeCompressor() }
     }
 
     /// True when the stored keys and values are the input's bytes.
@@ -154,8 +156,12 @@ public struct SnapshotEncoder {
         }
     }
 
-    /// What the reduction did, for the compression record.
-    public var reductionRecord: [String: String] { compressor.record }
+    /// What the reduction did, for the compression record (a reducing policy's part: nothing;
+    /// its segment's record says what was done).
+    public var reductionRecord: [String: String] {
+        if case .suffix = part, policy.reduction != .none { return [:] }
+        return compressor.record
+    }
 }
 
 /// Which positions of an uncompressed snapshot an encoder packs: all of them, the shareable
