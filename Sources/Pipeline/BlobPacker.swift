@@ -142,10 +142,12 @@ public func segmentedPrefixEnd(_ snapshot: Snapshot, policy: Policy) -> Int? {
 
 extension BlobPacker {
     /// Packs and publishes `snapshot`'s shared prefix as a segment (`segmentedPrefixEnd`).
-    public func packSegment(_ snapshot: Snapshot, policy: Policy, end: Int,
+    /// `surveyed` and `done` as for `pack`.
+    public func packSegment(_ snapshot: Snapshot, policy: Policy, end: Int, surveyed: ((Int) -> Void)? = nil,
                             done: @escaping @Sendable (Int, PackedLayer) -> Void = { _, _ in }) throws -> PackedBlob {
         let ids = snapshot.tokenIDs() ?? []
         let digest = PrefixDigest.of(model: snapshot.metadata.model, ids: ids[0..<end])
-        return try pack(snapshot, policy: policy, part: .prefix(end: end), segment: PackSegment(prefixDigest: digest, length: end), done: done)
+        return try pack(snapshot, policy: policy, part: .prefix(end: end), segment: PackSegment(prefixDigest: digest, length: end),
+                        surveyed: surveyed, done: done)
     }
 }

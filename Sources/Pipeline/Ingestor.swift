@@ -78,12 +78,16 @@ public struct Ingestor {
         // A shared prefix is stored once, as a segment the entry names (docs/design/segments.md).
         // Publishing it again (same bytes, same name) keeps it young while this entry is written.
         let segmentEnd = segmentedPrefixEnd(snapshot, policy: policy)
+        // Each layer's pages go once the layer is encoded, and, for a reduction that surveys
+        // every layer first, once it is surveyed too (read again when it is encoded).
+        let release: @Sendable (Int) -> Void = { i in
+            let l = snapshot.layers[i]
+            file.release(l.key.range)
+            file.release(l.value.range)
+        }
         let segment = try segmentEnd.map { end in
-            (blob: try packer.packSegment(snapshot, policy: policy, end: end, done: { i, _ in
-                    let l = snapshot.layers[i]
-                    file.release(l.key.range)
-                    file.release(l.value.range)
-                }), end: end)
+            (blob: try packer.packSegment(snapshot, policy: policy, end: end, surveyed: release, done: { i, _ in release(i) }),
+             end: end)
         }
         let segmentReader = try segment.map { try PackReader(path: $0.blob.path) }
         // A reducing policy's part carries its segment's record of what the reduction did, so a

@@ -63,6 +63,15 @@ logger = logging.getLogger("vllm.kvstore")  # under vLLM's logger: its handlers 
 
 #: Reductions that drop tokens: no KV is left for their positions, so vLLM cannot be given them.
 EVICTING = ("uniform", "random", "prompt-topk", "aircache", "airmerge")
+
+
+def _evicts(policy: str, method: str) -> bool:
+    """Whether entries stored with `policy` may lack positions: every drop method, and `airmerge`
+    unless it drops nothing (`evict=0`: what it does not keep it merges)."""
+    reduction = policy.split("+")[0]
+    if reduction.startswith("airmerge") and "evict=0" in reduction.split(":")[1:]:
+        return False
+    return any(reduction.startswith(m) or method.startswith(m) for m in EVICTING)
 SOURCE_PREFIX = "vllm:"
 
 
@@ -363,9 +372,7 @@ class KVStoreConnector(KVConnectorBase_V1):
         if shape != ours:
             return (f"its shape (layers, kv heads, head_dim, v_head_dim) is {shape}, the model's {ours} "
                     f"(another model stored as {entry.model!r}?)")
-        method = str((entry.compression or {}).get("method", entry.policy))
-        reduction = entry.policy.split("+")[0]
-        if any(reduction.startswith(m) or method.startswith(m) for m in EVICTING):
+        if _evicts(entry.policy, str((entry.compression or {}).get("method", entry.policy))):
             return (f"its policy {entry.policy!r} evicts vision tokens, and vLLM's attention needs KV at every "
                     "position (store with a merging policy such as lightkv, or none, to reuse with vLLM)")
         return None

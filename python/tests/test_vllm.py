@@ -186,6 +186,13 @@ def test_merged_entries_load_expanded_and_evicting_ones_are_refused(local, refer
     assert after["tokens_loaded"] - before["tokens_loaded"] == 256, "a merged prefix loads (expanded)"
     assert merged["cached_tokens"] == 256 and len(merged["tokens"]) == 8
 
+    # airmerge that drops nothing merges only: it loads too (the built-in near-duplicate policy).
+    client.repack(entry.id, policy="airmerge35:evict=0:near=0.95:guide=none+int4g128m0t0r1")
+    before = stats.read()
+    assert engine.ask(QUESTIONS[2])["cached_tokens"] == 256
+    assert stats.read()["tokens_loaded"] - before["tokens_loaded"] == 256
+    after = stats.read()
+
     client.repack(entry.id, policy="uniform55")
     evicted = engine.ask(QUESTIONS[2])
     assert stats.read()["tokens_loaded"] == after["tokens_loaded"], "an evicting entry is never loaded"

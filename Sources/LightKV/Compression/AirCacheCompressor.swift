@@ -33,14 +33,14 @@ public struct AirCacheCompressor: CacheCompressor {
     public var record: [String: String] {
         var r = ["method": method, "budget": settings.budget.rawValue,
                  "target_retention": String(format: "%.2f", settings.retention),
-                 "observers": settings.allObservers ? "every instruction token with a query" : "elite window, agreement \(settings.agreement ? "on" : "off")",
+                 "observers": !settings.guided ? "none (guide=none)" : settings.allObservers ? "every instruction token with a query" : "elite window, agreement \(settings.agreement ? "on" : "off")",
                  "guidance": sources.isEmpty ? "unused" : sources.sorted().joined(separator: "; ")]
         if let b = budgets, let n = layout?.visionTokenCount, n > 0 {
             r["layer_budgets"] = b.map(String.init).joined(separator: ",")
             r["nominal_retention"] = String(format: "%.4f", Double(b.reduce(0, +)) / Double(b.count * n))
             r["layer_skewness"] = importance.map { String(format: "%.2f", Self.skewness($0)) }.joined(separator: ",")
         }
-        if settings.merge { r["protect"] = String(settings.protect); r["evict"] = String(settings.evict) }
+        if settings.merge { r["protect"] = settings.guided ? String(settings.protect) : "0 (guide=none)"; r["evict"] = String(settings.evict) }
         if let near = settings.near {
             r["near"] = String(near)
             if !kept.isEmpty, let n = layout?.visionTokenCount, n > 0 {
