@@ -19,8 +19,23 @@ enum CodeDelta {
     static func encode(_ codes: UnsafeMutablePointer<UInt8>, rows: Int, rowBytes: Int, bits: Int) {
         guard rows > 1 else { return }
         let m = evenLanes(bits)
-        // From the last row back, so every subtraction reads an original row.
-        var i = rows * rowBytes - 1
+        // From the last row back, so every subtraction reads an original row: 16 bytes a step
+        // where rows are at least 16 bytes apart (a step then reads only bytes below the ones
+        // it writes, none of them written yet), then byte by byte down to the second row.
+        var end = rows * rowBytes
+        if rowBytes >= 16 {
+            let even = SIMD16<UInt8>(repeating: m), odd = ~even
+            while end - 16 >= rowBytes {
+                let i = end - 16
+                let a = UnsafeRawPointer(codes + i).loadUnaligned(as: SIMD16<UInt8>.self)
+                let b = UnsafeRawPointer(codes + i - rowBytes).loadUnaligned(as: SIMD16<UInt8>.self)
+                let low = ((a | odd) &- (b & even)) & even
+                let high = ((a | even) &- (b & odd)) & odd
+                UnsafeMutableRawPointer(codes + i).storeBytes(of: low | high, as: SIMD16<UInt8>.self)
+                end = i
+            }
+        }
+        var i = end - 1
         while i >= rowBytes {
             codes[i] = subtract(codes[i], codes[i - rowBytes], mask: m)
             i -= 1
