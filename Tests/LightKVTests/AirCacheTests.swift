@@ -135,9 +135,41 @@ final class AirCacheTests: XCTestCase {
         for (_, out) in r.run(&evicting) { XCTAssertEqual(out.count, r.seqLen, "nothing stands for a distinct entry") }
     }
 
+    /// `budget=redundancy` takes what must go from the layers whose entries have near-duplicate
+    /// neighbours first: a layer of equal keys gives all it can (down to its floor), a layer of
+    /// distinct keys only the rest.
+    func testRedundancyBudgetReducesTheLayerWhoseNeighboursAreAlike() throws {
+        var g = Fixture.image(rows: 6, cols: 6)
+        g.layerCount = 2
+        let layout = VisionLayout(spans: g.spans, seqLen: g.seqLen)
+        let inputs = (0..<g.layerCount).map { i -> (KVLayer, QueryBlock) in
+            var l = g.layer()
+            if i == 1 {
+                let first = l.positions.firstIndex { layout.isVision($0) }!
+                for h in 0..<l.kvHeads {
+                    for j in l.positions.indices where layout.isVision(l.positions[j]) {
+                        for d in 0..<l.headDim { l.keys[(h * l.count + j) * l.headDim + d] = l.keys[(h * l.count + first) * l.headDim + d] }
+                    }
+                }
+            }
+            return (l, g.queries(g.prompts))
+        }
+        XCTAssertEqual(AirCacheCompressor.nearDuplicates(inputs[1].0, vision: inputs[1].0.positions.indices.filter { layout.isVision(inputs[1].0.positions[$0]) },
+                                                         layout: layout, threshold: 0.95), 36)
+        XCTAssertEqual(AirCacheCompressor.nearDuplicates(inputs[0].0, vision: inputs[0].0.positions.indices.filter { layout.isVision(inputs[0].0.positions[$0]) },
+                                                         layout: layout, threshold: 0.95), 0, "random keys have no near-duplicate")
+        var c = try spec("airmerge25:budget=redundancy").makeCompressor()
+        for (i, (l, q)) in inputs.enumerated() { c.survey(l, context: g.context(i, q)) }
+        for (i, (l, q)) in inputs.enumerated() { _ = c.compress(l, context: g.context(i, q)) }
+        // 72 vision entries, 18 kept: 54 go. The equal layer gives 34 (36 down to its floor of
+        // 2), the distinct one the other 20.
+        XCTAssertEqual(c.record["layer_budgets"], "16,2")
+        XCTAssertEqual(c.record["budget"], "redundancy")
+    }
+
     func testPolicyNamesRoundTrip() throws {
         for token in ["aircache10", "aircache5:observers=2", "airmerge20:protect=0.5:evict=0.1", "airmerge10:evict=0", "aircache10:budget=flat",
-                      "airmerge35:near=0.9", "aircache35:near=0.95",
+                      "airmerge35:near=0.9", "aircache35:near=0.95", "airmerge35:budget=redundancy:evict=0",
                       "prompt-topk20:profile=adaptive", "aircache10:agreement=off:floor=0.5"] {
             XCTAssertEqual(try spec(token).name, token)
         }

@@ -18,6 +18,8 @@ public struct AirCacheCompressor: CacheCompressor {
     private var importance: [[Float]] = []
     private var visionPositions: [[Int32]] = []
     private var observerCounts: [Int] = []
+    /// Per surveyed layer, for `budget=redundancy`: vision entries with a near-duplicate neighbour.
+    private var redundant: [Int] = []
     private var budgets: [Int]?
     /// Vision entries each compressed layer kept (`near` may keep more than the budget).
     private var kept: [Int] = []
@@ -58,6 +60,9 @@ public struct AirCacheCompressor: CacheCompressor {
         let vision = layer.positions.indices.filter { layout.isVision(layer.positions[$0]) }
         importance.append(score(layer, context: context, entries: vision))
         visionPositions.append(vision.map { layer.positions[$0] })
+        if settings.budget == .redundancy {
+            redundant.append(Self.nearDuplicates(layer, vision: vision, layout: layout, threshold: Float(settings.near ?? 0.95)))
+        }
     }
 
     /// Observed importance of `entries`, from the elite window of `prompt_query`, else from the
@@ -109,7 +114,12 @@ public struct AirCacheCompressor: CacheCompressor {
         case .flat:
             return ProportionalShares.split(total, weights: [Double](repeating: 1, count: layers),
                                             caps: importance.map(\.count))
-        case .adaptive, .mass:
+        case .redundancy where redundant.contains(where: { $0 > 0 }):
+            let floor = settings.layerFloor(visionTokens: n, frames: frames)
+            let cuts = ProportionalShares.split(importance.reduce(0) { $0 + $1.count } - total, weights: redundant.map(Double.init),
+                                                caps: importance.map { max(0, $0.count - floor) })
+            return importance.indices.map { importance[$0].count - cuts[$0] }
+        case .adaptive, .mass, .redundancy:
             let floors = [Int](repeating: settings.layerFloor(visionTokens: n, frames: frames), count: layers)
             return settings.budget == .mass
                 ? LayerBudget.allocate(importance: importance, total: total, floors: floors, ceilings: importance.map(\.count))
@@ -175,6 +185,33 @@ public struct AirCacheCompressor: CacheCompressor {
             }
         }
         return restored
+    }
+
+    /// Vision entries of `layer` with a spatial neighbour (the next one in its row or column of
+    /// the frame) whose keys, every head's unit-normed as merging compares them, are at least
+    /// `threshold` alike.
+    static func nearDuplicates(_ layer: KVLayer, vision: [Int], layout: VisionLayout, threshold: Float) -> Int {
+        guard !vision.isEmpty else { return 0 }
+        let features = MergePlan.singletons(vision, layer: layer)
+            .features(layer: layer, weights: [Float](repeating: 1, count: layer.count), keyRule: .mean, renormalise: false)
+        let dim = layer.kvHeads * layer.headDim
+        var row: [Int32: Int] = [:]
+        for (o, j) in vision.enumerated() { row[layer.positions[j]] = o }
+        var alike = [Bool](repeating: false, count: vision.count)
+        features.withUnsafeBufferPointer { f in
+            for (o, j) in vision.enumerated() {
+                let p = layer.positions[j]
+                let frame = layout.frames[Int(layout.frameOfPosition[Int(p)])]
+                let (r, c) = layout.cell(p)
+                for q in [c + 1 < frame.cols ? p + 1 : nil, r + 1 < frame.rows ? p + Int32(frame.cols) : nil] {
+                    guard let q, let o2 = row[q] else { continue }
+                    if VectorKernels.dot(f.baseAddress! + o * dim, f.baseAddress! + o2 * dim, dim) >= threshold {
+                        alike[o] = true; alike[o2] = true
+                    }
+                }
+            }
+        }
+        return alike.reduce(0) { $0 + ($1 ? 1 : 0) }
     }
 
     /// Sample skewness of a layer's importance (for the record: how peaked its observers are).

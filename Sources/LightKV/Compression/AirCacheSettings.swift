@@ -14,6 +14,10 @@ public struct AirCacheSettings: Sendable, Equatable {
         case mass
         /// The same count in every layer.
         case flat
+        /// What must go is taken from each layer in proportion to its entries with a spatial
+        /// neighbour whose keys are `near` (0.95 if unset) alike: reduce where the layer is
+        /// redundant, keep the layers whose entries all differ (`redundancy`).
+        case redundancy
     }
 
     /// Average vision retention over layers (0…1).

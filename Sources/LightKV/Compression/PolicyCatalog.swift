@@ -18,6 +18,7 @@ public enum PolicyCatalog {
         ("lightkv+int4g128m0t0", "lightkv, then int4 in groups of 128 with only the sink tokens in f16"),
         ("lightkv+int8+lz4", "lightkv + int8 packed with lz4 for the fastest fetch"),
         ("airmerge20+int4g128m0t0r1", "airmerge20, then int4 in groups of 128, keys Hadamard-rotated: >= 10x smaller than F16 (docs/FIDELITY.md)"),
+        ("airmerge35:budget=redundancy:protect=0.5+int8", "for photos: 35% of the vision tokens, taken from the layers whose neighbouring keys are near-duplicates, half the budget kept exact, then int8: answers within KL 0.0034 on photos, not for documents (docs/FIDELITY.md)"),
         ("airmerge35:evict=0:near=0.95:guide=none+int4g128m0t0r1", "merges only near-duplicates (keys >= 0.95 alike), drops nothing, reads no prompt (a shared prefix is stored once), then rotated int4: answers within KL 0.0096 on photos and pages, same and new question (docs/FIDELITY.md)"),
     ]
 
@@ -30,7 +31,7 @@ public enum PolicyCatalog {
                     L/W/P,L/W/P...; not aircache/airmerge)
                     lightkv: groups=reuse|rematch key=mean|rep renorm=on|off guide=query|keys|none
                              windows=on|off budget=schedule|adaptive near=S
-                    aircache, airmerge: observers=K agreement=on|off budget=adaptive|mass|flat
+                    aircache, airmerge: observers=K agreement=on|off budget=adaptive|mass|flat|redundancy
                              floor=F near=S guide=query|none; airmerge also protect=F evict=F
                     guide=none (lightkv, airmerge; aircache with near) reads no prompt: the
                     prefix before the first prompt is then stored once for every question

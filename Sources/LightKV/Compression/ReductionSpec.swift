@@ -10,7 +10,7 @@
 ///
 /// `lightkv` options: `groups=reuse|rematch`, `key=mean|rep`, `renorm=on|off`,
 /// `guide=query|keys|none`, `windows=on|off` (off: match over whole frames), `budget=schedule|adaptive`. `aircache`/`airmerge` options:
-/// `observers=K`, `agreement=on|off`, `budget=adaptive|flat`, `floor=F`; `airmerge` also `protect=F`,
+/// `observers=K`, `agreement=on|off`, `budget=adaptive|mass|flat|redundancy`, `floor=F`; `airmerge` also `protect=F`,
 /// `evict=F`; both `near=S` and `guide=query|none`. Baseline options: `profile=schedule|flat|adaptive` (not `tome`; adaptive: `prompt-topk`),
 /// `seed=N` (`random` only). Examples: `lightkv`, `lightkv@qwen`, `lightkv35:key=rep`,
 /// `uniform55`, `random35:seed=7`, `prompt-topk20:profile=flat`, `tome55`.

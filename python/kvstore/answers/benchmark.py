@@ -28,7 +28,7 @@ POLICIES = (
     "lightkv", "lightkv@qwen", "lightkv35", "lightkv+int8", "lightkv+int4", "lightkv+int4g128m0t0",
     "uniform55", "random55", "prompt-topk55", "prompt-topk55:profile=flat", "prompt-topk35:profile=flat",
     "tome55", "aircache10", "aircache35", "airmerge20", "airmerge35", "airmerge20+int4g128m0t0r1",
-    "airmerge35:evict=0:near=0.95:guide=none+int4g128m0t0r1",
+    "airmerge35:evict=0:near=0.95:guide=none+int4g128m0t0r1", "airmerge35:budget=redundancy:protect=0.5+int8",
 )
 KIND_NAMES = {"photo": "photos", "page": "documents as pages (text-dense spans)",
               "text": "documents as text (with a photo)"}
