@@ -92,16 +92,11 @@ public struct Ingestor {
         let segmentReader = try segment.map { try PackReader(path: $0.blob.path) }
         // A reducing policy's part carries its segment's record of what the reduction did, so a
         // fetch of the whole entry says so.
-        let record = policy.reduction == .none ? [:] : segment?.blob.compression ?? [:]
-        let blob = try packer.pack(snapshot, policy: policy, record: record, part: segmentEnd.map { .suffix(start: $0) } ?? .whole,
+        let segmentRecord = policy.reduction == .none ? [:] : segment?.blob.compression ?? [:]
+        let blob = try packer.pack(snapshot, policy: policy, record: segmentRecord, part: segmentEnd.map { .suffix(start: $0) } ?? .whole,
                                    segment: segment.map { PackSegment(name: $0.blob.name, length: $0.end) }, entry: {
             PackEntry(id: id, bytesIn: bytesIn, createdAt: now, fidelity: fidelity.summaryJSON())
-        }, surveyed: { i in
-            // Surveyed before compression: let its pages go until the layer is compressed.
-            let l = snapshot.layers[i]
-            file.release(l.key.range)
-            file.release(l.value.range)
-        }, done: { i, packed in
+        }, surveyed: release, done: { i, packed in
             fidelity.measure(layer: i, packed: packed, segment: segmentReader)
             // The layer is encoded; let its pages go so memory stays near a few layers.
             let l = snapshot.layers[i]
@@ -111,7 +106,7 @@ public struct Ingestor {
         stage = .index
         let prefix = PrefixDigest.of(model: snapshot.metadata.model, ids: snapshot.tokenIDs(),
                                      metadata: snapshot.metadata, seqLen: snapshot.seqLen)
-        let entryRecord = EntryRecord(
+        let record = EntryRecord(
             id: id, producerKey: snapshot.metadata.key, model: snapshot.metadata.model,
             spans: snapshot.metadata.raw[SnapshotMetadata.spansKey] ?? "[]", layers: snapshot.layerCount,
             kvHeads: snapshot.kvHeads, headDim: snapshot.headDim, vHeadDim: snapshot.vHeadDim, seqLen: snapshot.seqLen,
@@ -121,17 +116,17 @@ public struct Ingestor {
             bytesOut: blob.bytes, blob: blob.name, checksum: blob.name, createdAt: now, lastAccessed: now,
             prefixLength: prefix?.length, prefixDigest: prefix?.digest, segment: segment?.blob.name, segmentBytes: segment?.blob.bytes)
         let sources = snapshot.metadata.spans.enumerated().compactMap { i, s in s.source.map { (source: $0, span: i) } }
-        if let dangling, try root.index.replaceBlob(id: id, oldBlob: dangling.blob, with: entryRecord, blobs: root.blobs) {
+        if let dangling, try root.index.replaceBlob(id: id, oldBlob: dangling.blob, with: record, blobs: root.blobs) {
             try root.collectBlob(dangling.blob)  // forgets the tombstone the swap left
-            return IngestOutcome(record: entryRecord, alreadyStored: false, milliseconds: Self.elapsed(since: start))
+            return IngestOutcome(record: record, alreadyStored: false, milliseconds: Self.elapsed(since: start))
         }
-        if try !root.index.insert(entryRecord, sources: sources, blobs: root.blobs) {
+        if try !root.index.insert(record, sources: sources, blobs: root.blobs) {
             // Another ingest of the same snapshot won the race; keep its row and blob.
             let winner = try root.index.entry(id: id)
-            for name in entryRecord.blobs where !(winner?.blobs.contains(name) ?? false) { try? root.collectBlob(name) }
-            return IngestOutcome(record: winner ?? entryRecord, alreadyStored: true, milliseconds: Self.elapsed(since: start))
+            for name in record.blobs where !(winner?.blobs.contains(name) ?? false) { try? root.collectBlob(name) }
+            return IngestOutcome(record: winner ?? record, alreadyStored: true, milliseconds: Self.elapsed(since: start))
         }
-        return IngestOutcome(record: entryRecord, alreadyStored: false, milliseconds: Self.elapsed(since: start))
+        return IngestOutcome(record: record, alreadyStored: false, milliseconds: Self.elapsed(since: start))
     }
 
     static func json(_ map: [String: String]) -> String {

@@ -63,6 +63,7 @@ logger = logging.getLogger("vllm.kvstore")  # under vLLM's logger: its handlers 
 
 #: Reductions that drop tokens: no KV is left for their positions, so vLLM cannot be given them.
 EVICTING = ("uniform", "random", "prompt-topk", "aircache", "airmerge")
+SOURCE_PREFIX = "vllm:"
 
 
 def _evicts(policy: str, method: str) -> bool:
@@ -72,7 +73,6 @@ def _evicts(policy: str, method: str) -> bool:
     if reduction.startswith("airmerge") and "evict=0" in reduction.split(":")[1:]:
         return False
     return any(reduction.startswith(m) or method.startswith(m) for m in EVICTING)
-SOURCE_PREFIX = "vllm:"
 
 
 # ---------------------------------------------------------------- what the scheduler tells the worker

@@ -174,9 +174,7 @@ public struct AirCacheCompressor: CacheCompressor {
     /// compares them): what eviction with `near` keeps beyond the budget. Each one kept stands
     /// for the later ones like it, so of a cluster of near-duplicates one stays.
     static func distinct(_ dropped: ArraySlice<Int>, from kept: [Int], vision: [Int], layer: KVLayer, near: Float) -> [Int] {
-        let features = MergePlan.singletons(vision, layer: layer)
-            .features(layer: layer, weights: [Float](repeating: 1, count: layer.count), keyRule: .mean, renormalise: false)
-        let dim = layer.kvHeads * layer.headDim
+        let features = keyFeatures(vision, layer: layer), dim = layer.kvHeads * layer.headDim
         var standing = kept, restored: [Int] = []
         features.withUnsafeBufferPointer { f in
             for d in dropped where !standing.contains(where: { VectorKernels.dot(f.baseAddress! + d * dim, f.baseAddress! + $0 * dim, dim) >= near }) {
@@ -187,14 +185,18 @@ public struct AirCacheCompressor: CacheCompressor {
         return restored
     }
 
+    /// One unit-normed row of every head's key per entry of `vision`: what matching compares.
+    private static func keyFeatures(_ vision: [Int], layer: KVLayer) -> [Float] {
+        MergePlan.singletons(vision, layer: layer)
+            .features(layer: layer, weights: [Float](repeating: 1, count: layer.count), keyRule: .mean, renormalise: false)
+    }
+
     /// Vision entries of `layer` with a spatial neighbour (the next one in its row or column of
     /// the frame) whose keys, every head's unit-normed as merging compares them, are at least
     /// `threshold` alike.
     static func nearDuplicates(_ layer: KVLayer, vision: [Int], layout: VisionLayout, threshold: Float) -> Int {
         guard !vision.isEmpty else { return 0 }
-        let features = MergePlan.singletons(vision, layer: layer)
-            .features(layer: layer, weights: [Float](repeating: 1, count: layer.count), keyRule: .mean, renormalise: false)
-        let dim = layer.kvHeads * layer.headDim
+        let features = keyFeatures(vision, layer: layer), dim = layer.kvHeads * layer.headDim
         var row: [Int32: Int] = [:]
         for (o, j) in vision.enumerated() { row[layer.positions[j]] = o }
         var alike = [Bool](repeating: false, count: vision.count)

@@ -16,7 +16,8 @@ public struct AirCacheSettings: Sendable, Equatable {
         case flat
         /// What must go is taken from each layer in proportion to its entries with a spatial
         /// neighbour whose keys are `near` (0.95 if unset) alike: reduce where the layer is
-        /// redundant, keep the layers whose entries all differ (`redundancy`).
+        /// redundant, keep the layers whose entries all differ (`redundancy`). A snapshot with
+        /// no such entry in any layer is budgeted as `adaptive`.
         case redundancy
     }
 
