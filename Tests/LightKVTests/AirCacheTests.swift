@@ -63,7 +63,7 @@ final class AirCacheTests: XCTestCase {
     func testAirCacheKeepsTheMostObservedAndTextExactly() throws {
         var f = Fixture.image(rows: 6, cols: 6)
         f.layerCount = 4
-        var c = try spec("aircache25").makeCompressor()
+        var c = try published("aircache25").makeCompressor()
         let layout = VisionLayout(spans: f.spans, seqLen: f.seqLen)
         for (input, output) in f.run(&c) {
             let text = input.positions.indices.filter { !layout.isVision(input.positions[$0]) }
@@ -71,7 +71,7 @@ final class AirCacheTests: XCTestCase {
                            input.selecting(text).keys)
             XCTAssertTrue(output.sizes.allSatisfy { $0 == 1 }, "eviction never merges")
         }
-        var m = try spec("airmerge25").makeCompressor()
+        var m = try published("airmerge25").makeCompressor()
         var g = Fixture.image(rows: 6, cols: 6)
         g.layerCount = 4
         let merged = g.run(&m).map(\.1)
@@ -88,7 +88,7 @@ final class AirCacheTests: XCTestCase {
         var f = Fixture.image(rows: 6, cols: 6), plainFixture = Fixture.image(rows: 6, cols: 6)
         (f.layerCount, plainFixture.layerCount) = (3, 3)
         let layout = VisionLayout(spans: f.spans, seqLen: f.seqLen)
-        var near = try spec("airmerge25:near=0.99").makeCompressor(), plain = try spec("airmerge25").makeCompressor()
+        var near = try published("airmerge25:near=0.99").makeCompressor(), plain = try published("airmerge25").makeCompressor()
         for ((_, out), (_, base)) in zip(f.run(&near), plainFixture.run(&plain)) {
             XCTAssertTrue(out.sizes.allSatisfy { $0 == 1 }, "no pair is a near-duplicate")
             XCTAssertGreaterThan(visionKept(out, layout), visionKept(base, layout))
@@ -101,7 +101,7 @@ final class AirCacheTests: XCTestCase {
         // Vision entries in pairs of equal keys: the pairs merge, and a merged entry's key is the pair's.
         var g = Fixture.image(rows: 6, cols: 6)
         g.layerCount = 3
-        var c = try spec("airmerge25:near=0.99").makeCompressor()
+        var c = try published("airmerge25:near=0.99").makeCompressor()
         let inputs = (0..<g.layerCount).map { _ -> (KVLayer, QueryBlock) in
             var l = g.layer()
             for h in 0..<l.kvHeads {
@@ -120,7 +120,7 @@ final class AirCacheTests: XCTestCase {
 
         // Eviction with near drops an entry only when its twin stays: of each equal pair at
         // least one is kept, and random keys are all kept.
-        var e = try spec("aircache25:near=0.99").makeCompressor()
+        var e = try published("aircache25:near=0.99").makeCompressor()
         for (i, (l, q)) in inputs.enumerated() { e.survey(l, context: g.context(i, q)) }
         for (i, (l, q)) in inputs.enumerated() {
             let kept = Set(e.compress(l, context: g.context(i, q)).positions)
@@ -131,7 +131,7 @@ final class AirCacheTests: XCTestCase {
         }
         var r = Fixture.image(rows: 6, cols: 6)
         r.layerCount = 2
-        var evicting = try spec("aircache25:near=0.99").makeCompressor()
+        var evicting = try published("aircache25:near=0.99").makeCompressor()
         for (_, out) in r.run(&evicting) { XCTAssertEqual(out.count, r.seqLen, "nothing stands for a distinct entry") }
     }
 
@@ -154,11 +154,11 @@ final class AirCacheTests: XCTestCase {
             }
             return (l, g.queries(g.prompts))
         }
-        XCTAssertEqual(AirCacheCompressor.nearDuplicates(inputs[1].0, vision: inputs[1].0.positions.indices.filter { layout.isVision(inputs[1].0.positions[$0]) },
-                                                         layout: layout, threshold: 0.95), 36)
-        XCTAssertEqual(AirCacheCompressor.nearDuplicates(inputs[0].0, vision: inputs[0].0.positions.indices.filter { layout.isVision(inputs[0].0.positions[$0]) },
-                                                         layout: layout, threshold: 0.95), 0, "random keys have no near-duplicate")
-        var c = try spec("airmerge25:budget=redundancy").makeCompressor()
+        XCTAssertEqual(NearDuplicates.flags(inputs[1].0, vision: inputs[1].0.positions.indices.filter { layout.isVision(inputs[1].0.positions[$0]) },
+                                            layout: layout, threshold: 0.95).filter { $0 }.count, 36)
+        XCTAssertEqual(NearDuplicates.flags(inputs[0].0, vision: inputs[0].0.positions.indices.filter { layout.isVision(inputs[0].0.positions[$0]) },
+                                            layout: layout, threshold: 0.95).filter { $0 }.count, 0, "random keys have no near-duplicate")
+        var c = try published("airmerge25:budget=redundancy").makeCompressor()
         for (i, (l, q)) in inputs.enumerated() { c.survey(l, context: g.context(i, q)) }
         for (i, (l, q)) in inputs.enumerated() { _ = c.compress(l, context: g.context(i, q)) }
         // 72 vision entries, 18 kept: 54 go. The equal layer gives 34 (36 down to its floor of

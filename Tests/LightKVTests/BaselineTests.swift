@@ -6,7 +6,7 @@ final class BaselineTests: XCTestCase {
     func averageRetention(_ token: String) throws -> Double {
         var f = Fixture.image(rows: 16, cols: 16)
         f.kvHeads = 1; f.qHeads = 2; f.headDim = 4; f.vHeadDim = 2; f.layerCount = 32
-        var c = try spec(token).makeCompressor()
+        var c = try published(token).makeCompressor()
         let layout = VisionLayout(spans: f.spans, seqLen: f.seqLen)
         let kept = f.run(&c).map { pair in Double(pair.1.positions.filter(layout.isVision).count) / 256 }
         return kept.reduce(0, +) / 32
@@ -35,8 +35,8 @@ final class BaselineTests: XCTestCase {
 
     func testRandomIsDeterministicAndSeeded() throws {
         var f1 = Fixture.mixed(), f2 = Fixture.mixed(), f3 = Fixture.mixed()
-        var a = try spec("random35").makeCompressor(), b = try spec("random35").makeCompressor()
-        var c = try spec("random35:seed=9").makeCompressor()
+        var a = try published("random35").makeCompressor(), b = try published("random35").makeCompressor()
+        var c = try published("random35:seed=9").makeCompressor()
         let x = f1.run(&a).map(\.1.positions), y = f2.run(&b).map(\.1.positions), z = f3.run(&c).map(\.1.positions)
         XCTAssertEqual(x, y)
         XCTAssertNotEqual(x, z)

@@ -27,7 +27,7 @@ final class FidelityTests: XCTestCase {
 
     func testExpandedLayerEqualsProportionalAttention() throws {
         var f = Fixture.mixed()
-        var c = try spec("lightkv@0/2/0.5,1/1/0.5").makeCompressor()
+        var c = try published("lightkv@0/2/0.5,1/1/0.5").makeCompressor()
         let merged = c.compress(f.layer(), context: f.context(0, f.queries(2)))
         let merged2 = c.compress(f.layer(), context: f.context(1, f.queries(2)))
         for m in [merged, merged2] {
@@ -45,7 +45,7 @@ final class FidelityTests: XCTestCase {
 
     func testOnePassGivesBothOutputsAsSeparatePassesDo() throws {
         var f = Fixture.mixed()
-        var c = try spec("lightkv@0/1/0.5").makeCompressor()
+        var c = try published("lightkv@0/1/0.5").makeCompressor()
         let merged = c.compress(f.layer(), context: f.context(0, f.queries(2)))
         let q = f.queries(3)
         let both = AttentionOutput.both(queries: q, layer: merged)
@@ -64,7 +64,8 @@ final class FidelityTests: XCTestCase {
             XCTAssertEqual(none.overall.proportional.relativeError, 0)
             XCTAssertEqual(none.overall.visionRetention, 1)
             XCTAssertEqual(none.overall.encodedBytes, none.overall.inputBytes)
-            let lkv = try PolicyEvaluation(snapshot: s, policy: Policy(parsing: "lightkv@1/2/0.5"))
+            // dense=0: the fixture's random keys would make every span text-dense (docs/design/dense.md).
+            let lkv = try PolicyEvaluation(snapshot: s, policy: Policy(parsing: "lightkv@1/2/0.5:dense=0"))
             XCTAssertGreaterThan(lkv.overall.proportional.relativeError, 0)
             XCTAssertLessThan(lkv.overall.visionRetention, 1)
             XCTAssertLessThan(lkv.overall.encodedBytes, lkv.overall.inputBytes)

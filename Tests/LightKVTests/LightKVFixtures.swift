@@ -56,7 +56,7 @@ struct Fixture {
     /// `SnapshotEncoder` has them do.
     mutating func run(_ compressor: inout some CacheCompressor, withQueries: Bool = true) -> [(KVLayer, KVLayer)] {
         let inputs = (0..<layerCount).map { i in (layer(), withQueries ? queries(prompts) : nil) }
-        if compressor.surveysLayers {
+        for _ in 0..<compressor.surveyPasses {
             for (i, (input, q)) in inputs.enumerated() { compressor.survey(input, context: context(i, q)) }
         }
         return inputs.enumerated().map { i, pair in (pair.0, compressor.compress(pair.0, context: context(i, pair.1))) }
@@ -89,4 +89,11 @@ func row(_ buffer: [Float], head h: Int, entry j: Int, count n: Int, dim: Int) -
 func spec(_ token: String) throws -> ReductionSpec {
     guard let r = try ReductionSpec(token: token) else { throw PolicyError.badPart(part: token, in: token, why: "not a reduction") }
     return r
+}
+
+/// `token`'s reduction as its method is published: without the dense-span guard, which would
+/// keep whole every span of the fixtures' random keys (docs/design/dense.md;
+/// `DenseSpanGuardTests` tests the guard).
+func published(_ token: String) throws -> ReductionSpec {
+    try spec(token.contains("dense=") ? token : token + ":dense=0")
 }

@@ -30,7 +30,7 @@ final class LightKVPropertyTests: XCTestCase {
         for token in ["lightkv", "lightkv:groups=rematch", "lightkv:key=rep:renorm=on", "lightkv20", "lightkv@1/2/0.5,3/1/0.4", "tome35",
                       "lightkv35:near=0.5"] {
             var f = Fixture.mixed()
-            var c = try spec(token).makeCompressor()
+            var c = try published(token).makeCompressor()
             checkInvariants(f, f.run(&c))
         }
     }
@@ -40,7 +40,7 @@ final class LightKVPropertyTests: XCTestCase {
         // with a standing target (`lightkv35`) or a ratio per window (explicit stages).
         for token in ["lightkv35:near=0.99", "lightkv@1/2/0.5,3/1/0.4:near=0.99"] {
             var f = Fixture.mixed()
-            var c = try spec(token).makeCompressor()
+            var c = try published(token).makeCompressor()
             let pairs = f.run(&c)
             checkInvariants(f, pairs)
             XCTAssertTrue(pairs.allSatisfy { $0.1.count == f.seqLen }, token)
@@ -106,21 +106,21 @@ final class LightKVPropertyTests: XCTestCase {
 
     func testWithoutWindowsAndGuidanceLightKVIsToMe() throws {
         var f1 = Fixture.mixed(seed: 3), f2 = Fixture.mixed(seed: 3)
-        var a = try spec("lightkv35:windows=off:guide=none").makeCompressor(), b = try spec("tome35").makeCompressor()
+        var a = try published("lightkv35:windows=off:guide=none").makeCompressor(), b = try published("tome35").makeCompressor()
         XCTAssertEqual(f1.run(&a).map(\.1), f2.run(&b).map(\.1))
     }
 
     func testWithoutPromptQueryThePromptKeysGuideAndTheRecordSaysSo() throws {
         var f = Fixture.mixed()
-        var c = try spec("lightkv").makeCompressor()
+        var c = try published("lightkv").makeCompressor()
         _ = f.run(&c, withQueries: false)
         XCTAssertEqual(c.record["guidance"], PromptAttention.Source.promptKeys.rawValue)
     }
 
     func testAlreadyMergedInputsKeepTheirMergesAndSizesAccumulate() throws {
         var f = Fixture.mixed()
-        var first = try spec("lightkv@0/2/0.5").makeCompressor()
-        var second = try spec("lightkv@0/1/0.5").makeCompressor()
+        var first = try published("lightkv@0/2/0.5").makeCompressor()
+        var second = try published("lightkv@0/1/0.5").makeCompressor()
         let q = f.queries(2)
         let once = first.compress(f.layer(), context: f.context(0, q))
         var arrived = once

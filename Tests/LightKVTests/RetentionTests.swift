@@ -14,7 +14,7 @@ final class RetentionTests: XCTestCase {
     func keptRetention(_ token: String, layers: Int) throws -> Double {
         var f = Fixture.image(rows: 16, cols: 16)
         f.kvHeads = 1; f.qHeads = 2; f.headDim = 4; f.vHeadDim = 2; f.layerCount = layers
-        var c = try spec(token).makeCompressor()
+        var c = try published(token).makeCompressor()
         let layout = VisionLayout(spans: f.spans, seqLen: f.seqLen)
         let kept = f.run(&c).map { Double($0.1.positions.filter(layout.isVision).count) / 256 }
         return kept.reduce(0, +) / Double(layers)

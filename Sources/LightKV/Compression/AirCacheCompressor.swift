@@ -8,7 +8,7 @@
 /// weighted by observed importance — down to the budget. Text passes through bit for bit.
 ///
 ///     var c = AirCacheCompressor(settings: AirCacheSettings())
-///     for i in layers { c.survey(layer(i), context: ctx(i)) }
+///     for i in layers { c.survey(layer(i), context: ctx(i)) }      // surveyPasses is 1
 ///     let out = c.compress(layer(0), context: ctx(0))     // then 1, 2, …
 public struct AirCacheCompressor: CacheCompressor {
     public let settings: AirCacheSettings
@@ -30,7 +30,7 @@ public struct AirCacheCompressor: CacheCompressor {
         self.method = method ?? (settings.merge ? "airmerge" : "aircache")
     }
 
-    public var surveysLayers: Bool { true }
+    public var surveyPasses: Int { 1 }
 
     public var record: [String: String] {
         var r = ["method": method, "budget": settings.budget.rawValue,
@@ -61,7 +61,8 @@ public struct AirCacheCompressor: CacheCompressor {
         importance.append(score(layer, context: context, entries: vision))
         visionPositions.append(vision.map { layer.positions[$0] })
         if settings.budget == .redundancy {
-            redundant.append(Self.nearDuplicates(layer, vision: vision, layout: layout, threshold: Float(settings.near ?? 0.95)))
+            let near = settings.near.map { Float($0) } ?? NearDuplicates.threshold
+            redundant.append(NearDuplicates.flags(layer, vision: vision, layout: layout, threshold: near).filter { $0 }.count)
         }
     }
 
@@ -174,7 +175,7 @@ public struct AirCacheCompressor: CacheCompressor {
     /// compares them): what eviction with `near` keeps beyond the budget. Each one kept stands
     /// for the later ones like it, so of a cluster of near-duplicates one stays.
     static func distinct(_ dropped: ArraySlice<Int>, from kept: [Int], vision: [Int], layer: KVLayer, near: Float) -> [Int] {
-        let features = keyFeatures(vision, layer: layer), dim = layer.kvHeads * layer.headDim
+        let features = NearDuplicates.keyFeatures(vision, layer: layer), dim = layer.kvHeads * layer.headDim
         var standing = kept, restored: [Int] = []
         features.withUnsafeBufferPointer { f in
             for d in dropped where !standing.contains(where: { VectorKernels.dot(f.baseAddress! + d * dim, f.baseAddress! + $0 * dim, dim) >= near }) {
@@ -183,37 +184,6 @@ public struct AirCacheCompressor: CacheCompressor {
             }
         }
         return restored
-    }
-
-    /// One unit-normed row of every head's key per entry of `vision`: what matching compares.
-    private static func keyFeatures(_ vision: [Int], layer: KVLayer) -> [Float] {
-        MergePlan.singletons(vision, layer: layer)
-            .features(layer: layer, weights: [Float](repeating: 1, count: layer.count), keyRule: .mean, renormalise: false)
-    }
-
-    /// Vision entries of `layer` with a spatial neighbour (the next one in its row or column of
-    /// the frame) whose keys, every head's unit-normed as merging compares them, are at least
-    /// `threshold` alike.
-    static func nearDuplicates(_ layer: KVLayer, vision: [Int], layout: VisionLayout, threshold: Float) -> Int {
-        guard !vision.isEmpty else { return 0 }
-        let features = keyFeatures(vision, layer: layer), dim = layer.kvHeads * layer.headDim
-        var row: [Int32: Int] = [:]
-        for (o, j) in vision.enumerated() { row[layer.positions[j]] = o }
-        var alike = [Bool](repeating: false, count: vision.count)
-        features.withUnsafeBufferPointer { f in
-            for (o, j) in vision.enumerated() {
-                let p = layer.positions[j]
-                let frame = layout.frames[Int(layout.frameOfPosition[Int(p)])]
-                let (r, c) = layout.cell(p)
-                for q in [c + 1 < frame.cols ? p + 1 : nil, r + 1 < frame.rows ? p + Int32(frame.cols) : nil] {
-                    guard let q, let o2 = row[q] else { continue }
-                    if VectorKernels.dot(f.baseAddress! + o * dim, f.baseAddress! + o2 * dim, dim) >= threshold {
-                        alike[o] = true; alike[o2] = true
-                    }
-                }
-            }
-        }
-        return alike.reduce(0) { $0 + ($1 ? 1 : 0) }
     }
 
     /// Sample skewness of a layer's importance (for the record: how peaked its observers are).

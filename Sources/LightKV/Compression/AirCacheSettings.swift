@@ -51,6 +51,9 @@ public struct AirCacheSettings: Sendable, Equatable {
     /// (docs/design/segments.md). `aircache` needs `near` then: eviction without guidance would
     /// keep the first entries of each frame.
     public var guided = true
+    /// Vision spans with fewer than this share of near-duplicate entries are text-dense and kept
+    /// whole (`DenseSpanGuard`); 0 reduces every span (the method as published).
+    public var dense = DenseSpanGuard.defaultShare
 
     public init() {}
 

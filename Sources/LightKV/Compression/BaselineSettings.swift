@@ -32,6 +32,9 @@ public struct BaselineSettings: Sendable, Equatable {
     public var schedule: MergeSchedule.Reference = .auto
     public var profile: Profile = .schedule
     public var seed: UInt64 = 0
+    /// Vision spans with fewer than this share of near-duplicate entries are text-dense and kept
+    /// whole (`DenseSpanGuard`); 0 reduces every span (the method as published).
+    public var dense = DenseSpanGuard.defaultShare
 
     public init(method: Method, retention: Double? = nil) {
         self.method = method; self.retention = retention

@@ -24,9 +24,9 @@ public struct LayerContext: Sendable {
 /// A compressor may carry state from layer to layer (LightKV's groups hold for every deeper
 /// layer), so it is a fresh value per snapshot. Text entries must come out bit-identical.
 public protocol CacheCompressor {
-    /// True when the compressor divides a budget over layers and so must `survey` every layer,
-    /// in order, before it compresses any.
-    var surveysLayers: Bool { get }
+    /// How many times the compressor must `survey` every layer, in order, before it compresses
+    /// any: 0, or 1 where it divides a budget over layers; a guard around it adds its own pass.
+    var surveyPasses: Int { get }
     mutating func survey(_ layer: KVLayer, context: LayerContext)
     mutating func compress(_ layer: KVLayer, context: LayerContext) -> KVLayer
     /// What was done, for the `kvsnap.compression` record (for example the guidance source used).
@@ -34,7 +34,7 @@ public protocol CacheCompressor {
 }
 
 extension CacheCompressor {
-    public var surveysLayers: Bool { false }
+    public var surveyPasses: Int { 0 }
     public mutating func survey(_ layer: KVLayer, context: LayerContext) {}
 }
 

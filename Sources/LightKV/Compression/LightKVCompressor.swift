@@ -44,7 +44,7 @@ public struct LightKVCompressor: CacheCompressor {
     /// Entries standing after each stage (by stage layer), for `budget=adaptive`.
     private var adaptiveTargets: [Int: Int] = [:]
 
-    public var surveysLayers: Bool { settings.budget == .adaptive && settings.stages == nil }
+    public var surveyPasses: Int { settings.budget == .adaptive && settings.stages == nil ? 1 : 0 }
 
     public mutating func survey(_ layer: KVLayer, context: LayerContext) {
         prepare(context)

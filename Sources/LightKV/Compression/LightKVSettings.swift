@@ -53,6 +53,9 @@ public struct LightKVSettings: Sendable, Equatable {
     /// head's); a stage stops short of its count where no such pair is left, so retention becomes
     /// a ceiling (`AirCacheSettings.near`). nil: every stage merges its count (the reference).
     public var near: Double?
+    /// Vision spans with fewer than this share of near-duplicate entries are text-dense and kept
+    /// whole (`DenseSpanGuard`); 0 reduces every span (the method as published).
+    public var dense = DenseSpanGuard.defaultShare
 
     public enum Budget: String, Sendable, Equatable, CaseIterable {
         case schedule

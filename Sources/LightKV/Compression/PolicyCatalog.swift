@@ -36,6 +36,10 @@ public enum PolicyCatalog {
                     guide=none (lightkv, airmerge; aircache with near) reads no prompt: the
                     prefix before the first prompt is then stored once for every question
                     baselines: profile=schedule|flat (not tome), adaptive (prompt-topk), seed=N (random)
+                    every method: dense=F keeps whole each image or video in which, over its more
+                    redundant half of the layers, fewer than F of the entries have a neighbour
+                    whose keys are 0.95 alike: text-dense pages, charts, screenshots (0.6;
+                    dense=0 reduces every span, the method as published)
       quantization: f16 | int<b>[g<G>][s<N>][m<S>][t<0|1>][r<0|1>]
                     b 8, 4 or 2; G group size, a power of two (32); s sink positions kept in
                     f16 (4); m keep entries of size >= S in f16 (8, m0 off); t1 keep text in f16;

@@ -11,7 +11,7 @@
 /// `lightkv` options: `groups=reuse|rematch`, `key=mean|rep`, `renorm=on|off`,
 /// `guide=query|keys|none`, `windows=on|off` (off: match over whole frames), `budget=schedule|adaptive`. `aircache`/`airmerge` options:
 /// `observers=K`, `agreement=on|off`, `budget=adaptive|mass|flat|redundancy`, `floor=F`; `airmerge` also `protect=F`,
-/// `evict=F`; both `near=S` and `guide=query|none`. Baseline options: `profile=schedule|flat|adaptive` (not `tome`; adaptive: `prompt-topk`),
+/// `evict=F`; both `near=S` and `guide=query|none`. Every method: `dense=F` (`DenseSpanGuard`). Baseline options: `profile=schedule|flat|adaptive` (not `tome`; adaptive: `prompt-topk`),
 /// `seed=N` (`random` only). Examples: `lightkv`, `lightkv@qwen`, `lightkv35:key=rep`,
 /// `uniform55`, `random35:seed=7`, `prompt-topk20:profile=flat`, `tome55`.
 public enum ReductionSpec: Sendable, Equatable {
@@ -39,6 +39,7 @@ public enum ReductionSpec: Sendable, Equatable {
             if s.windowed != d.windowed { options.append("windows=\(s.windowed ? "on" : "off")") }
             if s.budget != d.budget { options.append("budget=\(s.budget.rawValue)") }
             if let n = s.near { options.append("near=\(Self.decimal(n))") }
+            if s.dense != d.dense { options.append("dense=\(Self.decimal(s.dense))") }
             if let stages = s.stages {
                 let st = stages.map { "\($0.layer)/\($0.windowsPerSide)/\($0.ratio)" }.joined(separator: ",")
                 return (["lightkv@" + st] + options).joined(separator: ":")
@@ -48,6 +49,7 @@ public enum ReductionSpec: Sendable, Equatable {
             var options: [String] = []
             if b.profile != .schedule { options.append("profile=\(b.profile.rawValue)") }
             if b.seed != 0 { options.append("seed=\(b.seed)") }
+            if b.dense != DenseSpanGuard.defaultShare { options.append("dense=\(Self.decimal(b.dense))") }
             return Self.spell(b.method.rawValue, b.retention, b.schedule, options)
         case .aircache(let a):
             let d = AirCacheSettings()
@@ -60,6 +62,7 @@ public enum ReductionSpec: Sendable, Equatable {
             if a.merge && a.evict != d.evict { options.append("evict=\(Self.decimal(a.evict))") }
             if let s = a.near { options.append("near=\(Self.decimal(s))") }
             if !a.guided { options.append("guide=none") }
+            if a.dense != d.dense { options.append("dense=\(Self.decimal(a.dense))") }
             return Self.spell(a.merge ? "airmerge" : "aircache", a.retention, .auto, options)
         }
     }
@@ -91,8 +94,26 @@ public enum ReductionSpec: Sendable, Equatable {
         }
     }
 
-    /// A fresh compressor for one snapshot.
+    /// The share of near-duplicate entries below which a vision span is kept whole
+    /// (`DenseSpanGuard`); nil or 0: every span is reduced.
+    public var denseShare: Double? {
+        switch self {
+        case .none: nil
+        case .lightkv(let s): s.dense
+        case .baseline(let b): b.dense
+        case .aircache(let a): a.dense
+        }
+    }
+
+    /// A fresh compressor for one snapshot: the method, inside the dense-span guard unless
+    /// `dense=0`.
     public func makeCompressor() -> any CacheCompressor {
+        let method = methodCompressor()
+        guard let share = denseShare, share > 0 else { return method }
+        return DenseSpanGuard(share: share, wrapping: method)
+    }
+
+    private func methodCompressor() -> any CacheCompressor {
         switch self {
         case .none: IdentityCompressor()
         case .lightkv(let s): LightKVCompressor(settings: s)
@@ -194,7 +215,8 @@ extension ReductionSpec {
                     guard value == "on" || value == "off" else { throw bad("\(key)=\(value): expected on or off") }
                     if key == "renorm" { s.renormalise = value == "on" } else { s.windowed = value == "on" }
                 case "near": s.near = try share(key, value, -1...1)
-                default: throw bad("unknown lightkv option \"\(key)\" (groups, key, renorm, guide, windows, budget, near)")
+                case "dense": s.dense = try share(key, value, 0...1)
+                default: throw bad("unknown lightkv option \"\(key)\" (groups, key, renorm, guide, windows, budget, near, dense)")
                 }
             }
             self = .lightkv(s)
@@ -218,11 +240,12 @@ extension ReductionSpec {
                 case "protect" where a.merge: a.protect = try share(key, value, 0...1)
                 case "evict" where a.merge: a.evict = try share(key, value, 0...100)
                 case "near": a.near = try share(key, value, -1...1)
+                case "dense": a.dense = try share(key, value, 0...1)
                 case "guide":
                     guard value == "query" || value == "none" else { throw bad("guide=\(value): expected query or none") }
                     a.guided = value == "query"
                 default:
-                    throw bad("unknown \(method) option \"\(key)\" (observers, agreement, budget, floor, near, guide\(a.merge ? ", protect, evict" : ""))")
+                    throw bad("unknown \(method) option \"\(key)\" (observers, agreement, budget, floor, near, guide, dense\(a.merge ? ", protect, evict" : ""))")
                 }
             }
             if !a.guided && !a.merge && a.near == nil {
@@ -243,7 +266,8 @@ extension ReductionSpec {
                 guard b.method == .random else { throw bad("seed is a `random` option") }
                 guard let n = UInt64(value) else { throw bad("seed=\(value): expected a non-negative integer") }
                 b.seed = n
-            default: throw bad("unknown \(method) option \"\(key)\" (profile\(b.method == .random ? ", seed" : ""))")
+            case "dense": b.dense = try share(key, value, 0...1)
+            default: throw bad("unknown \(method) option \"\(key)\" (profile, dense\(b.method == .random ? ", seed" : ""))")
             }
         }
         self = .baseline(b)

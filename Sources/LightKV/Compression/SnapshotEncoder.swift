@@ -65,9 +65,9 @@ public struct SnapshotEncoder {
         return context
     }
 
-    /// Called after a surveying compressor (`CacheCompressor.surveysLayers`) has seen layer
-    /// `i`, so a caller streaming from a memory map can let that layer's pages go until the
-    /// layer is compressed.
+    /// Called after a surveying compressor (`CacheCompressor.surveyPasses`) has seen layer
+    /// `i` in each of its passes, so a caller streaming from a memory map can let that layer's
+    /// pages go until the layer is read again.
     public var surveyed: ((Int) -> Void)?
 
     /// Member positions of an already-merged input's layers, which a kvsnap cannot carry (a
@@ -78,7 +78,8 @@ public struct SnapshotEncoder {
     public mutating func reduce(_ i: Int) -> KVLayer {
         precondition(i == nextLayer, "layers must be encoded in order: asked for \(i), expected \(nextLayer)")
         nextLayer += 1
-        if i == 0 && compressor.surveysLayers {
+        let passes = i == 0 ? compressor.surveyPasses : 0
+        for _ in 0..<passes {
             for j in 0..<snapshot.layerCount {
                 let (layer, ctx) = (input(j), context(j))
                 let started = DispatchTime.now().uptimeNanoseconds
