@@ -87,11 +87,15 @@ def test_page_items_ask_every_question_on_one_prefix(reader: Reader) -> None:
 
 
 def test_policy_none_answers_as_the_full_cache_does_through_the_assembled_model(reader: Reader, kvstore_bin: str) -> None:
+    """`none` is exact; a page is text-dense, so `airmerge35` keeps it whole (docs/design/dense.md)
+    and answers as `none` does, while the method as published (`dense=0`) reduces it to 35%."""
     case = next(c for c in bench_items.cases() if c.kind == "page")
-    report = answers.evaluate(reader.model, [bench_items.build(reader, case)], ["none", "airmerge35"], max_new_tokens=3)
-    none, merged = report.policies
-    for agreement in (none.same, none.new):
+    report = answers.evaluate(reader.model, [bench_items.build(reader, case)], ["none", "airmerge35", "airmerge35:dense=0"],
+                              max_new_tokens=3)
+    none, guarded, merged = report.policies
+    for agreement in (none.same, none.new, guarded.same, guarded.new):
         assert agreement is not None and agreement.kl < 1e-6 and agreement.exact == 1.0
+    assert guarded.kept == 1.0
     assert 0.25 < merged.kept < 0.45 and merged.same is not None and merged.same.kl > 0
     table = Result({"page": report}, seconds=1.0, f16_bytes={"page": 1000}, max_new_tokens=3).markdown()
     assert "| `airmerge35` |" in table and "page: new KL" in table

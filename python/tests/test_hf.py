@@ -67,7 +67,7 @@ def test_capture_fetch_load_continues_token_for_token(captured, kvstore_bin: str
 def test_lightkv_proportional_and_expand_agree(captured, kvstore_bin: str) -> None:
     name, model, inputs, _, full, _, path, d = captured
     cli = CLI(kvstore_bin, d / "store-lightkv")
-    entry = cli.ingest(path, "lightkv")
+    entry = cli.ingest(path, "lightkv:dense=0")  # a tiny random model's images would be text-dense (docs/design/dense.md)
     merged, pack, expanded = d / "lightkv.safetensors", d / "lightkv.kvpack", d / "expanded.safetensors"
     cli.run("fetch", entry, "--dtype", "f32", "-o", str(merged))
     cli.run("fetch", entry, "--raw", "-o", str(pack))
@@ -191,7 +191,7 @@ def test_a_selection_policy_loads_in_both_modes(kvstore_bin: str, tmp_path: Path
     model, inputs, media = tiny.llava(images=2)
     kvstore.write(hf.capture(model, inputs, media=media), tmp_path / "s.safetensors")
     cli = CLI(kvstore_bin, tmp_path / "store")
-    entry = cli.ingest(tmp_path / "s.safetensors", "uniform55")
+    entry = cli.ingest(tmp_path / "s.safetensors", "uniform55:dense=0")  # random images are text-dense (docs/design/dense.md)
     cli.run("fetch", entry, "--dtype", "f32", "-o", str(tmp_path / "f.safetensors"))
     proportional = hf.load(tmp_path / "f.safetensors", model)
     assert len(set(proportional.entry_counts)) > 1

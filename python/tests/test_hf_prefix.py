@@ -139,7 +139,7 @@ def test_a_merged_prefix_serves_a_new_question_in_both_modes(kvstore_bin: str, t
     snap = hf.capture(model, inputs, media=media)
     kvstore.write(snap, tmp_path / "s.safetensors")
     cli = CLI(kvstore_bin, tmp_path / "store")
-    entry = cli.ingest(tmp_path / "s.safetensors", "lightkv")
+    entry = cli.ingest(tmp_path / "s.safetensors", "lightkv:dense=0")  # random images are text-dense (docs/design/dense.md)
     cli.run("fetch", entry, "--prefix", "--dtype", "f32", "-o", str(tmp_path / "p.safetensors"))
     cli.run("fetch", entry, "--prefix", "--expand", "--dtype", "f32", "-o", str(tmp_path / "x.safetensors"))
     new = tiny.ask(inputs, snap.prefix_end, [11, 12, 13, 14, 15])

@@ -179,7 +179,7 @@ def test_merged_entries_load_expanded_and_evicting_ones_are_refused(local, refer
     engine, stats, store = local
     client = kvstore.Client(store)
     (entry,) = client.ls()
-    client.repack(entry.id, policy="lightkv")
+    client.repack(entry.id, policy="lightkv:dense=0")  # random images are text-dense (docs/design/dense.md)
     before = stats.read()
     merged = engine.ask(QUESTIONS[2])
     after = stats.read()
