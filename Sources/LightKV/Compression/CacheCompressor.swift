@@ -27,6 +27,8 @@ public protocol CacheCompressor {
     /// How many times the compressor must `survey` every layer, in order, before it compresses
     /// any: 0, or 1 where it divides a budget over layers; a guard around it adds its own pass.
     var surveyPasses: Int { get }
+    /// Sees layer `context.index` in a survey pass: its keys, positions and sizes; values are
+    /// not given (`vHeadDim` 0: `SnapshotEncoder` skips converting them).
     mutating func survey(_ layer: KVLayer, context: LayerContext)
     mutating func compress(_ layer: KVLayer, context: LayerContext) -> KVLayer
     /// What was done, for the `kvsnap.compression` record (for example the guidance source used).

@@ -81,7 +81,7 @@ public struct SnapshotEncoder {
         let passes = i == 0 ? compressor.surveyPasses : 0
         for _ in 0..<passes {
             for j in 0..<snapshot.layerCount {
-                let (layer, ctx) = (input(j), context(j))
+                let (layer, ctx) = (input(j, keysOnly: true), context(j))
                 let started = DispatchTime.now().uptimeNanoseconds
                 compressor.survey(layer, context: ctx)
                 reduceNanoseconds += DispatchTime.now().uptimeNanoseconds - started
@@ -95,9 +95,11 @@ public struct SnapshotEncoder {
         return compressor.compress(layer, context: ctx)
     }
 
-    /// Layer `i` of the input as floats, with the member positions `inputMembers` knows.
-    private func input(_ i: Int) -> KVLayer {
-        var layer = part.window(seqLen: snapshot.seqLen).map { snapshot.floatLayer(i, window: $0) } ?? snapshot.floatLayer(i)
+    /// Layer `i` of the input as floats, with the member positions `inputMembers` knows;
+    /// `keysOnly` for a survey, which reads no values.
+    private func input(_ i: Int, keysOnly: Bool = false) -> KVLayer {
+        var layer = part.window(seqLen: snapshot.seqLen).map { snapshot.floatLayer(i, window: $0, keysOnly: keysOnly) }
+            ?? snapshot.floatLayer(i, keysOnly: keysOnly)
         if let m = inputMembers?(i), m.count == layer.sizes.reduce(0, { $0 + Int($1) }) { layer.memberPositions = m }
         return layer
     }

@@ -194,7 +194,7 @@ public struct Snapshot: @unchecked Sendable {
 
     /// The entries of layer `i` at positions `window` of an uncompressed snapshot (entry `j`
     /// stands at position `j`), decoded to floats: only those rows are converted.
-    public func floatLayer(_ i: Int, window: Range<Int>) -> KVLayer {
+    public func floatLayer(_ i: Int, window: Range<Int>, keysOnly: Bool = false) -> KVLayer {
         let l = layers[i], n = seqLen, w = dtype.size
         // Each head's window converted where it lands: no per-head array appended (a copy).
         func rows(_ info: TensorInfo, dim: Int) -> [Float] {
@@ -209,17 +209,18 @@ public struct Snapshot: @unchecked Sendable {
                 initialized = kvHeads * piece
             }
         }
-        return KVLayer(kvHeads: kvHeads, headDim: headDim, vHeadDim: vHeadDim, keys: rows(l.key, dim: headDim),
-                       values: rows(l.value, dim: vHeadDim), positions: window.map { Int32($0) },
+        return KVLayer(kvHeads: kvHeads, headDim: headDim, vHeadDim: keysOnly ? 0 : vHeadDim, keys: rows(l.key, dim: headDim),
+                       values: keysOnly ? [] : rows(l.value, dim: vHeadDim), positions: window.map { Int32($0) },
                        sizes: [Int32](repeating: 1, count: window.count))
     }
 
-    /// Layer `i` decoded to floats, ready for a compressor.
-    public func floatLayer(_ i: Int) -> KVLayer {
+    /// Layer `i` decoded to floats, ready for a compressor; `keysOnly`: without its values
+    /// (`vHeadDim` 0), which is all a compressor's survey reads.
+    public func floatLayer(_ i: Int, keysOnly: Bool = false) -> KVLayer {
         let l = layers[i]
-        return KVLayer(kvHeads: kvHeads, headDim: headDim, vHeadDim: vHeadDim,
+        return KVLayer(kvHeads: kvHeads, headDim: headDim, vHeadDim: keysOnly ? 0 : vHeadDim,
                        keys: Conversion.floats(data(l.key), dtype: dtype),
-                       values: Conversion.floats(data(l.value), dtype: dtype),
+                       values: keysOnly ? [] : Conversion.floats(data(l.value), dtype: dtype),
                        positions: positions(layer: i), sizes: sizes(layer: i))
     }
 
