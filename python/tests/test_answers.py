@@ -86,6 +86,30 @@ def test_page_items_ask_every_question_on_one_prefix(reader: Reader) -> None:
     assert [s.kind for s in hf.spans_of(ids, hf.vision_items(reader.model, item.inputs))] == ["text", "image", "text"]
 
 
+def test_a_clip_pans_a_square_across_the_photo_in_equal_steps() -> None:
+    boxes = bench_items.pan_boxes(400, 300, frames=4)
+    assert boxes == [(0, 0, 240), (53, 20, 240), (106, 40, 240), (160, 60, 240)]
+    # neighbouring frames overlap in most of what they show
+    assert all(b[0] - a[0] < 0.25 * a[2] and b[1] - a[1] < 0.25 * a[2] for a, b in zip(boxes, boxes[1:]))
+
+
+def test_video_items_are_frames_on_one_prefix(reader: Reader, monkeypatch: pytest.MonkeyPatch) -> None:
+    case = next(c for c in bench_items.cases() if c.kind == "video")
+    frames = torch.rand(bench_items.FRAMES, 3, 448, 448) * 2 - 1
+    monkeypatch.setattr(bench_items, "clip_pixels", lambda path: frames)   # the pixels are PIL's (answers venv)
+    item = bench_items.build(reader, case, photos="/nowhere")
+    assert torch.equal(item.inputs["pixel_values"], frames)
+    assert len(item.media) == bench_items.FRAMES and len(set(item.media)) == bench_items.FRAMES, "a source a frame"
+    end = answers.prefix_end(reader.model, item.inputs)
+    ids = item.inputs["input_ids"][0].tolist()
+    assert ids[end - bench_items.FRAMES * TOKENS:end] == [IMAGE] * (bench_items.FRAMES * TOKENS)
+    assert len(item.questions) == len(case.questions) - 1
+    for question in item.questions:
+        assert question["input_ids"][0, :end].tolist() == ids[:end]
+    kinds = [s.kind for s in hf.spans_of(ids, hf.vision_items(reader.model, item.inputs))]
+    assert kinds == ["text"] + ["image"] * bench_items.FRAMES + ["text"]
+
+
 def test_policy_none_answers_as_the_full_cache_does_through_the_assembled_model(reader: Reader, kvstore_bin: str) -> None:
     """`none` is exact; a page is text-dense, so `airmerge35` keeps it whole (docs/design/dense.md)
     and answers as `none` does, while the method as published (`dense=0`) reduces it to 35%."""

@@ -31,7 +31,7 @@ POLICIES = (
     "airmerge35:evict=0:near=0.95:guide=none+int4g128m0t0r1", "airmerge35:budget=redundancy:protect=0.5+int8",
     "airmerge20:budget=redundancy:protect=0.5+int4g128m0t0r1",
 )
-KIND_NAMES = {"photo": "photos", "page": "documents as pages (text-dense spans)",
+KIND_NAMES = {"photo": "photos", "video": "clips of 4 frames", "page": "documents as pages (text-dense spans)",
               "text": "documents as text (with a photo)"}
 
 
@@ -51,7 +51,8 @@ class Result:
                  + f"; {self.max_new_tokens} answer tokens; {self.seconds / 60:.1f} min.", "",
                  "Mean KL (full cache ‖ compressed) of the next-token distributions over the full cache's answer, "
                  "same question (the one the cache was compressed for) and new question (prefix reused):", ""]
-        head = ["policy", "photo vision kept", "stored / F16"]
+        seen = [k for k in ("photo", "video") if k in kinds]
+        head = ["policy"] + [f"{k} vision kept" for k in seen] + ["stored / F16"]
         for k in kinds:
             head += [f"{k}: same KL", f"{k}: new KL"]
         lines += ["| " + " | ".join(head) + " |", "| --- |" + " ---: |" * (len(head) - 1)]
@@ -59,8 +60,7 @@ class Result:
             rows = {k: self.reports[k].policies[i] for k in kinds}
             out = sum(r.bytes_out for r in rows.values())
             f16 = sum(self.f16_bytes.get(k, 0) for k in kinds)
-            kept = rows["photo"].kept if "photo" in rows else next(iter(rows.values())).kept
-            cells = [f"`{policy}`", f"{100 * kept:.0f}%", f"{out / f16:.3f}" if f16 else "-"]
+            cells = [f"`{policy}`"] + [f"{100 * rows[k].kept:.0f}%" for k in seen] + [f"{out / f16:.3f}" if f16 else "-"]
             for k in kinds:
                 cells += [_kl(rows[k].same), _kl(rows[k].new)]
             lines.append("| " + " | ".join(cells) + " |")
@@ -159,6 +159,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--policy", nargs="+", default=list(POLICIES), metavar="P",
                         help="policies (default: every built-in one and the answers issue's settings)")
     parser.add_argument("--photos", type=int, default=None, metavar="N", help="the first N photos only")
+    parser.add_argument("--videos", type=int, default=None, metavar="N", help="the first N clips only")
     parser.add_argument("--pages", type=int, default=None, metavar="N", help="the first N documents as pages only")
     parser.add_argument("--texts", type=int, default=None, metavar="N", help="the first N documents as text only")
     parser.add_argument("--max-new-tokens", type=int, default=16, metavar="N")
@@ -168,7 +169,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("-o", "--output", help="also write the markdown table to this file")
     parser.add_argument("--json", help="also write every report as JSON to this file")
     args = parser.parse_args(argv)
-    counts = {k: v for k, v in (("photos", args.photos), ("pages", args.pages), ("texts", args.texts)) if v is not None}
+    counts = {k: v for k, v in (("photos", args.photos), ("videos", args.videos), ("pages", args.pages),
+                                ("texts", args.texts)) if v is not None}
     result = run(args.policy, cases(**counts), args.max_new_tokens,
                  log=lambda message: print(message, file=sys.stderr, flush=True), threads=args.threads,
                  jobs=args.jobs)

@@ -1,6 +1,8 @@
 """The benchmark's items, as `kvstore.eval.Item`s for the assembled model (`model.Reader`):
 
 - **photo**: a sample photograph that scikit-image ships, as a 14 x 14 vision span;
+- **video**: a clip of 4 frames panning across one of those photos (a slow camera move, each
+  frame 14 x 14), held as LLaVA holds several images: consecutive image spans;
 - **page**: a prose document (`documents.DOCUMENTS`) as a text-dense vision span;
 - **text**: the same document as plain text in the user turn, followed by a photo (the vision
   span a policy reduces); its first two questions, about the text.
@@ -37,7 +39,15 @@ PHOTOS = (
     ("coins.png", ("What objects are in this picture?", "What material are they made of?")),
     ("retina.jpg", ("What kind of image is this?", "What colors are in this image?")),
 )
-KINDS = ("photo", "page", "text")
+#: Clips: a photo panned across in FRAMES frames (`clip_pixels`), with questions about them.
+VIDEOS = (
+    ("rocket.jpg", ("What happens in this video?", "What is the weather like in the video?")),
+    ("motorcycle_left.png", ("Describe this video in one sentence.", "What vehicle can you see?")),
+    ("chelsea.png", ("What animal is shown in the video?", "Describe the colors in this video.")),
+    ("coffee.png", ("What is on the table in this video?", "Is this video taken indoors or outdoors?")),
+)
+FRAMES = 4
+KINDS = ("photo", "video", "page", "text")
 
 
 @dataclass(frozen=True)
@@ -49,9 +59,10 @@ class Case:
     questions: tuple[str, ...]
 
 
-def cases(photos: int = len(PHOTOS), pages: int = len(DOCUMENTS), texts: int = 4) -> list[Case]:
-    """The benchmark's items: photos, then documents as pages, then documents as text."""
+def cases(photos: int = len(PHOTOS), videos: int = len(VIDEOS), pages: int = len(DOCUMENTS), texts: int = 4) -> list[Case]:
+    """The benchmark's items: photos, clips, then documents as pages, then documents as text."""
     out = [Case("photo", name, q) for name, q in PHOTOS[:photos]]
+    out += [Case("video", name, q) for name, q in VIDEOS[:videos]]
     out += [Case("page", d.name, d.questions) for d in DOCUMENTS[:pages]]
     out += [Case("text", d.name, d.questions[:2]) for d in DOCUMENTS[:texts]]
     return out
@@ -72,6 +83,28 @@ def photo_pixels(path: str) -> torch.Tensor:
     image = Image.open(path).convert("RGB")
     side = min(image.size)
     left, top = (image.width - side) // 2, (image.height - side) // 2
+    return _square(image, left, top, side)
+
+
+def clip_pixels(path: str, frames: int = FRAMES) -> torch.Tensor:
+    """[frames, 3, 448, 448]: a square of 80% of the photo's shorter side moving from its top
+    left to its bottom right in equal steps (a slow pan: neighbouring frames share most of what
+    they show), each resized, RGB in [-1, 1]."""
+    from PIL import Image
+    image = Image.open(path).convert("RGB")
+    return torch.cat([_square(image, *box) for box in pan_boxes(image.width, image.height, frames)])
+
+
+def pan_boxes(width: int, height: int, frames: int = FRAMES) -> list[tuple[int, int, int]]:
+    """(left, top, side) of each frame of `clip_pixels`: a square of 80% of the shorter side,
+    from the top left corner to the bottom right one in equal steps."""
+    side = int(0.8 * min(width, height))
+    dx, dy = width - side, height - side
+    return [(dx * f // (frames - 1), dy * f // (frames - 1), side) for f in range(frames)]
+
+
+def _square(image: Any, left: int, top: int, side: int) -> torch.Tensor:
+    from PIL import Image
     image = image.crop((left, top, left + side, top + side)).resize((IMAGE_SIZE, IMAGE_SIZE), Image.BICUBIC)
     data = torch.frombuffer(bytearray(image.tobytes()), dtype=torch.uint8).reshape(IMAGE_SIZE, IMAGE_SIZE, 3)
     return (data.permute(2, 0, 1).float() / 127.5 - 1.0)[None]
@@ -98,18 +131,22 @@ def build(reader: Reader, case: Case, photos: str | None = None) -> Item:
         return tok(text, add_special_tokens=False)["input_ids"]
 
     head = f"<|im_start|>system\n{SYSTEM}<|im_end|>\n<|im_start|>user\n"
-    media: bytes | str
+    media: bytes | str | list[bytes]
     if case.kind == "page":
         document = _document(case.name)
         pixels: Any = torch.tensor([page_ids(reader, document.text)], dtype=torch.float32)
         media, label = document.text.encode(), "Document"
+    elif case.kind == "video":
+        pixels, label = clip_pixels(os.path.join(photos or photo_folder(), case.name)), "Video"
+        media = [frame.numpy().tobytes() for frame in pixels]  # each frame its own source
     else:
         photo = case.name if case.kind == "photo" else PHOTOS[DOCUMENTS.index(_document(case.name)) % len(PHOTOS)][0]
         media = os.path.join(photos or photo_folder(), photo)
         pixels, label = photo_pixels(media), "Picture"
         if case.kind == "text":
             head += f"Document:\n{_document(case.name).text}\n"
-    prefix = encode(head + f"{label}:\n") + [reader.image_token_id] * TOKENS
+    frames = pixels.shape[0] if case.kind == "video" else 1
+    prefix = encode(head + f"{label}:\n") + [reader.image_token_id] * (TOKENS * frames)
 
     def ask(question: str) -> dict[str, Any]:
         ids = prefix + encode(f"\n{question}<|im_end|>\n<|im_start|>assistant\n")
@@ -117,7 +154,8 @@ def build(reader: Reader, case: Case, photos: str | None = None) -> Item:
                 "pixel_values": pixels}
 
     asked = [ask(q) for q in case.questions]
-    return Item(asked[0], [media], asked[1:])
+    return Item(asked[0], media if isinstance(media, list) else [media], asked[1:])
 
 
-__all__ = ["KINDS", "PHOTOS", "Case", "build", "cases", "page_ids", "photo_folder", "photo_pixels"]
+__all__ = ["FRAMES", "KINDS", "PHOTOS", "VIDEOS", "Case", "build", "cases", "clip_pixels", "page_ids", "pan_boxes", "photo_folder",
+           "photo_pixels"]
