@@ -17,7 +17,7 @@ from typing import Callable, Sequence
 
 from .. import eval as answers
 from ..eval import Agreement, Report
-from .items import KINDS, Case, build, cases
+from .items import FRAMES, KINDS, Case, build, cases
 from .model import NAME, Reader, decoded_decoder
 
 #: Every built-in policy (`kvstore policies`) and the settings the answers issue measured.
@@ -133,12 +133,14 @@ def _worker(policies: Sequence[str], chosen: Sequence[Case], max_new_tokens: int
 def _parallel(policies: Sequence[str], chosen: list[Case], max_new_tokens: int, threads: int, jobs: int,
               log: Callable[[str], None] | None) -> Result:
     """`run` over groups of kinds in `jobs` processes (spawned: torch and fork do not mix), the
-    kinds dealt largest first to the group with the fewest questions; reports merged in KINDS order."""
+    kinds dealt largest first to the group with the least work (questions, a clip's counted once
+    a frame); reports merged in KINDS order."""
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
     start = time.monotonic()
     decoded_decoder()  # made once, before the workers read it
-    size = {k: sum(len(c.questions) for c in chosen if c.kind == k) for k in KINDS}
+    # a clip's question costs about FRAMES photo questions (its prefix is FRAMES images long)
+    size = {k: sum(len(c.questions) * (FRAMES if k == "video" else 1) for c in chosen if c.kind == k) for k in KINDS}
     groups: list[list[str]] = [[] for _ in range(jobs)]
     for kind in sorted((k for k in KINDS if size[k]), key=lambda k: -size[k]):
         min(groups, key=lambda g: sum(size[k] for k in g)).append(kind)
