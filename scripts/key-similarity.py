@@ -22,20 +22,16 @@ THRESHOLDS = (0.8, 0.9, 0.95)
 
 def shares(reader: Reader, case: items.Case) -> torch.Tensor:
     """[layers, thresholds]: the share of the span's entries with a partner that alike."""
-    item = items.build(reader, case)
-    ids = item.inputs["input_ids"][0]
-    with torch.no_grad():
-        cache = reader.model(**item.inputs, use_cache=True).past_key_values
-    span = (ids == reader.image_token_id).nonzero().flatten()
-    a, b = int(span[0]), int(span[-1]) + 1
-    rows = torch.arange(b - a)
+    layers = items.span_keys(reader, case)
+    n = layers[0].shape[1]
+    rows = torch.arange(n)
     if case.kind == "page":
         text = next(d for d in DOCUMENTS if d.name == case.name).text
         rows = rows[:len(reader.tokenizer(text, add_special_tokens=False)["input_ids"])]
     out = []
-    for layer in cache.layers:
-        k = torch.nn.functional.normalize(layer.keys[0][:, a:b].float(), dim=-1)
-        sim = k @ k.transpose(1, 2) - 2 * torch.eye(b - a)[None]   # no entry is its own partner
+    for keys in layers:
+        k = torch.nn.functional.normalize(keys, dim=-1)
+        sim = k @ k.transpose(1, 2) - 2 * torch.eye(n)[None]   # no entry is its own partner
         best = sim.max(-1).values.mean(0)[rows]
         out.append([(best >= t).float().mean().item() for t in THRESHOLDS])
     return torch.tensor(out)
@@ -45,7 +41,7 @@ def main() -> None:
     torch.set_num_threads(1)
     reader = Reader.load()
     found: dict[str, list[torch.Tensor]] = {"photo": [], "page": []}
-    for case in items.cases(texts=0):
+    for case in items.cases(videos=0, texts=0):
         found[case.kind].append(shares(reader, case))
     for kind, per_item in found.items():
         m = torch.stack(per_item)   # items, layers, thresholds

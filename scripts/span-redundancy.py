@@ -22,15 +22,9 @@ NEAR = 0.95
 
 def layer_shares(reader: Reader, case: items.Case) -> list[float]:
     """Per layer: the share of the span's entries with a near-duplicate neighbour."""
-    item = items.build(reader, case)
-    ids = item.inputs["input_ids"][0]
-    with torch.no_grad():
-        cache = reader.model(**item.inputs, use_cache=True).past_key_values
-    span = (ids == reader.image_token_id).nonzero().flatten()
-    a, b = int(span[0]), int(span[-1]) + 1
     out = []
-    for layer in cache.layers:
-        k = layer.keys[0][:, a:b].float().permute(1, 0, 2).reshape(b - a, -1)   # entries, heads * dim
+    for keys in items.span_keys(reader, case):
+        k = keys.permute(1, 0, 2).reshape(keys.shape[1], -1)   # entries, heads * dim
         k = torch.nn.functional.normalize(k, dim=-1).reshape(GRID, GRID, -1)
         right, down = (k[:, :-1] * k[:, 1:]).sum(-1) >= NEAR, (k[:-1] * k[1:]).sum(-1) >= NEAR
         alike = torch.zeros(GRID, GRID, dtype=torch.bool)
@@ -47,7 +41,7 @@ def main() -> None:
     reader = Reader.load()
     print("| item | mean over layers | more redundant half | per layer |")
     print("| --- | ---: | ---: | --- |")
-    for case in items.cases(texts=0):
+    for case in items.cases(videos=0, texts=0):   # one 14 x 14 span an item
         shares = layer_shares(reader, case)
         top = sorted(shares, reverse=True)[:(len(shares) + 1) // 2]
         print(f"| {case.kind} {case.name} | {sum(shares) / len(shares):.2f} | {sum(top) / len(top):.2f} | "

@@ -86,6 +86,18 @@ def test_page_items_ask_every_question_on_one_prefix(reader: Reader) -> None:
     assert [s.kind for s in hf.spans_of(ids, hf.vision_items(reader.model, item.inputs))] == ["text", "image", "text"]
 
 
+def test_span_keys_are_each_layers_keys_of_the_vision_span(reader: Reader) -> None:
+    case = next(c for c in bench_items.cases() if c.kind == "page")
+    item = bench_items.build(reader, case)
+    with torch.no_grad():
+        cache = reader.model(**item.inputs, use_cache=True).past_key_values
+    end = answers.prefix_end(reader.model, item.inputs)
+    keys = bench_items.span_keys(reader, case)
+    assert len(keys) == 3 and all(k.shape == (2, TOKENS, 16) for k in keys)
+    for k, layer in zip(keys, cache.layers):
+        assert torch.equal(k, layer.keys[0][:, end - TOKENS:end].float())
+
+
 def test_a_clip_pans_a_square_across_the_photo_in_equal_steps() -> None:
     boxes = bench_items.pan_boxes(400, 300, frames=4)
     assert boxes == [(0, 0, 240), (53, 20, 240), (106, 40, 240), (160, 60, 240)]

@@ -61,10 +61,9 @@ public struct DenseSpanGuard: CacheCompressor {
         }
         for s in shares.indices { shares[s].append(standing[s] > 0 ? Double(alike[s]) / Double(standing[s]) : nil) }
         if context.index == context.layerCount - 1 {
-            let measured = shares.indices.filter { redundancy($0) != nil }
-            let found = Set(measured.filter { redundancy($0)! < share })
-            dense = found
-            allDense = found.count == measured.count
+            let measured = shares.indices.compactMap { s in redundancy(s).map { (span: s, redundancy: $0) } }
+            dense = Set(measured.filter { $0.redundancy < share }.map(\.span))
+            allDense = dense!.count == measured.count
         }
     }
 
@@ -98,11 +97,11 @@ public struct DenseSpanGuard: CacheCompressor {
     public var record: [String: String] {
         var r = inner.record
         r["dense"] = String(share)
-        guard let dense, let layout else { return r }
+        guard let dense else { return r }
         r["span_redundancy"] = shares.indices.compactMap { s in redundancy(s).map { "\(s):" + String(format: "%.2f", $0) } }
             .joined(separator: ",")
         r["dense_spans"] = dense.isEmpty ? "none" : dense.sorted().map(String.init).joined(separator: ",")
-        if !dense.isEmpty && givenVision > 0 && layout.visionTokenCount > 0 {
+        if !dense.isEmpty && givenVision > 0 {
             // What was kept of every vision span, the ones kept whole included.
             r["vision_retention"] = String(format: "%.4f", Double(keptVision) / Double(givenVision))
         }

@@ -157,5 +157,17 @@ def build(reader: Reader, case: Case, photos: str | None = None) -> Item:
     return Item(asked[0], media if isinstance(media, list) else [media], asked[1:])
 
 
+def span_keys(reader: Reader, case: Case) -> list[torch.Tensor]:
+    """Per layer, the keys `[kv heads, entries, head dim]` of `case`'s vision entries once its
+    first question is prefilled: what the key-similarity scripts in scripts/ measure."""
+    item = build(reader, case)
+    ids = item.inputs["input_ids"][0]
+    with torch.no_grad():
+        cache = reader.model(**item.inputs, use_cache=True).past_key_values
+    span = (ids == reader.image_token_id).nonzero().flatten()
+    a, b = int(span[0]), int(span[-1]) + 1
+    return [layer.keys[0][:, a:b].float() for layer in cache.layers]
+
+
 __all__ = ["FRAMES", "KINDS", "PHOTOS", "VIDEOS", "Case", "build", "cases", "clip_pixels", "page_ids", "pan_boxes", "photo_folder",
-           "photo_pixels"]
+           "photo_pixels", "span_keys"]
