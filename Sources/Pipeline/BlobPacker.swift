@@ -129,7 +129,7 @@ public struct BlobPacker {
 /// Whether a snapshot is stored as a segment and its own part (docs/design/segments.md,
 /// "When an entry is segmented"): the prefix end when it is, nil when it is stored whole.
 public func segmentedPrefixEnd(_ snapshot: Snapshot, policy: Policy) -> Int? {
-    guard !policy.reduction.readsPrompt, snapshot.inputIDs != nil else { return nil }
+    guard snapshot.inputIDs != nil else { return nil }
     guard snapshot.metadata.raw[SnapshotMetadata.seqLenKey] == nil,
           snapshot.layers.allSatisfy({ $0.positions == nil && $0.sizes == nil }) else { return nil }
     let end = snapshot.metadata.prefixEnd(seqLen: snapshot.seqLen)
@@ -142,12 +142,14 @@ public func segmentedPrefixEnd(_ snapshot: Snapshot, policy: Policy) -> Int? {
 
 extension BlobPacker {
     /// Packs and publishes `snapshot`'s shared prefix as a segment (`segmentedPrefixEnd`).
-    /// `surveyed` and `done` as for `pack`.
-    public func packSegment(_ snapshot: Snapshot, policy: Policy, end: Int, surveyed: ((Int) -> Void)? = nil,
+    /// `record` seeds its compression record (a guided segment's `prefix_source`); `surveyed`
+    /// and `done` as for `pack`.
+    public func packSegment(_ snapshot: Snapshot, policy: Policy, end: Int, record: [String: String] = [:],
+                            surveyed: ((Int) -> Void)? = nil,
                             done: @escaping @Sendable (Int, PackedLayer) -> Void = { _, _ in }) throws -> PackedBlob {
         let ids = snapshot.tokenIDs() ?? []
         let digest = PrefixDigest.of(model: snapshot.metadata.model, ids: ids[0..<end])
-        return try pack(snapshot, policy: policy, part: .prefix(end: end), segment: PackSegment(prefixDigest: digest, length: end),
-                        surveyed: surveyed, done: done)
+        return try pack(snapshot, policy: policy, record: record, part: .prefix(end: end),
+                        segment: PackSegment(prefixDigest: digest, length: end), surveyed: surveyed, done: done)
     }
 }

@@ -47,6 +47,18 @@ public struct Ingestor {
     /// Ingests `path`; `stage` holds the step reached, so a caller that catches an error
     /// knows where it happened.
     public func ingest(path: String, policy: Policy, stage: inout IngestStage) throws -> IngestOutcome {
+        do {
+            return try ingest(path: path, policy: policy, stage: &stage, reusingGuidedSegments: true)
+        } catch GuidedSegmentGone.collected {
+            // The guided segment it named was collected before the row went in (its last row
+            // removed and its grace period over meanwhile): store this question's own.
+            return try ingest(path: path, policy: policy, stage: &stage, reusingGuidedSegments: false)
+        }
+    }
+
+    private enum GuidedSegmentGone: Error { case collected }
+
+    private func ingest(path: String, policy: Policy, stage: inout IngestStage, reusingGuidedSegments: Bool) throws -> IngestOutcome {
         let start = DispatchTime.now()
         stage = .read
         let file = try MappedFile(path: path)
@@ -85,8 +97,20 @@ public struct Ingestor {
             file.release(l.key.range)
             file.release(l.value.range)
         }
+        let prefix = PrefixDigest.of(model: snapshot.metadata.model, ids: snapshot.tokenIDs(),
+                                     metadata: snapshot.metadata, seqLen: snapshot.seqLen)
+        // A prompt-guided segment is named by the unreduced prefix it was reduced from; a later
+        // question about the same prefix names it instead of reducing its own
+        // (docs/design/segments.md, "A guided prefix").
+        let source = segmentEnd.flatMap { end in policy.reduction.readsPrompt ? PrefixSource.of(snapshot, end: end, policy: policy.name) : nil }
+        let reused = try source.flatMap { source in
+            try reusingGuidedSegments ? reusableSegment(source: source, prefix: prefix, model: snapshot.metadata.model,
+                                                        policy: policy.name, end: segmentEnd!) : nil
+        }
         let segment = try segmentEnd.map { end in
-            (blob: try packer.packSegment(snapshot, policy: policy, end: end, surveyed: release, done: { i, _ in release(i) }),
+            (blob: try reused ?? packer.packSegment(snapshot, policy: policy, end: end,
+                                                    record: source.map { [EntryIndex.prefixSourceKey: $0] } ?? [:],
+                                                    surveyed: release, done: { i, _ in release(i) }),
              end: end)
         }
         let segmentReader = try segment.map { try PackReader(path: $0.blob.path) }
@@ -104,8 +128,6 @@ public struct Ingestor {
         })
 
         stage = .index
-        let prefix = PrefixDigest.of(model: snapshot.metadata.model, ids: snapshot.tokenIDs(),
-                                     metadata: snapshot.metadata, seqLen: snapshot.seqLen)
         let record = EntryRecord(
             id: id, producerKey: snapshot.metadata.key, model: snapshot.metadata.model,
             spans: snapshot.metadata.raw[SnapshotMetadata.spansKey] ?? "[]", layers: snapshot.layerCount,
@@ -120,13 +142,40 @@ public struct Ingestor {
             try root.collectBlob(dangling.blob)  // forgets the tombstone the swap left
             return IngestOutcome(record: record, alreadyStored: false, milliseconds: Self.elapsed(since: start))
         }
-        if try !root.index.insert(record, sources: sources, blobs: root.blobs) {
+        let inserted: Bool
+        do {
+            inserted = try root.index.insert(record, sources: sources, blobs: root.blobs)
+        } catch StoreError.io(let failed, let operation, EAGAIN) {
+            if let reused, try root.blobs.attributes(reused.name) == nil {
+                try? root.collectBlob(blob.name)  // names a segment that is gone; no row names it
+                throw GuidedSegmentGone.collected
+            }
+            throw StoreError.io(path: failed, operation: operation, errno: EAGAIN)
+        }
+        if !inserted {
             // Another ingest of the same snapshot won the race; keep its row and blob.
             let winner = try root.index.entry(id: id)
             for name in record.blobs where !(winner?.blobs.contains(name) ?? false) { try? root.collectBlob(name) }
             return IngestOutcome(record: winner ?? record, alreadyStored: true, milliseconds: Self.elapsed(since: start))
         }
         return IngestOutcome(record: record, alreadyStored: false, milliseconds: Self.elapsed(since: start))
+    }
+
+    /// A stored guided segment reduced from `source` under `policy`, present and intact (its
+    /// content name checked: a damaged one is never given to another entry), or nil.
+    private func reusableSegment(source: String, prefix: (length: Int, digest: String)?, model: String,
+                                 policy: String, end: Int) throws -> PackedBlob? {
+        guard let prefix, prefix.length == end else { return nil }
+        for found in try root.index.guidedSegments(model: model, prefixDigest: prefix.digest, policy: policy, source: source) {
+            guard let attributes = try root.blobs.attributes(found.name) else { continue }
+            guard let reader = try? PackReader(path: root.blobs.readablePath(found.name)),
+                  (try? reader.checkContent(named: found.name)) != nil,
+                  reader.header.isSegment, reader.header.segment?.length == end,
+                  reader.header.compression[EntryIndex.prefixSourceKey] == source else { continue }
+            return PackedBlob(name: found.name, path: reader.path, header: reader.header, bytes: attributes.bytes,
+                              compression: reader.header.compression)
+        }
+        return nil
     }
 
     static func json(_ map: [String: String]) -> String {

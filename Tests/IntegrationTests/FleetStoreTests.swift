@@ -171,6 +171,23 @@ final class FleetStoreTests: XCTestCase {
         XCTAssertEqual(try blobFiles(), 0, compact.stdout)
     }
 
+    /// A guided reduction's prefix, guided by the first question on one node, is named by a
+    /// later question ingested on another (the lookup runs on PostgreSQL).
+    func testAGuidedPrefixIsNamedByALaterQuestionOnAnotherNode() throws {
+        let before = try blobFiles()
+        var ids: [String] = []
+        for q in 1...2 {
+            let input = try scratch.question("g\(q).safetensors", question: q)
+            let r = try kv(["ingest", "--policy", "aircache50:dense=0", input], node: q)
+            XCTAssertEqual(r.status, 0, r.stderr)
+            ids.append(r.stdout.trimmingCharacters(in: .whitespacesAndNewlines))
+        }
+        XCTAssertEqual(try blobFiles() - before, 3, "one segment and two parts")
+        for id in ids { XCTAssertEqual(try kv(["fetch", id, "-o", "/dev/null"], node: 3).status, 0) }
+        XCTAssertEqual(try verify(node: 3).failures, 0)
+        for id in ids { XCTAssertEqual(try kv(["rm", id], node: 2).status, 0) }
+    }
+
     func testADaemonKilledMidUploadLeavesNoRowAndCompactionCollectsWhatItLeft() throws {
         let s3Port = Int(URL(string: servers.environment["AWS_ENDPOINT_URL_S3"]!)!.port!)
         let proxy = try HoldingProxy(upstreamPort: s3Port)

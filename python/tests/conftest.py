@@ -48,8 +48,14 @@ class CLI:
     def ingest(self, path: Path | str, policy: str = "none") -> str:
         return self.run("ingest", "--policy", policy, str(path)).stdout.strip()
 
-    def synth(self, path: Path, *args: str) -> Path:
+    def synth(self, path: Path, *args: str, ids: bool = True) -> Path:
+        """`ids=False`: without `input_ids`, so the entry is stored whole, one pack
+        (docs/design/segments.md, "When an entry is segmented")."""
         self.run("synth", "-o", str(path), *args)
+        if not ids:
+            snap = kvstore.read(path)
+            snap.input_ids = None
+            kvstore.write(snap, path)
         return path
 
     def policies(self) -> list[str]:

@@ -179,8 +179,8 @@ def test_a_damaged_entry_never_arrives_whole(kvstore_bin: str, tmp_path: Path) -
     server = serve(kvstore_bin, tmp_path / "serve")
     try:
         big = server.cli.synth(tmp_path / "big.safetensors", "--preset", "tiny", "--layers", "6", "--grid", "8x8",
-                               "--head-dim", "64")
-        entry = server.cli.ingest(big, "lightkv")  # stored whole (docs/design/segments.md): one pack to range-read
+                               "--head-dim", "64", ids=False)
+        entry = server.cli.ingest(big, "lightkv")  # stored whole: one pack to range-read
         blob = Path(json.loads(server.cli.run("show", "--json", entry).stdout)["blob_path"])
         store = server.client(READER)
         layout = store._layout(f"/v1/entries/{entry}")
@@ -268,7 +268,7 @@ def test_a_repack_mid_read_restarts_or_refuses_to_mix_packs(kvstore_bin: str, tm
                                                            monkeypatch: pytest.MonkeyPatch) -> None:
     server = serve(kvstore_bin, tmp_path / "serve")
     try:
-        snap = server.cli.synth(tmp_path / "s.safetensors", "--preset", "tiny", "--layers", "4")
+        snap = server.cli.synth(tmp_path / "s.safetensors", "--preset", "tiny", "--layers", "4", ids=False)
         entry = server.cli.ingest(snap, "lightkv")  # stored whole: one pack to range-read
         store = server.client(READER)
 
@@ -318,7 +318,8 @@ def test_a_segmented_entry_reads_by_ranges_with_its_segment(server: Server, tmp_
     assert [layer.count for layer in layers] == [layer.count for layer in fetched.layers]
     assert all(np.array_equal(a.key, b.key) and np.array_equal(a.positions, b.positions)
                for a, b in zip(layers, fetched.layers))
-    whole = server.cli.ingest(server.cli.synth(tmp_path / "w.safetensors", "--preset", "tiny", "--seed", "7"), "lightkv")
+    whole = server.cli.ingest(server.cli.synth(tmp_path / "w.safetensors", "--preset", "tiny", "--seed", "7", ids=False),
+                           "lightkv")
     with pytest.raises(kvstore.NotFoundError, match="stored whole"):
         store._layout(f"/v1/entries/{whole}", segment=True)
 

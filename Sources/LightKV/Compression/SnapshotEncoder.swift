@@ -33,7 +33,6 @@ public struct SnapshotEncoder {
     public let part: EncodedPart
 
     public init(snapshot: Snapshot, policy: Policy, part: EncodedPart = .whole) {
-        precondition(part == .whole || !policy.reduction.readsPrompt, "only a policy that reads no prompt encodes a part")
         self.snapshot = snapshot
         self.policy = policy
         self.part = part
@@ -45,8 +44,16 @@ public struct SnapshotEncoder {
     /// True when the stored keys and values are the input's bytes.
     public var isExact: Bool { policy.reduction == .none && policy.quantization == .none }
 
+    /// A prompt-guided reduction's segment (docs/design/segments.md, "A guided prefix"): the
+    /// reduction sees the whole snapshot, its prompt queries included, exactly as when the
+    /// entry is stored whole; its result is cut at the seam before quantization.
+    private var reducesWholeForPrefix: Int? {
+        if case .prefix(let end) = part, policy.reduction.readsPrompt { return end }
+        return nil
+    }
+
     public func context(_ i: Int) -> LayerContext {
-        if case .prefix(let end) = part {
+        if reducesWholeForPrefix == nil, case .prefix(let end) = part {
             // Nothing after the prefix may shape it: its own spans, no prompt queries.
             return LayerContext(index: i, layerCount: snapshot.layerCount, spans: snapshot.metadata.spans.filter { $0.end <= end },
                                 seqLen: end, promptQuery: nil, inputDType: snapshot.dtype)
@@ -98,7 +105,8 @@ public struct SnapshotEncoder {
     /// Layer `i` of the input as floats, with the member positions `inputMembers` knows;
     /// `keysOnly` for a survey, which reads no values.
     private func input(_ i: Int, keysOnly: Bool = false) -> KVLayer {
-        var layer = part.window(seqLen: snapshot.seqLen).map { snapshot.floatLayer(i, window: $0, keysOnly: keysOnly) }
+        let window = reducesWholeForPrefix == nil ? part.window(seqLen: snapshot.seqLen) : nil
+        var layer = window.map { snapshot.floatLayer(i, window: $0, keysOnly: keysOnly) }
             ?? snapshot.floatLayer(i, keysOnly: keysOnly)
         if let m = inputMembers?(i), m.count == layer.sizes.reduce(0, { $0 + Int($1) }) { layer.memberPositions = m }
         return layer
@@ -150,12 +158,20 @@ public struct SnapshotEncoder {
                                    values: rows(snapshot.data(l.value), dim: snapshot.vHeadDim))
             }
         }
-        let reduced = reduce(i)
-        let quantization = policy.quantization, context = context(i)
+        var reduced = reduce(i)
+        var context = context(i)
+        if let end = reducesWholeForPrefix {
+            // Only vision entries were reduced and all lie before the seam; the prompt's entries
+            // after it belong to the entry's own part. Quantized as the segment alone.
+            reduced = reduced.selecting(reduced.positions.indices.filter { reduced.positions[$0] < end })
+            context = LayerContext(index: i, layerCount: snapshot.layerCount, spans: snapshot.metadata.spans.filter { $0.end <= end },
+                                   seqLen: end, promptQuery: nil, inputDType: snapshot.dtype)
+        }
+        let quantization = policy.quantization, layer = reduced, layerContext = context
         return LayerJob {
-            let (k, v) = quantization.encode(reduced, context: context)
-            return PackedLayer(positions: reduced.positions, sizes: reduced.sizes, keys: k, values: v,
-                               memberPositions: reduced.sizes.allSatisfy { $0 == 1 } ? nil : reduced.memberPositions)
+            let (k, v) = quantization.encode(layer, context: layerContext)
+            return PackedLayer(positions: layer.positions, sizes: layer.sizes, keys: k, values: v,
+                               memberPositions: layer.sizes.allSatisfy { $0 == 1 } ? nil : layer.memberPositions)
         }
     }
 
@@ -168,7 +184,8 @@ public struct SnapshotEncoder {
 }
 
 /// Which positions of an uncompressed snapshot an encoder packs: all of them, the shareable
-/// prefix `[0, end)` (a segment: encoded as if nothing followed it), or the rest `[start,
+/// prefix `[0, end)` (a segment: encoded as if nothing followed it, except that a
+/// prompt-guided reduction is guided by the prompt that follows), or the rest `[start,
 /// seq_len)` (a segmented entry's own part). docs/design/segments.md.
 public enum EncodedPart: Sendable, Equatable {
     case whole

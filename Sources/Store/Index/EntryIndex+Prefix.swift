@@ -55,3 +55,30 @@ extension EntryIndex {
         return checked
     }
 }
+
+/// A prompt-guided segment a later question may reuse (docs/design/segments.md, "A guided prefix").
+extension EntryIndex {
+    /// Record key naming the unreduced prefix (`PrefixSource`) a guided segment was reduced from.
+    public static let prefixSourceKey = "prefix_source"
+
+    /// Segments reduced from the unreduced prefix `source` under `policy`, most recently
+    /// written first, with their sizes: what the rows naming them say. The caller checks the
+    /// blob itself before naming it.
+    public func guidedSegments(model: String, prefixDigest: String, policy: String, source: String) throws -> [(name: String, bytes: Int)] {
+        // The prefix digest narrows to rows of the same ids (indexed); the record then names the
+        // exact source, compared in full below (LIKE treats `_` as any character).
+        let rows = try db.query("""
+            SELECT segment, segment_bytes, compression FROM entries
+            WHERE model = ? AND prefix_digest = ? AND policy = ? AND segment IS NOT NULL AND compression LIKE ?
+            ORDER BY created_at DESC
+            """, [.text(model), .text(prefixDigest), .text(policy), .text("%\(source)%")])
+        var found: [(name: String, bytes: Int)] = []
+        for row in rows {
+            guard let name = row.text("segment"), let bytes = row.int("segment_bytes"),
+                  let record = try? JSONDecoder().decode([String: String].self, from: Data((row.text("compression") ?? "").utf8)),
+                  record[Self.prefixSourceKey] == source, !found.contains(where: { $0.name == name }) else { continue }
+            found.append((name, bytes))
+        }
+        return found
+    }
+}
