@@ -102,7 +102,7 @@ public struct Ingestor {
         // A prompt-guided segment is named by the unreduced prefix it was reduced from; a later
         // question about the same prefix names it instead of reducing its own
         // (docs/design/segments.md, "A guided prefix").
-        let source = segmentEnd.flatMap { end in policy.reduction.readsPrompt ? PrefixSource.of(snapshot, end: end, policy: policy.name) : nil }
+        let source = segmentEnd.flatMap { end in policy.reduction.readsPrompt ? PrefixSource.of(snapshot, end: end, policy: policy.name, release: { file.release($0) }) : nil }
         let reused = try source.flatMap { source in
             try reusingGuidedSegments ? reusableSegment(source: source, prefix: prefix, model: snapshot.metadata.model,
                                                         policy: policy.name, end: segmentEnd!) : nil

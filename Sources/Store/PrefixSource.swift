@@ -11,7 +11,10 @@ import LightKV
 /// `"kvstore-prefix-source-v1\n" policy "\n" model "\n" dtype p`, the ids before `p`, then each
 /// layer's keys and values at positions `[0, p)`, head by head.
 public enum PrefixSource {
-    public static func of(_ snapshot: Snapshot, end: Int, policy: String) -> String {
+    /// `release` gets each tensor's byte range once hashed, so a caller streaming from a
+    /// memory map can drop its pages (`MappedFile.release`) as `ContentID` does.
+    public static func of(_ snapshot: Snapshot, end: Int, policy: String,
+                          release: @Sendable (Range<Int>) -> Void = { _ in }) -> String {
         let layers = snapshot.layers
         let digests = UnsafeMutableBufferPointer<String>.allocate(capacity: layers.count)
         digests.initialize(repeating: "")
@@ -25,6 +28,7 @@ public enum PrefixSource {
                     let start = h * n * dim * width
                     digest.update(UnsafeRawBufferPointer(rebasing: data[start ..< start + end * dim * width]))
                 }
+                release(tensor.range)
             }
             digests[i] = digest.hex
         }

@@ -21,8 +21,12 @@ and is compared step by step:
 Two uses are measured. The **same** question: the entry loaded whole (`hf.load`, proportional
 attention) continues its own prompt. **New** questions (every question after the first): the
 entry's shareable prefix (`fetch --prefix`, `hf.load(..., prefix=True)`) with the new prompt
-prefilled on top, against a fresh full prefill of that prompt with its pixels. `none` gives KL 0
-and exact answers in both (up to float rounding).
+prefilled on top, against a fresh full prefill of that prompt with its pixels. **Later**
+questions: each new question captured and stored too, after the first, as a serving node
+stores the next question about an image, and loaded whole. It names the first question's
+stored prefix (a guided reduction's prefix is the one the first question guided,
+docs/design/segments.md) and keeps its own prompt's keys and values as captured. `none` gives
+KL 0 and exact answers in all three (up to float rounding).
 """
 from __future__ import annotations
 
@@ -76,8 +80,9 @@ class Agreement:
 class PolicyAnswers:
     """One policy over every item: `kept` the share of vision tokens its entries hold (mean
     over layers and items; text is always kept), `bytes_in` / `bytes_out` the snapshots' and
-    the stored entries' sizes, `same` and `new` the agreement for the captured question and for
-    new questions on the prefix (None when no item has a second question)."""
+    the stored entries' sizes (of the first questions), `same`, `new` and `later` the agreement
+    for the captured question, for new questions on the prefix, and for new questions stored
+    after it (None when no item has a second question)."""
 
     policy: str
     stored_policy: str
@@ -86,6 +91,7 @@ class PolicyAnswers:
     bytes_out: int
     same: Agreement
     new: Agreement | None
+    later: Agreement | None = None
 
 
 @dataclass(frozen=True)
@@ -100,11 +106,13 @@ class Report:
 
     def table(self) -> str:
         """A fixed-width table: policy, kept %, stored bytes, then KL / top-1 / exact for the
-        same question and for new ones."""
-        head = ("policy", "kept", "bytes", "same KL", "top-1", "exact", "new KL", "top-1", "exact")
+        same question, for new ones and for new ones stored later."""
+        head = ("policy", "kept", "bytes", "same KL", "top-1", "exact", "new KL", "top-1", "exact",
+                "later KL", "top-1", "exact")
         rows = [head]
         for p in self.policies:
-            rows.append((p.policy, f"{100 * p.kept:.0f}%", str(p.bytes_out), *_cells(p.same), *_cells(p.new)))
+            rows.append((p.policy, f"{100 * p.kept:.0f}%", str(p.bytes_out), *_cells(p.same), *_cells(p.new),
+                         *_cells(p.later)))
         widths = [max(len(r[i]) for r in rows) for i in range(len(head))]
         lines = ["  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths)))
                  for r in rows]
@@ -181,6 +189,7 @@ class _Tally:
 class _PolicyTally:
     same: _Tally = field(default_factory=_Tally)
     new: _Tally = field(default_factory=_Tally)
+    later: _Tally = field(default_factory=_Tally)
     stored_policy: str = ""
     bytes_in: int = 0
     bytes_out: int = 0
@@ -255,8 +264,16 @@ def evaluate(model: torch.nn.Module, items: Sequence[Item], policies: Sequence[s
                 done += 1
                 if progress:
                     progress(done, total, f"item {n + 1}/{len(items)}: full-cache answers")
+                later = [_ingest(client, hf.capture(model, q, media=item.media), policies,
+                                 os.path.join(scratch, "snapshot.safetensors"), f"#question={k + 1}")
+                         for k, q in enumerate(item.questions)]
+                created += [e for stored in later for e in stored.values() if not e.already_stored]
                 for policy, entry in entries.items():
                     _measure(model, config, client, snap, item, entry, dtype, same, new, tallies[policy], scratch)
+                    for question, reference, stored in zip(item.questions, new, later):
+                        whole = client.fetch(stored[policy], os.path.join(scratch, "later.safetensors"), dtype=dtype)
+                        tallies[policy].later.add(reference, _greedy(model, config, question, hf.load(whole, model),
+                                                                     forced=reference.tokens))
                     done += 1
                     if progress:
                         progress(done, total, f"item {n + 1}/{len(items)}: {policy}")
@@ -266,18 +283,18 @@ def evaluate(model: torch.nn.Module, items: Sequence[Item], policies: Sequence[s
     return Report(model=hf.model_name(model), items=len(items), max_new_tokens=max_new_tokens, policies=[
         PolicyAnswers(policy=p, stored_policy=t.stored_policy, kept=t.vision_kept / t.vision if t.vision else 1.0,
                       bytes_in=t.bytes_in, bytes_out=t.bytes_out, same=t.same.result(),  # type: ignore[arg-type]
-                      new=t.new.result())
+                      new=t.new.result(), later=t.later.result())
         for p, t in tallies.items()])
 
 
-def _ingest(client: Client, snap: Snapshot, policies: Sequence[str], path: str) -> dict[str, Ingested]:
+def _ingest(client: Client, snap: Snapshot, policies: Sequence[str], path: str, question: str = "") -> dict[str, Ingested]:
     """The snapshot stored once per policy, each copy under its own key (an entry's id is its
     content, so copies with one key would all keep the first policy)."""
     key = snap.key or "kvstore-eval"
     entries = {}
     try:
         for policy in policies:
-            snap.key = f"{key}#policy={policy}"
+            snap.key = f"{key}{question}#policy={policy}"
             snapshot.write(snap, path)
             entries[policy] = client.ingest(path, policy=policy)
     finally:

@@ -42,7 +42,7 @@ def run(request, kvstore_bin: str, tmp_path_factory: pytest.TempPathFactory):
 def test_policy_none_answers_as_the_full_cache_does(run) -> None:
     _, report, by, _, _ = run
     none = by["none"]
-    for agreement, questions in ((none.same, 1), (none.new, len(QUESTIONS) - 1)):
+    for agreement, questions in ((none.same, 1), (none.new, len(QUESTIONS) - 1), (none.later, len(QUESTIONS) - 1)):
         assert agreement is not None and agreement.questions == questions
         assert agreement.kl < 1e-6 and agreement.top1 == 1.0 and agreement.exact == 1.0
         assert 0 < agreement.steps <= questions * TOKENS
@@ -55,11 +55,12 @@ def test_a_lossy_policy_moves_the_next_token_distributions(run) -> None:
     lossy, none = by[POLICIES[1]], by["none"]
     assert lossy.stored_policy.startswith("aircache35") and 0.25 < lossy.kept < 0.45
     assert 0 < lossy.bytes_out < none.bytes_out
-    for agreement in (lossy.same, lossy.new):
+    for agreement in (lossy.same, lossy.new, lossy.later):
         assert agreement is not None and agreement.kl > 0 and agreement.kl < 10
         assert 0 <= agreement.top1 <= 1 and 0 <= agreement.exact <= 1
         assert (agreement.exact == 1.0) == (agreement.top1 == 1.0)  # exact: every step of every answer agrees
     assert lossy.same.steps == none.same.steps and lossy.new.steps == none.new.steps  # the same answers read
+    assert lossy.later.steps == none.later.steps
 
 
 def test_progress_counts_the_references_and_each_policy(run) -> None:
@@ -79,14 +80,15 @@ def test_the_table_and_the_json_name_every_policy(kvstore_bin: str, capsys: pyte
     report = json.loads(capsys.readouterr().out)
     assert [p["policy"] for p in report["policies"]] == ["none", "tome55"]
     for p in report["policies"]:
-        assert set(p) == {"policy", "stored_policy", "kept", "bytes_in", "bytes_out", "same", "new"}
-        for use in ("same", "new"):
+        assert set(p) == {"policy", "stored_policy", "kept", "bytes_in", "bytes_out", "same", "new", "later"}
+        for use in ("same", "new", "later"):
             assert set(p[use]) == {"kl", "top1", "exact", "questions", "steps"}
     assert main(["eval-answers", "--tiny", "qwen2_5_vl", "--question", "a", "--policy", "none",
                  "--max-new-tokens", "2"]) == 0
     head, row = capsys.readouterr().out.splitlines()
-    assert head.split() == ["policy", "kept", "bytes", "same", "KL", "top-1", "exact", "new", "KL", "top-1", "exact"]
-    assert row.split()[:2] == ["none", "100%"] and row.split()[-3:] == ["-", "-", "-"]  # no new question
+    assert head.split() == ["policy", "kept", "bytes", "same", "KL", "top-1", "exact", "new", "KL", "top-1", "exact",
+                            "later", "KL", "top-1", "exact"]
+    assert row.split()[:2] == ["none", "100%"] and row.split()[-6:] == ["-"] * 6  # no new question
 
 
 def test_bad_inputs_raise_named_errors(kvstore_bin: str, tmp_path: Path) -> None:
@@ -196,8 +198,9 @@ def test_a_model_folder_with_its_processor_answers_about_image_files(kvstore_bin
     assert main(["eval-answers", "--model", str(folder), "--media", str(tmp_path / "0.png"), str(tmp_path / "1.png"),
                  "--question", "what is it", "is it red", "--policy", "none", "--max-new-tokens", "3", "--json"]) == 0
     [none] = json.loads(capsys.readouterr().out)["policies"]
-    assert none["same"]["questions"] == 2 and none["new"]["questions"] == 2
-    assert none["same"]["exact"] == none["new"]["exact"] == 1.0 and max(none["same"]["kl"], none["new"]["kl"]) < 1e-6
+    assert none["same"]["questions"] == 2 and none["new"]["questions"] == none["later"]["questions"] == 2
+    assert none["same"]["exact"] == none["new"]["exact"] == none["later"]["exact"] == 1.0
+    assert max(none["same"]["kl"], none["new"]["kl"], none["later"]["kl"]) < 1e-6
     (tmp_path / "notes.txt").write_text("no image")
     assert main(["eval-answers", "--model", str(folder), "--media", str(tmp_path / "notes.txt"), "--question", "a",
                  "--policy", "none"]) == 1

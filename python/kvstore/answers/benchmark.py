@@ -73,6 +73,15 @@ class Result:
             cells = [f"`{policy}`"] + [f"{_top1(rows[k].same)} / {_top1(rows[k].new)}" for k in kinds]
             cells += [f"{_exact(rows[k].same)} / {_exact(rows[k].new)}" for k in kinds]
             lines.append("| " + " | ".join(cells) + " |")
+        lines += ["", "Later question: the new question captured and stored after the first (it names the first "
+                  "question's prefix: a guided reduction's is the one the first question guided) and loaded whole; "
+                  "mean KL and exact answers:", ""]
+        head = ["policy"] + [f"{k}: later KL" for k in kinds] + [f"{k}: exact" for k in kinds]
+        lines += ["| " + " | ".join(head) + " |", "| --- |" + " ---: |" * (len(head) - 1)]
+        for i, policy in enumerate(policies):
+            rows = {k: self.reports[k].policies[i] for k in kinds}
+            cells = [f"`{policy}`"] + [_kl(rows[k].later) for k in kinds] + [_exact(rows[k].later) for k in kinds]
+            lines.append("| " + " | ".join(cells) + " |")
         return "\n".join(lines) + "\n"
 
 
