@@ -1,8 +1,9 @@
 """Why no method here merges across a clip's frames (docs/FIDELITY.md, answers, clips): on the
-answers benchmark's clips, per layer, the share of a frame's entries whose keys have a partner
-at least 0.95 alike (cosine, unit-normed per KV head, mean over heads) in their own frame, and in
-the frame before. The frames overlap by most of their pixels, but a key carries its position
-(rotary embedding), and the same content one frame later sits a frame's length further on.
+answers benchmark's clips, each frame's keys and values against those of its own frame and of
+the frame before: the share of entries with a partner at least 0.95 alike, and the mean best
+partner's similarity (cosine, unit-normed per KV head, mean over heads; every layer, frames 2-4).
+The frames overlap by most of their pixels; a key also carries its position (rotary embedding),
+a value does not.
 
 Usage: $(bash scripts/python-env.sh answers)/bin/python scripts/frame-similarity.py
 """
@@ -19,21 +20,37 @@ from kvstore.answers.model import Reader  # noqa: E402
 THRESHOLD = 0.95
 
 
+def best(a: torch.Tensor, b: torch.Tensor, same: bool) -> torch.Tensor:
+    """Each entry of `a`'s best cosine to an entry of `b` (not itself), mean over heads."""
+    sim = a @ b.transpose(1, 2)
+    if same:
+        sim = sim - 2 * torch.eye(a.shape[1])[None]
+    return sim.max(-1).values.mean(0)
+
+
 def main() -> None:
     torch.set_num_threads(1)
     reader = Reader.load()
-    own, before = [], []
+    found: dict[str, list[torch.Tensor]] = {}
     for case in items.cases(photos=0, pages=0, texts=0):
-        for keys in items.span_keys(reader, case):
-            k = torch.nn.functional.normalize(keys, dim=-1)   # kv heads, entries, head dim
-            size = k.shape[1] // items.FRAMES
-            for t in range(1, items.FRAMES):
-                frame, previous = k[:, t * size:(t + 1) * size], k[:, (t - 1) * size:t * size]
-                inside = frame @ frame.transpose(1, 2) - 2 * torch.eye(size)[None]   # not its own partner
-                own.append((inside.max(-1).values.mean(0) >= THRESHOLD).float().mean())
-                before.append(((frame @ previous.transpose(1, 2)).max(-1).values.mean(0) >= THRESHOLD).float().mean())
-    print(f"clips: {torch.stack(own).mean():.0%} of a frame's entries have a partner >= {THRESHOLD} alike in their own "
-          f"frame, {torch.stack(before).mean():.0%} in the frame before (mean over layers, frames 2-{items.FRAMES})")
+        item = items.build(reader, case)
+        ids = item.inputs["input_ids"][0]
+        with torch.no_grad():
+            cache = reader.model(**item.inputs, use_cache=True).past_key_values
+        span = (ids == reader.image_token_id).nonzero().flatten()
+        a, b = int(span[0]), int(span[-1]) + 1
+        for layer in cache.layers:
+            for name, tensor in (("keys", layer.keys), ("values", layer.values)):
+                x = torch.nn.functional.normalize(tensor[0][:, a:b].float(), dim=-1)
+                size = x.shape[1] // items.FRAMES
+                for t in range(1, items.FRAMES):
+                    frame, previous = x[:, t * size:(t + 1) * size], x[:, (t - 1) * size:t * size]
+                    found.setdefault(f"{name} own", []).append(best(frame, frame, True))
+                    found.setdefault(f"{name} before", []).append(best(frame, previous, False))
+    for name, scores in found.items():
+        s = torch.cat(scores)
+        print(f"clips, {name} frame: {(s >= THRESHOLD).float().mean():.0%} of entries have a partner >= {THRESHOLD}, "
+              f"mean best partner {s.mean():.3f}")
 
 
 if __name__ == "__main__":
