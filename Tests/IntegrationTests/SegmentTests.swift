@@ -223,6 +223,24 @@ final class SegmentTests: XCTestCase {
         XCTAssertNotEqual(try s.cli.run("verify").status, 0, "the damaged segment is still reported")
     }
 
+    /// A guided segment that is gone (a restored index naming a removed blob) is never named by
+    /// a later question: it reduces and stores its own.
+    func testAMissingGuidedSegmentIsNotReused() throws {
+        let s = try Scratch()
+        let policy = "airmerge50:evict=0:dense=0"
+        let first = try ingest(s, try s.question("q1.safetensors", question: 1), policy: policy)
+        let segment = try XCTUnwrap(try record(s, first).segment)
+        try FileManager.default.removeItem(atPath: s.path + "/store/blobs/\(segment.prefix(2))/\(segment).kvpack")
+        let second = try ingest(s, try s.question("q2.safetensors", question: 2), policy: policy)
+        let own = try XCTUnwrap(try record(s, second).segment)
+        XCTAssertNotEqual(own, segment)
+        let r = try s.cli.run(["fetch", second, "-o", s.path + "/second.safetensors"])
+        XCTAssertEqual(r.status, 0, r.stderr)
+        // A third question names the second's segment, the one that is there.
+        let third = try ingest(s, try s.question("q3.safetensors", question: 3), policy: policy)
+        XCTAssertEqual(try record(s, third).segment, own)
+    }
+
     /// A reduction whose vision entries continue after the prompt is stored whole.
     func testASplitReductionIsStoredWhole() throws {
         let s = try Scratch()
