@@ -109,7 +109,7 @@ public struct Ingestor {
         }
         let segment = try segmentEnd.map { end in
             (blob: try reused ?? packer.packSegment(snapshot, policy: policy, end: end,
-                                                    record: source.map { [EntryIndex.prefixSourceKey: $0] } ?? [:],
+                                                    record: source.map { [EntryIndex.prefixSourceKey: $0, EntryIndex.guidedByKey: id] } ?? [:],
                                                     surveyed: release, done: { i, _ in release(i) }),
              end: end)
         }

@@ -22,7 +22,9 @@ struct ShowCommand: ParsableCommand {
         var segment: [(String, String)] = []
         if let name = r.segment {
             let sharers = try root.index.entries(inSegment: name).count
-            segment = [("segment", "\(root.blobs.location(name)): the shared prefix, \(Terminal.bytes(r.segmentBytes ?? 0)), named by \(sharers) entr\(sharers == 1 ? "y" : "ies")")]
+            let record = (try? JSONDecoder().decode([String: String].self, from: Data(r.compression.utf8))) ?? [:]
+            let guide = record[EntryIndex.guidedByKey].map { $0 == r.id ? ", reduced as this entry's question guided" : ", reduced as the question of entry \($0.prefix(16)) guided" } ?? ""
+            segment = [("segment", "\(root.blobs.location(name)): the shared prefix\(guide), \(Terminal.bytes(r.segmentBytes ?? 0)), named by \(sharers) entr\(sharers == 1 ? "y" : "ies")")]
         }
         let rows: [(String, String)] = [
             ("id", r.id), ("key", r.producerKey ?? "-"), ("model", r.model),

@@ -163,6 +163,10 @@ final class SegmentTests: XCTestCase {
             XCTAssertEqual(blobFiles(store).count, 4, "\(policy): one segment, three parts")
             let source = try JSONDecoder().decode([String: String].self, from: Data(rows[2].compression.utf8))["prefix_source"]
             XCTAssertEqual(source?.count, 32, policy)
+            // `show` says whose question guided the prefix.
+            let shown = try [ids[0], ids[2]].map { try s.cli.run("show", $0, "--store", store).stdout }
+            XCTAssertTrue(shown[0].contains("reduced as this entry's question guided"), shown[0])
+            XCTAssertTrue(shown[1].contains("reduced as the question of entry \(ids[0].prefix(16)) guided"), shown[1])
 
             func layers(_ id: String, _ store: String) throws -> [([UInt8], [UInt8], [Int32], [Int32])] {
                 let r = try s.cli.run(["fetch", id, "--store", store, "-o", "-"])

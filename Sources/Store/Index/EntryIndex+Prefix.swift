@@ -60,6 +60,8 @@ extension EntryIndex {
 extension EntryIndex {
     /// Record key naming the unreduced prefix (`PrefixSource`) a guided segment was reduced from.
     public static let prefixSourceKey = "prefix_source"
+    /// Record key naming the entry whose question guided a guided segment.
+    public static let guidedByKey = "guided_by"
 
     /// Segments reduced from the unreduced prefix `source` under `policy`, most recently
     /// written first, with their sizes: what the rows naming them say. The caller checks the
