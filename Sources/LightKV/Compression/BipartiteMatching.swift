@@ -46,7 +46,7 @@ public enum BipartiteMatching {
 
     /// Each A's most similar B (the first of equals) and its similarity. A whole-frame window
     /// (airmerge, tome) compares every A with every B: B is walked in cache-sized tiles, four
-    /// B rows per pass over an A row (`VectorKernels.dot4`), and A rows are split over two cores.
+    /// B rows per pass over two A rows (`VectorKernels.dot2x4`), and A rows are split over two cores.
     /// Each similarity is summed in `dot`'s order and B is visited in ascending order for every
     /// A, so the result is exactly that of the plain double loop.
     static func bestPartners(features: UnsafePointer<Float>, dim: Int, rows: [Int], best: inout [Int], score: inout [Float]) {
@@ -64,7 +64,32 @@ public enum BipartiteMatching {
                         var tile = 0
                         while tile < bCount {
                             let tileEnd = min(tile + bTile, bCount)
-                            for a in (part * aCount / parts)..<((part + 1) * aCount / parts) {
+                            let (first, end) = (part * aCount / parts, (part + 1) * aCount / parts)
+                            var a = first
+                            while a + 2 <= end {
+                                // Two A rows a pass: each B chunk is loaded once for both.
+                                let (fa0, fa1) = (row(2 * a), row(2 * a + 2))
+                                var (top0, at0) = (scoreOut.base[a], bestOut.base[a])
+                                var (top1, at1) = (scoreOut.base[a + 1], bestOut.base[a + 1])
+                                var b = tile
+                                while b + 4 <= tileEnd {
+                                    let (s0, s1) = VectorKernels.dot2x4(fa0, fa1, row(2 * b + 1), row(2 * b + 3), row(2 * b + 5), row(2 * b + 7), dim)
+                                    for k in 0..<4 where s0[k] > top0 { top0 = s0[k]; at0 = b + k }
+                                    for k in 0..<4 where s1[k] > top1 { top1 = s1[k]; at1 = b + k }
+                                    b += 4
+                                }
+                                while b < tileEnd {
+                                    let fb = row(2 * b + 1)
+                                    let s0 = VectorKernels.dot(fa0, fb, dim), s1 = VectorKernels.dot(fa1, fb, dim)
+                                    if s0 > top0 { top0 = s0; at0 = b }
+                                    if s1 > top1 { top1 = s1; at1 = b }
+                                    b += 1
+                                }
+                                (scoreOut.base[a], bestOut.base[a]) = (top0, at0)
+                                (scoreOut.base[a + 1], bestOut.base[a + 1]) = (top1, at1)
+                                a += 2
+                            }
+                            if a < end {
                                 let fa = row(2 * a)
                                 var (top, at) = (scoreOut.base[a], bestOut.base[a])
                                 var b = tile

@@ -70,6 +70,67 @@ public enum VectorKernels {
         return s
     }
 
+    /// `dot4(a0, b…)` and `dot4(a1, b…)` at once, each of the eight sums in exactly `dot`'s
+    /// order (bit-identical to eight calls): every `b` chunk loaded once for two rows of `a`,
+    /// sixteen accumulators that stay in registers.
+    @inline(__always)
+    public static func dot2x4(_ a0: UnsafePointer<Float>, _ a1: UnsafePointer<Float>, _ b0: UnsafePointer<Float>,
+                              _ b1: UnsafePointer<Float>, _ b2: UnsafePointer<Float>, _ b3: UnsafePointer<Float>,
+                              _ n: Int) -> (SIMD4<Float>, SIMD4<Float>) {
+        let zero = SIMD8<Float>(repeating: 0)
+        var (l00, l01, l02, l03, h00, h01, h02, h03) = (zero, zero, zero, zero, zero, zero, zero, zero)
+        var (l10, l11, l12, l13, h10, h11, h12, h13) = (zero, zero, zero, zero, zero, zero, zero, zero)
+        let (ra0, ra1) = (UnsafeRawPointer(a0), UnsafeRawPointer(a1))
+        let (rb0, rb1, rb2, rb3) = (UnsafeRawPointer(b0), UnsafeRawPointer(b1), UnsafeRawPointer(b2), UnsafeRawPointer(b3))
+        var i = 0
+        while i + 16 <= n {
+            let (lo, hi) = (i * 4, (i + 8) * 4)
+            let x0 = ra0.loadUnaligned(fromByteOffset: lo, as: SIMD8<Float>.self)
+            let y0 = ra0.loadUnaligned(fromByteOffset: hi, as: SIMD8<Float>.self)
+            let x1 = ra1.loadUnaligned(fromByteOffset: lo, as: SIMD8<Float>.self)
+            let y1 = ra1.loadUnaligned(fromByteOffset: hi, as: SIMD8<Float>.self)
+            var b = rb0.loadUnaligned(fromByteOffset: lo, as: SIMD8<Float>.self)
+            l00.addProduct(x0, b); l10.addProduct(x1, b)
+            b = rb0.loadUnaligned(fromByteOffset: hi, as: SIMD8<Float>.self)
+            h00.addProduct(y0, b); h10.addProduct(y1, b)
+            b = rb1.loadUnaligned(fromByteOffset: lo, as: SIMD8<Float>.self)
+            l01.addProduct(x0, b); l11.addProduct(x1, b)
+            b = rb1.loadUnaligned(fromByteOffset: hi, as: SIMD8<Float>.self)
+            h01.addProduct(y0, b); h11.addProduct(y1, b)
+            b = rb2.loadUnaligned(fromByteOffset: lo, as: SIMD8<Float>.self)
+            l02.addProduct(x0, b); l12.addProduct(x1, b)
+            b = rb2.loadUnaligned(fromByteOffset: hi, as: SIMD8<Float>.self)
+            h02.addProduct(y0, b); h12.addProduct(y1, b)
+            b = rb3.loadUnaligned(fromByteOffset: lo, as: SIMD8<Float>.self)
+            l03.addProduct(x0, b); l13.addProduct(x1, b)
+            b = rb3.loadUnaligned(fromByteOffset: hi, as: SIMD8<Float>.self)
+            h03.addProduct(y0, b); h13.addProduct(y1, b)
+            i += 16
+        }
+        if i + 8 <= n {
+            let o = i * 4
+            let x0 = ra0.loadUnaligned(fromByteOffset: o, as: SIMD8<Float>.self)
+            let x1 = ra1.loadUnaligned(fromByteOffset: o, as: SIMD8<Float>.self)
+            var b = rb0.loadUnaligned(fromByteOffset: o, as: SIMD8<Float>.self)
+            l00.addProduct(x0, b); l10.addProduct(x1, b)
+            b = rb1.loadUnaligned(fromByteOffset: o, as: SIMD8<Float>.self)
+            l01.addProduct(x0, b); l11.addProduct(x1, b)
+            b = rb2.loadUnaligned(fromByteOffset: o, as: SIMD8<Float>.self)
+            l02.addProduct(x0, b); l12.addProduct(x1, b)
+            b = rb3.loadUnaligned(fromByteOffset: o, as: SIMD8<Float>.self)
+            l03.addProduct(x0, b); l13.addProduct(x1, b)
+            i += 8
+        }
+        var s0 = SIMD4<Float>((l00 + h00).sum(), (l01 + h01).sum(), (l02 + h02).sum(), (l03 + h03).sum())
+        var s1 = SIMD4<Float>((l10 + h10).sum(), (l11 + h11).sum(), (l12 + h12).sum(), (l13 + h13).sum())
+        while i < n {
+            s0[0] += a0[i] * b0[i]; s0[1] += a0[i] * b1[i]; s0[2] += a0[i] * b2[i]; s0[3] += a0[i] * b3[i]
+            s1[0] += a1[i] * b0[i]; s1[1] += a1[i] * b1[i]; s1[2] += a1[i] * b2[i]; s1[3] += a1[i] * b3[i]
+            i += 1
+        }
+        return (s0, s1)
+    }
+
     /// `y[i] += alpha·x[i]` over `n` floats.
     @inline(__always)
     public static func axpy(_ alpha: Float, _ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, _ n: Int) {
