@@ -81,44 +81,34 @@ public enum VectorKernels {
         var (l00, l01, l02, l03, h00, h01, h02, h03) = (zero, zero, zero, zero, zero, zero, zero, zero)
         var (l10, l11, l12, l13, h10, h11, h12, h13) = (zero, zero, zero, zero, zero, zero, zero, zero)
         let (ra0, ra1) = (UnsafeRawPointer(a0), UnsafeRawPointer(a1))
-        let (rb0, rb1, rb2, rb3) = (UnsafeRawPointer(b0), UnsafeRawPointer(b1), UnsafeRawPointer(b2), UnsafeRawPointer(b3))
+        let rb = (UnsafeRawPointer(b0), UnsafeRawPointer(b1), UnsafeRawPointer(b2), UnsafeRawPointer(b3))
+        // Eight products of the chunk at byte `o`: `x0`, `x1` (the two A rows') with each B row's.
+        @inline(__always)
+        func chunk(_ o: Int, _ x0: SIMD8<Float>, _ x1: SIMD8<Float>, _ c00: inout SIMD8<Float>, _ c01: inout SIMD8<Float>,
+                   _ c02: inout SIMD8<Float>, _ c03: inout SIMD8<Float>, _ c10: inout SIMD8<Float>, _ c11: inout SIMD8<Float>,
+                   _ c12: inout SIMD8<Float>, _ c13: inout SIMD8<Float>) {
+            var b = rb.0.loadUnaligned(fromByteOffset: o, as: SIMD8<Float>.self)
+            c00.addProduct(x0, b); c10.addProduct(x1, b)
+            b = rb.1.loadUnaligned(fromByteOffset: o, as: SIMD8<Float>.self)
+            c01.addProduct(x0, b); c11.addProduct(x1, b)
+            b = rb.2.loadUnaligned(fromByteOffset: o, as: SIMD8<Float>.self)
+            c02.addProduct(x0, b); c12.addProduct(x1, b)
+            b = rb.3.loadUnaligned(fromByteOffset: o, as: SIMD8<Float>.self)
+            c03.addProduct(x0, b); c13.addProduct(x1, b)
+        }
         var i = 0
         while i + 16 <= n {
             let (lo, hi) = (i * 4, (i + 8) * 4)
-            let x0 = ra0.loadUnaligned(fromByteOffset: lo, as: SIMD8<Float>.self)
-            let y0 = ra0.loadUnaligned(fromByteOffset: hi, as: SIMD8<Float>.self)
-            let x1 = ra1.loadUnaligned(fromByteOffset: lo, as: SIMD8<Float>.self)
-            let y1 = ra1.loadUnaligned(fromByteOffset: hi, as: SIMD8<Float>.self)
-            var b = rb0.loadUnaligned(fromByteOffset: lo, as: SIMD8<Float>.self)
-            l00.addProduct(x0, b); l10.addProduct(x1, b)
-            b = rb0.loadUnaligned(fromByteOffset: hi, as: SIMD8<Float>.self)
-            h00.addProduct(y0, b); h10.addProduct(y1, b)
-            b = rb1.loadUnaligned(fromByteOffset: lo, as: SIMD8<Float>.self)
-            l01.addProduct(x0, b); l11.addProduct(x1, b)
-            b = rb1.loadUnaligned(fromByteOffset: hi, as: SIMD8<Float>.self)
-            h01.addProduct(y0, b); h11.addProduct(y1, b)
-            b = rb2.loadUnaligned(fromByteOffset: lo, as: SIMD8<Float>.self)
-            l02.addProduct(x0, b); l12.addProduct(x1, b)
-            b = rb2.loadUnaligned(fromByteOffset: hi, as: SIMD8<Float>.self)
-            h02.addProduct(y0, b); h12.addProduct(y1, b)
-            b = rb3.loadUnaligned(fromByteOffset: lo, as: SIMD8<Float>.self)
-            l03.addProduct(x0, b); l13.addProduct(x1, b)
-            b = rb3.loadUnaligned(fromByteOffset: hi, as: SIMD8<Float>.self)
-            h03.addProduct(y0, b); h13.addProduct(y1, b)
+            chunk(lo, ra0.loadUnaligned(fromByteOffset: lo, as: SIMD8<Float>.self), ra1.loadUnaligned(fromByteOffset: lo, as: SIMD8<Float>.self),
+                  &l00, &l01, &l02, &l03, &l10, &l11, &l12, &l13)
+            chunk(hi, ra0.loadUnaligned(fromByteOffset: hi, as: SIMD8<Float>.self), ra1.loadUnaligned(fromByteOffset: hi, as: SIMD8<Float>.self),
+                  &h00, &h01, &h02, &h03, &h10, &h11, &h12, &h13)
             i += 16
         }
         if i + 8 <= n {
             let o = i * 4
-            let x0 = ra0.loadUnaligned(fromByteOffset: o, as: SIMD8<Float>.self)
-            let x1 = ra1.loadUnaligned(fromByteOffset: o, as: SIMD8<Float>.self)
-            var b = rb0.loadUnaligned(fromByteOffset: o, as: SIMD8<Float>.self)
-            l00.addProduct(x0, b); l10.addProduct(x1, b)
-            b = rb1.loadUnaligned(fromByteOffset: o, as: SIMD8<Float>.self)
-            l01.addProduct(x0, b); l11.addProduct(x1, b)
-            b = rb2.loadUnaligned(fromByteOffset: o, as: SIMD8<Float>.self)
-            l02.addProduct(x0, b); l12.addProduct(x1, b)
-            b = rb3.loadUnaligned(fromByteOffset: o, as: SIMD8<Float>.self)
-            l03.addProduct(x0, b); l13.addProduct(x1, b)
+            chunk(o, ra0.loadUnaligned(fromByteOffset: o, as: SIMD8<Float>.self), ra1.loadUnaligned(fromByteOffset: o, as: SIMD8<Float>.self),
+                  &l00, &l01, &l02, &l03, &l10, &l11, &l12, &l13)
             i += 8
         }
         var s0 = SIMD4<Float>((l00 + h00).sum(), (l01 + h01).sum(), (l02 + h02).sum(), (l03 + h03).sum())
