@@ -8,8 +8,8 @@ import LightKV
 /// The keys and values are hashed, not only the token ids: ids name a prefix's text, and an
 /// image's tokens are the same placeholders for every image, so ids alone would let one
 /// image's reduction be served for another's. XXH3-128, as blob content names, over
-/// `"kvstore-prefix-source-v1\n" policy "\n" model "\n" dtype p`, the ids before `p`, then each
-/// layer's keys and values at positions `[0, p)`, head by head.
+/// `"kvstore-prefix-source-v1\n" policy "\n" model "\n" dtype p layers kvHeads headDim vHeadDim`,
+/// the ids before `p`, then each layer's keys and values at positions `[0, p)`, head by head.
 public enum PrefixSource {
     /// `release` gets each tensor's byte range once hashed, so a caller streaming from a
     /// memory map can drop its pages (`MappedFile.release`) as `ContentID` does.
@@ -33,7 +33,8 @@ public enum PrefixSource {
             digests[i] = digest.hex
         }
         let digest = ContentDigest()
-        let head = "kvstore-prefix-source-v1\n\(policy)\n\(snapshot.metadata.model)\n\(snapshot.dtype.rawValue) \(end)\n"
+        let shape = "\(snapshot.layerCount) \(snapshot.kvHeads) \(snapshot.headDim) \(snapshot.vHeadDim)"
+        let head = "kvstore-prefix-source-v1\n\(policy)\n\(snapshot.metadata.model)\n\(snapshot.dtype.rawValue) \(end) \(shape)\n"
         Array(head.utf8).withUnsafeBytes { digest.update($0) }
         (snapshot.tokenIDs() ?? []).prefix(end).map(\.littleEndian).withUnsafeBytes { digest.update($0) }
         for d in digests { Array(d.utf8).withUnsafeBytes { digest.update($0) } }
