@@ -41,7 +41,7 @@ struct StatsCommand: ParsableCommand {
         print("input bytes  \(Terminal.bytes(stats.bytesIn))")
         print("stored bytes \(Terminal.bytes(stats.bytesOut)) (\(String(format: "%.2f×", stats.ratio)) smaller)")
         if stats.segments > 0 {
-            print("segments     \(stats.segments) shared prefixes stored once, \(Terminal.bytes(stats.segmentBytes)) of the stored bytes")
+            print("segments     \(stats.segments) shared prefix\(stats.segments == 1 ? "" : "es") stored once, \(Terminal.bytes(stats.segmentBytes)) of the stored bytes")
         }
         print("blob files   \(stats.blobFiles), \(Terminal.bytes(stats.blobBytes)) on disk")
         print("index        \(Terminal.bytes(stats.indexBytes))")
