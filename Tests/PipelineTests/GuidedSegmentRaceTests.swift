@@ -1,0 +1,103 @@
+import Foundation
+import LightKV
+import Pipeline
+import Store
+import XCTest
+
+/// Local blobs that lose one named blob when the next new file is started: to an ingest
+/// that has just chosen that blob as its guided segment, this is what a compaction collecting
+/// it between the lookup and the insert looks like (docs/design/segments.md, "A guided prefix").
+private final class CollectingBlobStore: BlobStore, @unchecked Sendable {
+    let local: LocalBlobStore
+    private let lock = NSLock()
+    private var doomed: String?
+    /// Files started and blobs deleted through this store, in order.
+    private(set) var started = 0
+    private(set) var deleted: [String] = []
+
+    init(_ local: LocalBlobStore) { self.local = local }
+
+    func collectAtNextWrite(_ name: String) { lock.lock(); doomed = name; lock.unlock() }
+
+    var tempDirectory: String { local.tempDirectory }
+    func newTempFile() throws -> AtomicFile {
+        lock.lock()
+        let name = doomed
+        doomed = nil
+        started += 1
+        lock.unlock()
+        if let name { try local.delete(name) }
+        return try local.newTempFile()
+    }
+    func publish(_ temp: AtomicFile, as name: String) throws -> String { try local.publish(temp, as: name) }
+    func readablePath(_ name: String) throws -> String { try local.readablePath(name) }
+    func location(_ name: String) -> String { local.location(name) }
+    func attributes(_ name: String) throws -> BlobAttributes? { try local.attributes(name) }
+    func names() throws -> [String] { try local.names() }
+    func delete(_ name: String) throws {
+        lock.lock(); deleted.append(name); lock.unlock()
+        try local.delete(name)
+    }
+    func abortStaleUploads(minimumAge: Double, dryRun: Bool) throws -> Int { try local.abortStaleUploads(minimumAge: minimumAge, dryRun: dryRun) }
+    func strays() throws -> [BlobStray] { try local.strays() }
+    func reshelve(_ stray: BlobStray) throws -> Bool { try local.reshelve(stray) }
+}
+
+final class GuidedSegmentRaceTests: XCTestCase {
+    /// 4 system tokens, a 4×4 image and 6 prompt tokens with ids; the prefix is the same for
+    /// every question, the prompt and its queries are the question's own.
+    private func question(_ directory: String, _ n: Int) throws -> String {
+        let spans: [Span] = [.text(0, 4, role: .system), .image(4, rows: 4, cols: 4, source: nil), .text(20, 26, role: .prompt)]
+        var b = KVSnapBuilder(metadata: SnapshotMetadata(model: "test/model", spans: spans, key: "q\(n)"))
+        for i in 0..<2 {
+            var keys = StoreFixture.values(2 * 26 * 16, seed: 2 * i), values = StoreFixture.values(2 * 26 * 16, seed: 2 * i + 1)
+            for h in 0..<2 { for t in 20..<26 { for d in 0..<16 {
+                keys[(h * 26 + t) * 16 + d] = Float(n) / 10 + Float(d) / 100
+                values[(h * 26 + t) * 16 + d] = -Float(n) / 10
+            } } }
+            b.add("layers.\(i).key", dtype: .f16, shape: [2, 26, 16], floats: keys)
+            b.add("layers.\(i).value", dtype: .f16, shape: [2, 26, 16], floats: values)
+            b.add("layers.\(i).prompt_query", dtype: .f16, shape: [4, 3, 16], floats: StoreFixture.values(4 * 3 * 16, seed: 50 + 7 * n + i))
+        }
+        b.addInputIDs((0..<26).map { Int64($0 < 20 ? 1000 + $0 : 5000 + 10 * n + $0) })
+        let path = directory + "/q\(n).safetensors"
+        try Data(b.bytes()).write(to: URL(fileURLWithPath: path))
+        return path
+    }
+
+    /// The guided segment a later question chose is collected before its row goes in: the
+    /// insert fails, the part it wrote is collected again, and the question is stored as a
+    /// first question, with a segment of its own that reads back.
+    func testALaterQuestionWhoseGuidedSegmentIsCollectedMeanwhileStoresItsOwn() throws {
+        let directory = NSTemporaryDirectory() + "kvstore-race-" + UUID().uuidString
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let blobs = CollectingBlobStore(try LocalBlobStore(root: directory))
+        let root = StoreRoot(index: try EntryIndex(path: directory + "/index.sqlite"), blobs: blobs, path: directory)
+        let policy = try Policy(parsing: "aircache50:dense=0")
+        let first = try Ingestor(root: root).ingest(path: try question(directory, 1), policy: policy).record
+        let segment = try XCTUnwrap(first.segment)
+
+        // Undisturbed, a later question names the first's segment.
+        let named = try Ingestor(root: root).ingest(path: try question(directory, 2), policy: policy).record
+        XCTAssertEqual(named.segment, segment)
+
+        blobs.collectAtNextWrite(segment)
+        let startedBefore = blobs.started
+        let later = try Ingestor(root: root).ingest(path: try question(directory, 3), policy: policy).record
+        // The part naming the found segment, then (once that segment was found gone) a segment
+        // and a part of its own: three files started, the first part deleted again.
+        XCTAssertEqual(blobs.started - startedBefore, 3)
+        XCTAssertEqual(blobs.deleted.count, 1)
+        let own = try XCTUnwrap(later.segment)
+        XCTAssertNotEqual(own, segment)
+        XCTAssertNil(try blobs.attributes(segment), "collected")
+        XCTAssertEqual(Set(try blobs.names()), Set([first.blob, named.blob, own, later.blob]),
+                       "the part written for the collected segment is gone again")
+        XCTAssertFalse([first.blob, named.blob, own, later.blob].contains(blobs.deleted[0]))
+        let part = try PackReader(path: try blobs.readablePath(later.blob))
+        XCTAssertEqual(part.header.segment?.name, own)
+        try part.checkContent(named: later.blob)
+        try PackReader(path: try blobs.readablePath(own)).checkContent(named: own)
+        XCTAssertEqual(try root.index.entry(id: later.id)?.segment, own)
+    }
+}
