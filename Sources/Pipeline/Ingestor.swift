@@ -102,10 +102,13 @@ public struct Ingestor {
         // A prompt-guided segment is named by the unreduced prefix it was reduced from; a later
         // question about the same prefix names it instead of reducing its own
         // (docs/design/segments.md, "A guided prefix").
-        let source = segmentEnd.flatMap { end in policy.reduction.readsPrompt ? PrefixSource.of(snapshot, end: end, policy: policy.name, release: { file.release($0) }) : nil }
-        let reused = try source.flatMap { source in
-            try reusingGuidedSegments ? reusableSegment(source: source, prefix: prefix, model: snapshot.metadata.model,
-                                                        policy: policy.name, end: segmentEnd!) : nil
+        var source: String?, reused: PackedBlob?
+        if let end = segmentEnd, policy.reduction.readsPrompt {
+            let named = PrefixSource.of(snapshot, end: end, policy: policy.name, release: { file.release($0) })
+            source = named
+            if reusingGuidedSegments {
+                reused = try reusableSegment(source: named, prefix: prefix, model: snapshot.metadata.model, policy: policy.name, end: end)
+            }
         }
         let segment = try segmentEnd.map { end in
             (blob: try reused ?? packer.packSegment(snapshot, policy: policy, end: end,
@@ -145,12 +148,10 @@ public struct Ingestor {
         let inserted: Bool
         do {
             inserted = try root.index.insert(record, sources: sources, blobs: root.blobs)
-        } catch StoreError.io(let failed, let operation, EAGAIN) {
-            if let reused, try root.blobs.attributes(reused.name) == nil {
-                try? root.collectBlob(blob.name)  // names a segment that is gone; no row names it
-                throw GuidedSegmentGone.collected
-            }
-            throw StoreError.io(path: failed, operation: operation, errno: EAGAIN)
+        } catch let error as StoreError {
+            guard case .io(_, _, EAGAIN) = error, let reused, try root.blobs.attributes(reused.name) == nil else { throw error }
+            _ = try? root.collectBlob(blob.name)  // names a segment that is gone; no row names it
+            throw GuidedSegmentGone.collected
         }
         if !inserted {
             // Another ingest of the same snapshot won the race; keep its row and blob.

@@ -287,7 +287,8 @@ def evaluate(model: torch.nn.Module, items: Sequence[Item], policies: Sequence[s
         for p, t in tallies.items()])
 
 
-def _ingest(client: Client, snap: Snapshot, policies: Sequence[str], path: str, question: str = "") -> dict[str, Ingested]:
+def _ingest(client: Client, snap: Snapshot, policies: Sequence[str], path: str,
+            question: str = "") -> dict[str, Ingested]:
     """The snapshot stored once per policy, each copy under its own key (an entry's id is its
     content, so copies with one key would all keep the first policy)."""
     key = snap.key or "kvstore-eval"
