@@ -6,6 +6,8 @@ public protocol FetchSink: AnyObject {
     var isPositional: Bool { get }
     /// Writes at a byte offset (only when `isPositional`).
     func write(_ bytes: UnsafeRawBufferPointer, at offset: Int) throws
+    /// Writes `pieces` one after another from a byte offset (only when `isPositional`).
+    func write(gathering pieces: [UnsafeRawBufferPointer], at offset: Int) throws
     /// Called once after the last byte.
     func finish() throws
 }
@@ -14,5 +16,9 @@ extension FetchSink {
     public var isPositional: Bool { false }
     public func write(_ bytes: UnsafeRawBufferPointer, at offset: Int) throws {
         preconditionFailure("positional write to a stream")
+    }
+    public func write(gathering pieces: [UnsafeRawBufferPointer], at offset: Int) throws {
+        var at = offset
+        for piece in pieces { try write(piece, at: at); at += piece.count }
     }
 }

@@ -261,38 +261,40 @@ public struct Fetcher {
         let one: (PackReader, Int) throws -> [UInt8] = { reader, i in
             expand ? try Self.expandLayer(reader, i, dtype: dtype) : try Self.decodeLayer(reader, i, dtype: dtype)
         }
-        let decode: (Int) throws -> [UInt8] = { i in
+        // A layer as decoded: one buffer, or a segmented entry's two (the segment's entries,
+        // then its own), which a positional sink takes as they are and a stream joined.
+        let decode: (Int) throws -> DecodedLayer = { i in
             if let segment {
                 let shared = try one(segment, i)
-                if options.prefix { return shared }
-                return Self.joinEntries(shared, of: layout.entries[4 * i].shape[1] - (try Self.outputCount(pack, i, expand: expand)),
-                                        try one(pack, i), heads: header.kvHeads, headDim: header.headDim,
-                                        vHeadDim: header.vHeadDim, dtype: dtype)
+                if options.prefix { return DecodedLayer(whole: shared) }
+                let n = layout.entries[4 * i].shape[1] - (try Self.outputCount(pack, i, expand: expand))
+                return DecodedLayer(joining: shared, of: n, try one(pack, i), heads: header.kvHeads, headDim: header.headDim,
+                                    vHeadDim: header.vHeadDim, dtype: dtype)
             }
             let layer = try one(pack, i)
-            guard options.prefix else { return layer }
+            guard options.prefix else { return DecodedLayer(whole: layer) }
             let d = header.layers[i]
-            return Self.firstEntries(layer, of: expand && d.members > 0 ? d.members : d.count,
-                                     keeping: layout.entries[4 * i].shape[1], heads: header.kvHeads,
-                                     headDim: header.headDim, vHeadDim: header.vHeadDim, dtype: dtype)
+            return DecodedLayer(whole: Self.firstEntries(layer, of: expand && d.members > 0 ? d.members : d.count,
+                                                         keeping: layout.entries[4 * i].shape[1], heads: header.kvHeads,
+                                                         headDim: header.headDim, vHeadDim: header.vHeadDim, dtype: dtype))
         }
         let ids = Self.inputIDBytes(header, layout: layout)
         if sink.isPositional {
-            // Every layer's place in the file is known from the layout: each worker decodes a
-            // layer and writes it there itself, so the page-cache copies run on all cores too.
+            // Every layer's place in the file is known from the layout: workers decode layers
+            // and write them there in whatever order they finish, one write at a time.
             var offsets = [layout.header.count]
             for i in 0..<header.layers.count {
                 offsets.append(offsets[i] + layout.entries[(4 * i)..<(4 * i + 4)].reduce(0) { $0 + $1.byteCount })
             }
-            let failures = FirstFailure()
+            let failures = FirstFailure(), writer = PositionalWriter(sink)
             DispatchQueue.concurrentPerform(iterations: header.layers.count) { i in
                 guard !failures.happened else { return }
                 do {
-                    let chunk = try decode(i)
-                    guard chunk.count == offsets[i + 1] - offsets[i] else {
-                        throw StoreError.corrupt(path: pack.path, problem: "layer \(i) decoded to \(chunk.count) bytes, the layout expects \(offsets[i + 1] - offsets[i])")
+                    let layer = try decode(i)
+                    guard layer.count == offsets[i + 1] - offsets[i] else {
+                        throw StoreError.corrupt(path: pack.path, problem: "layer \(i) decoded to \(layer.count) bytes, the layout expects \(offsets[i + 1] - offsets[i])")
                     }
-                    try chunk.withUnsafeBytes { try sink.write($0, at: offsets[i]) }
+                    try writer.write(layer, at: offsets[i])
                 } catch { failures.record(error) }
             }
             if let error = failures.error { throw error }
@@ -300,7 +302,7 @@ public struct Fetcher {
         } else {
             // A stream: decode on the other cores while the calling thread writes in order.
             try OrderedPipeline.run(
-                count: header.layers.count, inFlight: options.inFlight, stage: { i in { try decode(i) } },
+                count: header.layers.count, inFlight: options.inFlight, stage: { i in { try decode(i).joined() } },
                 consume: { chunk in try chunk.withUnsafeBytes { try sink.write($0) } })
             if !ids.isEmpty { try ids.withUnsafeBytes { try sink.write($0) } }
         }
@@ -310,27 +312,6 @@ public struct Fetcher {
     static func outputCount(_ pack: PackReader, _ i: Int, expand: Bool) throws -> Int {
         let d = pack.header.layers[i]
         return expand && d.members > 0 ? d.members : d.count
-    }
-
-    /// Two decoded layers as one, the `first`'s `n` entries then the `second`'s (keys,
-    /// values, positions, sizes as the output file lays them out): a segmented entry's layer.
-    static func joinEntries(_ first: [UInt8], of n: Int, _ second: [UInt8], heads: Int, headDim: Int, vHeadDim: Int,
-                            dtype: DType) -> [UInt8] {
-        let perEntry = heads * (headDim + vHeadDim) * dtype.size + 8
-        let m = second.count / perEntry
-        var out = [UInt8](); out.reserveCapacity(first.count + second.count)
-        var (a, b) = (0, 0)
-        for dim in [headDim, vHeadDim] {
-            let rowA = n * dim * dtype.size, rowB = m * dim * dtype.size
-            for h in 0..<heads {
-                out += first[(a + h * rowA)..<(a + (h + 1) * rowA)]
-                out += second[(b + h * rowB)..<(b + (h + 1) * rowB)]
-            }
-            a += heads * rowA; b += heads * rowB
-        }
-        out += first[a..<(a + 4 * n)]; out += second[b..<(b + 4 * m)]  // positions
-        out += first[(a + 4 * n)...]; out += second[(b + 4 * m)...]  // sizes
-        return out
     }
 
     /// One layer expanded (one entry per member) and laid out as in the output file.

@@ -71,6 +71,12 @@ public final class OutputSink: FetchSink {
         try file.write(bytes, at: offset)
     }
 
+    /// Writes `pieces` one after another from a byte offset, in one call.
+    public func write(gathering pieces: [UnsafeRawBufferPointer], at offset: Int) throws {
+        guard let file else { preconditionFailure("positional write to a stream") }
+        try file.write(gathering: pieces, at: offset)
+    }
+
     /// Publishes the file under its name (no fsync: a fetched copy can always be fetched again).
     public func finish() throws {
         try file?.commit(durable: false)

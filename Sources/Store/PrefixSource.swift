@@ -7,9 +7,12 @@ import LightKV
 ///
 /// The keys and values are hashed, not only the token ids: ids name a prefix's text, and an
 /// image's tokens are the same placeholders for every image, so ids alone would let one
-/// image's reduction be served for another's. XXH3-128, as blob content names, over
-/// `"kvstore-prefix-source-v1\n" policy "\n" model "\n" dtype p layers kvHeads headDim vHeadDim`,
-/// the ids before `p`, then each layer's keys and values at positions `[0, p)`, head by head.
+/// image's reduction be served for another's. So is the layout the producer declared for the
+/// spans inside the prefix (a reduction windows and budgets by it: the same keys declared as
+/// another grid or as frames reduce another way). XXH3-128, as blob content names, over
+/// `"kvstore-prefix-source-v2\n" policy "\n" model "\n" dtype p layers kvHeads headDim vHeadDim "\n"`,
+/// the spans inside the prefix as the segment's header holds them (JSON) and `"\n"`, the ids
+/// before `p`, then each layer's digest of its keys and values at positions `[0, p)`, head by head.
 public enum PrefixSource {
     /// `release` gets each tensor's byte range once hashed, so a caller streaming from a
     /// memory map can drop its pages (`MappedFile.release`) as `ContentID` does.
@@ -34,7 +37,8 @@ public enum PrefixSource {
         }
         let digest = ContentDigest()
         let shape = "\(snapshot.layerCount) \(snapshot.kvHeads) \(snapshot.headDim) \(snapshot.vHeadDim)"
-        let head = "kvstore-prefix-source-v1\n\(policy)\n\(snapshot.metadata.model)\n\(snapshot.dtype.rawValue) \(end) \(shape)\n"
+        let spans = SnapshotMetadata.encode(snapshot.metadata.spans.filter { $0.end <= end })
+        let head = "kvstore-prefix-source-v2\n\(policy)\n\(snapshot.metadata.model)\n\(snapshot.dtype.rawValue) \(end) \(shape)\n\(spans)\n"
         Array(head.utf8).withUnsafeBytes { digest.update($0) }
         (snapshot.tokenIDs() ?? []).prefix(end).map(\.littleEndian).withUnsafeBytes { digest.update($0) }
         for d in digests { Array(d.utf8).withUnsafeBytes { digest.update($0) } }

@@ -209,6 +209,23 @@ final class SegmentTests: XCTestCase {
         XCTAssertTrue(guidanceMattered, "the fixtures' questions guide some reduction differently")
     }
 
+    /// The same keys, values and ids declared as another layout (a 2×8 grid where the first
+    /// question said 4×4) are another prefix to a guided reduction, which windows and budgets by
+    /// the layout: the later question stores its own segment, and one declaring the first
+    /// question's layout names the first's.
+    func testAGuidedSegmentIsNotNamedByAPrefixDeclaredAsAnotherLayout() throws {
+        let s = try Scratch()
+        let policy = "airmerge50:evict=0:dense=0"
+        let first = try ingest(s, try s.question("q1.safetensors", question: 1), policy: policy)
+        let segment = try XCTUnwrap(try record(s, first).segment)
+        let regridded = try ingest(s, try s.question("q2.safetensors", question: 2, grid: (2, 8)), policy: policy)
+        let own = try XCTUnwrap(try record(s, regridded).segment)
+        XCTAssertNotEqual(own, segment)
+        let same = try ingest(s, try s.question("q3.safetensors", question: 3), policy: policy)
+        XCTAssertEqual(try record(s, same).segment, segment)
+        XCTAssertEqual(try s.cli.run("verify").status, 0)
+    }
+
     /// A damaged guided segment is never named by a later question: it stores its own.
     func testADamagedGuidedSegmentIsNotReused() throws {
         let s = try Scratch()

@@ -62,6 +62,32 @@ public final class AtomicFile {
         }
     }
 
+    /// Writes `pieces` one after another from `offset` (pwritev), as `write(_:at:)` writes one
+    /// buffer: a layer held in several buffers reaches the file without being copied into one.
+    public func write(gathering pieces: [UnsafeRawBufferPointer], at offset: Int) throws {
+        var vectors = pieces.filter { $0.count > 0 }.map {
+            iovec(iov_base: UnsafeMutableRawPointer(mutating: $0.baseAddress), iov_len: $0.count)
+        }
+        var at = offset, first = 0
+        while first < vectors.count {
+            let count = Int32(min(vectors.count - first, 1024))  // IOV_MAX on Linux
+            let n = vectors.withUnsafeBufferPointer { pwritev(fd, $0.baseAddress! + first, count, off_t(at)) }
+            if n < 0 {
+                if errno == EINTR { continue }
+                throw StoreError.io(path: tempPath, operation: "write", errno: errno)
+            }
+            guard n > 0 else { throw StoreError.io(path: tempPath, operation: "write (no progress)", errno: EIO) }
+            at += n
+            var left = n
+            while left > 0 {  // skip what went out; a piece cut short resumes where it stopped
+                if left >= vectors[first].iov_len { left -= vectors[first].iov_len; first += 1; continue }
+                vectors[first].iov_base += left
+                vectors[first].iov_len -= left
+                left = 0
+            }
+        }
+    }
+
     public func write(_ bytes: [UInt8]) throws {
         try bytes.withUnsafeBytes { (b) in try write(b) }
     }
