@@ -39,7 +39,9 @@ let package = Package(
         .systemLibrary(name: "CCrypto", pkgConfig: "libcrypto", providers: [.apt(["libssl-dev"])]),
         .systemLibrary(name: "CXXHash", pkgConfig: "libxxhash", providers: [.apt(["libxxhash-dev"])]),
         .systemLibrary(name: "CLinux"),
-        .target(name: "LightKV", swiftSettings: fastMath),
+        // Kernels chosen at run time for instructions beyond the Swift targets' baseline.
+        .target(name: "CKernels"),
+        .target(name: "LightKV", dependencies: ["CKernels"], swiftSettings: fastMath),
         .target(
             name: "Store",
             dependencies: ["LightKV", "CZstd", "CLZ4", "CSQLite", "CCrypto", "CXXHash", "CLinux"],
@@ -73,7 +75,7 @@ let package = Package(
             dependencies: ["Pipeline", "Store", "LightKV", "Server", "SharedStore", "CLinux",
                            .product(name: "ArgumentParser", package: "swift-argument-parser")],
             swiftSettings: fastMath),
-        .testTarget(name: "LightKVTests", dependencies: ["LightKV"], swiftSettings: fastMath),
+        .testTarget(name: "LightKVTests", dependencies: ["LightKV", "CKernels"], swiftSettings: fastMath),
         .testTarget(name: "PipelineTests", dependencies: ["Pipeline", "Store", "LightKV"], swiftSettings: fastMath),
         .testTarget(name: "SharedStoreTests", dependencies: ["SharedStore", "Store"], swiftSettings: fastMath),
         .testTarget(name: "IntegrationTests", dependencies: ["LightKV", "Store", "kvstore"], swiftSettings: fastMath),

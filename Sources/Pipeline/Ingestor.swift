@@ -141,14 +141,15 @@ public struct Ingestor {
             bytesOut: blob.bytes, blob: blob.name, checksum: blob.name, createdAt: now, lastAccessed: now,
             prefixLength: prefix?.length, prefixDigest: prefix?.digest, segment: segment?.blob.name, segmentBytes: segment?.blob.bytes)
         let sources = snapshot.metadata.spans.enumerated().compactMap { i, s in s.source.map { (source: $0, span: i) } }
-        if let dangling, try root.index.replaceBlob(id: id, oldBlob: dangling.blob, with: record, blobs: root.blobs) {
-            try root.collectBlob(dangling.blob)  // forgets the tombstone the swap left
-            return IngestOutcome(record: record, alreadyStored: false, milliseconds: Self.elapsed(since: start))
-        }
         let inserted: Bool
         do {
+            if let dangling, try root.index.replaceBlob(id: id, oldBlob: dangling.blob, with: record, blobs: root.blobs) {
+                try root.collectBlob(dangling.blob)  // forgets the tombstone the swap left
+                return IngestOutcome(record: record, alreadyStored: false, milliseconds: Self.elapsed(since: start))
+            }
             inserted = try root.index.insert(record, sources: sources, blobs: root.blobs)
         } catch let error as StoreError {
+            // The swap and the insert both check the blobs present under the write lock.
             guard case .io(_, _, EAGAIN) = error, let reused, try root.blobs.attributes(reused.name) == nil else { throw error }
             _ = try? root.collectBlob(blob.name)  // names a segment that is gone; no row names it
             throw GuidedSegmentGone.collected

@@ -10,7 +10,8 @@ import LightKV
 /// image's reduction be served for another's. So is the layout the producer declared for the
 /// spans inside the prefix (a reduction windows and budgets by it: the same keys declared as
 /// another grid or as frames reduce another way). XXH3-128, as blob content names, over
-/// `"kvstore-prefix-source-v2\n" policy "\n" model "\n" dtype p layers kvHeads headDim vHeadDim "\n"`,
+/// `"kvstore-prefix-source-v2 r" revision "\n" policy "\n" model "\n" dtype p layers kvHeads headDim vHeadDim "\n"`
+/// (`ReductionSpec.revision`: what the same policy name reduces to may change between releases),
 /// the spans inside the prefix as the segment's header holds them (JSON) and `"\n"`, the ids
 /// before `p`, then each layer's digest of its keys and values at positions `[0, p)`, head by head.
 public enum PrefixSource {
@@ -38,7 +39,7 @@ public enum PrefixSource {
         let digest = ContentDigest()
         let shape = "\(snapshot.layerCount) \(snapshot.kvHeads) \(snapshot.headDim) \(snapshot.vHeadDim)"
         let spans = SnapshotMetadata.encode(snapshot.metadata.spans.filter { $0.end <= end })
-        let head = "kvstore-prefix-source-v2\n\(policy)\n\(snapshot.metadata.model)\n\(snapshot.dtype.rawValue) \(end) \(shape)\n\(spans)\n"
+        let head = "kvstore-prefix-source-v2 r\(ReductionSpec.revision)\n\(policy)\n\(snapshot.metadata.model)\n\(snapshot.dtype.rawValue) \(end) \(shape)\n\(spans)\n"
         Array(head.utf8).withUnsafeBytes { digest.update($0) }
         (snapshot.tokenIDs() ?? []).prefix(end).map(\.littleEndian).withUnsafeBytes { digest.update($0) }
         for d in digests { Array(d.utf8).withUnsafeBytes { digest.update($0) } }

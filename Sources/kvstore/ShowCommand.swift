@@ -23,7 +23,12 @@ struct ShowCommand: ParsableCommand {
         if let name = r.segment {
             let sharers = try root.index.entries(inSegment: name).count
             let record = (try? JSONDecoder().decode([String: String].self, from: Data(r.compression.utf8))) ?? [:]
-            let guide = record[EntryIndex.guidedByKey].map { $0 == r.id ? ", reduced as this entry's question guided" : ", reduced as the question of entry \($0.prefix(16)) guided" } ?? ""
+            var guide = ""
+            if let first = record[EntryIndex.guidedByKey] {
+                let gone = try first != r.id && root.index.entry(id: first) == nil
+                guide = first == r.id ? ", reduced as this entry's question guided"
+                    : ", reduced as the question of entry \(first.prefix(16))\(gone ? " (since removed)" : "") guided"
+            }
             segment = [("segment", "\(root.blobs.location(name)): the shared prefix\(guide), \(Terminal.bytes(r.segmentBytes ?? 0)), named by \(sharers) entr\(sharers == 1 ? "y" : "ies")")]
         }
         let rows: [(String, String)] = [

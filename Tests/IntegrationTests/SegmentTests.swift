@@ -226,6 +226,34 @@ final class SegmentTests: XCTestCase {
         XCTAssertEqual(try s.cli.run("verify").status, 0)
     }
 
+    /// Two settings that differ are two policies, however close: a policy's name spells its
+    /// settings exactly, and a later question under `near=1` never names the segment a
+    /// question under `near=0.9996` guided.
+    func testAGuidedSegmentIsNotNamedUnderASettingThatDiffersInTheFourthDecimal() throws {
+        let s = try Scratch()
+        let fine = "airmerge50:evict=0:dense=0:near=0.9996", coarse = "airmerge50:evict=0:dense=0:near=1"
+        let spelled = try Policy(parsing: fine).name
+        XCTAssertTrue(spelled.contains("near=0.9996"), spelled)
+        let first = try ingest(s, try s.question("q1.safetensors", question: 1), policy: fine)
+        let segment = try XCTUnwrap(try record(s, first).segment)
+        let other = try ingest(s, try s.question("q2.safetensors", question: 2), policy: coarse)
+        XCTAssertNotEqual(try record(s, other).segment, segment)
+        XCTAssertNotEqual(try record(s, other).policy, try record(s, first).policy)
+        let same = try ingest(s, try s.question("q3.safetensors", question: 3), policy: fine)
+        XCTAssertEqual(try record(s, same).segment, segment)
+
+        // The question that guided the prefix removed, `show` says so.
+        XCTAssertEqual(try s.cli.run("rm", first).status, 0)
+        let shown = try s.cli.run("show", same).stdout
+        XCTAssertTrue(shown.contains("entry \(first.prefix(16)) (since removed) guided"), shown)
+        // Re-packed, the entry is stored whole and no longer names a guided prefix.
+        XCTAssertEqual(try s.cli.run("repack", "--policy", "none+zstd19", same).status, 0)
+        let repacked = try record(s, same)
+        XCTAssertNil(repacked.segment)
+        XCTAssertFalse(repacked.compression.contains("prefix_source"), repacked.compression)
+        XCTAssertFalse(repacked.compression.contains("guided_by"), repacked.compression)
+    }
+
     /// A damaged guided segment is never named by a later question: it stores its own.
     func testADamagedGuidedSegmentIsNotReused() throws {
         let s = try Scratch()

@@ -1,3 +1,4 @@
+import CKernels
 import XCTest
 @testable import LightKV
 
@@ -27,10 +28,38 @@ final class BipartiteMatchingTests: XCTestCase {
             for r in stride(from: 5, to: n, by: 7) { for d in 0..<dim { f[r * dim + d] = f[(r - 4) * dim + d] } }
             let rows = Array((0..<n).reversed())
             let want = plainBest(f, dim: dim, rows: rows)
-            var best = [Int](repeating: 0, count: (n + 1) / 2), score = [Float](repeating: -.infinity, count: (n + 1) / 2)
-            f.withUnsafeBufferPointer { BipartiteMatching.bestPartners(features: $0.baseAddress!, dim: dim, rows: rows, best: &best, score: &score) }
-            XCTAssertEqual(best, want.best, "n \(n) dim \(dim)")
-            XCTAssertEqual(score.map(\.bitPattern), want.score.map(\.bitPattern), "n \(n) dim \(dim)")
+            // The two-row pass everywhere, the four-row 512-bit pass where the CPU has it.
+            for wide in [false] + (BipartiteMatching.hasWideKernels ? [true] : []) {
+                var best = [Int](repeating: 0, count: (n + 1) / 2), score = [Float](repeating: -.infinity, count: (n + 1) / 2)
+                f.withUnsafeBufferPointer {
+                    BipartiteMatching.bestPartners(features: $0.baseAddress!, dim: dim, rows: rows, best: &best, score: &score, wide: wide)
+                }
+                XCTAssertEqual(best, want.best, "n \(n) dim \(dim) wide \(wide)")
+                XCTAssertEqual(score.map(\.bitPattern), want.score.map(\.bitPattern), "n \(n) dim \(dim) wide \(wide)")
+            }
+        }
+    }
+
+    /// The 512-bit kernel's sixteen sums are `dot`'s, bit for bit, for every length: the
+    /// 16-wide steps, a last 8, and the tail one product at a time.
+    func testTheWideKernelSumsInDotsOrder() throws {
+        guard BipartiteMatching.hasWideKernels else { throw XCTSkip("this CPU has no AVX-512F; the two-row pass is used") }
+        var random = SynthRandom(seed: 12)
+        for n in Array(1...40) + [263, 264, 4096] {
+            // Magnitudes far apart, so that any other order of the sums rounds differently.
+            let rows = (0..<8).map { _ in (0..<n).map { _ in Float.random(in: -1...1, using: &random) * Float(1 << Int.random(in: 0...20, using: &random)) } }
+            var sums = [Float](repeating: 0, count: 16)
+            rows[0].withUnsafeBufferPointer { r0 in rows[1].withUnsafeBufferPointer { r1 in rows[2].withUnsafeBufferPointer { r2 in
+            rows[3].withUnsafeBufferPointer { r3 in rows[4].withUnsafeBufferPointer { r4 in rows[5].withUnsafeBufferPointer { r5 in
+            rows[6].withUnsafeBufferPointer { r6 in rows[7].withUnsafeBufferPointer { r7 in
+                let a: [UnsafePointer<Float>?] = [r0.baseAddress, r1.baseAddress, r2.baseAddress, r3.baseAddress]
+                let b: [UnsafePointer<Float>?] = [r4.baseAddress, r5.baseAddress, r6.baseAddress, r7.baseAddress]
+                kvstore_dot4x4_avx512(a, b, n, &sums)
+                for i in 0..<4 { for j in 0..<4 {
+                    let want = VectorKernels.dot(a[i]!, b[j]!, n)
+                    XCTAssertEqual(sums[4 * i + j].bitPattern, want.bitPattern, "n \(n) a \(i) b \(j)")
+                } }
+            } } } } } } } }
         }
     }
 }

@@ -100,4 +100,31 @@ final class GuidedSegmentRaceTests: XCTestCase {
         try PackReader(path: try blobs.readablePath(own)).checkContent(named: own)
         XCTAssertEqual(try root.index.entry(id: later.id)?.segment, own)
     }
+
+    /// The same race on a row whose blob is gone (an index restored from before an `rm`): the
+    /// swap onto the new blob fails as the insert does, the part is collected again, and the
+    /// question is stored as a first question, leaving no blob that no row names.
+    func testARowWhoseBlobIsGoneStoresItsOwnSegmentWhenTheGuidedOneIsCollectedMeanwhile() throws {
+        let directory = NSTemporaryDirectory() + "kvstore-race-" + UUID().uuidString
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let blobs = CollectingBlobStore(try LocalBlobStore(root: directory))
+        let root = StoreRoot(index: try EntryIndex(path: directory + "/index.sqlite"), blobs: blobs, path: directory)
+        let policy = try Policy(parsing: "aircache50:dense=0")
+        let first = try Ingestor(root: root).ingest(path: try question(directory, 1), policy: policy).record
+        let segment = try XCTUnwrap(first.segment)
+        let second = try question(directory, 2)
+        let lost = try Ingestor(root: root).ingest(path: second, policy: policy).record
+        XCTAssertEqual(lost.segment, segment)
+        try blobs.local.delete(lost.blob)  // the row stays, naming a blob that is gone
+
+        blobs.collectAtNextWrite(segment)
+        let again = try Ingestor(root: root).ingest(path: second, policy: policy).record
+        XCTAssertEqual(again.id, lost.id)
+        let own = try XCTUnwrap(again.segment)
+        XCTAssertNotEqual(own, segment)
+        XCTAssertEqual(try root.index.entry(id: lost.id)?.blob, again.blob)
+        XCTAssertEqual(Set(try blobs.names()), Set([first.blob, own, again.blob]),
+                       "no part naming the collected segment is left behind")
+        try PackReader(path: try blobs.readablePath(again.blob)).checkContent(named: again.blob)
+    }
 }

@@ -15,6 +15,12 @@
 /// `seed=N` (`random` only). Examples: `lightkv`, `lightkv@qwen`, `lightkv35:key=rep`,
 /// `uniform55`, `random35:seed=7`, `prompt-topk20:profile=flat`, `tome55`.
 public enum ReductionSpec: Sendable, Equatable {
+    /// Bumped whenever a reduction's output changes under the same name (a default moved, a
+    /// guard added). A guided segment is found by policy name (`PrefixSource` hashes this
+    /// too), so a binary that reduces differently never names a segment an older one reduced.
+    /// 2: the dense-span guard (docs/design/dense.md).
+    public static let revision = 2
+
     /// Every entry kept as it is.
     case none
     /// Prompt-guided progressive windowed merging.
@@ -67,10 +73,12 @@ public enum ReductionSpec: Sendable, Equatable {
         }
     }
 
+    /// A setting spelled exactly (the shortest decimal that reads back as `x`): a policy's
+    /// name says what ran, and two settings that differ must not share a name (a later
+    /// question finds a guided segment by it; docs/design/segments.md).
     private static func decimal(_ x: Double) -> String {
-        var s = String(format: "%.3f", x)
-        while s.hasSuffix("0") { s.removeLast() }
-        if s.hasSuffix(".") { s.removeLast() }
+        var s = "\(x)"
+        if s.hasSuffix(".0") { s.removeLast(2) }
         return s
     }
 

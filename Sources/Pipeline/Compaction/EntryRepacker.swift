@@ -55,6 +55,9 @@ public struct EntryRepacker {
         do { snapshot = try Snapshot(bytes: file.bytes) } catch { throw StoreError.invalidSnapshot(path: temp, error) }
         var seed = pack.header.compression
         seed["repacked_from"] = current.policy
+        // Stored whole now: no guided segment of its own, and none a later question may name.
+        seed[EntryIndex.prefixSourceKey] = nil
+        seed[EntryIndex.guidedByKey] = nil
         // The old pack's member positions describe the entries as they are; a further
         // reduction merges them on, and keeps tracking their members.
         let members: @Sendable (Int) -> [Int32]? = { i in (try? pack.section(i))?.memberPositions }

@@ -67,13 +67,13 @@ extension EntryIndex {
     /// written first, with their sizes: what the rows naming them say. The caller checks the
     /// blob itself before naming it.
     public func guidedSegments(model: String, prefixDigest: String, policy: String, source: String) throws -> [(name: String, bytes: Int)] {
-        // The prefix digest narrows to rows of the same ids (indexed); the record then names the
-        // exact source, compared in full below (LIKE treats `_` as any character).
+        // `prefix_source` is indexed with the model (migration 0006); the record is compared in
+        // full below, as the column is derived from it.
         let rows = try db.query("""
             SELECT segment, segment_bytes, compression FROM entries
-            WHERE model = ? AND prefix_digest = ? AND policy = ? AND segment IS NOT NULL AND compression LIKE ?
+            WHERE model = ? AND prefix_source = ? AND prefix_digest = ? AND policy = ? AND segment IS NOT NULL
             ORDER BY created_at DESC
-            """, [.text(model), .text(prefixDigest), .text(policy), .text("%\(source)%")])
+            """, [.text(model), .text(source), .text(prefixDigest), .text(policy)])
         var found: [(name: String, bytes: Int)] = []
         for row in rows {
             guard let name = row.text("segment"), let bytes = row.int("segment_bytes"),

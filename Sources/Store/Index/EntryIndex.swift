@@ -193,12 +193,12 @@ public final class EntryIndex: @unchecked Sendable {
                 .first?.text("segment")
             try db.query("""
                 UPDATE entries SET blob = ?, checksum = ?, bytes_out = ?, policy = ?, compression = ?, entries_kept = ?, fidelity = ?,
-                    segment = ?, segment_bytes = ?
+                    segment = ?, segment_bytes = ?, prefix_source = ?
                 WHERE id = ? AND blob = ?
                 """, [.text(record.blob), .text(record.checksum), .int(record.bytesOut), .text(record.policy),
                       .text(record.compression), .int(record.entriesKept), record.fidelity.map(SQLValue.text) ?? .null,
                       record.segment.map(SQLValue.text) ?? .null, record.segmentBytes.map(SQLValue.int) ?? .null,
-                      .text(id), .text(oldBlob)])
+                      record.prefixSource.map(SQLValue.text) ?? .null, .text(id), .text(oldBlob)])
             guard db.changes == 1 else { return false }
             for name in record.blobs { try db.query("DELETE FROM doomed WHERE blob = ?", [.text(name)]) }
             if oldBlob != record.blob { try self.doom(oldBlob) }

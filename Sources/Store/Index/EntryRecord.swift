@@ -1,3 +1,5 @@
+import Foundation
+
 /// One stored entry as the index knows it.
 public struct EntryRecord: Sendable, Codable, Equatable {
     public var id: String
@@ -45,7 +47,7 @@ public struct EntryRecord: Sendable, Codable, Equatable {
         self.segment = segment; self.segmentBytes = segmentBytes
     }
 
-    static let columns = "id, producer_key, model, spans, layers, kv_heads, head_dim, v_head_dim, seq_len, input_dtype, entries_kept, policy, compression, fidelity, bytes_in, bytes_out, blob, checksum, created_at, last_accessed, access_count, pinned, prefix_length, prefix_digest, segment, segment_bytes"
+    static let columns = "id, producer_key, model, spans, layers, kv_heads, head_dim, v_head_dim, seq_len, input_dtype, entries_kept, policy, compression, fidelity, bytes_in, bytes_out, blob, checksum, created_at, last_accessed, access_count, pinned, prefix_length, prefix_digest, segment, segment_bytes, prefix_source"
 
     var sqlValues: [SQLValue] {
         [.text(id), producerKey.map(SQLValue.text) ?? .null, .text(model), .text(spans), .int(layers), .int(kvHeads),
@@ -53,7 +55,16 @@ public struct EntryRecord: Sendable, Codable, Equatable {
          .text(compression), fidelity.map(SQLValue.text) ?? .null, .int(bytesIn), .int(bytesOut), .text(blob),
          .text(checksum), .double(createdAt), .double(lastAccessed), .int(accessCount), .int(pinned ? 1 : 0),
          prefixLength.map(SQLValue.int) ?? .null, prefixDigest.map(SQLValue.text) ?? .null,
-         segment.map(SQLValue.text) ?? .null, segmentBytes.map(SQLValue.int) ?? .null]
+         segment.map(SQLValue.text) ?? .null, segmentBytes.map(SQLValue.int) ?? .null,
+         prefixSource.map(SQLValue.text) ?? .null]
+    }
+
+    /// The guided segment's source its record names (`prefix_source`), indexed for the lookup
+    /// of a later question (docs/design/segments.md, "A guided prefix").
+    public var prefixSource: String? {
+        guard compression.contains("\"\(EntryIndex.prefixSourceKey)\""),
+              let record = try? JSONDecoder().decode([String: String].self, from: Data(compression.utf8)) else { return nil }
+        return record[EntryIndex.prefixSourceKey]
     }
 
     init(row: Row) {

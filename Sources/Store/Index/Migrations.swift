@@ -73,6 +73,13 @@ enum Migrations {
         ALTER TABLE entries ADD COLUMN segment_bytes INTEGER;
         CREATE INDEX entries_segment ON entries(segment);
         """),
+        // A guided segment's source (the record's `prefix_source`), indexed: a later question
+        // finds it without reading every row of its model (image tokens share their ids).
+        ("0006_prefix_sources", """
+        ALTER TABLE entries ADD COLUMN prefix_source TEXT;
+        UPDATE entries SET prefix_source = json_extract(compression, '$.prefix_source') WHERE compression LIKE '%"prefix_source"%';
+        CREATE INDEX entries_prefix_source ON entries(model, prefix_source);
+        """),
     ]
 
     static let postgres: [(name: String, sql: String)] = [
@@ -129,6 +136,11 @@ enum Migrations {
         ALTER TABLE entries ADD COLUMN segment TEXT COLLATE "C";
         ALTER TABLE entries ADD COLUMN segment_bytes BIGINT;
         CREATE INDEX entries_segment ON entries(segment);
+        """),
+        ("0006_prefix_sources", """
+        ALTER TABLE entries ADD COLUMN prefix_source TEXT COLLATE "C";
+        UPDATE entries SET prefix_source = compression::jsonb ->> 'prefix_source' WHERE compression LIKE '%"prefix_source"%';
+        CREATE INDEX entries_prefix_source ON entries(model, prefix_source);
         """),
     ]
 
