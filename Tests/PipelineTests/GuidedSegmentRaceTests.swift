@@ -65,15 +65,20 @@ final class GuidedSegmentRaceTests: XCTestCase {
         return path
     }
 
+    /// A store in a new directory whose blobs can lose one on cue, and the guided policy.
+    private func store() throws -> (String, CollectingBlobStore, StoreRoot, Policy) {
+        let directory = NSTemporaryDirectory() + "kvstore-race-" + UUID().uuidString
+        let blobs = CollectingBlobStore(try LocalBlobStore(root: directory))
+        let root = StoreRoot(index: try EntryIndex(path: directory + "/index.sqlite"), blobs: blobs, path: directory)
+        return (directory, blobs, root, try Policy(parsing: "aircache50:dense=0"))
+    }
+
     /// The guided segment a later question chose is collected before its row goes in: the
     /// insert fails, the part it wrote is collected again, and the question is stored as a
     /// first question, with a segment of its own that reads back.
     func testALaterQuestionWhoseGuidedSegmentIsCollectedMeanwhileStoresItsOwn() throws {
-        let directory = NSTemporaryDirectory() + "kvstore-race-" + UUID().uuidString
+        let (directory, blobs, root, policy) = try store()
         defer { try? FileManager.default.removeItem(atPath: directory) }
-        let blobs = CollectingBlobStore(try LocalBlobStore(root: directory))
-        let root = StoreRoot(index: try EntryIndex(path: directory + "/index.sqlite"), blobs: blobs, path: directory)
-        let policy = try Policy(parsing: "aircache50:dense=0")
         let first = try Ingestor(root: root).ingest(path: try question(directory, 1), policy: policy).record
         let segment = try XCTUnwrap(first.segment)
 
@@ -105,11 +110,8 @@ final class GuidedSegmentRaceTests: XCTestCase {
     /// swap onto the new blob fails as the insert does, the part is collected again, and the
     /// question is stored as a first question, leaving no blob that no row names.
     func testARowWhoseBlobIsGoneStoresItsOwnSegmentWhenTheGuidedOneIsCollectedMeanwhile() throws {
-        let directory = NSTemporaryDirectory() + "kvstore-race-" + UUID().uuidString
+        let (directory, blobs, root, policy) = try store()
         defer { try? FileManager.default.removeItem(atPath: directory) }
-        let blobs = CollectingBlobStore(try LocalBlobStore(root: directory))
-        let root = StoreRoot(index: try EntryIndex(path: directory + "/index.sqlite"), blobs: blobs, path: directory)
-        let policy = try Policy(parsing: "aircache50:dense=0")
         let first = try Ingestor(root: root).ingest(path: try question(directory, 1), policy: policy).record
         let segment = try XCTUnwrap(first.segment)
         let second = try question(directory, 2)
