@@ -54,4 +54,25 @@ final class DecodedLayerTests: XCTestCase {
         try file.commit(durable: false)
         XCTAssertEqual(try Array(Data(contentsOf: URL(fileURLWithPath: directory + "/f"))), [0, 0] + a + c)
     }
+
+    /// Layers written from several threads through one writer (one write at a time, at most
+    /// one waiting) land each at its offset.
+    func testLayersFromManyThreadsLandInPlace() throws {
+        let directory = NSTemporaryDirectory() + "kvstore-writer-" + UUID().uuidString
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let path = directory + "/out"
+        let sink = try OutputSink(path: path)
+        let writer = PositionalWriter(sink)
+        let sizes = (0..<48).map { 1000 + 37 * $0 }
+        let offsets = sizes.reduce(into: [0]) { $0.append($0.last! + $1) }
+        let failures = FirstFailure()
+        DispatchQueue.concurrentPerform(iterations: sizes.count) { i in
+            do { try writer.write(DecodedLayer(whole: [UInt8](repeating: UInt8(i), count: sizes[i])), at: offsets[i]) } catch { failures.record(error) }
+        }
+        XCTAssertNil(failures.error)
+        try sink.finish()
+        let bytes = try Array(Data(contentsOf: URL(fileURLWithPath: path)))
+        XCTAssertEqual(bytes, sizes.indices.flatMap { [UInt8](repeating: UInt8($0), count: sizes[$0]) })
+    }
 }
