@@ -65,11 +65,20 @@ public struct Ingestor {
         stage = .validate
         let snapshot: Snapshot
         let id: String
+        // A shared prefix is stored once, as a segment the entry names (docs/design/segments.md).
+        let segmentEnd: Int?
+        // A prompt-guided segment is named by the unreduced prefix it was reduced from; a later
+        // question about the same prefix names it instead of reducing its own
+        // (docs/design/segments.md, "A guided prefix"). Its rows are hashed in the id's pass.
+        var rows: PrefixSource.Rows?
         do {
             // Structure first; the finite check rides along with hashing, one tensor at a time,
             // each tensor's pages dropped once read, so the mapping never holds the whole file.
             snapshot = try Snapshot(bytes: file.bytes, checkFinite: false)
-            id = try ContentID.of(snapshot, checkingFinite: true, release: { file.release($0) })
+            segmentEnd = segmentedPrefixEnd(snapshot, policy: policy)
+            if let end = segmentEnd, policy.reduction.readsPrompt { rows = PrefixSource.Rows(snapshot, end: end) }
+            id = try ContentID.of(snapshot, checkingFinite: true, visit: { [rows] in rows?.visit($0, $1) },
+                                  release: { file.release($0) })
         } catch let error as KVSnapError {
             throw StoreError.invalidSnapshot(path: path, error)
         }
@@ -87,9 +96,7 @@ public struct Ingestor {
         let fidelity = IngestFidelity(snapshot: snapshot, policy: policy, mode: fidelityMode)
         let now = Date().timeIntervalSince1970
         let bytesIn = file.bytes.count
-        // A shared prefix is stored once, as a segment the entry names (docs/design/segments.md).
-        // Publishing it again (same bytes, same name) keeps it young while this entry is written.
-        let segmentEnd = segmentedPrefixEnd(snapshot, policy: policy)
+        // Publishing a segment again (same bytes, same name) keeps it young while this entry is written.
         // Each layer's pages go once the layer is encoded, and, for a reduction that surveys
         // every layer first, once it is surveyed too (read again when it is encoded).
         let release: @Sendable (Int) -> Void = { i in
@@ -99,12 +106,9 @@ public struct Ingestor {
         }
         let prefix = PrefixDigest.of(model: snapshot.metadata.model, ids: snapshot.tokenIDs(),
                                      metadata: snapshot.metadata, seqLen: snapshot.seqLen)
-        // A prompt-guided segment is named by the unreduced prefix it was reduced from; a later
-        // question about the same prefix names it instead of reducing its own
-        // (docs/design/segments.md, "A guided prefix").
         var source: String?, reused: PackedBlob?
-        if let end = segmentEnd, policy.reduction.readsPrompt {
-            let named = PrefixSource.of(snapshot, end: end, policy: policy.name, release: { file.release($0) })
+        if let end = segmentEnd, let rows {
+            let named = PrefixSource.of(snapshot, end: end, policy: policy.name, rows: rows)
             source = named
             if reusingGuidedSegments {
                 reused = try reusableSegment(source: named, prefix: prefix, model: snapshot.metadata.model, policy: policy.name, end: end)

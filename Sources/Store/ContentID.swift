@@ -12,10 +12,13 @@ public enum ContentID {
     }
 
     /// The id, in one pass that also checks every float is finite (the pages are hot for
-    /// both) and then hands each tensor's byte range to `release`, so a caller streaming from
-    /// a memory map can drop pages it has read (see `MappedFile.release`).
+    /// both), shows each tensor's bytes to `visit` (another digest that wants them while they
+    /// are at hand: `PrefixSource.Rows`), and then hands its byte range to `release`, so a
+    /// caller streaming from a memory map can drop pages it has read (see `MappedFile.release`).
     public static func of(
-        _ snapshot: Snapshot, checkingFinite: Bool, release: @Sendable (Range<Int>) -> Void
+        _ snapshot: Snapshot, checkingFinite: Bool,
+        visit: @Sendable (TensorInfo, UnsafeRawBufferPointer) -> Void = { _, _ in },
+        release: @Sendable (Range<Int>) -> Void
     ) throws -> String {
         var tensors: [TensorInfo] = []
         for l in snapshot.layers {
@@ -34,6 +37,7 @@ public enum ContentID {
             let t = list[i], data = snapshot.data(t)
             if checkingFinite && t.dtype.isFloat && !Conversion.allFinite(data, dtype: t.dtype) { bad[i] = true }
             digests[i] = SHA256Hasher.digest(data)
+            visit(t, data)
             release(t.range)
         }
         if let i = bad.firstIndex(of: true) { throw KVSnapError.nonFinite(tensor: list[i].name) }
