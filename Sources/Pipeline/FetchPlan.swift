@@ -10,6 +10,9 @@ public struct FetchPlan: @unchecked Sendable {
     public let options: FetchOptions
     /// The kvsnap layout; nil when the pack itself is written (`raw`).
     public let layout: SafetensorsLayout?
+    /// Whether the blobs' content names were checked when the plan was made; if not, `write`
+    /// checks them before it finishes (a sink that publishes nothing until then).
+    public let contentChecked: Bool
 
     /// Bytes the output will hold.
     public var byteCount: Int {

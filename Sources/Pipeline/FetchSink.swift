@@ -10,10 +10,14 @@ public protocol FetchSink: AnyObject {
     func write(gathering pieces: [UnsafeRawBufferPointer], at offset: Int) throws
     /// Called once after the last byte.
     func finish() throws
+    /// True when nothing written is seen before `finish` (a file renamed into place), so a
+    /// check may still refuse the output up to then.
+    var publishesWhenFinished: Bool { get }
 }
 
 extension FetchSink {
     public var isPositional: Bool { false }
+    public var publishesWhenFinished: Bool { false }
     public func write(_ bytes: UnsafeRawBufferPointer, at offset: Int) throws {
         preconditionFailure("positional write to a stream")
     }

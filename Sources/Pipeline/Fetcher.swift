@@ -96,13 +96,15 @@ public struct Fetcher {
     /// The entry's pack and segment, both content names checked: nothing is written before the
     /// files are proven to be this entry's. A segment gone missing while a compaction swapped
     /// the entry to another blob is not damage: the row is read again and the entry reopened.
-    func openWhole(_ record: EntryRecord) throws -> (EntryRecord, PackReader, PackReader?) {
+    /// With `checkingContent` false, everything but the two content names (the caller hashes
+    /// them before it publishes anything: `ContentCheck`).
+    func openWhole(_ record: EntryRecord, checkingContent: Bool = true) throws -> (EntryRecord, PackReader, PackReader?) {
         var record = record
         for attempt in 0..<3 {
             let (current, pack) = try open(record)
-            try pack.checkContent(named: current.checksum)
+            if checkingContent { try pack.checkContent(named: current.checksum) }
             do {
-                return (current, pack, try segment(of: current, pack: pack, checkContent: true))
+                return (current, pack, try segment(of: current, pack: pack, checkContent: checkingContent))
             } catch StoreError.corrupt(let path, let problem) where attempt < 2 {
                 guard let fresh = try root.index.entry(id: current.id), fresh.blobs != current.blobs else {
                     throw StoreError.corrupt(path: path, problem: problem)
@@ -113,17 +115,23 @@ public struct Fetcher {
         throw StoreError.notFound("blob of \(record.id)")
     }
 
-    /// Writes `record` to `sink` and records the access.
+    /// Writes `record` to `sink` and records the access. A sink that publishes only when
+    /// finished has the blobs' content names checked while it is written, before it publishes.
     public func fetch(_ record: EntryRecord, options: FetchOptions, to sink: some FetchSink) throws {
-        try write(plan(record, options: options), to: sink)
+        try write(plan(record, options: options, checkingContent: !sink.publishesWhenFinished), to: sink)
     }
 
     /// Opens the entry's pack and settles everything known before the first byte: the
     /// output's layout and length, and (with `expand`) that the entry can be expanded, so a
     /// stream can send its length up front and fail before it starts rather than half way.
-    public func plan(_ record: EntryRecord, options: FetchOptions) throws -> FetchPlan {
-        let (record, pack, segment) = try openWhole(record)
-        if options.raw { return FetchPlan(record: record, pack: pack, segment: segment, options: options, layout: nil) }
+    /// With `checkingContent` false the content names are left to `write`, which hashes them
+    /// beside the output and checks them before finishing (only for a sink that publishes
+    /// nothing before it finishes).
+    public func plan(_ record: EntryRecord, options: FetchOptions, checkingContent: Bool = true) throws -> FetchPlan {
+        let (record, pack, segment) = try openWhole(record, checkingContent: checkingContent)
+        if options.raw {
+            return FetchPlan(record: record, pack: pack, segment: segment, options: options, layout: nil, contentChecked: checkingContent)
+        }
         if options.expand {
             // Layers whose members were not tracked can be expanded only if nothing in them was merged.
             for reader in [segment, pack].compactMap({ $0 }) {
@@ -136,7 +144,8 @@ public struct Fetcher {
             }
         }
         return FetchPlan(record: record, pack: pack, segment: segment, options: options,
-                         layout: try Self.layout(pack, segment: segment, options: options, id: record.id))
+                         layout: try Self.layout(pack, segment: segment, options: options, id: record.id),
+                         contentChecked: checkingContent)
     }
 
     /// The kvsnap layout a fetch of `pack` (and its `segment`) writes with `options`.
@@ -186,11 +195,21 @@ public struct Fetcher {
 
     /// Writes a planned fetch to `sink`, finishes it and records the access.
     public func write(_ plan: FetchPlan, to sink: some FetchSink) throws {
-        if let layout = plan.layout {
-            try writeSnapshot(plan.pack, segment: plan.segment, layout: layout, options: plan.options, to: sink)
-        } else {
-            try plan.pack.streamWhole { try sink.write($0) }
+        precondition(plan.contentChecked || sink.publishesWhenFinished, "unchecked blobs written to a sink that publishes as it goes")
+        var blobs = [(reader: plan.pack, name: plan.record.checksum)]
+        if let segment = plan.segment, let name = plan.record.segment { blobs.append((segment, name)) }
+        let check = plan.contentChecked ? nil : ContentCheck(blobs)
+        do {
+            if let layout = plan.layout {
+                try writeSnapshot(plan.pack, segment: plan.segment, layout: layout, options: plan.options, to: sink)
+            } else {
+                try plan.pack.streamWhole { try sink.write($0) }
+            }
+        } catch {
+            try? check?.wait()  // its thread holds the files; let it end with the fetch
+            throw error
         }
+        try check?.wait()
         try sink.finish()
         // The entry is delivered: a full disk, a busy or a replaced index costs the LRU one
         // access, never the fetch (a fetch must work on a full disk).

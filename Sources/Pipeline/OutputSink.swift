@@ -65,6 +65,9 @@ public final class OutputSink: FetchSink {
     /// True when `write(_:at:)` works: a regular file, not a stream.
     public var isPositional: Bool { file != nil }
 
+    /// A regular file is published by rename in `finish`; a stream has what it was sent.
+    public var publishesWhenFinished: Bool { file != nil }
+
     /// Writes at a byte offset of the output file (several threads may write disjoint ranges).
     public func write(_ bytes: UnsafeRawBufferPointer, at offset: Int) throws {
         guard let file else { preconditionFailure("positional write to a stream") }

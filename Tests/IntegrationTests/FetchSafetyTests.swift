@@ -97,6 +97,28 @@ final class FetchSafetyTests: XCTestCase {
         XCTAssertEqual(try s.cli.run("fetch", b, "-o", s.path + "/y").status, 0, "the other entry is fine")
     }
 
+    /// The same entry's earlier blob in the place of its current one is whole and names the
+    /// right entry: only its content name tells. A fetch to a file checks the names while it
+    /// writes (`ContentCheck`) and publishes nothing; a stream is checked before its first byte.
+    func testFetchRefusesTheEntrysOwnEarlierBlobInPlace() throws {
+        let s = try Scratch()
+        let a = id(try s.cli.run("ingest", "--policy", "lightkv+int8", try s.snapshot("a.safetensors")))
+        let earlier = try Data(contentsOf: URL(fileURLWithPath: try blobPath(s, a)))
+        XCTAssertEqual(try s.cli.run("repack", "--policy", "none", a).status, 0)
+        let path = try blobPath(s, a)
+        try FileManager.default.removeItem(atPath: path)
+        try earlier.write(to: URL(fileURLWithPath: path))
+        for args in [["-o", s.path + "/x"], ["--expand", "-o", s.path + "/x"], ["-o", "-"], ["--raw", "-o", s.path + "/x"]] {
+            let r = try s.cli.run(["fetch", a] + args)
+            XCTAssertEqual(r.status, 3, "\(args): \(r.stderr)")
+            XCTAssertTrue(r.stderr.contains("content"), "\(args): \(r.stderr)")
+            XCTAssertEqual(r.stdoutBytes.count, 0, "\(args): nothing is written")
+            XCTAssertFalse(FileManager.default.fileExists(atPath: s.path + "/x"), "\(args): nothing is published")
+        }
+        let leftovers = try FileManager.default.contentsOfDirectory(atPath: s.path).filter { $0.hasPrefix("x.") }
+        XCTAssertEqual(leftovers, [], "no temporary file is left")
+    }
+
     func testRawFetchOfADamagedBlobWritesNothing() throws {
         let s = try Scratch()
         let a = id(try s.cli.run("ingest", "--policy", "lightkv+int8", try s.snapshot("a.safetensors")))
