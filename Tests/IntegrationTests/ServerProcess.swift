@@ -131,7 +131,10 @@ final class HTTPConnection {
     /// Reads at most `count` bytes (fewer at the end of the stream).
     func read(upTo count: Int) -> Data {
         var buffer = [UInt8](repeating: 0, count: count)
-        let n = recv(fd, &buffer, count, 0)
+        var n: Int
+        // A signal (SIGCHLD when the server exits, as Foundation's Process watches its child)
+        // interrupts recv; that is not the end of the stream.
+        repeat { n = recv(fd, &buffer, count, 0) } while n < 0 && errno == EINTR
         return n > 0 ? Data(buffer[0..<n]) : Data()
     }
 
