@@ -96,7 +96,6 @@ public struct Ingestor {
         let fidelity = IngestFidelity(snapshot: snapshot, policy: policy, mode: fidelityMode)
         let now = Date().timeIntervalSince1970
         let bytesIn = file.bytes.count
-        // Publishing a segment again (same bytes, same name) keeps it young while this entry is written.
         // Each layer's pages go once the layer is encoded, and, for a reduction that surveys
         // every layer first, once it is surveyed too (read again when it is encoded).
         let release: @Sendable (Int) -> Void = { i in
@@ -114,6 +113,7 @@ public struct Ingestor {
                 reused = try reusableSegment(source: named, prefix: prefix, model: snapshot.metadata.model, policy: policy.name, end: end)
             }
         }
+        // Publishing a segment again (same bytes, same name) keeps it young while this entry is written.
         let segment = try segmentEnd.map { end in
             (blob: try reused ?? packer.packSegment(snapshot, policy: policy, end: end,
                                                     record: source.map { [EntryIndex.prefixSourceKey: $0, EntryIndex.guidedByKey: id] } ?? [:],

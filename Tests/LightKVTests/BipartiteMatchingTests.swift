@@ -47,19 +47,18 @@ final class BipartiteMatchingTests: XCTestCase {
         var random = SynthRandom(seed: 12)
         for n in Array(1...40) + [263, 264, 4096] {
             // Magnitudes far apart, so that any other order of the sums rounds differently.
-            let rows = (0..<8).map { _ in (0..<n).map { _ in Float.random(in: -1...1, using: &random) * Float(1 << Int.random(in: 0...20, using: &random)) } }
+            // Eight rows of n floats, one after another: four A rows, then four B rows.
+            let flat = (0..<(8 * n)).map { _ in Float.random(in: -1...1, using: &random) * Float(1 << Int.random(in: 0...20, using: &random)) }
             var sums = [Float](repeating: 0, count: 16)
-            rows[0].withUnsafeBufferPointer { r0 in rows[1].withUnsafeBufferPointer { r1 in rows[2].withUnsafeBufferPointer { r2 in
-            rows[3].withUnsafeBufferPointer { r3 in rows[4].withUnsafeBufferPointer { r4 in rows[5].withUnsafeBufferPointer { r5 in
-            rows[6].withUnsafeBufferPointer { r6 in rows[7].withUnsafeBufferPointer { r7 in
-                let a: [UnsafePointer<Float>?] = [r0.baseAddress, r1.baseAddress, r2.baseAddress, r3.baseAddress]
-                let b: [UnsafePointer<Float>?] = [r4.baseAddress, r5.baseAddress, r6.baseAddress, r7.baseAddress]
+            flat.withUnsafeBufferPointer { f in
+                let rows = (0..<8).map { Optional(f.baseAddress! + $0 * n) }
+                let (a, b) = (Array(rows[0..<4]), Array(rows[4..<8]))
                 kvstore_dot4x4_avx512(a, b, n, &sums)
                 for i in 0..<4 { for j in 0..<4 {
                     let want = VectorKernels.dot(a[i]!, b[j]!, n)
                     XCTAssertEqual(sums[4 * i + j].bitPattern, want.bitPattern, "n \(n) a \(i) b \(j)")
                 } }
-            } } } } } } } }
+            }
         }
     }
 }

@@ -51,7 +51,8 @@ public enum BipartiteMatching {
 
     /// Each A's most similar B (the first of equals) and its similarity. A whole-frame window
     /// (airmerge, tome) compares every A with every B: B is walked in cache-sized tiles, four
-    /// B rows per pass over two A rows (`VectorKernels.dot2x4`), and A rows are split over two cores.
+    /// B rows per pass over four A rows where `wide` (`kvstore_dot4x4_avx512`), else over two
+    /// (`VectorKernels.dot2x4`), and A rows are split over two cores.
     /// Each similarity is summed in `dot`'s order and B is visited in ascending order for every
     /// A, so the result is exactly that of the plain double loop.
     static func bestPartners(features: UnsafePointer<Float>, dim: Int, rows: [Int], best: inout [Int], score: inout [Float],
@@ -80,7 +81,8 @@ public enum BipartiteMatching {
                             while wide && a + 4 <= end {
                                 // Four A rows a pass against four B rows, in 512-bit registers.
                                 for i in 0..<4 { aRows[i] = row(2 * (a + i)) }
-                                var top = (0..<4).map { scoreOut.base[a + $0] }, at = (0..<4).map { bestOut.base[a + $0] }
+                                var top = SIMD4<Float>((0..<4).lazy.map { scoreOut.base[a + $0] })
+                                var at = SIMD4<Int>((0..<4).lazy.map { bestOut.base[a + $0] })
                                 var b = tile
                                 while b + 4 <= tileEnd {
                                     for k in 0..<4 { bRows[k] = row(2 * (b + k) + 1) }
