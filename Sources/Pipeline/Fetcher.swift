@@ -134,13 +134,20 @@ public struct Fetcher {
         }
         if options.expand {
             // Layers whose members were not tracked can be expanded only if nothing in them was merged.
-            for reader in [segment, pack].compactMap({ $0 }) {
-                for (i, d) in reader.header.layers.enumerated() where d.members == 0 {
-                    let section = try reader.section(i)
-                    if let j = section.sizes.firstIndex(where: { $0 != 1 }) {
-                        throw FetchError.cannotExpand(layer: i, problem: "\(ExpandError.membersUnknown(position: section.positions[j], size: section.sizes[j]))")
+            do {
+                for reader in [segment, pack].compactMap({ $0 }) {
+                    for (i, d) in reader.header.layers.enumerated() where d.members == 0 {
+                        let section = try reader.section(i)
+                        if let j = section.sizes.firstIndex(where: { $0 != 1 }) {
+                            throw FetchError.cannotExpand(layer: i, problem: "\(ExpandError.membersUnknown(position: section.positions[j], size: section.sizes[j]))")
+                        }
                     }
                 }
+            } catch where !checkingContent {
+                // What another blob in this one's place says is not this entry's: a refusal
+                // names the damage first.
+                try ContentCheck(Self.blobs(record, pack: pack, segment: segment)).wait()
+                throw error
             }
         }
         return FetchPlan(record: record, pack: pack, segment: segment, options: options,
@@ -180,40 +187,66 @@ public struct Fetcher {
 
     /// `fetch --raw -o FILE` of a segmented entry: its part goes to FILE, and its segment to
     /// `<segment name>.kvpack` beside it (docs/design/segments.md), where `kvstore.read_pack`
-    /// finds it; entries fetched into one folder share one copy. Not to standard output.
+    /// finds it; entries fetched into one folder share one copy. FILE must be a regular file
+    /// (or a new name): nothing is written before the output is known to be one, and neither
+    /// file is published before both blobs are proven.
     public func fetchRaw(_ record: EntryRecord, to output: String?) throws {
-        let plan = try self.plan(record, options: FetchOptions(raw: true))
-        if let segment = plan.segment {
-            guard let output, output != "-" else { throw FetchError.segmentedRaw(id: record.id, segment: record.segment ?? "") }
-            let beside = (output as NSString).deletingLastPathComponent
-            let sink = try OutputSink(path: (beside.isEmpty ? "." : beside) + "/\(record.segment ?? "segment").kvpack")
-            do { try segment.streamWhole { try sink.write($0) }; try sink.finish() } catch { sink.abandon(); throw error }
-        }
         let sink = try OutputSink(path: output)
-        do { try write(plan, to: sink) } catch { sink.abandon(); throw error }
+        var beside: OutputSink?
+        do {
+            let plan = try self.plan(record, options: FetchOptions(raw: true), checkingContent: !sink.publishesWhenFinished)
+            if plan.segment != nil {
+                let name = plan.record.segment ?? "segment"
+                guard sink.publishesWhenFinished, let output else { throw FetchError.segmentedRaw(id: record.id, segment: name) }
+                let folder = (output as NSString).deletingLastPathComponent
+                let path = (folder.isEmpty ? "." : folder) + "/\(name).kvpack"
+                try OutputPlace.check(path, store: root)
+                beside = try OutputSink(path: path)
+                guard beside!.publishesWhenFinished else { throw FetchError.segmentedRaw(id: record.id, segment: name) }
+            }
+            try write(plan, to: sink, segmentTo: beside)
+        } catch {
+            beside?.abandon()
+            sink.abandon()
+            throw error
+        }
     }
 
-    /// Writes a planned fetch to `sink`, finishes it and records the access.
-    public func write(_ plan: FetchPlan, to sink: some FetchSink) throws {
-        precondition(plan.contentChecked || sink.publishesWhenFinished, "unchecked blobs written to a sink that publishes as it goes")
-        var blobs = [(reader: plan.pack, name: plan.record.checksum)]
-        if let segment = plan.segment, let name = plan.record.segment { blobs.append((segment, name)) }
-        let check = plan.contentChecked ? nil : ContentCheck(blobs)
+    /// Writes a planned fetch to `sink`, finishes it and records the access. With `segmentTo`
+    /// (a raw fetch of a segmented entry) the segment's pack is written there and published
+    /// first. The caller abandons the sinks when this throws.
+    public func write(_ plan: FetchPlan, to sink: some FetchSink, segmentTo besideSink: (some FetchSink)? = OutputSink?.none) throws {
+        precondition(plan.contentChecked || (sink.publishesWhenFinished && besideSink?.publishesWhenFinished ?? true),
+                     "unchecked blobs written to a sink that publishes as it goes")
+        let check = plan.contentChecked ? nil : ContentCheck(Self.blobs(plan.record, pack: plan.pack, segment: plan.segment))
         do {
             if let layout = plan.layout {
                 try writeSnapshot(plan.pack, segment: plan.segment, layout: layout, options: plan.options, to: sink)
             } else {
+                if let besideSink, let segment = plan.segment { try segment.streamWhole { try besideSink.write($0) } }
                 try plan.pack.streamWhole { try sink.write($0) }
             }
         } catch {
-            try? check?.wait()  // its thread holds the files; let it end with the fetch
+            // A blob that is not what its row names is the cause to report, whatever the
+            // bytes it held made fail (a full disk, values beyond F16); and the check's thread
+            // holds the files: let it end with the fetch.
+            try check?.wait()
             throw error
         }
         try check?.wait()
+        try besideSink?.finish()
         try sink.finish()
-        // The entry is delivered: a full disk, a busy or a replaced index costs the LRU one
-        // access, never the fetch (a fetch must work on a full disk).
-        do { try root.index.touch(plan.record.id) } catch let error as StoreError where error.isTransient {}
+        // The entry is delivered and published: recording the access is best effort. A full
+        // disk, a busy, replaced or read-only index costs the LRU one access, never the fetch
+        // (a fetch must work on a full disk, and a published file must not exit as a failure).
+        try? root.index.touch(plan.record.id)
+    }
+
+    /// A fetch's blobs with the names their row gives them: its pack, and its segment.
+    static func blobs(_ record: EntryRecord, pack: PackReader, segment: PackReader?) -> [(reader: PackReader, name: String)] {
+        var blobs = [(reader: pack, name: record.checksum)]
+        if let segment, let name = record.segment { blobs.append((segment, name)) }
+        return blobs
     }
 
     /// The kvsnap layout of a pack: per layer key, value, positions, sizes, then `input_ids`
@@ -305,16 +338,20 @@ public struct Fetcher {
             for i in 0..<header.layers.count {
                 offsets.append(offsets[i] + layout.entries[(4 * i)..<(4 * i + 4)].reduce(0) { $0 + $1.byteCount })
             }
-            let failures = FirstFailure(), writer = PositionalWriter(sink)
-            DispatchQueue.concurrentPerform(iterations: header.layers.count) { i in
-                guard !failures.happened else { return }
-                do {
-                    let layer = try decode(i)
-                    guard layer.count == offsets[i + 1] - offsets[i] else {
-                        throw StoreError.corrupt(path: pack.path, problem: "layer \(i) decoded to \(layer.count) bytes, the layout expects \(offsets[i + 1] - offsets[i])")
-                    }
-                    try writer.write(layer, at: offsets[i])
-                } catch { failures.record(error) }
+            let failures = FirstFailure(), writer = PositionalWriter(sink), next = LayerTickets(count: header.layers.count)
+            // Each worker holds the layer it decoded until it is written: `inFlight` workers
+            // at most (or one per core), so memory stays at a few layers on any machine.
+            let workers = max(1, min(options.inFlight, ProcessInfo.processInfo.activeProcessorCount, header.layers.count))
+            DispatchQueue.concurrentPerform(iterations: workers) { _ in
+                while !failures.happened, let i = next.take() {
+                    do {
+                        let layer = try decode(i)
+                        guard layer.count == offsets[i + 1] - offsets[i] else {
+                            throw StoreError.corrupt(path: pack.path, problem: "layer \(i) decoded to \(layer.count) bytes, the layout expects \(offsets[i + 1] - offsets[i])")
+                        }
+                        try writer.write(layer, at: offsets[i])
+                    } catch { failures.record(error) }
+                }
             }
             if let error = failures.error { throw error }
             if !ids.isEmpty { try ids.withUnsafeBytes { try sink.write($0, at: offsets[header.layers.count]) } }
@@ -386,6 +423,15 @@ public struct Fetcher {
 }
 
 /// The first error of several worker threads.
+/// Hands out layer indices 0, 1, 2, … to the workers of a fetch, each once.
+final class LayerTickets: @unchecked Sendable {
+    private let lock = NSLock()
+    private var next = 0
+    private let count: Int
+    init(count: Int) { self.count = count }
+    func take() -> Int? { lock.withLock { next < count ? { next += 1; return next - 1 }() : nil } }
+}
+
 final class FirstFailure: @unchecked Sendable {
     private let lock = NSLock()
     private(set) var error: Error?

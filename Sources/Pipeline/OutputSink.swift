@@ -30,7 +30,10 @@ public final class OutputSink: FetchSink {
             guard fd >= 0 else { throw StoreError.io(path: target, operation: "open for writing", errno: errno) }
             file = nil; stream = fd; ownsStream = true
         } else {
-            file = try AtomicFile(finalPath: target, tempPath: "\(target).\(getpid()).tmp", startsWriteback: false)
+            // A name no other process uses, even one with this pid (a container's pid 1) whose
+            // predecessor was killed mid-fetch and left its temporary file behind.
+            let unique = "\(getpid()).\(String(UInt32.random(in: .min ... .max), radix: 16))"
+            file = try AtomicFile(finalPath: target, tempPath: "\(target).\(unique).tmp", startsWriteback: false)
             stream = -1; ownsStream = false
         }
     }

@@ -72,6 +72,7 @@ extension StoreResponder {
     /// the part names it; a client reads both, as `fetch --raw` writes both).
     func pack(_ id: String, _ request: Request, started: ContinuousClock.Instant, segment: Bool) async throws -> Response {
         let ifNoneMatch = request.headers[.ifNoneMatch], ifMatch = request.headers[.ifMatch], rangeHeader = request.headers[.range]
+        let proofs = self.proofs
         let (file, record, range, blob) = try await pool.run { root -> (ReadOnlyFile, EntryRecord, ByteRange?, String) in
             let fetcher = Fetcher(root: root)
             var (record, pack) = try fetcher.open(try root.index.resolve(id))
@@ -81,11 +82,15 @@ extension StoreResponder {
                 (pack, blob) = (shared, record.segment!)
             }
             let file = try ReadOnlyFile(path: pack.path)
+            guard file.identity == pack.identity else {
+                throw StoreError.corrupt(path: pack.path, problem: "the file changed while it was being opened")
+            }
             let range = try ByteRange.parse(rangeHeader, size: file.size)
-            // The whole pack is served only once its content is proven the entry's, as
-            // `fetch --raw` does; a ranged read carries section checksums (in the layout) that
-            // the client checks, and `open` has already refused another entry's pack.
-            if range == nil { try pack.checkContent(named: blob) }
+            // Served only once its content is proven the blob the row names, as `fetch --raw`
+            // does: the whole pack hashed at every read (its bytes reach the client unchecked),
+            // a range once for the file as it is (`ContentProofs`; the client checks each
+            // section against the layout, which came from the same proven file).
+            try proofs.check(pack, named: blob, always: range == nil)
             // A client reading layer by layer makes one request per layer: count the reads
             // that start at the beginning (the whole pack, or its first range).
             if !segment, (range?.start ?? 0) == 0 { try root.index.touch(record.id) }
@@ -127,6 +132,7 @@ extension StoreResponder {
             var header_offset: Int; var header_length: Int
             var layers: [Layer]; var header: LayoutHeader
         }
+        let proofs = self.proofs
         let layout = try await pool.run { root in
             let fetcher = Fetcher(root: root)
             var (record, pack) = try fetcher.open(try root.index.resolve(id))
@@ -136,6 +142,9 @@ extension StoreResponder {
             } else {
                 try root.index.touch(record.id)
             }
+            // A client checks the ranges it reads against these offsets and checksums: they
+            // must come from the blob the row names, not from another file in its place.
+            try proofs.check(pack, named: record.blob)
             let h = pack.header
             let headerOffset = h.layers.last.map { $0.offset + $0.storedLength } ?? PackHeader.magic.count
             return Layout(id: record.id, blob: record.blob, size: pack.size, header_offset: headerOffset,
@@ -213,6 +222,8 @@ struct LayoutHeader: Encodable {
 final class ReadOnlyFile: @unchecked Sendable {
     let path: String
     let size: Int
+    /// The file opened, as it was when opened.
+    let identity: FileIdentity
     private let fd: Int32
 
     init(path: String) throws {
@@ -226,6 +237,7 @@ final class ReadOnlyFile: @unchecked Sendable {
             throw StoreError.io(path: path, operation: "stat", errno: e)
         }
         size = Int(st.st_size)
+        identity = FileIdentity(st)
     }
 
     deinit { close(fd) }

@@ -20,6 +20,8 @@ struct StoreResponder: HTTPResponder {
     let policies: PolicyFile?
     /// nil with `--no-access-log`.
     let accessLog: AccessLog?
+    /// Blobs proven to be what their rows name, for ranged reads and layouts.
+    let proofs = ContentProofs()
 
     func respond(to request: Request, context: Context) async throws -> Response {
         let started = ContinuousClock.now

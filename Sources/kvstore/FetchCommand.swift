@@ -43,6 +43,7 @@ struct FetchCommand: ParsableCommand {
     func run() throws {
         let root = try location.open()
         let record = try root.index.resolve(id, key: key)
+        if let output { try OutputPlace.check(output, store: root) }
         if raw { try Fetcher(root: root).fetchRaw(record, to: output); return }
         let sink = try OutputSink(path: output)
         do {

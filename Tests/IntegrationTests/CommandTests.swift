@@ -24,7 +24,9 @@ final class CommandTests: XCTestCase {
                 }
             }
         }
-        XCTAssertFalse(FileManager.default.fileExists(atPath: output + ".tmp"), "no temporary file is left beside the output")
+        let name = (output as NSString).lastPathComponent
+        let beside = try FileManager.default.contentsOfDirectory(atPath: (output as NSString).deletingLastPathComponent)
+        XCTAssertEqual(beside.filter { $0.hasPrefix(name + ".") }, [], "no temporary file is left beside the output")
     }
 
     func testFetchToStandardOutput() throws {

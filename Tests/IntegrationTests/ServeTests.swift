@@ -262,6 +262,56 @@ final class ServeTests: XCTestCase {
         XCTAssertEqual(try server.get("/v1/entries/\(b)/pack").status, 200, "the intact entry is served")
     }
 
+    /// A ranged read or a layout gets what a whole read gets: the blob the row names. Another
+    /// image's segment in a segment's place, or an entry's own earlier blob in its place (its
+    /// header names the same entry), is whole and consistent, so only its content name tells:
+    /// refused on every route; put back, served again.
+    func testRangedReadsAndLayoutsServeOnlyTheBlobTheRowNames() throws {
+        let s = try Scratch()
+        let ingest = { (file: String, policy: String) throws -> String in
+            let r = try s.cli.run("ingest", "--policy", policy, file)
+            XCTAssertEqual(r.status, 0, r.stderr)
+            return r.stdout.trimmingCharacters(in: .whitespacesAndNewlines)
+        }
+        let root = try StoreRoot(path: s.path + "/store")
+        let segmentOf = { (id: String) throws -> String in
+            try root.blobs.readablePath(try XCTUnwrap(try root.index.entry(id: id)?.segment))
+        }
+        let a = try ingest(try s.question("a1.safetensors", question: 1), "int8")
+        _ = try ingest(try s.question("a2.safetensors", question: 2), "int8")
+        let b = try ingest(try s.question("b1.safetensors", question: 1, seed: 5), "int8")
+        let (own, other) = (try segmentOf(a), try segmentOf(b))
+        let ownBytes = try Data(contentsOf: URL(fileURLWithPath: own))
+        let server = try ServerProcess(s)
+        let reads: [(String, [String: String])] = [
+            ("/v1/entries/\(a)/pack?segment=1", ["Range": "bytes=0-63"]), ("/v1/entries/\(a)/pack?segment=1", ["Range": "bytes=0-"]),
+            ("/v1/entries/\(a)/layout?segment=1", [:]), ("/v1/entries/\(a)/pack?segment=1", [:])]
+        for (target, headers) in reads { XCTAssertLessThan(try server.get(target, headers: headers).status, 300, target) }
+        try FileManager.default.removeItem(atPath: own)
+        try FileManager.default.copyItem(atPath: other, toPath: own)
+        for (target, headers) in reads {
+            let r = try server.get(target, headers: headers)
+            XCTAssertEqual(r.status, 500, "\(target) \(headers)")
+            XCTAssertTrue(String(decoding: r.body, as: UTF8.self).contains("\"corrupt\""), "an error, no byte of the other segment")
+        }
+        try FileManager.default.removeItem(atPath: own)
+        try ownBytes.write(to: URL(fileURLWithPath: own))
+        for (target, headers) in reads { XCTAssertLessThan(try server.get(target, headers: headers).status, 300, "put back: \(target)") }
+
+        let c = try ingested(s, seed: 3)
+        let blobOf = { (id: String) throws -> String in try root.blobs.readablePath(try XCTUnwrap(try root.index.entry(id: id)?.blob)) }
+        let earlier = try Data(contentsOf: URL(fileURLWithPath: try blobOf(c)))
+        XCTAssertEqual(try server.get("/v1/entries/\(c)/pack", headers: ["Range": "bytes=0-63"]).status, 206)
+        XCTAssertEqual(try s.cli.run("repack", "--policy", "none", c).status, 0)
+        let current = try blobOf(c)
+        try FileManager.default.removeItem(atPath: current)
+        try earlier.write(to: URL(fileURLWithPath: current))
+        for (target, headers) in [("/v1/entries/\(c)/pack", ["Range": "bytes=0-"]), ("/v1/entries/\(c)/pack", ["Range": "bytes=0-63"]),
+                                  ("/v1/entries/\(c)/layout", [:])] {
+            XCTAssertEqual(try server.get(target, headers: headers).status, 500, "the entry's own earlier blob: \(target) \(headers)")
+        }
+    }
+
     /// Entries, blob files and temporary files of the store.
     private func storeState(_ s: Scratch) throws -> [String] {
         let fm = FileManager.default

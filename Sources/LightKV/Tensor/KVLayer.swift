@@ -54,27 +54,30 @@ public struct KVLayer: Sendable, Equatable {
 }
 
 extension KVLayer {
-    /// Keys and values of the entries at `rows` (any order, repeats allowed), row by row,
-    /// per head: the copy `selecting` and `expanded` share.
+    /// Keys and values of the entries at `rows` (any order, repeats allowed), per head: the
+    /// copy `selecting` and `expanded` share. Consecutive rows are copied as one run (a
+    /// segment's cut at the prompt is one run a head), into memory not zeroed first.
     func gatheringRows(_ rows: [Int]) -> (keys: [Float], values: [Float]) {
-        let n = count, m = rows.count, kd = headDim, vd = vHeadDim
-        var k = [Float](repeating: 0, count: kvHeads * m * kd)
-        var v = [Float](repeating: 0, count: kvHeads * m * vd)
-        keys.withUnsafeBufferPointer { ks in
-            values.withUnsafeBufferPointer { vs in
-                k.withUnsafeMutableBufferPointer { ko in
-                    v.withUnsafeMutableBufferPointer { vo in
-                        for h in 0..<kvHeads {
-                            for (o, j) in rows.enumerated() {
-                                (ko.baseAddress! + (h * m + o) * kd).update(from: ks.baseAddress! + (h * n + j) * kd, count: kd)
-                                (vo.baseAddress! + (h * m + o) * vd).update(from: vs.baseAddress! + (h * n + j) * vd, count: vd)
-                            }
+        let n = count, m = rows.count
+        // Runs of consecutive rows: (first output row, first input row, length).
+        var runs: [(out: Int, from: Int, length: Int)] = []
+        for (o, j) in rows.enumerated() {
+            if let last = runs.last, last.from + last.length == j { runs[runs.count - 1].length += 1 } else { runs.append((o, j, 1)) }
+        }
+        func gather(_ source: [Float], dim: Int) -> [Float] {
+            [Float](unsafeUninitializedCapacity: kvHeads * m * dim) { out, initialized in
+                source.withUnsafeBufferPointer { s in
+                    for h in 0..<kvHeads where dim > 0 {
+                        for r in runs {
+                            (out.baseAddress! + (h * m + r.out) * dim).initialize(from: s.baseAddress! + (h * n + r.from) * dim,
+                                                                                  count: r.length * dim)
                         }
                     }
                 }
+                initialized = kvHeads * m * dim
             }
         }
-        return (k, v)
+        return (gather(keys, dim: headDim), gather(values, dim: vHeadDim))
     }
 }
 

@@ -9,6 +9,8 @@ import Glibc
 public final class MappedFile: @unchecked Sendable {
     public let path: String
     public let bytes: UnsafeRawBufferPointer
+    /// The file mapped, as it was when mapped.
+    public let identity: FileIdentity
 
     public init(path: String) throws {
         self.path = path
@@ -19,6 +21,7 @@ public final class MappedFile: @unchecked Sendable {
         var st = stat()
         guard fstat(fd, &st) == 0 else { throw StoreError.io(path: path, operation: "stat", errno: errno) }
         guard (st.st_mode & S_IFMT) == S_IFREG else { throw StoreError.corrupt(path: path, problem: "not a regular file") }
+        identity = FileIdentity(st)
         let size = Int(st.st_size)
         if size == 0 {
             bytes = UnsafeRawBufferPointer(start: nil, count: 0)

@@ -16,6 +16,9 @@ public final class PackReader: @unchecked Sendable {
     /// Bytes of the whole file.
     public var size: Int { file.bytes.count }
 
+    /// The file read, as it was when opened.
+    public var identity: FileIdentity { file.identity }
+
     /// The whole file, mapped (pages are dropped again as sections are read).
     public var bytes: UnsafeRawBufferPointer { file.bytes }
 
