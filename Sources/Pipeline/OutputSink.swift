@@ -34,11 +34,10 @@ public final class OutputSink: FetchSink {
             // predecessor was killed mid-fetch and left its temporary file behind.
             let unique = "\(getpid()).\(String(UInt32.random(in: .min ... .max), radix: 16))"
             file = try AtomicFile(finalPath: target, tempPath: "\(target).\(unique).tmp", startsWriteback: false)
+            TemporaryOutputs.shared.add(file!.tempPath)
             stream = -1; ownsStream = false
         }
     }
-
-    deinit { if ownsStream { close(stream) } }
 
     /// The path output really goes to: `path` itself, or the file its symlinks lead to.
     /// A symlink to nothing is refused rather than guessed at.
@@ -85,9 +84,20 @@ public final class OutputSink: FetchSink {
 
     /// Publishes the file under its name (no fsync: a fetched copy can always be fetched again).
     public func finish() throws {
-        try file?.commit(durable: false)
+        guard let file else { return }
+        defer { TemporaryOutputs.shared.remove(file.tempPath) }
+        try file.commit(durable: false)
     }
 
     /// Removes a partly written file (a stream keeps what it was sent).
-    public func abandon() { file?.abandon() }
+    public func abandon() {
+        guard let file else { return }
+        file.abandon()
+        TemporaryOutputs.shared.remove(file.tempPath)
+    }
+
+    deinit {
+        if ownsStream { close(stream) }
+        if let file { TemporaryOutputs.shared.remove(file.tempPath) }
+    }
 }

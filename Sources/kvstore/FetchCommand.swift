@@ -41,6 +41,9 @@ struct FetchCommand: ParsableCommand {
     }
 
     func run() throws {
+        // Stopped mid-fetch (SIGTERM, SIGINT), the unpublished output goes with the process.
+        let signals = TemporaryOutputs.removedOnSignal()
+        defer { withExtendedLifetime(signals) {} }
         let root = try location.open()
         let record = try root.index.resolve(id, key: key)
         if let output { try OutputPlace.check(output, store: root) }

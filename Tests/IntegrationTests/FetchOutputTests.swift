@@ -1,4 +1,5 @@
 import Foundation
+import LightKV
 import Store
 import XCTest
 
@@ -69,6 +70,43 @@ final class FetchOutputTests: XCTestCase {
         let verify = try s.cli.run("verify")
         XCTAssertEqual(verify.status, 0, verify.stdout + verify.stderr)
         XCTAssertFalse(FileManager.default.fileExists(atPath: s.path + "/store/blobs/new"))
+    }
+
+    /// SIGTERM while a fetch writes its temporary file: the file goes with the process (it lies
+    /// in the user's folder, where nothing collects it), and the exit is the signal's.
+    func testAFetchStoppedBySIGTERMLeavesNoTemporaryFile() throws {
+        let s = try Scratch()
+        // 16 layers of 8 heads × 512 entries: a fetch long enough to be caught writing.
+        let spans: [Span] = [.text(0, 4, role: .system), .image(4, rows: 16, cols: 30, source: "sha256:" + String(repeating: "12", count: 32)),
+                             .text(484, 512, role: .prompt)]
+        var b = KVSnapBuilder(metadata: SnapshotMetadata(model: "test/model", spans: spans, key: "big"))
+        let values = (0..<(8 * 512 * 64)).map { Float(sin(Double($0) * 0.37)) }
+        for i in 0..<16 {
+            b.add("layers.\(i).key", dtype: .f16, shape: [8, 512, 64], floats: values)
+            b.add("layers.\(i).value", dtype: .f16, shape: [8, 512, 64], floats: values)
+        }
+        let input = s.path + "/big.safetensors"
+        try Data(b.bytes()).write(to: URL(fileURLWithPath: input))
+        let stored = try s.cli.run("ingest", input)
+        XCTAssertEqual(stored.status, 0, stored.stderr)
+        let id = stored.stdout.trimmingCharacters(in: .whitespacesAndNewlines)
+        let out = s.path + "/out"
+        try FileManager.default.createDirectory(atPath: out, withIntermediateDirectories: true)
+        for _ in 0..<20 {
+            let fetch = try s.cli.start(["fetch", id, "-o", out + "/o"])
+            // Stop it as soon as its temporary file appears.
+            while fetch.isRunning, (try files(out)).allSatisfy({ !$0.hasPrefix("o.") }) { usleep(200) }
+            if fetch.isRunning { kill(fetch.processIdentifier, SIGTERM) }
+            fetch.waitUntilExit()
+            if fetch.terminationStatus == 0 {  // finished first: try again
+                try FileManager.default.removeItem(atPath: out + "/o")
+                continue
+            }
+            XCTAssertEqual(fetch.terminationStatus, 128 + SIGTERM)
+            XCTAssertEqual(try files(out), [], "no temporary file, and nothing published")
+            return
+        }
+        throw XCTSkip("every fetch finished before it could be stopped")
     }
 
     /// A segmented entry's raw fetch is two files: its output must be a regular file for the
