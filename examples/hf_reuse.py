@@ -96,7 +96,9 @@ def main() -> int:
         # it: no pixel values needed, only the tokens after the cached ones are prefilled
         fetched = store.fetch(entry, os.path.join(scratch, "fetched.safetensors"),
                               dtype=FETCH_DTYPE.get(model.dtype, "f16"), expand=args.mode == "expand", prefix=prefix)
-        cache = kvstore.hf.load(fetched, model, mode=args.mode, prefix=prefix)
+        # media: the images this request is about, checked against the cache's (ids alone cannot
+        # tell two images of one size apart)
+        cache = kvstore.hf.load(fetched, model, mode=args.mode, prefix=prefix, media=media)
         with torch.no_grad():
             reused = model.generate(input_ids=request["input_ids"], attention_mask=request["attention_mask"],
                                     past_key_values=cache, **greedy)[0, length:].tolist()

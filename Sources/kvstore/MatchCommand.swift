@@ -11,9 +11,11 @@ struct MatchCommand: ParsableCommand {
         discussion: """
         A stored entry's shareable prefix is every position before its first prompt span \
         (KVSNAP.md); it matches a request of the same model whose input_ids start with the same \
-        ids, and whose media sources, where both name them, agree in order. Prints the entry id \
-        and the prefix length: `kvstore fetch ID --prefix` writes the cache to prefill on top of. \
-        Entries stored without input_ids are never matched.
+        ids and whose every image or video inside the prefix is named, in order, by the same \
+        source the entry stored (--source: token ids do not tell images apart, so a prefix \
+        holding media the request does not name, or media stored without a source, is no match). \
+        Prints the entry id and the prefix length: `kvstore fetch ID --prefix` writes the cache \
+        to prefill on top of. Entries stored without input_ids are never matched.
         """)
 
     @OptionGroup var options: StoreOptions
@@ -34,7 +36,7 @@ struct MatchCommand: ParsableCommand {
             throw StoreError.notFound("stored prefix of model \(model) for these \(tokens.count) ids")
         }
         if options.json { Terminal.json(match); return }
-        let evidence = match.sourcesChecked > 0 ? "input_ids and \(match.sourcesChecked) media source\(match.sourcesChecked == 1 ? "" : "s")" : "input_ids alone"
+        let evidence = match.sourcesChecked > 0 ? "input_ids and \(match.sourcesChecked) media source\(match.sourcesChecked == 1 ? "" : "s")" : "input_ids: a prefix of text alone"
         print("\(match.id)  prefix of \(match.length) tokens (matched by \(evidence)); prefill from token \(match.length)")
     }
 

@@ -103,19 +103,23 @@ final class PrefixFetchTests: XCTestCase {
         try JSONEncoder().encode(request).write(to: URL(fileURLWithPath: ids))
         let image = "sha256:" + String(repeating: "ab", count: 32), other = "sha256:" + String(repeating: "cd", count: 32)
 
-        let byIDs = try s.cli.run("match", "--model", "test/model", "--ids", ids, "--json")
-        XCTAssertEqual(byIDs.status, 0, byIDs.stderr)
-        let found = try JSONSerialization.jsonObject(with: byIDs.stdoutBytes) as! [String: Any]
+        // Token ids do not tell images apart (placeholders are the same for every image): a
+        // prefix holding an image matches only a request that names it.
+        XCTAssertEqual(try s.cli.run("match", "--model", "test/model", "--ids", ids).status, 2, "ids alone name no image")
+        let withSource = try s.cli.run("match", "--model", "test/model", "--ids", ids, "--source", image, "--json")
+        XCTAssertEqual(withSource.status, 0, withSource.stderr)
+        let found = try JSONSerialization.jsonObject(with: withSource.stdoutBytes) as! [String: Any]
         XCTAssertEqual(found["id"] as? String, id)
         XCTAssertEqual(found["length"] as? Int, 20)
-        let withSource = try s.cli.run("match", "--model", "test/model", "--ids", ids, "--source", image)
-        XCTAssertTrue(withSource.stdout.contains("input_ids and 1 media source"), withSource.stdout)
+        XCTAssertEqual(found["sources_checked"] as? Int, 1)
+        XCTAssertTrue(try s.cli.run("match", "--model", "test/model", "--ids", ids, "--source", image).stdout
+            .contains("input_ids and 1 media source"))
         XCTAssertEqual(try s.cli.run("match", "--model", "test/model", "--ids", ids, "--source", other).status, 2,
                        "the same ids with another image are not the same prefix")
-        XCTAssertEqual(try s.cli.run("match", "--model", "other/model", "--ids", ids).status, 2)
+        XCTAssertEqual(try s.cli.run("match", "--model", "other/model", "--ids", ids, "--source", image).status, 2)
         var shorter = request; shorter[7] = 1
         try JSONEncoder().encode(shorter).write(to: URL(fileURLWithPath: ids))
-        XCTAssertEqual(try s.cli.run("match", "--model", "test/model", "--ids", ids).status, 2, "one id differs inside the prefix")
+        XCTAssertEqual(try s.cli.run("match", "--model", "test/model", "--ids", ids, "--source", image).status, 2, "one id differs inside the prefix")
         try Data("[1, 2.5]".utf8).write(to: URL(fileURLWithPath: ids))
         let bad = try s.cli.run("match", "--model", "test/model", "--ids", ids)
         XCTAssertEqual(bad.status, 1)
@@ -125,7 +129,38 @@ final class PrefixFetchTests: XCTestCase {
         for suffix in ["", "-wal", "-shm"] { try? FileManager.default.removeItem(atPath: s.path + "/store/index.sqlite" + suffix) }
         XCTAssertEqual(try s.cli.run("repair").status, 0)
         try JSONEncoder().encode(request).write(to: URL(fileURLWithPath: ids))
-        XCTAssertTrue(try s.cli.run("match", "--model", "test/model", "--ids", ids).stdout.hasPrefix(id))
+        XCTAssertTrue(try s.cli.run("match", "--model", "test/model", "--ids", ids, "--source", image).stdout.hasPrefix(id))
+    }
+
+    /// Token ids do not tell images apart (a processor's placeholders are the same for every
+    /// image): a stored image without a source matches no request, and a prefix of two images
+    /// matches only a request that names both.
+    func testMatchNeedsEveryImageOfThePrefixNamedAlike() throws {
+        let s = try Scratch()
+        let image = "sha256:" + String(repeating: "ab", count: 32)
+        XCTAssertEqual(try s.cli.run("ingest", try s.question("q1.safetensors", question: 1, source: nil)).status, 0)
+        let ids = s.path + "/ids.json"
+        try JSONEncoder().encode((0..<31).map { (t: Int) -> Int64 in t < 20 ? Int64(1000 + t) : Int64(9000 + t) })
+            .write(to: URL(fileURLWithPath: ids))
+        for sources in [[], [image], ["sha256:" + String(repeating: "cd", count: 32)]] {
+            let r = try s.cli.run(["match", "--model", "test/model", "--ids", ids] + sources.flatMap { ["--source", $0] })
+            XCTAssertEqual(r.status, 2, "an image stored without its source is nobody's: \(sources) \(r.stdout)")
+        }
+
+        let file = s.path + "/two.safetensors"
+        XCTAssertEqual(try s.cli.run("synth", "--preset", "tiny", "--images", "2", "--seed", "3", "-o", file).status, 0)
+        XCTAssertEqual(try s.cli.run("ingest", file).status, 0)
+        let (request, both) = try Data(contentsOf: URL(fileURLWithPath: file)).withUnsafeBytes { b in
+            let snap = try Snapshot(bytes: b)
+            return (snap.tokenIDs()!, snap.metadata.spans.compactMap(\.source))
+        }
+        XCTAssertEqual(both.count, 2)
+        try JSONEncoder().encode(request).write(to: URL(fileURLWithPath: ids))
+        let first = try s.cli.run(["match", "--model", "synth/tiny", "--ids", ids, "--source", both[0]])
+        XCTAssertEqual(first.status, 2, "the second image is not named: \(first.stdout)")
+        let named = try s.cli.run(["match", "--model", "synth/tiny", "--ids", ids, "--json"] + both.flatMap { ["--source", $0] })
+        XCTAssertEqual(named.status, 0, named.stderr)
+        XCTAssertEqual((try JSONSerialization.jsonObject(with: named.stdoutBytes) as! [String: Any])["sources_checked"] as? Int, 2)
     }
 
     func testSynthQuestionsShareOnePrefixThatFetchAndMatchFind() throws {
@@ -149,10 +184,13 @@ final class PrefixFetchTests: XCTestCase {
         XCTAssertEqual(Set(ids).count, 3, "three questions, three entries")
         XCTAssertEqual(prefixes.count, 1, "one prefix, bit for bit")
         // A fourth question's ids find one of them.
-        let request = try Data(contentsOf: URL(fileURLWithPath: files[0])).withUnsafeBytes { b in try Snapshot(bytes: b).tokenIDs()! }
+        let (request, sources) = try Data(contentsOf: URL(fileURLWithPath: files[0])).withUnsafeBytes { b in
+            let snap = try Snapshot(bytes: b)
+            return (snap.tokenIDs()!, snap.metadata.spans.compactMap(\.source))
+        }
         let path = s.path + "/ids.json"
         try JSONEncoder().encode(Array(request.prefix(68)) + [7, 8, 9]).write(to: URL(fileURLWithPath: path))
-        let match = try s.cli.run("match", "--model", "synth/tiny", "--ids", path)
+        let match = try s.cli.run(["match", "--model", "synth/tiny", "--ids", path] + sources.flatMap { ["--source", $0] })
         XCTAssertEqual(match.status, 0, match.stderr + match.stdout)
         XCTAssertTrue(ids.contains(String(match.stdout.prefix(64))), match.stdout)
     }

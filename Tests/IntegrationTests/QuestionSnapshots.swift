@@ -6,11 +6,12 @@ extension Scratch {
     /// `prompt` prompt tokens; ids 1000+position in the prefix and `question`-dependent ids in
     /// the prompt, as a processor would give them.
     func question(_ name: String, question: Int, prompt: Int = 6, seed: Int = 0,
-                  ids: Bool = true, dtype: DType = .f16, grid: (rows: Int, cols: Int) = (4, 4)) throws -> String {
+                  ids: Bool = true, dtype: DType = .f16, grid: (rows: Int, cols: Int) = (4, 4),
+                  source: String? = "sha256:" + String(repeating: "ab", count: 32)) throws -> String {
         let n = 20 + prompt
         precondition(grid.rows * grid.cols == 16, "the image holds 16 entries")
         let spans: [Span] = [.text(0, 4, role: .system),
-                             .image(4, rows: grid.rows, cols: grid.cols, source: "sha256:" + String(repeating: "ab", count: 32)),
+                             .image(4, rows: grid.rows, cols: grid.cols, source: source),
                              .text(20, n, role: .prompt)]
         var b = KVSnapBuilder(metadata: SnapshotMetadata(model: "test/model", spans: spans, key: "q\(question)", nextPosition: n))
         for i in 0..<2 {

@@ -98,7 +98,8 @@ class PrefixMatch:
     `fetch(id, ..., prefix=True)` and prefill the request from token `length` on."""
     id: str
     length: int
-    #: Media sources compared and equal; 0 when the match rests on the token ids alone.
+    #: Media spans inside the prefix, every one named alike by the request and the entry (a
+    #: match needs them all); 0 for a prefix of text alone.
     sources_checked: int
 
     @staticmethod
@@ -112,6 +113,18 @@ def check_ids(input_ids: Sequence[int]) -> list[int]:
     if any(i < 0 for i in ids):
         raise UsageError(["input_ids"], UsageError.exit_code, "token ids are non-negative")
     return ids
+
+
+def check_sources(sources: Sequence[str]) -> list[str]:
+    """Media sources as a list of strings, one per image or video in order: a lone string
+    would be taken apart character by character."""
+    if isinstance(sources, (str, bytes)):
+        raise UsageError(["sources"], UsageError.exit_code, f"sources is a sequence of media sources, one per image or video; "
+                         f"got one string {sources[:80]!r}: pass [{sources[:80]!r}]")
+    out = list(sources)
+    if not all(isinstance(s, str) and s for s in out):
+        raise UsageError(["sources"], UsageError.exit_code, "every media source is a non-empty string (e.g. sha256:<hex>)")
+    return out
 
 
 def check_entry(entry: str) -> str:
@@ -217,8 +230,11 @@ class Client:
         return output
 
     def match(self, model: str, input_ids: Sequence[int], sources: Sequence[str] = ()) -> PrefixMatch | None:
-        """The longest stored prefix of a request of `model` with these token ids (and media
-        `sources` in order, where known), or None: the lookup a serving node makes before prefill."""
+        """The longest stored prefix of a request of `model` with these token ids whose every
+        image or video is named, in order, by `sources` as the entry stored it, or None: the
+        lookup a serving node makes before prefill. Token ids do not tell images apart, so
+        without `sources` only a prefix of text alone can match."""
+        sources = check_sources(sources)
         with tempfile.TemporaryDirectory(prefix="kvstore-") as d:
             path = os.path.join(d, "ids.json")
             with open(path, "w") as f:

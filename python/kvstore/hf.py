@@ -322,7 +322,7 @@ def capture(model: torch.nn.Module, inputs: Mapping[str, Any], media: Sequence[b
     `media` (in input order), `prompt_query` = the last `prompt_queries` prompt tokens' queries
     (RoPE applied) at each layer, `next_position` and `hf.prefix_next_position` (the position
     the first prompt token had) for M-RoPE models, and `key` derived from model, sources and
-    tokens unless given. The model's text attention is switched to "kvstore" (SDPA with a query
+    tokens (and, without `media`, the pixel values) unless given. The model's text attention is switched to "kvstore" (SDPA with a query
     recorder; see `load`)."""
     ids = inputs["input_ids"]
     if ids.ndim != 2 or ids.shape[0] != 1:
@@ -387,6 +387,13 @@ def capture(model: torch.nn.Module, inputs: Mapping[str, Any], media: Sequence[b
         for s in spans:
             if s.source:
                 h.update(s.source.encode() + b"\n")
+        if not media:
+            # No sources: the pixels themselves tell the images apart (the placeholder ids
+            # are the same for every image of a size).
+            for name in sorted(k for k in inputs if k.startswith(("pixel_values", "image_grid", "video_grid"))):
+                value = inputs[name]
+                if isinstance(value, torch.Tensor):
+                    h.update(name.encode() + b"\n" + value.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
         h.update(np.asarray(tokens, dtype="<i8").tobytes())
         key = "sha256:" + h.hexdigest()
     return Snapshot(model=snap_name, spans=spans, layers=layers, key=key, next_position=next_position,
@@ -448,12 +455,36 @@ def prefix_next_position(snap: Snapshot) -> int:
     recorded = snap.metadata.get(PREFIX_POSITION_KEY)
     if recorded is not None:
         return int(recorded)
-    end = snap.prefix_end
-    return sum(s.count if not s.is_vision else max(s.grid or (0, 0)) for s in snap.spans if s.end <= end)
+    return _mrope_position(snap.spans, snap.prefix_end)
+
+
+def _mrope_position(spans: Sequence[Span], end: int) -> int:
+    """transformers' M-RoPE position after the spans ending by `end`: a text token advances it
+    by one, an image or video by max(rows, cols)."""
+    return sum(s.count if not s.is_vision else max(s.grid or (0, 0)) for s in spans if s.end <= end)
+
+
+def check_media(snap: Snapshot, media: Sequence[bytes | str | os.PathLike[str]]) -> None:
+    """Raises ModelMismatchError unless `media` (the request's images and videos, in order: bytes
+    or files) are the ones the snapshot's vision spans name by source. Token ids cannot tell
+    images apart (the placeholders are the same for every image of a size), so this is the
+    check that a cache is about the request's images."""
+    stored = [s for s in snap.spans if s.is_vision]
+    if len(media) != len(stored):
+        raise ModelMismatchError(f"media holds {len(media)} item(s), the cache {len(stored)} image(s)/video(s)")
+    for i, (span, item) in enumerate(zip(stored, media)):
+        if span.source is None:
+            raise ModelMismatchError(f"image/video {i} of the cache was stored without a source (capture with "
+                                     "media=...), so it cannot be checked against media")
+        given = _source(item)
+        if span.source != given:
+            raise ModelMismatchError(f"image/video {i} of the cache is {span.source}, media {i} is {given}: "
+                                     "the cache is about another image")
 
 
 def load(source: Any, model: torch.nn.Module, mode: str = "proportional",
-         device: torch.device | str | None = None, prefix: bool = False) -> Cache:
+         device: torch.device | str | None = None, prefix: bool = False,
+         media: Sequence[bytes | str | os.PathLike[str]] | None = None) -> Cache:
     """A cache `model.generate` continues from (pass the same `input_ids` as the capture, and
     `past_key_values=` this cache; no pixel values).
 
@@ -466,7 +497,12 @@ def load(source: Any, model: torch.nn.Module, mode: str = "proportional",
     `prefix=True`: the shareable prefix alone (a `fetch --prefix` file, or any source cut to
     its prefix), for a NEW prompt: pass generate the new prompt's whole `input_ids`, which must
     start with the prefix's (module docstring). Always a KVStoreCache, which generate checks
-    against the prompt; a source without `input_ids` raises SnapshotError."""
+    against the prompt; a source without `input_ids` raises SnapshotError.
+
+    `media`: the request's images and videos (bytes or files, in order; those inside the
+    prefix with `prefix=True`), checked against the sources the cache was captured with
+    (`check_media`): the new prompt's token ids cannot tell one image from another of the same
+    size, so pass them whenever the cache may not be about the request's images."""
     if mode not in ("proportional", "expand"):
         raise ValueError(f"mode {mode!r}: expected 'proportional' or 'expand'")
     snap, layers = _open(source, mode)
@@ -480,6 +516,8 @@ def load(source: Any, model: torch.nn.Module, mode: str = "proportional",
         snap = snap.prefix()
         layers = snap.layers
         snap.next_position = next_position
+    if media is not None:
+        check_media(snap, media)
     param = next(model.parameters())
     device = torch.device(device) if device is not None else param.device
     dtype = param.dtype
@@ -496,9 +534,17 @@ def load(source: Any, model: torch.nn.Module, mode: str = "proportional",
     tensors = [(tensor(l.key), tensor(l.value), sizes(l)) for l in layers]
     if mode == "expand":
         tensors = [(k, v, torch.ones_like(s)) for k, v, s in tensors]
-    next_position = snap.next_position if snap.next_position is not None else seq_len
     inner = getattr(model, "model", None)
-    if inner is not None and hasattr(inner, "rope_deltas"):  # M-RoPE: new tokens continue at next_position
+    mrope = inner is not None and hasattr(inner, "rope_deltas")
+    if snap.next_position is not None:
+        next_position = snap.next_position
+    elif mrope and any(s.is_vision for s in snap.spans):
+        # An image advances M-RoPE positions by max(rows, cols), not by its token count:
+        # without a recorded next position, transformers' rule over the spans gives it.
+        next_position = _mrope_position(snap.spans, seq_len)
+    else:
+        next_position = seq_len
+    if mrope:  # M-RoPE: new tokens continue at next_position
         inner.rope_deltas = torch.tensor([[next_position - seq_len]], device=device)
     if mode == "expand" and not prefix and all(k.shape[-2] == seq_len for k, _, _ in tensors):
         cache = DynamicCache()

@@ -11,7 +11,7 @@ from typing import Any, BinaryIO, Iterator, Sequence
 
 import io
 
-from .client import Client, Entry, Ingested, PrefixMatch, check_entry, check_ids, is_url
+from .client import Client, Entry, Ingested, PrefixMatch, check_entry, check_ids, check_sources, is_url
 from .errors import (CommandError, CorruptError, ForbiddenError, NotFoundError, TransientError, UnauthorizedError,
                      UsageError)
 from .pack import SEGMENTED_MAGIC, Pack, PackLayer, Section
@@ -215,7 +215,7 @@ class HTTPClient(Client):
 
     def match(self, model: str, input_ids: Sequence[int], sources: Sequence[str] = ()) -> PrefixMatch | None:
         """The longest stored prefix of a request (`POST /v1/match`), or None."""
-        body = json.dumps({"model": model, "input_ids": check_ids(input_ids), "sources": list(sources)}).encode()
+        body = json.dumps({"model": model, "input_ids": check_ids(input_ids), "sources": check_sources(sources)}).encode()
         try:
             found, _ = self._json("POST", "/v1/match", body=io.BytesIO(body), length=len(body))
         except NotFoundError:

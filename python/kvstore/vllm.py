@@ -23,7 +23,15 @@ Entries whose policy evicts tokens are refused (an evicted position has no KV to
 Failures never break serving: a store that is down, a damaged entry or an entry of another
 model shape is logged once, and the request is prefilled as if nothing were stored (a failed
 load reports its blocks through `get_block_ids_with_load_errors`; the connector sets vLLM's
-`kv_load_failure_policy` to "recompute").
+`kv_load_failure_policy` to "recompute"); a KV cache layout the connector cannot read turns
+saving off, logged once.
+
+What is never shared through the store: requests with a LoRA adapter, prompt embeddings or a
+`cache_salt` (their KV is not a function of model, token ids and media alone), and anything of
+an engine run with tensor or pipeline parallelism (each rank holds a part of every layer; the
+connector turns itself off there, logged). A prefix is loaded only when every image or video
+inside it was matched by its source (`match`); the policy of each entry loaded is logged once,
+and a request that loaded a lossy entry is not saved (its KV would be stored as exact).
 
 Extra config keys: `store` (a store folder, or the URL of `kvstore serve`; required), `policy`
 (default "none"), `token` (for `kvstore serve`), `model` (the `kvsnap.model` name; default
@@ -64,6 +72,13 @@ logger = logging.getLogger("vllm.kvstore")  # under vLLM's logger: its handlers 
 #: Reductions that drop tokens: no KV is left for their positions, so vLLM cannot be given them.
 EVICTING = ("uniform", "random", "prompt-topk", "aircache", "airmerge")
 SOURCE_PREFIX = "vllm:"
+
+
+def unshareable(request: Any) -> bool:
+    """Whether a request's KV depends on more than model, token ids and media: a LoRA
+    adapter, prompt embeddings (their positions hold placeholder ids) or a `cache_salt`
+    (vLLM's own prefix cache keeps such requests apart; the store must too)."""
+    return any(getattr(request, name, None) is not None for name in ("lora_request", "prompt_embeds", "cache_salt"))
 
 
 def _evicts(policy: str, method: str) -> bool:
@@ -268,6 +283,14 @@ class KVStoreConnector(KVConnectorBase_V1):
         self.block_size = int(vllm_config.cache_config.block_size)
         self.save_enabled = bool(extra.get("save", True)) and self._kv_transfer_config.is_kv_producer
         self.load_enabled = self._kv_transfer_config.is_kv_consumer
+        parallel = vllm_config.parallel_config
+        ranks = (int(getattr(parallel, "tensor_parallel_size", 1) or 1), int(getattr(parallel, "pipeline_parallel_size", 1) or 1))
+        if ranks != (1, 1):
+            # Each rank holds some heads (tensor) or some layers (pipeline) of every request: an
+            # entry saved by one rank is not another's, and none is the whole model's.
+            logger.warning("kvstore: tensor parallel size %d, pipeline parallel size %d: the connector stores and "
+                           "loads single-GPU engines only; it is off", *ranks)
+            self.save_enabled = self.load_enabled = False
         self.stats_path = extra.get("stats_path")
         text = model_config.hf_text_config
         self.num_layers = int(text.num_hidden_layers)
@@ -284,6 +307,7 @@ class KVStoreConnector(KVConnectorBase_V1):
             self._allocated: dict[str, list[int]] = {}
             self._tracked: dict[str, _Tracked] = {}
             self._refused: set[str] = set()
+            self._unsaved: set[str] = set()  # requests not to save: private KV, or a lossy entry loaded
         else:
             self._caches: dict[str, torch.Tensor] = {}
             self._layer_index: dict[str, int] = {}
@@ -293,6 +317,8 @@ class KVStoreConnector(KVConnectorBase_V1):
             self._max_pending = int(float(extra.get("max_pending_mb", 512)) * (1 << 20))
             self._pending_bytes = 0
             self._lock = threading.Lock()
+            self._stats_lock = threading.Lock()
+            self._unreadable = False
             self.stats = {"loads": 0, "tokens_loaded": 0, "bytes_loaded": 0, "load_errors": 0, "load_seconds": 0.0,
                           "saves": 0, "tokens_saved": 0, "bytes_saved": 0, "saves_dropped": 0, "save_errors": 0}
             self._queue: queue.Queue[tuple[Snapshot, int] | None] = queue.Queue()
@@ -320,6 +346,9 @@ class KVStoreConnector(KVConnectorBase_V1):
     # ------------------------------------------------------------ scheduler side
 
     def get_num_new_matched_tokens(self, request: "Request", num_computed_tokens: int) -> tuple[int, bool]:
+        if unshareable(request):
+            self._unsaved.add(request.request_id)
+            return 0, False
         if not self.load_enabled:
             return 0, False
         ids = list(request.prompt_token_ids or [])
@@ -341,7 +370,8 @@ class KVStoreConnector(KVConnectorBase_V1):
 
     def _plan(self, request: "Request", ids: list[int], usable: int,
               computed: int) -> tuple[PrefixMatch, int, int, int] | None:
-        sources = [source_of(f.identifier) for f in sorted(request.mm_features, key=lambda f: f.mm_position.offset)]
+        features = sorted(request.mm_features, key=lambda f: f.mm_position.offset)
+        sources = [source_of(f.identifier) for f in features]
         try:
             found = self.client().match(self.model, ids, sources)
         except Exception as e:  # a store that is down or refuses: prefill
@@ -349,6 +379,12 @@ class KVStoreConnector(KVConnectorBase_V1):
                            type(e).__name__, e)
             return None
         if found is None:
+            return None
+        inside = sum(1 for f in features if f.mm_position.offset < found.length)
+        if found.sources_checked != inside:
+            # The store names every image of a match by its source; anything else is not this request's.
+            self._log_once(f"sources:{found.id}", "entry %s matched %d of the %d images inside its prefix by "
+                           "source; not loaded", found.id, found.sources_checked, inside)
             return None
         end = min(found.length, usable) // self.block_size * self.block_size
         if end <= computed:
@@ -363,6 +399,10 @@ class KVStoreConnector(KVConnectorBase_V1):
         if problem:
             self._log_once(f"refuse:{found.id}", "entry %s not loaded: %s; prefilling instead", found.id, problem)
             return None
+        if entry.policy.split("+")[0] != "none" or any(part.startswith("int") for part in entry.policy.split("+")):
+            self._unsaved.add(request.request_id)
+            self._log_once(f"lossy:{entry.policy}", "loading entries stored with the lossy policy %r (first: %s); "
+                           "requests that load one are not saved", entry.policy, found.id)
         return found, computed, end, int(entry.bytes_out)
 
     def _refusal(self, entry: Any) -> str | None:
@@ -393,7 +433,9 @@ class KVStoreConnector(KVConnectorBase_V1):
                 found, start, end, stored = plan
                 meta.loads.append(LoadSpec(new.req_id, found.id, start, end, block_ids, stored))
             self._allocated.pop(new.req_id, None)
-            if not self.save_enabled or not ids:
+            unsaved = new.req_id in self._unsaved
+            self._unsaved.discard(new.req_id)
+            if not self.save_enabled or not ids or unsaved or unshareable(new):
                 continue
             try:
                 spans = request_spans(len(ids), list(new.mm_features), self.merge)
@@ -442,6 +484,7 @@ class KVStoreConnector(KVConnectorBase_V1):
     def request_finished(self, request: "Request", block_ids: list[int]) -> tuple[bool, dict[str, Any] | None]:
         for state in (self._plans, self._allocated, self._tracked):
             state.pop(request.request_id, None)
+        self._unsaved.discard(request.request_id)
         return False, None
 
     # ------------------------------------------------------------ worker side
@@ -511,9 +554,14 @@ class KVStoreConnector(KVConnectorBase_V1):
         meta = self._get_connector_metadata()
         assert isinstance(meta, KVStoreConnectorMetadata)
         index = self._layer_index.get(layer_name)
-        if index is None or not meta.saves:
+        if index is None or not meta.saves or self._unreadable:
             return
-        layout = self._block_layout()
+        try:
+            layout = self._block_layout()
+        except ValueError as e:  # a cache layout the connector cannot map: serve on, store nothing
+            self._unreadable = True
+            self._log_once("layout", "the KV cache's layout cannot be read (%s); saving is off", e)
+            return
         for save in meta.saves:
             count = len(save.token_ids)
             blocks = save.block_ids[:(count + self.block_size - 1) // self.block_size]
@@ -597,12 +645,19 @@ class KVStoreConnector(KVConnectorBase_V1):
         return errors
 
     def _write_stats(self) -> None:
+        """Rewrites `stats_path` (the engine thread after loads, the save thread after saves:
+        one at a time); a failure is logged, never raised into either."""
         if not self.stats_path:
             return
-        temp = f"{self.stats_path}.{os.getpid()}.tmp"
-        with open(temp, "w") as f:
-            json.dump(self.stats, f)
-        os.replace(temp, self.stats_path)
+        with self._stats_lock:
+            temp = f"{self.stats_path}.{os.getpid()}.{threading.get_ident()}.tmp"
+            try:
+                with open(temp, "w") as f:
+                    json.dump(self.stats, f)
+                os.replace(temp, self.stats_path)
+            except OSError as e:
+                self._log_once(f"stats:{type(e).__name__}", "writing %s failed (%s: %s)", self.stats_path,
+                               type(e).__name__, e)
 
     def shutdown(self) -> None:
         if self.role == KVConnectorRole.WORKER and self._thread.is_alive():
@@ -612,4 +667,4 @@ class KVStoreConnector(KVConnectorBase_V1):
 
 
 __all__ = ["BlockLayout", "KVStoreConnector", "KVStoreConnectorMetadata", "LoadSpec", "SaveSpec", "request_spans",
-           "source_of"]
+           "source_of", "unshareable"]

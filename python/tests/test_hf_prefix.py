@@ -148,3 +148,46 @@ def test_a_merged_prefix_serves_a_new_question_in_both_modes(kvstore_bin: str, t
     proportional = reuse(model, new, merged)
     expanded = reuse(model, new, hf.load(tmp_path / "x.safetensors", model, mode="expand", prefix=True))
     assert gap(proportional, expanded) < 1e-4
+
+
+def test_media_other_than_the_caches_are_refused(asked) -> None:
+    """The new prompt's ids cannot tell one image from another of the same size: `media` is
+    checked against the sources the cache was captured with."""
+    name, model, snap, new, fresh, _, _, d = asked
+    if name not in ("llava/2-images", "qwen2_5_vl/2-images+video"):
+        pytest.skip("one case per model is enough")
+    _, _, media = CASES[name]()  # the same seeds: the media the fixture captured with
+    out = reuse(model, new, hf.load(d / "prefix.safetensors", model, prefix=True, media=media))
+    assert gap(out, fresh) < 1e-4
+    with pytest.raises(kvstore.ModelMismatchError, match="image/video 0 of the cache is sha256:.*another image"):
+        hf.load(d / "prefix.safetensors", model, prefix=True, media=[b"another image"] + list(media[1:]))
+    with pytest.raises(kvstore.ModelMismatchError, match="media holds 1 item"):
+        hf.load(d / "prefix.safetensors", model, prefix=True, media=media[:1])
+    bare = kvstore.read(d / "prefix.safetensors")
+    for span in bare.spans:
+        span.source = None
+    with pytest.raises(kvstore.ModelMismatchError, match="stored without a source"):
+        hf.load(bare, model, prefix=True, media=media)
+
+
+def test_captures_of_different_images_without_media_get_different_keys() -> None:
+    """Without `media` the key still tells images apart: the pixels are hashed into it (the
+    placeholder ids are the same for every image of a size)."""
+    model, inputs, _ = tiny.llava(images=1)
+    a = hf.capture(model, inputs)
+    b = hf.capture(model, dict(inputs, pixel_values=inputs["pixel_values"] + 1))
+    assert np.array_equal(a.input_ids, b.input_ids) and a.key != b.key
+    assert hf.capture(model, inputs).key == a.key
+
+
+def test_a_whole_m_rope_load_without_next_position_continues_where_the_capture_did() -> None:
+    """`kvsnap.next_position` is optional: without it an M-RoPE cache continues at the position
+    transformers' rule gives over the spans, not at the token count."""
+    model, inputs, media = tiny.qwen2_5_vl(images=1)
+    snap = hf.capture(model, inputs, media=media)
+    recorded = snap.next_position
+    assert recorded is not None and recorded < snap.original_length
+    snap.next_position = None
+    cache = hf.load(snap, model)
+    assert cache.next_position == recorded
+    assert int(model.model.rope_deltas[0, 0]) == recorded - snap.original_length

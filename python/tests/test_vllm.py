@@ -291,3 +291,42 @@ def test_llava_loads_the_stored_prefix_and_answers_as_its_fresh_prefill(kvstore_
         assert other["cached_tokens"] == 256 and stats.read()["tokens_loaded"] == 512
     finally:
         engine.close()
+
+
+def test_requests_whose_kv_is_not_theirs_alone_are_never_shared() -> None:
+    """A LoRA adapter, prompt embeddings or a cache salt make a request's KV more than a
+    function of model, ids and media: such requests are neither loaded nor saved."""
+    from kvstore.vllm import unshareable
+
+    class Request:
+        lora_request = prompt_embeds = cache_salt = None
+
+    assert not unshareable(Request())
+    for name in ("lora_request", "prompt_embeds", "cache_salt"):
+        r = Request()
+        setattr(r, name, object())
+        assert unshareable(r), name
+
+
+def test_the_stats_file_is_rewritten_safely_from_two_threads(tmp_path: Path) -> None:
+    """The engine thread (after loads) and the save thread (after saves) both rewrite the
+    stats file: never an exception into either, always whole JSON."""
+    from kvstore.vllm import KVStoreConnector
+    c = object.__new__(KVStoreConnector)
+    c.stats_path, c.stats, c._logged = str(tmp_path / "stats.json"), {"loads": 0}, set()
+    c._stats_lock = threading.Lock()
+    errors: list[BaseException] = []
+
+    def rewrite() -> None:
+        try:
+            for _ in range(300):
+                c._write_stats()
+        except BaseException as e:  # noqa: BLE001 - any escape is the failure
+            errors.append(e)
+    threads = [threading.Thread(target=rewrite) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == [] and json.loads((tmp_path / "stats.json").read_text()) == {"loads": 0}
+    assert [p.name for p in tmp_path.iterdir()] == ["stats.json"]

@@ -7,9 +7,9 @@ public struct PrefixMatch: Sendable, Codable, Equatable {
     public var id: String
     /// Tokens the prefix covers: the request prefills from here on.
     public var length: Int
-    /// Media sources inside the prefix that were compared with the request's and agree;
-    /// 0 when the match rests on the token ids alone (the request gave no sources, or the
-    /// stored spans carry none).
+    /// Media spans (images, videos) inside the prefix, each named alike by the request's
+    /// sources and the stored entry's: every one is, or there is no match; 0 for a prefix of
+    /// text alone.
     public var sourcesChecked: Int
 
     enum CodingKeys: String, CodingKey { case id, length, sourcesChecked = "sources_checked" }
@@ -17,21 +17,24 @@ public struct PrefixMatch: Sendable, Codable, Equatable {
 
 /// The lookup a serving node makes before prefill: the longest stored prefix of its request.
 extension EntryIndex {
-    /// The longest stored shareable prefix of `model` whose token ids start `ids`, and whose
-    /// media sources, where both sides name them, equal `sources` in order. Among entries
-    /// sharing that prefix the most recently fetched wins. Nil when none matches.
+    /// The longest stored shareable prefix of `model` whose token ids start `ids` and whose
+    /// every image or video is the request's: named by a source, the i-th media span inside the
+    /// prefix by `sources[i]`. Token ids do not identify media (a processor's placeholders are
+    /// the same for every image), so a prefix holding media the request does not name, or media
+    /// stored without a source, is not the request's. Among entries sharing that prefix the
+    /// most recently fetched wins. Nil when none matches.
     public func longestPrefix(model: String, ids: [Int64], sources: [String] = []) throws -> PrefixMatch? {
         let lengths = try db.query("""
             SELECT DISTINCT prefix_length FROM entries
             WHERE model = ? AND prefix_digest IS NOT NULL AND prefix_length > 0 AND prefix_length <= ?
             ORDER BY prefix_length DESC
             """, [.text(model), .int(ids.count)]).compactMap { $0.int("prefix_length") }
+        let digests = PrefixDigest.of(model: model, ids: ids, lengths: lengths)
         for length in lengths {
-            let digest = PrefixDigest.of(model: model, ids: ids[0..<length])
             let candidates = try db.query("""
                 SELECT * FROM entries WHERE model = ? AND prefix_digest = ? AND prefix_length = ?
                 ORDER BY last_accessed DESC, id
-                """, [.text(model), .text(digest), .int(length)]).map(EntryRecord.init(row:))
+                """, [.text(model), .text(digests[length]!), .int(length)]).map(EntryRecord.init(row:))
             for record in candidates {
                 if let checked = Self.sourcesAgree(record, length: length, request: sources) {
                     return PrefixMatch(id: record.id, length: length, sourcesChecked: checked)
@@ -41,18 +44,17 @@ extension EntryIndex {
         return nil
     }
 
-    /// How many media sources inside the prefix agree with the request's, or nil when one
-    /// differs: the i-th media span of the prefix is compared with `request[i]` where both exist.
+    /// The number of media spans inside the prefix when the stored entry and the request name
+    /// every one of them alike (the i-th media span with `request[i]`); nil otherwise, and nil
+    /// when the stored spans cannot be read.
     static func sourcesAgree(_ record: EntryRecord, length: Int, request: [String]) -> Int? {
-        let spans = (try? JSONDecoder().decode([Span].self, from: Data(record.spans.utf8))) ?? []
-        let stored = spans.filter { $0.kind != .text && $0.end <= length }.map(\.source)
-        var checked = 0
+        guard let spans = try? JSONDecoder().decode([Span].self, from: Data(record.spans.utf8)) else { return nil }
+        let stored = spans.filter { $0.kind != .text && $0.start < length }.map(\.source)
+        guard stored.count <= request.count else { return nil }
         for (mine, theirs) in zip(stored, request) {
-            guard let mine else { continue }
-            guard mine == theirs else { return nil }
-            checked += 1
+            guard let mine, mine == theirs else { return nil }
         }
-        return checked
+        return stored.count
     }
 }
 
