@@ -84,9 +84,12 @@ public struct Ingestor {
         }
         stage = .index
         // A row whose blob (or segment) is gone (an index restored from a backup older than an
-        // `rm`) does not hold the entry: store it again and point the row at the new blob.
+        // `rm`) or damaged does not hold the entry: store it again and point the row at the new
+        // blob. "Already stored" lets the daemon delete its input, so it is said only of an
+        // entry whose every blob is present and holds the content its row names.
         let dangling = try root.index.entry(id: id)
-        if let existing = dangling, try existing.blobs.allSatisfy({ try root.blobs.attributes($0) != nil }) {
+        if let existing = dangling, try holds(existing) {
+            try? root.index.touch(id)  // asked for again: in use
             return IngestOutcome(record: existing, alreadyStored: true, milliseconds: Self.elapsed(since: start))
         }
 
@@ -160,11 +163,35 @@ public struct Ingestor {
         }
         if !inserted {
             // Another ingest of the same snapshot won the race; keep its row and blob.
-            let winner = try root.index.entry(id: id)
-            for name in record.blobs where !(winner?.blobs.contains(name) ?? false) { try? root.collectBlob(name) }
-            return IngestOutcome(record: winner ?? record, alreadyStored: true, milliseconds: Self.elapsed(since: start))
+            if let winner = try root.index.entry(id: id) {
+                for name in record.blobs where !winner.blobs.contains(name) { try? root.collectBlob(name) }
+                return IngestOutcome(record: winner, alreadyStored: true, milliseconds: Self.elapsed(since: start))
+            }
+            // The winner's row went (an `rm` or an eviction) between the two: this one is the
+            // entry after all. Never "already stored" without a row: the input would be deleted.
+            guard try root.index.insert(record, sources: sources, blobs: root.blobs) else {
+                throw StoreError.io(path: path, operation: "store (raced by other ingests of the same snapshot)", errno: EAGAIN)
+            }
         }
         return IngestOutcome(record: record, alreadyStored: false, milliseconds: Self.elapsed(since: start))
+    }
+
+    /// Whether `record`'s blobs are all present and each holds the content its row names. A
+    /// missing or damaged one: false (the entry is stored again); an unreadable one (EACCES,
+    /// EIO): the error, so that nothing is decided on a blob that could not be read.
+    private func holds(_ record: EntryRecord) throws -> Bool {
+        let names = [(record.blob, record.checksum)] + (record.segment.map { [($0, $0)] } ?? [])
+        for (blob, content) in names {
+            guard try root.blobs.attributes(blob) != nil else { return false }
+            do {
+                try PackReader(path: root.blobs.readablePath(blob)).checkContent(named: content)
+            } catch StoreError.corrupt {
+                return false
+            } catch StoreError.io(_, _, ENOENT) {
+                return false
+            }
+        }
+        return true
     }
 
     /// A stored guided segment reduced from `source` under `policy`, present and intact (its

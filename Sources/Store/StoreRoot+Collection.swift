@@ -15,10 +15,11 @@ extension StoreRoot {
     /// blob that compaction deletes, never an untombstoned orphan that compaction would adopt
     /// (docs/DESIGN.md, "The orphan rule"). A concurrent ingest of the same snapshot that
     /// already re-published the blob keeps it. On a shared store the tombstone waits out the
-    /// grace period. Returns the row removed.
+    /// grace period. With `idle`, only an entry still unpinned and unfetched since it was
+    /// listed (compaction's eviction). Returns the row removed.
     @discardableResult
-    public func removeEntry(_ id: String) throws -> EntryRecord? {
-        guard let removed = try index.remove(id) else { return nil }
+    public func removeEntry(_ id: String, idle: IdleCondition? = nil) throws -> EntryRecord? {
+        guard let removed = try index.remove(id, idle: idle) else { return nil }
         guard !defersDeletion else { return removed }
         try collectBlob(removed.blob)
         // A segment that other entries still name is kept (`collectBlob` finds their rows), and

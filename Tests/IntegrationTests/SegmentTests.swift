@@ -350,6 +350,37 @@ final class SegmentTests: XCTestCase {
         XCTAssertTrue(missing.stderr.contains("segment \(segment) of entry"), missing.stderr)
     }
 
+    /// "Already stored" lets the daemon delete its input, so it is said only of an entry whose
+    /// blobs hold what their rows name: a damaged part or segment is stored again from the
+    /// input (the segment repaired for every entry naming it), never reported as stored.
+    func testIngestingAgainRestoresADamagedEntryInsteadOfCallingItStored() throws {
+        let s = try Scratch()
+        let inputs = try (1...2).map { try s.question("q\($0).safetensors", question: $0) }
+        let ids = try inputs.map { try ingest(s, $0, policy: "int8") }
+        let root = try StoreRoot(path: s.path + "/store")
+        for damaged in ["part", "segment"] {
+            let row = try record(s, ids[0])
+            let path = try root.blobs.readablePath(damaged == "part" ? row.blob : try XCTUnwrap(row.segment))
+            var bytes = try Data(contentsOf: URL(fileURLWithPath: path))
+            bytes[bytes.count / 2] ^= 0x40
+            try FileManager.default.removeItem(atPath: path)
+            try bytes.write(to: URL(fileURLWithPath: path))
+            XCTAssertNotEqual(try s.cli.run("verify").status, 0, damaged)
+            let again = try s.cli.run("ingest", "--json", "--policy", "int8", inputs[0])
+            XCTAssertEqual(again.status, 0, again.stderr)
+            let answer = try JSONSerialization.jsonObject(with: again.stdoutBytes) as! [[String: Any]]
+            XCTAssertEqual(answer.first?["already_stored"] as? Bool, false, "\(damaged): stored again, not called stored")
+            let verify = try s.cli.run("verify")
+            XCTAssertEqual(verify.status, 0, "\(damaged): \(verify.stdout)")
+            for id in ids {
+                XCTAssertEqual(try s.cli.run("fetch", id, "-o", s.path + "/out.safetensors").status, 0, "\(damaged): \(id)")
+            }
+            let stored = try s.cli.run("ingest", "--json", "--policy", "int8", inputs[1])
+            let second = try JSONSerialization.jsonObject(with: stored.stdoutBytes) as! [[String: Any]]
+            XCTAssertEqual(second.first?["already_stored"] as? Bool, true, "\(damaged): the intact entry is stored")
+        }
+    }
+
     /// The orphan rule with segments: a lost index is rebuilt with its segment references,
     /// an entry's part without its segment is kept, and a segment no entry names is deleted by
     /// compaction after the grace period.

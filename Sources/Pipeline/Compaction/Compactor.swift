@@ -90,7 +90,8 @@ public struct Compactor {
                 if settings.dryRun { report.repacked.append(record.id); continue }
                 progress("re-packing \(i + 1)/\(cold.count) \(record.id.prefix(12)) with \(policy.name)")
                 do {
-                    if case .swapped(let old, let new) = try repacker.repack(record, policy: policy) {
+                    if case .swapped(let old, let new) = try repacker.repack(record, policy: policy,
+                                                                             idle: IdleCondition(lastAccessed: record.lastAccessed)) {
                         report.repacked.append(record.id)
                         report.repackBytesSaved += old - new
                     }
@@ -112,7 +113,9 @@ public struct Compactor {
                 // Row first, then blob (or its doom): a crash in between leaves an orphan,
                 // never a row without its blob. A fetch that already opened the blob keeps
                 // its mapping.
-                guard let removed = try root.removeEntry(record.id) else { continue }
+                // Only while it is still unpinned and unfetched: a `pin` or a fetch during this
+                // run keeps it.
+                guard let removed = try root.removeEntry(record.id, idle: IdleCondition(lastAccessed: record.lastAccessed)) else { continue }
                 // A segment goes with the last entry that names it.
                 stored = removed.segment == nil ? stored - removed.bytesOut : try root.index.storedBytes()
                 report.evicted.append(removed.id)

@@ -32,7 +32,9 @@ public struct EntryRepacker {
         case unchanged
     }
 
-    public func repack(_ record: EntryRecord, policy: Policy) throws -> Outcome {
+    /// With `idle` (compaction's cold re-pack), the swap happens only while the entry is still
+    /// unpinned and unfetched since it was listed; otherwise the new blob goes (`raced`).
+    public func repack(_ record: EntryRecord, policy: Policy, idle: IdleCondition? = nil) throws -> Outcome {
         let fetcher = Fetcher(root: root)
         // Re-packing another entry's blob (or a damaged one) under this id would make the
         // damage permanent: the content must be the row's.
@@ -76,7 +78,7 @@ public struct EntryRepacker {
         // Read back with positions, the entry is an already-compressed input: stored whole.
         updated.segment = nil
         updated.segmentBytes = nil
-        if try root.index.replaceBlob(id: current.id, oldBlob: current.blob, with: updated, blobs: root.blobs) {
+        if try root.index.replaceBlob(id: current.id, oldBlob: current.blob, with: updated, blobs: root.blobs, idle: idle) {
             if !root.defersDeletion { for name in current.blobs { try root.collectBlob(name) } }
             return .swapped(oldBytes: current.bytesOut, newBytes: blob.bytes)
         }

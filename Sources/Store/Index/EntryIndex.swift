@@ -171,12 +171,18 @@ public final class EntryIndex: @unchecked Sendable {
         try db.query("UPDATE entries SET pinned = ? WHERE id = ?", [.int(pinned ? 1 : 0), .text(id)])
     }
 
-    /// Deletes the row (and its sources) and tombstones its blob in the same transaction
-    /// (see `doom`); returns the record it held.
-    public func remove(_ id: String) throws -> EntryRecord? {
+    /// Deletes the row (and its sources) and tombstones its blobs in the same transaction
+    /// (see `doom`); returns the record it held. With `idle`, only while the row is still
+    /// unpinned and unfetched since compaction listed it (nil otherwise: a pin or a fetch
+    /// that lands during a compaction keeps the entry, as `pin` promises).
+    public func remove(_ id: String, idle: IdleCondition? = nil) throws -> EntryRecord? {
         try db.transaction {
-            guard let record = try entry(id: id) else { return nil }
-            try db.query("DELETE FROM entries WHERE id = ?", [.text(id)])
+            // The row as it was deleted: on PostgreSQL a swap committed by another host while
+            // this waited for the row's lock is the version deleted, and its blobs (not the
+            // ones read before) are the ones to tombstone, or they would be adopted back.
+            guard let row = try db.query("DELETE FROM entries WHERE id = ?" + (idle?.sql ?? "") + " RETURNING *",
+                                         [.text(id)] + (idle?.values ?? [])).first else { return nil }
+            let record = EntryRecord(row: row)
             // A segment other rows still name stays: collection forgets its tombstone.
             for name in record.blobs { try self.doom(name) }
             return record
@@ -186,19 +192,23 @@ public final class EntryIndex: @unchecked Sendable {
     /// Points an entry at a re-packed blob, only if it still names `oldBlob` (compaction's swap).
     /// With `blobs`, the record's new blob must exist there while the lock is held (see `insert`).
     /// The old blob is tombstoned in the same transaction when the swap happens.
-    public func replaceBlob(id: String, oldBlob: String, with record: EntryRecord, blobs: (any BlobStore)? = nil) throws -> Bool {
+    /// With `idle`, only while the row is still unpinned and unfetched since it was listed
+    /// (compaction's cold re-pack).
+    public func replaceBlob(id: String, oldBlob: String, with record: EntryRecord, blobs: (any BlobStore)? = nil,
+                            idle: IdleCondition? = nil) throws -> Bool {
         try db.transaction {
             if let blobs { try Self.checkPresent(record.blobs, in: blobs, db: db, operation: "swap") }
-            let oldSegment = try db.query("SELECT segment FROM entries WHERE id = ? AND blob = ?", [.text(id), .text(oldBlob)])
-                .first?.text("segment")
+            let condition = idle?.sql ?? "", values = idle?.values ?? []
+            let oldSegment = try db.query("SELECT segment FROM entries WHERE id = ? AND blob = ?" + condition,
+                                          [.text(id), .text(oldBlob)] + values).first?.text("segment")
             try db.query("""
                 UPDATE entries SET blob = ?, checksum = ?, bytes_out = ?, policy = ?, compression = ?, entries_kept = ?, fidelity = ?,
                     segment = ?, segment_bytes = ?, prefix_source = ?
-                WHERE id = ? AND blob = ?
+                WHERE id = ? AND blob = ?\(condition)
                 """, [.text(record.blob), .text(record.checksum), .int(record.bytesOut), .text(record.policy),
                       .text(record.compression), .int(record.entriesKept), record.fidelity.map(SQLValue.text) ?? .null,
                       record.segment.map(SQLValue.text) ?? .null, record.segmentBytes.map(SQLValue.int) ?? .null,
-                      record.prefixSource.map(SQLValue.text) ?? .null, .text(id), .text(oldBlob)])
+                      record.prefixSource.map(SQLValue.text) ?? .null, .text(id), .text(oldBlob)] + values)
             guard db.changes == 1 else { return false }
             for name in record.blobs { try db.query("DELETE FROM doomed WHERE blob = ?", [.text(name)]) }
             if oldBlob != record.blob { try self.doom(oldBlob) }
@@ -212,4 +222,15 @@ public final class EntryIndex: @unchecked Sendable {
         Set(try db.query("SELECT blob FROM entries UNION SELECT segment FROM entries WHERE segment IS NOT NULL")
             .compactMap { $0.text("blob") })
     }
+}
+
+/// Compaction acts on a row it listed as unpinned and idle only while it still is: a pin or a
+/// fetch that lands meanwhile keeps the entry as it is.
+public struct IdleCondition: Sendable {
+    /// The row's `last_accessed` when it was listed.
+    public let lastAccessed: Double
+    public init(lastAccessed: Double) { self.lastAccessed = lastAccessed }
+
+    var sql: String { " AND pinned = 0 AND last_accessed <= ?" }
+    var values: [SQLValue] { [.double(lastAccessed)] }
 }
