@@ -151,20 +151,22 @@ public struct Ingestor {
         let inserted: Bool
         do {
             if let dangling, try root.index.replaceBlob(id: id, oldBlob: dangling.blob, with: record, blobs: root.blobs) {
-                try root.collectBlob(dangling.blob)  // forgets the tombstone the swap left
+                // Forgets the tombstone the swap left; on a shared store it waits out the grace
+                // period (another host may still read it).
+                if !root.defersDeletion { try root.collectBlob(dangling.blob) }
                 return IngestOutcome(record: record, alreadyStored: false, milliseconds: Self.elapsed(since: start))
             }
             inserted = try root.index.insert(record, sources: sources, blobs: root.blobs)
         } catch let error as StoreError {
             // The swap and the insert both check the blobs present under the write lock.
             guard case .io(_, _, EAGAIN) = error, let reused, try root.blobs.attributes(reused.name) == nil else { throw error }
-            _ = try? root.collectBlob(blob.name)  // names a segment that is gone; no row names it
+            try? root.retireBlob(blob.name)  // names a segment that is gone; no row names it
             throw GuidedSegmentGone.collected
         }
         if !inserted {
             // Another ingest of the same snapshot won the race; keep its row and blob.
             if let winner = try root.index.entry(id: id) {
-                for name in record.blobs where !winner.blobs.contains(name) { try? root.collectBlob(name) }
+                for name in record.blobs where !winner.blobs.contains(name) { try? root.retireBlob(name) }
                 return IngestOutcome(record: winner, alreadyStored: true, milliseconds: Self.elapsed(since: start))
             }
             // The winner's row went (an `rm` or an eviction) between the two: this one is the

@@ -87,7 +87,9 @@ public struct OrphanAdopter {
                 guard try root.index.replaceBlob(id: record.id, oldBlob: existing.blob, with: record, blobs: root.blobs) else {
                     return .settledElsewhere
                 }
-                if !root.defersDeletion { for old in existing.blobs where !record.blobs.contains(old) { try root.collectBlob(old) } }
+                // The swap tombstoned the old blobs; `repair` (which deletes nothing) leaves them
+                // to compaction.
+                if deletes && !root.defersDeletion { for old in existing.blobs where !record.blobs.contains(old) { try root.collectBlob(old) } }
             }
             return .relinked(id: record.id)
         }

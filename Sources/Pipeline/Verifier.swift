@@ -84,6 +84,9 @@ public struct Verifier {
             return try segmentDamage(of: record)
         } catch let error as StoreError where error.isTransient {
             throw error
+        } catch StoreError.io(let path, let operation, let code) where code != ENOENT {
+            // Unreadable (EACCES, EIO) is not damage: nothing may be relinked or deleted on it.
+            throw StoreError.io(path: path, operation: operation, errno: code)
         } catch {
             return "\(error)"
         }

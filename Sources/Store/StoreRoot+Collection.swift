@@ -86,6 +86,9 @@ extension StoreRoot {
     public func staleTemporaryFiles(minimumAge: Double, now: Double = Date().timeIntervalSince1970) -> [(path: String, bytes: Int)] {
         FileSystem.list(blobs.tempDirectory).compactMap { name in
             let path = blobs.tempDirectory + "/" + name
+            var st = stat()
+            // Only files kvstore writes: a folder someone left there is not its to remove.
+            guard lstat(path, &st) == 0, (st.st_mode & S_IFMT) == S_IFREG else { return nil }
             guard let mtime = FileSystem.modified(path), now - mtime >= minimumAge else { return nil }
             guard WriteProbe.isOpenForWriting(path) != true else { return nil }
             return (path, FileSystem.size(path) ?? 0)

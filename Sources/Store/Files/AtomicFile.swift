@@ -101,6 +101,9 @@ public final class AtomicFile {
 
     /// Makes the file durable under its final name.
     public func commit(durable: Bool = true) throws {
+        // Published now: the modification time says so, whenever the last byte was written
+        // (collection keeps a blob published again after its tombstone by that time).
+        futimens(fd, nil)
         if durable, fsync(fd) != 0 { throw StoreError.io(path: tempPath, operation: "fsync", errno: errno) }
         close(fd)
         fd = -1
