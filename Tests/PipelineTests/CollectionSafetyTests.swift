@@ -35,3 +35,22 @@ final class CollectionSafetyTests: XCTestCase {
         XCTAssertGreaterThanOrEqual(modified, before)
     }
 }
+
+/// A binary older than the index it opens (a fleet mid-upgrade) reads it, but neither
+/// compacts nor repairs it: it would read what it does not know as damage.
+final class NewerIndexTests: XCTestCase {
+    func testCompactionAndRepairRefuseAnIndexMigratedByANewerKvstore() throws {
+        let f = try StoreFixture()
+        let id = try f.ingest(try f.snapshotFile()).record.id
+        try f.root.index.db.query("INSERT INTO migrations (name, applied_at) VALUES ('9999_from_the_future', 0)")
+        let root = try StoreRoot(path: f.directory + "/store")
+        XCTAssertEqual(root.index.newerMigrations, ["9999_from_the_future"])
+        XCTAssertNotNil(try root.index.entry(id: id), "still read")
+        var settings = CompactionSettings()
+        settings.grace = 0
+        XCTAssertThrowsError(try Compactor(root: root).run(settings)) { XCTAssertTrue("\($0)".contains("newer kvstore"), "\($0)") }
+        XCTAssertThrowsError(try Repairer(root: root).repair()) { XCTAssertTrue("\($0)".contains("9999_from_the_future"), "\($0)") }
+        settings.dryRun = true
+        XCTAssertNoThrow(try Compactor(root: root).run(settings))
+    }
+}

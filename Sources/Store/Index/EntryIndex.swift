@@ -9,6 +9,8 @@ public final class EntryIndex: @unchecked Sendable {
     public let db: any IndexConnection
     /// Fetches not yet written (see `touch`).
     private var accesses: AccessBatch
+    /// Migrations the index has that this binary does not know: a newer kvstore writes it.
+    public let newerMigrations: [String]
 
     /// The SQLite index at `path`.
     public convenience init(path: String) throws {
@@ -20,7 +22,16 @@ public final class EntryIndex: @unchecked Sendable {
     public init(connection: any IndexConnection) throws {
         db = connection
         accesses = AccessBatch(interval: connection.dialect == .sqlite ? 0 : AccessBatch.sharedInterval)
-        try Migrations.apply(to: db)
+        newerMigrations = try Migrations.apply(to: db)
+    }
+
+    /// Throws unless this binary knows every migration of the index. What deletes or rebuilds
+    /// (compaction, repair) must read the store as the newest writer does: a binary from
+    /// before segments would take a segmented entry's part for damage and delete it.
+    public func requireKnownSchema(for operation: String) throws {
+        guard !newerMigrations.isEmpty else { return }
+        throw StoreError.io(path: "index", operation: "\(operation) (the index was migrated by a newer kvstore: \(newerMigrations.joined(separator: ", ")); "
+                            + "run \(operation) with that version)", errno: EPERM)
     }
 
     deinit { try? flushAccesses() }

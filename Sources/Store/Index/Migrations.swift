@@ -149,14 +149,18 @@ enum Migrations {
     /// a daemon starting while an ingest holds the lock starts at once. Processes that
     /// migrate at the same moment take turns (`transactionLock`) and the second finds
     /// nothing left to do.
-    static func apply(to db: any IndexConnection) throws {
+    /// Returns the migrations the index has that this binary does not know (a newer kvstore
+    /// migrated it), sorted.
+    @discardableResult
+    static func apply(to db: any IndexConnection) throws -> [String] {
         let migrations = all(db.dialect)
         func applied() throws -> Set<String> {
             guard try !db.query(db.dialect.tableExists, [.text("migrations")]).isEmpty else { return [] }
             return Set(try db.query("SELECT name FROM migrations").compactMap { $0.text("name") })
         }
         let present = try applied()
-        if migrations.allSatisfy({ present.contains($0.name) }) { return }
+        let unknown = present.subtracting(migrations.map(\.name)).sorted()
+        if migrations.allSatisfy({ present.contains($0.name) }) { return unknown }
         try db.transaction {
             try db.transactionLock("migrations")
             try db.execute("CREATE TABLE IF NOT EXISTS migrations (name TEXT PRIMARY KEY, applied_at \(db.dialect == .sqlite ? "REAL" : "DOUBLE PRECISION") NOT NULL)")
@@ -166,5 +170,6 @@ enum Migrations {
                 try db.query("INSERT INTO migrations (name, applied_at) VALUES (?, \(db.dialect.now))", [.text(name)])
             }
         }
+        return unknown
     }
 }
