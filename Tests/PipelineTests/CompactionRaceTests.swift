@@ -38,3 +38,34 @@ final class CompactionRaceTests: XCTestCase {
         XCTAssertEqual(try f.root.blobs.names().sorted(), [record.blob], "the lossy one is gone, nothing else")
     }
 }
+
+/// `rm` removes an entry, not only the blobs its row names: another blob of the same entry (a
+/// re-pack killed between publishing its blob and swapping the row leaves one) is not adopted
+/// back by compaction or repair afterwards, and is collected.
+final class RemovedEntryTests: XCTestCase {
+    func testAnotherBlobOfARemovedEntryIsNotAdoptedBack() throws {
+        let f = try StoreFixture()
+        let input = try f.snapshotFile()
+        let record = try f.ingest(input, policy: "none").record
+        // The same entry packed under another policy, as a killed re-pack would have left it.
+        let other = try StoreRoot(path: f.directory + "/other")
+        let leftover = try Ingestor(root: other).ingest(path: input, policy: try Policy(parsing: "int8")).record.blob
+        let path = f.root.blobs.location(leftover)
+        try FileManager.default.createDirectory(atPath: (path as NSString).deletingLastPathComponent, withIntermediateDirectories: true)
+        try FileManager.default.copyItem(atPath: try other.blobs.readablePath(leftover), toPath: path)
+        Thread.sleep(forTimeInterval: 0.01)
+        XCTAssertNotNil(try f.root.removeEntry(record.id))
+
+        XCTAssertEqual(try Repairer(root: f.root).repair().recovered, [], "repair does not bring it back")
+        var settings = CompactionSettings()
+        settings.grace = 0
+        _ = try Compactor(root: f.root).run(settings)
+        XCTAssertNil(try f.root.index.entry(id: record.id), "nor does compaction")
+        _ = try Compactor(root: f.root).run(settings)
+        XCTAssertEqual(try f.root.blobs.names(), [], "the leftover is collected")
+
+        // Ingested again on purpose, the entry is back.
+        XCTAssertFalse(try f.ingest(input, policy: "none").alreadyStored)
+        XCTAssertNotNil(try f.root.index.entry(id: record.id))
+    }
+}

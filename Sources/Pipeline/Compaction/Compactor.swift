@@ -82,6 +82,9 @@ public struct Compactor {
         for segment in try adopter.settleSegments(segments, minimumAge: settings.grace, now: now) {
             report.orphansRemoved += 1; report.orphanBytes += segment.bytes
         }
+        // Every orphan older than the grace period was settled just now; a removal a month
+        // older than that has nothing left to keep from adoption.
+        if !settings.dryRun { try root.index.forgetRemovedEntries(olderThan: settings.grace + 30 * 86_400) }
         report.uploadsAborted = try root.blobs.abortStaleUploads(minimumAge: settings.grace, dryRun: settings.dryRun)
 
         if let days = settings.coldDays, let policy = settings.coldPolicy {

@@ -52,14 +52,21 @@ public final class EntryIndex: @unchecked Sendable {
     /// (EAGAIN, a transient error).
     ///
     /// With `adoptingBlobModified` (an orphan being adopted, last modified then), nothing is
-    /// inserted while the blob carries a tombstone at least as new as the file: it was
-    /// removed on purpose (docs/DESIGN.md, "The orphan rule").
+    /// inserted while the blob carries a tombstone at least as new as the file, or its entry
+    /// was removed since the file was written (another blob of it, left by a re-pack killed
+    /// before its swap): it was removed on purpose (docs/DESIGN.md, "The orphan rule"), and
+    /// the blob is tombstoned for compaction to collect.
     public func insert(_ record: EntryRecord, sources: [(source: String, span: Int)], blobs: (any BlobStore)? = nil,
                        adoptingBlobModified: Double? = nil) throws -> Bool {
         try db.transaction {
             if let blobs { try Self.checkPresent(record.blobs, in: blobs, db: db, operation: "index") }
-            if let modified = adoptingBlobModified, let doomedAt = try tombstone(of: record.blob), doomedAt >= modified {
-                return false
+            if let modified = adoptingBlobModified {
+                if let doomedAt = try tombstone(of: record.blob), doomedAt >= modified { return false }
+                if let removedAt = try db.query("SELECT removed_at FROM removed_entries WHERE id = ?", [.text(record.id)]).first?.double("removed_at"),
+                   removedAt >= modified {
+                    try doom(record.blob)
+                    return false
+                }
             }
             let placeholders = Array(repeating: "?", count: record.sqlValues.count).joined(separator: ", ")
             try db.query("INSERT INTO entries (\(EntryRecord.columns)) VALUES (\(placeholders)) ON CONFLICT DO NOTHING", record.sqlValues)
@@ -69,8 +76,18 @@ public final class EntryIndex: @unchecked Sendable {
                              [.text(s.source), .text(record.id), .int(s.span)])
             }
             for name in record.blobs { try db.query("DELETE FROM doomed WHERE blob = ?", [.text(name)]) }
+            if adoptingBlobModified == nil { try db.query("DELETE FROM removed_entries WHERE id = ?", [.text(record.id)]) }
             return true
         }
+    }
+
+    /// Forgets entries removed more than `age` seconds ago (by the index's clock): compaction
+    /// settles every orphan older than its grace period at each run, so a removal this old
+    /// has long been applied to the blobs that were there. Returns how many were forgotten.
+    @discardableResult
+    public func forgetRemovedEntries(olderThan age: Double) throws -> Int {
+        try db.query("DELETE FROM removed_entries WHERE removed_at < \(db.dialect.now) - ?", [.double(age)])
+        return db.changes
     }
 
     /// Inside a write transaction: each of `names` exists in `blobs`, each checked under its
@@ -196,6 +213,11 @@ public final class EntryIndex: @unchecked Sendable {
             let record = EntryRecord(row: row)
             // A segment other rows still name stays: collection forgets its tombstone.
             for name in record.blobs { try self.doom(name) }
+            // And the entry itself: a blob of it the row did not name is not adopted back.
+            try db.query("""
+                INSERT INTO removed_entries (id, removed_at) VALUES (?, \(db.dialect.now))
+                ON CONFLICT (id) DO UPDATE SET removed_at = excluded.removed_at
+                """, [.text(id)])
             return record
         }
     }

@@ -80,6 +80,11 @@ enum Migrations {
         UPDATE entries SET prefix_source = json_extract(compression, '$.prefix_source') WHERE compression LIKE '%"prefix_source"%';
         CREATE INDEX entries_prefix_source ON entries(model, prefix_source);
         """),
+        // Entries removed, by id: another blob of a removed entry (a re-pack killed between
+        // publishing and swapping left it) is not adopted back (docs/DESIGN.md, "The orphan rule").
+        ("0007_removed_entries", """
+        CREATE TABLE removed_entries (id TEXT PRIMARY KEY, removed_at REAL NOT NULL);
+        """),
     ]
 
     static let postgres: [(name: String, sql: String)] = [
@@ -141,6 +146,9 @@ enum Migrations {
         ALTER TABLE entries ADD COLUMN prefix_source TEXT COLLATE "C";
         UPDATE entries SET prefix_source = compression::jsonb ->> 'prefix_source' WHERE compression LIKE '%"prefix_source"%';
         CREATE INDEX entries_prefix_source ON entries(model, prefix_source);
+        """),
+        ("0007_removed_entries", """
+        CREATE TABLE removed_entries (id TEXT COLLATE "C" PRIMARY KEY, removed_at DOUBLE PRECISION NOT NULL);
         """),
     ]
 
