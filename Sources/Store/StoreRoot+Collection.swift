@@ -34,6 +34,20 @@ extension StoreRoot {
         if !defersDeletion { try collectBlob(name) }
     }
 
+    /// Forgets the tombstones of blobs published again since (newer than their tombstone: an
+    /// entry ingested anew, whose row a restored index lacks), so that the orphan pass adopts
+    /// them. Forgetting deletes nothing; returns how many were forgotten.
+    @discardableResult
+    public func forgetRepublishedTombstones() throws -> Int {
+        var forgotten = 0
+        for doomed in try index.doomed() {
+            guard let blob = try blobs.attributes(doomed.blob), blob.modified > doomed.doomedAt else { continue }
+            try index.forgetDoomed(doomed.blob)
+            forgotten += 1
+        }
+        return forgotten
+    }
+
     /// Deletes tombstoned blobs tombstoned at least `grace` seconds ago (by the index's clock)
     /// that no row names and that were not published again since (a blob newer than its
     /// tombstone is an entry ingested anew: it is left for adoption), and forgets them.

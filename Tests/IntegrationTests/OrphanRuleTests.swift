@@ -95,6 +95,27 @@ final class OrphanRuleTests: XCTestCase {
         XCTAssertNotNil(try fetched(s, a))
     }
 
+    /// An index restored from a backup that holds the segment's tombstone but not the row of
+    /// an entry naming it: the entry's part is an orphan, and is adopted with its segment
+    /// before tombstoned blobs are collected (collected first, the segment left the part
+    /// unrecognised for good).
+    func testAnOrphanPartIsAdoptedWithItsTombstonedSegment() throws {
+        let s = try Scratch()
+        let id = try s.cli.run("ingest", try s.question("q1.safetensors", question: 1)).stdout.trimmingCharacters(in: .whitespacesAndNewlines)
+        let root = try StoreRoot(path: s.path + "/store")
+        let record = try XCTUnwrap(try root.index.entry(id: id))
+        let segment = try XCTUnwrap(record.segment)
+        let old = Date().timeIntervalSince1970 - 120
+        for name in record.blobs { try setModified(root.blobs.location(name), old) }
+        try Database(path: index(s)).query("DELETE FROM entries WHERE id = ?", [.text(id)])
+        try tombstone(s, blob: segment, at: old + 60)
+        let r = try s.cli.run("compact", "--grace-seconds", "0")
+        XCTAssertEqual(r.status, 0, r.stderr)
+        XCTAssertTrue(r.stdout.contains("1 adopted"), r.stdout)
+        XCTAssertNotNil(try fetched(s, id), "the entry is whole again, its segment kept")
+        XCTAssertEqual(try s.cli.run("verify").status, 0)
+    }
+
     func testIngestAfterARestoreStoresAnEntryWhoseRowLostItsBlob() throws {
         let s = try Scratch()
         let a = try ingest(s, seed: 1)

@@ -56,9 +56,9 @@ public struct Compactor {
             report.temporaryFilesRemoved += 1
             report.temporaryBytes += file.bytes
         }
-        let doomed = try root.collectDoomed(grace: settings.grace, dryRun: settings.dryRun)
-        report.doomedRemoved = doomed.count
-        report.doomedBytes = doomed.bytes
+        // A blob published again after its tombstone is an entry ingested anew: an orphan to
+        // adopt. The other tombstoned blobs are collected after the orphans (below).
+        if !settings.dryRun { try root.forgetRepublishedTombstones() }
         // The orphan rule (docs/DESIGN.md): adopt every orphan that reads back whole; delete
         // only damaged files and superseded copies.
         let adopter = OrphanAdopter(root: root, deletes: true, dryRun: settings.dryRun)
@@ -82,6 +82,12 @@ public struct Compactor {
         for segment in try adopter.settleSegments(segments, minimumAge: settings.grace, now: now) {
             report.orphansRemoved += 1; report.orphanBytes += segment.bytes
         }
+        // Tombstoned blobs after the orphans: a tombstoned segment that an orphan part names
+        // (an index restored from a backup older than the part's row) was just named again by
+        // the part's adoption, and is kept; collected first, it left the part unrecognised.
+        let doomed = try root.collectDoomed(grace: settings.grace, dryRun: settings.dryRun)
+        report.doomedRemoved = doomed.count
+        report.doomedBytes = doomed.bytes
         // Every orphan older than the grace period was settled just now; a removal a month
         // older than that has nothing left to keep from adoption.
         if !settings.dryRun { try root.index.forgetRemovedEntries(olderThan: settings.grace + 30 * 86_400) }
