@@ -57,8 +57,9 @@ public struct KVServer: Sendable {
                                        metrics: ServerMetrics(), logger: logger, policies: policies,
                                        accessLog: configuration.accessLog ? AccessLog(logger: logger) : nil)
         let host = configuration.host
+        let table = ConnectionTable(limit: maxConnections)
         let http = HTTPServerBuilder.kvstore(continuing: { responder.acceptsBody($0) }, limits: configuration.connections,
-                                             table: ConnectionTable(limit: maxConnections))
+                                             table: table)
         let app = Application(
             responder: responder,
             server: try tlsConfiguration.map { try HTTPServerBuilder.tls(http, tlsConfiguration: $0) } ?? http,
@@ -66,6 +67,8 @@ public struct KVServer: Sendable {
             onServerRunning: { channel in ready(ListenAddress(host: host, port: channel.localAddress?.port ?? 0)) },
             logger: logger)
         try await app.runService()
+        // Requests are over; the bytes of the last ones may not be: wait for their connections.
+        if !(await table.drained(within: 30)) { logger.warning("stopped with connections still open after 30 s") }
     }
 
     /// The server's TLS settings from its PEM files, naming the file that cannot be used.

@@ -71,9 +71,9 @@ extension StoreResponder {
     /// The stored pack, or with `segment` a segmented entry's segment (docs/design/segments.md:
     /// the part names it; a client reads both, as `fetch --raw` writes both).
     func pack(_ id: String, _ request: Request, started: ContinuousClock.Instant, segment: Bool) async throws -> Response {
-        let ifNoneMatch = request.headers[.ifNoneMatch], ifMatch = request.headers[.ifMatch], rangeHeader = request.headers[.range]
+        let ifNoneMatch = request.headers[.ifNoneMatch], ifMatch = request.headers[.ifMatch]
         let proofs = self.proofs
-        let (file, record, range, blob) = try await pool.run { root -> (ReadOnlyFile, EntryRecord, ByteRange?, String) in
+        let (file, record, rangeHeader, blob) = try await pool.run { root -> (ReadOnlyFile, EntryRecord, String?, String) in
             let fetcher = Fetcher(root: root)
             var (record, pack) = try fetcher.open(try root.index.resolve(id))
             var blob = record.blob
@@ -85,7 +85,10 @@ extension StoreResponder {
             guard file.identity == pack.identity else {
                 throw StoreError.corrupt(path: pack.path, problem: "the file changed while it was being opened")
             }
-            let range = try ByteRange.parse(rangeHeader, size: file.size)
+            // A range is served only under `If-Range` naming this pack (RFC 9110 §13.1.5): a
+            // client resuming a pack compaction has re-packed since gets the whole new one.
+            let rangeHeader = request.headers[.ifRange].map { Self.matchesStrong($0, "\"\(blob)\"") } == false ? nil : request.headers[.range]
+            let range = (try? ByteRange.parse(rangeHeader, size: file.size)) ?? nil
             // Served only once its content is proven the blob the row names, as `fetch --raw`
             // does: the whole pack hashed at every read (its bytes reach the client unchecked),
             // a range once for the file as it is (`ContentProofs`; the client checks each
@@ -95,17 +98,20 @@ extension StoreResponder {
             // that start at the beginning (the whole pack, or its first range).
             if !segment, (range?.start ?? 0) == 0 { try root.index.touch(record.id) }
             record.blob = blob
-            return (file, record, range, blob)
+            return (file, record, rangeHeader, blob)
         }
         let tag = "\"\(blob)\""
         // A client reading layer by layer names the pack its layout came from: if compaction
         // has re-packed the entry since, the offsets no longer fit, and it must start over.
-        if let ifMatch, !Self.matches(ifMatch, tag) {
+        // Preconditions first, then the range (RFC 9110 §13.2.2): a stale pack is 412 even
+        // where the range lies past the new one's end.
+        if let ifMatch, !Self.matchesStrong(ifMatch, tag) {
             throw APIError(status: .preconditionFailed, code: "precondition_failed",
                            message: "the entry's pack is now \(tag), not \(ifMatch.prefix(100)) (re-packed since): read its layout again",
                            headers: [.eTag: tag])
         }
         if Self.matches(ifNoneMatch, tag) { return Response(status: .notModified, headers: [.eTag: tag]) }
+        let range = try ByteRange.parse(rangeHeader, size: file.size)
         let whole = ByteRange(start: 0, end: file.size - 1)
         let span = range ?? whole
         var headers: HTTPFields = [.contentType: "application/octet-stream", .eTag: tag, .acceptRanges: "bytes"]
@@ -173,6 +179,15 @@ extension StoreResponder {
     /// re-pack an entry, changing the bytes) and the representation asked for.
     static func snapshotTag(_ r: EntryRecord, _ o: FetchOptions) -> String {
         "\"\(r.id).\(r.blob).\(o.dtype.rawValue)\(o.expand ? ".expanded" : "")\(o.prefix ? ".prefix" : "")\""
+    }
+
+    /// `If-Match` or `If-Range` holds `tag` by strong comparison (or `*` for If-Match): a weak
+    /// tag never names these exact bytes.
+    static func matchesStrong(_ header: String, _ tag: String) -> Bool {
+        header.split(separator: ",").contains { t in
+            let t = t.trimmingCharacters(in: .whitespaces)
+            return t == "*" || t == tag
+        }
     }
 
     /// `If-None-Match` holds `tag` (or `*`).

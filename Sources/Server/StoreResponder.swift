@@ -105,7 +105,16 @@ struct StoreResponder: HTTPResponder {
     /// The API takes `Authorization: Bearer TOKEN`; the web pages also take HTTP Basic with
     /// the token as password, which a browser asks for by itself (no script needed).
     func authorize(_ request: Request, route: Route) throws {
-        guard let tokens = configuration.tokens, let needed = route.scope(for: request.method) else { return }
+        guard let tokens = configuration.tokens else {
+            // No tokens: loopback only, and only under a loopback name. A web page whose own
+            // name was rebound to 127.0.0.1 (DNS rebinding) sends its own Host, and is refused.
+            guard Self.isLoopbackHost(request.head.authority) else {
+                throw APIError(status: .misdirectedRequest, code: "misdirected",
+                               message: "this server has no tokens and answers only requests addressed to localhost, 127.0.0.1 or [::1]")
+            }
+            return
+        }
+        guard let needed = route.scope(for: request.method) else { return }
         let challenge: HTTPFields = route.isPage ? [.wwwAuthenticate: "Basic realm=\"kvstore\", charset=\"UTF-8\""]
                                                  : [.wwwAuthenticate: "Bearer realm=\"kvstore\""]
         guard let token = Self.presentedToken(request.headers[.authorization]) else {
@@ -128,11 +137,27 @@ struct StoreResponder: HTTPResponder {
         return Self.presentedToken(request.headers[.authorization]).flatMap { tokens.scope(of: $0) } == .write
     }
 
-    /// The token of `Bearer TOKEN`, or the password of `Basic base64(USER:TOKEN)`.
+    /// Whether a request's Host (authority) names this machine's loopback: `localhost`,
+    /// `127.x.x.x` or `[::1]`, with or without a port.
+    static func isLoopbackHost(_ authority: String?) -> Bool {
+        guard var host = authority?.lowercased(), !host.isEmpty else { return false }
+        if host.hasPrefix("[") {
+            guard let close = host.firstIndex(of: "]") else { return false }
+            return host[host.index(after: host.startIndex)..<close] == "::1"
+        }
+        if let colon = host.lastIndex(of: ":") { host = String(host[..<colon]) }
+        if host == "localhost" { return true }
+        let parts = host.split(separator: ".", omittingEmptySubsequences: false)
+        return parts.count == 4 && parts[0] == "127" && parts.allSatisfy { p in !p.isEmpty && p.allSatisfy(\.isNumber) && Int(p)! <= 255 }
+    }
+
+    /// The token of `Bearer TOKEN`, or the password of `Basic base64(USER:TOKEN)` (the scheme
+    /// in any case, as RFC 9110 has it).
     static func presentedToken(_ header: String?) -> Substring? {
         guard let header else { return nil }
-        if header.hasPrefix("Bearer ") { return header.dropFirst(7).drop(while: { $0 == " " }) }
-        if header.hasPrefix("Basic "), let data = Data(base64Encoded: String(header.dropFirst(6).trimmingCharacters(in: .whitespaces))),
+        let scheme = header.prefix { $0 != " " }.lowercased()
+        if scheme == "bearer" { return header.dropFirst(7).drop(while: { $0 == " " }) }
+        if scheme == "basic", let data = Data(base64Encoded: String(header.dropFirst(6).trimmingCharacters(in: .whitespaces))),
            let pair = String(data: data, encoding: .utf8), let colon = pair.firstIndex(of: ":") {
             return pair[pair.index(after: colon)...]
         }

@@ -65,9 +65,11 @@ public struct TokenTable: Sendable {
         let given = Array(presented.utf8)
         var found: Scope?
         for t in tokens {
-            var diff = UInt8(truncatingIfNeeded: t.token.count ^ given.count)
+            // Any difference in length counts, not its low byte alone (a token with 256 bytes
+            // appended was accepted).
+            var diff = UInt(bitPattern: t.token.count ^ given.count)
             for i in 0..<t.token.count {
-                diff |= t.token[i] ^ (i < given.count ? given[i] : 0)
+                diff |= UInt(t.token[i] ^ (i < given.count ? given[i] : 0))
             }
             if diff == 0 { found = max(found ?? t.scope, t.scope) }
         }

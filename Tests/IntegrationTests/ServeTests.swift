@@ -222,7 +222,7 @@ final class ServeTests: XCTestCase {
         XCTAssertEqual(oversized.status, 413, oversized.text)
         // No Content-Length: the limit is enforced while the body streams in.
         let c = try HTTPConnection(port: server.port)
-        try c.write(Data("PUT /v1/snapshots HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n".utf8))
+        try c.write(Data("PUT /v1/snapshots HTTP/1.1\r\nHost: 127.0.0.1\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n".utf8))
         for _ in 0..<3 { try? c.write(Data("3e8\r\n".utf8) + Data(repeating: 1, count: 1000) + Data("\r\n".utf8)) }
         try? c.write(Data("0\r\n\r\n".utf8))
         XCTAssertEqual(try c.readReply().status, 413)
@@ -312,6 +312,30 @@ final class ServeTests: XCTestCase {
         }
     }
 
+    /// Without tokens the server answers only requests addressed to a loopback name: a web page
+    /// whose name was rebound to 127.0.0.1 sends its own Host and is refused. `If-Range` naming
+    /// another pack gets the whole file; a stale `If-Match` is 412 before any range is judged.
+    func testALoopbackServerRefusesRebindingAndRangesFollowTheirPreconditions() throws {
+        let s = try Scratch()
+        let id = try ingested(s)
+        let server = try ServerProcess(s)
+        XCTAssertEqual(try server.get("/v1/entries", headers: ["Host": "rebound.example.net:8750"]).status, 421)
+        XCTAssertEqual(try server.request("DELETE", "/v1/entries/\(id)", headers: ["Host": "rebound.example.net"]).status, 421)
+        XCTAssertNotNil(try EntryIndex(path: s.path + "/store/index.sqlite").entry(id: id), "nothing removed")
+        for host in ["localhost:8750", "127.0.0.1", "[::1]:8750"] {
+            XCTAssertEqual(try server.get("/v1/entries", headers: ["Host": host]).status, 200, host)
+        }
+        let blob = try XCTUnwrap(try EntryIndex(path: s.path + "/store/index.sqlite").entry(id: id)).blob
+        let stale = try server.get("/v1/entries/\(id)/pack", headers: ["Range": "bytes=0-9", "If-Range": "\"0000\""])
+        XCTAssertEqual(stale.status, 200)
+        XCTAssertGreaterThan(stale.body.count, 10, "the whole pack")
+        XCTAssertEqual(try server.get("/v1/entries/\(id)/pack", headers: ["Range": "bytes=0-9", "If-Range": "\"\(blob)\""]).status, 206)
+        XCTAssertEqual(try server.get("/v1/entries/\(id)/pack", headers: ["Range": "bytes=900000000-900000009", "If-Match": "\"0000\""]).status, 412)
+        XCTAssertEqual(try server.get("/v1/entries/\(id)/pack", headers: ["Range": "bytes=0-9", "If-Match": "W/\"\(blob)\""]).status, 412,
+                       "a weak tag names no exact bytes")
+        XCTAssertEqual(try server.get("/v1/entries/\(id)/pack", headers: ["Range": "bytes=+0-+9"]).status, 200, "digits only")
+    }
+
     /// Entries, blob files and temporary files of the store.
     private func storeState(_ s: Scratch) throws -> [String] {
         let fm = FileManager.default
@@ -335,6 +359,9 @@ final class ServeTests: XCTestCase {
         XCTAssertEqual(none.header("www-authenticate")?.hasPrefix("Bearer"), true)
         XCTAssertEqual(try server.get("/v1/entries", headers: ["Authorization": "Bearer \(reader)x"]).status, 401)
         XCTAssertEqual(try server.get("/v1/entries", headers: ["Authorization": "Bearer " + reader.dropLast()]).status, 401)
+        XCTAssertEqual(try server.get("/v1/entries", headers: ["Authorization": "Bearer \(reader)" + String(repeating: "x", count: 256)]).status, 401,
+                       "a token with 256 bytes appended is another token")
+        XCTAssertEqual(try server.get("/v1/entries", headers: ["Authorization": "bearer \(reader)"]).status, 200, "the scheme in any case")
         XCTAssertEqual(try server.get("/metrics").status, 401)
         let read = ["Authorization": "Bearer \(reader)"], write = ["Authorization": "Bearer \(writer)"]
         XCTAssertEqual(try server.get("/v1/entries/\(id)/kvsnap", headers: read).status, 200)

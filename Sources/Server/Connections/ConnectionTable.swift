@@ -59,6 +59,18 @@ final class ConnectionTable: @unchecked Sendable {
         }
     }
 
+    /// Waits until every connection has closed, at most `seconds`: a stream's last bytes may
+    /// still be on their way to a slow reader when its request is over, and the process must
+    /// not exit under them. Returns whether the table emptied.
+    func drained(within seconds: Double) async -> Bool {
+        let deadline = Date().addingTimeInterval(seconds)
+        while count > 0 {
+            if Date() > deadline { return false }
+            try? await Task.sleep(nanoseconds: 20_000_000)
+        }
+        return true
+    }
+
     private func remove(_ id: ObjectIdentifier) {
         lock.withLock { _ = entries.removeValue(forKey: id) }
     }
