@@ -86,12 +86,19 @@ final class ServerMetrics: Sendable {
 
     /// A kvsnap or pack body sent whole; `policy` is the entry's.
     func fetched(_ d: Duration, route: String, policy: String) {
-        registry.makeDurationHistogram(descriptor: Self.fetchSeconds, labels: [("route", route), ("policy", policy)], buckets: Self.latency).record(d)
+        registry.makeDurationHistogram(descriptor: Self.fetchSeconds, labels: [("route", route), ("policy", Self.label(policy))], buckets: Self.latency).record(d)
     }
 
     /// An upload stored (or found already stored) under `policy`.
     func ingested(_ d: Duration, policy: String) {
-        registry.makeDurationHistogram(descriptor: Self.ingestSeconds, labels: [("policy", policy)], buckets: Self.latency).record(d)
+        registry.makeDurationHistogram(descriptor: Self.ingestSeconds, labels: [("policy", Self.label(policy))], buckets: Self.latency).record(d)
+    }
+
+    /// A policy as a label: its parts without their settings (`airmerge35:near=0.95+int8` is
+    /// `airmerge35+int8`), so that uploads naming settings freely cannot grow the series
+    /// without bound.
+    static func label(_ policy: String) -> String {
+        policy.split(separator: "+").map { $0.split(separator: ":", maxSplits: 1).first.map(String.init) ?? "" }.joined(separator: "+")
     }
 
     /// The exposition, with the store's totals and the process's figures read now.

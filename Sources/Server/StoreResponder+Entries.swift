@@ -44,8 +44,13 @@ extension StoreResponder {
         return try Self.json(document)
     }
 
+    /// Only by the full id: a client that retries a DELETE whose answer it lost must not
+    /// remove whatever entry a short prefix names by then.
     func remove(_ id: String) async throws -> Response {
         struct Removed: Encodable { var id: String; var removed = true }
+        guard id.count == 64, id.allSatisfy(\.isHexDigit) else {
+            throw APIError.badRequest("DELETE needs the entry's full id (64 hex digits), not \"\(id.prefix(80))\": a prefix may name another entry by the time a request is retried")
+        }
         let record = try await pool.run { root in
             let r = try root.index.resolve(id)
             _ = try root.removeEntry(r.id)

@@ -71,7 +71,11 @@ extension StoreResponder {
 
     /// 303 to `back` when it is a path on this server, else to `otherwise`.
     static func seeOther(_ back: String?, otherwise: String) -> Response {
-        let safe = back.flatMap { $0.hasPrefix("/") && !$0.hasPrefix("//") && !$0.contains("\\") && !$0.contains("\r") && !$0.contains("\n") ? $0 : nil }
+        // A path of this server only: browsers drop tabs and line breaks, so "/\t/evil" would
+        // be "//evil", another host.
+        let safe = back.flatMap { b in
+            b.hasPrefix("/") && !b.hasPrefix("//") && !b.contains("\\") && !b.unicodeScalars.contains { $0.value < 0x20 || $0.value == 0x7F } ? b : nil
+        }
         return Response(status: .seeOther, headers: [.location: safe ?? otherwise])
     }
 

@@ -334,6 +334,9 @@ final class ServeTests: XCTestCase {
         XCTAssertEqual(try server.get("/v1/entries/\(id)/pack", headers: ["Range": "bytes=0-9", "If-Match": "W/\"\(blob)\""]).status, 412,
                        "a weak tag names no exact bytes")
         XCTAssertEqual(try server.get("/v1/entries/\(id)/pack", headers: ["Range": "bytes=+0-+9"]).status, 200, "digits only")
+        let short = try server.request("DELETE", "/v1/entries/\(id.prefix(12))")
+        XCTAssertEqual(short.status, 400, "a prefix may name another entry when a DELETE is retried: \(short.text)")
+        XCTAssertEqual(try server.request("DELETE", "/v1/entries/\(id)").status, 200)
     }
 
     /// Entries, blob files and temporary files of the store.
