@@ -1,4 +1,5 @@
 import Foundation
+import LightKV
 import XCTest
 
 /// `kvstore serve` facing careless or hostile clients: connections that never finish, bodies
@@ -67,6 +68,32 @@ extension ServeTests {
         let r = try s.cli.run("serve", "--listen", "127.0.0.1:0", "--max-connections", "100000000")
         XCTAssertEqual(r.status, 1)
         XCTAssertTrue(r.stderr.contains("descriptor limit"), r.stderr)
+    }
+
+    /// A client that stops reading a stream holds its connection only for the body timeout:
+    /// the server closes it once the socket has stayed full that long, and the connection is
+    /// free again (two such readers took every connection of `--max-connections 2` for good).
+    func testAReaderThatStopsReadingIsClosedAfterTheBodyTimeout() throws {
+        let s = try Scratch()
+        let n = 2048
+        var b = KVSnapBuilder(metadata: SnapshotMetadata(model: "test/big", spans: [.text(0, n, role: .prompt)]))
+        let bytes = (0..<(4 * n * 64)).map { i in Float16(Float(i % 977) / 256 - 2).bitPattern }.withUnsafeBytes { Array($0) }
+        for i in 0..<8 {
+            b.add("layers.\(i).key", dtype: .f16, shape: [4, n, 64], bytes: bytes)
+            b.add("layers.\(i).value", dtype: .f16, shape: [4, n, 64], bytes: bytes)
+        }
+        let id = try s.cli.run("ingest", try s.write("big.safetensors", b.bytes())).stdout.trimmingCharacters(in: .whitespacesAndNewlines)
+        let server = try ServerProcess(s, ["--body-timeout", "1", "--max-connections", "2"])
+        let stalled = try (0..<2).map { _ in try HTTPConnection(port: server.port) }
+        for c in stalled { try c.write(c.head("GET", "/v1/entries/\(id)/kvsnap?dtype=f32", headers: [:], length: nil)) }
+        sleep(4)  // neither reads: each socket fills, then stays full past the timeout
+        XCTAssertEqual(try server.get("/healthz").status, 200, "the stalled connections were closed, freeing their places")
+        for c in stalled {
+            c.setReadTimeout(10)
+            var received = 0
+            while true { let chunk = c.read(upTo: 1 << 20); if chunk.isEmpty { break }; received += chunk.count }
+            XCTAssertLessThan(received, 30 << 20, "closed before the 32 MB body was sent")
+        }
     }
 
     func testBodiesFramedWronglyGet4xxWithAJSONError() throws {

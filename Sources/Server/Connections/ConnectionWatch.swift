@@ -4,7 +4,9 @@ import NIOHTTP1
 /// One connection's deadlines (`ConnectionLimits`): between requests the idle timeout runs;
 /// once a request's first byte arrives, its head must be complete within the header timeout;
 /// while its body arrives, each gap must be shorter than the body timeout; while a response
-/// is written, none runs (a stream waits on its client by back-pressure). A missed deadline
+/// is written, a stream waits on its client by back-pressure, but a client that reads nothing
+/// for the body timeout (the socket stays full: the channel unwritable) is closed, or a few
+/// readers that stopped would hold every connection, and a stop, for ever. A missed deadline
 /// closes the connection.
 ///
 /// Lives on the connection's event loop: `RawBytes` (first in the pipeline) reports bytes as
@@ -20,6 +22,8 @@ final class ConnectionWatch {
     /// Requests whose head arrived and whose response has not ended.
     private var inProgress = 0
     private var idleSince = NIODeadline.now()
+    /// Since when the socket has been full (the client not reading), if it is.
+    private var unwritableSince: NIODeadline?
     private var timer: Scheduled<Void>?
     private var timerDeadline: NIODeadline?
 
@@ -50,6 +54,12 @@ final class ConnectionWatch {
         bodyGrew = nil
     }
 
+    /// The socket filled up (the client stopped reading) or drained again.
+    func writability(_ writable: Bool) {
+        if writable { unwritableSince = nil } else if unwritableSince == nil { unwritableSince = .now() }
+        rearm()
+    }
+
     func responseEnded() {
         inProgress = max(0, inProgress - 1)
         if inProgress == 0 {
@@ -67,6 +77,7 @@ final class ConnectionWatch {
 
     /// The deadline now in force, if any.
     private var deadline: NIODeadline? {
+        if let unwritableSince { return unwritableSince + .nanoseconds(limits.bodyTimeout.nanoseconds) }
         if let headStarted { return headStarted + .nanoseconds(limits.headerTimeout.nanoseconds) }
         if let bodyGrew { return bodyGrew + .nanoseconds(limits.bodyTimeout.nanoseconds) }
         if inProgress > 0 { return nil }
@@ -118,6 +129,11 @@ final class ConnectionWatch {
         func channelInactive(context: ChannelHandlerContext) {
             watch.stop()
             context.fireChannelInactive()
+        }
+
+        func channelWritabilityChanged(context: ChannelHandlerContext) {
+            watch.writability(context.channel.isWritable)
+            context.fireChannelWritabilityChanged()
         }
     }
 
