@@ -96,6 +96,21 @@ extension ServeTests {
         }
     }
 
+    /// An upload refused before its body is read (here: no token) is answered and the
+    /// connection closed, not held open while the server reads and discards the body.
+    func testARefusedUploadIsAnsweredAndClosedWithoutReadingItsBody() throws {
+        let s = try Scratch()
+        let tokens = try s.write("tokens", Array("wr1te-0123456789abcdef write\n".utf8))
+        let server = try ServerProcess(s, ["--tokens", tokens])
+        let c = try HTTPConnection(port: server.port)
+        c.setReadTimeout(20)
+        try c.write(Data("PUT /v1/snapshots HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 2000000\r\n\r\n".utf8) + Data(count: 1000))
+        let started = Date()
+        let reply = try c.readReply()
+        XCTAssertEqual(reply.status, 401)
+        XCTAssertLessThan(Date().timeIntervalSince(started), 5, "closed after the answer, not after the body timeout")
+    }
+
     func testBodiesFramedWronglyGet4xxWithAJSONError() throws {
         let s = try Scratch()
         let server = try ServerProcess(s)

@@ -137,11 +137,15 @@ final class ConnectionWatch {
         }
     }
 
-    /// After the HTTP/1 decoder: sees each request's head and end, and each response's end.
+    /// After the HTTP/1 decoder: sees each request's head and end, and each response's end;
+    /// closes the connection once a response that says `Connection: close` is written (an
+    /// error answered before its request's body was read: the body is not read either, where
+    /// the server would otherwise read and discard all of it).
     final class RequestPhases: ChannelDuplexHandler, RemovableChannelHandler {
         typealias InboundIn = HTTPServerRequestPart
         typealias OutboundIn = HTTPServerResponsePart
         let watch: ConnectionWatch
+        private var closesAfterResponse = false
         init(_ watch: ConnectionWatch) { self.watch = watch }
 
         func channelRead(context: ChannelHandlerContext, data: NIOAny) {
@@ -154,7 +158,21 @@ final class ConnectionWatch {
         }
 
         func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
-            if case .end = unwrapOutboundIn(data) { watch.responseEnded() }
+            switch unwrapOutboundIn(data) {
+            case .head(let head):
+                if head.headers["connection"].contains(where: { $0.lowercased() == "close" }) { closesAfterResponse = true }
+            case .body:
+                break
+            case .end:
+                watch.responseEnded()
+                if closesAfterResponse {
+                    closesAfterResponse = false
+                    let written = promise ?? context.eventLoop.makePromise()
+                    written.futureResult.whenComplete { _ in context.close(promise: nil) }
+                    context.write(data, promise: written)
+                    return
+                }
+            }
             context.write(data, promise: promise)
         }
     }
