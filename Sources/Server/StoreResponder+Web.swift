@@ -61,7 +61,11 @@ extension StoreResponder {
                            message: "a form post is accepted only from this server's own pages (Origin or Sec-Fetch-Site); use the API (/v1) elsewhere")
         }
         var fields: [String: String] = [:]
-        let body = try await request.body.collect(upTo: 4096)
+        let body: ByteBuffer
+        do { body = try await request.body.collect(upTo: 4096) } catch {
+            // Hummingbird's "too many bytes" is not an internal error: the form is too long.
+            throw APIError(status: .contentTooLarge, code: "too_large", message: "a form post holds at most 4096 bytes")
+        }
         for pair in String(buffer: body).split(separator: "&") {
             let parts = pair.split(separator: "=", maxSplits: 1).map { $0.replacingOccurrences(of: "+", with: " ").removingPercentEncoding ?? "" }
             if let name = parts.first, fields[name] == nil { fields[name] = parts.count > 1 ? parts[1] : "" }
