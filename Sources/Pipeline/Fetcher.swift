@@ -201,8 +201,9 @@ public struct Fetcher {
                 let folder = (output as NSString).deletingLastPathComponent
                 let path = (folder.isEmpty ? "." : folder) + "/\(name).kvpack"
                 try OutputPlace.check(path, store: root)
-                beside = try OutputSink(path: path)
-                guard beside!.publishesWhenFinished else { throw FetchError.segmentedRaw(id: record.id, segment: name) }
+                let segmentSink = try OutputSink(path: path)
+                guard segmentSink.publishesWhenFinished else { throw FetchError.segmentedRaw(id: record.id, segment: name) }
+                beside = segmentSink
             }
             try write(plan, to: sink, segmentTo: beside)
         } catch {
@@ -422,16 +423,23 @@ public struct Fetcher {
     }
 }
 
-/// The first error of several worker threads.
 /// Hands out layer indices 0, 1, 2, … to the workers of a fetch, each once.
 final class LayerTickets: @unchecked Sendable {
     private let lock = NSLock()
     private var next = 0
     private let count: Int
     init(count: Int) { self.count = count }
-    func take() -> Int? { lock.withLock { next < count ? { next += 1; return next - 1 }() : nil } }
+
+    func take() -> Int? {
+        lock.withLock {
+            guard next < count else { return nil }
+            next += 1
+            return next - 1
+        }
+    }
 }
 
+/// The first error of several worker threads.
 final class FirstFailure: @unchecked Sendable {
     private let lock = NSLock()
     private(set) var error: Error?

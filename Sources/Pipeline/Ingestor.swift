@@ -178,25 +178,21 @@ public struct Ingestor {
         return IngestOutcome(record: record, alreadyStored: false, milliseconds: Self.elapsed(since: start))
     }
 
-    /// Whether `record`'s blobs are all present and each holds the content its row names. A
-    /// missing or damaged one: false (the entry is stored again); an unreadable one (EACCES,
-    /// EIO): the error, so that nothing is decided on a blob that could not be read. An object
-    /// store's blobs are checked for presence only: their content was proven on upload, the
-    /// service keeps it whole, and reading every one back would cost each re-submission a GET.
+    /// Whether `record`'s blobs are all present and read back as a fetch opens them (content
+    /// names, and the segment against the part). A missing or damaged one: false (the entry
+    /// is stored again); an unreadable one (EACCES, EIO): the error, so that nothing is decided
+    /// on a blob that could not be read. An object store's blobs are checked for presence
+    /// only: their content was proven on upload, the service keeps it whole, and reading every
+    /// one back would cost each re-submission a GET.
     private func holds(_ record: EntryRecord) throws -> Bool {
-        let names = [(record.blob, record.checksum)] + (record.segment.map { [($0, $0)] } ?? [])
-        for (blob, content) in names {
-            guard try root.blobs.attributes(blob) != nil else { return false }
-            if root.blobs.isShared { continue }
-            do {
-                try PackReader(path: root.blobs.readablePath(blob)).checkContent(named: content)
-            } catch StoreError.corrupt {
-                return false
-            } catch StoreError.io(_, _, ENOENT) {
-                return false
-            }
+        guard try record.blobs.allSatisfy({ try root.blobs.attributes($0) != nil }) else { return false }
+        if root.blobs.isShared { return true }
+        do {
+            _ = try Fetcher(root: root).openWhole(record)
+            return true
+        } catch StoreError.corrupt, StoreError.notFound, StoreError.io(_, _, ENOENT) {
+            return false
         }
-        return true
     }
 
     /// A stored guided segment reduced from `source` under `policy`, present and intact (its

@@ -80,7 +80,7 @@ public struct Repairer {
     }
 
     public func repair(dryRun: Bool = false) throws -> RepairReport {
-        if !dryRun { try root.index.requireKnownSchema(for: "repair") }
+        if !dryRun { try root.index.requireKnownSchema(for: "repair", index: root.path) }
         var report = RepairReport()
         report.dryRun = dryRun
         let adopter = OrphanAdopter(root: root, deletes: false, dryRun: dryRun)

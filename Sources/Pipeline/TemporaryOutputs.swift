@@ -12,13 +12,11 @@ public final class TemporaryOutputs: @unchecked Sendable {
     func add(_ path: String) { lock.withLock { _ = paths.insert(path) } }
     func remove(_ path: String) { lock.withLock { _ = paths.remove(path) } }
 
-    /// Removes every file still pending; returns how many there were.
-    @discardableResult
-    public func removeAll() -> Int {
+    /// Removes every file still pending.
+    public func removeAll() {
         lock.withLock {
             for path in paths { unlink(path) }
-            defer { paths.removeAll() }
-            return paths.count
+            paths.removeAll()
         }
     }
 

@@ -84,9 +84,10 @@ public struct Verifier {
             return try segmentDamage(of: record)
         } catch let error as StoreError where error.isTransient {
             throw error
-        } catch StoreError.io(let path, let operation, let code) where code != ENOENT {
+        } catch let error as StoreError {
             // Unreadable (EACCES, EIO) is not damage: nothing may be relinked or deleted on it.
-            throw StoreError.io(path: path, operation: operation, errno: code)
+            if case .io(_, _, let code) = error, code != ENOENT { throw error }
+            return "\(error)"
         } catch {
             return "\(error)"
         }

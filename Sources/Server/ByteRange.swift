@@ -18,7 +18,7 @@ struct ByteRange: Equatable {
                                      message: "range \(header.prefix(100)) lies outside the file (\(size) bytes)",
                                      headers: [.contentRange: "bytes */\(size)"])
         // Digits only: `Int` also reads "+5".
-        guard first.allSatisfy(\.isASCII) && first.allSatisfy(\.isNumber), last.allSatisfy(\.isASCII) && last.allSatisfy(\.isNumber) else { return nil }
+        guard (first + last).allSatisfy({ $0.isASCII && $0.isNumber }) else { return nil }
         if first.isEmpty {
             guard let n = Int(last), n >= 0 else { return nil }
             guard n > 0, size > 0 else { throw unsatisfiable }

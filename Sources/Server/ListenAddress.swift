@@ -26,8 +26,17 @@ public struct ListenAddress: Sendable, Equatable, CustomStringConvertible {
     }
 
     /// True for addresses only this machine can reach.
-    public var isLoopback: Bool {
-        host == "localhost" || host == "::1" || host.hasPrefix("127.") && host.split(separator: ".").count == 4
+    public var isLoopback: Bool { Self.isLoopbackName(host) }
+
+    /// `localhost`, `::1` or a dotted `127.x.x.x` address (four decimal parts of at most 255;
+    /// a name such as `127.corp.example.net` is not one).
+    static func isLoopbackName(_ host: String) -> Bool {
+        let host = host.lowercased()
+        if host == "localhost" || host == "::1" { return true }
+        let parts = host.split(separator: ".", omittingEmptySubsequences: false)
+        return parts.count == 4 && parts[0] == "127" && parts.allSatisfy { part in
+            (1...3).contains(part.utf8.count) && part.utf8.allSatisfy { (UInt8(ascii: "0")...UInt8(ascii: "9")).contains($0) } && Int(part)! <= 255
+        }
     }
 
     public var description: String { host.contains(":") ? "[\(host)]:\(port)" : "\(host):\(port)" }

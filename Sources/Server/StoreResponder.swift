@@ -140,15 +140,14 @@ struct StoreResponder: HTTPResponder {
     /// Whether a request's Host (authority) names this machine's loopback: `localhost`,
     /// `127.x.x.x` or `[::1]`, with or without a port.
     static func isLoopbackHost(_ authority: String?) -> Bool {
-        guard var host = authority?.lowercased(), !host.isEmpty else { return false }
+        guard var host = authority, !host.isEmpty else { return false }
         if host.hasPrefix("[") {
             guard let close = host.firstIndex(of: "]") else { return false }
-            return host[host.index(after: host.startIndex)..<close] == "::1"
+            host = String(host[host.index(after: host.startIndex)..<close])
+        } else if let colon = host.lastIndex(of: ":") {
+            host = String(host[..<colon])
         }
-        if let colon = host.lastIndex(of: ":") { host = String(host[..<colon]) }
-        if host == "localhost" { return true }
-        let parts = host.split(separator: ".", omittingEmptySubsequences: false)
-        return parts.count == 4 && parts[0] == "127" && parts.allSatisfy { p in !p.isEmpty && p.allSatisfy(\.isNumber) && Int(p)! <= 255 }
+        return ListenAddress.isLoopbackName(host)
     }
 
     /// The token of `Bearer TOKEN`, or the password of `Basic base64(USER:TOKEN)` (the scheme

@@ -320,6 +320,7 @@ final class ServeTests: XCTestCase {
         let id = try ingested(s)
         let server = try ServerProcess(s)
         XCTAssertEqual(try server.get("/v1/entries", headers: ["Host": "rebound.example.net:8750"]).status, 421)
+        XCTAssertEqual(try server.get("/v1/entries", headers: ["Host": "\u{0661}\u{0662}\u{0667}.0.0.1"]).status, 421, "digits of another script name no address")
         XCTAssertEqual(try server.request("DELETE", "/v1/entries/\(id)", headers: ["Host": "rebound.example.net"]).status, 421)
         XCTAssertNotNil(try EntryIndex(path: s.path + "/store/index.sqlite").entry(id: id), "nothing removed")
         for host in ["localhost:8750", "127.0.0.1", "[::1]:8750"] {

@@ -81,6 +81,13 @@ def unshareable(request: Any) -> bool:
     return any(getattr(request, name, None) is not None for name in ("lora_request", "prompt_embeds", "cache_salt"))
 
 
+def _lossy(policy: str) -> bool:
+    """Whether entries stored with `policy` differ from the KV that was captured: a reduction
+    (the first part) or a quantization (`int…`) anywhere in it; codecs are lossless."""
+    parts = policy.split("+")
+    return parts[0] != "none" or any(part.startswith("int") for part in parts)
+
+
 def _evicts(policy: str, method: str) -> bool:
     """Whether entries stored with `policy` may lack positions: every drop method, and `airmerge`
     unless it drops nothing (`evict=0`: what it does not keep it merges)."""
@@ -399,7 +406,7 @@ class KVStoreConnector(KVConnectorBase_V1):
         if problem:
             self._log_once(f"refuse:{found.id}", "entry %s not loaded: %s; prefilling instead", found.id, problem)
             return None
-        if entry.policy.split("+")[0] != "none" or any(part.startswith("int") for part in entry.policy.split("+")):
+        if _lossy(entry.policy):
             self._unsaved.add(request.request_id)
             self._log_once(f"lossy:{entry.policy}", "loading entries stored with the lossy policy %r (first: %s); "
                            "requests that load one are not saved", entry.policy, found.id)

@@ -41,7 +41,7 @@ public struct Compactor {
     public func run(_ settings: CompactionSettings, progress: (String) -> Void = { _ in }) throws -> CompactionReport {
         let start = DispatchTime.now()
         let now = Date().timeIntervalSince1970
-        if !settings.dryRun { try root.index.requireKnownSchema(for: "compact") }
+        if !settings.dryRun { try root.index.requireKnownSchema(for: "compact", index: root.path) }
         // One compactor per store, on any host; a dry run changes nothing and needs no lock.
         if !settings.dryRun, try !root.index.tryCompactionLock() {
             throw StoreError.io(path: root.path, operation: "compact (another compaction holds this store's compaction lock)", errno: EAGAIN)

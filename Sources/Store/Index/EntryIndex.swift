@@ -28,9 +28,10 @@ public final class EntryIndex: @unchecked Sendable {
     /// Throws unless this binary knows every migration of the index. What deletes or rebuilds
     /// (compaction, repair) must read the store as the newest writer does: a binary from
     /// before segments would take a segmented entry's part for damage and delete it.
-    public func requireKnownSchema(for operation: String) throws {
+    /// `location` names the index in the error (`StoreRoot.path`).
+    public func requireKnownSchema(for operation: String, index location: String) throws {
         guard !newerMigrations.isEmpty else { return }
-        throw StoreError.io(path: "index", operation: "\(operation) (the index was migrated by a newer kvstore: \(newerMigrations.joined(separator: ", ")); "
+        throw StoreError.io(path: location, operation: "\(operation) (the index was migrated by a newer kvstore: \(newerMigrations.joined(separator: ", ")); "
                             + "run \(operation) with that version)", errno: EPERM)
     }
 
