@@ -20,8 +20,9 @@ deps:
 
 ## test-deps: what only the tests need: chromium (the web page test, headless), curl (the S3 test
 ## server script), PostgreSQL (the shared-index tests start their own servers: scripts/postgres.sh),
-## GNU time (the memory test reads a child's own peak RSS from it)
-TEST_APT_PACKAGES := chromium curl postgresql time
+## GNU time (the memory test reads a child's own peak RSS from it), faketime (a fleet node whose
+## clock runs ahead)
+TEST_APT_PACKAGES := chromium curl postgresql time faketime
 test-deps:
 	@missing=""; for p in $(TEST_APT_PACKAGES); do \
 	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q 'install ok installed' || missing="$$missing $$p"; done; \

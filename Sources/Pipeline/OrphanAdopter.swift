@@ -43,14 +43,14 @@ public struct OrphanAdopter {
         self.root = root; self.deletes = deletes; self.dryRun = dryRun
     }
 
-    /// Settles orphan `name`, last modified at `modified`, if it is older than `minimumAge`
-    /// seconds at `now` (an ingest publishes its blob a moment before its row). A transient
+    /// Settles orphan `name` if it is older than `minimumAge` seconds by the blob store's clock
+    /// (an ingest publishes its blob a moment before its row). A transient
     /// failure (a full disk, an unreachable object store) is thrown: nothing is decided
     /// about a blob that could not be read.
-    public func settle(_ name: String, minimumAge: Double = 0, now: Double = Date().timeIntervalSince1970) throws -> OrphanFate {
-        guard let attributes = try root.blobs.attributes(name), now - attributes.modified >= minimumAge,
+    public func settle(_ name: String, minimumAge: Double = 0) throws -> OrphanFate {
+        guard let attributes = try root.blobs.attributes(name), attributes.age >= minimumAge,
               try !root.index.isReferenced(blob: name) else { return .settledElsewhere }
-        if let doomedAt = try root.index.tombstone(of: name), doomedAt >= attributes.modified { return .tombstoned }
+        if let tombstoneAge = try root.index.tombstoneAge(of: name), tombstoneAge <= attributes.age { return .tombstoned }
         let location = root.blobs.location(name)
         var record: EntryRecord
         do {
@@ -62,10 +62,10 @@ public struct OrphanAdopter {
         } catch Repairer.RecordError.segment {
             return .segment
         } catch {
-            return try damaged(name, "\(error)", minimumAge: minimumAge, now: now)
+            return try damaged(name, "\(error)", minimumAge: minimumAge)
         }
         if let problem = try Verifier.damage(inPack: root.blobs.readablePath(name), of: record, location: location) {
-            return try damaged(name, problem, minimumAge: minimumAge, now: now)
+            return try damaged(name, problem, minimumAge: minimumAge)
         }
         // An entry's part is adopted with its segment, or not at all (and then kept: the part
         // itself is sound, and the segment may come back with a restored backup).
@@ -80,7 +80,7 @@ public struct OrphanAdopter {
         if let existing = try root.index.entry(id: record.id) {
             let intact = try Verifier(root: root).damage(of: existing) == nil
             if intact {
-                let deleted = try deletes && !dryRun && root.collectBlob(name, minimumAge: minimumAge, now: now) != nil
+                let deleted = try deletes && !dryRun && root.collectBlob(name, minimumAge: minimumAge) != nil
                 return .superseded(id: record.id, deleted: deleted)
             }
             if !dryRun {
@@ -95,7 +95,7 @@ public struct OrphanAdopter {
         }
         if !dryRun {
             let sources = try Repairer.sources(record)
-            guard try root.index.insert(record, sources: sources, blobs: root.blobs, adoptingBlobModified: attributes.modified) else {
+            guard try root.index.insert(record, sources: sources, blobs: root.blobs, adopting: true) else {
                 return try root.index.entry(id: record.id) == nil ? .tombstoned : .settledElsewhere
             }
         }
@@ -105,12 +105,12 @@ public struct OrphanAdopter {
     /// Settles segments no row named when `settle` saw them: those still unnamed now and older
     /// than `minimumAge` are deleted when this adopter deletes (through `collectBlob`, which
     /// keeps any a row names by then). Returns those deleted (or, in a dry run, that would be).
-    public func settleSegments(_ names: [String], minimumAge: Double, now: Double = Date().timeIntervalSince1970) throws -> [(name: String, bytes: Int)] {
+    public func settleSegments(_ names: [String], minimumAge: Double) throws -> [(name: String, bytes: Int)] {
         var removed: [(name: String, bytes: Int)] = []
         for name in names where try !root.index.isReferenced(blob: name) {
-            guard let attributes = try root.blobs.attributes(name), now - attributes.modified >= minimumAge else { continue }
+            guard let attributes = try root.blobs.attributes(name), attributes.age >= minimumAge else { continue }
             if dryRun { removed.append((name, attributes.bytes)); continue }
-            guard deletes, let freed = try root.collectBlob(name, minimumAge: minimumAge, now: now) else { continue }
+            guard deletes, let freed = try root.collectBlob(name, minimumAge: minimumAge) else { continue }
             removed.append((name, freed))
         }
         return removed
@@ -135,8 +135,8 @@ public struct OrphanAdopter {
     }
 
     /// A damaged orphan: collected when this adopter deletes.
-    private func damaged(_ name: String, _ problem: String, minimumAge: Double, now: Double) throws -> OrphanFate {
-        let deleted = try deletes && !dryRun && root.collectBlob(name, minimumAge: minimumAge, now: now) != nil
+    private func damaged(_ name: String, _ problem: String, minimumAge: Double) throws -> OrphanFate {
+        let deleted = try deletes && !dryRun && root.collectBlob(name, minimumAge: minimumAge) != nil
         return .damaged(problem: problem, deleted: deleted)
     }
 }

@@ -47,7 +47,7 @@ public struct S3BlobStore: BlobStore {
     public func names() throws -> [String] { try listing().map(\.name) }
 
     public func inventory() throws -> [String: BlobAttributes] {
-        Dictionary(try listing().map { ($0.name, BlobAttributes(bytes: $0.object.bytes, modified: $0.object.modified)) }) { a, _ in a }
+        Dictionary(try listing().map { ($0.name, BlobAttributes(bytes: $0.object.bytes, modified: $0.object.modified, age: $0.object.age)) }) { a, _ in a }
     }
 
     /// The pack objects under `PREFIX/blobs/`, with their blob names.
@@ -72,7 +72,7 @@ public struct S3BlobStore: BlobStore {
     /// `dryRun`, would be) aborted; one completed or aborted meanwhile is not counted.
     public func abortStaleUploads(minimumAge: Double, dryRun: Bool) throws -> Int {
         let (uploads, serverTime) = try client.listMultipartUploads(prefix: client.location.key("blobs/"))
-        let now = serverTime ?? Date().timeIntervalSince1970
+        let now = serverTime ?? Date().timeIntervalSince1970  // later pages only make uploads look younger
         var aborted = 0
         for upload in uploads where now - upload.initiated >= minimumAge {
             if !dryRun {

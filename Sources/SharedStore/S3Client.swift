@@ -89,7 +89,15 @@ public struct S3Client: Sendable {
               let modified = response.headers.first(name: "last-modified").flatMap(S3Dates.httpDate) else {
             throw StoreError.io(path: location.url(ofKey: key), operation: "HEAD (no Content-Length or Last-Modified in the answer)", errno: EIO)
         }
-        return BlobAttributes(bytes: bytes, modified: modified.timeIntervalSince1970)
+        let seconds = modified.timeIntervalSince1970
+        return BlobAttributes(bytes: bytes, modified: seconds, age: Self.serverTime(of: response) - seconds)
+    }
+
+    /// When the server answered, by its own clock (`Date`), so that an object's age is taken
+    /// on the clock that stamped its Last-Modified; this node's clock only when the server sent
+    /// no Date (every S3 implementation does).
+    static func serverTime(of response: HTTPClient.Response) -> Double {
+        response.headers.first(name: "date").flatMap(S3Dates.httpDate)?.timeIntervalSince1970 ?? Date().timeIntervalSince1970
     }
 
     /// Deletes object `key`; deleting a missing object succeeds, as in S3.
@@ -105,7 +113,8 @@ public struct S3Client: Sendable {
             var query = [("list-type", "2"), ("prefix", prefix)]
             if let token { query.append(("continuation-token", token)) }
             let response = try send("GET", key: nil, query: query)
-            let page = try S3Listing(xml: response.body.map { String(buffer: $0) } ?? "", url: location.url(ofKey: prefix))
+            var page = try S3Listing(xml: response.body.map { String(buffer: $0) } ?? "", url: location.url(ofKey: prefix))
+            page.answered(at: Self.serverTime(of: response))
             objects += page.objects
             token = page.nextToken
         } while token != nil

@@ -9,6 +9,9 @@ public struct S3Listing {
         public var bytes: Int
         /// Last-Modified, seconds since 1970 by the server's clock.
         public var modified: Double
+        /// Seconds from `modified` to the server's answer, by the server's clock
+        /// (`answered(at:)`; until then 0).
+        public var age: Double = 0
     }
 
     public var objects: [Object] = []
@@ -29,6 +32,11 @@ public struct S3Listing {
             }
             nextToken = token
         }
+    }
+
+    /// Sets each object's age from the time the server answered (its `Date`).
+    public mutating func answered(at serverTime: Double) {
+        for i in objects.indices { objects[i].age = serverTime - objects[i].modified }
     }
 
     /// The text of each `<name>…</name>` element, in order.

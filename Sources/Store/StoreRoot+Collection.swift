@@ -24,7 +24,7 @@ extension StoreRoot {
         try collectBlob(removed.blob)
         // A segment that other entries still name is kept (`collectBlob` finds their rows), and
         // so is one an ingest published again after the tombstone, for the row it is about to write.
-        if let segment = removed.segment { try collectBlob(segment, doomedBefore: try index.tombstone(of: segment)) }
+        if let segment = removed.segment { try collectBlob(segment, sparingRepublished: true) }
         return removed
     }
 
@@ -41,7 +41,9 @@ extension StoreRoot {
     public func forgetRepublishedTombstones() throws -> Int {
         var forgotten = 0
         for doomed in try index.doomed() {
-            guard let blob = try blobs.attributes(doomed.blob), blob.modified > doomed.doomedAt else { continue }
+            // The blob's age first, the tombstone's second (see `tombstoneAge`).
+            guard let blob = try blobs.attributes(doomed.blob), let tombstoneAge = try index.tombstoneAge(of: doomed.blob),
+                  blob.age < tombstoneAge else { continue }
             try index.forgetDoomed(doomed.blob)
             forgotten += 1
         }
@@ -57,12 +59,12 @@ extension StoreRoot {
         for doomed in try index.doomed() where doomed.age >= grace {
             if dryRun {
                 if try !index.isReferenced(blob: doomed.blob), let blob = try blobs.attributes(doomed.blob),
-                   blob.modified <= doomed.doomedAt {
+                   let tombstoneAge = try index.tombstoneAge(of: doomed.blob), blob.age >= tombstoneAge {
                     collected.count += 1; collected.bytes += blob.bytes
                 }
                 continue
             }
-            if let freed = try collectBlob(doomed.blob, doomedBefore: doomed.doomedAt) {
+            if let freed = try collectBlob(doomed.blob, sparingRepublished: true) {
                 collected.count += 1; collected.bytes += freed
             }
         }
@@ -70,11 +72,11 @@ extension StoreRoot {
     }
 
     /// Deletes blob `name` when no row names it and (with `minimumAge`) it was last modified
-    /// more than that many seconds ago, or (with `doomedBefore`) not after its tombstone;
-    /// forgets its tombstone once the file is gone. Returns the bytes freed, nil when kept.
+    /// more than that many seconds ago by the blob store's clock, or (with `sparingRepublished`)
+    /// not after its tombstone, if it has one; forgets its tombstone once the file is gone.
+    /// Returns the bytes freed, nil when kept.
     @discardableResult
-    public func collectBlob(_ name: String, minimumAge: Double? = nil, doomedBefore: Double? = nil,
-                            now: Double = Date().timeIntervalSince1970) throws -> Int? {
+    public func collectBlob(_ name: String, minimumAge: Double? = nil, sparingRepublished: Bool = false) throws -> Int? {
         try index.db.transaction {
             try index.db.transactionLock(name)
             // Named by a row: live, whatever an older tombstone says.
@@ -83,10 +85,11 @@ extension StoreRoot {
                 try index.forgetDoomed(name)
                 return nil
             }
-            if let minimumAge, now - blob.modified < minimumAge { return nil }
-            if let doomedBefore {
-                // Published again after its tombstone: no longer the blob that was removed.
-                guard blob.modified <= doomedBefore else { try index.forgetDoomed(name); return nil }
+            if let minimumAge, blob.age < minimumAge { return nil }
+            // Published again after its tombstone: no longer the blob that was removed.
+            if sparingRepublished, let tombstoneAge = try index.tombstoneAge(of: name), blob.age < tombstoneAge {
+                try index.forgetDoomed(name)
+                return nil
             }
             try blobs.delete(name)
             try index.forgetDoomed(name)
@@ -110,13 +113,13 @@ extension StoreRoot {
     }
 
     /// Blob files no row names, not doomed (`collectDoomed` times those), and last modified
-    /// more than `minimumAge` seconds ago. The listing comes first and the references
-    /// second, so a blob published during the listing is young and skipped rather than
-    /// mistaken for an orphan.
-    public func orphanBlobs(minimumAge: Double, now: Double = Date().timeIntervalSince1970) throws -> [(name: String, bytes: Int, modified: Double)] {
+    /// more than `minimumAge` seconds ago by the blob store's clock. The listing comes first
+    /// and the references second, so a blob published during the listing is young and skipped
+    /// rather than mistaken for an orphan.
+    public func orphanBlobs(minimumAge: Double) throws -> [(name: String, bytes: Int, modified: Double)] {
         let inventory = try blobs.inventory()
         let referenced = try index.referencedBlobs().union(try index.doomed().map(\.blob))
-        return inventory.filter { !referenced.contains($0.key) && now - $0.value.modified >= minimumAge }
+        return inventory.filter { !referenced.contains($0.key) && $0.value.age >= minimumAge }
             .map { ($0.key, $0.value.bytes, $0.value.modified) }.sorted { $0.name < $1.name }
     }
 }

@@ -332,6 +332,42 @@ final class FleetStoreTests: XCTestCase {
         XCTAssertEqual(server.stop(), 0)
     }
 
+    /// An object's age is taken on the object store's clock, a tombstone's on the index's; a
+    /// node's clock enters neither (docs/design/shared.md, "Clocks"). A compactor whose clock
+    /// runs ten minutes ahead (libfaketime) with a five-minute grace period takes an entry's
+    /// objects uploaded a moment ago, with no row yet, for young ones, not for orphans.
+    func testACompactorWhoseClockRunsAheadTakesNoFreshObjectForAnOrphan() throws {
+        let faketime = "/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1"
+        guard FileManager.default.fileExists(atPath: faketime) else { throw XCTSkip("libfaketime is not installed (make test-deps)") }
+        let ahead = ["LD_PRELOAD": faketime, "FAKETIME": "+10m", "FAKETIME_DONT_FAKE_MONOTONIC": "1"]
+        let clock = try kv(["ls", "--json"], environment: ahead)
+        XCTAssertEqual(clock.status, 0, "the node still talks to both servers: \(clock.stderr)")
+
+        // An entry's part and segment in the bucket and no row: what an ingest leaves between
+        // its uploads and its row.
+        let id = try kv(["ingest", "--policy", "int8", try scratch.question("q.safetensors", question: 1)])
+            .stdout.trimmingCharacters(in: .whitespacesAndNewlines)
+        XCTAssertEqual(id.count, 64)
+        let url = URL(string: servers.postgres!)!
+        let psql = try FleetServers.shell(["-c", "/usr/bin/psql -h 127.0.0.1 -p \(url.port!) -U postgres -d kvstore -qAt -c \"DELETE FROM entries WHERE id = '\(id)'\""])
+        XCTAssertEqual(psql.status, 0, psql.output)
+        XCTAssertEqual(try keys(), [])
+        XCTAssertEqual(try blobFiles(), 2)
+
+        let early = try kv(["compact", "--grace-seconds", "300", "--json"], node: 2, environment: ahead)
+        XCTAssertEqual(early.status, 0, early.stderr)
+        let report = try XCTUnwrap(try JSONSerialization.jsonObject(with: early.stdoutBytes) as? [String: Any])
+        XCTAssertEqual((report["orphans_adopted"] as? [String])?.count, 0, "seconds old by the bucket's clock: \(early.stdout)")
+        XCTAssertEqual(report["orphans_removed"] as? Int, 0, early.stdout)
+        XCTAssertEqual(try blobFiles(), 2)
+
+        // Past the grace period (zero here) the orphan is adopted, as ever.
+        let late = try kv(["compact", "--grace-seconds", "0"], node: 2)
+        XCTAssertEqual(late.status, 0, late.stderr)
+        XCTAssertEqual(try keys(), ["q1"])
+        XCTAssertEqual(try kv(["fetch", id, "-o", "/dev/null"], node: 3).status, 0)
+    }
+
     func testRemovalWaitsOutTheGracePeriodAndOneCompactorRunsAtATime() throws {
         let id = try kv(["ingest", try scratch.snapshot("in.safetensors")]).stdout.trimmingCharacters(in: .whitespacesAndNewlines)
         XCTAssertEqual(try kv(["rm", id]).status, 0)

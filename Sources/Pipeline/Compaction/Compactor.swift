@@ -64,8 +64,8 @@ public struct Compactor {
         let adopter = OrphanAdopter(root: root, deletes: true, dryRun: settings.dryRun)
         (report.strays, report.reshelved) = try adopter.reshelveStrays()
         var segments: [String] = []
-        for orphan in try root.orphanBlobs(minimumAge: settings.grace, now: now) {
-            switch try adopter.settle(orphan.name, minimumAge: settings.grace, now: now) {
+        for orphan in try root.orphanBlobs(minimumAge: settings.grace) {
+            switch try adopter.settle(orphan.name, minimumAge: settings.grace) {
             case .adopted(let id): report.orphansAdopted.append(id)
             case .relinked(let id): report.orphansAdopted.append(id)
             case .superseded(_, let deleted):
@@ -79,7 +79,7 @@ public struct Compactor {
             }
         }
         // After every entry's part was settled: an unnamed segment holds no entry by itself.
-        for segment in try adopter.settleSegments(segments, minimumAge: settings.grace, now: now) {
+        for segment in try adopter.settleSegments(segments, minimumAge: settings.grace) {
             report.orphansRemoved += 1; report.orphanBytes += segment.bytes
         }
         // Tombstoned blobs after the orphans: a tombstoned segment that an orphan part names

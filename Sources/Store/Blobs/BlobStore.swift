@@ -88,8 +88,13 @@ public struct BlobAttributes: Sendable, Equatable {
     public var bytes: Int
     /// Seconds since 1970, by the clock of whatever holds the blob.
     public var modified: Double
+    /// Seconds from `modified` to when these attributes were read, both by the clock of
+    /// whatever holds the blob (an object store's own `Date`), so that no node's clock enters
+    /// a blob's age. Every decision by time compares ages, each taken on its own clock: a
+    /// blob's here, a tombstone's on the index's (docs/design/shared.md, "Clocks").
+    public var age: Double
 
-    public init(bytes: Int, modified: Double) {
-        self.bytes = bytes; self.modified = modified
+    public init(bytes: Int, modified: Double, age: Double) {
+        self.bytes = bytes; self.modified = modified; self.age = age
     }
 }

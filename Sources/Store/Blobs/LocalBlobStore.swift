@@ -42,8 +42,8 @@ public struct LocalBlobStore: BlobStore {
     public func attributes(_ name: String) throws -> BlobAttributes? {
         var st = stat()
         guard lstat(location(name), &st) == 0, (st.st_mode & S_IFMT) == S_IFREG else { return nil }
-        return BlobAttributes(bytes: Int(st.st_size),
-                              modified: Double(st.st_mtim.tv_sec) + Double(st.st_mtim.tv_nsec) / 1e9)
+        let modified = Double(st.st_mtim.tv_sec) + Double(st.st_mtim.tv_nsec) / 1e9
+        return BlobAttributes(bytes: Int(st.st_size), modified: modified, age: Date().timeIntervalSince1970 - modified)
     }
 
     /// Regular files named `<name>.kvpack` in their own fan-out folder (`name.prefix(2)`).

@@ -118,9 +118,13 @@ extension EntryIndex {
         }
     }
 
-    /// When blob `name` was tombstoned (by the index server's clock), nil when it carries none.
-    public func tombstone(of name: String) throws -> Double? {
-        try db.query("SELECT doomed_at FROM doomed WHERE blob = ?", [.text(name)]).first?.double("doomed_at")
+    /// How many seconds ago blob `name` was tombstoned (by the index server's clock), nil when
+    /// it carries no tombstone. Compared with a blob's `BlobAttributes.age`, never with its
+    /// modification time: the index's and the blob store's clocks need not agree. Read it after
+    /// the blob's attributes, so the time between the two reads makes the tombstone look older,
+    /// never the blob.
+    public func tombstoneAge(of name: String) throws -> Double? {
+        try db.query("SELECT \(db.dialect.now) - doomed_at AS age FROM doomed WHERE blob = ?", [.text(name)]).first?.double("age")
     }
 
     /// Forgets a doomed blob (collected, or named by a row again).

@@ -52,19 +52,21 @@ public final class EntryIndex: @unchecked Sendable {
     /// a concurrent collection took it, nothing is inserted and the ingest is retried
     /// (EAGAIN, a transient error).
     ///
-    /// With `adoptingBlobModified` (an orphan being adopted, last modified then), nothing is
-    /// inserted while the blob carries a tombstone at least as new as the file, or its entry
-    /// was removed since the file was written (another blob of it, left by a re-pack killed
-    /// before its swap): it was removed on purpose (docs/DESIGN.md, "The orphan rule"), and
-    /// the blob is tombstoned for compaction to collect.
+    /// With `adopting` (an orphan in `blobs` being adopted), nothing is inserted while the blob
+    /// carries a tombstone at least as new as the file, or its entry was removed since the
+    /// file was written (another blob of it, left by a re-pack killed before its swap): it was
+    /// removed on purpose (docs/DESIGN.md, "The orphan rule"), and the blob is tombstoned for
+    /// compaction to collect. Ages, each on its own clock, are compared, never the index's
+    /// times with the blob store's; the blob's is read first (see `tombstoneAge`).
     public func insert(_ record: EntryRecord, sources: [(source: String, span: Int)], blobs: (any BlobStore)? = nil,
-                       adoptingBlobModified: Double? = nil) throws -> Bool {
+                       adopting: Bool = false) throws -> Bool {
         try db.transaction {
             if let blobs { try Self.checkPresent(record.blobs, in: blobs, db: db, operation: "index") }
-            if let modified = adoptingBlobModified {
-                if let doomedAt = try tombstone(of: record.blob), doomedAt >= modified { return false }
-                if let removedAt = try db.query("SELECT removed_at FROM removed_entries WHERE id = ?", [.text(record.id)]).first?.double("removed_at"),
-                   removedAt >= modified {
+            if adopting, let blobAge = try blobs?.attributes(record.blob)?.age {
+                if let tombstoneAge = try tombstoneAge(of: record.blob), tombstoneAge <= blobAge { return false }
+                if let removedAge = try db.query("SELECT \(db.dialect.now) - removed_at AS age FROM removed_entries WHERE id = ?",
+                                                 [.text(record.id)]).first?.double("age"),
+                   removedAge <= blobAge {
                     try doom(record.blob)
                     return false
                 }
@@ -77,7 +79,7 @@ public final class EntryIndex: @unchecked Sendable {
                              [.text(s.source), .text(record.id), .int(s.span)])
             }
             for name in record.blobs { try db.query("DELETE FROM doomed WHERE blob = ?", [.text(name)]) }
-            if adoptingBlobModified == nil { try db.query("DELETE FROM removed_entries WHERE id = ?", [.text(record.id)]) }
+            if !adopting { try db.query("DELETE FROM removed_entries WHERE id = ?", [.text(record.id)]) }
             return true
         }
     }
