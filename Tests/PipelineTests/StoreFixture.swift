@@ -49,7 +49,7 @@ final class StoreFixture {
         try Fetcher(root: root).fetch(try root.index.resolve(id), options: FetchOptions(dtype: dtype), to: sink)
         let bytes = Array(try Data(contentsOf: URL(fileURLWithPath: out)))
         let copy = UnsafeMutableRawBufferPointer.allocate(byteCount: bytes.count, alignment: 8)
-        copy.copyMemory(from: UnsafeRawBufferPointer(start: bytes, count: bytes.count))
+        bytes.withUnsafeBytes { copy.copyMemory(from: $0) }
         return (bytes, try Snapshot(bytes: UnsafeRawBufferPointer(copy)))
     }
 }

@@ -35,7 +35,8 @@ and a request that loaded a lossy entry is not saved (its KV would be stored as 
 
 Extra config keys: `store` (a store folder, or the URL of `kvstore serve`; required), `policy`
 (default "none"), `token` (for `kvstore serve`), `model` (the `kvsnap.model` name; default
-vLLM's model), `binary` (the `kvstore` binary for a local store; default $KVSTORE_BIN or the
+vLLM's model; the weights' fingerprint is appended, see `model_identity`), `fingerprint` (false:
+share caches by the model's name alone), `binary` (the `kvstore` binary for a local store; default $KVSTORE_BIN or the
 PATH), `timeout` (seconds a store call may take, default 30), `max_pending_mb` (the save queue's
 bound, default 512), `save` (false: load only), `stats_path` (a JSON file the worker rewrites
 with its counters after every load and save). docs/DESIGN.md, "vLLM connector".
@@ -50,6 +51,7 @@ import tempfile
 import threading
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -59,6 +61,7 @@ from vllm.distributed.kv_transfer.kv_connector.v1.base import (KVConnectorBase_V
 
 from .client import Client, PrefixMatch
 from .snapshot import Layer, Snapshot, Span, write
+from .weights import FingerprintError, fingerprint
 
 if TYPE_CHECKING:
     from vllm.config import VllmConfig
@@ -72,6 +75,49 @@ logger = logging.getLogger("vllm.kvstore")  # under vLLM's logger: its handlers 
 #: Reductions that drop tokens: no KV is left for their positions, so vLLM cannot be given them.
 EVICTING = ("uniform", "random", "prompt-topk", "aircache", "airmerge")
 SOURCE_PREFIX = "vllm:"
+
+
+def model_identity(extra: dict[str, Any], vllm_config: "VllmConfig") -> tuple[str, bool]:
+    """The `kvsnap.model` this engine's caches are stored and matched under, and whether it may
+    share at all: the model's name (`model` in the extra config, else vLLM's), then `@` and a
+    fingerprint of the weights the engine loaded (`kvstore.weights`), the dtype it computes in
+    and its quantization, if any. Caches are a function of weights, not names (docs/design/vllm.md,
+    "Which model"). `"fingerprint": false` shares by the name alone. Weights that cannot be
+    found or read turn the connector off (logged): a cache that might be another model's is
+    never offered."""
+    model_config = vllm_config.model_config
+    name = str(extra.get("model") or model_config.model)
+    if extra.get("fingerprint", True) is False:
+        return name, True
+    folder = _weights_folder(vllm_config)
+    if folder is None:
+        logger.warning("kvstore: the weights of %s are not in a folder on this machine, so they cannot be "
+                       "fingerprinted; the connector is off (\"fingerprint\": false shares by name alone)", model_config.model)
+        return name, False
+    try:
+        weights = fingerprint(folder)
+    except FingerprintError as e:
+        logger.warning("kvstore: cannot fingerprint the weights of %s (%s); the connector is off", model_config.model, e)
+        return name, False
+    dtype = str(model_config.dtype).removeprefix("torch.")
+    quantization = getattr(model_config, "quantization", None)
+    return f"{name}@{weights}-{dtype}" + (f"-{quantization}" if quantization else ""), True
+
+
+def _weights_folder(vllm_config: "VllmConfig") -> Path | None:
+    """The folder vLLM loads the weights from: the model path, or its snapshot in the Hugging
+    Face cache (no download is started)."""
+    model_config = vllm_config.model_config
+    path = Path(str(model_config.model))
+    if path.is_dir():
+        return path
+    try:
+        from huggingface_hub import snapshot_download
+        load = getattr(vllm_config, "load_config", None)
+        return Path(snapshot_download(str(model_config.model), revision=model_config.revision, local_files_only=True,
+                                      cache_dir=getattr(load, "download_dir", None)))
+    except Exception:  # not cached, not a repository, or no huggingface_hub: nothing to read
+        return None
 
 
 def unshareable(request: Any) -> bool:
@@ -286,7 +332,7 @@ class KVStoreConnector(KVConnectorBase_V1):
         self.binary = extra.get("binary")
         self.timeout = float(extra.get("timeout", 30))
         model_config = vllm_config.model_config
-        self.model = str(extra.get("model") or model_config.model)
+        self.model, fingerprinted = model_identity(extra, vllm_config)
         self.block_size = int(vllm_config.cache_config.block_size)
         self.save_enabled = bool(extra.get("save", True)) and self._kv_transfer_config.is_kv_producer
         self.load_enabled = self._kv_transfer_config.is_kv_consumer
@@ -297,6 +343,8 @@ class KVStoreConnector(KVConnectorBase_V1):
             # entry saved by one rank is not another's, and none is the whole model's.
             logger.warning("kvstore: tensor parallel size %d, pipeline parallel size %d: the connector stores and "
                            "loads single-GPU engines only; it is off", *ranks)
+            self.save_enabled = self.load_enabled = False
+        if not fingerprinted:
             self.save_enabled = self.load_enabled = False
         self.stats_path = extra.get("stats_path")
         text = model_config.hf_text_config

@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import os
 import queue
+import shutil
 import subprocess
 import sys
 import threading
@@ -291,6 +292,40 @@ def test_llava_loads_the_stored_prefix_and_answers_as_its_fresh_prefill(kvstore_
         assert other["cached_tokens"] == 256 and stats.read()["tokens_loaded"] == 512
     finally:
         engine.close()
+
+
+def test_weights_replaced_at_the_same_path_never_load_the_caches_of_the_old_ones(kvstore_bin: str,
+                                                                                tmp_path_factory: pytest.TempPathFactory) -> None:
+    """A fleet mid-rollout: new weights at the path the old ones were served from. Caches are
+    stored under the model's name and a fingerprint of its weights, so the new engine loads
+    none of the old weights' caches (it would have loaded 256 tokens of another model's KV
+    under the name alone), and shares its own."""
+    d = tmp_path_factory.mktemp("replaced")
+    folder = d / "model"
+    qwen2_vl_folder(str(folder))
+    stats = Stats(d / "stats.json")
+    extra = {"store": str(d / "store"), "policy": "none", "binary": kvstore_bin, "stats_path": str(stats.path)}
+    engine = Engine(folder, extra, d / "old.log")
+    try:
+        engine.ask(QUESTIONS[0])
+        stats.wait("saves", 1)
+        assert engine.ask(QUESTIONS[1])["cached_tokens"] == 256, "the same weights share their caches"
+    finally:
+        engine.close()
+    shutil.rmtree(folder)
+    qwen2_vl_folder(str(folder), seed=1)
+    stats.path.unlink()
+    engine = Engine(folder, extra, d / "new.log")
+    try:
+        fresh = engine.ask(QUESTIONS[1])
+        assert fresh["cached_tokens"] == 0, "a cache of the old weights was loaded into the new ones"
+        stats.wait("saves", 1)
+        assert stats.read()["tokens_loaded"] == 0
+        assert engine.ask(QUESTIONS[2])["cached_tokens"] == 256, "the new weights share their own caches"
+    finally:
+        engine.close()
+    models = sorted({entry.model for entry in kvstore.Client(d / "store").ls()})
+    assert len(models) == 2 and all(m.startswith(f"{folder}@") and m.endswith("-bfloat16") for m in models), models
 
 
 def test_requests_whose_kv_is_not_theirs_alone_are_never_shared() -> None:
