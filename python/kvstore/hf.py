@@ -53,9 +53,11 @@ from transformers.masking_utils import AttentionMaskInterface, sdpa_mask
 from .errors import ExpandError, ModelMismatchError, SnapshotError
 from .pack import MAGIC, SEGMENTED_MAGIC, Pack
 from .snapshot import INPUT_IDS, Layer, Snapshot, Span, read
+from .weights import fingerprint_module
 
 ATTENTION = "kvstore"
 SUPPORTED = ("llava", "qwen2_5_vl", "qwen2_vl")
+WEIGHTS_KEY = "hf.weights"  # kvstore.weights.fingerprint_module of the model captured from
 PREFIX_POSITION_KEY = "hf.prefix_next_position"  # M-RoPE position of the first token after the prefix
 _state = threading.local()
 
@@ -374,7 +376,7 @@ def capture(model: torch.nn.Module, inputs: Mapping[str, Any], media: Sequence[b
         layers.append(Layer(key=array(layer.keys[0, :, :seq_len]), value=array(layer.values[0, :, :seq_len]),
                             prompt_query=None if query is None else array(query)))
     next_position = None
-    metadata = {"hf.architecture": type(model).__name__}
+    metadata = {"hf.architecture": type(model).__name__, WEIGHTS_KEY: fingerprint_module(model)}
     deltas = getattr(getattr(model, "model", None), "rope_deltas", None)
     if deltas is not None and positions:
         next_position = seq_len + int(deltas.reshape(-1)[0])
@@ -383,7 +385,8 @@ def capture(model: torch.nn.Module, inputs: Mapping[str, Any], media: Sequence[b
         metadata[PREFIX_POSITION_KEY] = str(int(positions[0][-1].reshape(-1, length)[0, prefix_end]))
     snap_name = name or model_name(model)
     if key is None:
-        h = hashlib.sha256(f"kvsnap-key-v1\n{snap_name}\n".encode())
+        # The weights too: another model's cache under the same name and inputs is not this one's.
+        h = hashlib.sha256(f"kvsnap-key-v1\n{snap_name}\n{metadata[WEIGHTS_KEY]}\n".encode())
         for s in spans:
             if s.source:
                 h.update(s.source.encode() + b"\n")
@@ -436,6 +439,10 @@ def check_model(snap: Snapshot, model: torch.nn.Module) -> None:
     arch = snap.metadata.get("hf.architecture")
     if arch and arch != type(model).__name__:
         problems.append(f"it was captured from a {arch}, the model is a {type(model).__name__}")
+    weights = snap.metadata.get(WEIGHTS_KEY)
+    if weights and weights != (ours_weights := fingerprint_module(model)):
+        problems.append(f"it was captured from other weights (fingerprint {weights}, the model's {ours_weights}: "
+                        "another checkpoint or dtype under the same name)")
     ours = model_name(model)
     if os.path.basename(snap.model.rstrip("/")) != os.path.basename(ours.rstrip("/")):
         problems.append(f"its kvsnap.model is {snap.model!r}, the model is {ours!r}")

@@ -16,7 +16,9 @@ import hashlib
 import json
 import os
 import struct
+import weakref
 from pathlib import Path
+from typing import Any
 
 #: Weight files, by the suffixes loaders read.
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".gguf")
@@ -111,3 +113,45 @@ def _read(path: Path) -> bytes:
         return path.read_bytes()
     except OSError as e:
         raise FingerprintError(f"{path}: {e.strerror or e}") from e
+
+
+_module_fingerprints: "weakref.WeakKeyDictionary[Any, tuple[tuple, str]]" = weakref.WeakKeyDictionary()
+
+
+def fingerprint_module(module) -> str:
+    """16 hex digits naming a loaded model's weights (a `torch.nn.Module`, on any device): every
+    parameter and buffer in name order, its dtype and shape and three 64-byte samples of its
+    bytes (start, middle, end), as `fingerprint` samples files. The same weights in the same
+    dtype give the same digits on any device; a copy in another dtype computes other caches and
+    gives others. Remembered per module until a tensor is replaced or changed in place."""
+    tensors = dict(module.named_parameters())
+    tensors.update(module.named_buffers())
+    state = tuple((name, t.data_ptr(), t._version) for name, t in sorted(tensors.items()))
+    known = _module_fingerprints.get(module)
+    if known is not None and known[0] == state:
+        return known[1]
+    digits = _fingerprint_tensors(tensors)
+    _module_fingerprints[module] = (state, digits)
+    return digits
+
+
+def _fingerprint_tensors(tensors: dict[str, Any]) -> str:
+    import torch
+
+    digest = hashlib.sha256(b"kvstore module weights 1\n")
+    for name in sorted(tensors):
+        tensor = tensors[name].detach()
+        digest.update(f"{name}\n{tensor.dtype}\n{list(tensor.shape)}\n".encode())
+        flat = tensor.reshape(-1)
+        size = flat.numel() * flat.element_size()
+        if size == 0:
+            continue
+        raw = flat.contiguous().view(torch.uint8) if size <= 3 * SAMPLE else None
+        if raw is not None:
+            digest.update(raw.cpu().numpy().tobytes())
+            continue
+        per = max(1, SAMPLE // flat.element_size())
+        count = flat.numel()
+        for at in (0, count // 2, count - per):
+            digest.update(flat[at:at + per].contiguous().view(torch.uint8).cpu().numpy().tobytes())
+    return digest.hexdigest()[:16]

@@ -146,6 +146,23 @@ def test_the_prompt_query_is_the_model_query_with_rope(captured) -> None:
     assert torch.allclose(ours, theirs, atol=1e-5), (ours - theirs).abs().max()
 
 
+def test_a_snapshot_of_other_weights_under_the_same_name_is_refused(captured) -> None:
+    """Same architecture, shape and name, other weights (another seed; or the same weights in
+    another dtype): the cache is another model's, and loading it would answer from it."""
+    name, model, _, _, _, snap, path, _ = captured
+    builder = {"llava": lambda **k: tiny.llava(images=2, **k), "qwen2_5_vl": lambda **k: tiny.qwen2_5_vl(images=1, videos=1, **k),
+               "qwen2_vl": lambda **k: tiny.qwen2_5_vl(images=1, videos=1, version="2", **k)}[name]
+    same, inputs, media = builder()
+    assert hf.model_name(same) == hf.model_name(model) and len(snap.metadata[hf.WEIGHTS_KEY]) == 16
+    hf.load(path, same)  # the same weights, built again: accepted
+    reseeded, _, _ = builder(seed=1)
+    with pytest.raises(kvstore.ModelMismatchError, match="captured from other weights"):
+        hf.load(path, reseeded)
+    with pytest.raises(kvstore.ModelMismatchError, match="captured from other weights"):
+        hf.load(path, same.to(torch.bfloat16))
+    assert hf.capture(reseeded, inputs, media=media).key != snap.key, "one name and inputs, other weights: other keys"
+
+
 def test_a_snapshot_of_another_model_is_refused(captured, tmp_path: Path) -> None:
     name, model, _, _, _, snap, path, _ = captured
     other_name = "qwen2_5_vl" if name == "llava" else "llava"
