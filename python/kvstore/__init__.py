@@ -13,7 +13,8 @@ The Hugging Face adapter is `kvstore.hf` and GPU-side decoding `kvstore.torch`; 
 torch and are imported only when used.
 """
 from .client import Client, Entry, PrefixMatch
-from .errors import (AccessError, CommandError, CorruptError, EvalError, ExpandError, ForbiddenError, KVStoreError,
+from .errors import (AccessError, CommandError, CorruptError, EvalError, ExpandError, FingerprintError, ForbiddenError,
+                     KVStoreError,
                      ModelMismatchError, NotFoundError, PackError, SnapshotError, TransientError, UnauthorizedError,
                      UsageError)
 from .pack import Pack, PackHeader, PackLayer, Section, read_pack, unpack
@@ -21,7 +22,7 @@ from .remote import HTTPClient
 from .snapshot import Layer, Snapshot, Span, read, write
 
 __all__ = [
-    "AccessError", "Client", "CommandError", "CorruptError", "Entry", "EvalError", "PrefixMatch", "ExpandError", "ForbiddenError", "HTTPClient",
+    "AccessError", "Client", "CommandError", "CorruptError", "Entry", "EvalError", "PrefixMatch", "ExpandError", "FingerprintError", "ForbiddenError", "HTTPClient",
     "KVStoreError", "Layer", "ModelMismatchError", "NotFoundError", "Pack", "PackError", "PackHeader", "PackLayer",
     "Section", "Snapshot", "SnapshotError", "Span", "TransientError", "UnauthorizedError", "UsageError", "read",
     "read_pack", "unpack", "write",

@@ -32,6 +32,11 @@ class PackError(KVStoreError, ValueError):
         super().__init__(f"{path}: {where}{what}{problem}")
 
 
+class FingerprintError(KVStoreError, ValueError):
+    """A model's weights cannot be fingerprinted (`kvstore.weights`): no weight file in the
+    folder, or one that cannot be read or whose safetensors header is malformed."""
+
+
 class ExpandError(KVStoreError, ValueError):
     """A merged layer cannot be expanded: it carries no member positions."""
 

@@ -61,7 +61,8 @@ from vllm.distributed.kv_transfer.kv_connector.v1.base import (KVConnectorBase_V
 
 from .client import Client, PrefixMatch
 from .snapshot import Layer, Snapshot, Span, write
-from .weights import FingerprintError, fingerprint
+from .errors import FingerprintError
+from .weights import fingerprint
 
 if TYPE_CHECKING:
     from vllm.config import VllmConfig

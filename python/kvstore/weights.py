@@ -20,16 +20,14 @@ import weakref
 from pathlib import Path
 from typing import Any
 
+from .errors import FingerprintError
+
 #: Weight files, by the suffixes loaders read.
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".gguf")
 SAMPLE = 64
 SPREAD = 64
 #: A safetensors header larger than this is not one (the format caps it at 100 MB).
 MAX_HEADER = 100 << 20
-
-
-class FingerprintError(ValueError):
-    """A folder whose weights cannot be read or are not what their format says."""
 
 
 def fingerprint(folder: str | os.PathLike[str]) -> str:

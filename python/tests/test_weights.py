@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 from safetensors.numpy import save_file
 
-from kvstore.weights import FingerprintError, fingerprint
+from kvstore.errors import FingerprintError
+from kvstore.weights import fingerprint
 
 
 def model(folder: Path, seed: int = 0) -> Path:
