@@ -72,7 +72,7 @@ public struct Fetcher {
             throw StoreError.corrupt(path: pack.path, problem: "the pack continues segment \(name), the index names \(record.segment ?? "none")")
         }
         let segment: PackReader
-        do { segment = try PackReader(path: root.blobs.readablePath(name)) } catch StoreError.io(_, _, ENOENT) {
+        do { segment = try root.blobs.openPack(name) } catch StoreError.io(_, _, ENOENT) {
             throw StoreError.corrupt(path: root.blobs.location(name), problem: "segment \(name) of entry \(record.id.prefix(16)) is missing")
         }
         let (h, s) = (pack.header, segment.header)
@@ -106,9 +106,8 @@ public struct Fetcher {
             do {
                 return (current, pack, try segment(of: current, pack: pack, checkContent: checkingContent))
             } catch StoreError.corrupt(let path, let problem) where attempt < 2 {
-                guard let fresh = try root.index.entry(id: current.id), fresh.blobs != current.blobs else {
-                    throw StoreError.corrupt(path: path, problem: problem)
-                }
+                guard let fresh = try root.index.entry(id: current.id) else { throw StoreError.notFound("id \(current.id) (removed while fetching)") }
+                guard fresh.blobs != current.blobs else { throw StoreError.corrupt(path: path, problem: problem) }
                 record = fresh
             }
         }

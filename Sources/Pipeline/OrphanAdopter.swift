@@ -13,8 +13,8 @@ public enum OrphanFate: Sendable, Equatable {
     /// It does not read back (content against name, every layer); `deleted` when collected.
     case damaged(problem: String, deleted: Bool)
     /// A pack that predates entry records (nothing says which entry it is), or an entry's
-    /// part whose segment is missing or damaged: kept.
-    case unrecognised(problem: String)
+    /// part whose segment is missing or damaged: kept, and so is that `segment`, if present.
+    case unrecognised(problem: String, segment: String? = nil)
     /// A segment (a shared prefix, docs/design/segments.md) no row names: it holds no entry by
     /// itself. Settled after every other orphan (`settleSegments`), since adopting an entry
     /// part may make it named again.
@@ -52,11 +52,19 @@ public struct OrphanAdopter {
               try !root.index.isReferenced(blob: name) else { return .settledElsewhere }
         if let tombstoneAge = try root.index.tombstoneAge(of: name), tombstoneAge <= attributes.age { return .tombstoned }
         let location = root.blobs.location(name)
+        let pack: PackReader
+        do {
+            pack = try root.blobs.openPack(name)
+        } catch let error as StoreError where error.isTransient || error.isIO {
+            // Gone since it was listed (collected elsewhere), or not read, so not judged.
+            if case .io(_, _, ENOENT) = error, try root.blobs.attributes(name) == nil { return .settledElsewhere }
+            throw error
+        } catch {
+            return try damaged(name, "\(error)", minimumAge: minimumAge)
+        }
         var record: EntryRecord
         do {
-            record = try Repairer.record(fromBlob: try root.blobs.readablePath(name), name: name)
-        } catch let error as StoreError where error.isTransient || error.isIO {
-            throw error  // not read, so not judged
+            record = try Repairer.record(fromBlob: pack, name: name)
         } catch Repairer.RecordError.predatesEntryRecords(let path) {
             return .unrecognised(problem: "\(path): the pack predates entry records in pack headers; its entry id cannot be recovered")
         } catch Repairer.RecordError.segment {
@@ -64,14 +72,14 @@ public struct OrphanAdopter {
         } catch {
             return try damaged(name, "\(error)", minimumAge: minimumAge)
         }
-        if let problem = try Verifier.damage(inPack: root.blobs.readablePath(name), of: record, location: location) {
+        if let problem = try Verifier.damage(inPack: pack, of: record, location: location) {
             return try damaged(name, problem, minimumAge: minimumAge)
         }
         // An entry's part is adopted with its segment, or not at all (and then kept: the part
         // itself is sound, and the segment may come back with a restored backup).
         if record.segment != nil {
             if let problem = try Verifier(root: root).segmentDamage(of: record) {
-                return .unrecognised(problem: "\(location): \(problem); the entry's own part is kept")
+                return .unrecognised(problem: "\(location): \(problem); the entry's own part is kept", segment: record.segment)
             }
             let (bytes, count) = try Self.segmentFacts(record, root: root)
             record.segmentBytes = bytes
@@ -104,10 +112,13 @@ public struct OrphanAdopter {
 
     /// Settles segments no row named when `settle` saw them: those still unnamed now and older
     /// than `minimumAge` are deleted when this adopter deletes (through `collectBlob`, which
-    /// keeps any a row names by then). Returns those deleted (or, in a dry run, that would be).
-    public func settleSegments(_ names: [String], minimumAge: Double) throws -> [(name: String, bytes: Int)] {
+    /// keeps any a row names by then), except those a kept part names (`sparing`: the part
+    /// may be adopted once its segment reads back). Returns those deleted (or, in a dry run,
+    /// that would be).
+    public func settleSegments(_ names: [String], minimumAge: Double, sparing: Set<String> = []) throws -> [(name: String, bytes: Int)] {
         var removed: [(name: String, bytes: Int)] = []
-        for name in names where try !root.index.isReferenced(blob: name) {
+        for name in names where !sparing.contains(name) {
+            guard try !root.index.isReferenced(blob: name) else { continue }
             guard let attributes = try root.blobs.attributes(name), attributes.age >= minimumAge else { continue }
             if dryRun { removed.append((name, attributes.bytes)); continue }
             guard deletes, let freed = try root.collectBlob(name, minimumAge: minimumAge) else { continue }
@@ -119,7 +130,7 @@ public struct OrphanAdopter {
     /// A segmented entry's segment size and entry count, from the segment itself.
     static func segmentFacts(_ record: EntryRecord, root: StoreRoot) throws -> (bytes: Int, count: Int) {
         guard let name = record.segment else { return (0, 0) }
-        let segment = try PackReader(path: root.blobs.readablePath(name))
+        let segment = try root.blobs.openPack(name)
         return (segment.size, segment.header.entryCount)
     }
 

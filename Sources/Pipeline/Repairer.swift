@@ -96,7 +96,7 @@ public struct Repairer {
             case .relinked(let id): report.relinked.append(id)
             case .superseded: report.superseded.append(path)
             case .damaged(let problem, _): report.unrecoverable.append(.init(blob: path, problem: problem))
-            case .unrecognised(let problem): report.unrecoverable.append(.init(blob: path, problem: problem))
+            case .unrecognised(let problem, _): report.unrecoverable.append(.init(blob: path, problem: problem))
             case .tombstoned: report.removed.append(path)
             case .settledElsewhere: report.alreadyIndexed += 1
             case .segment: segments.append(name)
@@ -129,8 +129,8 @@ public struct Repairer {
     }
 
     /// The index row a pack file describes, read from its header alone.
-    static func record(fromBlob path: String, name: String) throws -> EntryRecord {
-        let pack = try PackReader(path: path)
+    static func record(fromBlob pack: PackReader, name: String) throws -> EntryRecord {
+        let path = pack.path
         let h = pack.header
         if h.isSegment { throw RecordError.segment(path: path) }
         guard let entry = h.entry else { throw RecordError.predatesEntryRecords(path: path) }

@@ -25,12 +25,16 @@ public struct Verifier {
 
     public init(root: StoreRoot) { self.root = root }
 
-    /// Checks `records` (all entries when nil) and, when checking all, looks for orphans.
+    /// Checks `records` (all entries when nil) and, when checking all, looks for orphans. On
+    /// a shared store each blob is read from the object store itself, not from this node's
+    /// cache: a copy cached before the object was damaged or replaced would vouch for it.
     public func verify(_ records: [EntryRecord]? = nil) throws -> VerifyReport {
         var report = VerifyReport()
         let all = records == nil
         let entries = try records ?? root.index.all()
+        var dropped: Set<String> = []
         for record in entries {
+            for name in record.blobs where dropped.insert(name).inserted { root.blobs.dropLocalCopy(name) }
             switch try recheck(record) {
             case .removed: continue
             case .intact: report.checked += 1
@@ -80,7 +84,7 @@ public struct Verifier {
         let path = root.blobs.location(record.blob)
         do {
             guard try root.blobs.attributes(record.blob) != nil else { return "blob \(path) is missing" }
-            if let problem = try Self.damage(inPack: root.blobs.readablePath(record.blob), of: record, location: path) { return problem }
+            if let problem = try Self.damage(inPack: root.blobs.openPack(record.blob), of: record, location: path) { return problem }
             return try segmentDamage(of: record)
         } catch let error as StoreError where error.isTransient {
             throw error
@@ -101,7 +105,7 @@ public struct Verifier {
         let location = root.blobs.location(name)
         do {
             guard try root.blobs.attributes(name) != nil else { return "segment \(location) is missing" }
-            let pack = try PackReader(path: root.blobs.readablePath(record.blob))
+            let pack = try root.blobs.openPack(record.blob)
             guard let segment = try Fetcher(root: root).segment(of: record, pack: pack, checkContent: true) else { return nil }
             return Self.firstUndecodableLayer(segment).map { "segment \(location): \($0)" }
         } catch let error as StoreError where error.isTransient {
@@ -126,14 +130,20 @@ public struct Verifier {
         return problems.compactMap { $0 }.first
     }
 
-    /// The first damage in the pack file at `file` read as `record`'s blob (at `location`,
-    /// for messages): its whole-file XXH3-128 against the record's checksum, its layer
-    /// count, every layer decoded. Nil when it reads back intact. A transient failure
-    /// (`StoreError.isTransient`: memory, a full disk) is thrown instead, so a caller can
-    /// tell a damaged blob from one it could not check now.
-    public static func damage(inPack file: String, of record: EntryRecord, location: String) throws -> String? {
+    /// The same for the pack file at `file`; a file that does not open as a pack is damage.
+    public static func damage(inPackAt file: String, of record: EntryRecord, location: String) throws -> String? {
+        let pack: PackReader
+        do { pack = try PackReader(path: file) } catch let error as StoreError where error.isTransient { throw error } catch { return "\(error)" }
+        return try damage(inPack: pack, of: record, location: location)
+    }
+
+    /// The first damage in `pack` read as `record`'s blob (at `location`, for messages): its
+    /// whole-file XXH3-128 against the record's checksum, its layer count, every layer
+    /// decoded. Nil when it reads back intact. A transient failure (`StoreError.isTransient`:
+    /// memory, a full disk) is thrown instead, so a caller can tell a damaged blob from one it
+    /// could not check now.
+    public static func damage(inPack pack: PackReader, of record: EntryRecord, location: String) throws -> String? {
         do {
-            let pack = try PackReader(path: file)
             try pack.checkContent(named: record.checksum)
             guard pack.header.layers.count == record.layers else {
                 return "blob \(location) holds \(pack.header.layers.count) layers, the index expects \(record.layers)"

@@ -26,17 +26,22 @@ public final class BlobCache: @unchecked Sendable {
     public func path(_ name: String) -> String { "\(directory)/blobs/\(name.prefix(2))/\(name).kvpack" }
 
     /// The intact copy of `name`, marked as just used; nil when there is none. A copy whose
-    /// content no longer matches its name is deleted.
+    /// content no longer matches its name is deleted. Marked before it is checked, so that an
+    /// eviction that looks at it from now on spares it (`evict`).
     public func verifiedCopy(_ name: String) -> String? {
         let path = path(name)
-        guard FileSystem.exists(path) else { return nil }
+        guard utimes(path, nil) == 0 else { return nil }
         guard (try? Self.contentName(of: path)) == name else {
             try? FileSystem.remove(path)
             return nil
         }
-        utimes(path, nil)
         return path
     }
+
+    /// Seconds a copy stays in use after it was last handed out: eviction spares it, since a
+    /// reader in another process may be about to open it (the cache may hold more than its
+    /// capacity for that long).
+    public static let inUseSeconds: Double = 60
 
     /// Downloads `name` with `download(tempPath)`, checks its content against the name and
     /// moves it into the cache. A download whose content differs is refused as corrupt.
@@ -66,8 +71,11 @@ public final class BlobCache: @unchecked Sendable {
     public func remove(_ name: String) { try? FileSystem.remove(path(name)) }
 
     /// Deletes the least recently used copies until the cache holds at most 90 % of its
-    /// capacity, when it holds more than all of it. `keeping` is never evicted: a reader is
-    /// about to open it. A copy another process has mapped stays readable until unmapped.
+    /// capacity, when it holds more than all of it. `keeping`, and every copy handed out in the
+    /// last `inUseSeconds` (looked at again just before it would go: the listing is old by
+    /// then), are spared: a reader may be about to open them. A copy another process has mapped
+    /// stays readable until unmapped; one evicted anyway between being handed out and opened is
+    /// fetched again (`BlobStore.openPack`).
     func evict(keeping: String) {
         let copies = FileSystem.list(directory + "/blobs").flatMap { dir in
             FileSystem.list("\(directory)/blobs/\(dir)").map { "\(directory)/blobs/\(dir)/\($0)" }
@@ -79,6 +87,7 @@ public final class BlobCache: @unchecked Sendable {
         guard total > capacity else { return }
         let kept = path(keeping)
         for copy in copies.sorted(by: { $0.used < $1.used }) where total > capacity / 10 * 9 && copy.path != kept {
+            guard let used = FileSystem.modified(copy.path), Date().timeIntervalSince1970 - used >= Self.inUseSeconds else { continue }
             try? FileSystem.remove(copy.path)
             total -= copy.bytes
         }

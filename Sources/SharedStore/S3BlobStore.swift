@@ -63,6 +63,8 @@ public struct S3BlobStore: BlobStore {
         cache.remove(name)
     }
 
+    public func dropLocalCopy(_ name: String) { cache.remove(name) }
+
     /// Blob `name` opened for ranged reads of single layers, without downloading it.
     public func remotePack(_ name: String) throws -> RemotePack { try RemotePack(client: client, key: key(name)) }
 

@@ -368,6 +368,32 @@ final class FleetStoreTests: XCTestCase {
         XCTAssertEqual(try kv(["fetch", id, "-o", "/dev/null"], node: 3).status, 0)
     }
 
+    /// `verify` on a shared store reads each object itself: the node that ingested an entry
+    /// (and so holds a copy) reports the entry's object replaced behind kvstore's back, as a
+    /// node without a copy does; it once vouched for it from its cache.
+    func testVerifyOnANodeThatCachedAnObjectChecksTheObjectItself() throws {
+        var blobs: [String] = []
+        for seed in 1...2 {
+            let id = try kv(["ingest", "--policy", "int8", try scratch.snapshot("v\(seed).safetensors", seed: seed)]).stdout
+                .trimmingCharacters(in: .whitespacesAndNewlines)
+            let show = try JSONSerialization.jsonObject(with: try kv(["show", id, "--json"]).stdoutBytes) as? [String: Any]
+            blobs.append(try XCTUnwrap(show?["blob"] as? String))
+        }
+        XCTAssertEqual(try verify(node: 1).failures, 0)
+        let env = servers.environment
+        let curl = "curl -sf --aws-sigv4 aws:amz:us-east-1:s3 --user \"$AWS_ACCESS_KEY_ID:$AWS_SECRET_ACCESS_KEY\""
+        func key(_ blob: String) -> String { "\(env["AWS_ENDPOINT_URL_S3"]!)/\(FleetServers.bucket)/fleet/blobs/\(blob.prefix(2))/\(blob).kvpack" }
+        let other = scratch.path + "/other.kvpack"
+        let replace = try FleetServers.shell(["-c", """
+            export AWS_ACCESS_KEY_ID='\(env["AWS_ACCESS_KEY_ID"]!)' AWS_SECRET_ACCESS_KEY='\(env["AWS_SECRET_ACCESS_KEY"]!)'
+            \(curl) -o '\(other)' '\(key(blobs[1]))' && \(curl) -X PUT -H 'x-amz-content-sha256: UNSIGNED-PAYLOAD' --data-binary @'\(other)' '\(key(blobs[0]))'
+            """])
+        XCTAssertEqual(replace.status, 0, replace.output)
+        let v = try verify(node: 1)
+        XCTAssertEqual([v.status, Int32(v.checked), Int32(v.failures)], [3, 2, 1], "node 1 holds a copy of both objects")
+        XCTAssertEqual(try verify(node: 2).failures, 1)
+    }
+
     func testRemovalWaitsOutTheGracePeriodAndOneCompactorRunsAtATime() throws {
         let id = try kv(["ingest", try scratch.snapshot("in.safetensors")]).stdout.trimmingCharacters(in: .whitespacesAndNewlines)
         XCTAssertEqual(try kv(["rm", id]).status, 0)

@@ -44,27 +44,6 @@ private final class CollectingBlobStore: BlobStore, @unchecked Sendable {
 }
 
 final class GuidedSegmentRaceTests: XCTestCase {
-    /// 4 system tokens, a 4×4 image and 6 prompt tokens with ids; the prefix is the same for
-    /// every question, the prompt and its queries are the question's own.
-    private func question(_ directory: String, _ n: Int) throws -> String {
-        let spans: [Span] = [.text(0, 4, role: .system), .image(4, rows: 4, cols: 4, source: nil), .text(20, 26, role: .prompt)]
-        var b = KVSnapBuilder(metadata: SnapshotMetadata(model: "test/model", spans: spans, key: "q\(n)"))
-        for i in 0..<2 {
-            var keys = StoreFixture.values(2 * 26 * 16, seed: 2 * i), values = StoreFixture.values(2 * 26 * 16, seed: 2 * i + 1)
-            for h in 0..<2 { for t in 20..<26 { for d in 0..<16 {
-                keys[(h * 26 + t) * 16 + d] = Float(n) / 10 + Float(d) / 100
-                values[(h * 26 + t) * 16 + d] = -Float(n) / 10
-            } } }
-            b.add("layers.\(i).key", dtype: .f16, shape: [2, 26, 16], floats: keys)
-            b.add("layers.\(i).value", dtype: .f16, shape: [2, 26, 16], floats: values)
-            b.add("layers.\(i).prompt_query", dtype: .f16, shape: [4, 3, 16], floats: StoreFixture.values(4 * 3 * 16, seed: 50 + 7 * n + i))
-        }
-        b.addInputIDs((0..<26).map { Int64($0 < 20 ? 1000 + $0 : 5000 + 10 * n + $0) })
-        let path = directory + "/q\(n).safetensors"
-        try Data(b.bytes()).write(to: URL(fileURLWithPath: path))
-        return path
-    }
-
     /// A store in a new directory whose blobs can lose one on cue, and the guided policy.
     private func store() throws -> (String, CollectingBlobStore, StoreRoot, Policy) {
         let directory = NSTemporaryDirectory() + "kvstore-race-" + UUID().uuidString
@@ -79,16 +58,16 @@ final class GuidedSegmentRaceTests: XCTestCase {
     func testALaterQuestionWhoseGuidedSegmentIsCollectedMeanwhileStoresItsOwn() throws {
         let (directory, blobs, root, policy) = try store()
         defer { try? FileManager.default.removeItem(atPath: directory) }
-        let first = try Ingestor(root: root).ingest(path: try question(directory, 1), policy: policy).record
+        let first = try Ingestor(root: root).ingest(path: try StoreFixture.question(directory, 1), policy: policy).record
         let segment = try XCTUnwrap(first.segment)
 
         // Undisturbed, a later question names the first's segment.
-        let named = try Ingestor(root: root).ingest(path: try question(directory, 2), policy: policy).record
+        let named = try Ingestor(root: root).ingest(path: try StoreFixture.question(directory, 2), policy: policy).record
         XCTAssertEqual(named.segment, segment)
 
         blobs.collectAtNextWrite(segment)
         let startedBefore = blobs.started
-        let later = try Ingestor(root: root).ingest(path: try question(directory, 3), policy: policy).record
+        let later = try Ingestor(root: root).ingest(path: try StoreFixture.question(directory, 3), policy: policy).record
         // The part naming the found segment, then (once that segment was found gone) a segment
         // and a part of its own: three files started, the first part deleted again.
         XCTAssertEqual(blobs.started - startedBefore, 3)
@@ -112,9 +91,9 @@ final class GuidedSegmentRaceTests: XCTestCase {
     func testARowWhoseBlobIsGoneStoresItsOwnSegmentWhenTheGuidedOneIsCollectedMeanwhile() throws {
         let (directory, blobs, root, policy) = try store()
         defer { try? FileManager.default.removeItem(atPath: directory) }
-        let first = try Ingestor(root: root).ingest(path: try question(directory, 1), policy: policy).record
+        let first = try Ingestor(root: root).ingest(path: try StoreFixture.question(directory, 1), policy: policy).record
         let segment = try XCTUnwrap(first.segment)
-        let second = try question(directory, 2)
+        let second = try StoreFixture.question(directory, 2)
         let lost = try Ingestor(root: root).ingest(path: second, policy: policy).record
         XCTAssertEqual(lost.segment, segment)
         try blobs.local.delete(lost.blob)  // the row stays, naming a blob that is gone

@@ -30,6 +30,27 @@ final class StoreFixture {
         return path
     }
 
+    /// 4 system tokens, a 4×4 image and 6 prompt tokens with ids; the prefix is the same for
+    /// every question, the prompt and its queries are the question's own.
+    static func question(_ directory: String, _ n: Int) throws -> String {
+        let spans: [Span] = [.text(0, 4, role: .system), .image(4, rows: 4, cols: 4, source: nil), .text(20, 26, role: .prompt)]
+        var b = KVSnapBuilder(metadata: SnapshotMetadata(model: "test/model", spans: spans, key: "q\(n)"))
+        for i in 0..<2 {
+            var keys = StoreFixture.values(2 * 26 * 16, seed: 2 * i), values = StoreFixture.values(2 * 26 * 16, seed: 2 * i + 1)
+            for h in 0..<2 { for t in 20..<26 { for d in 0..<16 {
+                keys[(h * 26 + t) * 16 + d] = Float(n) / 10 + Float(d) / 100
+                values[(h * 26 + t) * 16 + d] = -Float(n) / 10
+            } } }
+            b.add("layers.\(i).key", dtype: .f16, shape: [2, 26, 16], floats: keys)
+            b.add("layers.\(i).value", dtype: .f16, shape: [2, 26, 16], floats: values)
+            b.add("layers.\(i).prompt_query", dtype: .f16, shape: [4, 3, 16], floats: StoreFixture.values(4 * 3 * 16, seed: 50 + 7 * n + i))
+        }
+        b.addInputIDs((0..<26).map { Int64($0 < 20 ? 1000 + $0 : 5000 + 10 * n + $0) })
+        let path = directory + "/q\(n).safetensors"
+        try Data(b.bytes()).write(to: URL(fileURLWithPath: path))
+        return path
+    }
+
     static func values(_ count: Int, seed: Int) -> [Float] {
         var state = UInt64(truncatingIfNeeded: seed) &* 0x9E37_79B9_7F4A_7C15 &+ 1
         return (0..<count).map { _ in

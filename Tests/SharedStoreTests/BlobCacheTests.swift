@@ -65,4 +65,21 @@ final class BlobCacheTests: XCTestCase {
         XCTAssertFalse(FileSystem.exists(pathB), "b was used least recently")
         XCTAssertTrue(FileSystem.exists(pathC), "the copy just filled is kept")
     }
+
+    /// A copy handed out in the last minute may be about to be opened by another process: it
+    /// is spared, and the cache holds more than its capacity meanwhile.
+    func testACopyInUseIsNotEvicted() throws {
+        let cache = try BlobCache(directory: directory, capacity: 150)
+        let a = blob(1), b = blob(2)
+        let pathA = try fill(cache, a)
+        let pathB = try fill(cache, b)  // 200 bytes > 150, but a was filled a moment ago
+        XCTAssertTrue(FileSystem.exists(pathA))
+        XCTAssertTrue(FileSystem.exists(pathB))
+        let old = Date().timeIntervalSince1970 - BlobCache.inUseSeconds - 1
+        var times = [timeval(tv_sec: Int(old), tv_usec: 0), timeval(tv_sec: Int(old), tv_usec: 0)]
+        XCTAssertEqual(utimes(pathA, &times), 0)
+        _ = try fill(cache, blob(3))
+        XCTAssertFalse(FileSystem.exists(pathA), "no longer in use: evicted")
+        XCTAssertTrue(FileSystem.exists(pathB))
+    }
 }

@@ -63,7 +63,7 @@ public struct Compactor {
         // only damaged files and superseded copies.
         let adopter = OrphanAdopter(root: root, deletes: true, dryRun: settings.dryRun)
         (report.strays, report.reshelved) = try adopter.reshelveStrays()
-        var segments: [String] = []
+        var segments: [String] = [], keptSegments: Set<String> = []
         for orphan in try root.orphanBlobs(minimumAge: settings.grace) {
             switch try adopter.settle(orphan.name, minimumAge: settings.grace) {
             case .adopted(let id): report.orphansAdopted.append(id)
@@ -73,13 +73,15 @@ public struct Compactor {
             case .damaged(let problem, let deleted):
                 if deleted || settings.dryRun { report.orphansRemoved += 1; report.orphanBytes += orphan.bytes }
                 report.damagedOrphans.append(.init(id: orphan.name, problem: problem))
-            case .unrecognised(let problem): report.orphansKept.append(.init(id: orphan.name, problem: problem))
+            case .unrecognised(let problem, let segment):
+                report.orphansKept.append(.init(id: orphan.name, problem: problem))
+                if let segment { keptSegments.insert(segment) }
             case .tombstoned, .settledElsewhere: break
             case .segment: segments.append(orphan.name)
             }
         }
         // After every entry's part was settled: an unnamed segment holds no entry by itself.
-        for segment in try adopter.settleSegments(segments, minimumAge: settings.grace) {
+        for segment in try adopter.settleSegments(segments, minimumAge: settings.grace, sparing: keptSegments) {
             report.orphansRemoved += 1; report.orphanBytes += segment.bytes
         }
         // Tombstoned blobs after the orphans: a tombstoned segment that an orphan part names

@@ -76,7 +76,7 @@ public struct Migrator {
             guard try source.blobs.attributes(record.blob) != nil else { return .damaged("blob \(location) is missing") }
             // From S3: a download hashed against the name, refused as corrupt if it differs.
             let path = try source.blobs.readablePath(record.blob)
-            if let problem = try Verifier.damage(inPack: path, of: record, location: location) { return .damaged(problem) }
+            if let problem = try Verifier.damage(inPackAt: path, of: record, location: location) { return .damaged(problem) }
             if let problem = try Verifier(root: source).segmentDamage(of: record) { return .damaged(problem) }
             // Kept open from here: a blob collected meanwhile stays readable to this copy.
             blob = try MappedFile(path: path)

@@ -1,3 +1,5 @@
+import Foundation
+
 /// Where a store keeps its pack files: content-addressed, immutable, each named by the
 /// XXH3-128 of its bytes (docs/DESIGN.md, "Shared stores").
 ///
@@ -36,6 +38,10 @@ public protocol BlobStore: Sendable {
     /// Deletes blob `name`; callers decide when that is safe (`StoreRoot.collectBlob`).
     func delete(_ name: String) throws
 
+    /// Forgets this node's copy of blob `name`, if it keeps one apart from the blob itself (an
+    /// object store's cache), so the next read fetches the blob itself (`verify`).
+    func dropLocalCopy(_ name: String)
+
     /// True when other hosts read these blobs (an object store): a blob losing its last row
     /// is then doomed and deleted only after a grace period, never at once.
     var isShared: Bool { get }
@@ -73,12 +79,25 @@ public struct BlobStray: Sendable, Codable, Equatable {
 extension BlobStore {
     public var isShared: Bool { false }
 
+    /// A reader of blob `name`. A node cache's copy (`readablePath` of an object store) can be
+    /// evicted by another process between being handed out and opened; it is then fetched
+    /// again. ENOENT after that means the blob itself is gone.
+    public func openPack(_ name: String) throws -> PackReader {
+        for attempt in 0..<3 {
+            do { return try PackReader(path: readablePath(name)) } catch StoreError.io(_, _, ENOENT) where attempt < 2 && isShared {
+                continue
+            }
+        }
+        throw StoreError.io(path: location(name), operation: "open", errno: ENOENT)
+    }
+
     public func inventory() throws -> [String: BlobAttributes] {
         var found: [String: BlobAttributes] = [:]
         for name in try names() { found[name] = try attributes(name) }
         return found
     }
     public func abortStaleUploads(minimumAge: Double, dryRun: Bool) throws -> Int { 0 }
+    public func dropLocalCopy(_ name: String) {}
     public func strays() throws -> [BlobStray] { [] }
     public func reshelve(_ stray: BlobStray) throws -> Bool { false }
 }
