@@ -97,4 +97,18 @@ final class CacheEvictionRaceTests: XCTestCase {
         report = try compact(root)
         XCTAssertEqual(report.orphansAdopted, [record.id], "adopted once the segment reads back")
     }
+
+    /// An entry removed (and its segment collected) between reading its row and opening its
+    /// segment is not found (exit 2), not damaged (exit 3).
+    func testASegmentGoneWithItsEntryIsNotFoundNotDamage() throws {
+        let (directory, blobs, root) = try store()
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let record = try Ingestor(root: root).ingest(path: try StoreFixture.question(directory, 1), policy: Policy(parsing: "int8")).record
+        try root.index.db.query("DELETE FROM entries WHERE id = ?", [.text(record.id)])
+        try blobs.local.delete(try XCTUnwrap(record.segment))
+        XCTAssertThrowsError(try Fetcher(root: root).fetch(record, options: FetchOptions(), to: try OutputSink(path: directory + "/o.safetensors"))) {
+            guard case StoreError.notFound(let what) = $0 else { return XCTFail("\($0)") }
+            XCTAssertTrue(what.contains("removed while fetching"), what)
+        }
+    }
 }
