@@ -58,6 +58,13 @@ public struct Ingestor {
 
     private enum GuidedSegmentGone: Error { case collected }
 
+    /// The input was written while it was read: a transient failure (the daemon keeps the
+    /// input and reads it again later), never an entry stored under another content's id.
+    static func changedWhileRead(_ path: String) -> StoreError {
+        StoreError.io(path: path, operation: "ingest (the file was written while it was read: its size or times changed; "
+                      + "nothing was stored, read it again once it is complete)", errno: EAGAIN)
+    }
+
     private func ingest(path: String, policy: Policy, stage: inout IngestStage, reusingGuidedSegments: Bool) throws -> IngestOutcome {
         let start = DispatchTime.now()
         stage = .read
@@ -82,6 +89,8 @@ public struct Ingestor {
         } catch let error as KVSnapError {
             throw StoreError.invalidSnapshot(path: path, error)
         }
+        // The id names the bytes just hashed only if nobody wrote them meanwhile.
+        guard file.isUnchanged else { throw Self.changedWhileRead(path) }
         stage = .index
         // A row whose blob (or segment) is gone (an index restored from a backup older than an
         // `rm`) or damaged does not hold the entry: store it again and point the row at the new
@@ -136,6 +145,13 @@ public struct Ingestor {
             let l = snapshot.layers[i]
             for t in [l.key, l.value, l.promptQuery, l.probeQuery].compactMap({ $0 }) { file.release(t.range) }
         })
+        // Packed from the bytes the id names, or from a file written meanwhile (a producer
+        // reusing the file it handed over): then what was packed is not that entry, and goes.
+        guard file.isUnchanged else {
+            try? root.retireBlob(blob.name)
+            if let segment, reused == nil { try? root.retireBlob(segment.blob.name) }
+            throw Self.changedWhileRead(path)
+        }
 
         stage = .index
         let record = EntryRecord(

@@ -126,16 +126,25 @@ public final class PostgresIndexConnection: IndexConnection, @unchecked Sendable
     }
 
     /// Connection trouble, a server shutting down, serialization failures and exhausted
-    /// resources are transient; anything else the server refused is `StoreError.database`.
+    /// resources are transient, and so are a role or database the server does not know or
+    /// whose credentials it refuses (the store's settings, not any input, are at fault: the
+    /// daemon keeps its inputs and retries); anything else the server refused is
+    /// `StoreError.database`.
     private func failure(_ error: Error, _ what: String) -> StoreError {
         guard let error = error as? PSQLError else { return transient("\(what): \(error)") }
         if error.code == .server, let state = error.serverInfo?[.sqlState] {
             let message = error.serverInfo?[.message] ?? "error"
-            // 08 connection, 40 rollback (serialization, deadlock), 53 resources, 57 shutdown.
+            // 08 connection, 40 rollback (serialization, deadlock), 53 resources, 57 shutdown;
+            // 28 authorization, 3D an unknown database.
             if ["08", "40", "53", "57"].contains(String(state.prefix(2))) { return transient("\(message) (SQLSTATE \(state))") }
+            if ["28", "3D"].contains(String(state.prefix(2))) {
+                return transient("\(message) (SQLSTATE \(state)): check the index URL's role, password and database")
+            }
             return .database("\(location): \(message) (SQLSTATE \(state); in: \(what))")
         }
-        return transient("\(what): \(error.code)")
+        // The code alone ("connectionError") does not say why: refused, no such host, no TLS.
+        let cause = error.underlying.map { ": \($0)" } ?? ""
+        return transient("\(what): \(error.code)\(cause)")
     }
 
     private func transient(_ problem: String) -> StoreError {

@@ -8,9 +8,11 @@ import Store
 /// range), HEAD, DELETE, LIST (ListObjectsV2) and ListMultipartUploads — path-style and
 /// signed with `SigV4`, as blocking calls for the store's synchronous callers.
 ///
-/// Failures are `StoreError.io` naming the object's s3:// URL: ENOENT for 404, EAGAIN (exit
-/// code 4, retried by the daemon) for 5xx, 429 and an unreachable server, EACCES for 403,
-/// EIO for any other refusal.
+/// Failures are `StoreError.io` naming the object's s3:// URL: ENOENT for 404 (an object that
+/// is not there), EAGAIN (exit code 4, retried by the daemon) for 5xx, 429, an unreachable
+/// server, and what is wrong with the store's settings rather than with any input: a 403
+/// (credentials refused, expired, or a clock too far off) and a bucket that does not exist,
+/// each named; EIO for any other refusal.
 public struct S3Client: Sendable {
     public let location: S3Location
     let signer: SigV4
@@ -156,10 +158,19 @@ public struct S3Client: Sendable {
     }
 
     static func refused(_ url: String, _ method: String, status: Int, body: String) -> StoreError {
-        let code = S3Listing.firstValue(of: "Code", in: body).map { " \($0)" } ?? ""
+        let name = S3Listing.firstValue(of: "Code", in: body)
+        let code = name.map { " \($0)" } ?? ""
+        if status == 404, name == "NoSuchBucket" {
+            let bucket = url.dropFirst("s3://".count).split(separator: "/").first.map(String.init) ?? url
+            return StoreError.io(path: url, operation: "\(method) (HTTP 404 NoSuchBucket: bucket \(bucket) does not exist on this S3 server; "
+                                 + "check the store's bucket and endpoint)", errno: EAGAIN)
+        }
+        if status == 403 {
+            return StoreError.io(path: url, operation: "\(method) (HTTP 403\(code): the S3 server refused this node's request; check its "
+                                 + "credentials, their permissions and its clock)", errno: EAGAIN)
+        }
         let errno: Int32 = switch status {
         case 404: ENOENT
-        case 403: EACCES
         case 429, 500...: EAGAIN
         default: EIO
         }

@@ -112,8 +112,34 @@ extension StoreSpec {
         return nil
     }
 
-    /// Opens the store: its blob store (and node cache) and its index, migrated.
-    public func open() throws -> StoreRoot {
+    /// How `open` checks that an index and blobs living apart belong to one store
+    /// (`StoreRoot.checkBinding`).
+    public enum Binding: Sendable {
+        /// Refuse two stores' parts; bind them on first use.
+        case check
+        /// `repair`: an index rebuilt from the blobs takes their store's id.
+        case adopt
+        /// A dry run, which writes nothing: not checked.
+        case skip
+    }
+
+    /// Opens the store: its blob store (and node cache) and its index, migrated, with the
+    /// index and the blobs checked to belong to one store when they live apart.
+    public func open(binding: Binding = .check) throws -> StoreRoot {
+        let root = try openUnchecked()
+        if case .directory(let blobRoot) = blobs, case .sqlite(let directory) = index,
+           URL(fileURLWithPath: blobRoot).standardizedFileURL == URL(fileURLWithPath: directory).standardizedFileURL {
+            return root  // one folder: the index lives with its blobs
+        }
+        switch binding {
+        case .check: try root.checkBinding()
+        case .adopt: try root.checkBinding(adopting: true)
+        case .skip: break
+        }
+        return root
+    }
+
+    private func openUnchecked() throws -> StoreRoot {
         let blobStore: any BlobStore
         switch blobs {
         case .directory(let path): blobStore = try LocalBlobStore(root: path)

@@ -44,7 +44,7 @@ struct FetchCommand: ParsableCommand {
         // Stopped mid-fetch (SIGTERM, SIGINT), the unpublished output goes with the process.
         let signals = TemporaryOutputs.removedOnSignal()
         defer { withExtendedLifetime(signals) {} }
-        let root = try location.open()
+        let root = try location.openForReading()
         let record = try root.index.resolve(id, key: key)
         if let output { try OutputPlace.check(output, store: root) }
         if raw { try Fetcher(root: root).fetchRaw(record, to: output); return }

@@ -26,7 +26,7 @@ struct ListCommand: ParsableCommand {
     }
 
     func run() throws {
-        let root = try options.open()
+        let root = try options.openForReading()
         var records = try root.index.all()
         if let source {
             let ids = Set(try root.index.entries(withSource: source))

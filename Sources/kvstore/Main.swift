@@ -42,7 +42,7 @@ enum Exit {
             }
         case is KVSnapError, is BlockError, is FetchError, is ExpandError, is PackError, is InboxError: return invalid
         case is StoreMissing: return notFound
-        case is PolicyError, is ConfigFileError, is StoreSpecError, is S3SettingError, is StoreOptionConflict, is OutputInsideStore: return usage
+        case is PolicyError, is ConfigFileError, is StoreSpecError, is StoreBindingError, is S3SettingError, is StoreOptionConflict, is OutputInsideStore: return usage
         default: return nil
         }
     }

@@ -31,7 +31,7 @@ struct MatchCommand: ParsableCommand {
 
     func run() throws {
         let tokens = try Self.readIDs(ids)
-        let root = try options.open()
+        let root = try options.openForReading()
         guard let match = try root.index.longestPrefix(model: model, ids: tokens, sources: source) else {
             throw StoreError.notFound("stored prefix of model \(model) for these \(tokens.count) ids")
         }

@@ -83,7 +83,13 @@ struct MigrateCommand: ParsableCommand {
         }
         // A dry run creates nothing: a destination not created yet holds nothing.
         let destinationExists = destination.sqliteIndexFile.map(FileSystem.exists) ?? true
-        let migrator = Migrator(source: try source.open(), destination: dryRun && !destinationExists ? nil : try destination.open())
+        let migrator: Migrator
+        do {
+            migrator = Migrator(source: try source.open(binding: .skip), destination: dryRun && !destinationExists ? nil : try destination.open())
+        } catch let error as StoreError where error.isTransient {
+            Terminal.note("stopped before copying anything; run the same command again to resume")
+            throw error
+        }
 
         let report: MigrationReport
         do {

@@ -24,7 +24,8 @@ struct RepairCommand: ParsableCommand {
     func run() throws {
         let store = try options.location.spec()
         try store.requirePresent()
-        let (root, aside, lock) = dryRun ? (try store.open(), nil, nil) : try Repairer.open(sqliteIndex: store.sqliteIndexFile) { try store.open() }
+        let (root, aside, lock) = dryRun ? (try store.open(binding: .skip), nil, nil)
+            : try Repairer.open(sqliteIndex: store.sqliteIndexFile) { try store.open(binding: .adopt) }
         var report = try withExtendedLifetime(lock) { try Repairer(root: root).repair(dryRun: dryRun) }
         report.damagedIndexMovedTo = aside
         if options.json {

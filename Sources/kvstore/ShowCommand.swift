@@ -15,7 +15,7 @@ struct ShowCommand: ParsableCommand {
     var key = false
 
     func run() throws {
-        let root = try options.open()
+        let root = try options.openForReading()
         let r = try root.index.resolve(id, key: key)
         if options.json { Terminal.json(try EntryDocument.local(r, in: root)); return }
         let sources = try root.index.sources(of: r.id)

@@ -17,6 +17,11 @@ struct StoreOptions: ParsableArguments {
     /// The store, which must be there already (`StoreMissing`, exit 2, otherwise).
     func open() throws -> StoreRoot { try location.open() }
 
+    /// The same, for a command that only reads: an index and blobs of two stores cannot lose
+    /// anything through it (a blob that is not there is an error, every content checked), so
+    /// it does not ask the blob location whose it is, and reads the index while S3 is down.
+    func openForReading() throws -> StoreRoot { try location.openForReading() }
+
     /// The store, created when it is not there yet: for commands that write.
     func openCreating() throws -> StoreRoot { try location.openCreating() }
 }
@@ -45,6 +50,9 @@ struct StoreLocation: ParsableArguments {
 
     /// The store, which must be there already: a mistyped path creates nothing.
     func open() throws -> StoreRoot { try spec().openExisting() }
+
+    /// The store, for a command that only reads (`StoreOptions.openForReading`).
+    func openForReading() throws -> StoreRoot { try spec().openExisting(binding: .skip) }
 
     /// The store, created when it is not there yet (`ingest`).
     func openCreating() throws -> StoreRoot { try spec().open() }

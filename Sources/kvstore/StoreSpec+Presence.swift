@@ -17,9 +17,9 @@ extension StoreSpec {
     }
 
     /// Opens a store that must already be there.
-    func openExisting() throws -> StoreRoot {
+    func openExisting(binding: Binding = .check) throws -> StoreRoot {
         try requirePresent()
-        return try open()
+        return try open(binding: binding)
     }
 
     func requirePresent() throws {

@@ -14,7 +14,7 @@ struct VerifyCommand: ParsableCommand {
     var id: String?
 
     func run() throws {
-        let root = try options.open()
+        let root = try options.openForReading()
         let verifier = Verifier(root: root)
         let report = try verifier.verify(id.map { [try root.index.resolve($0)] })
         if options.json {
@@ -35,7 +35,7 @@ struct StatsCommand: ParsableCommand {
     @OptionGroup var options: StoreOptions
 
     func run() throws {
-        let stats = try StoreStats(root: try options.open())
+        let stats = try StoreStats(root: try options.openForReading())
         if options.json { Terminal.json(stats); return }
         print("entries      \(stats.entries) (\(stats.pinned) pinned)")
         print("input bytes  \(Terminal.bytes(stats.bytesIn))")

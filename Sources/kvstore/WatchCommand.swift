@@ -51,7 +51,12 @@ struct WatchCommand: ParsableCommand {
     func validate() throws {
         if delete && done != nil { throw ValidationError("--done and --delete exclude each other") }
         if jobs < 1 { throw ValidationError("--jobs must be at least 1, got \(jobs)") }
-        if settle < 0 || interval <= 0 { throw ValidationError("--settle must be ≥ 0 and --interval > 0") }
+        if !WatchSettings.settleRange.contains(settle) {
+            throw ValidationError("--settle must be within 0...86400 seconds, got \(settle)")
+        }
+        if !WatchSettings.intervalRange.contains(interval) {
+            throw ValidationError("--interval must be within 0.001...3600 seconds, got \(interval)")
+        }
     }
 
     func run() throws {

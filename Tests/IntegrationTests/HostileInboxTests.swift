@@ -34,6 +34,34 @@ final class HostileInboxTests: XCTestCase {
         }
     }
 
+    /// An inbox in the store's blob folder took blobs for bad inputs and moved them to
+    /// failed/; done/ set to the inbox ingested every input again, forever; intervals of NaN,
+    /// an infinity or 1e10 seconds trapped or spun. Each is refused before anything moves.
+    func testAnInboxInTheStoreADoneThatIsTheInboxAndUntimeableIntervalsAreRefused() throws {
+        let s = try Scratch()
+        let inbox = try InboxFixture(s)
+        let id = try s.cli.run("ingest", try s.snapshot("in.safetensors", seed: 3)).stdout.trimmingCharacters(in: .whitespacesAndNewlines)
+        let blobs = s.cli.store + "/blobs"
+        let folder = try XCTUnwrap(try FileManager.default.contentsOfDirectory(atPath: blobs).first)
+        let before = try FileManager.default.contentsOfDirectory(atPath: blobs + "/" + folder)
+        let r = try s.cli.run(["watch", blobs + "/" + folder, "--once"] + fast)
+        XCTAssertEqual(r.status, 3, r.stderr)
+        XCTAssertTrue(r.stderr.contains("is inside the store's own folder"), r.stderr)
+        XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: blobs + "/" + folder), before, "no blob moved, nothing made")
+        XCTAssertEqual(try s.cli.run("verify").status, 0, id)
+
+        try inbox.drop("good.safetensors", seed: 1)
+        let loop = try s.cli.run(["watch", inbox.inbox, "--once", "--done", inbox.inbox + "/"] + fast)
+        XCTAssertEqual(loop.status, 3, loop.stderr)
+        XCTAssertTrue(loop.stderr.contains("is the inbox"), loop.stderr)
+        XCTAssertEqual(try s.cli.run(["watch", inbox.inbox, "--once", "--done", inbox.inbox + "/failed/x"] + fast).status, 3)
+        for bad in [["--interval", "inf"], ["--interval", "nan"], ["--interval", "1e10"], ["--settle", "nan"]] {
+            let flag = try s.cli.run(["watch", inbox.inbox, "--once"] + bad)
+            XCTAssertEqual(flag.status, 1, bad.joined(separator: " ") + ": " + flag.stderr)
+        }
+        XCTAssertEqual(inbox.inInbox, ["good.safetensors"], "the input untouched")
+    }
+
     func testAFolderReplacedByASymlinkWhileRunningStopsTheDaemonAndIsNeverWrittenThrough() throws {
         for (folder, input) in [("failed", "bad.safetensors"), ("done", "good.safetensors")] {
             let s = try Scratch()

@@ -38,6 +38,45 @@ final class S3StoreTests: XCTestCase {
                           stderr: (try? String(contentsOfFile: err, encoding: .utf8)) ?? "", stdoutBytes: bytes)
     }
 
+    /// `kvstore ARGS` with blobs at `s3://kvtest/PREFIX` and the index in `index`.
+    private func kv(_ args: [String], prefix: String, index: String) throws -> CLI.Result {
+        try scratch.cli.run(args + ["--store", "s3://kvtest/\(prefix)", "--index", scratch.path + "/" + index, "--cache", scratch.path + "/cache"],
+                            environment: environment)
+    }
+
+    /// An index and a blob location are one store's (docs/design/shared.md, "One index, one
+    /// blob location"): a node whose --store names another prefix than its index's blobs, or a
+    /// second index over the same blobs, changes nothing; `repair` rebuilds a lost index from
+    /// the blobs and binds it; commands that only read are not asked.
+    func testAnIndexAndBlobsOfTwoStoresAreRefusedBeforeAnythingChanges() throws {
+        let id = try kv(["ingest", try scratch.snapshot("a.safetensors", seed: 1)]).stdout.trimmingCharacters(in: .whitespacesAndNewlines)
+        let fetched = try kv(["fetch", id, "-o", "-"]).stdoutBytes
+
+        // A typo in the prefix, with the fleet's index: it would store the entry again there
+        // and move the row, and compaction would delete the good blob.
+        let typo = try kv(["ingest", try scratch.snapshot("a.safetensors", seed: 1)], prefix: "flet", index: "index")
+        XCTAssertEqual(typo.status, 1, typo.stderr)
+        XCTAssertTrue(typo.stderr.contains("none of the newest entries' blobs is at s3://kvtest/flet"), typo.stderr)
+        XCTAssertEqual(try kv(["compact", "--grace-seconds", "0"], prefix: "flet", index: "index").status, 1)
+
+        // A second index over the fleet's blobs: its compaction would adopt them, its removals
+        // delete them.
+        let second = try kv(["compact", "--grace-seconds", "0"], prefix: "fleet", index: "index2")
+        XCTAssertEqual(second.status, 1, second.stderr)
+        XCTAssertTrue(second.stderr.contains("belong to store"), second.stderr)
+        XCTAssertEqual(try kv(["ls", "--json"], prefix: "fleet", index: "index2").status, 0, "reading is not refused")
+        XCTAssertEqual(try kv(["fetch", id, "-o", "-"]).stdoutBytes, fetched, "nothing of the store changed")
+
+        // The index lost: `repair` rebuilds it from the blobs and binds it.
+        for file in try FileManager.default.contentsOfDirectory(atPath: scratch.path + "/index") where file.hasPrefix("index.sqlite") {
+            try FileManager.default.removeItem(atPath: scratch.path + "/index/" + file)
+        }
+        let repaired = try kv(["repair"])
+        XCTAssertEqual(repaired.status, 0, repaired.stdout + repaired.stderr)
+        XCTAssertEqual(try kv(["fetch", id, "-o", "-"]).stdoutBytes, fetched)
+        XCTAssertEqual(try kv(["ingest", try scratch.snapshot("b.safetensors", seed: 2)]).status, 0)
+    }
+
     func testAnS3StoreServesWhatALocalStoreServesAndCollectsWhatItRemoves() throws {
         let inputs = try (0..<3).map { try scratch.snapshot("in\($0).safetensors", seed: $0) }
         var ids: [String] = []

@@ -27,6 +27,8 @@ private final class EvictedCopies: BlobStore, @unchecked Sendable {
         return try local.readablePath(name)
     }
     func location(_ name: String) -> String { local.location(name) }
+    func storeMarker() throws -> String? { try local.storeMarker() }
+    func writeStoreMarker(_ id: String) throws { try local.writeStoreMarker(id) }
     func attributes(_ name: String) throws -> BlobAttributes? { try local.attributes(name) }
     func names() throws -> [String] { try local.names() }
     func delete(_ name: String) throws { try local.delete(name) }

@@ -32,6 +32,8 @@ private final class CollectingBlobStore: BlobStore, @unchecked Sendable {
     func publish(_ temp: AtomicFile, as name: String) throws -> String { try local.publish(temp, as: name) }
     func readablePath(_ name: String) throws -> String { try local.readablePath(name) }
     func location(_ name: String) -> String { local.location(name) }
+    func storeMarker() throws -> String? { try local.storeMarker() }
+    func writeStoreMarker(_ id: String) throws { try local.writeStoreMarker(id) }
     func attributes(_ name: String) throws -> BlobAttributes? { try local.attributes(name) }
     func names() throws -> [String] { try local.names() }
     func delete(_ name: String) throws {

@@ -33,6 +33,10 @@ public struct Snapshot: @unchecked Sendable {
 
     /// The name of the token-ids tensor (KVSNAP.md).
     public static let inputIDsName = "input_ids"
+    /// The most entries (`seq_len`) and the largest head count or width a stored entry holds
+    /// (docs/FORMAT.md, the pack header's bounds).
+    public static let maxSeqLen = 1 << 24
+    public static let maxDimension = 65536
 
     public var layerCount: Int { layers.count }
 
@@ -75,6 +79,15 @@ public struct Snapshot: @unchecked Sendable {
         let firstValue = try need("layers.0.value")
         guard firstValue.shape.count == 3 else { throw .badTensor(name: firstValue.name, problem: "shape \(firstValue.shape) is not [kv_heads, seq_len, v_head_dim]") }
         let vHeadDim = firstValue.shape[2]
+        // The limits a stored entry can hold (docs/FORMAT.md): checked here, against the input,
+        // rather than found by the packer in a file of its own.
+        for (name, what, n) in [(first.name, "kv_heads", kvHeads), (first.name, "head_dim", headDim), (firstValue.name, "v_head_dim", vHeadDim)]
+        where !(1...Self.maxDimension).contains(n) {
+            throw .badTensor(name: name, problem: "\(what) \(n) is outside 1...\(Self.maxDimension)")
+        }
+        guard first.shape[1] <= Self.maxSeqLen else {
+            throw .badTensor(name: first.name, problem: "\(first.shape[1]) entries, more than a stored entry holds (\(Self.maxSeqLen))")
+        }
 
         var layers: [Layer] = []
         var qHeads: Int?
@@ -120,7 +133,14 @@ public struct Snapshot: @unchecked Sendable {
             guard let n = metadata.seqLen else {
                 throw .badMetadata(key: SnapshotMetadata.seqLenKey, problem: "missing, but the file carries positions/sizes so its layers are already compressed")
             }
+            guard n <= Self.maxSeqLen else {
+                throw .badMetadata(key: SnapshotMetadata.seqLenKey, problem: "\(n) is more than a stored entry holds (\(Self.maxSeqLen))")
+            }
             seqLen = n
+            // A layer without positions holds every position, in order.
+            for l in layers where l.positions == nil && l.count != seqLen {
+                throw .shapeMismatch("\(l.key.name) holds \(l.count) entries and has no positions, so it must hold all \(seqLen) (kvsnap.seq_len)")
+            }
         } else {
             seqLen = metadata.seqLen ?? first.shape[1]
             for l in layers where l.count != seqLen {

@@ -20,6 +20,12 @@ public struct WatchSettings: Sendable {
     /// Longest wait before retrying an input that failed with a transient error.
     public var maxBackoff: Double = 60
 
+    /// The values each setting may take: a poll or wait the system can time (NaN, an infinity
+    /// or 1e10 seconds trapped its conversions or spun on a zero timeout).
+    public static let settleRange: ClosedRange<Double> = 0...86_400
+    public static let intervalRange: ClosedRange<Double> = 0.001...3_600
+    public static let maxBackoffRange: ClosedRange<Double> = 0...86_400
+
     public init(policy: Policy) { self.policy = policy }
 }
 
@@ -102,11 +108,11 @@ public final class InboxDaemon: @unchecked Sendable {
     /// throws `InboxError` when a folder of the inbox is a symbolic link (at start) or stops
     /// being the folder opened at start (while running: the daemon stops and exits).
     public func run() throws -> WatchSummary {
+        // Open the store first, so a bad store fails before any folder is made or claimed.
+        try layout.checkPlaces(store: try openStore())
         let folders = try InboxFolders(layout: layout)
         let claim = try InboxClaim(folders: folders)
         let disposal = InputDisposal(folders: folders)
-        // Open the store once up front so a bad store path fails before any claim.
-        _ = try openStore()
         let watcher = InboxWatcher(inbox: folders.inbox, settle: settings.settle, interval: settings.interval,
                                    forcePolling: settings.forcePolling)
         logger.info("watching", metadata: .fields([

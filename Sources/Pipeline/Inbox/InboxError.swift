@@ -12,6 +12,9 @@ public enum InboxError: Error, CustomStringConvertible, Equatable {
     case notAnInput(path: String, is: String)
     /// A folder is on another filesystem than the inbox, where a rename cannot move an input.
     case otherFilesystem(path: String, inbox: String)
+    /// The inbox or done/ is one of the store's own folders, or done/ is the inbox or one of
+    /// its own folders: the daemon would take blobs for inputs, or ingest its outputs again.
+    case misplaced(path: String, problem: String)
 
     public var description: String {
         switch self {
@@ -25,6 +28,8 @@ public enum InboxError: Error, CustomStringConvertible, Equatable {
             "\(path) is \(what): only regular files are ingested, and the daemon never follows a link in the inbox (copy or move the file itself in)"
         case .otherFilesystem(let path, let inbox):
             "\(path) is on another filesystem than the inbox \(inbox): inputs move by rename, so every folder must be on the inbox's filesystem"
+        case .misplaced(let path, let problem):
+            "\(path) \(problem) (nothing was moved)"
         }
     }
 }

@@ -60,9 +60,12 @@ public enum JobSpec: Sendable {
             settings.jobs = try reader.int("ingest", "jobs", min: 1) ?? 1
             settings.forcePolling = try reader.bool("ingest", "poll") ?? false
             settings.once = try reader.bool("ingest", "once") ?? false
-            settings.settle = try reader.double("ingest", "settle_seconds", min: 0) ?? settings.settle
-            settings.interval = try reader.double("ingest", "interval_seconds", min: 0.001) ?? settings.interval
-            settings.maxBackoff = try reader.double("ingest", "max_backoff_seconds", min: 0) ?? settings.maxBackoff
+            let b = WatchSettings.self
+            settings.settle = try reader.double("ingest", "settle_seconds", min: b.settleRange.lowerBound, max: b.settleRange.upperBound) ?? settings.settle
+            settings.interval = try reader.double("ingest", "interval_seconds", min: b.intervalRange.lowerBound, max: b.intervalRange.upperBound)
+                ?? settings.interval
+            settings.maxBackoff = try reader.double("ingest", "max_backoff_seconds", min: b.maxBackoffRange.lowerBound,
+                                                    max: b.maxBackoffRange.upperBound) ?? settings.maxBackoff
             let inputs = try reader.string("ingest", "inputs") ?? "move"
             let doneDir = try reader.path("ingest", "done")
             let done: String?

@@ -42,6 +42,13 @@ public protocol BlobStore: Sendable {
     /// object store's cache), so the next read fetches the blob itself (`verify`).
     func dropLocalCopy(_ name: String)
 
+    /// The id of the store these blobs belong to (`StoreRoot.checkBinding`), nil when the
+    /// location holds no marker.
+    func storeMarker() throws -> String?
+
+    /// Marks the location as holding the blobs of store `id`, durably.
+    func writeStoreMarker(_ id: String) throws
+
     /// True when other hosts read these blobs (an object store): a blob losing its last row
     /// is then doomed and deleted only after a grace period, never at once.
     var isShared: Bool { get }

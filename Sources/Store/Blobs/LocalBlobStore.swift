@@ -19,6 +19,23 @@ public struct LocalBlobStore: BlobStore {
 
     public var tempDirectory: String { root + "/tmp" }
 
+    /// `ROOT/store-id`: the id of the store whose index these blobs belong to.
+    public func storeMarker() throws -> String? {
+        let path = root + "/store-id"
+        guard FileSystem.exists(path) else { return nil }
+        guard let text = try? String(contentsOfFile: path, encoding: .utf8) else {
+            throw StoreError.io(path: path, operation: "read the store marker", errno: EIO)
+        }
+        return text.trimmingCharacters(in: .whitespacesAndNewlines)
+    }
+
+    public func writeStoreMarker(_ id: String) throws {
+        let path = root + "/store-id"
+        let file = try AtomicFile(finalPath: path, tempPath: "\(tempDirectory)/store-id.\(UUID().uuidString.lowercased()).tmp")
+        try file.write(Array((id + "\n").utf8))
+        try file.commit()
+    }
+
     public func newTempFile() throws -> AtomicFile {
         let name = "\(tempDirectory)/\(UUID().uuidString.lowercased()).kvpack.tmp"
         return try AtomicFile(finalPath: name, tempPath: name)

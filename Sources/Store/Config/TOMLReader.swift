@@ -76,7 +76,7 @@ public struct TOMLReader: Sendable {
         return n
     }
 
-    public func double(_ table: String, _ key: String, min: Double) throws(ConfigFileError) -> Double? {
+    public func double(_ table: String, _ key: String, min: Double, max: Double = .greatestFiniteMagnitude) throws(ConfigFileError) -> Double? {
         guard let e = try entry(table, key, required: false) else { return nil }
         let d: Double
         switch e.value {
@@ -85,6 +85,7 @@ public struct TOMLReader: Sendable {
         default: throw wrongType(table, key, e, "a number")
         }
         guard d >= min else { throw .badValue(file: file, line: e.line, key: toml.qualified(table, key), problem: "\(d) is below \(min)") }
+        guard d <= max else { throw .badValue(file: file, line: e.line, key: toml.qualified(table, key), problem: "\(d) is above \(max)") }
         return d
     }
 

@@ -12,6 +12,15 @@ public final class MappedFile: @unchecked Sendable {
     /// The file mapped, as it was when mapped.
     public let identity: FileIdentity
 
+    /// Whether the file at `path` is still the one mapped, unwritten since (same inode, size,
+    /// modification and change times): bytes read from the map before this returned true are
+    /// the file's as it was mapped. (A write within the kernel's timestamp tick of the map may
+    /// leave the times as they were.)
+    public var isUnchanged: Bool {
+        var st = stat()
+        return stat(path, &st) == 0 && FileIdentity(st) == identity
+    }
+
     public init(path: String) throws {
         self.path = path
         // O_NONBLOCK: a FIFO where a file was expected must not block the open forever.
