@@ -183,37 +183,32 @@ final class KVSnapTests: XCTestCase {
         XCTAssertEqual(s.floatLayer(0).sizes, sizes)
     }
 
+    /// `layers` layers of two entries each, the first at `positions` of `sizes`.
+    private func compressed(seqLen: Int?, layers: Int = 1, positions: [Int32] = [0, 2], sizes: [Int32] = [2, 2]) -> KVSnapBuilder {
+        var b = KVSnapBuilder(metadata: SnapshotMetadata(model: "m", spans: [.text(0, seqLen ?? 4)], seqLen: seqLen))
+        for i in 0..<layers {
+            b.add("layers.\(i).key", dtype: .f32, shape: [1, 2, 2], floats: [0, 0, 0, 0])
+            b.add("layers.\(i).value", dtype: .f32, shape: [1, 2, 2], floats: [0, 0, 0, 0])
+        }
+        b.add("layers.0.positions", shape: [2], ints: positions)
+        b.add("layers.0.sizes", shape: [2], ints: sizes)
+        return b
+    }
+
     func testRejectsCompressedInputWithoutSeqLen() {
-        var b = KVSnapBuilder(metadata: SnapshotMetadata(model: "m", spans: [.text(0, 4)]))
-        b.add("layers.0.key", dtype: .f32, shape: [1, 2, 2], floats: [0, 0, 0, 0])
-        b.add("layers.0.value", dtype: .f32, shape: [1, 2, 2], floats: [0, 0, 0, 0])
-        b.add("layers.0.positions", shape: [2], ints: [0, 2])
-        b.add("layers.0.sizes", shape: [2], ints: [2, 2])
-        assertRejects(b.bytes(), mentioning: "kvsnap.seq_len: missing")
+        assertRejects(compressed(seqLen: nil).bytes(), mentioning: "kvsnap.seq_len: missing")
     }
 
     /// A compressed input's layer without positions holds every position: one that holds fewer
     /// was stored and then unreadable (its block's bytes disagreed with seq_len).
     func testRejectsACompressedInputsLayerWithoutPositionsThatHoldsFewerEntries() {
-        var b = KVSnapBuilder(metadata: SnapshotMetadata(model: "m", spans: [.text(0, 4)], seqLen: 4))
-        for i in 0..<2 {
-            b.add("layers.\(i).key", dtype: .f32, shape: [1, 2, 2], floats: [0, 0, 0, 0])
-            b.add("layers.\(i).value", dtype: .f32, shape: [1, 2, 2], floats: [0, 0, 0, 0])
-        }
-        b.add("layers.0.positions", shape: [2], ints: [0, 2])
-        b.add("layers.0.sizes", shape: [2], ints: [2, 2])
-        assertRejects(b.bytes(), mentioning: "layers.1.key holds 2 entries and has no positions, so it must hold all 4")
+        assertRejects(compressed(seqLen: 4, layers: 2).bytes(), mentioning: "layers.1.key holds 2 entries and has no positions, so it must hold all 4")
     }
 
     /// The bounds of a stored entry are the input's: a 22-byte seq_len claim is refused before
     /// anything allocates for it, and so are widths a pack cannot hold.
     func testRejectsSizesAStoredEntryCannotHold() {
-        var b = KVSnapBuilder(metadata: SnapshotMetadata(model: "m", spans: [.text(0, 3_000_000_000)], seqLen: 3_000_000_000))
-        b.add("layers.0.key", dtype: .f32, shape: [1, 2, 2], floats: [0, 0, 0, 0])
-        b.add("layers.0.value", dtype: .f32, shape: [1, 2, 2], floats: [0, 0, 0, 0])
-        b.add("layers.0.positions", shape: [2], ints: [0, 2])
-        b.add("layers.0.sizes", shape: [2], ints: [2, 2])
-        assertRejects(b.bytes(), mentioning: "3000000000 is more than a stored entry holds (16777216)")
+        assertRejects(compressed(seqLen: 3_000_000_000).bytes(), mentioning: "3000000000 is more than a stored entry holds (16777216)")
         var v = KVSnapBuilder(metadata: SnapshotMetadata(model: "m", spans: [.text(0, 2)]))
         v.add("layers.0.key", dtype: .f32, shape: [1, 2, 2], floats: [0, 0, 0, 0])
         v.add("layers.0.value", dtype: .f32, shape: [1, 2, 0], floats: [])
@@ -221,12 +216,7 @@ final class KVSnapTests: XCTestCase {
     }
 
     func testRejectsDescendingPositions() {
-        var b = KVSnapBuilder(metadata: SnapshotMetadata(model: "m", spans: [.text(0, 4)], seqLen: 4))
-        b.add("layers.0.key", dtype: .f32, shape: [1, 2, 2], floats: [0, 0, 0, 0])
-        b.add("layers.0.value", dtype: .f32, shape: [1, 2, 2], floats: [0, 0, 0, 0])
-        b.add("layers.0.positions", shape: [2], ints: [2, 1])
-        b.add("layers.0.sizes", shape: [2], ints: [1, 1])
-        assertRejects(b.bytes(), mentioning: "position 1 is not ascending")
+        assertRejects(compressed(seqLen: 4, positions: [2, 1], sizes: [1, 1]).bytes(), mentioning: "position 1 is not ascending")
     }
 
     func testBytePlanesRoundTrip() {

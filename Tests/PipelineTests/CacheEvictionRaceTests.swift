@@ -7,18 +7,12 @@ import XCTest
 /// Blobs held elsewhere and read through local copies, as an object store's node cache holds
 /// them, whose copies another process may evict: a copy of a blob named in `vanishing` is
 /// handed out and gone before it is opened, `vanishing[name]` times.
-private final class EvictedCopies: BlobStore, @unchecked Sendable {
-    let local: LocalBlobStore
+private final class EvictedCopies: LocalBlobsWithHooks, @unchecked Sendable {
     private let lock = NSLock()
     var vanishing: [String: Int] = [:]
 
-    init(_ local: LocalBlobStore) { self.local = local }
-
-    var isShared: Bool { true }
-    var tempDirectory: String { local.tempDirectory }
-    func newTempFile() throws -> AtomicFile { try local.newTempFile() }
-    func publish(_ temp: AtomicFile, as name: String) throws -> String { try local.publish(temp, as: name) }
-    func readablePath(_ name: String) throws -> String {
+    override var isShared: Bool { true }
+    override func readablePath(_ name: String) throws -> String {
         lock.lock(); defer { lock.unlock() }
         if let left = vanishing[name], left > 0 {
             vanishing[name] = left - 1
@@ -26,14 +20,6 @@ private final class EvictedCopies: BlobStore, @unchecked Sendable {
         }
         return try local.readablePath(name)
     }
-    func location(_ name: String) -> String { local.location(name) }
-    func storeMarker() throws -> String? { try local.storeMarker() }
-    func writeStoreMarker(_ id: String) throws { try local.writeStoreMarker(id) }
-    func attributes(_ name: String) throws -> BlobAttributes? { try local.attributes(name) }
-    func names() throws -> [String] { try local.names() }
-    func delete(_ name: String) throws { try local.delete(name) }
-    func strays() throws -> [BlobStray] { try local.strays() }
-    func reshelve(_ stray: BlobStray) throws -> Bool { try local.reshelve(stray) }
 }
 
 /// A node's cached copy evicted by another process between being handed out and opened is

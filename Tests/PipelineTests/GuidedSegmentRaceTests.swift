@@ -7,20 +7,16 @@ import XCTest
 /// Local blobs that lose one named blob when the next new file is started: to an ingest
 /// that has just chosen that blob as its guided segment, this is what a compaction collecting
 /// it between the lookup and the insert looks like (docs/design/segments.md, "A guided prefix").
-private final class CollectingBlobStore: BlobStore, @unchecked Sendable {
-    let local: LocalBlobStore
+private final class CollectingBlobStore: LocalBlobsWithHooks, @unchecked Sendable {
     private let lock = NSLock()
     private var doomed: String?
     /// Files started and blobs deleted through this store, in order.
     private(set) var started = 0
     private(set) var deleted: [String] = []
 
-    init(_ local: LocalBlobStore) { self.local = local }
-
     func collectAtNextWrite(_ name: String) { lock.lock(); doomed = name; lock.unlock() }
 
-    var tempDirectory: String { local.tempDirectory }
-    func newTempFile() throws -> AtomicFile {
+    override func newTempFile() throws -> AtomicFile {
         lock.lock()
         let name = doomed
         doomed = nil
@@ -29,20 +25,10 @@ private final class CollectingBlobStore: BlobStore, @unchecked Sendable {
         if let name { try local.delete(name) }
         return try local.newTempFile()
     }
-    func publish(_ temp: AtomicFile, as name: String) throws -> String { try local.publish(temp, as: name) }
-    func readablePath(_ name: String) throws -> String { try local.readablePath(name) }
-    func location(_ name: String) -> String { local.location(name) }
-    func storeMarker() throws -> String? { try local.storeMarker() }
-    func writeStoreMarker(_ id: String) throws { try local.writeStoreMarker(id) }
-    func attributes(_ name: String) throws -> BlobAttributes? { try local.attributes(name) }
-    func names() throws -> [String] { try local.names() }
-    func delete(_ name: String) throws {
+    override func delete(_ name: String) throws {
         lock.lock(); deleted.append(name); lock.unlock()
         try local.delete(name)
     }
-    func abortStaleUploads(minimumAge: Double, dryRun: Bool) throws -> Int { try local.abortStaleUploads(minimumAge: minimumAge, dryRun: dryRun) }
-    func strays() throws -> [BlobStray] { try local.strays() }
-    func reshelve(_ stray: BlobStray) throws -> Bool { try local.reshelve(stray) }
 }
 
 final class GuidedSegmentRaceTests: XCTestCase {

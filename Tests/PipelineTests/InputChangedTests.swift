@@ -6,25 +6,13 @@ import XCTest
 
 /// Local blobs that run `onFirstWrite` when the first pack file is started: to an ingest, a
 /// producer writing the input it handed over while the input is being packed.
-private final class WriterMidIngest: BlobStore, @unchecked Sendable {
-    let local: LocalBlobStore
+private final class WriterMidIngest: LocalBlobsWithHooks, @unchecked Sendable {
     var onFirstWrite: (() throws -> Void)?
 
-    init(_ local: LocalBlobStore) { self.local = local }
-
-    var tempDirectory: String { local.tempDirectory }
-    func newTempFile() throws -> AtomicFile {
+    override func newTempFile() throws -> AtomicFile {
         if let hook = onFirstWrite { onFirstWrite = nil; try hook() }
         return try local.newTempFile()
     }
-    func publish(_ temp: AtomicFile, as name: String) throws -> String { try local.publish(temp, as: name) }
-    func readablePath(_ name: String) throws -> String { try local.readablePath(name) }
-    func location(_ name: String) -> String { local.location(name) }
-    func storeMarker() throws -> String? { try local.storeMarker() }
-    func writeStoreMarker(_ id: String) throws { try local.writeStoreMarker(id) }
-    func attributes(_ name: String) throws -> BlobAttributes? { try local.attributes(name) }
-    func names() throws -> [String] { try local.names() }
-    func delete(_ name: String) throws { try local.delete(name) }
 }
 
 /// An input written while it is ingested is never stored under the id of the bytes hashed
