@@ -128,10 +128,23 @@ def check_sources(sources: Sequence[str]) -> list[str]:
 
 
 def check_entry(entry: str) -> str:
-    """An entry name must be non-empty: an empty one would name the whole listing."""
+    """An entry name must be non-empty (an empty one would name the whole listing) and must
+    not start with "-": the binary would read it as an option (`remove("--store", ...)` once
+    removed an entry from another store)."""
     if not isinstance(entry, str) or not entry:
         raise UsageError(["entry"], UsageError.exit_code, f"an entry id, unique prefix or key is needed, got {entry!r}")
+    if entry.startswith("-"):
+        raise UsageError(["entry"], UsageError.exit_code, f"an entry id, unique prefix or key does not start with '-', got {entry[:80]!r}")
     return entry
+
+
+def check_path(path: str | os.PathLike[str], what: str = "output") -> str:
+    """A file path for the binary: "-" (standard output) is refused, and a path starting with
+    "-" is passed as ./PATH so that it is never read as an option."""
+    path = os.fspath(path)
+    if not path or path == "-":
+        raise UsageError([what], UsageError.exit_code, f"{what} must be a file path, got {path!r}")
+    return "./" + path if path.startswith("-") else path
 
 
 def check_input(path: str | os.PathLike[str]) -> str:
@@ -139,7 +152,7 @@ def check_input(path: str | os.PathLike[str]) -> str:
     path = os.fspath(path)
     if not os.path.exists(path):
         raise FileNotFoundError(errno.ENOENT, f"{os.strerror(errno.ENOENT)}: {path}", path)
-    return path
+    return check_path(path, "input")
 
 
 def is_url(target: object) -> bool:
@@ -207,7 +220,7 @@ class Client:
         (files before it are stored). A snapshot already stored with another policy keeps it:
         the binary's note on that becomes a `UserWarning`; `repack` changes the policy."""
         extra = ["--policies", policies] if policies else []
-        done = self._run(["ingest", "--json", "--policy", policy, *extra, *map(check_input, paths)])
+        done = self._run(["ingest", "--json", f"--policy={policy}", *extra, *map(check_input, paths)])
         for note in done.stderr.splitlines():
             warnings.warn(note, stacklevel=3)
         return [Ingested(line) for line in json.loads(done.stdout)]
@@ -217,7 +230,7 @@ class Client:
         per entry `{id, old_policy, policy, old_bytes, new_bytes, outcome}`, outcome
         `repacked` or `unchanged`."""
         extra = ["--policies", policies] if policies else []
-        return list(json.loads(self._out(["repack", "--json", "--policy", policy, *extra,
+        return list(json.loads(self._out(["repack", "--json", f"--policy={policy}", *extra,
                                           *map(check_entry, entries)])))
 
     def fetch(self, entry: str, output: str | os.PathLike[str], dtype: str = "f16", expand: bool = False,
@@ -225,7 +238,7 @@ class Client:
         """Writes the entry (an id, unique prefix, or producer key with `by_key`) as a kvsnap file;
         with `prefix`, its shareable prefix alone (`fetch --prefix`)."""
         output = os.fspath(output)
-        self._run(["fetch", check_entry(entry), "-o", output, "--dtype", dtype, *(["--expand"] if expand else []),
+        self._run(["fetch", check_entry(entry), "-o", check_path(output), "--dtype", dtype, *(["--expand"] if expand else []),
                    *(["--key"] if by_key else []), *(["--prefix"] if prefix else [])])
         return output
 
@@ -240,8 +253,7 @@ class Client:
             with open(path, "w") as f:
                 json.dump(check_ids(input_ids), f)
             try:
-                out = self._out(["match", "--json", "--model", model, "--ids", path,
-                                 *[a for source in sources for a in ("--source", source)]])
+                out = self._out(["match", "--json", f"--model={model}", "--ids", path, *[f"--source={source}" for source in sources]])
             except NotFoundError:
                 return None
         return PrefixMatch.from_json(json.loads(out))
@@ -249,7 +261,7 @@ class Client:
     def fetch_raw(self, entry: str, output: str | os.PathLike[str], by_key: bool = False) -> str:
         """Writes the stored kvpack file itself (read it with `kvstore.read_pack`)."""
         output = os.fspath(output)
-        self._run(["fetch", check_entry(entry), "--raw", "-o", output, *(["--key"] if by_key else [])])
+        self._run(["fetch", check_entry(entry), "--raw", "-o", check_path(output), *(["--key"] if by_key else [])])
         return output
 
     def fetch_snapshot(self, entry: str, dtype: str = "f32", expand: bool = False, by_key: bool = False) -> Snapshot:
@@ -279,7 +291,7 @@ class Client:
         """Stored entries, oldest first: those holding `source` (e.g. sha256:<hex>), of `model`,
         with producer `key`, at most `limit`, when given."""
         filters = {"--source": source, "--model": model, "--key": key, "--limit": None if limit is None else str(limit)}
-        out = self._out(["ls", "--json", *[a for flag, v in filters.items() if v is not None for a in (flag, v)]])
+        out = self._out(["ls", "--json", *[f"{flag}={v}" for flag, v in filters.items() if v is not None]])
         return [Entry.from_json(o) for o in json.loads(out)]
 
     def remove(self, *entries: str) -> None:

@@ -135,19 +135,30 @@ class KVStoreCache(Cache):
         self.seq_len, self.next_position = seq_len, next_position
         self.prefix_ids, self.vision_tokens = prefix_ids, tuple(vision_tokens)
         self.checked = False
+        #: The ids of the last step generate took with this cache: each later step extends them.
+        self.seen: list[int] | None = None
 
     @property
     def entry_counts(self) -> list[int]:
         return [layer.prefix for layer in self.layers]
 
     def check(self, input_ids: torch.Tensor) -> None:
-        """Raises ModelMismatchError unless `input_ids` ([1, L]) start with the prefix's ids, and
-        ValueError unless they go on past it with text tokens only (no pixels are fed)."""
-        if self.prefix_ids is None:
-            return
+        """Raises ModelMismatchError unless `input_ids` ([1, L]) start with the cached ids, and
+        ValueError unless they go on past them with text tokens only (no pixels are fed). Every
+        later step must extend the ids of the one before: a cache generate already continued
+        holds that call's tokens, and another prompt on it is refused."""
         ids = input_ids.reshape(-1).tolist() if input_ids.shape[0] == 1 else None
         if ids is None:
             raise ValueError(f"a loaded kvstore cache serves batch size 1, not {input_ids.shape[0]}")
+        if self.seen is not None:
+            if ids[:len(self.seen)] != self.seen:
+                raise ModelMismatchError("this cache was already continued with another prompt and holds that call's "
+                                         "tokens: load it again to ask a new question")
+            self.seen = ids
+            return
+        if self.prefix_ids is None:
+            self.seen = ids
+            return
         p = self.seq_len
         ours = self.prefix_ids.tolist()
         differ = next((i for i, (a, b) in enumerate(zip(ids, ours)) if a != b), None)
@@ -161,6 +172,7 @@ class KVStoreCache(Cache):
         if vision is not None:
             raise ValueError(f"the new prompt holds an image or video placeholder at position {vision}, after the "
                              f"cached prefix ({p} tokens): a prefix serves new text only")
+        self.seen = ids
         self.checked = True
 
 
@@ -174,7 +186,7 @@ def _check_prompts(model: torch.nn.Module) -> None:
 
     def prepare(input_ids: torch.Tensor, *args: Any, **kwargs: Any) -> dict[str, Any]:
         cache = kwargs.get("past_key_values")
-        if isinstance(cache, KVStoreCache) and not cache.checked:
+        if isinstance(cache, KVStoreCache):
             cache.check(input_ids)
         return original(input_ids, *args, **kwargs)
 
@@ -559,9 +571,10 @@ def load(source: Any, model: torch.nn.Module, mode: str = "proportional",
             cache.update(k, v, i)
         return cache
     _use_kvstore_attention(model)
-    ids = None
-    if prefix:
-        ids = torch.tensor(np.array(snap.input_ids, dtype=np.int64))
-        _check_prompts(model)
+    # A whole load is checked as a prefix load is: the prompt generate is given must begin with
+    # the ids the cache was computed for (another prompt of the same length once continued the
+    # stored question silently).
+    ids = torch.tensor(np.array(snap.input_ids, dtype=np.int64)) if prefix or snap.input_ids is not None else None
+    _check_prompts(model)
     return KVStoreCache([MergedLayer(k, v, s.to(device), seq_len) for k, v, s in tensors], seq_len, next_position,
                         prefix_ids=ids, vision_tokens=_vision_token_ids(model))

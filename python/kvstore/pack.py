@@ -101,6 +101,39 @@ class PackLayer:
         return int(self.positions.size)
 
 
+def segment_problem(part: PackHeader, segment: PackHeader, content: Any = None) -> str | None:
+    """Why `segment` is not the segment a segmented entry's `part` names, or None: a segment of
+    the length, shape, token ids, model and images (spans, sources included) before the seam
+    the part has, and, with `content` (a function giving the segment file's XXH3-128), the
+    content name the part records. Token ids alone cannot tell two images of one size apart."""
+    link = part.segment or {}
+    name, length = link.get("name"), link.get("length")
+    s, h = segment, part
+    if s.format != 1 or s.segment is None or "name" in s.segment or s.segment.get("length") != length or s.seq_len != length:
+        return f"it is not a segment of length {length}"
+    if (len(s.layers), s.kv_heads, s.head_dim, s.v_head_dim) != (len(h.layers), h.kv_heads, h.head_dim, h.v_head_dim):
+        return "its shape differs from the entry's"
+    if h.input_ids is not None and (s.input_ids is None or not np.array_equal(s.input_ids, h.input_ids[:length])):
+        return f"its token ids are not the entry's before position {length}"
+    if s.metadata.get(MODEL_KEY) != h.metadata.get(MODEL_KEY):
+        return f"it is a prefix of model {s.metadata.get(MODEL_KEY)!r}, the entry's is {h.metadata.get(MODEL_KEY)!r}"
+    if not _same_spans_before(s, h, length):
+        return f"its images or videos (spans before position {length}) are not the entry's"
+    if content is not None and (found := content()) != name:
+        # Named by content (docs/FORMAT.md): another prefix, or the same one under another
+        # policy, in its place is refused, not joined.
+        return f"its content is {found}, the entry names segment {name} (another file in its place)"
+    return None
+
+
+def _same_spans_before(segment: PackHeader, part: PackHeader, length: int) -> bool:
+    """Whether a segment's spans are the part's spans that end by `length`, sources included."""
+    ours, theirs = part.spans, segment.spans
+    if ours is None or theirs is None:
+        return segment.metadata.get(SPANS_KEY) is None and part.metadata.get(SPANS_KEY) is None
+    return theirs == [span for span in ours if span.end <= length]
+
+
 def _hex(data: Any) -> str:
     return xxhash.xxh3_64_hexdigest(data)
 
@@ -133,17 +166,7 @@ class Pack:
             raise self._corrupt(f"segmented entry: its segment {name} (the shared prefix) is not at {path}; "
                                 "`kvstore fetch --raw -o FILE` writes it beside FILE", field="segment")
         segment = Pack(path)
-        s = segment.header
-        problem = None
-        if s.format != 1 or s.segment is None or "name" in s.segment or s.segment["length"] != link["length"] \
-                or s.seq_len != link["length"]:
-            problem = f"it is not a segment of length {link['length']}"
-        elif (len(s.layers), s.kv_heads, s.head_dim, s.v_head_dim) != (len(h.layers), h.kv_heads, h.head_dim,
-                                                                         h.v_head_dim):
-            problem = "its shape differs from the entry's"
-        elif h.input_ids is not None and (s.input_ids is None
-                                          or not np.array_equal(s.input_ids, h.input_ids[:link["length"]])):
-            problem = f"its token ids are not the entry's before position {link['length']}"
+        problem = segment_problem(h, segment.header, content=lambda: xxhash.xxh3_128_hexdigest(segment._bytes))
         if problem is not None:
             segment.close()
             raise self._corrupt(f"segment {path}: {problem}", field="segment")
@@ -173,7 +196,7 @@ class Pack:
             raise self._corrupt("header checksum mismatch", field="header_checksum")
         try:
             j = json.loads(bytes(text).decode("utf-8"))
-        except ValueError as e:
+        except (ValueError, RecursionError) as e:
             raise self._corrupt(f"header JSON: {e}", field="header") from None
         header = self._header_from_json(j, offset)
         if header.format != b[7]:
@@ -190,7 +213,7 @@ class Pack:
                 input_dtype=_str(j, "input_dtype"), compression=_strings(j, "compression"),
                 layers=[_section(d) for d in _list(j, "layers")], input_ids=self._input_ids(j),
                 entry_id=_entry_id(j), segment=_segment(j))
-        except (ValueError, KeyError, TypeError) as e:
+        except (ValueError, KeyError, TypeError, RecursionError) as e:
             raise self._corrupt(f"header JSON: {e}", field="header") from None
         if header.format not in (1, 2):
             raise self._corrupt(f"format {header.format} is not supported", field="format")
@@ -263,6 +286,11 @@ class Pack:
         stored = self.stored_section(i)
         try:
             if d.codec == "zstd":
+                # The frame's own size claim is believed by the decompressor (it allocates that
+                # much first): a crafted 1 KB section claiming 64 GiB is refused here instead.
+                claimed = zstandard.frame_content_size(stored)
+                if claimed >= 0 and claimed != d.raw_length:
+                    raise self._corrupt(f"zstd frame declares {claimed} bytes, the section {d.raw_length}", i, "raw_length")
                 raw = zstandard.ZstdDecompressor().decompress(stored, max_output_size=d.raw_length)
             elif d.codec == "lz4":
                 raw = lz4.block.decompress(stored, uncompressed_size=d.raw_length) if d.raw_length else b""

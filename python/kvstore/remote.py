@@ -12,9 +12,9 @@ from typing import Any, BinaryIO, Iterator, Sequence
 import io
 
 from .client import Client, Entry, Ingested, PrefixMatch, check_entry, check_ids, check_sources, is_url
-from .errors import (CommandError, CorruptError, ForbiddenError, NotFoundError, TransientError, UnauthorizedError,
+from .errors import (CommandError, CorruptError, ForbiddenError, NotFoundError, PackError, TransientError, UnauthorizedError,
                      UsageError)
-from .pack import SEGMENTED_MAGIC, Pack, PackLayer, Section
+from .pack import SEGMENTED_MAGIC, Pack, PackLayer, Section, segment_problem
 
 CHUNK = 1 << 20
 # A compaction re-packing the entry between `/layout` and the ranges: read the layout again.
@@ -233,6 +233,15 @@ class HTTPClient(Client):
             layout, _ = self._json("GET", path + "/layout", {"segment": "1"})
             beside = os.path.join(os.path.dirname(os.fspath(output)), f"{layout['blob']}.kvpack")
             self._download(path + "/pack", {"segment": "1"}, beside)
+            # The part and the segment came in two requests: opening them checks that the
+            # segment is the one the part names, by content (a re-pack in between, or a server
+            # answering with another segment, is refused, not left to a reader).
+            try:
+                Pack(output).close()
+            except PackError as e:
+                os.remove(beside)
+                raise CorruptError(["GET", self.url + path + "/pack?segment=1"], 3, str(e), status=None,
+                                   code="corrupt") from None
         return os.fspath(output)
 
     def fetch_layers(self, entry: str, dtype: str = "f16", expand: bool = False,
@@ -269,7 +278,15 @@ class HTTPClient(Client):
         layout, resp = self._json("GET", path + "/layout", query)
         pack = _RemotePack(self, layout, resp.getheader("ETag") or f'"{layout["blob"]}"', query)
         if pack.header.format == 2:
-            pack.segment = self._layout(path, segment=True)
+            segment = self._layout(path, segment=True)
+            named = (pack.header.segment or {}).get("name")
+            # Every range of it names this blob (If-Match), which the server reads only from a
+            # file proven to hold that content; so the blob must be the one the part names.
+            problem = (f"the server's segment is {segment.blob}, the entry's part names {named}" if segment.blob != named
+                       else segment_problem(pack.header, segment.header))
+            if problem is not None:
+                raise pack._corrupt(f"segment: {problem}", field="segment")
+            pack.segment = segment
         return pack
 
     def show(self, entry: str, by_key: bool = False) -> Entry:
@@ -328,6 +345,7 @@ class _RemotePack(Pack):
         self.path = client.url + self.target[len(client._base):]
         self._map = None
         self._bytes = memoryview(b"")
+        self.blob = str(layout["blob"])
         self.header = self._header_from_json(layout["header"], int(layout["header_offset"]))
         self.segment: Pack | None = None  # set by `HTTPClient._layout` for a segmented entry's part
         listed = [(int(l["offset"]), int(l["length"]), int(l["count"])) for l in layout["layers"]]

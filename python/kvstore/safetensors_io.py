@@ -44,7 +44,7 @@ def parse_header(buf: memoryview | bytes, path: str | None = None) -> Header:
     end = 8 + n
     try:
         root = json.loads(bytes(buf[8:end]).decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as e:
         raise SnapshotError("header", f"not valid safetensors JSON: {e}", path) from None
     if not isinstance(root, dict):
         raise SnapshotError("header", "not valid safetensors JSON: the top level is not an object", path)

@@ -360,7 +360,7 @@ def read(path: str | os.PathLike[str], check_finite: bool = True) -> Snapshot:
         raise SnapshotError(SPANS_KEY, "missing", path)
     try:
         spans_json = json.loads(raw[SPANS_KEY])
-    except json.JSONDecodeError as e:
+    except (json.JSONDecodeError, RecursionError) as e:
         raise SnapshotError(SPANS_KEY, f"not a JSON array of spans ({e})", path) from None
     if not isinstance(spans_json, list):
         raise SnapshotError(SPANS_KEY, "not a JSON array of spans", path)

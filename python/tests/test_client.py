@@ -119,3 +119,21 @@ def test_pin_stats_verify_and_ls_filters(cli: CLI, tmp_path: Path) -> None:
     blob.write_bytes(bytes(data))
     with pytest.raises(kvstore.CorruptError, match=ids[1]):
         store.verify()
+
+
+def test_names_and_paths_are_never_read_as_options(cli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """An entry name starting with "-" once reached the binary as an option: `remove("--store",
+    "victim", id)` removed an entry from another store, `pin("--off", id)` unpinned."""
+    binary = str(Path(cli.binary).resolve())  # the test goes into tmp_path below
+    victim = kvstore.Client(store=tmp_path / "victim", binary=binary)
+    mine = kvstore.Client(store=tmp_path / "mine", binary=binary)
+    entry = victim.ingest(cli.synth(tmp_path / "a.safetensors", "--preset", "tiny"))
+    for call in (lambda: mine.remove("--store", str(tmp_path / "victim"), entry), lambda: mine.pin("--off", entry),
+                 lambda: mine.fetch("-h", tmp_path / "x"), lambda: mine.show("--version")):
+        with pytest.raises(kvstore.UsageError, match="does not start with '-'"):
+            call()
+    assert [e.id for e in victim.ls()] == [entry]
+    with pytest.raises(kvstore.UsageError, match="file path"):
+        victim.fetch(entry, "-")
+    monkeypatch.chdir(tmp_path)
+    assert victim.fetch(entry, "-out.safetensors") == "-out.safetensors" and Path("-out.safetensors").exists()

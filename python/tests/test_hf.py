@@ -64,6 +64,23 @@ def test_capture_fetch_load_continues_token_for_token(captured, kvstore_bin: str
     assert len(out.logits) == NEW_TOKENS and _logit_gap(out, full) < 1e-4
 
 
+def test_a_whole_load_continues_only_its_own_prompt_and_only_once(captured) -> None:
+    """Another prompt of the same length once continued the stored question silently, and a
+    cache generate had already extended took another prompt: both are refused."""
+    name, model, inputs, _, full, _, path, _ = captured
+    other = dict(inputs)
+    ids = inputs["input_ids"].clone()
+    ids[0, 1] = (ids[0, 1] + 1) % model.config.get_text_config().vocab_size
+    other["input_ids"] = ids
+    with pytest.raises(kvstore.ModelMismatchError, match="differs from the cached prefix at position 1"):
+        _continue(model, other, hf.load(path, model))
+    cache = hf.load(path, model)
+    length = inputs["input_ids"].shape[1]
+    assert _continue(model, inputs, cache).sequences[0, length:].tolist() == full.sequences[0, length:].tolist()
+    with pytest.raises(kvstore.ModelMismatchError, match="already continued"):
+        _continue(model, other, cache)
+
+
 def test_lightkv_proportional_and_expand_agree(captured, kvstore_bin: str) -> None:
     name, model, inputs, _, full, _, path, d = captured
     cli = CLI(kvstore_bin, d / "store-lightkv")

@@ -251,6 +251,33 @@ def test_damage_behind_valid_checksums_raises(stored, tmp_path: Path, edit, matc
         assert e.value.layer == 1
 
 
+def test_a_zstd_frame_that_claims_more_than_its_section_is_refused_before_it_allocates(stored, tmp_path: Path) -> None:
+    """A crafted 1 KB section whose zstd frame declares 64 GiB (checksums made to match): the
+    decompressor believes the frame and allocates first; the reader refuses it first."""
+    data = _raw_pack(stored, tmp_path)
+    offset, header = _header(data)
+    d = header["layers"][1]
+    payload = b"\0" * 1000
+    frame = bytes.fromhex("28b52ffd") + b"\xe0" + (1 << 36).to_bytes(8, "little") + \
+        ((len(payload) << 3) | 1).to_bytes(3, "little") + payload  # one raw block, content size 64 GiB
+    body = bytes(data[:d["offset"]]) + frame + bytes(data[d["offset"] + d["stored_length"]:offset])
+    grow = len(frame) - d["stored_length"]
+    d.update(stored_length=len(frame), checksum=xxhash.xxh3_64_hexdigest(frame))
+    for later in header["layers"][2:]:
+        later["offset"] += grow
+    with kvstore.read_pack(_write(tmp_path, _assemble(body, header))) as pack:
+        with pytest.raises(kvstore.PackError, match="frame declares 68719476736 bytes"):
+            pack.layer(1)
+
+
+def test_json_nested_past_the_recursion_limit_is_a_named_error(tmp_path: Path) -> None:
+    deep = b'{"a":' + b"[" * 100_000 + b"]" * 100_000 + b"}"
+    path = tmp_path / "deep.safetensors"
+    path.write_bytes(len(deep).to_bytes(8, "little") + deep)
+    with pytest.raises(kvstore.SnapshotError, match="header"):
+        kvstore.read(path)
+
+
 def test_python_m_kvstore_unpack(stored, tmp_path: Path) -> None:
     cli, entry = stored[2]["lightkv+int4g128m0t0/video"]
     pack, want, got = tmp_path / "e.kvpack", tmp_path / "want.safetensors", tmp_path / "got.safetensors"

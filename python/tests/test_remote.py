@@ -323,6 +323,26 @@ def test_a_segmented_entry_reads_by_ranges_with_its_segment(server: Server, tmp_
         store._layout(f"/v1/entries/{whole}", segment=True)
 
 
+def test_a_segment_the_part_does_not_name_is_never_joined(server: Server, tmp_path: Path, monkeypatch) -> None:
+    """A server (a bug, a stale cache, a proxy) that answers a part's segment layout with
+    another image's segment, of the same length and token ids: refused, not joined."""
+    a, b = (server.cli.ingest(server.cli.synth(tmp_path / f"s{seed}.safetensors", "--preset", "tiny", "--seed", str(seed)),
+                              "int8") for seed in (1, 5))
+    store = server.client(READER)
+    real = store._json
+
+    def crossed(method, path, query=None, **kw):
+        if query and query.get("segment") == "1" and path == f"/v1/entries/{a}/layout":
+            path = f"/v1/entries/{b}/layout"
+        return real(method, path, query, **kw)
+
+    monkeypatch.setattr(store, "_json", crossed)
+    with pytest.raises(kvstore.PackError, match="the entry's part names"):
+        list(store.fetch_layers(a))
+    with pytest.raises(kvstore.CorruptError, match="segment"):
+        store.fetch_raw(a, tmp_path / "e.kvpack")
+
+
 def test_pin_over_http_and_what_the_api_does_not_offer(server: Server, snapshots: list[Path]) -> None:
     store = server.client()
     entry = store.ingest(snapshots[1])

@@ -92,3 +92,25 @@ def test_a_merged_prefix_stored_once_reads_as_fetched(cli: CLI, tmp_path: Path) 
             assert prefix.seq_len == cut.seq_len == pack.segment.header.seq_len
             for a, b in zip(cut.layers, prefix.layers):
                 assert np.array_equal(a.key, b.key) and np.array_equal(a.positions, b.positions)
+
+
+def test_another_images_prefix_or_another_policys_in_the_segments_place_is_refused(cli: CLI, tmp_path: Path) -> None:
+    """Token ids cannot tell two images of one size apart: a part is joined only to the segment
+    it names by content, of its model and its images, never to another prefix put in its place."""
+    for seed in (1, 5):
+        cli.synth(tmp_path / f"s{seed}.safetensors", "--preset", "tiny", "--seed", str(seed))
+    store = kvstore.Client(store=tmp_path / "store", binary=cli.binary)
+    a, b = (store.ingest(tmp_path / f"s{seed}.safetensors", policy="int8") for seed in (1, 5))
+    for folder, entry in (("a", a), ("b", b)):
+        (tmp_path / folder).mkdir()
+        store.fetch_raw(entry, tmp_path / folder / "e.kvpack")
+    (own,) = [p for p in (tmp_path / "a").glob("*.kvpack") if p.name != "e.kvpack"]
+    (other,) = [p for p in (tmp_path / "b").glob("*.kvpack") if p.name != "e.kvpack"]
+    assert own.name != other.name
+    with pytest.raises(kvstore.PackError, match="segment"):
+        kvstore.read_pack(tmp_path / "a" / "e.kvpack", segment=other)
+    own.write_bytes(other.read_bytes())  # the other image's prefix under this one's name
+    with pytest.raises(kvstore.PackError, match="another file in its place|images or videos"):
+        kvstore.read_pack(tmp_path / "a" / "e.kvpack")
+    with pytest.raises(kvstore.PackError):
+        kvtorch.load_pack(tmp_path / "a" / "e.kvpack", "cpu")
