@@ -176,6 +176,32 @@ final class DaemonTests: XCTestCase {
         XCTAssertEqual(try inbox.storedKeys(), ["key-7"])
     }
 
+    /// The same snapshot stored before under a lossy policy: a daemon storing exactly, told to
+    /// delete its inputs, once deleted the only exact copy as "already stored". It keeps it in
+    /// failed/ with a report that says why; a damaged index at start is named with the way back.
+    func testAnInputStoredBeforeUnderALossierPolicyIsKeptAndADamagedIndexIsNamed() throws {
+        let s = try Scratch()
+        let inbox = try InboxFixture(s)
+        let path = try inbox.drop("precious.safetensors", seed: 4)
+        let staged = s.path + "/staged.safetensors"
+        XCTAssertEqual(rename(path, staged), 0)
+        XCTAssertEqual(try s.cli.run("ingest", "--policy", "lightkv+int8", staged).status, 0)
+        XCTAssertEqual(rename(staged, path), 0)
+        let r = try s.cli.run(["watch", inbox.inbox, "--once", "--delete", "--policy", "none"] + fast)
+        XCTAssertEqual(r.status, 0, r.stderr)
+        XCTAssertTrue(r.stderr.contains("already stored under a lossier policy"), r.stderr)
+        XCTAssertEqual(InboxFixture.names(inbox.failed), ["precious.safetensors", "precious.safetensors.error.json"])
+        let report = try String(contentsOfFile: inbox.failed + "/precious.safetensors.error.json", encoding: .utf8)
+        XCTAssertTrue(report.contains("lossier than this daemon's none"), report)
+
+        let index = s.cli.store + "/index.sqlite"
+        for suffix in ["-wal", "-shm"] { try? FileManager.default.removeItem(atPath: index + suffix) }
+        try Data(repeating: 0x5a, count: 4096).write(to: URL(fileURLWithPath: index))
+        let damaged = try s.cli.run(["watch", inbox.inbox, "--once"] + fast)
+        XCTAssertNotEqual(damaged.status, 0)
+        XCTAssertTrue(damaged.stderr.contains(index) && damaged.stderr.contains("kvstore repair"), damaged.stderr)
+    }
+
     func testCompactionCollectingEveryOrphanAtOnceBesideADaemonLosesNothing() throws {
         let s = try Scratch()
         let inbox = try InboxFixture(s)

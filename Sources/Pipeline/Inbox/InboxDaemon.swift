@@ -102,6 +102,27 @@ public final class InboxDaemon: @unchecked Sendable {
         if running { logger.info("stopping: finishing files in flight") }
     }
 
+    /// Whether a failure is the store's (or the machine's), not the input's: the index
+    /// refused, or a file outside the input could not be written or read (a read-only or
+    /// failing store disk, its permissions, no file descriptors or memory). Such inputs go
+    /// back to the inbox and are tried again, never to failed/ (a read-only store once sent
+    /// every valid input there).
+    public static func isTheStores(_ error: StoreError, input: String?) -> Bool {
+        switch error {
+        case .database: return true
+        case .io(let path, _, let code):
+            return path != input && [EROFS, EACCES, EPERM, EIO, EMFILE, ENFILE, ENOMEM].contains(code)
+        default: return false
+        }
+    }
+
+    /// Whether a stored entry's policy keeps every entry and number as given (no reduction,
+    /// no quantization; any codec).
+    public static func isExact(_ policy: String) -> Bool {
+        guard let p = try? Policy(parsing: policy) else { return false }
+        return p.reduction == .none && p.quantization == .none
+    }
+
     private var stopping: Bool { let s = state; return s == .draining || s == .stopped }
 
     /// Runs until `stop()` (or, with `once`, until the inbox is empty). Returns what it did;
@@ -262,6 +283,24 @@ public final class InboxDaemon: @unchecked Sendable {
                 input = opened
                 let outcome = try ingestor.ingest(path: opened.path, policy: policy, stage: &stage)
                 let r = outcome.record
+                // Stored before under a lossier policy than this daemon's: the input may be the
+                // only exact copy. Never deleted for it: kept in failed/ with a report that says
+                // so (in done/ it is kept anyway).
+                if outcome.alreadyStored, r.policy != policy.name, !InboxDaemon.isExact(r.policy) {
+                    let note = "already stored as \(r.id) under policy \(r.policy), lossier than this daemon's \(policy.name); "
+                        + "the input is kept (to store it as \(policy.name): kvstore rm \(r.id.prefix(12)), then ingest it again)"
+                    log.warning("already stored under a lossier policy", metadata: .fields(["file": name, "id": r.id, "stored_policy": r.policy,
+                                                                                          "policy": policy.name]))
+                    if daemon.layout.done == nil {
+                        let report = IngestFailureReport(file: name, stage: IngestStage.index.rawValue, message: note,
+                                                         time: ISO8601DateFormatter().string(from: Date()), policy: policy.name)
+                        let to = try disposal.fail(claimed, in: folder, report: report)
+                        daemon.clearBackoff(name)
+                        daemon.record { $0.alreadyStored += 1 }
+                        log.info("kept", metadata: .fields(["file": name, "id": r.id, "input": to]))
+                        return
+                    }
+                }
                 let movedTo: String?
                 do { movedTo = try disposal.finish(claimed, in: folder) } catch {
                     // Stored, but the input could not be moved on (permissions, …): never
@@ -287,7 +326,7 @@ public final class InboxDaemon: @unchecked Sendable {
                 ]))
             } catch ClaimedInput.Missing.missing {
                 log.warning("claimed input vanished from the work folder", metadata: .fields(["file": name, "folder": folder.path]))
-            } catch let error as StoreError where error.isTransient {
+            } catch let error as StoreError where error.isTransient || InboxDaemon.isTheStores(error, input: input?.path) {
                 // Disk full, database busy: the input goes back to the inbox untouched and is
                 // tried again after a growing delay. An index file replaced under the daemon
                 // (a repair, a restore) is reopened first: its rows must go to the new one.

@@ -156,6 +156,11 @@ public final class Database: IndexConnection, @unchecked Sendable {
     private func failure(_ message: String) -> StoreError {
         let e = handle.map { sqlite3_system_errno($0) } ?? 0
         if e == ENOSPC || e == EDQUOT { return .io(path: path, operation: "index database (\(message))", errno: e) }
+        // A damaged file is named, with the way back (repair rebuilds the index from the blobs).
+        let code = handle.map { sqlite3_errcode($0) & 0xff } ?? 0
+        if code == SQLITE_NOTADB || code == SQLITE_CORRUPT {
+            return .database("\(path): \(message); `kvstore repair` moves a damaged index aside and rebuilds it from the blobs")
+        }
         return .database(message)
     }
 }
