@@ -41,10 +41,12 @@ let package = Package(
         .systemLibrary(name: "CLinux"),
         // Kernels chosen at run time for instructions beyond the Swift targets' baseline.
         .target(name: "CKernels"),
+        // Read-only file mappings that survive their file shrinking (SIGBUS) under a reader.
+        .target(name: "CMapGuard"),
         .target(name: "LightKV", dependencies: ["CKernels"], swiftSettings: fastMath),
         .target(
             name: "Store",
-            dependencies: ["LightKV", "CZstd", "CLZ4", "CSQLite", "CCrypto", "CXXHash", "CLinux"],
+            dependencies: ["LightKV", "CZstd", "CLZ4", "CSQLite", "CCrypto", "CXXHash", "CLinux", "CMapGuard"],
             swiftSettings: fastMath),
         .target(
             name: "Pipeline",

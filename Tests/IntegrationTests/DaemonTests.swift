@@ -202,6 +202,33 @@ final class DaemonTests: XCTestCase {
         XCTAssertTrue(damaged.stderr.contains(index) && damaged.stderr.contains("kvstore repair"), damaged.stderr)
     }
 
+    /// A file that crashed every daemon that ingested it was adopted first by the next one and
+    /// crashed it too, forever. Once five daemons stopped while ingesting it, it is set aside in
+    /// failed/, and the rest of the inbox is ingested.
+    func testAFileThatStoppedFiveDaemonsIsSetAsideAndTheRestIsIngested() throws {
+        let s = try Scratch()
+        let inbox = try InboxFixture(s)
+        let dead = inbox.work + "/4d7c7d5e-0000-4000-8000-000000000000"
+        try FileManager.default.createDirectory(atPath: dead, withIntermediateDirectories: true)
+        FileManager.default.createFile(atPath: dead + "/.lock", contents: nil)
+        let held = try inbox.drop("poison.safetensors", seed: 2)
+        XCTAssertEqual(rename(held, dead + "/poison.safetensors"), 0)
+        try inbox.drop("good.safetensors", seed: 3)
+        // Five ingests of it began and never ended (what each start records on the file).
+        let mark = Process()
+        mark.executableURL = URL(fileURLWithPath: "/usr/bin/python3")
+        mark.arguments = ["-c", "import os, sys; os.setxattr(sys.argv[1], 'user.kvstore.ingests', b'5')", dead + "/poison.safetensors"]
+        try mark.run()
+        mark.waitUntilExit()
+        guard mark.terminationStatus == 0 else { throw XCTSkip("this filesystem keeps no user extended attributes") }
+        let r = try s.cli.run(["watch", inbox.inbox, "--once"] + fast)
+        XCTAssertEqual(r.status, 0, r.stderr)
+        XCTAssertEqual(InboxFixture.names(inbox.failed), ["poison.safetensors", "poison.safetensors.error.json"])
+        let report = try String(contentsOfFile: inbox.failed + "/poison.safetensors.error.json", encoding: .utf8)
+        XCTAssertTrue(report.contains("5 daemons stopped"), report)
+        XCTAssertEqual(inbox.inDone, ["good.safetensors"])
+    }
+
     func testCompactionCollectingEveryOrphanAtOnceBesideADaemonLosesNothing() throws {
         let s = try Scratch()
         let inbox = try InboxFixture(s)

@@ -44,4 +44,22 @@ final class InputChangedTests: XCTestCase {
         let stored = try Ingestor(root: root).ingest(path: input, policy: Policy(parsing: "int8")).record
         XCTAssertEqual(stored.id, try f.ingest(try f.snapshotFile(name: "c.safetensors", seed: 2), policy: "int8").record.id)
     }
+
+    /// An input cut short while it is packed (its producer truncated the file it handed over):
+    /// the reads past its new end fault (SIGBUS), which killed the process, every ingest in
+    /// flight with it. They read zeros, and the ingest fails as the file changed.
+    func testAnInputTruncatedWhileItIsPackedFailsWithoutKillingTheProcess() throws {
+        let f = try StoreFixture()
+        let blobs = WriterMidIngest(try LocalBlobStore(root: f.directory + "/store2"))
+        let root = StoreRoot(index: try EntryIndex(path: f.directory + "/store2/index.sqlite"), blobs: blobs, path: f.directory + "/store2")
+        let input = try f.snapshotFile(name: "a.safetensors", seed: 1, layers: 12)
+        XCTAssertGreaterThan(try Data(contentsOf: URL(fileURLWithPath: input)).count, 8 * 4096, "pages past the cut")
+        blobs.onFirstWrite = { XCTAssertEqual(truncate(input, 100), 0) }
+        XCTAssertThrowsError(try Ingestor(root: root).ingest(path: input, policy: Policy(parsing: "int8"))) { error in
+            guard let e = error as? StoreError, e.isTransient else { return XCTFail("\(error)") }
+            XCTAssertTrue("\(e)".contains("written while it was read"), "\(e)")
+        }
+        XCTAssertEqual(try root.index.count(), 0)
+        XCTAssertEqual(try blobs.names(), [])
+    }
 }

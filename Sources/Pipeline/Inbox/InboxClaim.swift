@@ -1,3 +1,4 @@
+import CLinux
 import Foundation
 import Store
 
@@ -72,6 +73,44 @@ public final class InboxClaim: @unchecked Sendable {
         }
         return adopted
     }
+
+    /// Ingests of the claimed file `name` that began and never ended: counted on the file itself
+    /// (extended attribute `user.kvstore.ingests`, which follows it through renames), one more
+    /// at each start (`noteIngestStart`), cleared when it goes back to the inbox. A file found in
+    /// a dead daemon's folder with a high count crashed every daemon that read it, and would
+    /// crash the next one too. 0 where the filesystem keeps no such attributes.
+    public func unfinishedIngests(_ name: String, in folder: InboxFolder) -> Int {
+        let fd = folder.openEntry(name, O_RDONLY | O_NONBLOCK)
+        guard fd >= 0 else { return 0 }
+        defer { close(fd) }
+        return Self.count(fd)
+    }
+
+    /// Counts one more ingest of `name` begun (see `unfinishedIngests`).
+    public func noteIngestStart(_ name: String, in folder: InboxFolder) {
+        let fd = folder.openEntry(name, O_RDONLY | O_NONBLOCK)
+        guard fd >= 0 else { return }
+        defer { close(fd) }
+        let text = Array(String(Self.count(fd) + 1).utf8)
+        _ = kvstore_fsetxattr(fd, Self.ingestsAttribute, text, UInt(text.count))
+    }
+
+    /// Forgets `name`'s begun ingests: it ended (it goes back to the inbox to be tried again).
+    public func clearIngestStarts(_ name: String, in folder: InboxFolder) {
+        let fd = folder.openEntry(name, O_RDONLY | O_NONBLOCK)
+        guard fd >= 0 else { return }
+        defer { close(fd) }
+        _ = kvstore_fremovexattr(fd, Self.ingestsAttribute)
+    }
+
+    private static func count(_ fd: Int32) -> Int {
+        var buffer = [UInt8](repeating: 0, count: 16)
+        let read = kvstore_fgetxattr(fd, ingestsAttribute, &buffer, UInt(buffer.count))
+        return read > 0 ? Int(String(decoding: buffer.prefix(read), as: UTF8.self)) ?? 0 : 0
+    }
+
+    /// The extended attribute that counts a file's begun, unfinished ingests.
+    public static let ingestsAttribute = "user.kvstore.ingests"
 
     /// Removes an adopted folder once its files are gone; keeps it (unlocked) otherwise.
     public func release(_ a: Abandoned) {

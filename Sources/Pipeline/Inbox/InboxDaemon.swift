@@ -107,6 +107,9 @@ public final class InboxDaemon: @unchecked Sendable {
     /// failing store disk, its permissions, no file descriptors or memory). Such inputs go
     /// back to the inbox and are tried again, never to failed/ (a read-only store once sent
     /// every valid input there).
+    /// Daemons that may stop while ingesting one file before it is set aside in failed/.
+    public static let abandonmentLimit = 5
+
     public static func isTheStores(_ error: StoreError, input: String?) -> Bool {
         switch error {
         case .database: return true
@@ -159,7 +162,21 @@ public final class InboxDaemon: @unchecked Sendable {
             if !a.files.isEmpty {
                 logger.info("recovering abandoned work folder", metadata: .fields(["folder": a.folder.path, "files": "\(a.files.count)"]))
             }
-            for f in a.files { queue.push(.claimed(a.folder, f)) }
+            for f in a.files {
+                let stops = claim.unfinishedIngests(f, in: a.folder)
+                guard stops >= Self.abandonmentLimit else { queue.push(.claimed(a.folder, f)); continue }
+                let message = "\(stops) daemons stopped (a crash, or kill -9) while ingesting this file: set aside so that the "
+                    + "rest of the inbox is ingested; move it back to the inbox to try it again"
+                let report = IngestFailureReport(file: f, stage: IngestStage.read.rawValue, message: message,
+                                                 time: ISO8601DateFormatter().string(from: Date()), policy: settings.policy.name)
+                do {
+                    let to = try disposal.fail(f, in: a.folder, report: report)
+                    record { $0.failed += 1 }
+                    logger.error("failed", metadata: .fields(["file": f, "error": message, "input": to]))
+                } catch {
+                    queue.push(.claimed(a.folder, f))
+                }
+            }
         }
         if !stopping { set(.running) }
 
@@ -281,6 +298,7 @@ public final class InboxDaemon: @unchecked Sendable {
             do {
                 let opened = try ClaimedInput(claimed, in: folder)
                 input = opened
+                claim.noteIngestStart(claimed, in: folder)
                 let outcome = try ingestor.ingest(path: opened.path, policy: policy, stage: &stage)
                 let r = outcome.record
                 // Stored before under a lossier policy than this daemon's: the input may be the
@@ -375,6 +393,7 @@ public final class InboxDaemon: @unchecked Sendable {
             let delay = daemon.postpone(name)
             var metadata: Logger.Metadata = .fields(["file": name, "error": described, "retry_in_s": String(format: "%.0f", delay)])
             metadata.merge(.fields(fields)) { $1 }
+            claim.clearIngestStarts(claimed, in: folder)
             do { try claim.unclaim(claimed, from: folder) } catch {
                 metadata.merge(.fields(["unclaim_error": "\(error)"])) { $1 }
             }

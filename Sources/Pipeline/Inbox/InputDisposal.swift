@@ -49,8 +49,8 @@ struct InputDisposal {
         encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
         let json = Array(try encoder.encode(report)) + [0x0A]
         let temp = ".\(UUID().uuidString.lowercased()).error.json.tmp"
+        defer { try? failed.remove(temp) }  // also when the write itself failed part way
         try write(json, to: temp, in: failed)
-        defer { try? failed.remove(temp) }
         var n = -1
         while true {
             n += 1

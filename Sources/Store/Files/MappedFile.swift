@@ -1,6 +1,7 @@
 #if canImport(Glibc)
 import Glibc
 #endif
+import CMapGuard
 
 /// A read-only memory map of a whole file, unmapped when released.
 ///
@@ -18,8 +19,16 @@ public final class MappedFile: @unchecked Sendable {
     /// leave the times as they were.)
     public var isUnchanged: Bool {
         var st = stat()
-        return stat(path, &st) == 0 && FileIdentity(st) == identity
+        return !faulted && stat(path, &st) == 0 && FileIdentity(st) == identity
     }
+
+    /// Whether a read past the file's end faulted since it was mapped (the file shrank under
+    /// the reader): the read found zeros instead of killing the process (`CMapGuard`), and
+    /// what was read is not the file's.
+    public var faulted: Bool { guardSlot >= 0 && kvstore_guard_faulted(guardSlot) != 0 }
+
+    /// This mapping's slot in the SIGBUS guard, -1 when unguarded.
+    private var guardSlot: Int32 = -1
 
     public init(path: String) throws {
         self.path = path
@@ -41,6 +50,7 @@ public final class MappedFile: @unchecked Sendable {
         }
         madvise(p, size, MADV_SEQUENTIAL)
         bytes = UnsafeRawBufferPointer(start: p, count: size)
+        guardSlot = kvstore_guard_mapping(p, size)
     }
 
     /// Tells the kernel the pages of `range` will not be read again (keeps peak memory at
@@ -54,6 +64,7 @@ public final class MappedFile: @unchecked Sendable {
     }
 
     deinit {
+        kvstore_unguard_mapping(guardSlot)
         if let base = bytes.baseAddress { munmap(UnsafeMutableRawPointer(mutating: base), bytes.count) }
     }
 }
