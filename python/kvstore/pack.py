@@ -473,8 +473,17 @@ class Pack:
         raw = self.fetch_metadata(self._prefix_of(entry) if prefix else None)
         seq_len = int(raw[SEQ_LEN_KEY])
         counts = self.prefix_counts(expand) if prefix else None
+        decoded = list(self.layers(dtype, expand))
+        if counts is not None:
+            # A section's `prefix` count is the header's word: the positions, decoded anyway,
+            # must agree that the cut falls at the prefix's end (a crafted count once put
+            # prompt tokens into a "prefix").
+            for i, (l, k) in enumerate(zip(decoded, counts)):
+                if not (0 <= k <= l.count) or (k > 0 and l.positions[k - 1] >= seq_len) or (k < l.count and l.positions[k] < seq_len):
+                    raise self._corrupt(f"the prefix count {k} does not cut the layer at the prefix's end ({seq_len})",
+                                        i, "prefix")
         layers = [Layer(key=l.key[:, :k], value=l.value[:, :k], positions=l.positions[:k], sizes=l.sizes[:k])
-                  for l, k in zip(self.layers(dtype, expand), counts or [None] * self.num_layers)]
+                  for l, k in zip(decoded, counts or [None] * self.num_layers)]
         try:
             spans = [Span.from_json(o, j) for j, o in enumerate(json.loads(raw[SPANS_KEY]))]
             validate_spans(spans, seq_len)

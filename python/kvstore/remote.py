@@ -119,7 +119,15 @@ class HTTPClient(Client):
         try:
             if resp.status not in ok:
                 raise self._error(method, target, resp)
-            return json.loads(self._body(method, target, resp)), resp
+            body = self._body(method, target, resp)
+            try:
+                return json.loads(body), resp
+            except (ValueError, RecursionError):
+                # A proxy's page, or another service at this URL: not kvstore serve's answer.
+                raise CommandError([method, self.url + target[len(self._base):]], 1,
+                                   f"the server answered {resp.status} with something that is not JSON "
+                                   f"({resp.getheader('Content-Type') or 'no Content-Type'}: {body[:80]!r}): "
+                                   "is this URL a kvstore serve?", status=resp.status, code="not_json") from None
         finally:
             conn.close()
 
@@ -292,7 +300,12 @@ class HTTPClient(Client):
     def show(self, entry: str, by_key: bool = False) -> Entry:
         """One entry in full: an id or unique prefix, or the newest entry with producer key `entry`."""
         path = ("/v1/keys/" if by_key else "/v1/entries/") + self._segment(check_entry(entry))
-        return Entry.from_json(self._json("GET", path)[0])
+        found = self._json("GET", path)[0]
+        try:
+            return Entry.from_json(found)
+        except (KeyError, TypeError, AttributeError) as e:
+            raise CommandError(["GET", self.url + path], 1, f"the server's entry lacks {e} (not kvstore serve's answer)",
+                               code="bad_answer") from None
 
     def ls(self, source: str | None = None, *, model: str | None = None, key: str | None = None,
            limit: int | None = None, page_size: int = 100) -> list[Entry]:
@@ -305,8 +318,16 @@ class HTTPClient(Client):
             size = page_size if limit is None else min(page_size, limit - len(entries))
             page, _ = self._json("GET", "/v1/entries", {"model": model, "source": source, "key": key,
                                                         "limit": size, "after": after})
-            entries += [Entry.from_json(o) for o in page["entries"]]
-            after = page["next"]
+            try:
+                listed, following = [Entry.from_json(o) for o in page["entries"]], page["next"]
+            except (KeyError, TypeError, AttributeError) as e:
+                raise CommandError(["GET", self.url + "/v1/entries"], 1, f"the server's listing lacks {e} (not kvstore serve's "
+                                   "answer)", code="bad_answer") from None
+            if following is not None and (not listed or following == after):
+                raise CommandError(["GET", self.url + "/v1/entries"], 1, "the server pages on without giving entries "
+                                   f"(next {following!r} after {after!r}): stopped", code="bad_answer")
+            entries += listed
+            after = following
             if after is None:
                 break
         return entries

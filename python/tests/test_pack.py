@@ -270,6 +270,20 @@ def test_a_zstd_frame_that_claims_more_than_its_section_is_refused_before_it_all
             pack.layer(1)
 
 
+def test_a_prefix_count_that_does_not_cut_at_the_prefix_is_refused(stored, tmp_path: Path) -> None:
+    """A header (checksum made to match) whose `prefix` count takes the whole layer: the
+    prompt's entries would be served as the prefix; the decoded positions refuse it."""
+    data = _raw_pack(stored, tmp_path, "lightkv+int8/image-f32")  # stored whole: its sections count the prefix
+    _, header = _header(data)
+    assert any(d.get("prefix") is not None for d in header["layers"]), "a pack with prefix counts"
+    for d in header["layers"]:
+        if d.get("prefix") is not None:
+            d["prefix"] = d["count"]
+    with kvstore.read_pack(_write(tmp_path, _rewrite_header(data, header))) as pack:
+        with pytest.raises(kvstore.PackError, match="does not cut the layer at the prefix's end"):
+            pack.snapshot(prefix=True)
+
+
 def test_json_nested_past_the_recursion_limit_is_a_named_error(tmp_path: Path) -> None:
     deep = b'{"a":' + b"[" * 100_000 + b"]" * 100_000 + b"}"
     path = tmp_path / "deep.safetensors"

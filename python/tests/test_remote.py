@@ -242,6 +242,28 @@ def test_a_transfer_cut_short_raises_and_leaves_nothing(tmp_path: Path) -> None:
         stub.close()
 
 
+def test_answers_that_are_not_kvstore_serves_are_named_not_leaked() -> None:
+    """A proxy's HTML page, an answer without the entry's fields, a listing that pages on
+    without entries: a named error, not a JSONDecodeError, a KeyError or an endless loop."""
+    html = b"<html>login</html>"
+    page = b"HTTP/1.1 200 OK\r\nContent-Type: text/html\r\nContent-Length: %d\r\nConnection: close\r\n\r\n" % len(html) + html
+    fields = b'{"nothing": 1}'
+    bare = b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\nConnection: close\r\n\r\n" % len(fields) + fields
+    empty = b'{"entries": [], "next": "x"}'
+    endless = b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\nConnection: close\r\n\r\n" % len(empty) + empty
+    stub = Stub(page, bare, endless)
+    try:
+        client = kvstore.Client(stub.url)
+        with pytest.raises(kvstore.CommandError, match="not JSON .*text/html"):
+            client.show("abc")
+        with pytest.raises(kvstore.CommandError, match="lacks 'id'"):
+            client.show("abc")
+        with pytest.raises(kvstore.CommandError, match="pages on without giving entries"):
+            client.ls()
+    finally:
+        stub.close()
+
+
 def test_a_busy_server_says_when_to_retry() -> None:
     body = b'{"error": "database is locked", "code": "transient"}'
     stub = Stub(b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\nRetry-After: 5\r\n"
