@@ -50,7 +50,7 @@ public struct OrphanAdopter {
     public func settle(_ name: String, minimumAge: Double = 0) throws -> OrphanFate {
         guard let attributes = try root.blobs.attributes(name), attributes.age >= minimumAge,
               try !root.index.isReferenced(blob: name) else { return .settledElsewhere }
-        if let tombstoneAge = try root.index.tombstoneAge(of: name), tombstoneAge <= attributes.age { return .tombstoned }
+        if let tombstoneAge = try root.index.tombstoneAge(of: name), tombstoneAge <= attributes.oldest { return .tombstoned }
         let location = root.blobs.location(name)
         let pack: PackReader
         do {

@@ -47,7 +47,7 @@ public struct S3BlobStore: BlobStore {
     public func names() throws -> [String] { try listing().map(\.name) }
 
     public func inventory() throws -> [String: BlobAttributes] {
-        Dictionary(try listing().map { ($0.name, BlobAttributes(bytes: $0.object.bytes, modified: $0.object.modified, age: $0.object.age)) }) { a, _ in a }
+        Dictionary(try listing().map { ($0.name, BlobAttributes(bytes: $0.object.bytes, modified: $0.object.modified, age: $0.object.age, resolution: 1)) }) { a, _ in a }
     }
 
     /// The pack objects under `PREFIX/blobs/`, with their blob names.

@@ -92,7 +92,7 @@ public struct S3Client: Sendable {
             throw StoreError.io(path: location.url(ofKey: key), operation: "HEAD (no Content-Length or Last-Modified in the answer)", errno: EIO)
         }
         let seconds = modified.timeIntervalSince1970
-        return BlobAttributes(bytes: bytes, modified: seconds, age: Self.serverTime(of: response) - seconds)
+        return BlobAttributes(bytes: bytes, modified: seconds, age: Self.serverTime(of: response) - seconds, resolution: 1)
     }
 
     /// When the server answered, by its own clock (`Date`), so that an object's age is taken

@@ -43,7 +43,7 @@ extension StoreRoot {
         for doomed in try index.doomed() {
             // The blob's age first, the tombstone's second (see `tombstoneAge`).
             guard let blob = try blobs.attributes(doomed.blob), let tombstoneAge = try index.tombstoneAge(of: doomed.blob),
-                  blob.age < tombstoneAge else { continue }
+                  blob.oldest < tombstoneAge else { continue }
             try index.forgetDoomed(doomed.blob)
             forgotten += 1
         }
@@ -59,7 +59,7 @@ extension StoreRoot {
         for doomed in try index.doomed() where doomed.age >= grace {
             if dryRun {
                 if try !index.isReferenced(blob: doomed.blob), let blob = try blobs.attributes(doomed.blob),
-                   let tombstoneAge = try index.tombstoneAge(of: doomed.blob), blob.age >= tombstoneAge {
+                   let tombstoneAge = try index.tombstoneAge(of: doomed.blob), blob.oldest >= tombstoneAge {
                     collected.count += 1; collected.bytes += blob.bytes
                 }
                 continue
@@ -87,7 +87,7 @@ extension StoreRoot {
             }
             if let minimumAge, blob.age < minimumAge { return nil }
             // Published again after its tombstone: no longer the blob that was removed.
-            if sparingRepublished, let tombstoneAge = try index.tombstoneAge(of: name), blob.age < tombstoneAge {
+            if sparingRepublished, let tombstoneAge = try index.tombstoneAge(of: name), blob.oldest < tombstoneAge {
                 try index.forgetDoomed(name)
                 return nil
             }

@@ -9,6 +9,12 @@ import Store
 extension StoreSpec {
     static func named(store: String?, index: String?, cache: String?, cacheSize: String?, storeConfig: String?,
                       environment: [String: String] = ProcessInfo.processInfo.environment) throws -> StoreSpec {
+        // `--store "$STORE"` with the variable unset: an empty value names no store, and must
+        // not quietly mean ~/.kvstore.
+        for (flag, value) in [("--store", store), ("--index", index), ("--cache", cache), ("--store-config", storeConfig)]
+        where value?.isEmpty == true {
+            throw StoreSpecError.badURL("''", problem: "\(flag) is empty (an unset variable?); name a store or leave \(flag) out")
+        }
         let fromEnvironment = storeConfig == nil && store == nil ? environment["KVSTORE_CONFIG"].flatMap { $0.isEmpty ? nil : $0 } : nil
         guard let config = storeConfig ?? fromEnvironment else {
             return try StoreSpec(store: store, index: index, cache: cache, cacheSize: cacheSize, environment: environment)

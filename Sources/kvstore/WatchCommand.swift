@@ -73,6 +73,9 @@ struct WatchCommand: ParsableCommand {
 
     /// Runs the daemon with signal handling; shared with `kvstore job run`.
     static func runDaemon(store: StoreSpec, layout: InboxLayout, settings: WatchSettings, json: Bool) throws {
+        // A log reader that goes away (`watch … 2>&1 | head`, a log shipper restarting) must not
+        // end the daemon: its log lines are lost, its inputs are not.
+        signal(SIGPIPE, SIG_IGN)
         DaemonLog.bootstrap()
         let daemon = InboxDaemon(storeName: store.description, openStore: { try store.open() }, layout: layout, settings: settings,
                                  logger: DaemonLog.logger("kvstore.watch"))

@@ -51,6 +51,10 @@ final class CommandTests: XCTestCase {
         XCTAssertEqual(try s.cli.run("fetch").status, 1, "missing argument")
         XCTAssertEqual(try s.cli.run("fetch", "ab", "--dtype", "f8", "-o", "-").status, 1, "bad dtype")
         XCTAssertEqual(try s.cli.run("ingest", s.path + "/does-not-exist.safetensors").status, 3, "missing input")
+        // `--store "$STORE"` with the variable unset once meant ~/.kvstore.
+        let empty = try s.cli.run("ingest", "--store", "", good)
+        XCTAssertEqual(empty.status, 1, empty.stderr)
+        XCTAssertTrue(empty.stderr.contains("--store is empty"), empty.stderr)
     }
 
     func testAnErrorIsOneLineWhateverTheFileNameHolds() throws {

@@ -62,6 +62,38 @@ final class HostileInboxTests: XCTestCase {
         XCTAssertEqual(inbox.inInbox, ["good.safetensors"], "the input untouched")
     }
 
+    /// A file the daemon's user may not read (another producer's, mode 0600) was taken for one
+    /// still being written: it stayed in the inbox without a word, and `--once` never ended.
+    /// It is claimed and fails with its reason. (The daemon runs as `nobody`: root reads all.)
+    func testAFileTheDaemonMayNotReadFailsWithItsReason() throws {
+        guard getuid() == 0, let setpriv = ["/usr/bin/setpriv", "/bin/setpriv"].first(where: FileManager.default.isExecutableFile) else {
+            throw XCTSkip("needs root and setpriv to run the daemon as another user")
+        }
+        let s = try Scratch()
+        let inbox = try InboxFixture(s)
+        try inbox.drop("ok.safetensors", seed: 1)
+        let secret = try inbox.drop("secret.safetensors", seed: 2)
+        for path in [s.path, inbox.inbox, s.cli.store] { XCTAssertEqual(chown(path, 65534, 65534), 0) }
+        _ = try FleetServers.shell(["-c", "chown -R 65534:65534 '\(s.cli.store)' '\(inbox.inbox)'"])
+        XCTAssertEqual(chown(secret, 0, 0), 0)
+        XCTAssertEqual(chmod(secret, 0o600), 0)
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: setpriv)
+        p.arguments = ["--reuid=65534", "--regid=65534", "--clear-groups", CLI.binary, "watch", inbox.inbox, "--once", "--store", s.cli.store] + fast
+        p.standardOutput = FileHandle.nullDevice
+        p.standardError = FileHandle.nullDevice
+        try p.run()
+        let deadline = Date().addingTimeInterval(30)
+        while p.isRunning && Date() < deadline { usleep(100_000) }
+        if p.isRunning { kill(p.processIdentifier, SIGKILL) }
+        p.waitUntilExit()
+        XCTAssertEqual(p.terminationStatus, 0, "--once ended")
+        XCTAssertEqual(inbox.inDone, ["ok.safetensors"])
+        XCTAssertEqual(InboxFixture.names(inbox.failed), ["secret.safetensors", "secret.safetensors.error.json"])
+        let report = (try? String(contentsOfFile: inbox.failed + "/secret.safetensors.error.json", encoding: .utf8)) ?? ""
+        XCTAssertTrue(report.contains("Permission denied"), report)
+    }
+
     func testAFolderReplacedByASymlinkWhileRunningStopsTheDaemonAndIsNeverWrittenThrough() throws {
         for (folder, input) in [("failed", "bad.safetensors"), ("done", "good.safetensors")] {
             let s = try Scratch()

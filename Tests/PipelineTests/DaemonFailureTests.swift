@@ -10,12 +10,12 @@ final class DaemonFailureTests: XCTestCase {
     func testStoreSideFailuresAreRetriedAndTheInputsOwnAreNot() {
         let input = "/proc/self/fd/7"
         for code in [EROFS, EACCES, EPERM, EIO, EMFILE, ENFILE, ENOMEM] {
-            XCTAssertTrue(InboxDaemon.isTheStores(.io(path: "/srv/store/tmp/x.kvpack.tmp", operation: "create", errno: code), input: input), "\(code)")
-            XCTAssertFalse(InboxDaemon.isTheStores(.io(path: input, operation: "read", errno: code), input: input), "\(code): the input's")
+            XCTAssertTrue(InboxDaemon.isTheStores(.io(path: "/srv/store/tmp/x.kvpack.tmp", operation: "create", errno: code), input: [input]), "\(code)")
+            XCTAssertFalse(InboxDaemon.isTheStores(.io(path: input, operation: "read", errno: code), input: [input]), "\(code): the input's")
         }
-        XCTAssertTrue(InboxDaemon.isTheStores(.database("attempt to write a readonly database"), input: input))
-        XCTAssertFalse(InboxDaemon.isTheStores(.corrupt(path: input, problem: "truncated"), input: input))
-        XCTAssertFalse(InboxDaemon.isTheStores(.io(path: "/srv/store/blobs/ab/x.kvpack", operation: "open", errno: ENOENT), input: input))
+        XCTAssertTrue(InboxDaemon.isTheStores(.database("attempt to write a readonly database"), input: [input]))
+        XCTAssertFalse(InboxDaemon.isTheStores(.corrupt(path: input, problem: "truncated"), input: [input]))
+        XCTAssertFalse(InboxDaemon.isTheStores(.io(path: "/srv/store/blobs/ab/x.kvpack", operation: "open", errno: ENOENT), input: [input]))
     }
 
     func testOnlyPoliciesThatNeitherReduceNorQuantizeAreExact() {

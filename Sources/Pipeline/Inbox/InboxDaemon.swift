@@ -110,11 +110,11 @@ public final class InboxDaemon: @unchecked Sendable {
     /// Daemons that may stop while ingesting one file before it is set aside in failed/.
     public static let abandonmentLimit = 5
 
-    public static func isTheStores(_ error: StoreError, input: String?) -> Bool {
+    public static func isTheStores(_ error: StoreError, input: [String?]) -> Bool {
         switch error {
         case .database: return true
         case .io(let path, _, let code):
-            return path != input && [EROFS, EACCES, EPERM, EIO, EMFILE, ENFILE, ENOMEM].contains(code)
+            return !input.contains(path) && [EROFS, EACCES, EPERM, EIO, EMFILE, ENFILE, ENOMEM].contains(code)
         default: return false
         }
     }
@@ -270,6 +270,14 @@ public final class InboxDaemon: @unchecked Sendable {
                 case .inbox(let name):
                     do {
                         guard let claimed = try claim.claim(name) else { continue }
+                        // Complete when queued, but a backlog may have kept it waiting: a writer
+                        // that opened it since gets it back untried, and it waits out a backoff.
+                        if isBeingWritten(claimed, in: claim.folder) {
+                            _ = daemon.postpone(name)
+                            _ = try? claim.unclaim(claimed, from: claim.folder)
+                            daemon.logger.info("claimed while being written; back to the inbox", metadata: .fields(["file": name]))
+                            continue
+                        }
                         process(claimed, in: claim.folder, name: name)
                     } catch {
                         daemon.logger.error("claim failed", metadata: .fields(["file": name, "error": "\(error)"]))
@@ -344,7 +352,8 @@ public final class InboxDaemon: @unchecked Sendable {
                 ]))
             } catch ClaimedInput.Missing.missing {
                 log.warning("claimed input vanished from the work folder", metadata: .fields(["file": name, "folder": folder.path]))
-            } catch let error as StoreError where error.isTransient || InboxDaemon.isTheStores(error, input: input?.path) {
+            } catch let error as StoreError where error.isTransient
+                        || InboxDaemon.isTheStores(error, input: [input?.path, folder.path + "/" + claimed]) {
                 // Disk full, database busy: the input goes back to the inbox untouched and is
                 // tried again after a growing delay. An index file replaced under the daemon
                 // (a repair, a restore) is reopened first: its rows must go to the new one.
@@ -387,6 +396,14 @@ public final class InboxDaemon: @unchecked Sendable {
 
         /// Puts a claimed input back into the inbox to be tried again after a growing delay,
         /// and logs why; a displaced inbox folder stops the daemon instead of a retry.
+        /// The write-lease probe on a claimed file (false where it cannot tell).
+        private func isBeingWritten(_ name: String, in folder: InboxFolder) -> Bool {
+            let fd = folder.openEntry(name, O_RDONLY | O_NONBLOCK)
+            guard fd >= 0 else { return false }
+            defer { close(fd) }
+            return WriteProbe.isOpenForWriting(fd: fd) == true
+        }
+
         private func returnToInbox(_ claimed: String, in folder: InboxFolder, name: String, after error: Error,
                                    described: String, message: String, fields: KeyValuePairs<String, String>) {
             if let e = error as? InboxError, case .displaced = e { daemon.abort(e) }

@@ -99,10 +99,12 @@ public final class InboxWatcher {
         return ready
     }
 
-    /// The write-lease probe, on the file opened without following a link.
+    /// The write-lease probe, on the file opened without following a link. A file this daemon
+    /// may not open (another user's, mode 0600) is not taken for one being written, which left
+    /// it in the inbox forever without a word: it is claimed, and fails with its reason.
     private func isBeingWritten(_ name: String) -> Bool {
         let fd = inbox.openEntry(name, O_RDONLY | O_NONBLOCK)
-        guard fd >= 0 else { return true }
+        guard fd >= 0 else { return errno != EACCES && errno != EPERM }
         defer { close(fd) }
         return WriteProbe.isOpenForWriting(fd: fd) == true
     }

@@ -119,8 +119,16 @@ public struct BlobAttributes: Sendable, Equatable {
     /// a blob's age. Every decision by time compares ages, each taken on its own clock: a
     /// blob's here, a tombstone's on the index's (docs/design/shared.md, "Clocks").
     public var age: Double
+    /// How far `age` may be off: the clock's resolution (an object store's Date and
+    /// Last-Modified count whole seconds).
+    public var resolution: Double
 
-    public init(bytes: Int, modified: Double, age: Double) {
-        self.bytes = bytes; self.modified = modified; self.age = age
+    public init(bytes: Int, modified: Double, age: Double, resolution: Double = 0) {
+        self.bytes = bytes; self.modified = modified; self.age = age; self.resolution = resolution
     }
+
+    /// The most the blob's age may be: a blob is taken for one published after a tombstone only when it
+    /// is younger than the tombstone even so (as when times were compared, a blob published
+    /// within the same second as its removal counts as the removed one).
+    public var oldest: Double { age + resolution }
 }

@@ -62,7 +62,7 @@ public final class EntryIndex: @unchecked Sendable {
                        adopting: Bool = false) throws -> Bool {
         try db.transaction {
             if let blobs { try Self.checkPresent(record.blobs, in: blobs, db: db, operation: "index") }
-            if adopting, let blobAge = try blobs?.attributes(record.blob)?.age {
+            if adopting, let blobAge = try blobs?.attributes(record.blob)?.oldest {
                 if let tombstoneAge = try tombstoneAge(of: record.blob), tombstoneAge <= blobAge { return false }
                 if let removedAge = try db.query("SELECT \(db.dialect.now) - removed_at AS age FROM removed_entries WHERE id = ?",
                                                  [.text(record.id)]).first?.double("age"),
