@@ -46,7 +46,7 @@ struct ShowCommand: ParsableCommand {
             ("spans", r.spans), ("sources", sources.isEmpty ? "-" : sources.joined(separator: ", ")),
         ]
         let width = rows.map(\.0.count).max() ?? 0
-        for (k, v) in rows { print(k.padding(toLength: width, withPad: " ", startingAt: 0) + "  " + v) }
+        for (k, v) in rows { print(k.padding(toLength: width, withPad: " ", startingAt: 0) + "  " + Terminal.oneLine(v)) }
     }
 
     /// The fidelity recorded at ingest, as a sentence (the JSON is in `show --json`).

@@ -41,7 +41,9 @@ enum Terminal {
 
     /// Prints rows as left-aligned columns (right-aligned where a column is numeric).
     static func table(_ header: [String], _ rows: [[String]]) {
-        let all = [header] + rows
+        // Producer-given text (a model name, a key) may hold control characters: escaped, so a
+        // row stays one line and no escape sequence reaches the terminal.
+        let all = ([header] + rows).map { $0.map(oneLine) }
         let widths = header.indices.map { c in all.map { $0[c].count }.max() ?? 0 }
         let numeric = header.indices.map { c in rows.allSatisfy { Double($0[c].filter { $0 != "×" && $0 != "%" }) != nil } && !rows.isEmpty }
         for row in all {

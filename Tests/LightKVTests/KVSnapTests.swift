@@ -215,6 +215,13 @@ final class KVSnapTests: XCTestCase {
         assertRejects(v.bytes(), mentioning: "v_head_dim 0 is outside 1...65536")
     }
 
+    /// A header that is not JSON says what and where, not Foundation's "not in the correct format".
+    func testAHeaderThatIsNotJSONSaysWhere() {
+        let header = Array(#"{"a":1,x:2}"#.utf8)
+        let bytes = withUnsafeBytes(of: UInt64(header.count).littleEndian, Array.init) + header
+        assertRejects(bytes, mentioning: "around character 7")
+    }
+
     func testRejectsDescendingPositions() {
         assertRejects(compressed(seqLen: 4, positions: [2, 1], sizes: [1, 1]).bytes(), mentioning: "position 1 is not ascending")
     }

@@ -28,7 +28,10 @@ public struct SafetensorsHeader: Sendable {
         let json = Data(bytes[8..<headerEnd])
         let object: Any
         do { object = try JSONSerialization.jsonObject(with: json) } catch {
-            throw .badJSON("\(error.localizedDescription)")
+            // Foundation's description says only "not in the correct format"; its debug text says
+            // what and where ("Unexpected character 'x' around line 1, column 9").
+            let detail = (error as NSError).userInfo[NSDebugDescriptionErrorKey] as? String
+            throw .badJSON(detail.map { "\($0) (in the \(n)-byte header)" } ?? "\(error.localizedDescription)")
         }
         guard let root = object as? [String: Any] else { throw .badJSON("the top level is not an object") }
         dataOffset = headerEnd
