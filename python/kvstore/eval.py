@@ -41,7 +41,7 @@ from transformers import GenerationConfig, LogitsProcessor, LogitsProcessorList
 
 from . import hf, snapshot, tiny
 from .client import Client, Ingested, check_input
-from .errors import EvalError
+from .errors import EvalError, KVStoreError
 from .snapshot import Snapshot
 
 FETCH_DTYPE = {torch.float32: "f32", torch.bfloat16: "bf16", torch.float16: "f16"}
@@ -254,20 +254,19 @@ def evaluate(model: torch.nn.Module, items: Sequence[Item], policies: Sequence[s
     created: list[str] = []
     with tempfile.TemporaryDirectory(prefix="kvstore-eval-") as scratch:
         client = _store(store, scratch)
+        finished = False
         try:
             for n, item in enumerate(items):
                 snap = hf.capture(model, item.inputs, media=item.media)
-                entries = _ingest(client, snap, policies, os.path.join(scratch, "snapshot.safetensors"))
-                created += [e for e in entries.values() if not e.already_stored]
+                entries = _ingest(client, snap, policies, os.path.join(scratch, "snapshot.safetensors"), created)
                 same = _greedy(model, config, item.inputs)
                 new = [_greedy(model, config, q) for q in item.questions]
                 done += 1
                 if progress:
                     progress(done, total, f"item {n + 1}/{len(items)}: full-cache answers")
                 later = [_ingest(client, hf.capture(model, q, media=item.media), policies,
-                                 os.path.join(scratch, "snapshot.safetensors"), f"#question={k + 1}")
+                                 os.path.join(scratch, "snapshot.safetensors"), created, f"#question={k + 1}")
                          for k, q in enumerate(item.questions)]
-                created += [e for stored in later for e in stored.values() if not e.already_stored]
                 for policy, entry in entries.items():
                     _measure(model, config, client, snap, item, entry, dtype, same, new, tallies[policy], scratch)
                     for question, reference, stored in zip(item.questions, new, later):
@@ -277,9 +276,16 @@ def evaluate(model: torch.nn.Module, items: Sequence[Item], policies: Sequence[s
                     done += 1
                     if progress:
                         progress(done, total, f"item {n + 1}/{len(items)}: {policy}")
+            finished = True
         finally:
+            # What it added goes, whether it finished or not (every entry as it was stored); a
+            # failure to remove never hides the failure that stopped the run.
             if store is not None and created:
-                client.remove(*created)
+                try:
+                    client.remove(*created)
+                except KVStoreError:
+                    if finished:
+                        raise
     return Report(model=hf.model_name(model), items=len(items), max_new_tokens=max_new_tokens, policies=[
         PolicyAnswers(policy=p, stored_policy=t.stored_policy, kept=t.vision_kept / t.vision if t.vision else 1.0,
                       bytes_in=t.bytes_in, bytes_out=t.bytes_out, same=t.same.result(),  # type: ignore[arg-type]
@@ -287,17 +293,20 @@ def evaluate(model: torch.nn.Module, items: Sequence[Item], policies: Sequence[s
         for p, t in tallies.items()])
 
 
-def _ingest(client: Client, snap: Snapshot, policies: Sequence[str], path: str,
+def _ingest(client: Client, snap: Snapshot, policies: Sequence[str], path: str, created: list[str],
             question: str = "") -> dict[str, Ingested]:
     """The snapshot stored once per policy, each copy under its own key (an entry's id is its
-    content, so copies with one key would all keep the first policy)."""
+    content, so copies with one key would all keep the first policy); each one new to the
+    store is added to `created` as soon as it is stored."""
     key = snap.key or "kvstore-eval"
     entries = {}
     try:
         for policy in policies:
             snap.key = f"{key}{question}#policy={policy}"
             snapshot.write(snap, path)
-            entries[policy] = client.ingest(path, policy=policy)
+            entries[policy] = stored = client.ingest(path, policy=policy)
+            if not stored.already_stored:
+                created.append(stored)
     finally:
         snap.key = key
     return entries

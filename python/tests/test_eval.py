@@ -74,6 +74,15 @@ def test_entries_stored_in_a_given_store_are_removed_again(run) -> None:
     assert store.exists() and kvstore.Client(store).ls() == []
 
 
+def test_entries_stored_before_a_later_policy_fails_are_removed_too(kvstore_bin: str, tmp_path: Path) -> None:
+    """A bad policy after a good one: the good one's entry was left in the user's store."""
+    model, items = answers.tiny_items("llava", QUESTIONS[:1])
+    store = tmp_path / "s"
+    with pytest.raises(kvstore.KVStoreError):
+        answers.evaluate(model, items, ["none", "bogus-policy"], max_new_tokens=2, store=store)
+    assert kvstore.Client(store).ls() == []
+
+
 def test_the_table_and_the_json_name_every_policy(kvstore_bin: str, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["eval-answers", "--tiny", "llava", "--question", "a", "b", "--policy", "none", "tome55",
                  "--max-new-tokens", "2", "--json"]) == 0
