@@ -229,6 +229,22 @@ final class DaemonTests: XCTestCase {
         XCTAssertEqual(inbox.inDone, ["good.safetensors"])
     }
 
+    /// A killed ingest's temporary pack stayed in the node's tmp/ until a compaction ran on
+    /// that node (on a fleet, maybe never); a daemon clears such files when it starts, and
+    /// leaves a fresh one alone.
+    func testADaemonClearsStaleTemporaryFilesWhenItStarts() throws {
+        let s = try Scratch()
+        let inbox = try InboxFixture(s)
+        let old = s.cli.store + "/tmp/killed.kvpack.tmp", fresh = s.cli.store + "/tmp/fresh.kvpack.tmp"
+        for path in [old, fresh] { FileManager.default.createFile(atPath: path, contents: Data(repeating: 1, count: 1000)) }
+        var times = [timeval(tv_sec: Int(Date().timeIntervalSince1970) - 7200, tv_usec: 0), timeval(tv_sec: Int(Date().timeIntervalSince1970) - 7200, tv_usec: 0)]
+        XCTAssertEqual(utimes(old, &times), 0)
+        let r = try s.cli.run(["watch", inbox.inbox, "--once"] + fast)
+        XCTAssertEqual(r.status, 0, r.stderr)
+        XCTAssertFalse(FileManager.default.fileExists(atPath: old))
+        XCTAssertTrue(FileManager.default.fileExists(atPath: fresh))
+    }
+
     func testCompactionCollectingEveryOrphanAtOnceBesideADaemonLosesNothing() throws {
         let s = try Scratch()
         let inbox = try InboxFixture(s)

@@ -107,6 +107,9 @@ public final class InboxDaemon: @unchecked Sendable {
     /// failing store disk, its permissions, no file descriptors or memory). Such inputs go
     /// back to the inbox and are tried again, never to failed/ (a read-only store once sent
     /// every valid input there).
+    /// Age past which a temporary file no one writes is a killed ingest's, removed at start.
+    public static let staleTemporarySeconds: Double = 3600
+
     /// Daemons that may stop while ingesting one file before it is set aside in failed/.
     public static let abandonmentLimit = 5
 
@@ -133,7 +136,17 @@ public final class InboxDaemon: @unchecked Sendable {
     /// being the folder opened at start (while running: the daemon stops and exits).
     public func run() throws -> WatchSummary {
         // Open the store first, so a bad store fails before any folder is made or claimed.
-        try layout.checkPlaces(store: try openStore())
+        let root = try openStore()
+        try layout.checkPlaces(store: root)
+        // A killed ingest's temporary pack stays in this node's tmp/ (on a shared store, its
+        // cache) until a compaction runs here, which on a fleet may be never: the same rule
+        // as compaction's (older than an hour, open for writing by no one) clears it now.
+        let stale = root.staleTemporaryFiles(minimumAge: Self.staleTemporarySeconds)
+        for file in stale { try? FileSystem.remove(file.path) }
+        if !stale.isEmpty {
+            logger.info("removed stale temporary files", metadata: .fields(["files": "\(stale.count)",
+                                                                            "bytes": "\(stale.reduce(0) { $0 + $1.bytes })"]))
+        }
         let folders = try InboxFolders(layout: layout)
         let claim = try InboxClaim(folders: folders)
         let disposal = InputDisposal(folders: folders)
