@@ -54,7 +54,13 @@ def main(argv: list[str] | None = None) -> int:
         return 3
     except OSError as e:
         print(f"error: {e}", file=sys.stderr)
-        return 2 if isinstance(e, FileNotFoundError) else 4
+        # Not there, or not a file where one is needed (a folder as output or input): the
+        # command line names the wrong thing (2, 1); only what may pass on its own is 4.
+        if isinstance(e, FileNotFoundError):
+            return 2
+        if isinstance(e, (IsADirectoryError, NotADirectoryError, PermissionError)):
+            return 1
+        return 4
     return 0
 
 

@@ -309,6 +309,8 @@ def test_python_m_kvstore_unpack(stored, tmp_path: Path) -> None:
     assert got.read_bytes() == want.read_bytes() and kvstore.read(got).input_ids.dtype == np.int32
     done = subprocess.run([*cmd[:7], "--prefix", "--entry", "e" * 64], **run)  # a pack whose header names none
     assert done.returncode == 0 and kvstore.read(got).prefix_of == "e" * 64
+    done = subprocess.run([*cmd[:5], "-o", str(tmp_path)], **run)  # a folder as the output: the command line's fault
+    assert done.returncode == 1, done.stderr
 
     damaged = bytearray(pack.read_bytes())
     damaged[100] ^= 1
