@@ -134,20 +134,32 @@ final class HostileInboxTests: XCTestCase {
             XCTAssertTrue(inbox.wait(timeout: 10) { inbox.log().contains("watching") }, inbox.log())
             // Each round opens the file, appends, closes it, and pauses (shorter than the settle time).
             let path = inbox.inbox + "/rounds.safetensors"
-            let rounds = 8
-            for r in 0..<rounds {
-                let range = (bytes.count * r / rounds)..<(bytes.count * (r + 1) / rounds)
-                let fd = open(path, O_WRONLY | O_CREAT | O_APPEND, 0o644)
-                XCTAssertGreaterThanOrEqual(fd, 0)
-                bytes.subdata(in: range).withUnsafeBytes { _ = write(fd, $0.baseAddress, $0.count) }
-                close(fd)
-                usleep(150_000)
-            }
+            try writeInRounds(bytes, to: path)
             XCTAssertTrue(inbox.wait(timeout: 10) { inbox.inDone == ["rounds.safetensors"] }, "mode \(mode): \(inbox.log())")
+            // A name that is not UTF-8 (escaped by a rename) is renamed only once complete: at first
+            // sight, each later open of the old name made a new file, and the input went to failed/
+            // in pieces.
+            let raw: [UInt8] = Array((inbox.inbox + "/caf").utf8) + [0xE9] + Array(".safetensors".utf8)
+            try writeInRounds(bytes, to: String(decoding: raw, as: UTF8.self), raw: raw)
+            XCTAssertTrue(inbox.wait(timeout: 10) { inbox.inDone.count == 2 }, "mode \(mode): \(inbox.log())")
             kill(daemon.processIdentifier, SIGTERM)
             daemon.waitUntilExit()
             XCTAssertEqual(InboxFixture.names(inbox.failed), [], "mode \(mode): never claimed at an early close: \(inbox.log())")
             XCTAssertEqual(try inbox.storedKeys(), ["key-4"])
+        }
+    }
+
+    /// Eight rounds of open (append), write an eighth, close, pause 0.15 s (under the settle time).
+    private func writeInRounds(_ bytes: Data, to path: String, raw: [UInt8]? = nil) throws {
+        let rounds = 8
+        for r in 0..<rounds {
+            let range = (bytes.count * r / rounds)..<(bytes.count * (r + 1) / rounds)
+            let name = (raw ?? Array(path.utf8)).map { CChar(bitPattern: $0) } + [0]
+            let fd = open(name, O_WRONLY | O_CREAT | O_APPEND, 0o644)
+            XCTAssertGreaterThanOrEqual(fd, 0)
+            bytes.subdata(in: range).withUnsafeBytes { _ = write(fd, $0.baseAddress, $0.count) }
+            close(fd)
+            usleep(150_000)
         }
     }
 

@@ -143,9 +143,12 @@ public final class InboxFolder: @unchecked Sendable {
     }
 
     /// Size and modification time of the regular file `name`; nil for anything else.
-    func fileStatus(_ name: String) -> (size: Int, mtime: Double)? {
+    func fileStatus(_ name: String) -> (size: Int, mtime: Double)? { fileStatus(raw: Array(name.utf8CString)) }
+
+    /// The same for a name given as its bytes (NUL-terminated; `Entry.rawName`).
+    func fileStatus(raw: [CChar]) -> (size: Int, mtime: Double)? {
         var st = stat()
-        guard fstatat(fd, name, &st, AT_SYMLINK_NOFOLLOW) == 0, st.st_mode & S_IFMT == S_IFREG else { return nil }
+        guard fstatat(fd, raw, &st, AT_SYMLINK_NOFOLLOW) == 0, st.st_mode & S_IFMT == S_IFREG else { return nil }
         return (Int(st.st_size), Double(st.st_mtim.tv_sec) + Double(st.st_mtim.tv_nsec) / 1e9)
     }
 
@@ -212,7 +215,12 @@ public final class InboxFolder: @unchecked Sendable {
 
     /// Opens the entry `name` without following a link (O_NOFOLLOW).
     func openEntry(_ name: String, _ flags: Int32, mode: mode_t = 0o644) -> Int32 {
-        openat(fd, name, flags | O_NOFOLLOW | O_CLOEXEC, mode)
+        openEntry(raw: Array(name.utf8CString), flags, mode: mode)
+    }
+
+    /// The same for a name given as its bytes (NUL-terminated; `Entry.rawName`).
+    func openEntry(raw: [CChar], _ flags: Int32, mode: mode_t = 0o644) -> Int32 {
+        openat(fd, raw, flags | O_NOFOLLOW | O_CLOEXEC, mode)
     }
 
     /// Makes renames and creations in the folder durable.

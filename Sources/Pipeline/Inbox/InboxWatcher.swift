@@ -74,23 +74,32 @@ public final class InboxWatcher {
         var stillThere: [String: (Observation, since: Double)] = [:]
         renamed = []
         for entry in candidates() where !excluding.contains(entry.name) {
-            if let raw = entry.rawName {
-                if let to = try? inbox.moveToFreeName(entry.name, raw: raw, to: inbox) { renamed.append((entry.name, to)) }
+            let name = entry.name
+            // A name that is not UTF-8 is escaped by a rename, but only once the file is complete
+            // under its own name: renamed at first sight, a file written in several opens was
+            // cut into pieces (each open made a new file under the old name).
+            if let raw = entry.rawName, entry.kind != .file {
+                if let to = try? inbox.moveToFreeName(name, raw: raw, to: inbox) { renamed.append((name, to)) }
                 continue
             }
-            let name = entry.name
             guard entry.kind == .file else {
                 ready.append(name)
                 continue
             }
-            guard let status = inbox.fileStatus(name) else { continue }
+            guard let status = entry.rawName.map({ inbox.fileStatus(raw: $0) }) ?? inbox.fileStatus(name) else { continue }
             let observation = Observation(size: status.size, mtime: status.mtime)
             let unchanged = seen[name]?.0 == observation
             let since = unchanged ? seen[name]!.since : now
             stillThere[name] = (observation, since)
             let settled = unchanged && max(now - since, now - status.mtime) >= settle
             guard movedIn.contains(name) || settled else { continue }
-            if isBeingWritten(name) { continue }
+            if isBeingWritten(raw: entry.rawName ?? Array(name.utf8CString)) { continue }
+            if let raw = entry.rawName {
+                guard let to = try? inbox.moveToFreeName(name, raw: raw, to: inbox) else { continue }
+                renamed.append((name, to))
+                ready.append(to)
+                continue
+            }
             ready.append(name)
         }
         seen = stillThere
@@ -102,8 +111,8 @@ public final class InboxWatcher {
     /// The write-lease probe, on the file opened without following a link. A file this daemon
     /// may not open (another user's, mode 0600) is not taken for one being written, which left
     /// it in the inbox forever without a word: it is claimed, and fails with its reason.
-    private func isBeingWritten(_ name: String) -> Bool {
-        let fd = inbox.openEntry(name, O_RDONLY | O_NONBLOCK)
+    private func isBeingWritten(raw: [CChar]) -> Bool {
+        let fd = inbox.openEntry(raw: raw, O_RDONLY | O_NONBLOCK)
         guard fd >= 0 else { return errno != EACCES && errno != EPERM }
         defer { close(fd) }
         return WriteProbe.isOpenForWriting(fd: fd) == true
