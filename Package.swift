@@ -43,6 +43,8 @@ let package = Package(
         .target(name: "CKernels"),
         // Read-only file mappings that survive their file shrinking (SIGBUS) under a reader.
         .target(name: "CMapGuard"),
+        // Extended attributes of open files (the daemon counts crashed ingests on the input).
+        .target(name: "CFileAttributes"),
         .target(name: "LightKV", dependencies: ["CKernels"], swiftSettings: fastMath),
         .target(
             name: "Store",
@@ -50,7 +52,7 @@ let package = Package(
             swiftSettings: fastMath),
         .target(
             name: "Pipeline",
-            dependencies: ["Store", "LightKV", "CLinux", .product(name: "Logging", package: "swift-log")],
+            dependencies: ["Store", "LightKV", "CLinux", "CFileAttributes", .product(name: "Logging", package: "swift-log")],
             swiftSettings: fastMath),
         .target(
             name: "SharedStore",

@@ -38,17 +38,3 @@ static inline void kvstore_return_freed_memory(void) {
     mallopt(M_TRIM_THRESHOLD, 64 << 20);
 }
 
-#include <sys/xattr.h>
-
-/* Extended attributes of an open file (Glibc's Swift overlay does not expose sys/xattr.h). */
-static inline long kvstore_fgetxattr(int fd, const char *name, void *value, unsigned long size) {
-    return (long)fgetxattr(fd, name, value, size);
-}
-
-static inline int kvstore_fsetxattr(int fd, const char *name, const void *value, unsigned long size) {
-    return fsetxattr(fd, name, value, size, 0);
-}
-
-static inline int kvstore_fremovexattr(int fd, const char *name) {
-    return fremovexattr(fd, name);
-}

@@ -1,4 +1,4 @@
-import CLinux
+import CFileAttributes
 import Foundation
 import Store
 
