@@ -68,7 +68,8 @@ def run(model: str, image_path: str | None, questions: list[str], extra: dict[st
         if n == 1 and wait_for is not None and extra is not None:
             store = kvstore.Client(extra["store"], token=extra.get("token"))
             deadline = time.monotonic() + 120
-            while not store.ls(model=wait_for) and time.monotonic() < deadline:
+            # The connector names the model with its weights' fingerprint (`MODEL@…`).
+            while not any(e.model.rsplit("@", 1)[0] == wait_for for e in store.ls()) and time.monotonic() < deadline:
                 time.sleep(0.05)  # the connector stores off the engine's path
         request = {"prompt": prompt_for(model, question, tiny_model), "multi_modal_data": {"image": image}}
         began = time.perf_counter()
