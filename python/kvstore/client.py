@@ -108,8 +108,15 @@ class PrefixMatch:
 
 
 def check_ids(input_ids: Sequence[int]) -> list[int]:
-    """Token ids as plain non-negative ints (numpy and torch integers included)."""
-    ids = [int(i) for i in input_ids]
+    """Token ids as plain non-negative ints (numpy and torch integers included): a string, or
+    numbers that are not whole, are refused (`"123"` once matched ids [1, 2, 3])."""
+    if isinstance(input_ids, (str, bytes)):
+        raise UsageError(["input_ids"], UsageError.exit_code, f"token ids are a sequence of integers, not the string {input_ids[:40]!r}")
+    ids = []
+    for i in input_ids:
+        if isinstance(i, (bool, str, bytes)) or not float(i).is_integer():
+            raise UsageError(["input_ids"], UsageError.exit_code, f"token ids are integers, got {i!r}")
+        ids.append(int(i))
     if any(i < 0 for i in ids):
         raise UsageError(["input_ids"], UsageError.exit_code, "token ids are non-negative")
     return ids
@@ -219,6 +226,8 @@ class Client:
         """Stores several kvsnap files; returns their ids in order. The first failure raises
         (files before it are stored). A snapshot already stored with another policy keeps it:
         the binary's note on that becomes a `UserWarning`; `repack` changes the policy."""
+        if isinstance(paths, (str, bytes, os.PathLike)):
+            raise UsageError(["paths"], UsageError.exit_code, f"ingest_many takes a list of files, got one: pass [{os.fspath(paths)!r}]")
         extra = ["--policies", policies] if policies else []
         done = self._run(["ingest", "--json", f"--policy={policy}", *extra, *map(check_input, paths)])
         for note in done.stderr.splitlines():

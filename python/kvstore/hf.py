@@ -488,6 +488,8 @@ def check_media(snap: Snapshot, media: Sequence[bytes | str | os.PathLike[str]])
     or files) are the ones the snapshot's vision spans name by source. Token ids cannot tell
     images apart (the placeholders are the same for every image of a size), so this is the
     check that a cache is about the request's images."""
+    if isinstance(media, (bytes, str, os.PathLike)):
+        raise TypeError("media is a list of the request's images and videos, in order: pass [item], not one item")
     stored = [s for s in snap.spans if s.is_vision]
     if len(media) != len(stored):
         raise ModelMismatchError(f"media holds {len(media)} item(s), the cache {len(stored)} image(s)/video(s)")

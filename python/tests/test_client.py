@@ -137,3 +137,15 @@ def test_names_and_paths_are_never_read_as_options(cli, tmp_path: Path, monkeypa
         victim.fetch(entry, "-")
     monkeypatch.chdir(tmp_path)
     assert victim.fetch(entry, "-out.safetensors") == "-out.safetensors" and Path("-out.safetensors").exists()
+
+
+def test_ids_and_file_lists_that_are_not_what_they_seem_are_refused(cli, tmp_path: Path) -> None:
+    """`match(model, "123")` once looked up ids [1, 2, 3], `[1.7, 2.2]` ids [1, 2], and
+    `ingest_many("file")` each character of the name as a file."""
+    store = kvstore.Client(store=tmp_path / "s", binary=cli.binary)
+    for ids, problem in (("123", "not the string"), ([1.7, 2.2], "integers"), ([True, 2], "integers")):
+        with pytest.raises(kvstore.UsageError, match=problem):
+            store.match("m", ids)
+    with pytest.raises(kvstore.UsageError, match="a list of files"):
+        store.ingest_many(str(tmp_path / "x.safetensors"))
+    assert store.match("m", np.array([1, 2, 3])) is None

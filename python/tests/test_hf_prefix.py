@@ -163,6 +163,8 @@ def test_media_other_than_the_caches_are_refused(asked) -> None:
         hf.load(d / "prefix.safetensors", model, prefix=True, media=[b"another image"] + list(media[1:]))
     with pytest.raises(kvstore.ModelMismatchError, match="media holds 1 item"):
         hf.load(d / "prefix.safetensors", model, prefix=True, media=media[:1])
+    with pytest.raises(TypeError, match="pass \\[item\\]"):  # one item, not a list of them
+        hf.load(d / "prefix.safetensors", model, prefix=True, media=media[0])
     bare = kvstore.read(d / "prefix.safetensors")
     for span in bare.spans:
         span.source = None
