@@ -372,8 +372,9 @@ def read(path: str | os.PathLike[str], check_finite: bool = True) -> Snapshot:
     for key in (NEXT_POSITION_KEY, SEQ_LEN_KEY):
         text = raw.get(key)
         if text is not None:
-            if not re.fullmatch(r"[+]?[0-9]+", text):
-                raise SnapshotError(key, f'"{text}" is not a non-negative integer', path)
+            # As `kvstore ingest` reads it: a non-negative integer that fits 64 bits.
+            if not re.fullmatch(r"[+]?[0-9]+", text) or int(text) >= 1 << 63:
+                raise SnapshotError(key, f'"{text[:40]}" is not a non-negative integer', path)
             integers[key] = int(text)
 
     t = header.tensors

@@ -169,3 +169,18 @@ def test_the_core_does_not_import_torch() -> None:
     import sys
     code = "import kvstore, sys; kvstore.read_pack; assert 'torch' not in sys.modules and 'transformers' not in sys.modules"
     assert subprocess.run([sys.executable, "-c", code], cwd=Path(__file__).resolve().parents[1]).returncode == 0
+
+
+def test_a_next_position_ingest_would_refuse_is_refused(tiny: kvstore.Snapshot, tmp_path: Path) -> None:
+    """The reader validates as `kvstore ingest` does: a next position past 64 bits is no integer."""
+    raw = (tmp_path / "t.safetensors")
+    kvstore.write(tiny, raw)
+    data = raw.read_bytes()
+    length = int.from_bytes(data[:8], "little")
+    header = json.loads(data[8:8 + length])
+    header["__metadata__"]["kvsnap.next_position"] = "9" * 40
+    text = json.dumps(header).encode()  # data offsets count from the data's start: the header may grow
+    path = tmp_path / "far.safetensors"
+    path.write_bytes(len(text).to_bytes(8, "little") + text + data[8 + length:])
+    with pytest.raises(kvstore.SnapshotError, match="not a non-negative integer"):
+        kvstore.read(path)
