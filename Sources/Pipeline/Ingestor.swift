@@ -60,9 +60,15 @@ public struct Ingestor {
 
     /// The input was written while it was read: a transient failure (the daemon keeps the
     /// input and reads it again later), never an entry stored under another content's id.
-    static func changedWhileRead(_ path: String) -> StoreError {
-        StoreError.io(path: path, operation: "ingest (the file was written while it was read: its size or times changed; "
-                      + "nothing was stored, read it again once it is complete)", errno: EAGAIN)
+    static func readFailure(_ file: MappedFile, _ path: String) -> StoreError {
+        if file.faulted && file.identityUnchanged {
+            // A read failed in the kernel with the file as it was (a bad sector, a network
+            // filesystem): the input's own fault, not to be retried forever.
+            return StoreError.io(path: path, operation: "read (a read of the mapped file failed; its size and times did not "
+                                 + "change: a disk or network filesystem error)", errno: EIO)
+        }
+        return StoreError.io(path: path, operation: "ingest (the file was written while it was read: its size or times changed; "
+                             + "nothing was stored, read it again once it is complete)", errno: EAGAIN)
     }
 
     private func ingest(path: String, policy: Policy, stage: inout IngestStage, reusingGuidedSegments: Bool) throws -> IngestOutcome {
@@ -90,7 +96,7 @@ public struct Ingestor {
             throw StoreError.invalidSnapshot(path: path, error)
         }
         // The id names the bytes just hashed only if nobody wrote them meanwhile.
-        guard file.isUnchanged else { throw Self.changedWhileRead(path) }
+        if !file.isUnchanged { throw Self.readFailure(file, path) }
         stage = .index
         // A row whose blob (or segment) is gone (an index restored from a backup older than an
         // `rm`) or damaged does not hold the entry: store it again and point the row at the new
@@ -150,7 +156,7 @@ public struct Ingestor {
         guard file.isUnchanged else {
             try? root.retireBlob(blob.name)
             if let segment, reused == nil { try? root.retireBlob(segment.blob.name) }
-            throw Self.changedWhileRead(path)
+            throw Self.readFailure(file, path)
         }
 
         stage = .index

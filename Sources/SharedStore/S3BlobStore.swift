@@ -65,6 +65,10 @@ public struct S3BlobStore: BlobStore {
 
     public func dropLocalCopy(_ name: String) { cache.remove(name) }
 
+    /// The bucket and prefix, not the endpoint: nodes reach one server by different names
+    /// (per-zone endpoints, addresses of their own).
+    public var place: String { client.location.url(ofKey: client.location.key("")) }
+
     /// `PREFIX/store-id`: the id of the store whose index these objects belong to.
     public func storeMarker() throws -> String? {
         let temp = "\(tempDirectory)/store-id.\(UUID().uuidString.lowercased()).tmp"

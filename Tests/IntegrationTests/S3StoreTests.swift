@@ -49,6 +49,12 @@ final class S3StoreTests: XCTestCase {
     /// second index over the same blobs, changes nothing; `repair` rebuilds a lost index from
     /// the blobs and binds it; commands that only read are not asked.
     func testAnIndexAndBlobsOfTwoStoresAreRefusedBeforeAnythingChanges() throws {
+        // The first write binds the index to its place, rows or not: a typo'd prefix is refused
+        // even while the index is empty (it once bound a second place with the same id).
+        XCTAssertEqual(try kv(["compact"]).status, 0)
+        let early = try kv(["compact"], prefix: "flet", index: "index")
+        XCTAssertEqual(early.status, 1, early.stderr)
+        XCTAssertTrue(early.stderr.contains("s3://kvtest/flet holds none of them"), early.stderr)
         let id = try kv(["ingest", try scratch.snapshot("a.safetensors", seed: 1)]).stdout.trimmingCharacters(in: .whitespacesAndNewlines)
         let fetched = try kv(["fetch", id, "-o", "-"]).stdoutBytes
 
@@ -56,7 +62,7 @@ final class S3StoreTests: XCTestCase {
         // and move the row, and compaction would delete the good blob.
         let typo = try kv(["ingest", try scratch.snapshot("a.safetensors", seed: 1)], prefix: "flet", index: "index")
         XCTAssertEqual(typo.status, 1, typo.stderr)
-        XCTAssertTrue(typo.stderr.contains("none of the newest entries' blobs is at s3://kvtest/flet"), typo.stderr)
+        XCTAssertTrue(typo.stderr.contains("bound to the blobs at"), typo.stderr)
         XCTAssertEqual(try kv(["compact", "--grace-seconds", "0"], prefix: "flet", index: "index").status, 1)
 
         // A second index over the fleet's blobs: its compaction would adopt them, its removals

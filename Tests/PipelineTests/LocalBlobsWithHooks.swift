@@ -17,6 +17,7 @@ class LocalBlobsWithHooks: BlobStore, @unchecked Sendable {
     func location(_ name: String) -> String { local.location(name) }
     func storeMarker() throws -> String? { try local.storeMarker() }
     func writeStoreMarker(_ id: String) throws { try local.writeStoreMarker(id) }
+    var place: String { local.place }
     func attributes(_ name: String) throws -> BlobAttributes? { try local.attributes(name) }
     func names() throws -> [String] { try local.names() }
     func delete(_ name: String) throws { try local.delete(name) }

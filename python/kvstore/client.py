@@ -228,7 +228,7 @@ class Client:
         the binary's note on that becomes a `UserWarning`; `repack` changes the policy."""
         if isinstance(paths, (str, bytes, os.PathLike)):
             raise UsageError(["paths"], UsageError.exit_code, f"ingest_many takes a list of files, got one: pass [{os.fspath(paths)!r}]")
-        extra = ["--policies", policies] if policies else []
+        extra = [f"--policies={policies}"] if policies else []
         done = self._run(["ingest", "--json", f"--policy={policy}", *extra, *map(check_input, paths)])
         for note in done.stderr.splitlines():
             warnings.warn(note, stacklevel=3)
@@ -238,7 +238,7 @@ class Client:
         """Re-packs entries with another policy in place (same ids, blobs swapped atomically);
         per entry `{id, old_policy, policy, old_bytes, new_bytes, outcome}`, outcome
         `repacked` or `unchanged`."""
-        extra = ["--policies", policies] if policies else []
+        extra = [f"--policies={policies}"] if policies else []
         return list(json.loads(self._out(["repack", "--json", f"--policy={policy}", *extra,
                                           *map(check_entry, entries)])))
 

@@ -49,6 +49,10 @@ public protocol BlobStore: Sendable {
     /// Marks the location as holding the blobs of store `id`, durably.
     func writeStoreMarker(_ id: String) throws
 
+    /// The place these blobs are, as an index records it when it is bound to them: the bucket
+    /// and prefix of an object store, the real path of a folder.
+    var place: String { get }
+
     /// True when other hosts read these blobs (an object store): a blob losing its last row
     /// is then doomed and deleted only after a grace period, never at once.
     var isShared: Bool { get }

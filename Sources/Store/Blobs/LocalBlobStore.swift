@@ -19,6 +19,8 @@ public struct LocalBlobStore: BlobStore {
 
     public var tempDirectory: String { root + "/tmp" }
 
+    public var place: String { URL(fileURLWithPath: root).resolvingSymlinksInPath().path }
+
     /// `ROOT/store-id`: the id of the store whose index these blobs belong to.
     public func storeMarker() throws -> String? {
         let path = root + "/store-id"

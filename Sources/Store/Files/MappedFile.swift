@@ -17,9 +17,13 @@ public final class MappedFile: @unchecked Sendable {
     /// modification and change times): bytes read from the map before this returned true are
     /// the file's as it was mapped. (A write within the kernel's timestamp tick of the map may
     /// leave the times as they were.)
-    public var isUnchanged: Bool {
+    public var isUnchanged: Bool { !faulted && identityUnchanged }
+
+    /// Whether the file at `path` still has the identity it had when mapped (a read may have
+    /// faulted all the same: an I/O error, not a write).
+    public var identityUnchanged: Bool {
         var st = stat()
-        return !faulted && stat(path, &st) == 0 && FileIdentity(st) == identity
+        return stat(path, &st) == 0 && FileIdentity(st) == identity
     }
 
     /// Whether a read past the file's end faulted since it was mapped (the file shrank under

@@ -8,12 +8,19 @@ extension EntryIndex {
         try db.query("SELECT value FROM store_meta WHERE key = 'store_id'").first?.text("value")
     }
 
-    /// Records `id` as this index's store id unless one is recorded already (another node
-    /// bound it first); returns the id recorded.
-    public func claimStoreID(_ id: String) throws -> String {
+    /// The place (`BlobStore.place`) the index was bound at, nil before it was bound (or when
+    /// it was bound by a version that did not record it).
+    public func storeLocation() throws -> String? {
+        try db.query("SELECT value FROM store_meta WHERE key = 'store_location'").first?.text("value")
+    }
+
+    /// Records `id` and `location` as this index's store id and place unless they are recorded
+    /// already (another node bound it first); returns what is recorded.
+    public func claimStore(id: String, location: String) throws -> (id: String, location: String) {
         try db.transaction {
             try db.query("INSERT INTO store_meta (key, value) VALUES ('store_id', ?) ON CONFLICT (key) DO NOTHING", [.text(id)])
-            return try storeID() ?? id
+            try db.query("INSERT INTO store_meta (key, value) VALUES ('store_location', ?) ON CONFLICT (key) DO NOTHING", [.text(location)])
+            return (try storeID() ?? id, try storeLocation() ?? location)
         }
     }
 
