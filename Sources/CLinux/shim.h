@@ -37,4 +37,3 @@ static inline void kvstore_return_freed_memory(void) {
     mallopt(M_MMAP_THRESHOLD, 512 << 20);
     mallopt(M_TRIM_THRESHOLD, 64 << 20);
 }
-

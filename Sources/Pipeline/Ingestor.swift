@@ -58,8 +58,10 @@ public struct Ingestor {
 
     private enum GuidedSegmentGone: Error { case collected }
 
-    /// The input was written while it was read: a transient failure (the daemon keeps the
-    /// input and reads it again later), never an entry stored under another content's id.
+    /// Why the input's bytes read are not the file's: written while it was read, a transient
+    /// failure (the daemon keeps the input and reads it again later, never an entry stored
+    /// under another content's id), or a read that faulted with the file unchanged, an I/O
+    /// error of the input's own.
     static func readFailure(_ file: MappedFile, _ path: String) -> StoreError {
         if file.faulted && file.identityUnchanged {
             // A read failed in the kernel with the file as it was (a bad sector, a network

@@ -33,8 +33,13 @@ public final class OutputSink: FetchSink {
             // A name no other process uses, even one with this pid (a container's pid 1) whose
             // predecessor was killed mid-fetch and left its temporary file behind.
             let unique = "\(getpid()).\(String(UInt32.random(in: .min ... .max), radix: 16))"
-            file = try AtomicFile(finalPath: target, tempPath: "\(target).\(unique).tmp", startsWriteback: false)
-            TemporaryOutputs.shared.add(file!.tempPath)
+            let temp = "\(target).\(unique).tmp"
+            // Registered before it exists: a signal between creating and registering it left it.
+            TemporaryOutputs.shared.add(temp)
+            do { file = try AtomicFile(finalPath: target, tempPath: temp, startsWriteback: false) } catch {
+                TemporaryOutputs.shared.remove(temp)
+                throw error
+            }
             stream = -1; ownsStream = false
         }
     }

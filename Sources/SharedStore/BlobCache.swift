@@ -85,9 +85,9 @@ public final class BlobCache: @unchecked Sendable {
         }
         var total = copies.reduce(0) { $0 + $1.bytes }
         guard total > capacity else { return }
-        let kept = path(keeping)
+        let kept = path(keeping), now = Date().timeIntervalSince1970
         for copy in copies.sorted(by: { $0.used < $1.used }) where total > capacity / 10 * 9 && copy.path != kept {
-            guard let used = FileSystem.modified(copy.path), Date().timeIntervalSince1970 - used >= Self.inUseSeconds else { continue }
+            guard let used = FileSystem.modified(copy.path), now - used >= Self.inUseSeconds else { continue }
             try? FileSystem.remove(copy.path)
             total -= copy.bytes
         }

@@ -71,21 +71,24 @@ public struct S3BlobStore: BlobStore {
 
     /// `PREFIX/store-id`: the id of the store whose index these objects belong to.
     public func storeMarker() throws -> String? {
-        let temp = "\(tempDirectory)/store-id.\(UUID().uuidString.lowercased()).tmp"
+        let temp = markerTemp
         defer { try? FileSystem.remove(temp) }
-        do { try client.get(client.location.key("store-id"), to: temp) } catch StoreError.io(_, _, ENOENT) { return nil }
+        do { try client.get(markerKey, to: temp) } catch StoreError.io(_, _, ENOENT) { return nil }
         guard let text = try? String(contentsOfFile: temp, encoding: .utf8) else {
-            throw StoreError.io(path: client.location.url(ofKey: client.location.key("store-id")), operation: "read the store marker", errno: EIO)
+            throw StoreError.io(path: client.location.url(ofKey: markerKey), operation: "read the store marker", errno: EIO)
         }
         return text.trimmingCharacters(in: .whitespacesAndNewlines)
     }
 
     public func writeStoreMarker(_ id: String) throws {
-        let temp = "\(tempDirectory)/store-id.\(UUID().uuidString.lowercased()).tmp"
+        let temp = markerTemp
         defer { try? FileSystem.remove(temp) }
         try Data((id + "\n").utf8).write(to: URL(fileURLWithPath: temp))
-        try client.put(client.location.key("store-id"), file: temp)
+        try client.put(markerKey, file: temp)
     }
+
+    private var markerKey: String { client.location.key("store-id") }
+    private var markerTemp: String { "\(tempDirectory)/store-id.\(UUID().uuidString.lowercased()).tmp" }
 
     /// Blob `name` opened for ranged reads of single layers, without downloading it.
     public func remotePack(_ name: String) throws -> RemotePack { try RemotePack(client: client, key: key(name)) }

@@ -53,7 +53,7 @@ def fingerprint(folder: str | os.PathLike[str]) -> str:
                 if path.suffix == ".safetensors":
                     _safetensors(f, size, name, digest)
                 else:
-                    _spread(f, size, digest)
+                    _spread(f, size, name, digest)
         except OSError as e:
             raise FingerprintError(f"{path}: {e.strerror or e}") from e
     return digest.hexdigest()[:16]
@@ -89,14 +89,14 @@ def _safetensors(f, size: int, name: str, digest) -> None:
             digest.update(_pread(f, at, SAMPLE, name))
 
 
-def _spread(f, size: int, digest) -> None:
+def _spread(f, size: int, name: str, digest) -> None:
     """SPREAD samples, evenly spaced, of a file whose format is not read here."""
     if size <= SPREAD * SAMPLE:
-        digest.update(_pread(f, 0, size, "the file"))
+        digest.update(_pread(f, 0, size, name))
         return
     step = (size - SAMPLE) // (SPREAD - 1)
     for i in range(SPREAD):
-        digest.update(_pread(f, i * step, SAMPLE, "the file"))
+        digest.update(_pread(f, i * step, SAMPLE, name))
 
 
 def _pread(f, offset: int, length: int, name: str) -> bytes:
@@ -144,9 +144,8 @@ def _fingerprint_tensors(tensors: dict[str, Any]) -> str:
         size = flat.numel() * flat.element_size()
         if size == 0:
             continue
-        raw = flat.contiguous().view(torch.uint8) if size <= 3 * SAMPLE else None
-        if raw is not None:
-            digest.update(raw.cpu().numpy().tobytes())
+        if size <= 3 * SAMPLE:
+            digest.update(flat.contiguous().view(torch.uint8).cpu().numpy().tobytes())
             continue
         per = max(1, SAMPLE // flat.element_size())
         count = flat.numel()

@@ -80,27 +80,28 @@ public final class InboxClaim: @unchecked Sendable {
     /// a dead daemon's folder with a high count crashed every daemon that read it, and would
     /// crash the next one too. 0 where the filesystem keeps no such attributes.
     public func unfinishedIngests(_ name: String, in folder: InboxFolder) -> Int {
-        let fd = folder.openEntry(name, O_RDONLY | O_NONBLOCK)
-        guard fd >= 0 else { return 0 }
-        defer { close(fd) }
-        return Self.count(fd)
+        Self.withEntry(name, in: folder, Self.count) ?? 0
     }
 
     /// Counts one more ingest of `name` begun (see `unfinishedIngests`).
     public func noteIngestStart(_ name: String, in folder: InboxFolder) {
-        let fd = folder.openEntry(name, O_RDONLY | O_NONBLOCK)
-        guard fd >= 0 else { return }
-        defer { close(fd) }
-        let text = Array(String(Self.count(fd) + 1).utf8)
-        _ = kvstore_fsetxattr(fd, Self.ingestsAttribute, text, UInt(text.count))
+        _ = Self.withEntry(name, in: folder) { fd in
+            let text = Array(String(Self.count(fd) + 1).utf8)
+            return kvstore_fsetxattr(fd, Self.ingestsAttribute, text, UInt(text.count))
+        }
     }
 
     /// Forgets `name`'s begun ingests: it ended (it goes back to the inbox to be tried again).
     public func clearIngestStarts(_ name: String, in folder: InboxFolder) {
+        _ = Self.withEntry(name, in: folder) { kvstore_fremovexattr($0, Self.ingestsAttribute) }
+    }
+
+    /// `body` on the file `name` opened for reading (no link followed); nil when it does not open.
+    private static func withEntry<T>(_ name: String, in folder: InboxFolder, _ body: (Int32) -> T) -> T? {
         let fd = folder.openEntry(name, O_RDONLY | O_NONBLOCK)
-        guard fd >= 0 else { return }
+        guard fd >= 0 else { return nil }
         defer { close(fd) }
-        _ = kvstore_fremovexattr(fd, Self.ingestsAttribute)
+        return body(fd)
     }
 
     private static func count(_ fd: Int32) -> Int {

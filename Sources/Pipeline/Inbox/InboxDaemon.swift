@@ -102,17 +102,18 @@ public final class InboxDaemon: @unchecked Sendable {
         if running { logger.info("stopping: finishing files in flight") }
     }
 
-    /// Whether a failure is the store's (or the machine's), not the input's: the index
-    /// refused, or a file outside the input could not be written or read (a read-only or
-    /// failing store disk, its permissions, no file descriptors or memory). Such inputs go
-    /// back to the inbox and are tried again, never to failed/ (a read-only store once sent
-    /// every valid input there).
     /// Age past which a temporary file no one writes is a killed ingest's, removed at start.
     public static let staleTemporarySeconds: Double = 3600
 
     /// Daemons that may stop while ingesting one file before it is set aside in failed/.
     public static let abandonmentLimit = 5
 
+    /// Whether a failure is the store's (or the machine's), not the input's (at any of the
+    /// paths in `input`: where it was claimed, and the descriptor path it is read by): the index
+    /// refused, or a file outside the input could not be written or read (a read-only or
+    /// failing store disk, its permissions, no file descriptors or memory). Such inputs go
+    /// back to the inbox and are tried again, never to failed/ (a read-only store once sent
+    /// every valid input there).
     public static func isTheStores(_ error: StoreError, input: [String?]) -> Bool {
         switch error {
         case .database: return true
@@ -180,8 +181,7 @@ public final class InboxDaemon: @unchecked Sendable {
                 guard stops >= Self.abandonmentLimit else { queue.push(.claimed(a.folder, f)); continue }
                 let message = "\(stops) daemons stopped (a crash, or kill -9) while ingesting this file: set aside so that the "
                     + "rest of the inbox is ingested; move it back to the inbox to try it again"
-                let report = IngestFailureReport(file: f, stage: IngestStage.read.rawValue, message: message,
-                                                 time: ISO8601DateFormatter().string(from: Date()), policy: settings.policy.name)
+                let report = IngestFailureReport(file: f, stage: .read, message: message, policy: settings.policy.name)
                 do {
                     let to = try disposal.fail(f, in: a.folder, report: report)
                     record { $0.failed += 1 }
@@ -331,8 +331,7 @@ public final class InboxDaemon: @unchecked Sendable {
                     log.warning("already stored under a lossier policy", metadata: .fields(["file": name, "id": r.id, "stored_policy": r.policy,
                                                                                           "policy": policy.name]))
                     if daemon.layout.done == nil {
-                        let report = IngestFailureReport(file: name, stage: IngestStage.index.rawValue, message: note,
-                                                         time: ISO8601DateFormatter().string(from: Date()), policy: policy.name)
+                        let report = IngestFailureReport(file: name, stage: .index, message: note, policy: policy.name)
                         let to = try disposal.fail(claimed, in: folder, report: report)
                         daemon.clearBackoff(name)
                         daemon.record { $0.alreadyStored += 1 }
@@ -377,8 +376,7 @@ public final class InboxDaemon: @unchecked Sendable {
                               fields: ["stage": stage.rawValue])
             } catch {
                 let message = described(error)
-                let report = IngestFailureReport(file: name, stage: stage.rawValue, message: message,
-                                                 time: ISO8601DateFormatter().string(from: Date()), policy: policy.name)
+                let report = IngestFailureReport(file: name, stage: stage, message: message, policy: policy.name)
                 do {
                     let to = try disposal.fail(claimed, in: folder, report: report)
                     daemon.clearBackoff(name)
@@ -407,8 +405,6 @@ public final class InboxDaemon: @unchecked Sendable {
             }
         }
 
-        /// Puts a claimed input back into the inbox to be tried again after a growing delay,
-        /// and logs why; a displaced inbox folder stops the daemon instead of a retry.
         /// The write-lease probe on a claimed file (false where it cannot tell).
         private func isBeingWritten(_ name: String, in folder: InboxFolder) -> Bool {
             let fd = folder.openEntry(name, O_RDONLY | O_NONBLOCK)
@@ -417,6 +413,8 @@ public final class InboxDaemon: @unchecked Sendable {
             return WriteProbe.isOpenForWriting(fd: fd) == true
         }
 
+        /// Puts a claimed input back into the inbox to be tried again after a growing delay,
+        /// and logs why; a displaced inbox folder stops the daemon instead of a retry.
         private func returnToInbox(_ claimed: String, in folder: InboxFolder, name: String, after error: Error,
                                    described: String, message: String, fields: KeyValuePairs<String, String>) {
             if let e = error as? InboxError, case .displaced = e { daemon.abort(e) }

@@ -14,6 +14,13 @@ public struct IngestFailureReport: Codable, Sendable, Equatable {
     public var policy: String
 }
 
+extension IngestFailureReport {
+    /// A report written now.
+    init(file: String, stage: IngestStage, message: String, policy: String) {
+        self.init(file: file, stage: stage.rawValue, message: message, time: ISO8601DateFormatter().string(from: Date()), policy: policy)
+    }
+}
+
 /// What happens to an input once the daemon is done with it: ingested inputs are moved to
 /// `done/` or deleted, failed ones move to `failed/` with a report beside them.
 ///

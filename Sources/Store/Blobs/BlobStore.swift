@@ -131,8 +131,8 @@ public struct BlobAttributes: Sendable, Equatable {
         self.bytes = bytes; self.modified = modified; self.age = age; self.resolution = resolution
     }
 
-    /// The most the blob's age may be: a blob is taken for one published after a tombstone only when it
-    /// is younger than the tombstone even so (as when times were compared, a blob published
-    /// within the same second as its removal counts as the removed one).
+    /// The most the blob's age may be: a blob is taken for one published after a tombstone
+    /// only when it is younger than the tombstone even so (as when times were compared, a blob
+    /// published within the same second as its removal counts as the removed one).
     public var oldest: Double { age + resolution }
 }

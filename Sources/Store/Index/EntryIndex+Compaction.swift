@@ -110,11 +110,11 @@ extension EntryIndex {
             """, [.text(name)])
     }
 
-    /// Tombstoned blobs: when each was tombstoned (by the index server's clock) and how many
-    /// seconds ago.
-    public func doomed() throws -> [(blob: String, doomedAt: Double, age: Double)] {
-        try db.query("SELECT blob, doomed_at, \(db.dialect.now) - doomed_at AS age FROM doomed ORDER BY blob").compactMap { row in
-            row.text("blob").map { ($0, row.double("doomed_at") ?? 0, row.double("age") ?? 0) }
+    /// Tombstoned blobs and how many seconds ago each was tombstoned (by the index server's
+    /// clock).
+    public func doomed() throws -> [(blob: String, age: Double)] {
+        try db.query("SELECT blob, \(db.dialect.now) - doomed_at AS age FROM doomed ORDER BY blob").compactMap { row in
+            row.text("blob").map { ($0, row.double("age") ?? 0) }
         }
     }
 
