@@ -47,16 +47,27 @@ public struct Ingestor {
     /// Ingests `path`; `stage` holds the step reached, so a caller that catches an error
     /// knows where it happened.
     public func ingest(path: String, policy: Policy, stage: inout IngestStage) throws -> IngestOutcome {
-        do {
-            return try ingest(path: path, policy: policy, stage: &stage, reusingGuidedSegments: true)
-        } catch GuidedSegmentGone.collected {
-            // The guided segment it named was collected before the row went in (its last row
-            // removed and its grace period over meanwhile): store this question's own.
-            return try ingest(path: path, policy: policy, stage: &stage, reusingGuidedSegments: false)
+        var reusing = true
+        for attempt in 1... {
+            do {
+                return try ingest(path: path, policy: policy, stage: &stage, reusingGuidedSegments: reusing)
+            } catch SegmentGone.collected(let segment, let wasReused) {
+                // The segment it named was collected before the row went in: an `rm` or an
+                // eviction of the last entry naming it, which found it no younger than its
+                // tombstone (a guided segment found for this question, or this ingest's own,
+                // published again a moment before). Store it again: publishing the segment anew
+                // makes it younger than any tombstone, and a guided question reduces its own.
+                if wasReused { reusing = false }
+                guard attempt < 3 else {
+                    throw StoreError.io(path: root.blobs.location(segment), operation: "store (its prefix segment was "
+                                        + "collected by concurrent removals three times; nothing was stored)", errno: EAGAIN)
+                }
+            }
         }
+        fatalError("unreachable")
     }
 
-    private enum GuidedSegmentGone: Error { case collected }
+    private enum SegmentGone: Error { case collected(String, reused: Bool) }
 
     /// Why the input's bytes read are not the file's: written while it was read, a transient
     /// failure (the daemon keeps the input and reads it again later, never an entry stored
@@ -140,7 +151,15 @@ public struct Ingestor {
                                                     surveyed: release, done: { i, _ in release(i) }),
              end: end)
         }
-        let segmentReader = try segment.map { try PackReader(path: $0.blob.path) }
+        let segmentReader: PackReader?
+        do {
+            segmentReader = try segment.map { try PackReader(path: $0.blob.path) }
+        } catch {
+            if let segment, try root.blobs.attributes(segment.blob.name) == nil {
+                throw SegmentGone.collected(segment.blob.name, reused: reused != nil)
+            }
+            throw error
+        }
         // A reducing policy's part carries its segment's record of what the reduction did, so a
         // fetch of the whole entry says so.
         let segmentRecord = policy.reduction == .none ? [:] : segment?.blob.compression ?? [:]
@@ -183,9 +202,9 @@ public struct Ingestor {
             inserted = try root.index.insert(record, sources: sources, blobs: root.blobs)
         } catch let error as StoreError {
             // The swap and the insert both check the blobs present under the write lock.
-            guard case .io(_, _, EAGAIN) = error, let reused, try root.blobs.attributes(reused.name) == nil else { throw error }
+            guard case .io(_, _, EAGAIN) = error, let segment, try root.blobs.attributes(segment.blob.name) == nil else { throw error }
             try? root.retireBlob(blob.name)  // names a segment that is gone; no row names it
-            throw GuidedSegmentGone.collected
+            throw SegmentGone.collected(segment.blob.name, reused: reused != nil)
         }
         if !inserted {
             // Another ingest of the same snapshot won the race; keep its row and blob.

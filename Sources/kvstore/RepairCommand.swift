@@ -38,7 +38,7 @@ struct RepairCommand: ParsableCommand {
             for p in report.unrecoverable { print("UNRECOVERABLE \(p.blob): \(p.problem)") }
             for id in report.missingBlobs { print("MISSING   \(id): its blob is gone and was not found (kvstore rm it)") }
             for path in report.removed { print("removed   \(path): tombstoned by rm, eviction or re-pack; compact deletes it") }
-            for path in report.unreferencedSegments { print("segment   \(path): a shared prefix no entry names; compact deletes it") }
+            for path in report.unreferencedSegments { print("segment   \(path): a shared prefix no entry names; compact deletes it unless a part it keeps names it") }
             for stray in report.strays { print("SKIPPED   \(stray.path): \(stray.problem)") }
             for path in report.reshelved { print("moved     \(path) to its own fan-out folder") }
             print("\(report.blobs) blobs: \(report.alreadyIndexed) already indexed, \(report.recovered.count) \(verb)recovered, \(report.relinked.count) \(verb)relinked, \(report.superseded.count) superseded (left for compact), \(report.unrecoverable.count) unrecoverable; \(report.missingBlobs.count) rows without a blob")

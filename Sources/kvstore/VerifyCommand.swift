@@ -21,7 +21,7 @@ struct VerifyCommand: ParsableCommand {
             Terminal.json(report)
         } else {
             for f in report.failures { print("FAIL \(f.id): \(f.problem)") }
-            for o in report.orphans { print("orphan \(o) (no index row: compact adopts it if it reads back whole, else deletes it once past its grace period)") }
+            for o in report.orphans { print("orphan \(o) (no index row: compact adopts it if it reads back whole, keeps an entry's part whose segment is missing or damaged, and deletes a damaged one once past its grace period)") }
             for t in report.temporaryFiles { print("temporary \(t)") }
             print("\(report.checked) checked, \(report.failures.count) failed, \(report.orphans.count) orphans")
         }

@@ -10,16 +10,18 @@ import XCTest
 private final class CollectingBlobStore: LocalBlobsWithHooks, @unchecked Sendable {
     private let lock = NSLock()
     private var doomed: String?
+    private var skip = 0
     /// Files started and blobs deleted through this store, in order.
     private(set) var started = 0
     private(set) var deleted: [String] = []
 
-    func collectAtNextWrite(_ name: String) { lock.lock(); doomed = name; lock.unlock() }
+    /// Deletes `name` when the new file after the next `skipping` ones is started.
+    func collectAtNextWrite(_ name: String, skipping: Int = 0) { lock.lock(); (doomed, skip) = (name, skipping); lock.unlock() }
 
     override func newTempFile() throws -> AtomicFile {
         lock.lock()
-        let name = doomed
-        doomed = nil
+        var name: String?
+        if skip > 0 { skip -= 1 } else { (name, doomed) = (doomed, nil) }
         started += 1
         lock.unlock()
         if let name { try local.delete(name) }
@@ -95,5 +97,31 @@ final class GuidedSegmentRaceTests: XCTestCase {
         XCTAssertEqual(Set(try blobs.names()), Set([first.blob, own, again.blob]),
                        "no part naming the collected segment is left behind")
         try PackReader(path: try blobs.readablePath(again.blob)).checkContent(named: again.blob)
+    }
+
+    /// A question under a policy that reads no prompt publishes the shared segment again (the
+    /// same bytes under the same name), and an `rm` of the last entry naming it, tombstoning it
+    /// just after, collects it before this question's row goes in: the ingest publishes it
+    /// once more and stores the question, rather than failing (the daemon sent such an input
+    /// to failed/ as damaged).
+    func testAQuestionWhoseOwnRepublishedSegmentIsCollectedMeanwhileIsStoredAnyway() throws {
+        let (directory, blobs, root, _) = try store()
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let policy = try Policy(parsing: "int8")
+        let first = try Ingestor(root: root).ingest(path: try StoreFixture.question(directory, 1), policy: policy).record
+        let segment = try XCTUnwrap(first.segment)
+
+        blobs.collectAtNextWrite(segment, skipping: 1)  // after its segment is published, as its part starts
+        let startedBefore = blobs.started
+        let later = try Ingestor(root: root).ingest(path: try StoreFixture.question(directory, 2), policy: policy).record
+        // Segment and part, the part collected again once the segment was found gone, then
+        // segment and part once more.
+        XCTAssertEqual(blobs.started - startedBefore, 4)
+        XCTAssertEqual(later.segment, segment, "the same prefix: the same segment, published again")
+        XCTAssertEqual(Set(try blobs.names()), Set([first.blob, segment, later.blob]),
+                       "the part written for the collected segment is gone again")
+        try PackReader(path: try blobs.readablePath(later.blob)).checkContent(named: later.blob)
+        try PackReader(path: try blobs.readablePath(segment)).checkContent(named: segment)
+        XCTAssertEqual(try root.index.entry(id: later.id)?.blob, later.blob)
     }
 }
