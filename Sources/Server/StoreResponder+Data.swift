@@ -90,7 +90,7 @@ extension StoreResponder {
             let rangeHeader = request.headers[.ifRange].map { Self.matchesStrong($0, "\"\(blob)\"") } == false ? nil : request.headers[.range]
             let range = (try? ByteRange.parse(rangeHeader, size: file.size)) ?? nil
             // Served only once its content is proven the blob the row names, as `fetch --raw`
-            // does: the whole pack hashed at every read (its bytes reach the client unchecked),
+            // does: the whole pack hashed at every read (and again as it is sent, below),
             // a range once for the file as it is (`ContentProofs`; the client checks each
             // section against the layout, which came from the same proven file).
             try proofs.check(pack, named: blob, always: range == nil)
@@ -116,12 +116,24 @@ extension StoreResponder {
         let span = range ?? whole
         var headers: HTTPFields = [.contentType: "application/octet-stream", .eTag: tag, .acceptRanges: "bytes"]
         if range != nil { headers[.contentRange] = "bytes \(span.start)-\(span.end)/\(file.size)" }
-        let metrics = self.metrics
+        let (metrics, logger) = (self.metrics, self.logger)
         let body = ResponseBody(contentLength: file.size == 0 ? 0 : span.count) { writer in
+            // A whole read's bytes are hashed as they are sent, and its last chunk goes only once
+            // they are the blob's content: a file changed since the check above (a disk's fault,
+            // a hand's) ends the answer short of Content-Length, never whole with other bytes.
+            let digest = range == nil ? ContentDigest() : nil
             var offset = span.start
             while file.size > 0 && offset <= span.end {
                 let n = min(ChunkChannel.chunkBytes, span.end + 1 - offset)
-                try await writer.write(try file.read(at: offset, count: n))
+                let chunk = try file.read(at: offset, count: n)
+                if let digest {
+                    chunk.withUnsafeReadableBytes { digest.update($0) }
+                    if offset + n > span.end, digest.hex != blob {
+                        logger.error("pack of \(record.id) stopped mid-stream: its file no longer holds \(blob) (content \(digest.hex))")
+                        throw StoreError.corrupt(path: file.path, problem: "content is \(digest.hex) while sent, the index expects \(blob)")
+                    }
+                }
+                try await writer.write(chunk)
                 metrics.bytesOut(route: Route.pack(id).template, n)
                 offset += n
             }

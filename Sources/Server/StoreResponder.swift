@@ -50,7 +50,8 @@ struct StoreResponder: HTTPResponder {
             }
         } catch {
             let e = APIError.from(error, entry: entry)
-            if e.status.code >= 500 {
+            // 501 answers a client's Transfer-Encoding the server does not speak: not the server's failure.
+            if e.status.code >= 500 && e.status != .notImplemented {
                 logger.error("\(request.method) \(label) \(e.status.code): \(error)")
             }
             response = Self.error(e)

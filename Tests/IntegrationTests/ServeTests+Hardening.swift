@@ -1,5 +1,6 @@
 import Foundation
 import LightKV
+import Store
 import XCTest
 
 /// `kvstore serve` facing careless or hostile clients: connections that never finish, bodies
@@ -130,6 +131,83 @@ extension ServeTests {
         }
         XCTAssertEqual(try server.get("/healthz").status, 200)
         XCTAssertTrue(server.stderr.isEmpty || !server.stderr.contains(" 500"), server.stderr)
+    }
+
+    /// A head the HTTP decoder refuses (NIO answered a bare 400 with no body) gets a JSON error
+    /// naming what was wrong, and nosniff, like every other error; the server goes on serving.
+    func testHeadsThatCannotBeParsedGetAJSONErrorNamingTheProblem() throws {
+        let s = try Scratch()
+        let server = try ServerProcess(s)
+        let cases: [(String, Int, String)] = [
+            ("GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: abc\r\n\r\n", 400, "Content-Length"),
+            ("PUT /v1/snapshots HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n", 400, "Transfer-Encoding"),
+            ("GET /healthz HTTP/9.9\r\nHost: 127.0.0.1\r\n\r\n", 400, "HTTP/1.1"),
+            ("GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Big: \(String(repeating: "a", count: 200_000))\r\n\r\n", 431, "larger"),
+            ("this is not HTTP\r\n\r\n", 400, "not valid HTTP"),
+        ]
+        for (request, status, says) in cases {
+            let c = try HTTPConnection(port: server.port)
+            c.setReadTimeout(20)
+            try? c.write(Data(request.utf8))  // the server may answer and close before reading it all
+            let reply = try c.readReply()
+            XCTAssertEqual(reply.status, status, "\(request.prefix(60).debugDescription): \(reply.text)")
+            XCTAssertEqual(reply.json["code"] as? String, "bad_request", reply.text)
+            XCTAssertTrue((reply.json["error"] as? String ?? "").contains(says), "\(request.prefix(60).debugDescription): \(reply.text)")
+            XCTAssertEqual(reply.header("x-content-type-options"), "nosniff")
+        }
+        // A good request on a connection whose next head is bad: the first answered as ever.
+        let c = try HTTPConnection(port: server.port)
+        try c.write(Data("GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\nGET /healthz HTTP/1.1\r\nContent-Length: x\r\n\r\n".utf8))
+        let both = try c.readReply()
+        XCTAssertEqual(both.status, 200)
+        XCTAssertEqual(try server.get("/healthz").status, 200)
+    }
+
+    /// A whole pack is proven before its first byte and hashed again as it is sent: a file
+    /// changed in place meanwhile (outside damage: the store never writes a blob twice) ends
+    /// the answer short of its Content-Length, so no client takes other bytes for the blob.
+    func testAWholePackChangedWhileSentEndsShortOfItsLength() throws {
+        let s = try Scratch()
+        // 32 MB of noisy F16 (a pack zstd cannot shrink much): more than the socket buffers
+        // hold, so the pack's end is still unread by the server while the client waits.
+        let n = 2048
+        var b = KVSnapBuilder(metadata: SnapshotMetadata(model: "test/big", spans: [.text(0, n, role: .prompt)]))
+        var state: UInt32 = 1
+        for i in 0..<16 {
+            let bits = (0..<(4 * n * 64)).map { _ -> UInt16 in
+                state = state &* 1_664_525 &+ 1_013_904_223
+                return Float16(Float(state >> 8) / Float(1 << 24) - 0.5).bitPattern
+            }
+            let bytes = bits.withUnsafeBytes { Array($0) }
+            b.add("layers.\(i).key", dtype: .f16, shape: [4, n, 64], bytes: bytes)
+            b.add("layers.\(i).value", dtype: .f16, shape: [4, n, 64], bytes: bytes)
+        }
+        let id = try s.cli.run("ingest", try s.write("big.safetensors", b.bytes())).stdout.trimmingCharacters(in: .whitespacesAndNewlines)
+        let rows = try JSONSerialization.jsonObject(with: try s.cli.run("ls", "--json").stdoutBytes) as! [[String: Any]]
+        let name = try XCTUnwrap(rows.first?["blob"] as? String)
+        let path = "\(s.path)/store/blobs/\(name.prefix(2))/\(name).kvpack"
+        let size = try XCTUnwrap(FileSystem.size(path))
+        let server = try ServerProcess(s)
+        let c = try HTTPConnection(port: server.port)
+        c.setReadTimeout(30)
+        try c.write(c.head("GET", "/v1/entries/\(id)/pack", headers: [:], length: nil))
+        var received = c.read(upTo: 4096)
+        XCTAssertTrue(String(decoding: received.prefix(12), as: UTF8.self).hasPrefix("HTTP/1.1 200"))
+        usleep(300_000)  // the server fills the socket buffers and waits
+        let fd = open(path, O_WRONLY)
+        XCTAssertGreaterThanOrEqual(fd, 0)
+        var byte: UInt8 = 0x5A
+        XCTAssertEqual(pwrite(fd, &byte, 1, off_t(size - 200)), 1)
+        close(fd)
+        while true {
+            let chunk = c.read(upTo: 1 << 20)
+            if chunk.isEmpty { break }
+            received += chunk
+        }
+        let body = received[(received.range(of: Data("\r\n\r\n".utf8))!.upperBound)...]
+        XCTAssertLessThan(body.count, size, "cut short of Content-Length")
+        XCTAssertGreaterThan(body.count, 0)
+        XCTAssertTrue(server.stderr.contains("stopped mid-stream"), server.stderr)
     }
 
     func testADamagedBlobIsNamedByItsEntryAndItsPathStaysInTheLog() throws {

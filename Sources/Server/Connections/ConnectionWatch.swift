@@ -60,6 +60,10 @@ final class ConnectionWatch {
         rearm()
     }
 
+    /// Whether a request is being read or answered: an unreadable head arriving now is the
+    /// connection's next request, with nothing of the response stream to interleave with.
+    var isBetweenRequests: Bool { inProgress == 0 }
+
     func responseEnded() {
         inProgress = max(0, inProgress - 1)
         if inProgress == 0 {
@@ -144,8 +148,10 @@ final class ConnectionWatch {
     final class RequestPhases: ChannelDuplexHandler, RemovableChannelHandler {
         typealias InboundIn = HTTPServerRequestPart
         typealias OutboundIn = HTTPServerResponsePart
+        typealias OutboundOut = HTTPServerResponsePart
         let watch: ConnectionWatch
         private var closesAfterResponse = false
+        private var refused = false
         init(_ watch: ConnectionWatch) { self.watch = watch }
 
         func channelRead(context: ChannelHandlerContext, data: NIOAny) {
@@ -155,6 +161,23 @@ final class ConnectionWatch {
             case .end: watch.requestEnded()
             }
             context.fireChannelRead(data)
+        }
+
+        /// A head the decoder cannot parse, between requests: answered here with a JSON 400
+        /// (`HeadRefusal`) and closed; the channel then sees the connection end, not the error.
+        /// An error inside a request (a bad chunk of a body) goes on to the request's handler.
+        func errorCaught(context: ChannelHandlerContext, error: Error) {
+            guard let parse = error as? HTTPParserError, watch.isBetweenRequests, !refused else {
+                context.fireErrorCaught(error)
+                return
+            }
+            refused = true
+            let (head, body) = HeadRefusal.response(parse)
+            context.write(wrapOutboundOut(.head(head)), promise: nil)
+            context.write(wrapOutboundOut(.body(.byteBuffer(ByteBuffer(string: body)))), promise: nil)
+            let written = context.eventLoop.makePromise(of: Void.self)
+            written.futureResult.whenComplete { _ in context.close(promise: nil) }
+            context.writeAndFlush(wrapOutboundOut(.end(nil)), promise: written)
         }
 
         func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
