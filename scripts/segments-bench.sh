@@ -12,7 +12,7 @@ shift $(( $# < 3 ? $# : 3 ))
 policies=("$@")
 [ ${#policies[@]} -gt 0 ] || policies=(none int8 int4g128m0t0r1 lightkv+int8 "lightkv:guide=none+int8"
     "airmerge35:evict=0:near=0.95:guide=none+int4g128m0t0r1" "airmerge35:evict=0:near=0.95+int4g128m0t0r1"
-    aircache35 "airmerge35:budget=redundancy:protect=0.5+int8" "airmerge20:budget=redundancy:protect=0.5+int4g128m0t0r1")
+    aircache35 "airmerge35:budget=redundancy:protect=0.5:distinct=on+int8" "airmerge20:budget=redundancy:protect=0.5:distinct=on+int4g128m0t0r1")
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 "$bin" synth --preset "$preset" --questions "$n" -o "$work/q" >/dev/null

@@ -167,13 +167,41 @@ final class AirCacheTests: XCTestCase {
         XCTAssertEqual(c.record["budget"], "redundancy")
     }
 
+    /// `distinct=on` protects the most observed entry of each cluster of near-duplicates, not
+    /// every copy: a video's salient object, seen in every frame, is kept exact once.
+    func testDistinctProtectionSkipsNearDuplicatesOfAProtectedEntry() throws {
+        var g = Fixture.image(rows: 4, cols: 4)
+        var l = g.layer()
+        let vision = Array(3..<19)
+        // Entries 3 and 4 alike (4 a scaled copy: cosine 1), 5 distinct.
+        for h in 0..<l.kvHeads {
+            for d in 0..<l.headDim { l.keys[(h * l.count + 4) * l.headDim + d] = 2 * l.keys[(h * l.count + 3) * l.headDim + d] }
+        }
+        let candidates = [0, 1, 2, 3][...]
+        XCTAssertEqual(AirCacheCompressor.distinctLeaders(candidates, count: 2, vision: vision, layer: l, near: 0.95), [0, 2])
+        XCTAssertEqual(AirCacheCompressor.distinctLeaders(candidates, count: 4, vision: vision, layer: l, near: 0.95), [0, 2, 3, 1],
+                       "too few distinct: the most observed of the rest fill the count")
+
+        // In a whole reduction: the same budget as without, and the record says so.
+        var on = try published("airmerge25:protect=0.5:distinct=on").makeCompressor()
+        var off = try published("airmerge25:protect=0.5").makeCompressor()
+        var f = Fixture.image(rows: 6, cols: 6), f2 = Fixture.image(rows: 6, cols: 6)
+        (f.layerCount, f2.layerCount) = (3, 3)
+        for ((_, a), (_, b)) in zip(f.run(&on), f2.run(&off)) { XCTAssertEqual(a.count, b.count) }
+        XCTAssertEqual(on.record["protect"], "0.5 (distinct)")
+        XCTAssertEqual(off.record["protect"], "0.5")
+    }
+
     func testPolicyNamesRoundTrip() throws {
         for token in ["aircache10", "aircache5:observers=2", "airmerge20:protect=0.5:evict=0.1", "airmerge10:evict=0", "aircache10:budget=flat",
                       "airmerge35:near=0.9", "aircache35:near=0.95", "airmerge35:budget=redundancy:evict=0",
+                      "airmerge35:budget=redundancy:protect=0.5:distinct=on",
                       "prompt-topk20:profile=adaptive", "aircache10:agreement=off:floor=0.5"] {
             XCTAssertEqual(try spec(token).name, token)
         }
         XCTAssertThrowsError(try spec("aircache10:protect=0.5"))
+        XCTAssertThrowsError(try spec("aircache10:distinct=on"), "eviction protects nothing")
+        XCTAssertThrowsError(try spec("airmerge10:distinct=yes"))
         XCTAssertThrowsError(try spec("airmerge10:near=2"))
         XCTAssertThrowsError(try spec("aircache10@qwen"))
         XCTAssertThrowsError(try spec("uniform10:profile=adaptive"))

@@ -42,7 +42,10 @@ public struct AirCacheCompressor: CacheCompressor {
             r["nominal_retention"] = String(format: "%.4f", Double(b.reduce(0, +)) / Double(b.count * n))
             r["layer_skewness"] = importance.map { String(format: "%.2f", Self.skewness($0)) }.joined(separator: ",")
         }
-        if settings.merge { r["protect"] = settings.guided ? String(settings.protect) : "0 (guide=none)"; r["evict"] = String(settings.evict) }
+        if settings.merge {
+            r["protect"] = !settings.guided ? "0 (guide=none)" : settings.distinct ? "\(settings.protect) (distinct)" : String(settings.protect)
+            r["evict"] = String(settings.evict)
+        }
         if let near = settings.near {
             r["near"] = String(near)
             if !kept.isEmpty, let n = layout?.visionTokenCount, n > 0 {
@@ -159,15 +162,40 @@ public struct AirCacheCompressor: CacheCompressor {
         let mean = weights.reduce(0, +) / Float(max(weights.count, 1))
         let ignored = weights.reduce(0) { $0 + ($1 < Float(settings.evict) * mean ? 1 : 0) }
         let evicted = min(mustGo, ignored, vision.count - protected)
-        let merged = Array(order[protected ..< order.count - evicted]).map { vision[$0] }.sorted()
+        let candidates = order.prefix(order.count - evicted)
+        let protectedSet = settings.distinct && protected > 0
+            ? Self.distinctLeaders(candidates, count: protected, vision: vision, layer: layer,
+                                   near: settings.near.map { Float($0) } ?? NearDuplicates.threshold)
+            : Array(order.prefix(protected))
+        let isProtected = Set(protectedSet)
+        let merged = candidates.filter { !isProtected.contains($0) }.map { vision[$0] }.sorted()
         var full = [Float](repeating: 0, count: layer.count)
         for (o, j) in vision.enumerated() { full[j] = weights[o] }
         let plan = MergePlan.singletons(merged, layer: layer)
-            .mergedDown(to: budget - protected, layer: layer, weights: full, layout: layout, windowsPerSide: nil,
+            .mergedDown(to: budget - protectedSet.count, layer: layer, weights: full, layout: layout, windowsPerSide: nil,
                         keyRule: .mean, renormalise: false, minSimilarity: settings.near.map { Float($0) } ?? -.infinity)
-        kept.append(protected + plan.groups.count)
-        let exact = (text + order.prefix(protected).map { vision[$0] }).sorted()
+        kept.append(protectedSet.count + plan.groups.count)
+        let exact = (text + protectedSet.map { vision[$0] }).sorted()
         return plan.apply(to: layer, text: exact, weights: full, keyRule: .mean, renormalise: false)
+    }
+
+    /// `count` of `candidates` (indices into `vision`, most observed first): first those no
+    /// more observed one chosen is `near` alike to, then, if too few are, the most observed of
+    /// the rest: what `distinct=on` protects. A video shows its most observed object in every
+    /// frame; protecting each copy spends the exact budget on duplicates, where one copy kept
+    /// exact and the others merged leaves room for more of what was looked at. Never fewer
+    /// entries exact than without.
+    static func distinctLeaders(_ candidates: ArraySlice<Int>, count: Int, vision: [Int], layer: KVLayer, near: Float) -> [Int] {
+        let features = NearDuplicates.keyFeatures(vision, layer: layer), dim = layer.kvHeads * layer.headDim
+        var leaders: [Int] = []
+        features.withUnsafeBufferPointer { f in
+            for c in candidates where leaders.count < count
+                && !leaders.contains(where: { VectorKernels.dot(f.baseAddress! + c * dim, f.baseAddress! + $0 * dim, dim) >= near }) {
+                leaders.append(c)
+            }
+        }
+        let chosen = Set(leaders)
+        return leaders + candidates.lazy.filter { !chosen.contains($0) }.prefix(count - leaders.count)
     }
 
     /// Of the `dropped` vision entries (indices into `vision`, most important first), those no

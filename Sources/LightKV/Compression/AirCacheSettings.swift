@@ -37,6 +37,10 @@ public struct AirCacheSettings: Sendable, Equatable {
     public var floor = 0.25
     /// `airmerge`: share of each layer's budget kept as the most observed entries, unmerged.
     public var protect = 0.1
+    /// `airmerge`: protect only entries no more observed protected entry is a near-duplicate of
+    /// (keys `near` alike, 0.95 if unset); their duplicates are merged instead (`distinct=on`).
+    /// Off: the most observed share, duplicates or not (the method as published).
+    public var distinct = false
     /// `airmerge`: entries observed less than this many times the layer's mean importance are
     /// dropped rather than merged (never more than must go).
     public var evict = 0.05

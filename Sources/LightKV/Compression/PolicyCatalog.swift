@@ -18,8 +18,8 @@ public enum PolicyCatalog {
         ("lightkv+int4g128m0t0", "lightkv, then int4 in groups of 128 with only the sink tokens in f16"),
         ("lightkv+int8+lz4", "lightkv + int8 packed with lz4 for the fastest fetch"),
         ("airmerge20+int4g128m0t0r1", "airmerge20, then int4 in groups of 128, keys Hadamard-rotated: >= 10x smaller than F16 (docs/FIDELITY.md)"),
-        ("airmerge35:budget=redundancy:protect=0.5+int8", "for photos: 35% of the vision tokens, taken from the layers whose neighbouring keys are near-duplicates, half the budget kept exact, then int8: answers within KL 0.0034 on photos, 0.0073 on clips; text-dense images kept whole, as by every reduction (docs/FIDELITY.md)"),
-        ("airmerge20:budget=redundancy:protect=0.5+int4g128m0t0r1", "smallest for photos: 20% of a photo's vision tokens taken as the photo policy takes them, then rotated int4: photos 0.11 of F16 at KL 0.0098 / 0.0091 (same / new question), text-dense images kept whole at int4; not for video (clips 0.038) (docs/FIDELITY.md)"),
+        ("airmerge35:budget=redundancy:protect=0.5:distinct=on+int8", "for photos: 35% of the vision tokens, taken from the layers whose neighbouring keys are near-duplicates, half the budget kept exact (one entry of each cluster of near-duplicates first), then int8: answers within KL 0.0036 on photos, 0.0056 on clips, same and new question; text-dense images kept whole, as by every reduction (docs/FIDELITY.md)"),
+        ("airmerge20:budget=redundancy:protect=0.5:distinct=on+int4g128m0t0r1", "smallest for photos: 20% of a photo's vision tokens taken as the photo policy takes them, then rotated int4: photos 0.11 of F16 at KL 0.0098 / 0.0084 (same / new question), text-dense images kept whole at int4; not for video (clips 0.029 / 0.031) (docs/FIDELITY.md)"),
         ("airmerge35:evict=0:near=0.95:guide=none+int4g128m0t0r1", "merges only near-duplicates (keys >= 0.95 alike), drops nothing, reads no prompt (a shared prefix is stored once), then rotated int4: answers within KL 0.0064 on photos, pages and text, same and new question (docs/FIDELITY.md)"),
     ]
 

@@ -66,6 +66,7 @@ public enum ReductionSpec: Sendable, Equatable {
             if a.floor != d.floor { options.append("floor=\(Self.decimal(a.floor))") }
             if a.merge && a.protect != d.protect { options.append("protect=\(Self.decimal(a.protect))") }
             if a.merge && a.evict != d.evict { options.append("evict=\(Self.decimal(a.evict))") }
+            if a.merge && a.distinct != d.distinct { options.append("distinct=\(a.distinct ? "on" : "off")") }
             if let s = a.near { options.append("near=\(Self.decimal(s))") }
             if !a.guided { options.append("guide=none") }
             if a.dense != d.dense { options.append("dense=\(Self.decimal(a.dense))") }
@@ -247,13 +248,16 @@ extension ReductionSpec {
                 case "floor": a.floor = try share(key, value, 0...1)
                 case "protect" where a.merge: a.protect = try share(key, value, 0...1)
                 case "evict" where a.merge: a.evict = try share(key, value, 0...100)
+                case "distinct" where a.merge:
+                    guard value == "on" || value == "off" else { throw bad("distinct=\(value): expected on or off") }
+                    a.distinct = value == "on"
                 case "near": a.near = try share(key, value, -1...1)
                 case "dense": a.dense = try share(key, value, 0...1)
                 case "guide":
                     guard value == "query" || value == "none" else { throw bad("guide=\(value): expected query or none") }
                     a.guided = value == "query"
                 default:
-                    throw bad("unknown \(method) option \"\(key)\" (observers, agreement, budget, floor, near, guide, dense\(a.merge ? ", protect, evict" : ""))")
+                    throw bad("unknown \(method) option \"\(key)\" (observers, agreement, budget, floor, near, guide, dense\(a.merge ? ", protect, evict, distinct" : ""))")
                 }
             }
             if !a.guided && !a.merge && a.near == nil {

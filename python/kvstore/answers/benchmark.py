@@ -29,7 +29,8 @@ POLICIES = (
     "uniform55", "random55", "prompt-topk55", "prompt-topk55:profile=flat", "prompt-topk35:profile=flat",
     "tome55", "aircache10", "aircache35", "airmerge20", "airmerge35", "airmerge20+int4g128m0t0r1",
     "airmerge35:evict=0:near=0.95:guide=none+int4g128m0t0r1", "airmerge35:budget=redundancy:protect=0.5+int8",
-    "airmerge20:budget=redundancy:protect=0.5+int4g128m0t0r1",
+    "airmerge20:budget=redundancy:protect=0.5+int4g128m0t0r1", "airmerge35:budget=redundancy:protect=0.5:distinct=on+int8",
+    "airmerge20:budget=redundancy:protect=0.5:distinct=on+int4g128m0t0r1",
 )
 KIND_NAMES = {"photo": "photos", "video": "clips of 4 frames", "page": "documents as pages (text-dense spans)",
               "text": "documents as text (with a photo)"}
