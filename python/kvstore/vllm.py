@@ -37,12 +37,15 @@ Extra config keys: `store` (a store folder, or the URL of `kvstore serve`; requi
 (default "none"), `token` (for `kvstore serve`), `model` (the `kvsnap.model` name; default
 vLLM's model; the weights' fingerprint is appended, see `model_identity`), `fingerprint` (false:
 share caches by the model's name alone), `binary` (the `kvstore` binary for a local store; default $KVSTORE_BIN or the
-PATH), `timeout` (seconds a store call may take, default 30), `max_pending_mb` (the save queue's
+PATH), `timeout` (seconds a store call may take, default 30), `lookup_timeout` (seconds the
+scheduler waits on a lookup, default 5: a store that does not answer in time is bypassed for
+`retry_seconds`, default 30, and those requests are prefilled), `max_pending_mb` (the save queue's
 bound, default 512), `save` (false: load only), `stats_path` (a JSON file the worker rewrites
 with its counters after every load and save). docs/DESIGN.md, "vLLM connector".
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
@@ -102,7 +105,35 @@ def model_identity(extra: dict[str, Any], vllm_config: "VllmConfig") -> tuple[st
         return name, False
     dtype = str(model_config.dtype).removeprefix("torch.")
     quantization = getattr(model_config, "quantization", None)
-    return f"{name}@{weights}-{dtype}" + (f"-{quantization}" if quantization else ""), True
+    return (f"{name}@{weights}-{dtype}" + (f"-{quantization}" if quantization else "")
+            + f"-p{processing_digest(vllm_config, folder)}"), True
+
+
+#: The files that turn an image or video into what the vision tower sees (sizes, means, patching).
+PROCESSOR_FILES = ("preprocessor_config.json", "processor_config.json", "video_preprocessor_config.json")
+
+
+def processing_digest(vllm_config: "VllmConfig", folder: Path) -> str:
+    """8 hex digits of SHA-256 over what computes the KV besides the weights and the token ids:
+    the processor's files in the weights' folder, the engine's `hf_overrides` (RoPE, sizes) and
+    its engine-wide `mm_processor_kwargs`. vLLM's media hashes cover the raw item and a request's
+    own processor kwargs only, and its caches live in one process; the store outlives both, so
+    a processor fixed at the same path, or an engine overriding the config, must not meet the
+    caches of another (docs/design/vllm.md, "Which model")."""
+    digest = hashlib.sha256()
+    for name in PROCESSOR_FILES:
+        path = folder / name
+        if path.is_file():
+            digest.update(name.encode() + b"\0" + path.read_bytes() + b"\0")
+    model_config = vllm_config.model_config
+    multimodal = getattr(model_config, "multimodal_config", None)
+    for label, value in (("hf_overrides", getattr(model_config, "hf_overrides", None)),
+                         ("mm_processor_kwargs", getattr(multimodal, "mm_processor_kwargs", None))):
+        if value:
+            # A callable override has no stable spelling: its repr differs per process, so such
+            # an engine shares with no other (never with the wrong one).
+            digest.update(label.encode() + b"\0" + json.dumps(value, sort_keys=True, default=repr).encode() + b"\0")
+    return digest.hexdigest()[:8]
 
 
 def _weights_folder(vllm_config: "VllmConfig") -> Path | None:
@@ -190,14 +221,61 @@ def source_of(identifier: str) -> str:
     return SOURCE_PREFIX + identifier
 
 
-def request_spans(num_tokens: int, features: list[Any], merge: int | None) -> list[dict[str, Any]]:
+def names_content(vllm_config: "VllmConfig") -> bool:
+    """Whether vLLM names each multimodal item by a hash of its content. With its processor
+    cache off (`mm_processor_cache_gb=0`) and prefix caching off it does not: items are named
+    by a counter of the process (`renderer0-mm-1-image-0`), the same name for another image in
+    every other engine and after every restart."""
+    multimodal = getattr(vllm_config.model_config, "multimodal_config", None)
+    return not (multimodal is not None and getattr(multimodal, "mm_processor_cache_gb", None) == 0
+                and not vllm_config.cache_config.enable_prefix_caching)
+
+
+def data_source(feature: Any) -> str | None:
+    """`kvstore:sha256:<hex>` of an item's processed data (every tensor's name, dtype, shape and
+    bytes: what the vision tower is given), or None without data. The name the connector gives
+    an item where vLLM's is a counter (`names_content`)."""
+    data = getattr(feature, "data", None)
+    if data is None:
+        return None
+    digest = hashlib.sha256(str(getattr(feature, "modality", "")).encode() + b"\0")
+    try:
+        keys = sorted(data.keys())
+    except (AttributeError, TypeError):
+        return None
+    for key in keys:
+        value = getattr(data[key], "data", data[key])
+        digest.update(str(key).encode() + b"\0")
+        if isinstance(value, torch.Tensor):
+            t = value.detach().to("cpu").contiguous()
+            digest.update(f"{t.dtype}{tuple(t.shape)}".encode())
+            digest.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
+        else:
+            digest.update(repr(value).encode())
+    return "kvstore:sha256:" + digest.hexdigest()
+
+
+def feature_sources(features: list[Any], by_content: bool) -> list[str] | None:
+    """Each item's `source`, in the order given: vLLM's hash where it names content, else a hash
+    of the item's data; None if an item cannot be named (then the request is not shared)."""
+    if by_content:
+        return [source_of(f.identifier) for f in features]
+    sources = [data_source(f) for f in features]
+    return None if any(s is None for s in sources) else sources  # type: ignore[return-value]
+
+
+def request_spans(num_tokens: int, features: list[Any], merge: int | None,
+                  sources: list[str] | None = None) -> list[dict[str, Any]]:
     """kvsnap spans (KVSNAP.md) tiling [0, num_tokens): each image/video placeholder range of
     vLLM (with its grid where the item's data gives it, `[1, length]` otherwise), text before the
-    first (system), between (other), after the last (prompt)."""
-    items = sorted(((f.mm_position.offset, f.mm_position.length, f) for f in features), key=lambda t: t[0])
+    first (system), between (other), after the last (prompt). `sources`, in the order of
+    `features`: each item's source (default: vLLM's hash, `source_of`)."""
+    named = sources if sources is not None else [source_of(f.identifier) for f in features]
+    items = sorted(((f.mm_position.offset, f.mm_position.length, f, named[i]) for i, f in enumerate(features)),
+                   key=lambda t: t[0])
     spans: list[Span] = []
     position = 0
-    for offset, length, f in items:
+    for offset, length, f, source in items:
         if offset < position or offset + length > num_tokens:
             raise ValueError(f"placeholder [{offset}, {offset + length}) overlaps or leaves the prompt")
         if offset > position:
@@ -205,7 +283,7 @@ def request_spans(num_tokens: int, features: list[Any], merge: int | None) -> li
         kind = "video" if f.modality == "video" else "image"
         rows, cols, frames = _grid(f, length, merge)
         span = Span.video(offset, rows, cols, frames) if kind == "video" else Span.image(offset, rows, cols)
-        span.source = source_of(f.identifier)
+        span.source = source
         spans.append(span)
         position = offset + length
     if position < num_tokens:
@@ -332,6 +410,12 @@ class KVStoreConnector(KVConnectorBase_V1):
         self.token = extra.get("token")
         self.binary = extra.get("binary")
         self.timeout = float(extra.get("timeout", 30))
+        self.lookup_timeout = min(self.timeout, float(extra.get("lookup_timeout", 5)))
+        self.retry_seconds = float(extra.get("retry_seconds", 30))
+        self._bypass_until = 0.0
+        self._client: Client | None = None
+        self._lookup_client: Client | None = None
+        self.by_content = names_content(vllm_config)
         model_config = vllm_config.model_config
         self.model, fingerprinted = model_identity(extra, vllm_config)
         self.block_size = int(vllm_config.cache_config.block_size)
@@ -347,6 +431,23 @@ class KVStoreConnector(KVConnectorBase_V1):
             self.save_enabled = self.load_enabled = False
         if not fingerprinted:
             self.save_enabled = self.load_enabled = False
+        cache_dtype = str(getattr(vllm_config.cache_config, "cache_dtype", "auto"))
+        if cache_dtype != "auto":
+            # The store keeps keys and values in the model's dtype; an fp8 cache is another layout.
+            logger.warning("kvstore: the KV cache is %s (kv_cache_dtype): the connector stores and loads caches "
+                           "in the model's dtype only; it is off", cache_dtype)
+            self.save_enabled = self.load_enabled = False
+        if not self.by_content:
+            logger.warning("kvstore: vLLM names images and videos by a counter of this process (its processor cache "
+                           "and prefix caching are both off); the connector names them by a hash of their "
+                           "processed data instead")
+        if self.save_enabled or self.load_enabled:
+            try:
+                self.client()
+            except Exception as e:  # no binary, a token for a folder: say so now, not at the first request
+                logger.warning("kvstore: the store %s cannot be used (%s: %s); the connector is off",
+                               self.store, type(e).__name__, e)
+                self.save_enabled = self.load_enabled = False
         self.stats_path = extra.get("stats_path")
         text = model_config.hf_text_config
         self.num_layers = int(text.num_hidden_layers)
@@ -355,7 +456,6 @@ class KVStoreConnector(KVConnectorBase_V1):
         vision = getattr(model_config.hf_config, "vision_config", None)
         self.merge = getattr(vision, "spatial_merge_size", None)
         self._logged: set[str] = set()
-        self._client: Client | None = None
         if role == KVConnectorRole.SCHEDULER:
             # Failures become a prefill, never a failed request (module docstring).
             self._kv_transfer_config.kv_load_failure_policy = "recompute"
@@ -385,11 +485,26 @@ class KVStoreConnector(KVConnectorBase_V1):
 
     def client(self) -> Client:
         if self._client is None:
-            if self.token is not None:
-                self._client = Client(self.store, token=self.token, timeout=self.timeout)
-            else:
-                self._client = Client(self.store, self.binary, timeout=self.timeout)
+            self._client = self._make_client(self.timeout)
         return self._client
+
+    def _lookup(self) -> Client:
+        """The client the scheduler asks before a prefill: it waits `lookup_timeout` at most."""
+        if self._lookup_client is None:
+            self._lookup_client = self._make_client(self.lookup_timeout)
+        return self._lookup_client
+
+    def _make_client(self, timeout: float) -> Client:
+        if self.token is not None:
+            return Client(self.store, token=self.token, timeout=timeout)
+        return Client(self.store, self.binary, timeout=timeout)
+
+    def _bypass(self, what: str, e: Exception) -> None:
+        """A lookup failed: the scheduler waits on no store call for `retry_seconds` (a store that
+        hangs would otherwise hold every new request, and every running one, for the timeout)."""
+        self._bypass_until = time.monotonic() + self.retry_seconds
+        self._log_once(f"{what}:{type(e).__name__}", "%s failed (%s: %s); lookups skipped for %g s, requests "
+                       "prefilled meanwhile", what, type(e).__name__, e, self.retry_seconds)
 
     def _log_once(self, key: str, message: str, *args: Any) -> None:
         """Warns the first time `key` comes up; later the same failure is counted silently."""
@@ -427,12 +542,16 @@ class KVStoreConnector(KVConnectorBase_V1):
     def _plan(self, request: "Request", ids: list[int], usable: int,
               computed: int) -> tuple[PrefixMatch, int, int, int] | None:
         features = sorted(request.mm_features, key=lambda f: f.mm_position.offset)
-        sources = [source_of(f.identifier) for f in features]
+        sources = feature_sources(features, self.by_content)
+        if sources is None:
+            self._log_once("unnamed", "a request's image or video has no data to name it by; not shared")
+            return None
+        if time.monotonic() < self._bypass_until:
+            return None
         try:
-            found = self.client().match(self.model, ids, sources)
-        except Exception as e:  # a store that is down or refuses: prefill
-            self._log_once(f"match:{type(e).__name__}", "match failed, prefilling instead (%s: %s)",
-                           type(e).__name__, e)
+            found = self._lookup().match(self.model, ids, sources)
+        except Exception as e:  # a store that is down, hangs or refuses: prefill
+            self._bypass("match", e)
             return None
         if found is None:
             return None
@@ -446,10 +565,9 @@ class KVStoreConnector(KVConnectorBase_V1):
         if end <= computed:
             return None
         try:
-            entry = self.client().show(found.id)
+            entry = self._lookup().show(found.id)
         except Exception as e:
-            self._log_once(f"show:{found.id}", "entry %s cannot be read (%s: %s), prefilling instead",
-                           found.id, type(e).__name__, e)
+            self._bypass("reading a matched entry's record", e)
             return None
         problem = self._refusal(entry)
         if problem:
@@ -493,8 +611,12 @@ class KVStoreConnector(KVConnectorBase_V1):
             self._unsaved.discard(new.req_id)
             if not self.save_enabled or not ids or unsaved or unshareable(new):
                 continue
+            features = list(new.mm_features)
+            sources = feature_sources(features, self.by_content)
+            if sources is None:
+                continue  # an item that cannot be named is never stored under a name
             try:
-                spans = request_spans(len(ids), list(new.mm_features), self.merge)
+                spans = request_spans(len(ids), features, self.merge, sources)
             except ValueError as e:
                 self._log_once(f"spans:{e}", "request %s not saved: %s", new.req_id, e)
                 continue
@@ -614,15 +736,16 @@ class KVStoreConnector(KVConnectorBase_V1):
             return
         try:
             layout = self._block_layout()
-        except ValueError as e:  # a cache layout the connector cannot map: serve on, store nothing
+            for save in meta.saves:
+                count = len(save.token_ids)
+                blocks = save.block_ids[:(count + self.block_size - 1) // self.block_size]
+                key, value = layout.read(kv_layer, blocks, count)
+                self._pending.setdefault(save.req_id, {})[index] = (key.contiguous(), value.contiguous())
+        except Exception as e:  # a cache the connector cannot map or read: serve on, store nothing
+            # (this runs inside the model's forward: anything raised here would stop the engine)
             self._unreadable = True
-            self._log_once("layout", "the KV cache's layout cannot be read (%s); saving is off", e)
-            return
-        for save in meta.saves:
-            count = len(save.token_ids)
-            blocks = save.block_ids[:(count + self.block_size - 1) // self.block_size]
-            key, value = layout.read(kv_layer, blocks, count)
-            self._pending.setdefault(save.req_id, {})[index] = (key.contiguous(), value.contiguous())
+            self._pending.clear()
+            self._log_once("layout", "the KV cache cannot be read (%s: %s); saving is off", type(e).__name__, e)
 
     def wait_for_save(self) -> None:
         """Hands each request whose every layer was copied to the save thread (never waits on it)."""
@@ -722,5 +845,5 @@ class KVStoreConnector(KVConnectorBase_V1):
             self._thread.join(timeout=self.timeout)
 
 
-__all__ = ["BlockLayout", "KVStoreConnector", "KVStoreConnectorMetadata", "LoadSpec", "SaveSpec", "request_spans",
-           "source_of", "unshareable"]
+__all__ = ["BlockLayout", "KVStoreConnector", "KVStoreConnectorMetadata", "LoadSpec", "SaveSpec", "data_source",
+           "feature_sources", "names_content", "processing_digest", "request_spans", "source_of", "unshareable"]

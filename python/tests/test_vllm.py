@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import os
 import queue
+import re
 import shutil
 import subprocess
 import sys
@@ -47,12 +48,12 @@ IMAGE_SEED = 7
 class Engine:
     """tests/vllm_engine.py in a process of its own, asked one request at a time."""
 
-    def __init__(self, model: Path, extra: dict[str, Any] | None, log: Path) -> None:
+    def __init__(self, model: Path, extra: dict[str, Any] | None, log: Path, options: dict[str, Any] | None = None) -> None:
         env = dict(os.environ, HF_HUB_OFFLINE="1", VLLM_CPU_KVCACHE_SPACE="1",
                    PYTHONPATH=os.pathsep.join([str(ENGINE.parents[1]), os.environ.get("PYTHONPATH", "")]))
         self.log_path = log
         self.lines: list[str] = []
-        self.process = subprocess.Popen([sys.executable, str(ENGINE), str(model), json.dumps(extra)],
+        self.process = subprocess.Popen([sys.executable, str(ENGINE), str(model), json.dumps(extra), json.dumps(options or {})],
                                         stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                         text=True, env=env)
         self.answers: queue.Queue[dict[str, Any] | None] = queue.Queue()
@@ -80,9 +81,9 @@ class Engine:
                                  + "".join(self.lines[-40:]))
         return answer
 
-    def ask(self, question: str, max_tokens: int = 8) -> dict[str, Any]:
+    def ask(self, question: str, max_tokens: int = 8, image: int = IMAGE_SEED) -> dict[str, Any]:
         assert self.process.stdin is not None
-        self.process.stdin.write(json.dumps({"op": "generate", "question": question, "image": IMAGE_SEED,
+        self.process.stdin.write(json.dumps({"op": "generate", "question": question, "image": image,
                                              "max_tokens": max_tokens}) + "\n")
         self.process.stdin.flush()
         return self._answer(120)
@@ -264,7 +265,7 @@ def test_through_kvstore_serve_and_with_the_server_down(model: Path, reference, 
             answer = engine.ask(question)
             assert answer["cached_tokens"] == 0
             same(answer, reference[question])
-        assert engine.log().count("match failed, prefilling instead") == 1
+        assert engine.log().count("match failed") == 1, "logged once; later lookups are skipped a while"
         assert stats.read()["tokens_loaded"] == 256
     finally:
         engine.close()
@@ -325,7 +326,8 @@ def test_weights_replaced_at_the_same_path_never_load_the_caches_of_the_old_ones
     finally:
         engine.close()
     models = sorted({entry.model for entry in kvstore.Client(d / "store").ls()})
-    assert len(models) == 2 and all(m.startswith(f"{folder}@") and m.endswith("-bfloat16") for m in models), models
+    assert len(models) == 2 and all(m.startswith(f"{folder}@") and re.search(r"-bfloat16-p[0-9a-f]{8}$", m)
+                                    for m in models), models
 
 
 def test_requests_whose_kv_is_not_theirs_alone_are_never_shared() -> None:
@@ -365,3 +367,115 @@ def test_the_stats_file_is_rewritten_safely_from_two_threads(tmp_path: Path) -> 
         t.join()
     assert errors == [] and json.loads((tmp_path / "stats.json").read_text()) == {"loads": 0}
     assert [p.name for p in tmp_path.iterdir()] == ["stats.json"]
+
+
+def test_images_vllm_names_by_a_counter_are_named_by_their_data(model: Path, reference, kvstore_bin: str,
+                                                                tmp_path_factory: pytest.TempPathFactory) -> None:
+    """With its processor cache and prefix caching off, vLLM names every process's first image
+    `renderer0-mm-1-image-0`: under that name a second engine loaded another image's KV. The
+    connector names such items by a hash of their processed data: another image loads nothing,
+    the same image loads its stored prefix and answers as a fresh prefill."""
+    d = tmp_path_factory.mktemp("counter")
+    stats = Stats(d / "stats.json")
+    extra = {"store": str(d / "store"), "policy": "none", "binary": kvstore_bin, "stats_path": str(stats.path)}
+    options = {"mm_processor_cache_gb": 0}
+    engine = Engine(model, extra, d / "first.log", options)
+    try:
+        engine.ask(QUESTIONS[0])
+        stats.wait("saves", 1)
+        assert "names them by a hash of their processed data" in engine.log()
+    finally:
+        engine.close()
+    (entry,) = kvstore.Client(d / "store", kvstore_bin).ls()
+    assert [s.source for s in entry.spans or [] if s.kind == "image"][0].startswith("kvstore:sha256:")
+    stats.path.unlink()
+    engine = Engine(model, extra, d / "second.log", options)
+    try:
+        other = engine.ask(QUESTIONS[1], image=IMAGE_SEED + 1)  # this process's first image, as it was there
+        assert other["cached_tokens"] == 0, "another image's KV was loaded"
+        same_image = engine.ask(QUESTIONS[1])
+        assert same_image["cached_tokens"] == 256
+        same(same_image, reference[QUESTIONS[1]])
+    finally:
+        engine.close()
+
+
+def test_an_fp8_kv_cache_turns_the_connector_off_and_serves_on(model: Path, kvstore_bin: str,
+                                                               tmp_path_factory: pytest.TempPathFactory) -> None:
+    """The store keeps caches in the model's dtype: under `kv_cache_dtype="fp8"` the connector
+    says so at start and stays out of the way (its first save used to stop the engine)."""
+    d = tmp_path_factory.mktemp("fp8")
+    engine = Engine(model, {"store": str(d / "store"), "binary": kvstore_bin}, d / "engine.log", {"kv_cache_dtype": "fp8"})
+    try:
+        for question in QUESTIONS[:2]:
+            assert engine.ask(question)["tokens"], "answered"
+        assert "kv_cache_dtype" in engine.log() and "it is off" in engine.log()
+    finally:
+        engine.close()
+    assert not (d / "store").exists() or not kvstore.Client(d / "store", kvstore_bin).ls()
+
+
+def test_the_model_identity_covers_the_processor_and_the_engines_overrides(tmp_path: Path) -> None:
+    """A processor changed at the same path (other means, other sizes), or an engine overriding
+    the config (RoPE), computes other KV from the same weights and ids: another identity."""
+    from types import SimpleNamespace
+
+    from kvstore.vllm import processing_digest
+
+    def config(overrides: Any = None, kwargs: Any = None) -> Any:
+        return SimpleNamespace(model_config=SimpleNamespace(hf_overrides=overrides,
+                                                            multimodal_config=SimpleNamespace(mm_processor_kwargs=kwargs)))
+    (tmp_path / "preprocessor_config.json").write_text('{"image_mean": [0.5, 0.5, 0.5]}')
+    base = processing_digest(config(), tmp_path)
+    assert re.fullmatch(r"[0-9a-f]{8}", base) and processing_digest(config({}, {}), tmp_path) == base
+    assert processing_digest(config({"rope_theta": 50.0}), tmp_path) != base
+    assert processing_digest(config(kwargs={"max_pixels": 1 << 20}), tmp_path) != base
+    (tmp_path / "preprocessor_config.json").write_text('{"image_mean": [0.1, 0.1, 0.1]}')
+    assert processing_digest(config(), tmp_path) != base
+
+
+def test_items_are_named_by_their_data_where_vllm_names_them_by_a_counter() -> None:
+    from types import SimpleNamespace
+
+    import torch
+
+    from kvstore.vllm import feature_sources, names_content
+
+    def item(seed: int, data: bool = True) -> Any:
+        pixels = torch.from_numpy(np.random.default_rng(seed).random((4, 6), dtype=np.float32)).to(torch.bfloat16)
+        return SimpleNamespace(identifier="renderer0-mm-1-image-0", modality="image",
+                               data={"pixel_values": SimpleNamespace(data=pixels)} if data else None)
+    a, b, a2 = item(1), item(2), item(1)
+    assert feature_sources([a], by_content=True) == ["vllm:renderer0-mm-1-image-0"]
+    (sa,), (sb,), (sa2,) = (feature_sources([x], by_content=False) for x in (a, b, a2))  # type: ignore[misc]
+    assert sa.startswith("kvstore:sha256:") and sa == sa2 and sa != sb
+    assert feature_sources([a, item(3, data=False)], by_content=False) is None, "an item without data is never named"
+
+    def vllm_config(cache_gb: float, prefix: bool) -> Any:
+        return SimpleNamespace(model_config=SimpleNamespace(multimodal_config=SimpleNamespace(mm_processor_cache_gb=cache_gb)),
+                               cache_config=SimpleNamespace(enable_prefix_caching=prefix))
+    assert not names_content(vllm_config(0, False))
+    assert names_content(vllm_config(4, False)) and names_content(vllm_config(0, True))
+
+
+def test_a_store_that_does_not_answer_is_asked_again_only_after_a_while() -> None:
+    """A lookup that times out is paid once: for `retry_seconds` the scheduler asks no store
+    (each new request, and every running one, waited the timeout before)."""
+    from types import SimpleNamespace
+
+    from kvstore.vllm import KVStoreConnector
+    c = object.__new__(KVStoreConnector)
+    c._logged, c.by_content, c.model, c.retry_seconds, c._bypass_until = set(), True, "m", 30.0, 0.0
+    calls: list[str] = []
+
+    class Hanging:
+        def match(self, *args: Any) -> Any:
+            calls.append("match")
+            raise TimeoutError("timed out")
+    c._lookup_client = Hanging()
+    request = SimpleNamespace(mm_features=[])
+    assert c._plan(request, list(range(300)), 256, 0) is None
+    assert c._plan(request, list(range(300)), 256, 0) is None
+    assert calls == ["match"], "the second request did not wait on the store"
+    c._bypass_until = 0.0
+    assert c._plan(request, list(range(300)), 256, 0) is None and calls == ["match", "match"]

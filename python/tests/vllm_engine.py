@@ -1,7 +1,8 @@
 """A vLLM engine on CPU that python/tests/test_vllm.py (and examples/vllm_reuse.py) drive from
 another process: vLLM starts its engine core in subprocesses, which wants a `__main__` guard.
 
-    python vllm_engine.py MODEL_DIR CONNECTOR_JSON     # CONNECTOR_JSON: extra config, or null
+    python vllm_engine.py MODEL_DIR CONNECTOR_JSON [OPTIONS_JSON]
+        # CONNECTOR_JSON: extra config, or null; OPTIONS_JSON: more arguments of vllm.LLM
 
 It prints `ENGINE {"ready": true}` once loaded, then reads one JSON command a line from stdin
 and answers each with one `ENGINE {...}` line on stdout (vLLM's own logs pass through):
@@ -32,6 +33,7 @@ def image(seed: int):
 
 def main() -> None:
     model, extra = sys.argv[1], json.loads(sys.argv[2])
+    more = json.loads(sys.argv[3]) if len(sys.argv) > 3 else {}
     from vllm import LLM, SamplingParams
 
     from kvstore.tiny import folder_prompt
@@ -42,7 +44,7 @@ def main() -> None:
     # Prefix caching off: a second request about the same image would otherwise hit vLLM's own
     # cache of the first, and the store would never be asked.
     llm = LLM(model=model, dtype="bfloat16", max_model_len=512, enforce_eager=True, enable_prefix_caching=False,
-              seed=0, limit_mm_per_prompt={"image": 1}, **options)
+              seed=0, limit_mm_per_prompt={"image": 1}, **options, **more)
     say({"ready": True})
     for line in sys.stdin:
         command = json.loads(line)
