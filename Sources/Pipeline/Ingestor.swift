@@ -249,10 +249,27 @@ public struct Ingestor {
                   (try? reader.checkContent(named: found.name)) != nil,
                   reader.header.isSegment, reader.header.segment?.length == end,
                   reader.header.compression[EntryIndex.prefixSourceKey] == source else { continue }
+            if root.blobs.isShared, try !republish(found.name) { continue }
             return PackedBlob(name: found.name, path: reader.path, header: reader.header, bytes: attributes.bytes,
                               compression: reader.header.compression)
         }
         return nil
+    }
+
+    /// Publishes blob `name` again from the copy just checked. On a shared store that copy may
+    /// be this node's cached one while the object itself was damaged since (outside kvstore):
+    /// a later question would name a segment every other node refuses. Publishing the checked
+    /// bytes repairs the object and makes it young, as a first question's publish does. False
+    /// when the copy no longer holds `name`.
+    private func republish(_ name: String) throws -> Bool {
+        let file = try MappedFile(path: root.blobs.readablePath(name))
+        let temp = try root.blobs.newTempFile()
+        guard try Migrator.copy(file, into: temp).name == name else {
+            temp.abandon()
+            return false
+        }
+        _ = try root.blobs.publish(temp, as: name)
+        return true
     }
 
     static func json(_ map: [String: String]) -> String {

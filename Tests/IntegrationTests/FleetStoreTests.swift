@@ -371,6 +371,34 @@ final class FleetStoreTests: XCTestCase {
     /// `verify` on a shared store reads each object itself: the node that ingested an entry
     /// (and so holds a copy) reports the entry's object replaced behind kvstore's back, as a
     /// node without a copy does; it once vouched for it from its cache.
+    /// A node holding a checked copy of a guided segment names it for a later question; the
+    /// object itself was damaged meanwhile (outside kvstore): the node publishes its checked
+    /// copy again, so the later question's entry reads back on every node.
+    func testALaterQuestionRepairsAGuidedSegmentDamagedBehindANodesCopy() throws {
+        let first = try kv(["ingest", "--policy", "aircache50:dense=0", try scratch.question("r1.safetensors", question: 1)], node: 1)
+        XCTAssertEqual(first.status, 0, first.stderr)
+        let show = try JSONSerialization.jsonObject(with: try kv(["show", first.stdout.trimmingCharacters(in: .whitespacesAndNewlines), "--json"]).stdoutBytes) as? [String: Any]
+        let segment = try XCTUnwrap((show?["segment"] as? [String: Any])?["blob"] as? String)
+        let env = servers.environment
+        let curl = "curl -sf --aws-sigv4 aws:amz:us-east-1:s3 --user \"$AWS_ACCESS_KEY_ID:$AWS_SECRET_ACCESS_KEY\""
+        let key = "\(env["AWS_ENDPOINT_URL_S3"]!)/\(FleetServers.bucket)/fleet/blobs/\(segment.prefix(2))/\(segment).kvpack"
+        let junk = scratch.path + "/junk.kvpack"
+        try Data(repeating: 7, count: 4096).write(to: URL(fileURLWithPath: junk))
+        let damage = try FleetServers.shell(["-c", """
+            export AWS_ACCESS_KEY_ID='\(env["AWS_ACCESS_KEY_ID"]!)' AWS_SECRET_ACCESS_KEY='\(env["AWS_SECRET_ACCESS_KEY"]!)'
+            \(curl) -X PUT -H 'x-amz-content-sha256: UNSIGNED-PAYLOAD' --data-binary @'\(junk)' '\(key)'
+            """])
+        XCTAssertEqual(damage.status, 0, damage.output)
+        let later = try kv(["ingest", "--policy", "aircache50:dense=0", try scratch.question("r2.safetensors", question: 2)], node: 1)
+        XCTAssertEqual(later.status, 0, later.stderr)
+        let id = later.stdout.trimmingCharacters(in: .whitespacesAndNewlines)
+        let again = try JSONSerialization.jsonObject(with: try kv(["show", id, "--json"]).stdoutBytes) as? [String: Any]
+        XCTAssertEqual((again?["segment"] as? [String: Any])?["blob"] as? String, segment, "the later question names the first's segment")
+        let fetched = try kv(["fetch", id, "-o", "/dev/null"], node: 2)
+        XCTAssertEqual(fetched.status, 0, "another node reads the later question's entry: \(fetched.stderr)")
+        XCTAssertEqual(try verify(node: 2).failures, 0)
+    }
+
     func testVerifyOnANodeThatCachedAnObjectChecksTheObjectItself() throws {
         var blobs: [String] = []
         for seed in 1...2 {
