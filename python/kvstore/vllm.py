@@ -233,26 +233,46 @@ def names_content(vllm_config: "VllmConfig") -> bool:
 
 def data_source(feature: Any) -> str | None:
     """`kvstore:sha256:<hex>` of an item's processed data (every tensor's name, dtype, shape and
-    bytes: what the vision tower is given), or None without data. The name the connector gives
-    an item where vLLM's is a counter (`names_content`)."""
+    bytes, nested lists and dicts walked: what the vision tower is given), or None without data
+    or with a value it cannot spell exactly. The name the connector gives an item where vLLM's
+    is a counter (`names_content`)."""
     data = getattr(feature, "data", None)
     if data is None:
         return None
     digest = hashlib.sha256(str(getattr(feature, "modality", "")).encode() + b"\0")
     try:
-        keys = sorted(data.keys())
-    except (AttributeError, TypeError):
+        items = {str(k): getattr(data[k], "data", data[k]) for k in data.keys()}
+    except (AttributeError, TypeError, KeyError):
         return None
-    for key in keys:
-        value = getattr(data[key], "data", data[key])
-        digest.update(str(key).encode() + b"\0")
-        if isinstance(value, torch.Tensor):
-            t = value.detach().to("cpu").contiguous()
-            digest.update(f"{t.dtype}{tuple(t.shape)}".encode())
-            digest.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
-        else:
-            digest.update(repr(value).encode())
-    return "kvstore:sha256:" + digest.hexdigest()
+    return "kvstore:sha256:" + digest.hexdigest() if _feed(digest, items) else None
+
+
+def _feed(digest: Any, value: Any) -> bool:
+    """Adds `value` to `digest` exactly; False for a value whose bytes cannot be had (a repr may
+    abbreviate, and two items must never share a name)."""
+    if isinstance(value, torch.Tensor):
+        t = value.detach().to("cpu").contiguous()
+        digest.update(f"T{t.dtype}{tuple(t.shape)}".encode())
+        digest.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
+    elif isinstance(value, np.ndarray):
+        a = np.ascontiguousarray(value)
+        if a.dtype == object:
+            return False
+        digest.update(f"A{a.dtype.str}{a.shape}".encode() + a.tobytes())
+    elif isinstance(value, dict):
+        digest.update(f"D{len(value)}".encode())
+        for key in sorted(value, key=str):
+            digest.update(str(key).encode() + b"\0")
+            if not _feed(digest, value[key]):
+                return False
+    elif isinstance(value, (list, tuple)):
+        digest.update(f"L{len(value)}".encode())
+        return all(_feed(digest, v) for v in value)
+    elif value is None or isinstance(value, (bool, int, float, str, bytes)):
+        digest.update(f"S{type(value).__name__}:{value!r}".encode())
+    else:
+        return False
+    return True
 
 
 def feature_sources(features: list[Any], by_content: bool) -> list[str] | None:

@@ -450,6 +450,15 @@ def test_items_are_named_by_their_data_where_vllm_names_them_by_a_counter() -> N
     (sa,), (sb,), (sa2,) = (feature_sources([x], by_content=False) for x in (a, b, a2))  # type: ignore[misc]
     assert sa.startswith("kvstore:sha256:") and sa == sa2 and sa != sb
     assert feature_sources([a, item(3, data=False)], by_content=False) is None, "an item without data is never named"
+    # Nested values are hashed whole: two lists of large tensors that print alike differ.
+    big = [torch.zeros(10_000), torch.zeros(10_000)]
+    other = [torch.zeros(10_000), torch.zeros(10_000)]
+    other[1][5_000] = 1.0
+    assert repr(big) == repr(other)
+    nested = [SimpleNamespace(identifier="x", modality="image", data={"pixel_values": SimpleNamespace(data=v)}) for v in (big, other)]
+    assert len(set(feature_sources(nested, by_content=False) or [])) == 2
+    odd = SimpleNamespace(identifier="x", modality="image", data={"pixel_values": SimpleNamespace(data=object())})
+    assert feature_sources([odd], by_content=False) is None, "a value with no exact spelling is never named"
 
     def vllm_config(cache_gb: float, prefix: bool) -> Any:
         return SimpleNamespace(model_config=SimpleNamespace(multimodal_config=SimpleNamespace(mm_processor_cache_gb=cache_gb)),
