@@ -47,8 +47,8 @@ public struct Ingestor {
     /// Ingests `path`; `stage` holds the step reached, so a caller that catches an error
     /// knows where it happened.
     public func ingest(path: String, policy: Policy, stage: inout IngestStage) throws -> IngestOutcome {
-        var reusing = true
-        for attempt in 1... {
+        var reusing = true, collected = ""
+        for _ in 0..<3 {
             do {
                 return try ingest(path: path, policy: policy, stage: &stage, reusingGuidedSegments: reusing)
             } catch SegmentGone.collected(let segment, let wasReused) {
@@ -57,14 +57,12 @@ public struct Ingestor {
                 // tombstone (a guided segment found for this question, or this ingest's own,
                 // published again a moment before). Store it again: publishing the segment anew
                 // makes it younger than any tombstone, and a guided question reduces its own.
+                collected = segment
                 if wasReused { reusing = false }
-                guard attempt < 3 else {
-                    throw StoreError.io(path: root.blobs.location(segment), operation: "store (its prefix segment was "
-                                        + "collected by concurrent removals three times; nothing was stored)", errno: EAGAIN)
-                }
             }
         }
-        fatalError("unreachable")
+        throw StoreError.io(path: root.blobs.location(collected), operation: "store (its prefix segment was "
+                            + "collected by concurrent removals three times; nothing was stored)", errno: EAGAIN)
     }
 
     private enum SegmentGone: Error { case collected(String, reused: Bool) }
@@ -246,25 +244,24 @@ public struct Ingestor {
         for found in try root.index.guidedSegments(model: model, prefixDigest: prefix.digest, policy: policy, source: source) {
             guard let attributes = try root.blobs.attributes(found.name) else { continue }
             guard let reader = try? PackReader(path: root.blobs.readablePath(found.name)),
-                  (try? reader.checkContent(named: found.name)) != nil,
                   reader.header.isSegment, reader.header.segment?.length == end,
-                  reader.header.compression[EntryIndex.prefixSourceKey] == source else { continue }
-            if root.blobs.isShared, try !republish(found.name) { continue }
+                  reader.header.compression[EntryIndex.prefixSourceKey] == source,
+                  try holds(reader, named: found.name) else { continue }
             return PackedBlob(name: found.name, path: reader.path, header: reader.header, bytes: attributes.bytes,
                               compression: reader.header.compression)
         }
         return nil
     }
 
-    /// Publishes blob `name` again from the copy just checked. On a shared store that copy may
-    /// be this node's cached one while the object itself was damaged since (outside kvstore):
-    /// a later question would name a segment every other node refuses. Publishing the checked
-    /// bytes repairs the object and makes it young, as a first question's publish does. False
-    /// when the copy no longer holds `name`.
-    private func republish(_ name: String) throws -> Bool {
-        let file = try MappedFile(path: root.blobs.readablePath(name))
+    /// Whether `reader`'s file holds blob `name`. On a shared store that file may be this
+    /// node's cached copy while the object itself was damaged since (outside kvstore): a later
+    /// question would name a segment every other node refuses. So there the copy is hashed as
+    /// it is published again, which repairs the object and makes it young, as a first
+    /// question's publish does; one pass does both.
+    private func holds(_ reader: PackReader, named name: String) throws -> Bool {
+        guard root.blobs.isShared else { return (try? reader.checkContent(named: name)) != nil }
         let temp = try root.blobs.newTempFile()
-        guard try Migrator.copy(file, into: temp).name == name else {
+        guard try Migrator.copy(MappedFile(path: reader.path), into: temp).name == name else {
             temp.abandon()
             return false
         }

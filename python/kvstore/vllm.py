@@ -64,7 +64,7 @@ from vllm.distributed.kv_transfer.kv_connector.v1.base import (KVConnectorBase_V
 
 from .client import Client, PrefixMatch
 from .snapshot import Layer, Snapshot, Span, write
-from .errors import FingerprintError
+from .errors import FingerprintError, NotFoundError
 from .weights import fingerprint
 
 if TYPE_CHECKING:
@@ -484,6 +484,7 @@ class KVStoreConnector(KVConnectorBase_V1):
             self._tracked: dict[str, _Tracked] = {}
             self._refused: set[str] = set()
             self._unsaved: set[str] = set()  # requests not to save: private KV, or a lossy entry loaded
+            self._named: dict[str, list[str] | None] = {}  # req -> its media's sources, hashed once
         else:
             self._caches: dict[str, torch.Tensor] = {}
             self._layer_index: dict[str, int] = {}
@@ -562,7 +563,7 @@ class KVStoreConnector(KVConnectorBase_V1):
     def _plan(self, request: "Request", ids: list[int], usable: int,
               computed: int) -> tuple[PrefixMatch, int, int, int] | None:
         features = sorted(request.mm_features, key=lambda f: f.mm_position.offset)
-        sources = feature_sources(features, self.by_content)
+        sources = self._sources(request.request_id, features)
         if sources is None:
             self._log_once("unnamed", "a request's image or video has no data to name it by; not shared")
             return None
@@ -586,6 +587,9 @@ class KVStoreConnector(KVConnectorBase_V1):
             return None
         try:
             entry = self._lookup().show(found.id)
+        except NotFoundError as e:  # removed since the match: the store answers, nothing to wait out
+            self._log_once(f"show:{found.id}", "entry %s is gone (%s), prefilling instead", found.id, e)
+            return None
         except Exception as e:
             self._bypass("reading a matched entry's record", e)
             return None
@@ -631,8 +635,9 @@ class KVStoreConnector(KVConnectorBase_V1):
             self._unsaved.discard(new.req_id)
             if not self.save_enabled or not ids or unsaved or unshareable(new):
                 continue
-            features = list(new.mm_features)
-            sources = feature_sources(features, self.by_content)
+            features = sorted(new.mm_features, key=lambda f: f.mm_position.offset)
+            sources = self._sources(new.req_id, features)
+            self._named.pop(new.req_id, None)
             if sources is None:
                 continue  # an item that cannot be named is never stored under a name
             try:
@@ -679,7 +684,17 @@ class KVStoreConnector(KVConnectorBase_V1):
         if tracked.save:
             meta.saves.append(SaveSpec(req_id, tracked.token_ids, tracked.block_ids, tracked.spans))
 
+    def _sources(self, req_id: str, features: list[Any]) -> list[str] | None:
+        """`feature_sources` of a request's media (in offset order), hashed once for its lookup
+        and its save where vLLM names them by a counter (a hash reads every processed pixel)."""
+        if self.by_content:
+            return feature_sources(features, True)
+        if req_id not in self._named:
+            self._named[req_id] = feature_sources(features, False)
+        return self._named[req_id]
+
     def request_finished(self, request: "Request", block_ids: list[int]) -> tuple[bool, dict[str, Any] | None]:
+        self._named.pop(request.request_id, None)
         for state in (self._plans, self._allocated, self._tracked):
             state.pop(request.request_id, None)
         self._unsaved.discard(request.request_id)

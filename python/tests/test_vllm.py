@@ -482,7 +482,7 @@ def test_a_store_that_does_not_answer_is_asked_again_only_after_a_while() -> Non
             calls.append("match")
             raise TimeoutError("timed out")
     c._lookup_client = Hanging()
-    request = SimpleNamespace(mm_features=[])
+    request = SimpleNamespace(request_id="r", mm_features=[])
     assert c._plan(request, list(range(300)), 256, 0) is None
     assert c._plan(request, list(range(300)), 256, 0) is None
     assert calls == ["match"], "the second request did not wait on the store"

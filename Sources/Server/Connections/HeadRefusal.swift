@@ -26,9 +26,9 @@ enum HeadRefusal {
     /// The whole response: a JSON body, `Connection: close`.
     static func response(_ error: HTTPParserError) -> (head: HTTPResponseHead, body: String) {
         let (status, message) = answer(error)
-        let body = (try? JSONSerialization.data(withJSONObject: ["code": "bad_request", "error": message], options: [.sortedKeys]))
-            .flatMap { String(data: $0, encoding: .utf8) } ?? #"{"code":"bad_request"}"#
-        let text = body + "\n"
+        // Spelled as every other error body is (`StoreResponder.error`).
+        let body = (try? StoreResponder.jsonEncoder.encode(["code": "bad_request", "error": message])) ?? Data(#"{"code":"bad_request"}"#.utf8)
+        let text = String(decoding: body, as: UTF8.self) + "\n"
         let headers = HTTPHeaders([("Content-Type", "application/json"), ("Content-Length", String(text.utf8.count)),
                                    ("Connection", "close"), ("X-Content-Type-Options", "nosniff")])
         return (HTTPResponseHead(version: .http1_1, status: status, headers: headers), text)
