@@ -127,6 +127,24 @@ public struct OrphanAdopter {
         return removed
     }
 
+    /// The segments that the entry parts among `names` (orphans too young to settle) name.
+    /// A blob gone since it was listed, or damaged, names nothing; a failure to read one is
+    /// thrown, since what it would have named is not known.
+    public func segmentsNamed(byParts names: [String]) throws -> Set<String> {
+        var named: Set<String> = []
+        for name in names {
+            do {
+                if let segment = try root.blobs.openPack(name).header.segment?.name { named.insert(segment) }
+            } catch let error as StoreError where error.isTransient || error.isIO {
+                if case .io(_, _, ENOENT) = error, try root.blobs.attributes(name) == nil { continue }
+                throw error
+            } catch {
+                continue
+            }
+        }
+        return named
+    }
+
     /// A segmented entry's segment size and entry count, from the segment itself.
     static func segmentFacts(_ record: EntryRecord, root: StoreRoot) throws -> (bytes: Int, count: Int) {
         guard let name = record.segment else { return (0, 0) }

@@ -52,11 +52,12 @@ extension StoreRoot {
 
     /// Deletes tombstoned blobs tombstoned at least `grace` seconds ago (by the index's clock)
     /// that no row names and that were not published again since (a blob newer than its
-    /// tombstone is an entry ingested anew: it is left for adoption), and forgets them.
-    /// Returns how many were deleted and their bytes.
-    public func collectDoomed(grace: Double, dryRun: Bool = false) throws -> (count: Int, bytes: Int) {
+    /// tombstone is an entry ingested anew: it is left for adoption), and forgets them;
+    /// those in `sparing` wait (segments a part too young to settle names). Returns how many
+    /// were deleted and their bytes.
+    public func collectDoomed(grace: Double, dryRun: Bool = false, sparing: Set<String> = []) throws -> (count: Int, bytes: Int) {
         var collected = (count: 0, bytes: 0)
-        for doomed in try index.doomed() where doomed.age >= grace {
+        for doomed in try index.doomed() where doomed.age >= grace && !sparing.contains(doomed.blob) {
             if dryRun {
                 if try !index.isReferenced(blob: doomed.blob), let blob = try blobs.attributes(doomed.blob),
                    let tombstoneAge = try index.tombstoneAge(of: doomed.blob), blob.oldest >= tombstoneAge {
@@ -116,10 +117,10 @@ extension StoreRoot {
     /// more than `minimumAge` seconds ago by the blob store's clock. The listing comes first
     /// and the references second, so a blob published during the listing is young and skipped
     /// rather than mistaken for an orphan.
-    public func orphanBlobs(minimumAge: Double) throws -> [(name: String, bytes: Int, modified: Double)] {
+    public func orphanBlobs(minimumAge: Double) throws -> [(name: String, bytes: Int, modified: Double, age: Double)] {
         let inventory = try blobs.inventory()
         let referenced = try index.referencedBlobs().union(try index.doomed().map(\.blob))
         return inventory.filter { !referenced.contains($0.key) && $0.value.age >= minimumAge }
-            .map { ($0.key, $0.value.bytes, $0.value.modified) }.sorted { $0.name < $1.name }
+            .map { ($0.key, $0.value.bytes, $0.value.modified, $0.value.age) }.sorted { $0.name < $1.name }
     }
 }

@@ -69,3 +69,52 @@ final class RemovedEntryTests: XCTestCase {
         XCTAssertNotNil(try f.root.index.entry(id: record.id))
     }
 }
+
+/// A later question that died after publishing its part, while an `rm` tombstoned the segment
+/// it names: compaction keeps the segment until the part is old enough to settle, then adopts
+/// the part with it (docs/design/segments.md, the crash table's step 5). Collected first, the
+/// segment left a part that no compaction could ever adopt or delete.
+final class AwaitedSegmentTests: XCTestCase {
+    /// Sets a blob's modification time `seconds` into the past.
+    private func age(_ root: StoreRoot, _ name: String, by seconds: Int) throws {
+        var times = [timespec(tv_sec: time(nil) - seconds, tv_nsec: 0), timespec(tv_sec: time(nil) - seconds, tv_nsec: 0)]
+        XCTAssertEqual(utimensat(AT_FDCWD, root.blobs.location(name), &times, 0), 0)
+    }
+
+    func testASegmentAYoungPartNamesOutlivesItsTombstoneUntilThePartIsAdopted() throws {
+        let f = try StoreFixture()
+        let first = try f.ingest(try StoreFixture.question(f.directory, 1)).record
+        let laterInput = try StoreFixture.question(f.directory, 2)
+        let later = try f.ingest(laterInput).record
+        let segment = try XCTUnwrap(first.segment)
+        XCTAssertEqual(later.segment, segment)
+        let expected = try f.fetch(later.id).bytes
+
+        // The later question's row never went in (its process died after publishing the part),
+        // and the first question was removed, tombstoning its part and the segment a while ago.
+        try f.root.index.db.query("DELETE FROM entries WHERE id = ?", [.text(later.id)])
+        try f.root.index.db.query("DELETE FROM sources WHERE entry_id = ?", [.text(later.id)])
+        XCTAssertNotNil(try f.root.index.remove(first.id))
+        try f.root.index.db.query("UPDATE doomed SET doomed_at = doomed_at - 100")
+        try age(f.root, segment, by: 200)
+        try age(f.root, first.blob, by: 200)
+
+        var settings = CompactionSettings()
+        settings.grace = 50
+        let young = try Compactor(root: f.root).run(settings)
+        XCTAssertEqual(young.doomedRemoved, 1, "the first question's part")
+        XCTAssertNotNil(try f.root.blobs.attributes(segment), "kept for the part too young to settle")
+        XCTAssertNil(try f.root.blobs.attributes(first.blob))
+
+        try age(f.root, later.blob, by: 100)
+        let settled = try Compactor(root: f.root).run(settings)
+        XCTAssertEqual(settled.orphansAdopted, [later.id])
+        XCTAssertEqual(settled.orphansKept.count, 0)
+        XCTAssertEqual(try f.root.index.entry(id: later.id)?.segment, segment)
+        XCTAssertEqual(try f.root.index.doomed().count, 0, "named again, the segment's tombstone is forgotten")
+        XCTAssertEqual(try f.fetch(later.id).bytes, expected)
+        let report = try Verifier(root: f.root).verify()
+        XCTAssertTrue(report.ok)
+        XCTAssertEqual(report.orphans, [])
+    }
+}

@@ -63,8 +63,13 @@ public struct Compactor {
         // only damaged files and superseded copies.
         let adopter = OrphanAdopter(root: root, deletes: true, dryRun: settings.dryRun)
         (report.strays, report.reshelved) = try adopter.reshelveStrays()
-        var segments: [String] = [], keptSegments: Set<String> = []
-        for orphan in try root.orphanBlobs(minimumAge: settings.grace) {
+        // A part younger than the grace period is an ingest about to write its row, or one
+        // that died after publishing its part: settled once old enough, with its segment, so
+        // that segment waits too, tombstoned or not (docs/design/segments.md, "Crashes").
+        let orphans = try root.orphanBlobs(minimumAge: 0)
+        let awaited = try adopter.segmentsNamed(byParts: orphans.filter { $0.age < settings.grace }.map(\.name))
+        var segments: [String] = [], keptSegments = awaited
+        for orphan in orphans where orphan.age >= settings.grace {
             switch try adopter.settle(orphan.name, minimumAge: settings.grace) {
             case .adopted(let id): report.orphansAdopted.append(id)
             case .relinked(let id): report.orphansAdopted.append(id)
@@ -87,7 +92,7 @@ public struct Compactor {
         // Tombstoned blobs after the orphans: a tombstoned segment that an orphan part names
         // (an index restored from a backup older than the part's row) was just named again by
         // the part's adoption, and is kept; collected first, it left the part unrecognised.
-        let doomed = try root.collectDoomed(grace: settings.grace, dryRun: settings.dryRun)
+        let doomed = try root.collectDoomed(grace: settings.grace, dryRun: settings.dryRun, sparing: awaited)
         report.doomedRemoved = doomed.count
         report.doomedBytes = doomed.bytes
         // Every orphan older than the grace period was settled just now; a removal a month
