@@ -1,16 +1,28 @@
 import ArgumentParser
 import LightKV
 import Pipeline
+import Store
 
 struct PoliciesCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "policies",
-        abstract: "List the built-in compression policies and the policy grammar, or check a policy file.")
+        abstract: "List the built-in compression policies and the policy grammar, or check a policy file or a policy.")
 
     @Option(name: .long, help: "A policy file to check and list (docs/DESIGN.md, \"Policy files\").")
     var file: String?
 
+    @Option(name: .long, help: "A policy to check (a spelling, or a name from --file): prints its canonical spelling, or says why it is none (exit 1).")
+    var check: String?
+
     func run() throws {
+        if let check {
+            do {
+                print(try Policy.resolve(check, in: try file.map { try PolicyFile.load(path: $0) }).name)
+            } catch let e as PolicyError {
+                throw StoreError.badPolicy(e)
+            }
+            return
+        }
         if let file {
             let policies: PolicyFile
             policies = try PolicyFile.load(path: file)

@@ -203,8 +203,8 @@ class Client:
         self.store = os.fspath(store) if store is not None else None
         self.timeout = timeout
 
-    def _run(self, args: list[str], ok: tuple[int, ...] = (0,)) -> subprocess.CompletedProcess[str]:
-        full = [args[0]] + (["--store", self.store] if self.store is not None else []) + args[1:]
+    def _run(self, args: list[str], ok: tuple[int, ...] = (0,), store: bool = True) -> subprocess.CompletedProcess[str]:
+        full = [args[0]] + (["--store", self.store] if store and self.store is not None else []) + args[1:]
         try:
             done = subprocess.run([self.binary, *full], capture_output=True, text=True, timeout=self.timeout)
         except subprocess.TimeoutExpired:
@@ -309,6 +309,12 @@ class Client:
     def pin(self, *entries: str, pinned: bool = True) -> None:
         """Pins entries so compaction never evicts or re-packs them (`pinned=False` unpins)."""
         self._run(["pin", *([] if pinned else ["--off"]), *map(check_entry, entries)])
+
+    def check_policy(self, policy: str, policies: str | None = None) -> str:
+        """`policy`'s canonical spelling (`lightkv+int8` -> `lightkv+int8g32+zstd3`), or a
+        `UsageError` that says why it is not a policy (`kvstore policies --check`)."""
+        extra = [f"--file={policies}"] if policies else []
+        return self._run(["policies", f"--check={policy}", *extra], store=False).stdout.strip()
 
     def stats(self) -> dict[str, Any]:
         """Totals over the store, as `kvstore stats --json` gives them (`entries`, `bytes_in`,

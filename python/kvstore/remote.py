@@ -341,6 +341,9 @@ class HTTPClient(Client):
         for entry in map(check_entry, entries):
             self._json("POST", f"/v1/entries/{self._segment(entry)}/pin", {"pinned": "true" if pinned else "false"})
 
+    def check_policy(self, policy: str, policies: str | None = None) -> str:
+        raise self._not_offered("policies --check")
+
     def stats(self) -> dict[str, Any]:
         raise self._not_offered("stats")
 

@@ -62,9 +62,9 @@ import torch
 from vllm.distributed.kv_transfer.kv_connector.v1.base import (KVConnectorBase_V1, KVConnectorMetadata,
                                                               KVConnectorRole)
 
-from .client import Client, PrefixMatch
+from .client import Client, PrefixMatch, is_url
 from .snapshot import Layer, Snapshot, Span, write
-from .errors import FingerprintError, NotFoundError
+from .errors import FingerprintError, NotFoundError, UsageError
 from .weights import fingerprint
 
 if TYPE_CHECKING:
@@ -468,6 +468,17 @@ class KVStoreConnector(KVConnectorBase_V1):
                 logger.warning("kvstore: the store %s cannot be used (%s: %s); the connector is off",
                                self.store, type(e).__name__, e)
                 self.save_enabled = self.load_enabled = False
+        if self.save_enabled and not is_url(self.store):
+            # A policy the binary does not know would fail every save; a server checks its own
+            # (its policy file may name more) at the first save.
+            try:
+                self.policy = self.client().check_policy(self.policy)
+            except UsageError as e:
+                logger.warning("kvstore: %s; the connector saves nothing (loading is unaffected)", e.stderr.strip() or e)
+                self.save_enabled = False
+        if self.save_enabled and _evicts(self.policy, ""):
+            logger.warning("kvstore: policy %r evicts vision tokens: the entries it stores are kept for other readers, "
+                           "but vLLM cannot load them (its attention needs KV at every position)", self.policy)
         self.stats_path = extra.get("stats_path")
         text = model_config.hf_text_config
         self.num_layers = int(text.num_hidden_layers)

@@ -49,6 +49,18 @@ def test_errors_follow_exit_codes(cli: CLI, tmp_path: Path) -> None:
     assert str(bad) in str(c.value)
 
 
+def test_a_policy_is_checked_without_a_store(cli: CLI, tmp_path: Path) -> None:
+    store = kvstore.Client(store=tmp_path / "store", binary=cli.binary)
+    assert store.check_policy("lightkv+int8") == "lightkv+int8g32+zstd3"
+    assert store.check_policy("lz4") == "none+lz4"
+    with pytest.raises(kvstore.UsageError, match='part "int3": bits must be 8, 4 or 2'):
+        store.check_policy("lightkv+int3")
+    named = tmp_path / "policies.toml"
+    named.write_text('kind = "policies"\n\n[small]\nreduction = "airmerge20"\nquantization = "int4g128m0t0r1"\n')
+    assert store.check_policy("small", policies=str(named)).startswith("airmerge20")
+    assert not (tmp_path / "store").exists(), "checking a policy creates no store"
+
+
 def test_missing_binary_is_a_clear_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("KVSTORE_BIN", raising=False)
     monkeypatch.setenv("PATH", str(tmp_path))

@@ -415,6 +415,21 @@ def test_an_fp8_kv_cache_turns_the_connector_off_and_serves_on(model: Path, kvst
     assert not (d / "store").exists() or not kvstore.Client(d / "store", kvstore_bin).ls()
 
 
+def test_a_policy_the_binary_does_not_know_is_said_at_start_and_nothing_is_saved(model: Path, kvstore_bin: str,
+                                                                                 tmp_path_factory: pytest.TempPathFactory) -> None:
+    """A misspelt policy would fail every save: the connector says so when the engine starts,
+    saves nothing and serves on."""
+    d = tmp_path_factory.mktemp("bad-policy")
+    engine = Engine(model, {"store": str(d / "store"), "policy": "lightkv+int3", "binary": kvstore_bin}, d / "engine.log")
+    try:
+        assert engine.ask(QUESTIONS[0])["tokens"], "answered"
+        assert 'policy "lightkv+int3": part "int3": bits must be 8, 4 or 2' in engine.log()
+        assert "the connector saves nothing" in engine.log()
+    finally:
+        engine.close()
+    assert not (d / "store").exists() or not kvstore.Client(d / "store", kvstore_bin).ls()
+
+
 def test_the_model_identity_covers_the_processor_and_the_engines_overrides(tmp_path: Path) -> None:
     """A processor changed at the same path (other means, other sizes), or an engine overriding
     the config (RoPE), computes other KV from the same weights and ids: another identity."""
