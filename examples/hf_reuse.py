@@ -66,6 +66,10 @@ def main() -> int:
     parser.add_argument("--store", help="store directory (default: a temporary one)")
     parser.add_argument("--tokens", type=int, default=8, help="tokens to generate")
     args = parser.parse_args()
+    if args.tokens < 1:
+        parser.error(f"--tokens {args.tokens}: at least 1 token to generate")
+    if args.question is not None and not args.question.strip():
+        parser.error("--question is empty: give the second prompt, or leave --question out")
 
     if args.tiny:
         model, inputs, media = tiny.llava(images=2) if args.tiny == "llava" else tiny.qwen2_5_vl(images=1, videos=1)
@@ -98,7 +102,7 @@ def main() -> int:
                               dtype=FETCH_DTYPE.get(model.dtype, "f16"), expand=args.mode == "expand", prefix=prefix)
         # media: the images this request is about, checked against the cache's (ids alone cannot
         # tell two images of one size apart)
-        cache = kvstore.hf.load(fetched, model, mode=args.mode, prefix=prefix, media=media)
+        cache = kvstore.hf.load(fetched, model, mode=args.mode, prefix=prefix, media=media, inputs=request)
         with torch.no_grad():
             reused = model.generate(input_ids=request["input_ids"], attention_mask=request["attention_mask"],
                                     past_key_values=cache, **greedy)[0, length:].tolist()

@@ -284,11 +284,16 @@ class Client:
             return snap
 
     def fetch_layers(self, entry: str, dtype: str = "f16", expand: bool = False,
-                     by_key: bool = False) -> Iterator[PackLayer]:
+                     by_key: bool = False, policy: str | None = None) -> Iterator[PackLayer]:
         """The entry's layers decoded one at a time, as `read_pack(...).layer(i, dtype)` (or
-        `.expanded_layer`) gives them."""
+        `.expanded_layer`) gives them. With `policy` (as `show` gave it), only the entry as
+        stored with that policy: a re-pack since raises a `TransientError` before any layer."""
         with tempfile.TemporaryDirectory(prefix="kvstore-") as d:
             with read_pack(self.fetch_raw(entry, os.path.join(d, "entry.kvpack"), by_key=by_key)) as pack:
+                stored = pack.header.compression.get("policy")
+                if policy is not None and stored != policy:
+                    raise TransientError(["fetch", entry], 4, f"the entry is stored with {stored!r} now, not {policy!r} "
+                                         "(re-packed since): read its record again")
                 yield from pack.layers(dtype, expand)
 
     def show(self, entry: str, by_key: bool = False) -> Entry:

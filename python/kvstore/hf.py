@@ -152,8 +152,9 @@ class KVStoreCache(Cache):
             raise ValueError(f"a loaded kvstore cache serves batch size 1, not {input_ids.shape[0]}")
         if self.seen is not None:
             if ids[:len(self.seen)] != self.seen:
-                raise ModelMismatchError("this cache was already continued with another prompt and holds that call's "
-                                         "tokens: load it again to ask a new question")
+                raise ModelMismatchError("this cache was already continued (a generate call holds its tokens, "
+                                         f"{len(self.seen)} and the answer's) and these ids do not extend them: "
+                                         "load it again for each new question, or a retry of the same one")
             self.seen = ids
             return
         if self.prefix_ids is None:
@@ -322,9 +323,49 @@ def _vision_token_ids(model: torch.nn.Module) -> list[int]:
     return [t for t in (getattr(c, "image_token_id", None), getattr(c, "video_token_id", None)) if t is not None]
 
 
-def _source(item: bytes | str | os.PathLike[str]) -> str:
+def _source(item: bytes | str | os.PathLike[str], seconds_per_grid: float | None = None) -> str:
+    """`sha256:` of an image's or video's bytes; a video's timing (Qwen2.5-VL's
+    `second_per_grid_ts`, from the processor's `fps`) is hashed in too: it sets the video's
+    temporal rotary positions, so the same bytes at another timing are another prefix."""
     data = item if isinstance(item, (bytes, bytearray)) else open(item, "rb").read()
-    return "sha256:" + hashlib.sha256(data).hexdigest()
+    h = hashlib.sha256(data)
+    if seconds_per_grid is not None:
+        h.update(f"\nsecond_per_grid_ts={float(seconds_per_grid)!r}".encode())
+    return "sha256:" + h.hexdigest()
+
+
+def _video_timings(inputs: Mapping[str, Any] | None) -> list[float] | None:
+    """Each video's `second_per_grid_ts` in the processor's output, in order, or None."""
+    t = None if inputs is None else inputs.get("second_per_grid_ts")
+    if t is None:
+        return None
+    return [float(x) for x in (t.reshape(-1).tolist() if isinstance(t, torch.Tensor) else t)]
+
+
+def _sources(kinds: Sequence[str], media: Sequence[bytes | str | os.PathLike[str]],
+             timings: list[float] | None) -> list[str]:
+    """The source of each of `media`, whose kinds ("image"/"video") are `kinds`, in input order."""
+    out, video = [], 0
+    for kind, item in zip(kinds, media):
+        timing = None
+        if kind == "video":
+            timing = timings[video] if timings is not None and video < len(timings) else None
+            video += 1
+        out.append(_source(item, timing))
+    return out
+
+
+def media_sources(model: torch.nn.Module, inputs: Mapping[str, Any],
+                  media: Sequence[bytes | str | os.PathLike[str]]) -> list[str]:
+    """The sources `capture` writes for `media` (the request's images and videos, in input
+    order) under the processor's output `inputs`: what `Client.match` and `load(sources=)` take
+    for a request. A video's timing is part of its source (`_source`)."""
+    if isinstance(media, (bytes, str, os.PathLike)):
+        raise TypeError("media is a list of the request's images and videos, in order: pass [item], not one item")
+    spans = [s for s in spans_of(inputs["input_ids"][0].tolist(), vision_items(model, inputs)) if s.is_vision]
+    if len(media) != len(spans):
+        raise ValueError(f"media holds {len(media)} item(s) but the inputs carry {len(spans)} image(s)/video(s)")
+    return _sources([s.kind for s in spans], media, _video_timings(inputs))
 
 
 @torch.no_grad()
@@ -349,8 +390,9 @@ def capture(model: torch.nn.Module, inputs: Mapping[str, Any], media: Sequence[b
     if media and len(media) != len(items):
         raise ValueError(f"media holds {len(media)} item(s) but the inputs carry {len(items)} image(s)/video(s)")
     spans = spans_of(tokens, items)
-    for span, item in zip([s for s in spans if s.is_vision], media):  # media in input order
-        span.source = _source(item)
+    vision = [s for s in spans if s.is_vision]
+    for span, source in zip(vision, _sources([s.kind for s in vision], media, _video_timings(inputs))):  # input order
+        span.source = source
     if spans[-1].is_vision:
         raise ValueError("the input must end with a text token (the prompt); it ends inside an image or video")
     prompt = spans[-1]
@@ -405,7 +447,8 @@ def capture(model: torch.nn.Module, inputs: Mapping[str, Any], media: Sequence[b
         if not media:
             # No sources: the pixels themselves tell the images apart (the placeholder ids
             # are the same for every image of a size).
-            for name in sorted(k for k in inputs if k.startswith(("pixel_values", "image_grid", "video_grid"))):
+            for name in sorted(k for k in inputs if k.startswith(("pixel_values", "image_grid", "video_grid",
+                                                                   "second_per_grid"))):
                 value = inputs[name]
                 if isinstance(value, torch.Tensor):
                     h.update(name.encode() + b"\n" + value.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
@@ -483,29 +526,36 @@ def _mrope_position(spans: Sequence[Span], end: int) -> int:
     return sum(s.count if not s.is_vision else max(s.grid or (0, 0)) for s in spans if s.end <= end)
 
 
-def check_media(snap: Snapshot, media: Sequence[bytes | str | os.PathLike[str]]) -> None:
+def check_media(snap: Snapshot, media: Sequence[bytes | str | os.PathLike[str]],
+                inputs: Mapping[str, Any] | None = None) -> None:
     """Raises ModelMismatchError unless `media` (the request's images and videos, in order: bytes
     or files) are the ones the snapshot's vision spans name by source. Token ids cannot tell
     images apart (the placeholders are the same for every image of a size), so this is the
-    check that a cache is about the request's images."""
+    check that a cache is about the request's images. `inputs`, the request's processor output,
+    gives its videos' timing (Qwen2.5-VL's `second_per_grid_ts`), which their sources cover."""
     if isinstance(media, (bytes, str, os.PathLike)):
         raise TypeError("media is a list of the request's images and videos, in order: pass [item], not one item")
     stored = [s for s in snap.spans if s.is_vision]
     if len(media) != len(stored):
         raise ModelMismatchError(f"media holds {len(media)} item(s), the cache {len(stored)} image(s)/video(s)")
-    for i, (span, item) in enumerate(zip(stored, media)):
+    timings = _video_timings(inputs)
+    for i, (span, given) in enumerate(zip(stored, _sources([s.kind for s in stored], media, timings))):
         if span.source is None:
             raise ModelMismatchError(f"image/video {i} of the cache was stored without a source (capture with "
                                      "media=...), so it cannot be checked against media")
-        given = _source(item)
         if span.source != given:
+            timed = span.kind == "video" and timings is None
             raise ModelMismatchError(f"image/video {i} of the cache is {span.source}, media {i} is {given}: "
-                                     "the cache is about another image")
+                                     "the cache is about another " + ("video, or the same one at another timing "
+                                     "(pass the request's processor output as inputs=: a video's "
+                                     "second_per_grid_ts is part of its source)" if timed else
+                                     "video, or the same one at another timing" if span.kind == "video" else "image"))
 
 
 def load(source: Any, model: torch.nn.Module, mode: str = "proportional",
          device: torch.device | str | None = None, prefix: bool = False,
-         media: Sequence[bytes | str | os.PathLike[str]] | None = None) -> Cache:
+         media: Sequence[bytes | str | os.PathLike[str]] | None = None,
+         inputs: Mapping[str, Any] | None = None) -> Cache:
     """A cache `model.generate` continues from (pass the same `input_ids` as the capture, and
     `past_key_values=` this cache; no pixel values).
 
@@ -523,7 +573,8 @@ def load(source: Any, model: torch.nn.Module, mode: str = "proportional",
     `media`: the request's images and videos (bytes or files, in order; those inside the
     prefix with `prefix=True`), checked against the sources the cache was captured with
     (`check_media`): the new prompt's token ids cannot tell one image from another of the same
-    size, so pass them whenever the cache may not be about the request's images."""
+    size, so pass them whenever the cache may not be about the request's images; with videos,
+    pass the request's processor output as `inputs` too (their timing is part of their source)."""
     if mode not in ("proportional", "expand"):
         raise ValueError(f"mode {mode!r}: expected 'proportional' or 'expand'")
     snap, layers = _open(source, mode)
@@ -538,7 +589,7 @@ def load(source: Any, model: torch.nn.Module, mode: str = "proportional",
         layers = snap.layers
         snap.next_position = next_position
     if media is not None:
-        check_media(snap, media)
+        check_media(snap, media, inputs)
     param = next(model.parameters())
     device = torch.device(device) if device is not None else param.device
     dtype = param.dtype

@@ -145,7 +145,8 @@ class Pack:
             layer = pack.layer(0, dtype="f32")   # checks and decodes layer 0 only
     """
 
-    def __init__(self, path: str | os.PathLike[str], segment: str | os.PathLike[str] | None = None) -> None:
+    def __init__(self, path: str | os.PathLike[str], segment: str | os.PathLike[str] | None = None, *,
+                 header_only: bool = False) -> None:
         self.path = os.fspath(path)
         with open(self.path, "rb") as f:
             size = os.fstat(f.fileno()).st_size
@@ -155,7 +156,7 @@ class Pack:
         #: A segmented entry's segment (its shared prefix), opened beside the part: every layer
         #: reads as the segment's entries followed by the part's (docs/design/segments.md).
         self.segment: Pack | None = None
-        if self.header.format == 2:
+        if self.header.format == 2 and not header_only:
             self.segment = self._open_segment(segment)
 
     def _open_segment(self, given: str | os.PathLike[str] | None) -> "Pack":
@@ -546,6 +547,13 @@ def _entry_arrays(d: Section, raw: np.ndarray) -> tuple[np.ndarray, np.ndarray, 
     sizes = raw[p + 4 * d.count:p + 8 * d.count].view("<i4")
     members = raw[p + 8 * d.count:p + 8 * d.count + 4 * d.members].view("<i4") if d.members else None
     return positions, sizes, members
+
+
+def read_header(path: str | os.PathLike[str]) -> PackHeader:
+    """A kvpack file's header, checked, alone: a segmented entry's part is read without its
+    segment (`header.segment["name"]` names it)."""
+    with Pack(path, header_only=True) as pack:
+        return pack.header
 
 
 def read_pack(path: str | os.PathLike[str], segment: str | os.PathLike[str] | None = None) -> Pack:

@@ -6,6 +6,8 @@ from __future__ import annotations
 import http.client
 import json
 import os
+import socket
+import threading
 import urllib.parse
 from typing import Any, BinaryIO, Iterator, Sequence
 
@@ -14,7 +16,7 @@ import io
 from .client import Client, Entry, Ingested, PrefixMatch, check_entry, check_ids, check_sources, is_url
 from .errors import (CommandError, CorruptError, ForbiddenError, NotFoundError, PackError, TransientError, UnauthorizedError,
                      UsageError)
-from .pack import SEGMENTED_MAGIC, Pack, PackLayer, Section, segment_problem
+from .pack import SEGMENTED_MAGIC, Pack, PackLayer, Section, read_header, segment_problem
 
 CHUNK = 1 << 20
 # A compaction re-packing the entry between `/layout` and the ranges: read the layout again.
@@ -35,6 +37,49 @@ _STATUSES: dict[int, type[CommandError]] = {
 
 class _Repacked(Exception):
     """412: the entry's pack is no longer the one the layout described."""
+
+
+class _Timed:
+    """An HTTP connection whose whole call (connect, send, every read) has a deadline: at the
+    deadline its socket is shut, so whatever waits on it returns, and `expired` says why. A
+    socket timeout alone bounds each read, and a server that trickles its answer never trips it."""
+
+    expired = False
+    _timer: threading.Timer | None = None
+
+    def arm(self, seconds: float) -> None:
+        self._timer = threading.Timer(max(seconds, 0.0), self._expire)
+        self._timer.daemon = True
+        self._timer.start()
+
+    def _expire(self) -> None:
+        self.expired = True
+        sock = getattr(self, "sock", None)
+        if sock is not None:
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+    def close(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+        super().close()  # type: ignore[misc]
+
+
+class _TimedHTTP(_Timed, http.client.HTTPConnection):
+    pass
+
+
+class _TimedHTTPS(_Timed, http.client.HTTPSConnection):
+    pass
+
+
+def _tagged_id(tag: str | None) -> str | None:
+    """The entry id a `/kvsnap` ETag (`"<id>.<blob>.<dtype>..."`) names, or None."""
+    if not tag:
+        return None
+    return tag.removeprefix("W/").strip('"').split(".")[0] or None
 
 
 class HTTPClient(Client):
@@ -69,8 +114,16 @@ class HTTPClient(Client):
     # ------------------------------------------------------------------ requests
 
     def _connect(self) -> http.client.HTTPConnection:
-        kind = http.client.HTTPSConnection if self._https else http.client.HTTPConnection
-        return kind(self._host, self._port, timeout=self.timeout, blocksize=CHUNK)
+        kind = _TimedHTTPS if self._https else _TimedHTTP
+        conn = kind(self._host, self._port, timeout=self.timeout, blocksize=CHUNK)
+        if self.timeout is not None:
+            conn.arm(self.timeout)
+        return conn
+
+    def _late(self, method: str, target: str) -> TransientError:
+        return TransientError([method, self.url + target[len(self._base):]], 4,
+                              f"no complete answer within {self.timeout} s (timeout): stopped",
+                              code="timeout")
 
     def _target(self, path: str, query: dict[str, Any] | None = None) -> str:
         q = {k: v for k, v in (query or {}).items() if v is not None}
@@ -91,12 +144,14 @@ class HTTPClient(Client):
             try:
                 conn.request(method, target, body=body, headers=h)
             except (BrokenPipeError, ConnectionResetError):
-                if body is None:
+                if body is None or getattr(conn, "expired", False):
                     raise
                 # The server answered before taking the whole body (413, 401, 403): read that answer.
             return conn, conn.getresponse()
-        except BaseException:
+        except BaseException as e:
             conn.close()
+            if getattr(conn, "expired", False) and isinstance(e, (OSError, http.client.HTTPException)):
+                raise self._late(method, target) from None
             raise
 
     def _error(self, method: str, target: str, resp: http.client.HTTPResponse) -> CommandError:
@@ -113,13 +168,13 @@ class HTTPClient(Client):
 
     def _json(self, method: str, path: str, query: dict[str, Any] | None = None,
               ok: tuple[int, ...] = (200,), body: BinaryIO | None = None,
-              length: int | None = None) -> tuple[Any, http.client.HTTPResponse]:
+              length: int | None = None, headers: dict[str, str] | None = None) -> tuple[Any, http.client.HTTPResponse]:
         target = self._target(path, query)
-        conn, resp = self._request(method, target, body=body, length=length)
+        conn, resp = self._request(method, target, headers=headers, body=body, length=length)
         try:
             if resp.status not in ok:
                 raise self._error(method, target, resp)
-            body = self._body(method, target, resp)
+            body = self._body(conn, method, target, resp)
             try:
                 return json.loads(body), resp
             except (ValueError, RecursionError):
@@ -131,7 +186,8 @@ class HTTPClient(Client):
         finally:
             conn.close()
 
-    def _body(self, method: str, target: str, resp: http.client.HTTPResponse, sink: BinaryIO | None = None) -> bytes:
+    def _body(self, conn: http.client.HTTPConnection, method: str, target: str, resp: http.client.HTTPResponse,
+              sink: BinaryIO | None = None) -> bytes:
         """The whole body (into `sink` when given), checked against `Content-Length`."""
         expected = resp.getheader("Content-Length")
         parts: list[bytes] = []
@@ -144,7 +200,11 @@ class HTTPClient(Client):
                 else:
                     sink.write(chunk)
         except (http.client.IncompleteRead, OSError) as e:
+            if getattr(conn, "expired", False):
+                raise self._late(method, target) from None
             raise self._short(method, target, got, expected, f" ({type(e).__name__}: {e})") from None
+        if getattr(conn, "expired", False):
+            raise self._late(method, target)
         if expected is not None and got != int(expected):
             raise self._short(method, target, got, expected, "")
         return b"".join(parts)
@@ -156,20 +216,29 @@ class HTTPClient(Client):
                             "entry) or the connection was cut", status=200, code="incomplete")
 
     def _download(self, path: str, query: dict[str, Any], output: str | os.PathLike[str],
-                  etag: str | None = None) -> str | None:
-        """Streams a body to `output` (complete or not at all); its ETag, or None on 304."""
+                  etag: str | None = None, *, if_match: str | None = None, entry: str | None = None) -> str | None:
+        """Streams a body to `output` (complete or not at all); its ETag, or None on 304. With
+        `if_match`, a 412 (the entry re-packed since) raises `_Repacked`; with `entry`, an ETag
+        that names another entry (`"<id>...`) is refused before anything is written."""
         output = os.fspath(output)
         target = self._target(path, query)
-        conn, resp = self._request("GET", target, headers={"If-None-Match": etag} if etag else None)
+        headers = {"If-None-Match": etag} if etag else {}
+        if if_match:
+            headers["If-Match"] = if_match
+        conn, resp = self._request("GET", target, headers=headers or None)
         try:
+            if entry is not None:
+                self._check_names(entry, _tagged_id(resp.getheader("ETag")), "GET", target, "its ETag")
             if resp.status == 304:
                 return None
+            if resp.status == 412 and if_match:
+                raise _Repacked()
             if resp.status != 200:
                 raise self._error("GET", target, resp)
             temp = f"{output}.{os.getpid()}.tmp"
             try:
                 with open(temp, "wb") as f:
-                    self._body("GET", target, resp, f)
+                    self._body(conn, "GET", target, resp, f)
                 os.replace(temp, output)
             except BaseException:
                 if os.path.exists(temp):
@@ -183,9 +252,20 @@ class HTTPClient(Client):
     def _segment(value: str) -> str:
         return urllib.parse.quote(value, safe="")
 
-    def _entry_path(self, entry: str, by_key: bool) -> str:
-        """`/v1/entries/ID`; a producer key is looked up first (its newest entry)."""
-        return "/v1/entries/" + self._segment(self.show(entry, by_key=True).id if by_key else check_entry(entry))
+    def _entry_path(self, entry: str, by_key: bool) -> tuple[str, str]:
+        """`/v1/entries/ID` and the id (or prefix) asked for; a producer key is looked up first
+        (its newest entry)."""
+        wanted = self.show(entry, by_key=True).id if by_key else check_entry(entry)
+        return "/v1/entries/" + self._segment(wanted), wanted
+
+    def _check_names(self, wanted: str, answered: str | None, method: str, target: str, where: str) -> None:
+        """Refuses an answer about another entry than `wanted` (an id or unique prefix): a
+        proxy or cache in front of the server that mixed two requests up would otherwise
+        hand out another entry's (even another image's) keys and values under this id."""
+        if answered is not None and not answered.lower().startswith(wanted.lower()):
+            raise CorruptError([method, self.url + target[len(self._base):]], 3,
+                               f"asked for entry {wanted}, {where} names entry {answered}: not this entry's answer",
+                               code="wrong_entry")
 
     # ------------------------------------------------------------------ the store
 
@@ -217,9 +297,10 @@ class HTTPClient(Client):
                          prefix: bool = False) -> str | None:
         """`fetch` unless `etag` (returned by an earlier call for `output`) is still current:
         then `output` is left as it is and None returned; else the new ETag."""
-        return self._download(self._entry_path(entry, by_key) + "/kvsnap",
+        path, wanted = self._entry_path(entry, by_key)
+        return self._download(path + "/kvsnap",
                               {"dtype": dtype, "expand": "1" if expand else None, "prefix": "1" if prefix else None},
-                              output, etag)
+                              output, etag, entry=wanted)
 
     def match(self, model: str, input_ids: Sequence[int], sources: Sequence[str] = ()) -> PrefixMatch | None:
         """The longest stored prefix of a request (`POST /v1/match`), or None."""
@@ -232,37 +313,63 @@ class HTTPClient(Client):
 
     def fetch_raw(self, entry: str, output: str | os.PathLike[str], by_key: bool = False) -> str:
         """Writes the stored kvpack file itself (read it with `kvstore.read_pack`); a segmented
-        entry's segment goes beside it as `<segment name>.kvpack`, as `kvstore fetch --raw` writes it."""
-        path = self._entry_path(entry, by_key)
-        self._download(path + "/pack", {}, output)
-        with open(output, "rb") as f:
-            segmented = f.read(8) == SEGMENTED_MAGIC
-        if segmented:
-            layout, _ = self._json("GET", path + "/layout", {"segment": "1"})
-            beside = os.path.join(os.path.dirname(os.fspath(output)), f"{layout['blob']}.kvpack")
-            self._download(path + "/pack", {"segment": "1"}, beside)
-            # The part and the segment came in two requests: opening them checks that the
-            # segment is the one the part names, by content (a re-pack in between, or a server
-            # answering with another segment, is refused, not left to a reader).
-            try:
-                Pack(output).close()
-            except PackError as e:
-                os.remove(beside)
-                raise CorruptError(["GET", self.url + path + "/pack?segment=1"], 3, str(e), status=None,
-                                   code="corrupt") from None
-        return os.fspath(output)
+        entry's segment goes beside it as `<segment name>.kvpack`, as `kvstore fetch --raw` writes it.
+        The part is put in place only with its segment beside it; a re-pack between the two
+        requests starts the read over."""
+        path, wanted = self._entry_path(entry, by_key)
+        output = os.fspath(output)
+        temp = f"{output}.{os.getpid()}.part"
+        try:
+            for _ in range(REPACK_ATTEMPTS):
+                self._download(path + "/pack", {}, temp)
+                header = read_header(temp)
+                self._check_names(wanted, header.entry_id, "GET", self._target(path + "/pack"), "the pack's header")
+                named = (header.segment or {}).get("name") if header.format == 2 else None
+                if named is not None:
+                    beside = os.path.join(os.path.dirname(output), f"{named}.kvpack")
+                    try:
+                        # The segment the part names, or 412: the entry was re-packed since.
+                        self._download(path + "/pack", {"segment": "1"}, beside, if_match=f'"{named}"')
+                    except _Repacked:
+                        continue
+                    except NotFoundError as e:
+                        if "stored whole" not in str(e):  # a server from before 412 says it so
+                            raise
+                        continue
+                # Opening them checks that the segment is the one the part names, by content.
+                try:
+                    Pack(temp).close()
+                except PackError as e:
+                    raise CorruptError(["GET", self.url + path + "/pack"], 3, str(e), status=None, code="corrupt") from None
+                os.replace(temp, output)
+                return output
+        finally:
+            if os.path.exists(temp):
+                os.remove(temp)
+        raise TransientError(["GET", self.url + path + "/pack"], 4,
+                             f"the entry was re-packed {REPACK_ATTEMPTS} times while its pack was read",
+                             status=412, code="precondition_failed")
 
     def fetch_layers(self, entry: str, dtype: str = "f16", expand: bool = False,
-                     by_key: bool = False) -> Iterator[PackLayer]:
+                     by_key: bool = False, policy: str | None = None) -> Iterator[PackLayer]:
         """The entry's layers, one ranged read and checksum-verified decode per layer, equal to
         `read_pack(...).layer(i, dtype)` (`.expanded_layer` with `expand`) of the stored pack.
+        With `policy` (as `show` gave it), only the entry as stored with that policy: a
+        re-pack since raises a `TransientError` before any layer.
 
         Every range names the layout's pack (`If-Match`). If compaction re-packs the entry
         before the first layer arrived, the layout is read again; after, layers of two packs
         would mix, so that raises a `TransientError`: read the entry again."""
-        path = self._entry_path(entry, by_key)
+        path, wanted = self._entry_path(entry, by_key)
         for _ in range(REPACK_ATTEMPTS):
-            pack = self._layout(path)
+            try:
+                pack = self._layout(path, wanted)
+            except _Repacked:
+                continue
+            if policy is not None and pack.header.compression.get("policy") != policy:
+                raise TransientError(["GET", pack.path], 4, f"the entry is stored with {pack.header.compression.get('policy')!r} "
+                                     f"now, not {policy!r} (re-packed since): read its record again",
+                                     status=412, code="precondition_failed")
             done = 0
             try:
                 for i in range(pack.num_layers):
@@ -279,22 +386,32 @@ class HTTPClient(Client):
                              f"the entry was re-packed {REPACK_ATTEMPTS} times while its layout was read",
                              status=412, code="precondition_failed")
 
-    def _layout(self, path: str, segment: bool = False) -> "_RemotePack":
-        """The entry's pack (with `segment`, its segment's) read by ranges; a segmented entry's
-        pack opens its segment too, so its layers read joined (docs/design/segments.md)."""
+    def _layout(self, path: str, wanted: str, segment: str | None = None) -> "_RemotePack":
+        """The entry's pack (with `segment`, that segment's, or `_Repacked` if the entry no
+        longer names it) read by ranges; a segmented entry's pack opens its segment too, so
+        its layers read joined (docs/design/segments.md)."""
         query = {"segment": "1"} if segment else {}
-        layout, resp = self._json("GET", path + "/layout", query)
+        target = self._target(path + "/layout", query)
+        try:
+            layout, resp = self._json("GET", path + "/layout", query, headers={"If-Match": f'"{segment}"'} if segment else None)
+        except CommandError as e:
+            # 412, or "stored whole" from a server from before 412: re-packed since the part was read.
+            if segment and (e.status == 412 or (isinstance(e, NotFoundError) and "stored whole" in str(e))):
+                raise _Repacked() from None
+            raise
+        self._check_names(wanted, str(layout.get("id")), "GET", target, "the layout")
         pack = _RemotePack(self, layout, resp.getheader("ETag") or f'"{layout["blob"]}"', query)
+        self._check_names(wanted, pack.header.entry_id, "GET", target, "the layout's header")
         if pack.header.format == 2:
-            segment = self._layout(path, segment=True)
             named = (pack.header.segment or {}).get("name")
+            shared = self._layout(path, wanted, segment=str(named))
             # Every range of it names this blob (If-Match), which the server reads only from a
             # file proven to hold that content; so the blob must be the one the part names.
-            problem = (f"the server's segment is {segment.blob}, the entry's part names {named}" if segment.blob != named
-                       else segment_problem(pack.header, segment.header))
+            problem = (f"the server's segment is {shared.blob}, the entry's part names {named}" if shared.blob != named
+                       else segment_problem(pack.header, shared.header))
             if problem is not None:
                 raise pack._corrupt(f"segment: {problem}", field="segment")
-            pack.segment = segment
+            pack.segment = shared
         return pack
 
     def show(self, entry: str, by_key: bool = False) -> Entry:
@@ -393,7 +510,7 @@ class _RemotePack(Pack):
             span = resp.getheader("Content-Range", "")
             if not span.startswith(f"bytes {d.offset}-{last}/"):
                 raise self._corrupt(f"asked for bytes {d.offset}-{last}, got Content-Range {span!r}", i, "range")
-            data = c._body("GET", self.target, resp)
+            data = c._body(conn, "GET", self.target, resp)
         finally:
             conn.close()
         if len(data) != d.stored_length:

@@ -187,6 +187,9 @@ class LoadSpec:
     end: int
     block_ids: list[int]
     bytes_stored: int
+    #: The policy the plan saw (`show`): the worker loads the entry only as stored with it, so a
+    #: re-pack in between (exact to lossy) fails the load rather than passing for what was planned.
+    policy: str | None = None
 
 
 @dataclass
@@ -490,7 +493,7 @@ class KVStoreConnector(KVConnectorBase_V1):
         if role == KVConnectorRole.SCHEDULER:
             # Failures become a prefill, never a failed request (module docstring).
             self._kv_transfer_config.kv_load_failure_policy = "recompute"
-            self._plans: dict[str, tuple[PrefixMatch, int, int, int]] = {}  # req -> match, start, end, bytes
+            self._plans: dict[str, tuple[PrefixMatch, int, int, int, str]] = {}  # req -> match, start, end, bytes, policy
             self._allocated: dict[str, list[int]] = {}
             self._tracked: dict[str, _Tracked] = {}
             self._refused: set[str] = set()
@@ -563,16 +566,16 @@ class KVStoreConnector(KVConnectorBase_V1):
             plan = self._plan(request, ids, usable, num_computed_tokens)
             if plan is None:
                 return 0, False
-        found, _, end, stored = plan
+        found, _, end, stored, policy = plan
         if end <= num_computed_tokens:
             self._plans.pop(request.request_id, None)
             return 0, False
         # asked again (no room yet, or resumed after preemption): what vLLM holds may have changed
-        self._plans[request.request_id] = (found, num_computed_tokens, end, stored)
+        self._plans[request.request_id] = (found, num_computed_tokens, end, stored, policy)
         return end - num_computed_tokens, False
 
     def _plan(self, request: "Request", ids: list[int], usable: int,
-              computed: int) -> tuple[PrefixMatch, int, int, int] | None:
+              computed: int) -> tuple[PrefixMatch, int, int, int, str] | None:
         features = sorted(request.mm_features, key=lambda f: f.mm_position.offset)
         sources = self._sources(request.request_id, features)
         if sources is None:
@@ -612,7 +615,7 @@ class KVStoreConnector(KVConnectorBase_V1):
             self._unsaved.add(request.request_id)
             self._log_once(f"lossy:{entry.policy}", "loading entries stored with the lossy policy %r (first: %s); "
                            "requests that load one are not saved", entry.policy, found.id)
-        return found, computed, end, int(entry.bytes_out)
+        return found, computed, end, int(entry.bytes_out), entry.policy
 
     def _refusal(self, entry: Any) -> str | None:
         """Why a stored entry cannot be given to this engine, or None."""
@@ -639,8 +642,8 @@ class KVStoreConnector(KVConnectorBase_V1):
             block_ids = list(new.block_ids[0])
             plan = self._plans.pop(new.req_id, None)
             if plan is not None and new.req_id in self._allocated:
-                found, start, end, stored = plan
-                meta.loads.append(LoadSpec(new.req_id, found.id, start, end, block_ids, stored))
+                found, start, end, stored, policy = plan
+                meta.loads.append(LoadSpec(new.req_id, found.id, start, end, block_ids, stored, policy))
             self._allocated.pop(new.req_id, None)
             unsaved = new.req_id in self._unsaved
             self._unsaved.discard(new.req_id)
@@ -667,10 +670,10 @@ class KVStoreConnector(KVConnectorBase_V1):
             allocated = self._allocated.pop(req_id, None)
             if plan is not None and allocated is not None and req_id in cached.resumed_req_ids:
                 # resumed after preemption: its blocks are new (all of them), the prefix loads again
-                found, start, end, stored = plan
+                found, start, end, stored, policy = plan
                 blocks = cached.new_block_ids[i]
                 meta.loads.append(LoadSpec(req_id, found.id, start, end, list(blocks[0]) if blocks else allocated,
-                                           stored))
+                                           stored, policy))
             tracked = self._tracked.get(req_id)
             if tracked is None:
                 continue
@@ -757,7 +760,7 @@ class KVStoreConnector(KVConnectorBase_V1):
             raise ValueError(f"{len(load.block_ids)} blocks allocated, {last} needed")
         by_index = {i: name for name, i in self._layer_index.items()}
         done = 0
-        for i, layer in enumerate(self.client().fetch_layers(load.entry, dtype="f32", expand=True)):
+        for i, layer in enumerate(self.client().fetch_layers(load.entry, dtype="f32", expand=True, policy=load.policy)):
             name = by_index.get(i)
             if name is None:
                 raise ValueError(f"the entry has a layer {i}; the model {len(by_index)}")

@@ -120,7 +120,10 @@ def test_spans_sources_and_positions(captured) -> None:
     assert snap.input_ids.dtype == np.int64  # every cached token's id, placeholders included
     assert np.array_equal(snap.input_ids, inputs["input_ids"][0, :-1].numpy())
     vision = [s for s in snap.spans if s.is_vision]
-    assert [s.source for s in vision] == ["sha256:" + hashlib.sha256(m).hexdigest() for m in media]
+    # an image's bytes; a video's bytes and its timing (Qwen2.5-VL's second_per_grid_ts)
+    timed = {"video": f"\nsecond_per_grid_ts={1.0!r}".encode()} if "second_per_grid_ts" in inputs else {}
+    assert [s.source for s in vision] == ["sha256:" + hashlib.sha256(m + timed.get(s.kind, b"")).hexdigest()
+                                          for s, m in zip(vision, media)]
     assert len(set(snap.sources)) == len(media) == 2
     assert snap.spans[0].role == "system" and snap.spans[-1].role == "prompt"
     ids = inputs["input_ids"][0]

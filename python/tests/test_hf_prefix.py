@@ -157,8 +157,19 @@ def test_media_other_than_the_caches_are_refused(asked) -> None:
     if name not in ("llava/2-images", "qwen2_5_vl/2-images+video"):
         pytest.skip("one case per model is enough")
     _, _, media = CASES[name]()  # the same seeds: the media the fixture captured with
-    out = reuse(model, new, hf.load(d / "prefix.safetensors", model, prefix=True, media=media))
+    # inputs: the request's processor output, whose videos' timing their sources cover
+    out = reuse(model, new, hf.load(d / "prefix.safetensors", model, prefix=True, media=media, inputs=new))
     assert gap(out, fresh) < 1e-4
+    assert hf.media_sources(model, new, media) == [s.source for s in snap.spans if s.is_vision]
+    if "video" in name:
+        # Qwen2.5-VL: the same video bytes at another timing (the processor's fps) sit at other
+        # temporal positions, so the prefix is another one (a fresh prefill differs)
+        with pytest.raises(kvstore.ModelMismatchError, match="pass the request's processor output as inputs="):
+            hf.load(d / "prefix.safetensors", model, prefix=True, media=media)
+        slower = dict(new, second_per_grid_ts=new["second_per_grid_ts"] * 2)
+        with pytest.raises(kvstore.ModelMismatchError, match="image/video 2 of the cache .* at another timing"):
+            hf.load(d / "prefix.safetensors", model, prefix=True, media=media, inputs=slower)
+        assert hf.media_sources(model, slower, media)[:2] == hf.media_sources(model, new, media)[:2], "images: no timing"
     with pytest.raises(kvstore.ModelMismatchError, match="image/video 0 of the cache is sha256:.*another image"):
         hf.load(d / "prefix.safetensors", model, prefix=True, media=[b"another image"] + list(media[1:]))
     with pytest.raises(kvstore.ModelMismatchError, match="media holds 1 item"):

@@ -7,6 +7,7 @@ import re
 import socket
 import subprocess
 import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
@@ -183,7 +184,7 @@ def test_a_damaged_entry_never_arrives_whole(kvstore_bin: str, tmp_path: Path) -
         entry = server.cli.ingest(big, "lightkv")  # stored whole: one pack to range-read
         blob = Path(json.loads(server.cli.run("show", "--json", entry).stdout)["blob_path"])
         store = server.client(READER)
-        layout = store._layout(f"/v1/entries/{entry}")
+        layout = store._layout(f"/v1/entries/{entry}", entry)
         last = layout.header.layers[-1]
         data = bytearray(blob.read_bytes())
         data[last.offset + last.stored_length // 2] ^= 0xFF
@@ -299,8 +300,8 @@ def test_a_repack_mid_read_restarts_or_refuses_to_mix_packs(kvstore_bin: str, tm
         read_layout = kvstore.HTTPClient._layout
         tags: list[str] = []
 
-        def layout_then_repack(self: kvstore.HTTPClient, path: str) -> object:
-            pack = read_layout(self, path)
+        def layout_then_repack(self: kvstore.HTTPClient, path: str, *args: object, **kw: object) -> object:
+            pack = read_layout(self, path, *args, **kw)
             if not tags:
                 repack("none+lz4")
             tags.append(pack.tag)
@@ -342,7 +343,7 @@ def test_a_segmented_entry_reads_by_ranges_with_its_segment(server: Server, tmp_
     whole = server.cli.ingest(server.cli.synth(tmp_path / "w.safetensors", "--preset", "tiny", "--seed", "7", ids=False),
                            "lightkv")
     with pytest.raises(kvstore.NotFoundError, match="stored whole"):
-        store._layout(f"/v1/entries/{whole}", segment=True)
+        store._json("GET", f"/v1/entries/{whole}/layout", {"segment": "1"})
 
 
 def test_a_segment_the_part_does_not_name_is_never_joined(server: Server, tmp_path: Path, monkeypatch) -> None:
@@ -351,18 +352,26 @@ def test_a_segment_the_part_does_not_name_is_never_joined(server: Server, tmp_pa
     a, b = (server.cli.ingest(server.cli.synth(tmp_path / f"s{seed}.safetensors", "--preset", "tiny", "--seed", str(seed)),
                               "int8") for seed in (1, 5))
     store = server.client(READER)
-    real = store._json
+    real, download = store._json, store._download
 
-    def crossed(method, path, query=None, **kw):
+    def crossed(method, path, query=None, **kw):  # b's segment, said to be a's, If-Match ignored
         if query and query.get("segment") == "1" and path == f"/v1/entries/{a}/layout":
-            path = f"/v1/entries/{b}/layout"
+            layout, resp = real(method, f"/v1/entries/{b}/layout", query)
+            return dict(layout, id=a), resp
         return real(method, path, query, **kw)
 
+    def crossed_download(path, query, output, etag=None, **kw):
+        if query.get("segment") == "1" and path == f"/v1/entries/{a}/pack":
+            return download(f"/v1/entries/{b}/pack", query, output, etag)
+        return download(path, query, output, etag, **kw)
+
     monkeypatch.setattr(store, "_json", crossed)
+    monkeypatch.setattr(store, "_download", crossed_download)
     with pytest.raises(kvstore.PackError, match="the entry's part names"):
         list(store.fetch_layers(a))
     with pytest.raises(kvstore.CorruptError, match="segment"):
         store.fetch_raw(a, tmp_path / "e.kvpack")
+    assert not (tmp_path / "e.kvpack").exists(), "the part is put in place only with its segment"
 
 
 def test_pin_over_http_and_what_the_api_does_not_offer(server: Server, snapshots: list[Path]) -> None:
@@ -410,3 +419,134 @@ def test_match_and_prefix_fetch_over_http_equal_the_cli(server: Server, tmp_path
     assert Path(got).read_bytes() == (tmp_path / "cli-prefix.safetensors").read_bytes()
     with pytest.raises(kvstore.UsageError):
         remote.match(asked.model, [-1])
+
+
+def test_answers_about_another_entry_are_refused(server: Server, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A proxy or cache in front of the server that answers entry a's routes with entry b's
+    (another question about the same image, another image): every read names the entry it
+    carries (the kvsnap's ETag, the layout's id, the pack's header), and a's caller never gets
+    b's keys and values."""
+    d = tmp_path / "q"
+    server.cli.run("synth", "--preset", "tiny", "--questions", "2", "--seed", "41", "-o", str(d))
+    a, b = (server.cli.ingest(path, "int8") for path in sorted(d.iterdir()))
+    other = server.cli.ingest(server.cli.synth(d / "o.safetensors", "--preset", "tiny", "--seed", "9"), "none")
+    store = server.client(READER)
+    real = store._request
+    for wrong in (b, other):
+        def crossed(method, target, *args, **kw):
+            return real(method, target.replace(f"/v1/entries/{a}", f"/v1/entries/{wrong}"), *args, **kw)
+
+        monkeypatch.setattr(store, "_request", crossed)
+        for call in (lambda: store.fetch(a, tmp_path / "w.safetensors"),
+                     lambda: store.fetch(a, tmp_path / "p.safetensors", prefix=True),
+                     lambda: list(store.fetch_layers(a)),
+                     lambda: store.fetch_raw(a, tmp_path / "w.kvpack")):
+            with pytest.raises(kvstore.CorruptError, match=f"asked for entry {a}, .* names entry {wrong}"):
+                call()
+        assert not [p for p in tmp_path.iterdir() if p.suffix in (".safetensors", ".kvpack")], "nothing written"
+        monkeypatch.undo()
+    assert kvstore.read(store.fetch(a[:12], tmp_path / "a.safetensors")).layers, "a prefix of the id is the id's"
+
+
+def test_a_repack_between_the_part_and_its_segment_reads_the_entry_again(server: Server, tmp_path: Path,
+                                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    """Compaction re-packs a segmented entry (stored whole afterwards) between a client's
+    request for its part and the one for its segment: the read starts over and returns the
+    entry as it now is; neither a `NotFoundError` nor a part without its segment."""
+    d = tmp_path / "q"
+    server.cli.run("synth", "--preset", "tiny", "--questions", "2", "--seed", "42", "-o", str(d))
+    entry = server.cli.ingest(sorted(d.iterdir())[0], "int8")
+    store = server.client(READER)
+    real_json, real_download = store._json, store._download
+    repacked: list[str] = []
+
+    def repack_first(policy: str) -> None:
+        if len(repacked) < 1:
+            server.cli.run("repack", "--policy", policy, entry)
+            repacked.append(policy)
+
+    def json_then(method, path, query=None, **kw):
+        if query and query.get("segment") == "1":
+            repack_first("none")
+        return real_json(method, path, query, **kw)
+
+    monkeypatch.setattr(store, "_json", json_then)
+    layers = list(store.fetch_layers(entry))
+    assert repacked == ["none"]
+    server.cli.run("fetch", entry, "--raw", "-o", str(tmp_path / "now.kvpack"))
+    with kvstore.read_pack(tmp_path / "now.kvpack") as pack:
+        assert pack.segment is None, "stored whole by the re-pack"
+        assert all(np.array_equal(layer.key, pack.layer(i).key) for i, layer in enumerate(layers))
+    monkeypatch.undo()
+
+    second = server.cli.ingest(sorted(d.iterdir())[1], "int8")
+    repacked.clear()
+
+    def download_then(path, query, output, etag=None, **kw):
+        if query.get("segment") == "1":
+            server.cli.run("repack", "--policy", "none", second)
+            repacked.append("none")
+        return real_download(path, query, output, etag, **kw)
+
+    monkeypatch.setattr(store, "_download", download_then)
+    out = tmp_path / "raw"
+    out.mkdir()
+    with kvstore.read_pack(store.fetch_raw(second, out / "e.kvpack")) as pack:
+        assert repacked == ["none"] and pack.segment is None and pack.header.entry_id == second
+    assert sorted(p.name for p in out.iterdir() if p.name.startswith("e.")) == ["e.kvpack"], "no part left behind"
+
+
+def test_layers_are_read_only_as_stored_with_the_policy_asked_for(server: Server, tmp_path: Path) -> None:
+    """A reader that decided what to do from `show` (the vLLM connector: lossy entries are not
+    saved again) names the policy it saw; a re-pack in between fails the read, locally and
+    over HTTP, instead of handing lossy KV over as exact."""
+    snap = server.cli.synth(tmp_path / "s.safetensors", "--preset", "tiny", "--seed", "43", ids=False)
+    entry = server.cli.ingest(snap, "none")
+    for store in (server.client(READER), kvstore.Client(server.cli.store, binary=server.cli.binary)):
+        seen = store.show(entry).policy
+        assert len(list(store.fetch_layers(entry, policy=seen))) == 3
+    server.cli.run("repack", "--policy", "int8", entry)
+    for store in (server.client(READER), kvstore.Client(server.cli.store, binary=server.cli.binary)):
+        with pytest.raises(kvstore.TransientError, match="re-packed since"):
+            next(store.fetch_layers(entry, policy=seen))
+
+
+def test_a_call_has_one_deadline_however_the_server_trickles() -> None:
+    """`timeout` bounds a whole call: a server that never answers, or sends its answer a few
+    bytes at a time (each read well within the timeout), gives a `TransientError` at the
+    deadline, not a wait without end (the vLLM connector's lookups rely on it)."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    url = f"http://127.0.0.1:{listener.getsockname()[1]}"
+    body = json.dumps({"id": "ab" * 32, "length": 68, "sources_checked": 1}).encode()
+    stop = threading.Event()
+
+    def answer() -> None:
+        for trickle in (False, True):
+            conn, _ = listener.accept()
+            with conn:
+                conn.recv(65536)
+                if trickle:
+                    conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n" % len(body))
+                    for i in range(0, len(body), 4):
+                        if stop.wait(0.2):
+                            break
+                        try:
+                            conn.sendall(body[i:i + 4])
+                        except OSError:
+                            break
+                else:
+                    stop.wait(10)
+
+    thread = threading.Thread(target=answer, daemon=True)
+    thread.start()
+    try:
+        store = kvstore.Client(url, timeout=1)
+        for _ in range(2):
+            began = time.monotonic()
+            with pytest.raises(kvstore.TransientError, match=r"within 1 s \(timeout\)"):
+                store.match("m", [1, 2, 3], ["sha256:" + "00" * 32])
+            assert time.monotonic() - began < 3
+    finally:
+        stop.set()
+        thread.join(timeout=10)
+        listener.close()
