@@ -42,6 +42,9 @@ struct APIError: Error, CustomStringConvertible {
                 }
                 return APIError(status: .internalServerError, code: "internal", message: "\(e)")
             }
+        case let e as DamagedSegment:
+            return APIError(status: .internalServerError, code: "corrupt",
+                            message: "entry \(entry ?? "?") is damaged: its shared prefix segment \(e.name) failed a check and is not served, nor is any entry naming it (the server's log has the details)")
         case let e as HTTPParserError:
             return .badRequest("the request is not valid HTTP/1.1 (\(e)): a chunked body needs hexadecimal chunk sizes, and each header one line")
         case let e as PolicyError: return .badRequest("\(e)")

@@ -112,6 +112,16 @@ enum Route: Equatable {
         }
     }
 
+    /// The query parameters the route takes (docs/openapi.yaml), any other refused; nil where
+    /// others are let through unread (a proxy's signature on a listing, say).
+    var parameters: [String]? {
+        switch self {
+        case .kvsnap: ["dtype", "expand", "prefix"]
+        case .pack, .layout: ["segment"]
+        default: nil
+        }
+    }
+
     /// A web page (for people, in a browser) rather than an API resource.
     var isPage: Bool {
         switch self {

@@ -33,7 +33,7 @@ extension StoreResponder {
                 try root.index.touch(record.id)
                 return (nil, record)
             }
-            let plan = try Fetcher(root: root).plan(record, options: options)
+            let plan = try Self.namingSegment(of: record) { try Fetcher(root: root).plan(record, options: options) }
             return (plan, plan.record)
         }
         let tag = Self.snapshotTag(outcome.record, options)
@@ -74,16 +74,23 @@ extension StoreResponder {
         let ifNoneMatch = request.headers[.ifNoneMatch], ifMatch = request.headers[.ifMatch]
         let proofs = self.proofs
         let (file, record, rangeHeader, blob) = try await pool.run { root -> (ReadOnlyFile, EntryRecord, String?, String) in
-            let fetcher = Fetcher(root: root)
-            var (record, pack) = try fetcher.open(try root.index.resolve(id))
-            var blob = record.blob
-            if segment {
-                guard let shared = try fetcher.segment(of: record, pack: pack) else { throw Self.notSegmented(record) }
-                (pack, blob) = (shared, record.segment!)
-            }
-            let file = try ReadOnlyFile(path: pack.path)
-            guard file.identity == pack.identity else {
-                throw StoreError.corrupt(path: pack.path, problem: "the file changed while it was being opened")
+            var (record, pack, blob) = try Self.openServed(root, id, segment: segment, ifMatch: ifMatch)
+            var file: ReadOnlyFile
+            // On a shared store the path is this node's cached copy, which `verify` may drop and
+            // download again (the same bytes, a new inode) between the reader's open and this
+            // one: both are opened again, and the content check below proves the pair, so only
+            // a file that really changed is reported.
+            var attempt = 1
+            while true {
+                do {
+                    file = try ReadOnlyFile(path: pack.path)
+                    if file.identity == pack.identity { break }
+                    guard attempt < 3 else {
+                        throw StoreError.corrupt(path: pack.path, problem: "the file changed while it was being opened")
+                    }
+                } catch StoreError.io(_, _, ENOENT) where attempt < 3 {}
+                attempt += 1
+                (record, pack, blob) = try Self.openServed(root, id, segment: segment, ifMatch: ifMatch)
             }
             // A range is served only under `If-Range` naming this pack (RFC 9110 §13.1.5): a
             // client resuming a pack compaction has re-packed since gets the whole new one.
@@ -93,7 +100,7 @@ extension StoreResponder {
             // does: the whole pack hashed at every read (and again as it is sent, below),
             // a range once for the file as it is (`ContentProofs`; the client checks each
             // section against the layout, which came from the same proven file).
-            try proofs.check(pack, named: blob, always: range == nil)
+            try Self.namingSegment(of: record) { try proofs.check(pack, named: blob, always: range == nil) }
             // A client reading layer by layer makes one request per layer: count the reads
             // that start at the beginning (the whole pack, or its first range).
             if !segment, (range?.start ?? 0) == 0 { try root.index.touch(record.id) }
@@ -105,11 +112,7 @@ extension StoreResponder {
         // has re-packed the entry since, the offsets no longer fit, and it must start over.
         // Preconditions first, then the range (RFC 9110 §13.2.2): a stale pack is 412 even
         // where the range lies past the new one's end.
-        if let ifMatch, !Self.matchesStrong(ifMatch, tag) {
-            throw APIError(status: .preconditionFailed, code: "precondition_failed",
-                           message: "the entry's pack is now \(tag), not \(ifMatch.prefix(100)) (re-packed since): read its layout again",
-                           headers: [.eTag: tag])
-        }
+        if let ifMatch, !Self.matchesStrong(ifMatch, tag) { throw Self.repacked(ifMatch, now: blob, segment: segment) }
         if Self.matches(ifNoneMatch, tag) { return Response(status: .notModified, headers: [.eTag: tag]) }
         let range = try ByteRange.parse(rangeHeader, size: file.size)
         let whole = ByteRange(start: 0, end: file.size - 1)
@@ -143,26 +146,21 @@ extension StoreResponder {
         return Response(status: range == nil ? .ok : .partialContent, headers: headers, body: body)
     }
 
-    func layout(_ id: String, segment: Bool) async throws -> Response {
+    func layout(_ id: String, _ request: Request, segment: Bool) async throws -> Response {
         struct Layer: Encodable { var index: Int; var offset: Int; var length: Int; var count: Int }
         struct Layout: Encodable {
             var id: String; var blob: String; var size: Int
             var header_offset: Int; var header_length: Int
             var layers: [Layer]; var header: LayoutHeader
         }
-        let proofs = self.proofs
+        let proofs = self.proofs, ifMatch = request.headers[.ifMatch]
         let layout = try await pool.run { root in
-            let fetcher = Fetcher(root: root)
-            var (record, pack) = try fetcher.open(try root.index.resolve(id))
-            if segment {
-                guard let shared = try fetcher.segment(of: record, pack: pack) else { throw Self.notSegmented(record) }
-                (pack, record.blob) = (shared, record.segment!)
-            } else {
-                try root.index.touch(record.id)
-            }
+            var (record, pack, blob) = try Self.openServed(root, id, segment: segment, ifMatch: ifMatch)
+            if !segment { try root.index.touch(record.id) }
             // A client checks the ranges it reads against these offsets and checksums: they
             // must come from the blob the row names, not from another file in its place.
-            try proofs.check(pack, named: record.blob)
+            try Self.namingSegment(of: record) { try proofs.check(pack, named: blob) }
+            record.blob = blob
             let h = pack.header
             let headerOffset = h.layers.last.map { $0.offset + $0.storedLength } ?? PackHeader.magic.count
             return Layout(id: record.id, blob: record.blob, size: pack.size, header_offset: headerOffset,
@@ -170,7 +168,51 @@ extension StoreResponder {
                           layers: h.layers.enumerated().map { Layer(index: $0, offset: $1.offset, length: $1.storedLength, count: $1.count) },
                           header: LayoutHeader(h))
         }
+        if let ifMatch, !Self.matchesStrong(ifMatch, "\"\(layout.blob)\"") { throw Self.repacked(ifMatch, now: layout.blob, segment: segment) }
         return try Self.json(layout, headers: [.eTag: "\"\(layout.blob)\""])
+    }
+
+    /// The pack a data route serves and its content name: the entry's part, or with `segment`
+    /// the segment the part names. A client reading a segment names, in `If-Match`, the one
+    /// its part named: a row that names another segment, or none (re-packed since, maybe
+    /// whole), is 412 before any 404, so a client starts over rather than take the entry for
+    /// gone. A segment missing because the row changed meanwhile (compaction re-packed the
+    /// entry and collected it) is 412 too, the row read again as `Fetcher.openWhole` does;
+    /// missing while the row still names it, it is damage.
+    static func openServed(_ root: StoreRoot, _ id: String, segment: Bool, ifMatch: String?) throws -> (EntryRecord, PackReader, String) {
+        let fetcher = Fetcher(root: root)
+        let (record, pack) = try fetcher.open(try root.index.resolve(id))
+        guard segment else { return (record, pack, record.blob) }
+        if let ifMatch, record.segment.map({ matchesStrong(ifMatch, "\"\($0)\"") }) != true {
+            throw repacked(ifMatch, now: record.segment, segment: true)
+        }
+        do {
+            guard let shared = try namingSegment(of: record, { try fetcher.segment(of: record, pack: pack) }) else { throw notSegmented(record) }
+            return (record, shared, record.segment!)
+        } catch let e as DamagedSegment {
+            guard let fresh = try root.index.entry(id: record.id) else { throw StoreError.notFound("id \(record.id) (removed while fetching)") }
+            guard fresh.blobs == record.blobs else { throw repacked(ifMatch, now: fresh.segment, segment: true) }
+            throw e
+        }
+    }
+
+    /// 412: the entry's pack (or segment) is now `blob` (nil: it has no segment any more),
+    /// not the one the client read first.
+    static func repacked(_ ifMatch: String?, now blob: String?, segment: Bool) -> APIError {
+        let tag = blob.map { "\"\($0)\"" }
+        let now = tag.map { "its \(segment ? "segment" : "pack") is now \($0)" } ?? "it has no segment now"
+        return APIError(status: .preconditionFailed, code: "precondition_failed",
+                        message: "the entry was re-packed since it was first read: \(now)\(ifMatch.map { ", not \($0.prefix(100))" } ?? ""); read its layout again",
+                        headers: tag.map { [.eTag: $0] } ?? [:])
+    }
+
+    /// Runs `body`; a check failing on `record`'s segment is reported as the segment's damage,
+    /// which breaks every entry naming it, not as the entry's own pack's.
+    static func namingSegment<T>(of record: EntryRecord, _ body: () throws -> T) throws -> T {
+        do { return try body() } catch StoreError.corrupt(let path, let problem) {
+            guard let name = record.segment, (path as NSString).lastPathComponent.hasPrefix(name) else { throw StoreError.corrupt(path: path, problem: problem) }
+            throw DamagedSegment(name: name, error: .corrupt(path: path, problem: problem))
+        }
     }
 
     /// `segment=1`: the segmented entry's segment instead of its own pack.

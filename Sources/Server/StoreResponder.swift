@@ -78,7 +78,18 @@ struct StoreResponder: HTTPResponder {
 
     func handle(_ route: Route, _ request: Request, started: ContinuousClock.Instant, context: Context) async throws -> Response {
         var query: Query = [:]
-        for (k, v) in request.uri.queryParameters where query[String(k)] == nil { query[String(k)] = String(v) }
+        for (k, v) in request.uri.queryParameters {
+            let name = String(k)
+            // A typo'd or repeated parameter must not quietly serve something else (the pages,
+            // for people, take the first of each and ignore the rest).
+            if !route.isPage {
+                guard query[name] == nil else { throw APIError.badRequest("parameter \(name.prefix(40)) is given twice: give it once") }
+                if let known = route.parameters, !known.contains(name) {
+                    throw APIError.badRequest("parameter \(name.prefix(40)) is not one of \(route.template)'s: \(known.joined(separator: ", "))")
+                }
+            }
+            if query[name] == nil { query[name] = String(v) }
+        }
         switch route {
         case .list: return try await list(query)
         case .entry(let id):
@@ -87,7 +98,7 @@ struct StoreResponder: HTTPResponder {
         case .pin(let id): return try await pin(id, query)
         case .kvsnap(let id): return try await kvsnap(id, query, request, started: started)
         case .pack(let id): return try await pack(id, request, started: started, segment: try Self.segmentFlag(query))
-        case .layout(let id): return try await layout(id, segment: try Self.segmentFlag(query))
+        case .layout(let id): return try await layout(id, request, segment: try Self.segmentFlag(query))
         case .upload: return try await upload(request, query)
         case .match: return try await match(request)
         case .health: return try await health()
