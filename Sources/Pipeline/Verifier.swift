@@ -33,11 +33,17 @@ public struct Verifier {
         let all = records == nil
         let entries = try records ?? root.index.all()
         var dropped: Set<String> = []
+        // What reads found damaged before (`EntryIndex.noteDamaged`): forgotten once read back whole.
+        let marked = try root.index.damagedBlobs()
         for record in entries {
             for name in record.blobs where dropped.insert(name).inserted { root.blobs.dropLocalCopy(name) }
-            switch try recheck(record) {
+            // Each blob is read from where it is kept, not from a cached copy: what is found is the blob's.
+            switch try recheck(record, noting: true) {
             case .removed: continue
-            case .intact: report.checked += 1
+            case .intact:
+                report.checked += 1
+                let healed = record.blobs.filter { marked[$0] != nil }
+                if !healed.isEmpty { try root.index.forgetDamaged(healed) }
             case .damaged(let problem):
                 report.checked += 1
                 report.failures.append(.init(id: record.id, problem: problem))
@@ -62,57 +68,85 @@ public struct Verifier {
 
     /// Checks an entry as it stands once the check is over. A failed check is repeated on
     /// the row read afresh: a `rm` or an eviction may have removed it, compaction may have
-    /// swapped it to a new blob and collected the old one in between.
-    func recheck(_ record: EntryRecord) throws -> EntryCheck {
+    /// swapped it to a new blob and collected the old one in between. With `noting`, the
+    /// damaged blob is recorded for `match` to pass over (`EntryIndex.noteDamaged`): only
+    /// where what was read is the blob itself, not a copy cached before it changed.
+    func recheck(_ record: EntryRecord, noting: Bool = false) throws -> EntryCheck {
         var record = record
+        func damaged(_ fault: Fault) -> EntryCheck {
+            if noting || !root.blobs.isShared { try? root.index.noteDamaged(fault.blob, problem: fault.problem) }
+            return .damaged(fault.problem)
+        }
         for _ in 0..<3 {
-            guard let problem = check(record) else { return .intact }
+            guard let fault = fault(record) else { return .intact }
             guard let fresh = try root.index.entry(id: record.id) else { return .removed }
-            if fresh.blob == record.blob { return .damaged(problem) }
+            if fresh.blob == record.blob { return damaged(fault) }
             record = fresh
         }
-        return check(record).map(EntryCheck.damaged) ?? .intact
+        return fault(record).map(damaged) ?? .intact
+    }
+
+    /// Which of an entry's blobs is damaged (its own part, or its segment), and how.
+    struct Fault {
+        var blob: String
+        var problem: String
     }
 
     /// The first problem with one entry's blob (and segment), or nil when it reads back intact.
-    public func check(_ record: EntryRecord) -> String? {
-        do { return try damage(of: record) } catch { return "\(error)" }
+    public func check(_ record: EntryRecord) -> String? { fault(record)?.problem }
+
+    func fault(_ record: EntryRecord) -> Fault? {
+        do { return try fault(of: record) } catch { return Fault(blob: Self.blob(record, named: error) ?? record.blob, problem: "\(error)") }
     }
 
     /// The same, throwing what could not be checked now (`StoreError.isTransient`).
-    public func damage(of record: EntryRecord) throws -> String? {
+    public func damage(of record: EntryRecord) throws -> String? { try fault(of: record)?.problem }
+
+    func fault(of record: EntryRecord) throws -> Fault? {
         let path = root.blobs.location(record.blob)
         do {
-            guard try root.blobs.attributes(record.blob) != nil else { return "blob \(path) is missing" }
-            if let problem = try Self.damage(inPack: root.blobs.openPack(record.blob), of: record, location: path) { return problem }
-            return try segmentDamage(of: record)
+            guard try root.blobs.attributes(record.blob) != nil else { return Fault(blob: record.blob, problem: "blob \(path) is missing") }
+            if let problem = try Self.damage(inPack: root.blobs.openPack(record.blob), of: record, location: path) {
+                return Fault(blob: record.blob, problem: problem)
+            }
+            return try segmentFault(of: record)
         } catch let error as StoreError where error.isTransient {
             throw error
         } catch let error as StoreError {
             // Unreadable (EACCES, EIO) is not damage: nothing may be relinked or deleted on it.
             if case .io(_, _, let code) = error, code != ENOENT { throw error }
-            return "\(error)"
+            return Fault(blob: Self.blob(record, named: error) ?? record.blob, problem: "\(error)")
         } catch {
-            return "\(error)"
+            return Fault(blob: record.blob, problem: "\(error)")
         }
     }
 
     /// The first damage in a segmented entry's segment (docs/design/segments.md): missing,
     /// not the segment the entry's pack names, content against its name, every layer decoded.
     /// Nil for an entry stored whole, or an intact segment.
-    public func segmentDamage(of record: EntryRecord) throws -> String? {
+    public func segmentDamage(of record: EntryRecord) throws -> String? { try segmentFault(of: record)?.problem }
+
+    func segmentFault(of record: EntryRecord) throws -> Fault? {
         guard let name = record.segment else { return nil }
         let location = root.blobs.location(name)
         do {
-            guard try root.blobs.attributes(name) != nil else { return "segment \(location) is missing" }
+            guard try root.blobs.attributes(name) != nil else { return Fault(blob: name, problem: "segment \(location) is missing") }
             let pack = try root.blobs.openPack(record.blob)
             guard let segment = try Fetcher(root: root).segment(of: record, pack: pack, checkContent: true) else { return nil }
-            return Self.firstUndecodableLayer(segment).map { "segment \(location): \($0)" }
+            return Self.firstUndecodableLayer(segment).map { Fault(blob: name, problem: "segment \(location): \($0)") }
         } catch let error as StoreError where error.isTransient {
             throw error
         } catch {
-            return "\(error)"
+            // The part's own pack naming another segment, or none, is the part's damage.
+            return Fault(blob: Self.blob(record, named: error) ?? name, problem: "\(error)")
         }
+    }
+
+    /// The blob of `record` whose file a check's `error` names, if it names one.
+    static func blob(_ record: EntryRecord, named error: Error) -> String? {
+        guard case StoreError.corrupt(let path, _)? = error as? StoreError else { return nil }
+        let file = (path as NSString).lastPathComponent
+        return record.blobs.first { file.hasPrefix($0) }
     }
 
     /// The first layer of `pack` that does not decode, decoding all on every core; nil when all

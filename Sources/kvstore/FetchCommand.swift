@@ -47,10 +47,12 @@ struct FetchCommand: ParsableCommand {
         let root = try location.openForReading()
         let record = try root.index.resolve(id, key: key)
         if let output { try OutputPlace.check(output, store: root) }
-        if raw { try Fetcher(root: root).fetchRaw(record, to: output); return }
+        if raw { try root.noting(damageOf: record) { try Fetcher(root: root).fetchRaw(record, to: output) }; return }
         let sink = try OutputSink(path: output)
         do {
-            try Fetcher(root: root).fetch(record, options: FetchOptions(dtype: DType(userName: dtype)!, raw: raw, expand: expand, prefix: prefix), to: sink)
+            try root.noting(damageOf: record) {
+                try Fetcher(root: root).fetch(record, options: FetchOptions(dtype: DType(userName: dtype)!, raw: raw, expand: expand, prefix: prefix), to: sink)
+            }
         } catch {
             sink.abandon()
             throw error

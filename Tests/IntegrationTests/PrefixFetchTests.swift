@@ -195,6 +195,68 @@ final class PrefixFetchTests: XCTestCase {
         XCTAssertTrue(ids.contains(String(match.stdout.prefix(64))), match.stdout)
     }
 
+    /// Two entries hold one prefix in two segments (two policies); the more recently fetched
+    /// one's segment is damaged. Once a read has found it so (a fetch, or `verify`), `match`
+    /// names the intact one instead of the damaged one again and again; once the segment reads
+    /// back whole again (restored, then verified), it is matched again.
+    func testMatchPassesOverAnEntryWhoseSegmentAReadFoundDamaged() throws {
+        let s = try Scratch()
+        XCTAssertEqual(try s.cli.run("synth", "--preset", "tiny", "--questions", "2", "-o", s.path + "/qs").status, 0)
+        let files = try FileManager.default.contentsOfDirectory(atPath: s.path + "/qs").sorted().map { s.path + "/qs/" + $0 }
+        func ingest(_ file: String, _ policy: String) throws -> String {
+            try s.cli.run("ingest", "--policy", policy, file).stdout.trimmingCharacters(in: .whitespacesAndNewlines)
+        }
+        let (a, b) = (try ingest(files[0], "int8"), try ingest(files[1], "none"))
+        func show(_ id: String) throws -> [String: Any] {
+            try JSONSerialization.jsonObject(with: Data(s.cli.run("show", "--json", id).stdout.utf8)) as! [String: Any]
+        }
+        func segmentOf(_ id: String) throws -> String? { (try show(id)["segment"] as? [String: Any])?["blob"] as? String }
+        let segment = try XCTUnwrap(segmentOf(a))
+        XCTAssertNotEqual(segment, try segmentOf(b), "two segments of one prefix")
+        // Beside the entry's part, in the segment's own fan-out folder.
+        let blobs = (((try XCTUnwrap(show(a)["blob_path"] as? String)) as NSString).deletingLastPathComponent as NSString).deletingLastPathComponent
+        let segmentPath = "\(blobs)/\(segment.prefix(2))/\(segment).kvpack"
+        XCTAssertEqual(try s.cli.run("fetch", a, "-o", s.path + "/a.safetensors").status, 0)  // the most recently fetched
+
+        let (request, sources) = try Data(contentsOf: URL(fileURLWithPath: files[0])).withUnsafeBytes { b in
+            let snap = try Snapshot(bytes: b)
+            return (snap.tokenIDs()!, snap.metadata.spans.compactMap(\.source))
+        }
+        let path = s.path + "/ids.json"
+        try JSONEncoder().encode(Array(request.prefix(68)) + [7, 8, 9]).write(to: URL(fileURLWithPath: path))
+        func match() throws -> String {
+            let r = try s.cli.run(["match", "--model", "synth/tiny", "--ids", path] + sources.flatMap { ["--source", $0] })
+            XCTAssertEqual(r.status, 0, r.stderr)
+            return String(r.stdout.prefix(64))
+        }
+        XCTAssertEqual(try match(), a)
+
+        let original = try Data(contentsOf: URL(fileURLWithPath: segmentPath))
+        var damaged = original
+        damaged[damaged.count / 2] ^= 0x40
+        try damaged.write(to: URL(fileURLWithPath: segmentPath))
+        XCTAssertEqual(try match(), a, "nothing has read it yet")
+        XCTAssertEqual(try s.cli.run("fetch", a, "--prefix", "-o", s.path + "/p.safetensors").status, 3)
+        XCTAssertEqual(try match(), b, "the damaged prefix does not hide the intact one")
+        XCTAssertEqual(try s.cli.run("fetch", b, "--prefix", "-o", s.path + "/p.safetensors").status, 0)
+
+        try original.write(to: URL(fileURLWithPath: segmentPath))
+        XCTAssertEqual(try match(), b, "recorded until a read finds it whole")
+        XCTAssertEqual(try s.cli.run("verify").status, 0)
+        XCTAssertEqual(try s.cli.run("fetch", a, "-o", s.path + "/a.safetensors").status, 0)
+        XCTAssertEqual(try match(), a)
+
+        try damaged.write(to: URL(fileURLWithPath: segmentPath))
+        XCTAssertEqual(try s.cli.run("verify").status, 3, "verify records what it finds too")
+        XCTAssertEqual(try match(), b)
+        // Stored again (the same snapshot under the same policy re-publishes its segment):
+        // whole again, and matched again.
+        XCTAssertEqual(try s.cli.run("ingest", "--policy", "int8", files[0]).status, 0)
+        XCTAssertEqual(try Data(contentsOf: URL(fileURLWithPath: segmentPath)), original)
+        XCTAssertEqual(try s.cli.run("fetch", a, "-o", s.path + "/a.safetensors").status, 0)
+        XCTAssertEqual(try match(), a)
+    }
+
     func testEvalCrossMeasuresTheSameAndANewQuestion() throws {
         let s = try Scratch()
         XCTAssertEqual(try s.cli.run("synth", "--preset", "tiny", "--questions", "3", "-o", s.path + "/qs").status, 0)

@@ -550,3 +550,26 @@ def test_a_call_has_one_deadline_however_the_server_trickles() -> None:
         stop.set()
         thread.join(timeout=10)
         listener.close()
+
+
+def test_match_passes_over_a_prefix_a_read_found_damaged(server: Server, tmp_path: Path) -> None:
+    """One prefix in two segments (two policies); the most recently fetched one's segment is
+    damaged: once a read over HTTP found it so, `match` names the intact entry."""
+    d = tmp_path / "q"
+    server.cli.run("synth", "--preset", "tiny", "--questions", "2", "--seed", "44", "-o", str(d))
+    first, second = sorted(d.iterdir())
+    a, b = server.cli.ingest(first, "int8"), server.cli.ingest(second, "none")
+    store = server.client(READER)
+    store.fetch(a, tmp_path / "a.safetensors")
+    shown = json.loads(server.cli.run("show", "--json", a).stdout)
+    segment = shown["segment"]["blob"]
+    path = Path(shown["blob_path"]).parent.parent / segment[:2] / f"{segment}.kvpack"
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0x40
+    path.write_bytes(bytes(data))
+    asked = kvstore.read(first)
+    ids, sources = list(asked.input_ids[:asked.prefix_end]) + [7, 8, 9], [s.source for s in asked.spans if s.source]
+    assert store.match(asked.model, ids, sources).id == a, "nothing has read it yet"
+    with pytest.raises(kvstore.CorruptError, match=f"shared prefix segment {segment}"):
+        store.fetch(a, tmp_path / "p.safetensors", prefix=True)
+    assert store.match(asked.model, ids, sources).id == b

@@ -21,8 +21,10 @@ extension EntryIndex {
     /// every image or video is the request's: named by a source, the i-th media span inside the
     /// prefix by `sources[i]`. Token ids do not identify media (a processor's placeholders are
     /// the same for every image), so a prefix holding media the request does not name, or media
-    /// stored without a source, is not the request's. Among entries sharing that prefix the
-    /// most recently fetched wins. Nil when none matches.
+    /// stored without a source, is not the request's. An entry naming a blob a read found
+    /// damaged (`noteDamaged`) is passed over: it cannot be served, and another may hold the
+    /// same prefix intact. Among entries sharing that prefix the most recently fetched wins.
+    /// Nil when none matches.
     public func longestPrefix(model: String, ids: [Int64], sources: [String] = []) throws -> PrefixMatch? {
         let lengths = try db.query("""
             SELECT DISTINCT prefix_length FROM entries
@@ -30,12 +32,13 @@ extension EntryIndex {
             ORDER BY prefix_length DESC
             """, [.text(model), .int(ids.count)]).compactMap { $0.int("prefix_length") }
         let digests = PrefixDigest.of(model: model, ids: ids, lengths: lengths)
+        let damaged = lengths.isEmpty ? [:] : try damagedBlobs()
         for length in lengths {
             let candidates = try db.query("""
                 SELECT * FROM entries WHERE model = ? AND prefix_digest = ? AND prefix_length = ?
                 ORDER BY last_accessed DESC, id
                 """, [.text(model), .text(digests[length]!), .int(length)]).map(EntryRecord.init(row:))
-            for record in candidates {
+            for record in candidates where !record.blobs.contains(where: { damaged[$0] != nil }) {
                 if let checked = Self.sourcesAgree(record, length: length, request: sources) {
                     return PrefixMatch(id: record.id, length: length, sourcesChecked: checked)
                 }

@@ -79,6 +79,8 @@ public final class EntryIndex: @unchecked Sendable {
                              [.text(s.source), .text(record.id), .int(s.span)])
             }
             for name in record.blobs { try db.query("DELETE FROM doomed WHERE blob = ?", [.text(name)]) }
+            // Published (or checked, when named again) just now: whole, whatever a read found before.
+            try forgetDamaged(record.blobs)
             if !adopting { try db.query("DELETE FROM removed_entries WHERE id = ?", [.text(record.id)]) }
             return true
         }
@@ -247,6 +249,7 @@ public final class EntryIndex: @unchecked Sendable {
                       record.prefixSource.map(SQLValue.text) ?? .null, .text(id), .text(oldBlob)] + values)
             guard db.changes == 1 else { return false }
             for name in record.blobs { try db.query("DELETE FROM doomed WHERE blob = ?", [.text(name)]) }
+            try forgetDamaged(record.blobs)
             if oldBlob != record.blob { try self.doom(oldBlob) }
             if let oldSegment, oldSegment != record.segment { try self.doom(oldSegment) }
             return true

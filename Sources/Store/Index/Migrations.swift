@@ -85,6 +85,11 @@ enum Migrations {
         ("0007_removed_entries", """
         CREATE TABLE removed_entries (id TEXT PRIMARY KEY, removed_at REAL NOT NULL);
         """),
+        // Blobs a read found damaged (`EntryIndex.noteDamaged`): `match` passes over the
+        // entries naming them, so a damaged prefix does not hide an intact copy of it.
+        ("0008_damaged", """
+        CREATE TABLE damaged (blob TEXT PRIMARY KEY, problem TEXT NOT NULL, found_at REAL NOT NULL);
+        """),
     ]
 
     static let postgres: [(name: String, sql: String)] = [
@@ -149,6 +154,9 @@ enum Migrations {
         """),
         ("0007_removed_entries", """
         CREATE TABLE removed_entries (id TEXT COLLATE "C" PRIMARY KEY, removed_at DOUBLE PRECISION NOT NULL);
+        """),
+        ("0008_damaged", """
+        CREATE TABLE damaged (blob TEXT COLLATE "C" PRIMARY KEY, problem TEXT NOT NULL, found_at DOUBLE PRECISION NOT NULL);
         """),
     ]
 
