@@ -32,6 +32,10 @@ public struct S3Client: Sendable {
 
     /// A request that has not finished by then fails as transient.
     static let deadline: TimeAmount = .minutes(10)
+    /// A HEAD carries no body: a server that has not answered one in this long is not going
+    /// to, and an insert's presence check runs under the blobs' index locks, where waiting out
+    /// the read timeout (120 s) held every other writer of those blobs, and compaction, as long.
+    static let headDeadline: TimeAmount = .seconds(15)
 
     public init(location: S3Location) {
         self.location = location
@@ -86,7 +90,7 @@ public struct S3Client: Sendable {
     /// The object's size and Last-Modified, or nil when there is none.
     public func head(_ key: String) throws -> BlobAttributes? {
         let response: HTTPClient.Response
-        do { response = try send("HEAD", key: key) } catch StoreError.io(_, _, ENOENT) { return nil }
+        do { response = try send("HEAD", key: key, deadline: Self.headDeadline) } catch StoreError.io(_, _, ENOENT) { return nil }
         guard let bytes = response.headers.first(name: "content-length").flatMap(Int.init),
               let modified = response.headers.first(name: "last-modified").flatMap(S3Dates.httpDate) else {
             throw StoreError.io(path: location.url(ofKey: key), operation: "HEAD (no Content-Length or Last-Modified in the answer)", errno: EIO)
@@ -125,11 +129,12 @@ public struct S3Client: Sendable {
 
     /// Signs and sends one request and waits for its answer; a status outside 2xx throws.
     func send(_ method: String, key: String?, query: [(String, String)] = [], headers: [String: String] = [:],
-              payloadHash: String = SigV4.sha256Hex(""), body: HTTPClient.Body? = nil) throws -> HTTPClient.Response {
+              payloadHash: String = SigV4.sha256Hex(""), body: HTTPClient.Body? = nil,
+              deadline: TimeAmount = Self.deadline) throws -> HTTPClient.Response {
         let request = try self.request(method, key: key, query: query, headers: headers, payloadHash: payloadHash, body: body)
         let url = location.url(ofKey: key ?? "")
         let response: HTTPClient.Response
-        do { response = try http.execute(request: request, deadline: .now() + Self.deadline).wait() } catch {
+        do { response = try http.execute(request: request, deadline: .now() + deadline).wait() } catch {
             throw Self.unreachable(url, method, error)
         }
         guard (200..<300).contains(response.status.code) else {

@@ -231,6 +231,27 @@ final class FleetStoreTests: XCTestCase {
         XCTAssertEqual([v.checked, v.failures, v.orphans], [1, 0, 0])
     }
 
+    /// An object store that takes a HEAD and never answers it: the ingest is a transient
+    /// failure after the HEAD's own deadline (15 s), not the 120 s read timeout, which an
+    /// insert's presence check waited out holding the blobs' index locks (every other writer
+    /// of those blobs, and compaction, waited as long).
+    func testAHeadTheObjectStoreNeverAnswersIsTransientWithinItsDeadline() throws {
+        let s3Port = Int(URL(string: servers.environment["AWS_ENDPOINT_URL_S3"]!)!.port!)
+        let proxy = try HoldingProxy(upstreamPort: s3Port)
+        let viaProxy = ["AWS_ENDPOINT_URL_S3": "http://\(host(1).serverAddress):\(proxy.port)"]
+        let input = try scratch.snapshot("held.safetensors", seed: 12)
+        proxy.hold("HEAD")
+        let began = Date()
+        let r = try kv(["ingest", input], node: 1, environment: viaProxy)
+        let waited = Date().timeIntervalSince(began)
+        proxy.release()
+        XCTAssertTrue(proxy.waitUntilHeld(timeout: 1))
+        XCTAssertEqual(r.status, 4, r.stderr)
+        XCTAssertTrue(r.stderr.contains("HEAD"), r.stderr)
+        XCTAssertLessThan(waited, 60, "the HEAD's deadline, not the read timeout")
+        XCTAssertEqual(try kv(["ingest", input], node: 1).status, 0, "stored once the store answers")
+    }
+
     func testStoppingPostgresOrS3MidBatchIsTransientAndLosesNoInput() throws {
         let inbox = try inbox("inbox", seeds: [0, 1])
         let watcher = try daemon(inbox, node: 1, ["--jobs", "1"])
