@@ -16,7 +16,7 @@ struct AccessLog: Sendable {
 
     /// Query parameters whose values are logged.
     static let plainParameters: Set<String> = [
-        "q", "limit", "after", "model", "key", "source", "policy", "dtype", "expand", "pinned", "sort", "order", "page"]
+        "q", "limit", "after", "model", "key", "source", "policy", "dtype", "expand", "prefix", "segment", "pinned", "sort", "order", "page"]
 
     /// The request target as logged.
     static func target(_ uri: URI) -> String {
