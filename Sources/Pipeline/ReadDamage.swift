@@ -8,6 +8,7 @@ extension StoreRoot {
     /// not the object's (`verify` reads the objects and records theirs). Best effort: the
     /// read's own error is what the caller reports.
     public func noteDamage(_ error: Error, reading record: EntryRecord) {
+        // Only what a check found (`corrupt`, naming the file), never what kept it from reading.
         guard !blobs.isShared, let blob = Verifier.blob(record, named: error) else { return }
         try? index.noteDamaged(blob, problem: "\(error)")
     }

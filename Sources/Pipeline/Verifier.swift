@@ -73,17 +73,27 @@ public struct Verifier {
     /// where what was read is the blob itself, not a copy cached before it changed.
     func recheck(_ record: EntryRecord, noting: Bool = false) throws -> EntryCheck {
         var record = record
-        func damaged(_ fault: Fault) -> EntryCheck {
-            if noting || !root.blobs.isShared { try? root.index.noteDamaged(fault.blob, problem: fault.problem) }
-            return .damaged(fault.problem)
+        // What was found (a value of `fault(of:)`) is recorded; what kept it from being read
+        // (a full table of open files, a disk error, an unreachable object store: thrown) is
+        // reported as before but not recorded, since it says nothing of the blob.
+        func examine(_ record: EntryRecord) -> (fault: Fault, found: Bool)? {
+            do { return try fault(of: record).map { ($0, true) } } catch {
+                return (Fault(blob: Self.blob(record, named: error) ?? record.blob, problem: "\(error)"), false)
+            }
+        }
+        func damaged(_ examined: (fault: Fault, found: Bool)) -> EntryCheck {
+            if examined.found && (noting || !root.blobs.isShared) {
+                try? root.index.noteDamaged(examined.fault.blob, problem: examined.fault.problem)
+            }
+            return .damaged(examined.fault.problem)
         }
         for _ in 0..<3 {
-            guard let fault = fault(record) else { return .intact }
+            guard let examined = examine(record) else { return .intact }
             guard let fresh = try root.index.entry(id: record.id) else { return .removed }
-            if fresh.blob == record.blob { return damaged(fault) }
+            if fresh.blob == record.blob { return damaged(examined) }
             record = fresh
         }
-        return fault(record).map(damaged) ?? .intact
+        return examine(record).map(damaged) ?? .intact
     }
 
     /// Which of an entry's blobs is damaged (its own part, or its segment), and how.
@@ -136,9 +146,13 @@ public struct Verifier {
             return Self.firstUndecodableLayer(segment).map { Fault(blob: name, problem: "segment \(location): \($0)") }
         } catch let error as StoreError where error.isTransient {
             throw error
-        } catch {
+        } catch let error as StoreError {
+            // Unreadable (EMFILE, EIO) is not damage, as for the part.
+            if case .io(_, _, let code) = error, code != ENOENT { throw error }
             // The part's own pack naming another segment, or none, is the part's damage.
             return Fault(blob: Self.blob(record, named: error) ?? name, problem: "\(error)")
+        } catch {
+            return Fault(blob: name, problem: "\(error)")
         }
     }
 

@@ -94,6 +94,7 @@ extension StoreRoot {
             }
             try blobs.delete(name)
             try index.forgetDoomed(name)
+            try index.forgetDamaged([name])
             return blob.bytes
         }
     }

@@ -143,3 +143,41 @@ final class CraftedPackTests: XCTestCase {
         }
     }
 }
+
+/// Local blobs one of which cannot be opened now (a full table of open files).
+private final class UnreadableBlobs: LocalBlobsWithHooks, @unchecked Sendable {
+    var unreadable: String?
+    override func readablePath(_ name: String) throws -> String {
+        if name == unreadable { throw StoreError.io(path: local.location(name), operation: "open", errno: EMFILE) }
+        return try local.readablePath(name)
+    }
+}
+
+/// `verify` records what it finds damaged for `match` to pass over, never what it could not
+/// read: a blob that cannot be opened now says nothing of the blob.
+final class DamageRecordTests: XCTestCase {
+    func testWhatVerifyCannotReadIsReportedButNotRecordedAsDamage() throws {
+        let directory = NSTemporaryDirectory() + "kvstore-damage-" + UUID().uuidString
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let blobs = UnreadableBlobs(try LocalBlobStore(root: directory))
+        let root = StoreRoot(index: try EntryIndex(path: directory + "/index.sqlite"), blobs: blobs, path: directory)
+        let record = try Ingestor(root: root).ingest(path: try StoreFixture.question(directory, 1), policy: try Policy(parsing: "none")).record
+        let segment = try XCTUnwrap(record.segment)
+
+        blobs.unreadable = segment
+        XCTAssertEqual(try Verifier(root: root).verify().failures.count, 1, "reported")
+        XCTAssertEqual(try root.index.damagedBlobs(), [:], "not recorded: nothing was found")
+        blobs.unreadable = nil
+
+        let path = blobs.location(segment)
+        var bytes = try Data(contentsOf: URL(fileURLWithPath: path))
+        bytes[bytes.count / 2] ^= 0x40
+        try bytes.write(to: URL(fileURLWithPath: path))
+        XCTAssertEqual(try Verifier(root: root).verify().failures.count, 1)
+        XCTAssertEqual(Array(try root.index.damagedBlobs().keys), [segment], "found damaged: recorded")
+        bytes[bytes.count / 2] ^= 0x40
+        try bytes.write(to: URL(fileURLWithPath: path))
+        XCTAssertTrue(try Verifier(root: root).verify().ok)
+        XCTAssertEqual(try root.index.damagedBlobs(), [:], "read back whole: forgotten")
+    }
+}

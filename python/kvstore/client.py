@@ -185,7 +185,8 @@ class Client:
         entry_id = store.ingest("chat.safetensors", policy="lightkv+int8")
         snap = store.fetch_snapshot(entry_id)            # or store.fetch(entry_id, "out.safetensors")
 
-    `timeout`: seconds a command may run (local), or a network read may wait (HTTP); None: no limit.
+    `timeout`: seconds a call may take: the command (local), or the whole request and answer
+    (HTTP); None: no limit.
     """
 
     def __new__(cls, store: str | os.PathLike[str] | None = None, binary: str | None = None, *,

@@ -319,33 +319,51 @@ class HTTPClient(Client):
         path, wanted = self._entry_path(entry, by_key)
         output = os.fspath(output)
         temp = f"{output}.{os.getpid()}.part"
+        shared = None  # the segment, downloaded beside the part under a name of its own until checked
+        target = self._target(path + "/pack")
+
+        def refused(problem: str) -> CorruptError:  # named by the files it was to become
+            if shared is not None:
+                problem = problem.replace(shared, shared.rsplit(".", 2)[0])
+            return CorruptError(["GET", self.url + target[len(self._base):]], 3, problem.replace(temp, output),
+                                status=None, code="corrupt")
         try:
             for _ in range(REPACK_ATTEMPTS):
                 self._download(path + "/pack", {}, temp)
-                header = read_header(temp)
-                self._check_names(wanted, header.entry_id, "GET", self._target(path + "/pack"), "the pack's header")
+                try:
+                    header = read_header(temp)
+                except PackError as e:  # a proxy's page, another service: not a kvpack
+                    raise refused(str(e)) from None
+                self._check_names(wanted, header.entry_id, "GET", target, "the pack's header")
                 named = (header.segment or {}).get("name") if header.format == 2 else None
+                beside = None
                 if named is not None:
                     beside = os.path.join(os.path.dirname(output), f"{named}.kvpack")
+                    shared = f"{beside}.{os.getpid()}.part"
                     try:
                         # The segment the part names, or 412: the entry was re-packed since.
-                        self._download(path + "/pack", {"segment": "1"}, beside, if_match=f'"{named}"')
+                        self._download(path + "/pack", {"segment": "1"}, shared, if_match=f'"{named}"')
                     except _Repacked:
                         continue
                     except NotFoundError as e:
                         if "stored whole" not in str(e):  # a server from before 412 says it so
                             raise
                         continue
-                # Opening them checks that the segment is the one the part names, by content.
+                # Opening them checks that the segment is the one the part names, by content;
+                # only then do they take their names (a good copy of the segment already
+                # beside the output, from a sibling entry, is never replaced by a bad one).
                 try:
-                    Pack(temp).close()
+                    Pack(temp, segment=shared).close()
                 except PackError as e:
-                    raise CorruptError(["GET", self.url + path + "/pack"], 3, str(e), status=None, code="corrupt") from None
+                    raise refused(str(e)) from None
+                if beside is not None and shared is not None:
+                    os.replace(shared, beside)
                 os.replace(temp, output)
                 return output
         finally:
-            if os.path.exists(temp):
-                os.remove(temp)
+            for left in (temp, shared):
+                if left is not None and os.path.exists(left):
+                    os.remove(left)
         raise TransientError(["GET", self.url + path + "/pack"], 4,
                              f"the entry was re-packed {REPACK_ATTEMPTS} times while its pack was read",
                              status=412, code="precondition_failed")

@@ -479,6 +479,9 @@ class KVStoreConnector(KVConnectorBase_V1):
             except UsageError as e:
                 logger.warning("kvstore: %s; the connector saves nothing (loading is unaffected)", e.stderr.strip() or e)
                 self.save_enabled = False
+            except Exception as e:  # not checked now (a slow binary): a wrong policy fails its saves, logged
+                logger.warning("kvstore: the policy %r could not be checked (%s: %s); saving goes on",
+                               self.policy, type(e).__name__, e)
         if self.save_enabled and _evicts(self.policy, ""):
             logger.warning("kvstore: policy %r evicts vision tokens: the entries it stores are kept for other readers, "
                            "but vLLM cannot load them (its attention needs KV at every position)", self.policy)

@@ -352,6 +352,12 @@ def test_a_segment_the_part_does_not_name_is_never_joined(server: Server, tmp_pa
     a, b = (server.cli.ingest(server.cli.synth(tmp_path / f"s{seed}.safetensors", "--preset", "tiny", "--seed", str(seed)),
                               "int8") for seed in (1, 5))
     store = server.client(READER)
+    good = tmp_path / "good"
+    good.mkdir()
+    store.fetch_raw(a, good / "a.kvpack")
+    [segment_file] = [p for p in good.iterdir() if p.name != "a.kvpack"]
+    beside = tmp_path / segment_file.name  # a good copy beside the output, as a sibling's fetch leaves it
+    beside.write_bytes(segment_file.read_bytes())
     real, download = store._json, store._download
 
     def crossed(method, path, query=None, **kw):  # b's segment, said to be a's, If-Match ignored
@@ -372,6 +378,8 @@ def test_a_segment_the_part_does_not_name_is_never_joined(server: Server, tmp_pa
     with pytest.raises(kvstore.CorruptError, match="segment"):
         store.fetch_raw(a, tmp_path / "e.kvpack")
     assert not (tmp_path / "e.kvpack").exists(), "the part is put in place only with its segment"
+    assert beside.read_bytes() == segment_file.read_bytes(), "the good copy beside it is not replaced"
+    assert not [p for p in tmp_path.iterdir() if p.name.endswith((".part", ".tmp"))], "no temporary left"
 
 
 def test_pin_over_http_and_what_the_api_does_not_offer(server: Server, snapshots: list[Path]) -> None:
