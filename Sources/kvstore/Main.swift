@@ -56,6 +56,7 @@ enum Main {
         // Layers are allocated and freed a few at a time, tens of MB each: keep that memory in
         // the heap rather than mapping fresh zeroed pages for every layer and unmapping them.
         kvstore_keep_freed_memory()
+        EventLoopPrimer.prime()
         do {
             var command = try KVStoreCommand.parseAsRoot()
             try command.run()
