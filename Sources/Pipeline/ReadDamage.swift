@@ -1,3 +1,4 @@
+import Foundation
 import Store
 
 /// What a failed read leaves behind: a record of the damaged blob (`EntryIndex.noteDamaged`),
@@ -9,7 +10,7 @@ extension StoreRoot {
     /// read's own error is what the caller reports.
     public func noteDamage(_ error: Error, reading record: EntryRecord) {
         // Only what a check found (`corrupt`, naming the file), never what kept it from reading.
-        guard !blobs.isShared, let blob = Verifier.blob(record, named: error) else { return }
+        guard !blobs.isShared, let blob = record.blob(namedBy: error) else { return }
         try? index.noteDamaged(blob, problem: "\(error)")
     }
 
@@ -19,5 +20,15 @@ extension StoreRoot {
             noteDamage(error, reading: record)
             throw error
         }
+    }
+}
+
+extension EntryRecord {
+    /// The blob of this entry (its part or its segment) whose file a failed check's `error`
+    /// names (`corrupt` carries the file's path), if it names one.
+    public func blob(namedBy error: Error) -> String? {
+        guard case StoreError.corrupt(let path, _)? = error as? StoreError else { return nil }
+        let file = (path as NSString).lastPathComponent
+        return blobs.first { file.hasPrefix($0) }
     }
 }

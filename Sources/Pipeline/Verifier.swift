@@ -73,15 +73,7 @@ public struct Verifier {
     /// where what was read is the blob itself, not a copy cached before it changed.
     func recheck(_ record: EntryRecord, noting: Bool = false) throws -> EntryCheck {
         var record = record
-        // What was found (a value of `fault(of:)`) is recorded; what kept it from being read
-        // (a full table of open files, a disk error, an unreachable object store: thrown) is
-        // reported as before but not recorded, since it says nothing of the blob.
-        func examine(_ record: EntryRecord) -> (fault: Fault, found: Bool)? {
-            do { return try fault(of: record).map { ($0, true) } } catch {
-                return (Fault(blob: Self.blob(record, named: error) ?? record.blob, problem: "\(error)"), false)
-            }
-        }
-        func damaged(_ examined: (fault: Fault, found: Bool)) -> EntryCheck {
+        func damaged(_ examined: Examined) -> EntryCheck {
             if examined.found && (noting || !root.blobs.isShared) {
                 try? root.index.noteDamaged(examined.fault.blob, problem: examined.fault.problem)
             }
@@ -102,12 +94,19 @@ public struct Verifier {
         var problem: String
     }
 
-    /// The first problem with one entry's blob (and segment), or nil when it reads back intact.
-    public func check(_ record: EntryRecord) -> String? { fault(record)?.problem }
+    /// A fault and whether it was found: a value of `fault(of:)` is, while what kept the check
+    /// from reading (a full table of open files, a disk error, an unreachable object store:
+    /// thrown) is reported alike but says nothing of the blob, so it is never recorded.
+    typealias Examined = (fault: Fault, found: Bool)
 
-    func fault(_ record: EntryRecord) -> Fault? {
-        do { return try fault(of: record) } catch { return Fault(blob: Self.blob(record, named: error) ?? record.blob, problem: "\(error)") }
+    func examine(_ record: EntryRecord) -> Examined? {
+        do { return try fault(of: record).map { ($0, true) } } catch {
+            return (Fault(blob: record.blob(namedBy: error) ?? record.blob, problem: "\(error)"), false)
+        }
     }
+
+    /// The first problem with one entry's blob (and segment), or nil when it reads back intact.
+    public func check(_ record: EntryRecord) -> String? { examine(record)?.fault.problem }
 
     /// The same, throwing what could not be checked now (`StoreError.isTransient`).
     public func damage(of record: EntryRecord) throws -> String? { try fault(of: record)?.problem }
@@ -125,7 +124,7 @@ public struct Verifier {
         } catch let error as StoreError {
             // Unreadable (EACCES, EIO) is not damage: nothing may be relinked or deleted on it.
             if case .io(_, _, let code) = error, code != ENOENT { throw error }
-            return Fault(blob: Self.blob(record, named: error) ?? record.blob, problem: "\(error)")
+            return Fault(blob: record.blob(namedBy: error) ?? record.blob, problem: "\(error)")
         } catch {
             return Fault(blob: record.blob, problem: "\(error)")
         }
@@ -150,17 +149,10 @@ public struct Verifier {
             // Unreadable (EMFILE, EIO) is not damage, as for the part.
             if case .io(_, _, let code) = error, code != ENOENT { throw error }
             // The part's own pack naming another segment, or none, is the part's damage.
-            return Fault(blob: Self.blob(record, named: error) ?? name, problem: "\(error)")
+            return Fault(blob: record.blob(namedBy: error) ?? name, problem: "\(error)")
         } catch {
             return Fault(blob: name, problem: "\(error)")
         }
-    }
-
-    /// The blob of `record` whose file a check's `error` names, if it names one.
-    static func blob(_ record: EntryRecord, named error: Error) -> String? {
-        guard case StoreError.corrupt(let path, _)? = error as? StoreError else { return nil }
-        let file = (path as NSString).lastPathComponent
-        return record.blobs.first { file.hasPrefix($0) }
     }
 
     /// The first layer of `pack` that does not decode, decoding all on every core; nil when all

@@ -33,7 +33,7 @@ extension StoreResponder {
                 try root.index.touch(record.id)
                 return (nil, record)
             }
-            let plan = try Self.namingSegment(of: record) { try root.noting(damageOf: record) { try Fetcher(root: root).plan(record, options: options) } }
+            let plan = try Self.namingSegment(of: record, in: root) { try Fetcher(root: root).plan(record, options: options) }
             return (plan, plan.record)
         }
         let tag = Self.snapshotTag(outcome.record, options)
@@ -100,7 +100,7 @@ extension StoreResponder {
             // does: the whole pack hashed at every read (and again as it is sent, below),
             // a range once for the file as it is (`ContentProofs`; the client checks each
             // section against the layout, which came from the same proven file).
-            try Self.namingSegment(of: record) { try root.noting(damageOf: record) { try proofs.check(pack, named: blob, always: range == nil) } }
+            try Self.namingSegment(of: record, in: root) { try proofs.check(pack, named: blob, always: range == nil) }
             // A client reading layer by layer makes one request per layer: count the reads
             // that start at the beginning (the whole pack, or its first range).
             if !segment, (range?.start ?? 0) == 0 { try root.index.touch(record.id) }
@@ -159,7 +159,7 @@ extension StoreResponder {
             if !segment { try root.index.touch(record.id) }
             // A client checks the ranges it reads against these offsets and checksums: they
             // must come from the blob the row names, not from another file in its place.
-            try Self.namingSegment(of: record) { try root.noting(damageOf: record) { try proofs.check(pack, named: blob) } }
+            try Self.namingSegment(of: record, in: root) { try proofs.check(pack, named: blob) }
             record.blob = blob
             let h = pack.header
             let headerOffset = h.layers.last.map { $0.offset + $0.storedLength } ?? PackHeader.magic.count
@@ -187,7 +187,7 @@ extension StoreResponder {
             throw repacked(ifMatch, now: record.segment, segment: true)
         }
         do {
-            guard let shared = try namingSegment(of: record, { try root.noting(damageOf: record) { try fetcher.segment(of: record, pack: pack) } }) else { throw notSegmented(record) }
+            guard let shared = try namingSegment(of: record, in: root, { try fetcher.segment(of: record, pack: pack) }) else { throw notSegmented(record) }
             return (record, shared, record.segment!)
         } catch let e as DamagedSegment {
             guard let fresh = try root.index.entry(id: record.id) else { throw StoreError.notFound("id \(record.id) (removed while fetching)") }
@@ -206,12 +206,13 @@ extension StoreResponder {
                         headers: tag.map { [.eTag: $0] } ?? [:])
     }
 
-    /// Runs `body`; a check failing on `record`'s segment is reported as the segment's damage,
-    /// which breaks every entry naming it, not as the entry's own pack's.
-    static func namingSegment<T>(of record: EntryRecord, _ body: () throws -> T) throws -> T {
-        do { return try body() } catch StoreError.corrupt(let path, let problem) {
-            guard let name = record.segment, (path as NSString).lastPathComponent.hasPrefix(name) else { throw StoreError.corrupt(path: path, problem: problem) }
-            throw DamagedSegment(name: name, error: .corrupt(path: path, problem: problem))
+    /// Runs `body`, recording what damage it finds for `match` (`StoreRoot.noting`); a check
+    /// failing on `record`'s segment is reported as the segment's damage, which breaks every
+    /// entry naming it, not as the entry's own pack's.
+    static func namingSegment<T>(of record: EntryRecord, in root: StoreRoot, _ body: () throws -> T) throws -> T {
+        do { return try root.noting(damageOf: record, body) } catch let error as StoreError {
+            guard let name = record.segment, record.blob(namedBy: error) == name else { throw error }
+            throw DamagedSegment(name: name, error: error)
         }
     }
 

@@ -20,7 +20,7 @@ extension StoreResponder {
         let html = try await pool.run { root in
             let fetcher = Fetcher(root: root)
             let (record, pack) = try fetcher.open(try root.index.resolve(id))
-            let map = try RetentionMap(pack: pack, segment: try Self.namingSegment(of: record) { try fetcher.segment(of: record, pack: pack) })
+            let map = try RetentionMap(pack: pack, segment: try Self.namingSegment(of: record, in: root) { try fetcher.segment(of: record, pack: pack) })
             return EntryPage(record: record, sources: try root.index.sources(of: record.id), map: map,
                              canWrite: canWrite).html
         }

@@ -145,6 +145,16 @@ def check_entry(entry: str) -> str:
     return entry
 
 
+def check_stored_policy(header: Any, policy: str | None, args: list[str], **http: Any) -> None:
+    """Raises a `TransientError` (with `http`'s status and code) unless the pack `header` is
+    stored with `policy` (None: any), the one a reader's decision was taken on (`show`): a
+    re-pack since changed what it reads."""
+    stored = header.compression.get("policy")
+    if policy is not None and stored != policy:
+        raise TransientError(args, 4, f"the entry is stored with {stored!r} now, not {policy!r} (re-packed since): "
+                             "read its record again", **http)
+
+
 def check_path(path: str | os.PathLike[str], what: str = "output") -> str:
     """A file path for the binary: "-" (standard output) is refused, and a path starting with
     "-" is passed as ./PATH so that it is never read as an option."""
@@ -291,10 +301,7 @@ class Client:
         stored with that policy: a re-pack since raises a `TransientError` before any layer."""
         with tempfile.TemporaryDirectory(prefix="kvstore-") as d:
             with read_pack(self.fetch_raw(entry, os.path.join(d, "entry.kvpack"), by_key=by_key)) as pack:
-                stored = pack.header.compression.get("policy")
-                if policy is not None and stored != policy:
-                    raise TransientError(["fetch", entry], 4, f"the entry is stored with {stored!r} now, not {policy!r} "
-                                         "(re-packed since): read its record again")
+                check_stored_policy(pack.header, policy, ["fetch", entry])
                 yield from pack.layers(dtype, expand)
 
     def show(self, entry: str, by_key: bool = False) -> Entry:

@@ -152,9 +152,9 @@ class KVStoreCache(Cache):
             raise ValueError(f"a loaded kvstore cache serves batch size 1, not {input_ids.shape[0]}")
         if self.seen is not None:
             if ids[:len(self.seen)] != self.seen:
-                raise ModelMismatchError("this cache was already continued (a generate call holds its tokens, "
-                                         f"{len(self.seen)} and the answer's) and these ids do not extend them: "
-                                         "load it again for each new question, or a retry of the same one")
+                raise ModelMismatchError(f"this cache was already continued: it holds that call's {len(self.seen)} "
+                                         "tokens and their answer, and these ids do not extend them; load it again "
+                                         "for each new question, or to ask the same one again")
             self.seen = ids
             return
         if self.prefix_ids is None:
@@ -358,8 +358,8 @@ def _sources(kinds: Sequence[str], media: Sequence[bytes | str | os.PathLike[str
 def media_sources(model: torch.nn.Module, inputs: Mapping[str, Any],
                   media: Sequence[bytes | str | os.PathLike[str]]) -> list[str]:
     """The sources `capture` writes for `media` (the request's images and videos, in input
-    order) under the processor's output `inputs`: what `Client.match` and `load(sources=)` take
-    for a request. A video's timing is part of its source (`_source`)."""
+    order) under the processor's output `inputs`: what `Client.match` takes for a request. A
+    video's timing is part of its source (`_source`)."""
     if isinstance(media, (bytes, str, os.PathLike)):
         raise TypeError("media is a list of the request's images and videos, in order: pass [item], not one item")
     spans = [s for s in spans_of(inputs["input_ids"][0].tolist(), vision_items(model, inputs)) if s.is_vision]
@@ -544,12 +544,11 @@ def check_media(snap: Snapshot, media: Sequence[bytes | str | os.PathLike[str]],
             raise ModelMismatchError(f"image/video {i} of the cache was stored without a source (capture with "
                                      "media=...), so it cannot be checked against media")
         if span.source != given:
-            timed = span.kind == "video" and timings is None
+            other = "image" if span.kind != "video" else "video, or the same one at another timing" + (
+                " (pass the request's processor output as inputs=: a video's second_per_grid_ts is part of its source)"
+                if timings is None else "")
             raise ModelMismatchError(f"image/video {i} of the cache is {span.source}, media {i} is {given}: "
-                                     "the cache is about another " + ("video, or the same one at another timing "
-                                     "(pass the request's processor output as inputs=: a video's "
-                                     "second_per_grid_ts is part of its source)" if timed else
-                                     "video, or the same one at another timing" if span.kind == "video" else "image"))
+                                     f"the cache is about another {other}")
 
 
 def load(source: Any, model: torch.nn.Module, mode: str = "proportional",

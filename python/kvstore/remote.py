@@ -13,10 +13,10 @@ from typing import Any, BinaryIO, Iterator, Sequence
 
 import io
 
-from .client import Client, Entry, Ingested, PrefixMatch, check_entry, check_ids, check_sources, is_url
+from .client import Client, Entry, Ingested, PrefixMatch, check_entry, check_ids, check_sources, check_stored_policy, is_url
 from .errors import (CommandError, CorruptError, ForbiddenError, NotFoundError, PackError, TransientError, UnauthorizedError,
                      UsageError)
-from .pack import SEGMENTED_MAGIC, Pack, PackLayer, Section, read_header, segment_problem
+from .pack import Pack, PackLayer, Section, read_header, segment_problem
 
 CHUNK = 1 << 20
 # A compaction re-packing the entry between `/layout` and the ranges: read the layout again.
@@ -319,12 +319,12 @@ class HTTPClient(Client):
         path, wanted = self._entry_path(entry, by_key)
         output = os.fspath(output)
         temp = f"{output}.{os.getpid()}.part"
-        shared = None  # the segment, downloaded beside the part under a name of its own until checked
+        beside = shared = None  # the segment's name, and the one it is downloaded under until checked
         target = self._target(path + "/pack")
 
         def refused(problem: str) -> CorruptError:  # named by the files it was to become
-            if shared is not None:
-                problem = problem.replace(shared, shared.rsplit(".", 2)[0])
+            if shared is not None and beside is not None:
+                problem = problem.replace(shared, beside)
             return CorruptError(["GET", self.url + target[len(self._base):]], 3, problem.replace(temp, output),
                                 status=None, code="corrupt")
         try:
@@ -336,7 +336,7 @@ class HTTPClient(Client):
                     raise refused(str(e)) from None
                 self._check_names(wanted, header.entry_id, "GET", target, "the pack's header")
                 named = (header.segment or {}).get("name") if header.format == 2 else None
-                beside = None
+                beside = shared = None
                 if named is not None:
                     beside = os.path.join(os.path.dirname(output), f"{named}.kvpack")
                     shared = f"{beside}.{os.getpid()}.part"
@@ -384,10 +384,7 @@ class HTTPClient(Client):
                 pack = self._layout(path, wanted)
             except _Repacked:
                 continue
-            if policy is not None and pack.header.compression.get("policy") != policy:
-                raise TransientError(["GET", pack.path], 4, f"the entry is stored with {pack.header.compression.get('policy')!r} "
-                                     f"now, not {policy!r} (re-packed since): read its record again",
-                                     status=412, code="precondition_failed")
+            check_stored_policy(pack.header, policy, ["GET", pack.path], status=412, code="precondition_failed")
             done = 0
             try:
                 for i in range(pack.num_layers):

@@ -65,7 +65,8 @@ public struct Compactor {
         (report.strays, report.reshelved) = try adopter.reshelveStrays()
         // A part younger than the grace period is an ingest about to write its row, or one
         // that died after publishing its part: settled once old enough, with its segment, so
-        // that segment waits too, tombstoned or not (docs/design/segments.md, "Crashes").
+        // that segment waits too, tombstoned or not (docs/design/segments.md, "Ingest, step by
+        // step, and what a crash leaves").
         let orphans = try root.orphanBlobs(minimumAge: 0)
         let awaited = try adopter.segmentsNamed(byParts: orphans.filter { $0.age < settings.grace }.map(\.name))
         var segments: [String] = [], keptSegments = awaited
